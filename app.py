@@ -1,0 +1,12 @@
+"""faircam's dashboard: `streamlit run app.py` (or `bash run.sh app`). Routes to the pages."""
+
+import streamlit as st
+
+st.navigation(
+    [
+        st.Page("pages/0_Home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/1_Explore.py", title="Explore", icon="🔍", url_path="Explore"),
+        st.Page("pages/2_Evaluation.py", title="Evaluation", icon="📊", url_path="Evaluation"),
+        st.Page("pages/3_About.py", title="About", icon="ℹ️", url_path="About"),
+    ]
+).run()

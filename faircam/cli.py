@@ -1,0 +1,138 @@
+"""The `faircam` command: train, evaluate, explain one image, fetch FairFace.
+
+Every known failure (bad data folder, unreadable image, damaged checkpoint or cache, no
+internet) ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from faircam.config import settings
+from faircam.data import DataError
+from faircam.evaluate import CacheError
+from faircam.fetch import FetchError
+from faircam.images import ImageError
+from faircam.model import ARCHITECTURES, ModelError
+
+KNOWN_ERRORS = (DataError, ImageError, ModelError, CacheError, FetchError)
+
+
+def _data_dir(value: str | None) -> Path:
+    data = Path(value) if value else settings().data_dir
+    if data is None:
+        raise DataError("No data folder: pass --data DIR or set FAIRCAM_DATA.")
+    return data
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from faircam.train import TrainConfig, train
+
+    config = TrainConfig(
+        data=str(_data_dir(args.data)), out=args.out, arch=args.arch, input_size=args.input_size,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, frozen_stages=args.frozen_stages,
+        views=args.views, limit=args.limit, seed=args.seed, device=args.device, pretrained=not args.scratch,
+    )
+    result = train(config)
+    print(json.dumps({"best_val_accuracy": result["best_val_accuracy"], "out": result["out"]}))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from faircam.evaluate import run_evaluation
+    from faircam.explain import Pipeline
+
+    pipeline = Pipeline.load(args.model or settings().model_path)
+    cache = run_evaluation(_data_dir(args.data), args.split, Path(args.out), pipeline.model, pipeline.detector,
+                           limit=args.limit, batch_size=args.batch_size)
+    rows = cache.rows
+    print(json.dumps({"out": args.out, "images": len(rows), "accuracy": round(float(rows["correct"].mean()), 4),
+                      "unreadable": cache.meta["data"]["unreadable"],
+                      "dropped_rows": cache.meta["data"]["dropped_total"]}))
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from faircam.explain import Pipeline
+    from faircam.figures import explanation_figure
+    from faircam.images import read_image
+
+    image = read_image(args.image)
+    pipeline = Pipeline.load(args.model or settings().model_path)
+    explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        explanation_figure(explanation).save(args.out)
+    print(json.dumps({"model": pipeline.model.name, **explanation.as_dict()}, indent=2))
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from faircam.fetch import fetch_fairface
+
+    counts = fetch_fairface(Path(args.out), limit=args.limit)
+    print(json.dumps({"out": args.out, **counts}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faircam", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a gender classifier on a FairFace folder")
+    train.add_argument("--data", help="FairFace folder (default: FAIRCAM_DATA or ../shared/fairface)")
+    train.add_argument("--out", required=True, help="checkpoint to write")
+    train.add_argument("--arch", default="efficientnet-lite0", choices=list(ARCHITECTURES))
+    train.add_argument("--input-size", type=int, default=160)
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--frozen-stages", type=int, default=9,
+                       help="trunk stages kept at their ImageNet weights (0: fine-tune everything)")
+    train.add_argument("--views", type=int, default=1, help="augmented copies cached per image when frozen")
+    train.add_argument("--limit", type=int, help="train on this many images (quick runs)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    train.add_argument("--scratch", action="store_true",
+                       help="random initial weights (default: ImageNet; ResNets download theirs)")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a model over a split and write the cache")
+    evaluate.add_argument("--data", help="FairFace folder (default: FAIRCAM_DATA or ../shared/fairface)")
+    evaluate.add_argument("--split", default="val", choices=["train", "val"])
+    evaluate.add_argument("--out", required=True, help="parquet file to write")
+    evaluate.add_argument("--limit", type=int, help="only the first N images")
+    evaluate.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    explain = commands.add_parser("explain", help="four CAMs for one image, as a figure and JSON")
+    explain.add_argument("image")
+    explain.add_argument("--out", help="PNG figure to write")
+    explain.add_argument("--crop", action="store_true", help="crop and align the face with MTCNN")
+    explain.add_argument("--blur", action="store_true", help="blur the background around the face")
+    explain.add_argument("--face", type=int, default=0, help="which face when there are several (0: largest)")
+    explain.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
+    explain.set_defaults(run=cmd_explain)
+
+    fetch = commands.add_parser("fetch-fairface", help="download FairFace (needs internet)")
+    fetch.add_argument("--out", required=True, help="folder to write FairFace's layout into")
+    fetch.add_argument("--limit", type=int, help="at most N images per split")
+    fetch.set_defaults(run=cmd_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except KNOWN_ERRORS as exc:
+        print(f"faircam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("faircam: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Every setting faircam reads, in one place, with its environment override.
+
+`FAIRCAM_DATA` points at a FairFace-layout folder, `FAIRCAM_MODEL` at a checkpoint and
+`FAIRCAM_CACHE` at an evaluation cache. Without them faircam uses what ships in `assets/`
+and the FairFace sample beside the checkout (`../shared/fairface`) when it is there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ASSETS = PROJECT_ROOT / "assets"
+
+DEFAULT_MODEL = ASSETS / "model.pt"
+DEFAULT_CACHE = ASSETS / "eval_val.parquet"
+SHARED_FAIRFACE = PROJECT_ROOT.parent / "shared" / "fairface"
+
+CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM")
+FACE_REGIONS = ("eyes", "nose", "mouth", "rest of face")
+# Groups smaller than this get a warning next to their numbers instead of a ranking.
+MIN_GROUP_SIZE = 30
+# Longest side an uploaded photo is reduced to before anything else touches it.
+MAX_IMAGE_SIDE = 2048
+# More pixels than this is treated as a decompression bomb and refused.
+MAX_IMAGE_PIXELS = 12_000 * 12_000
+MAX_UPLOAD_MB = 20
+
+
+def _path_from_env(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path | None
+    model_path: Path
+    cache_path: Path
+
+
+def settings() -> Settings:
+    """The settings in force now: environment first, then the bundled defaults."""
+    data = _path_from_env("FAIRCAM_DATA")
+    if data is None and SHARED_FAIRFACE.is_dir():
+        data = SHARED_FAIRFACE
+    return Settings(
+        data_dir=data,
+        model_path=_path_from_env("FAIRCAM_MODEL") or DEFAULT_MODEL,
+        cache_path=_path_from_env("FAIRCAM_CACHE") or DEFAULT_CACHE,
+    )

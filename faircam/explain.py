@@ -1,0 +1,83 @@
+"""One or many images through the pipeline: view -> prediction -> four CAMs -> focus scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faircam.cams import CamExplainer
+from faircam.focus import area_shares, focus_summary, region_masks
+from faircam.model import LoadedModel, load_checkpoint
+from faircam.preprocess import FaceDetector, View, make_view
+
+
+@dataclass
+class Explanation:
+    """What the model said about one view, and where each CAM method says it looked."""
+
+    view: View
+    probs: dict[str, float]
+    label: str
+    probability: float
+    maps: dict[str, np.ndarray]
+    focus: dict[str, dict[str, float]]
+    chance: dict[str, float]
+
+    def as_dict(self) -> dict:
+        """The JSON-ready summary printed by `faircam explain`."""
+        return {
+            "prediction": self.label,
+            "probability": round(self.probability, 4),
+            "probabilities": {k: round(v, 4) for k, v in self.probs.items()},
+            "face_found": self.view.face is not None,
+            "faces_found": self.view.faces_found,
+            "cropped": self.view.cropped,
+            "blurred": self.view.blurred,
+            "message": self.view.message,
+            "focus": {m: {k: round(v, 4) for k, v in f.items()} for m, f in self.focus.items()},
+            "chance": {k: round(v, 4) for k, v in self.chance.items()},
+        }
+
+
+def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer) -> list[Explanation]:
+    """Prediction, maps and focus scores for a batch of views in one forward and backward pass."""
+    batch = explainer(model.to_tensor([v.image for v in views]))
+    explanations = []
+    for i, view in enumerate(views):
+        target = int(batch.targets[i])
+        maps = {method: maps[i] for method, maps in batch.maps.items()}
+        explanations.append(
+            Explanation(
+                view=view,
+                probs={c: float(p) for c, p in zip(model.classes, batch.probs[i])},
+                label=model.classes[target],
+                probability=float(batch.probs[i, target]),
+                maps=maps,
+                focus={m: focus_summary(cam, view.face) for m, cam in maps.items()},
+                chance=area_shares(region_masks(view.face, view.image.shape[:2])),
+            )
+        )
+    return explanations
+
+
+@dataclass
+class Pipeline:
+    """A loaded model with its face detector and CAM explainer, loaded once per process."""
+
+    model: LoadedModel
+    detector: FaceDetector
+    explainer: CamExplainer
+
+    @classmethod
+    def load(cls, model_path: Path | str) -> Pipeline:
+        model = load_checkpoint(model_path)
+        return cls(model, FaceDetector(), CamExplainer(model.net, model.net.cam_layer))
+
+    def view(self, image: np.ndarray, crop: bool = False, blur: bool = False, face_index: int = 0) -> View:
+        return make_view(image, self.model.input_size, self.detector, crop=crop, blur=blur, face_index=face_index)
+
+    def explain(self, image: np.ndarray, crop: bool = False, blur: bool = False, face_index: int = 0) -> Explanation:
+        """`explain_views` for one RGB photo under the chosen crop and blur toggles."""
+        return explain_views([self.view(image, crop, blur, face_index)], self.model, self.explainer)[0]

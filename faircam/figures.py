@@ -1,0 +1,68 @@
+"""Pictures of explanations: CAM overlays and the side-by-side figure of the four maps."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from pytorch_grad_cam.utils.image import show_cam_on_image
+
+from faircam.explain import Explanation
+
+TILE = 224
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    """The CAM as a jet heat map over the RGB image (pytorch-grad-cam's own blend)."""
+    return show_cam_on_image(image.astype(np.float32) / 255, cam, use_rgb=True, image_weight=1 - weight)
+
+
+def draw_face(image: np.ndarray, explanation: Explanation) -> np.ndarray:
+    """The view with its face box and five landmarks drawn, to show what the focus score used."""
+    out = image.copy()
+    face = explanation.view.face
+    if face is None:
+        return out
+    x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+    cv2.rectangle(out, (x1, y1), (x2, y2), (255, 255, 255), 1)
+    for x, y in face.landmarks:
+        cv2.circle(out, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1)
+    return out
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size)
+
+
+def explanation_figure(explanation: Explanation) -> Image.Image:
+    """The view and the four CAM overlays side by side, with prediction and focus scores."""
+    view = explanation.view
+    tiles = [("input", draw_face(view.image, explanation), "")]
+    for method, cam in explanation.maps.items():
+        focus = explanation.focus[method]
+        caption = f"face {focus['face']:.0%} (chance {focus['face_baseline']:.0%})"
+        tiles.append((method, overlay(view.image, cam), caption))
+    header, footer = 34, 26
+    canvas = Image.new("RGB", (TILE * len(tiles), TILE + header + footer + 24), "white")
+    draw = ImageDraw.Draw(canvas)
+    title = f"Prediction: {explanation.label} ({explanation.probability:.0%})"
+    if view.message:
+        title += f"  ·  {view.message}"
+    draw.text((8, 6), title, fill="black", font=_font(16))
+    for i, (name, tile, caption) in enumerate(tiles):
+        image = Image.fromarray(tile).resize((TILE, TILE), Image.Resampling.BILINEAR)
+        canvas.paste(image, (i * TILE, header))
+        draw.text((i * TILE + 6, header + TILE + 4), name, fill="black", font=_font(14))
+        draw.text((i * TILE + 6, header + TILE + 24), caption, fill="dimgray", font=_font(12))
+    return canvas
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

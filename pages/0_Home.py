@@ -1,0 +1,41 @@
+"""Home: what faircam is, where to go, and which model, cache and data the app uses."""
+
+import streamlit as st
+
+import ui
+from faircam.config import settings
+from faircam.data import available_splits
+
+ui.page_setup("faircam: why does a face classifier decide, and for whom does it fail?", "🔍")
+ui.sidebar_model()
+
+st.markdown(
+    """
+faircam audits a **gender classifier** on faces from **FairFace**, a dataset balanced across seven
+race groups. It answers two questions, without any code:
+
+- **Why** does the model decide what it decides? Class activation maps show where it looked.
+- **For whom** does it fail? Accuracy per race, gender and age, with sample sizes and intervals.
+"""
+)
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.page_link("pages/1_Explore.py", label="**Explore a face**", icon="🔍")
+    st.caption("Pick a FairFace face or upload a photo; crop, blur, and compare four CAM methods.")
+with c2:
+    st.page_link("pages/2_Evaluation.py", label="**Evaluation**", icon="📊")
+    st.caption("Confusion matrix and accuracy by race, gender and race × gender.")
+with c3:
+    st.page_link("pages/3_About.py", label="**About the model and the maps**", icon="ℹ️")
+    st.caption("The model card, and how to read a class activation map.")
+
+st.divider()
+current = settings()
+splits = available_splits(current.data_dir)
+st.markdown("#### What this app is using")
+st.markdown(
+    f"- **Model:** `{current.model_path}` (set `FAIRCAM_MODEL` to audit another)\n"
+    f"- **Evaluation cache:** `{current.cache_path}` (set `FAIRCAM_CACHE`)\n"
+    + (f"- **FairFace folder:** `{current.data_dir}` ({', '.join(splits)})"
+       if splits else "- **FairFace folder:** none found: set `FAIRCAM_DATA`, or upload photos on Explore")
+)

@@ -1,0 +1,123 @@
+"""Explore: one face, its prediction, and where each CAM method says the model looked."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from faircam.config import CAM_METHODS, settings
+from faircam.data import AGES, GENDERS, RACES, DataError, available_splits, balanced_sample, filter_rows, load_split
+from faircam.figures import draw_face, explanation_figure, overlay, png_bytes
+from faircam.focus import REGIONS
+
+ui.page_setup("Explore a face")
+ui.sidebar_model()
+GRID = 12
+
+st.caption(
+    "Pick a FairFace face or upload a photo. faircam shows the model's prediction and four class activation "
+    "maps (CAMs): red marks the image areas that pushed the model towards its answer."
+)
+
+
+@st.cache_data(show_spinner=False)
+def _split_rows(root: str, split: str) -> pd.DataFrame:
+    return load_split(root, split).rows
+
+
+def choose_fairface() -> tuple[str, pd.Series] | None:
+    data = settings().data_dir
+    splits = available_splits(data)
+    if not splits:
+        st.info("No FairFace folder found. Set `FAIRCAM_DATA` to a folder in FairFace's layout "
+                "(or run `faircam fetch-fairface`), or upload a photo instead.")
+        return None
+    c1, c2, c3, c4 = st.columns([1, 2, 1, 2])
+    split = c1.selectbox("Split", splits, index=splits.index("val") if "val" in splits else 0)
+    races = c2.multiselect("Race", RACES, placeholder="all")
+    genders = c3.multiselect("Gender", GENDERS, placeholder="all")
+    ages = c4.multiselect("Age", AGES, placeholder="all")
+    try:
+        rows = filter_rows(_split_rows(str(data), split), races, genders, ages)
+    except DataError as exc:
+        st.error(f"**The data folder cannot be used.** {exc}")
+        return None
+    if rows.empty:
+        st.warning("No image matches these filters.")
+        return None
+    shuffle = st.session_state.setdefault("shuffle", 0)
+    per_cell = max(1, GRID // (len(races or RACES) * len(genders or GENDERS)))
+    sample = balanced_sample(rows, per_cell, seed=shuffle).sample(frac=1, random_state=shuffle).head(GRID)
+    st.caption(f"{len(rows):,} images match; showing {len(sample)}, balanced across race and gender.")
+    if st.button("🔀 Show other faces"):
+        st.session_state["shuffle"] += 1
+        st.rerun()
+    columns = st.columns(6)
+    for i, (_, row) in enumerate(sample.iterrows()):
+        with columns[i % 6]:
+            st.image(str(data / row["file"]), width="stretch")
+            if st.button(f"{row['race'].replace('_', ' ')}, {row['gender']}, {row['age']}", key=f"pick{row['file']}"):
+                st.session_state["picked"] = row.to_dict()
+    picked = st.session_state.get("picked")
+    if picked is None:
+        return None
+    return str(data / picked["file"]), pd.Series(picked)
+
+
+def choose_upload() -> bytes | None:
+    upload = st.file_uploader("A photo with a face", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"])
+    return upload.getvalue() if upload is not None else None
+
+
+source = st.radio("Image source", ["FairFace sample", "Upload a photo"], horizontal=True)
+c1, c2, c3 = st.columns(3)
+crop = c1.toggle("Crop and align the face (MTCNN)", help="Cut out the face and rotate it so the eyes are level.")
+blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.")
+face_index = st.session_state.get("face_index", 0)
+# The result is drawn above the picker grid, though it is computed after the pick.
+result = st.container()
+
+truth = None
+if source == "FairFace sample":
+    chosen = choose_fairface()
+    explanation = None
+    if chosen is not None:
+        path, truth = chosen
+        explanation = ui.explain_file(path, crop, blur, face_index)
+else:
+    data = choose_upload()
+    explanation = ui.explain_upload(data, crop, blur, face_index) if data is not None else None
+
+if explanation is not None:
+    with result:
+        view = explanation.view
+        if view.faces_found > 1:
+            c3.selectbox("Face", range(view.faces_found), key="face_index",
+                         format_func=lambda i: f"face {i + 1} of {view.faces_found}" + (" (largest)" if i == 0 else ""))
+        if view.message:
+            st.warning(view.message)
+
+        st.divider()
+        verdict = f"### The model says **{explanation.label}** ({explanation.probability:.0%} sure)"
+        if truth is not None:
+            correct = truth["gender"] == explanation.label
+            verdict += f" — FairFace label: {truth['gender']} {'✅' if correct else '❌'}"
+        st.markdown(verdict)
+
+        tiles = st.columns(5)
+        tiles[0].image(draw_face(view.image, explanation), caption="What the model sees (face box, landmarks)",
+                       width="stretch")
+        for tile, method in zip(tiles[1:], CAM_METHODS):
+            focus = explanation.focus[method]
+            tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
+                       caption=f"{method}: {focus['face']:.0%} on the face")
+
+        st.markdown("#### Where the attention falls")
+        st.caption("Share of each map's total heat per region. **Chance** is what a map spread evenly over the "
+                   "image would score: a face share well above chance means the model looked at the face.")
+        if view.face is None:
+            st.info("No face was found, so every share counts as background.")
+        table = pd.DataFrame({m: explanation.focus[m] for m in CAM_METHODS}).T
+        chance = pd.DataFrame([explanation.chance], index=["chance (even map)"])
+        st.dataframe(pd.concat([table, chance])[["face", *REGIONS]].style.format("{:.0%}"), width="stretch")
+        st.download_button("⬇️ Download the figure (PNG)", png_bytes(explanation_figure(explanation)),
+                           file_name="faircam-explanation.png", mime="image/png")

@@ -1,0 +1,100 @@
+"""Evaluation: how often the model is right, for whom it fails, from the cached evaluation."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from faircam import charts, metrics
+from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
+from faircam.data import AGES, GENDERS, RACES, filter_rows
+from faircam.evaluate import focus_column
+from faircam.focus import REGIONS
+
+ui.page_setup("Evaluation", "📊")
+ui.sidebar_model()
+
+cache = ui.evaluation_cache()
+if cache is None:
+    st.stop()
+
+meta = cache.meta
+model = ui.pipeline().model
+st.caption(
+    f"Model **{meta['model']['name']}** on **{meta['rows']:,}** images of the **{meta['data']['split']}** split of "
+    f"`{meta['data']['root']}` · computed {meta['created']}. Read from the cache: nothing is recomputed here."
+)
+if meta["model"]["sha256"] != model.sha256:
+    st.warning("This evaluation was computed for a different model file than the one loaded now. "
+               f"Run `faircam evaluate --split val --out {ui.settings().cache_path}` to refresh it.")
+if meta["data"].get("unreadable") or meta["data"].get("dropped_total"):
+    st.info(f"{meta['data'].get('dropped_total', 0)} label rows were dropped and "
+            f"{meta['data'].get('unreadable', 0)} images could not be read; they are not counted.")
+
+with st.expander("Filter the images counted", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    races = c1.multiselect("Race", RACES, placeholder="all")
+    genders = c2.multiselect("Gender", GENDERS, placeholder="all")
+    ages = c3.multiselect("Age", AGES, placeholder="all")
+
+rows = filter_rows(cache.rows, races, genders, ages)
+if rows.empty:
+    st.warning("No image matches these filters.")
+    st.stop()
+
+scores = metrics.overall_scores(rows)
+overall = scores.loc["all"]
+c1, c2, c3 = st.columns(3)
+c1.metric("Accuracy", f"{overall['accuracy']:.1%}", help="Share of images whose predicted gender matches the label.")
+c2.metric("95% interval", f"{overall['ci_low']:.1%} – {overall['ci_high']:.1%}")
+c3.metric("Images", f"{int(overall['n']):,}")
+if overall["n"] < MIN_GROUP_SIZE:
+    st.warning(f"Only {int(overall['n'])} images: too few for firm conclusions.")
+
+left, right = st.columns([1, 1])
+with left:
+    st.markdown("#### Confusion matrix")
+    st.plotly_chart(charts.confusion_heatmap(metrics.confusion(rows)), width="stretch")
+with right:
+    st.markdown("#### Per class")
+    st.dataframe(
+        scores.drop(index="all")[["precision", "recall", "f1", "n"]].style.format(
+            {"precision": "{:.1%}", "recall": "{:.1%}", "f1": "{:.1%}", "n": "{:,}"}
+        ),
+        width="stretch",
+    )
+    st.caption("Recall of *Female* is the share of women classified as women; precision of *Female* the share "
+               "of *Female* predictions that are right.")
+
+st.markdown("### Accuracy by group")
+st.caption(f"Bars show accuracy with its 95% interval; **n** is the number of images. Groups under "
+           f"{MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
+for tab, (name, by) in zip(st.tabs(list(metrics.GROUPINGS)), metrics.GROUPINGS.items()):
+    with tab:
+        table = metrics.group_accuracy(rows, by)
+        gap = metrics.accuracy_gap(table)
+        if gap["gap"] is not None:
+            st.markdown(
+                f"Gap between best and worst {name}: **{gap['gap']:.1%}** "
+                f"(best {gap['best']}, n={gap['best_n']}; worst {gap['worst']}, n={gap['worst_n']})."
+            )
+        else:
+            st.info("Fewer than two groups are large enough to compare.")
+        st.plotly_chart(charts.group_accuracy_bars(table, by, overall["accuracy"]), width="stretch",
+                        key=f"bars-{name}")
+        st.dataframe(
+            table.style.format({"accuracy": "{:.1%}", "ci_low": "{:.1%}", "ci_high": "{:.1%}"}),
+            width="stretch", hide_index=True,
+        )
+
+if cache.has_cams:
+    st.markdown("### Where the maps fall, on average")
+    st.caption("Mean share of each CAM's heat per face region over the images counted (from landmarks found "
+               "by MTCNN). Compare the face share with the face's share of the image area (chance).")
+    focus = pd.DataFrame(
+        [{"method": m, **{r: rows[focus_column(m, r)].mean() for r in (*REGIONS, "face", "face_baseline")}}
+         for m in CAM_METHODS]
+    )
+    st.plotly_chart(charts.focus_bars(focus, list(REGIONS)), width="stretch")
+    st.dataframe(focus.set_index("method").style.format("{:.1%}"), width="stretch")
+    st.caption(f"A face was found in {rows['face_found'].mean():.0%} of these images; where none was found the "
+               "whole map counts as background.")

@@ -1,0 +1,67 @@
+"""About: the model card of the loaded model and how to read a class activation map."""
+
+import json
+
+import streamlit as st
+
+import ui
+from faircam.config import ASSETS
+
+ui.page_setup("About the model and the maps", "ℹ️")
+ui.sidebar_model()
+model = ui.pipeline().model
+info = model.info
+
+st.markdown("## Model card")
+c1, c2, c3 = st.columns(3)
+c1.metric("Architecture", model.arch)
+c2.metric("Input", f"{model.input_size}×{model.input_size} RGB")
+c3.metric("Classes", " / ".join(model.classes))
+metrics = info.get("metrics") or {}
+if "accuracy" in metrics:
+    st.markdown(f"**Validation accuracy:** {metrics['accuracy']:.1%} on {metrics['n']:,} FairFace validation images.")
+    per_race = metrics.get("per_race") or {}
+    if per_race:
+        st.dataframe(
+            [{"race": race, "accuracy": f"{v['accuracy']:.1%}", "n": v["n"]} for race, v in per_race.items()],
+            hide_index=True,
+        )
+else:
+    st.warning("This checkpoint records no validation accuracy: it is a placeholder, not an audited model.")
+
+card = ASSETS / "MODEL_CARD.md"
+if model.path is not None and model.path.resolve() == (ASSETS / "model.pt").resolve() and card.is_file():
+    with st.expander("Full model card (assets/MODEL_CARD.md)", expanded=True):
+        st.markdown(card.read_text(encoding="utf-8"))
+with st.expander("Checkpoint metadata"):
+    st.code(json.dumps({"name": model.name, "path": str(model.path), "sha256": model.sha256,
+                        "mean": model.mean, "std": model.std, **info}, indent=2, default=str), language="json")
+
+st.markdown("## How to read a class activation map")
+st.markdown(
+    """
+A **class activation map (CAM)** colours the parts of the picture that pushed the model towards the
+answer it gave. Red means *a strong push*, blue means *little or none*. It is computed from the last
+convolutional layer, whose grid is coarse (5×5 cells for a 160-pixel input), so maps are blurry
+by nature: read them as "roughly here", not as outlines.
+
+The four methods differ in how they weigh that layer's channels:
+
+| method | idea |
+|---|---|
+| **Grad-CAM** | weigh each channel by its average gradient |
+| **Grad-CAM++** | weigh by positive gradients, giving several objects (or face parts) their due |
+| **XGrad-CAM** | weigh by gradients scaled by the activations, a choice with axiomatic grounding |
+| **LayerCAM** | weigh each *location* by its own positive gradient, for finer maps |
+
+When the four agree, the picture is clearer; when they disagree, be careful with conclusions.
+
+**Focus score.** faircam finds the face and five landmarks (eyes, nose, mouth corners) with MTCNN and
+measures which share of each map's heat falls on the face and on the eyes, nose, mouth and the rest of
+the face. Compare it with **chance**, the share a map spread evenly over the picture would score:
+a face share of 60% when the face covers 55% of the image says little; 90% says a lot.
+
+**What a CAM is not.** It shows where the evidence was, not *why* that evidence means "male" or
+"female" to the model, and not whether the model is fair. Use the Evaluation page for that.
+"""
+)

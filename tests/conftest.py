@@ -1,0 +1,61 @@
+"""Shared fixtures: the FairFace sample, the bundled model loaded once, and the val split.
+
+The tests run the real bundled checkpoint, real MTCNN and real CAMs on real FairFace images,
+so the expensive objects are loaded once per session and shared.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:  # plain `pytest` as well as `python -m pytest`
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from faircam.config import SHARED_FAIRFACE, settings  # noqa: E402
+
+# On a small shared CPU (2 cores, a training job beside the tests) two intra-op threads spin
+# against each other and every pass runs many times slower; one thread keeps the suite quick.
+torch.set_num_threads(1)
+
+# A few val images used across modules (any real FairFace val images will do).
+SAMPLE_FILES = ("val/1.jpg", "val/2.jpg", "val/3.jpg")
+
+
+@pytest.fixture(scope="session")
+def fairface() -> Path:
+    """The shared FairFace sample; CI provides it, so its absence is a failure, not a skip."""
+    root = SHARED_FAIRFACE
+    missing = [p for p in ("fairface_label_val.csv", "fairface_label_train.csv", "val/1.jpg")
+               if not (root / p).exists()]
+    if missing:
+        pytest.fail(f"FairFace sample missing at {root} (lacks {', '.join(missing)}); the tests need it.")
+    return root
+
+
+@pytest.fixture(scope="session")
+def pipeline(fairface):
+    """The bundled checkpoint with MTCNN and the CAM explainer, loaded once."""
+    from faircam.explain import Pipeline
+
+    return Pipeline.load(settings().model_path)
+
+
+@pytest.fixture(scope="session")
+def val_split(fairface):
+    from faircam.data import load_split
+
+    return load_split(fairface, "val")
+
+
+@pytest.fixture(scope="session")
+def sample_images(fairface) -> list[np.ndarray]:
+    """A few real val photos decoded the way the app decodes them."""
+    from faircam.images import read_image
+
+    return [read_image(fairface / f) for f in SAMPLE_FILES]

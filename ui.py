@@ -1,0 +1,103 @@
+"""Streamlit glue shared by the pages: cached loading, the sidebar, and friendly errors.
+
+Pages stay thin: everything they compute comes from `faircam`; this module only decides
+what is loaded once per process (`st.cache_resource`), what is memoised per input
+(`st.cache_data`), and how problems are told to the person at the screen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from faircam.config import MAX_UPLOAD_MB, settings
+from faircam.evaluate import CacheError, EvalCache, read_cache
+from faircam.explain import Explanation, Pipeline
+from faircam.images import ImageError, decode_image, read_image
+from faircam.model import ModelError
+
+
+def page_setup(title: str, icon: str = "🔍") -> None:
+    st.set_page_config(page_title=f"{title} · faircam", page_icon=icon, layout="wide")
+    st.title(title)
+
+
+@st.cache_resource(show_spinner="Loading the model and the face detector…")
+def _pipeline(model_path: str) -> Pipeline:
+    return Pipeline.load(model_path)
+
+
+def pipeline() -> Pipeline:
+    """The model, detector and explainer, loaded once per process; stops the page if unusable."""
+    path = settings().model_path
+    try:
+        return _pipeline(str(path))
+    except ModelError as exc:
+        st.error(f"**The model cannot be loaded.** {exc}\n\nSet `FAIRCAM_MODEL` to a faircam checkpoint, "
+                 "or restore `assets/model.pt` from the repository.")
+        st.stop()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _cache(path: str, mtime: float) -> EvalCache:
+    return read_cache(path)
+
+
+def evaluation_cache() -> EvalCache | None:
+    """The cached evaluation, or None after telling the user why there is none."""
+    path = settings().cache_path
+    try:
+        return _cache(str(path), path.stat().st_mtime if path.exists() else 0.0)
+    except CacheError as exc:
+        st.error(f"**No usable evaluation.** {exc}")
+        st.code(f"faircam evaluate --split val --out {path}", language="bash")
+        return None
+
+
+def image_key(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _explain(key: str, _data: bytes | None, path: str | None, crop: bool, blur: bool, face: int) -> Explanation:
+    # `key` (the bytes' hash) stands for `_data`, which Streamlit then need not hash itself.
+    image = decode_image(_data) if _data is not None else read_image(path)
+    return pipeline().explain(image, crop=crop, blur=blur, face_index=face)
+
+
+def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0) -> Explanation | None:
+    """Explanation of uploaded bytes, memoised on their hash and the toggles."""
+    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+        st.error(f"The file is larger than {MAX_UPLOAD_MB} MB. Please upload a smaller photo.")
+        return None
+    try:
+        with st.spinner("Computing the four maps…"):
+            return _explain(image_key(data), data, None, crop, blur, face)
+    except ImageError as exc:
+        st.error(f"**This file cannot be used.** {exc}")
+        return None
+
+
+def explain_file(path: Path, crop: bool, blur: bool, face: int = 0) -> Explanation | None:
+    """Explanation of a dataset image, memoised on its path and the toggles."""
+    try:
+        with st.spinner("Computing the four maps…"):
+            return _explain(str(path), None, str(path), crop, blur, face)
+    except ImageError as exc:
+        st.error(f"**This image cannot be used.** {exc}")
+        return None
+
+
+def sidebar_model() -> None:
+    """Which model the app shows and how accurate it is, on every page."""
+    model = pipeline().model
+    metrics = model.info.get("metrics") or {}
+    with st.sidebar:
+        st.markdown(f"**Model:** {model.name}")
+        if "accuracy" in metrics:
+            st.caption(f"Validation accuracy {metrics['accuracy']:.1%} on {metrics['n']:,} FairFace images.")
+        else:
+            st.warning("This model has no recorded validation accuracy: treat its maps as a demonstration only.")
+        st.caption(f"`{model.path.name if model.path else model.arch}` · sha256 {model.sha256[:10]}")
