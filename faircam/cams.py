@@ -44,13 +44,12 @@ class CamExplainer:
 
     def __init__(self, net: nn.Module, target_layer: nn.Module, methods: tuple[str, ...] = CAM_METHODS):
         self.net = net
-        self.hooks = ActivationsAndGradients(net, [target_layer], None)
+        self.target_layers = [target_layer]
         self.methods: dict[str, BaseCAM] = {}
         for name in methods:
-            method = METHOD_CLASSES[name](net, [target_layer])
-            # Each method object registers hooks of its own; swap them for the shared ones.
+            method = METHOD_CLASSES[name](net, self.target_layers)
+            # Each method object registers hooks of its own; one shared set replaces them per call.
             method.activations_and_grads.release()
-            method.activations_and_grads = self.hooks
             self.methods[name] = method
         # The hooks hold one pass's tensors: concurrent app sessions must take turns.
         self._lock = threading.Lock()
@@ -58,19 +57,25 @@ class CamExplainer:
     def __call__(self, inputs: torch.Tensor, target_classes: list[int] | None = None) -> CamBatch:
         """Maps for `target_classes` (default: each image's predicted class)."""
         with self._lock:
-            outputs = self.hooks(inputs)
-            probs = torch.softmax(outputs.detach(), dim=1).cpu().numpy()
-            if target_classes is None:
-                target_classes = probs.argmax(axis=1).tolist()
-            targets = [ClassifierOutputTarget(c) for c in target_classes]
-            self.net.zero_grad()
-            sum(t(o) for t, o in zip(targets, outputs)).backward()
-            maps = {
-                name: method.aggregate_multi_layers(method.compute_cam_per_layer(inputs, targets, False))
-                for name, method in self.methods.items()
-            }
-            self.hooks.clear()
-        return CamBatch(probs=probs, targets=np.asarray(target_classes), maps=maps)
+            # Hooks live only for this call, so other forward passes of the net record nothing.
+            hooks = ActivationsAndGradients(self.net, self.target_layers, None)
+            try:
+                return self._run(hooks, inputs, target_classes)
+            finally:
+                hooks.release()
 
-    def release(self) -> None:
-        self.hooks.release()
+    def _run(self, hooks: ActivationsAndGradients, inputs: torch.Tensor, target_classes: list[int] | None) -> CamBatch:
+        for method in self.methods.values():
+            method.activations_and_grads = hooks
+        outputs = hooks(inputs)
+        probs = torch.softmax(outputs.detach(), dim=1).cpu().numpy()
+        if target_classes is None:
+            target_classes = probs.argmax(axis=1).tolist()
+        targets = [ClassifierOutputTarget(c) for c in target_classes]
+        self.net.zero_grad()
+        sum(t(o) for t, o in zip(targets, outputs)).backward()
+        maps = {
+            name: method.aggregate_multi_layers(method.compute_cam_per_layer(inputs, targets, False))
+            for name, method in self.methods.items()
+        }
+        return CamBatch(probs=probs, targets=np.asarray(target_classes), maps=maps)

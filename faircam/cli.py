@@ -45,8 +45,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from faircam.explain import Pipeline
 
     pipeline = Pipeline.load(args.model or settings().model_path)
+    if args.limit is not None and args.limit < 1:
+        raise DataError("--limit must be at least 1.")
     cache = run_evaluation(_data_dir(args.data), args.split, Path(args.out), pipeline.model, pipeline.detector,
-                           limit=args.limit, batch_size=args.batch_size)
+                           pipeline.explainer, limit=args.limit, batch_size=args.batch_size)
     rows = cache.rows
     print(json.dumps({"out": args.out, "images": len(rows), "accuracy": round(float(rows["correct"].mean()), 4),
                       "unreadable": cache.meta["data"]["unreadable"],
@@ -58,6 +60,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from faircam.figures import explanation_figure
     from faircam.images import read_image
 
+    if args.out and Path(args.out).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise ImageError(f"--out {args.out}: name a .png, .jpg or .webp file.")
     image = read_image(args.image)
     pipeline = Pipeline.load(args.model or settings().model_path)
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face)

@@ -84,7 +84,7 @@ def load_split(root: Path | str, split: str = "val", check_files: bool = True) -
     reasons[~labels["gender"].isin(GENDERS)] = "unknown gender"
     reasons[~labels["age"].isin(AGES)] = "unknown age"
     if check_files:
-        exists = labels["file"].map(lambda f: (root / f).is_file())
+        exists = pd.Series([(root / f).is_file() for f in labels["file"]], index=labels.index, dtype=bool)
         reasons[~exists & (reasons == "")] = "image missing"
     dropped = labels[reasons != ""].assign(reason=reasons[reasons != ""])
     rows = labels[reasons == ""].reset_index(drop=True)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from faircam import __version__
 from faircam.cams import CamExplainer
 from faircam.config import CAM_METHODS
-from faircam.data import FairFaceSplit, load_split
+from faircam.data import DataError, FairFaceSplit, load_split
 from faircam.explain import explain_views
 from faircam.focus import REGIONS
 from faircam.images import ImageError, read_image
@@ -66,10 +66,18 @@ def _batches(split: FairFaceSplit, batch_size: int) -> Iterator[tuple[pd.DataFra
         except ImageError:
             return None
 
+    def load_chunk(chunk: pd.DataFrame) -> list[np.ndarray | None]:
+        return [load(file) for file in chunk["file"]]
+
     chunks = [split.rows.iloc[i : i + batch_size] for i in range(0, len(split.rows), batch_size)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = pool.map(lambda chunk: list(map(load, chunk["file"])), chunks)
-        yield from zip(chunks, pending)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Only the next batch is decoded ahead: memory stays at two batches of images.
+        pending = pool.submit(load_chunk, chunks[0]) if chunks else None
+        for i, chunk in enumerate(chunks):
+            images = pending.result()
+            if i + 1 < len(chunks):
+                pending = pool.submit(load_chunk, chunks[i + 1])
+            yield chunk, images
 
 
 def evaluate_split(
@@ -116,8 +124,11 @@ def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
     meta = {**meta, "schema_version": SCHEMA_VERSION, "rows": len(rows)}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_cache(path: Path | str) -> EvalCache:
@@ -131,7 +142,12 @@ def read_cache(path: Path | str) -> EvalCache:
         raise CacheError(f"The evaluation cache {path} is damaged ({exc}). Recreate it with `faircam evaluate`.") \
             from None
     raw = (table.schema.metadata or {}).get(META_KEY)
-    meta = json.loads(raw) if raw else {}
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise CacheError(f"{path} has unreadable faircam metadata. Recreate it with `faircam evaluate`.")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise CacheError(
             f"{path} was written by another faircam version (schema {meta.get('schema_version')}, "
@@ -149,6 +165,7 @@ def run_evaluation(
     out: Path,
     model: LoadedModel,
     detector: FaceDetector,
+    explainer: CamExplainer | None = None,
     limit: int | None = None,
     batch_size: int = 32,
     progress: bool = True,
@@ -157,7 +174,9 @@ def run_evaluation(
     data = load_split(data_dir, split)
     if limit is not None:
         data = FairFaceSplit(data.root, data.split, data.rows.head(limit), data.dropped)
-    rows = evaluate_split(data, model, detector, batch_size=batch_size, progress=progress)
+    rows = evaluate_split(data, model, detector, explainer, batch_size=batch_size, progress=progress)
+    if rows.empty:
+        raise DataError(f"None of the {len(data.rows)} images of {data.root} ({split}) could be read.")
     meta = {
         "faircam_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -8,7 +8,6 @@ mode (grayscale, palette, RGBA, CMYK, 16-bit) to 8-bit RGB.
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import cv2
@@ -44,23 +43,20 @@ def decode_image(data: bytes, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     if not data:
         raise ImageError("The file is empty.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ImageError(
-                    f"The image is {width}x{height} pixels; the limit is "
-                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels."
-                )
-            # JPEG can decode at 1/2, 1/4 or 1/8 scale: far less memory for huge photos.
-            image.draft("RGB", (max_side, max_side))
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            image = _to_rgb(image)
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ImageError(
+                f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels."
+            )
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale: far less memory for huge photos.
+        image.draft("RGB", (max_side, max_side))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        image = _to_rgb(image)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageError("The image declares more pixels than faircam accepts.") from None
     except UnidentifiedImageError:
         raise ImageError("This file is not an image faircam can read (JPEG, PNG, WebP, BMP, TIFF).") from None

@@ -59,7 +59,8 @@ def group_accuracy(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_
         y_pred=rows["pred"],
         sensitive_features=rows[by],
     )
-    table = frame.by_group.reset_index()
+    # fairlearn lists every combination of labels; combinations with no image have n = NaN.
+    table = frame.by_group.dropna(subset=["n"]).reset_index()
     table["n"] = table["n"].astype(int)
     correct = np.rint(table["accuracy"] * table["n"]).astype(int)
     bounds = [wilson_interval(c, n) for c, n in zip(correct, table["n"])]

@@ -182,6 +182,9 @@ def load_checkpoint(path: Path | str) -> LoadedModel:
         raise ModelError(f"{path} is not a readable checkpoint ({type(exc).__name__}).") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a faircam checkpoint (format {CHECKPOINT_FORMAT}).")
+    missing = [k for k in ("arch", "input_size", "mean", "std", "classes", "state_dict") if k not in payload]
+    if missing:
+        raise ModelError(f"{path} is an incomplete checkpoint (missing {', '.join(missing)}).")
     net = build_model(payload["arch"])
     try:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v

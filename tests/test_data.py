@@ -173,12 +173,6 @@ def test_csv_whose_rows_are_all_bad_raises(tmp_path):
         load_split(tmp_path, "val")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG faircam/data.py load_split: for a header-only CSV, labels['file'].map(...) is a str "
-    "Series, so `~exists & (reasons == '')` raises TypeError instead of DataError('no usable rows')",
-)
 def test_header_only_csv_raises_data_error(tmp_path):
     (tmp_path / "fairface_label_val.csv").write_text(HEADER)
     with pytest.raises(DataError, match="no usable rows"):

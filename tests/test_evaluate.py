@@ -192,12 +192,6 @@ def test_row_count_mismatch(evaluated, tmp_path):
         read_cache(target)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=json.JSONDecodeError,
-    reason="BUG faircam/evaluate.py read_cache: json.loads of the metadata is outside any try, so a "
-    "cache with unreadable faircam metadata raises JSONDecodeError instead of CacheError",
-)
 def test_unreadable_metadata_is_a_cache_error(evaluated, tmp_path):
     table = pq.read_table(evaluated[1])
     metadata = {**table.schema.metadata, META_KEY: b"{not json"}
@@ -233,12 +227,6 @@ def test_unreadable_images_are_skipped_and_counted(pipeline, fairface, tmp_path)
     pd.testing.assert_frame_equal(read_cache(tmp_path / "out.parquet").rows, cache.rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG faircam/evaluate.py write_cache: when pq.write_table fails the hidden "
-    ".<name>.<pid>.tmp file is left behind (no try/finally unlink)",
-)
 def test_failed_write_removes_its_temporary_file(evaluated, tmp_path, monkeypatch):
     def broken_write(table, where, *args, **kwargs):
         with open(where, "wb") as f:

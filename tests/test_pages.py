@@ -1,0 +1,109 @@
+"""Every page through Streamlit's AppTest: it renders, without exceptions, what a user needs."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from faircam.config import CAM_METHODS, PROJECT_ROOT
+
+TIMEOUT = 180
+
+
+def run(page: str) -> AppTest:
+    """The app as a browser opens it: the router script, switched to `page`."""
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
+    if page != "app.py":
+        at.switch_page(page)
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info])
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_router_opens_home():
+    at = run("app.py")
+    assert_clean(at)
+    assert "FairFace folder" in texts(at)
+    assert "Model:" in texts(at)
+
+
+@pytest.mark.parametrize("page", ["pages/0_Home.py", "pages/2_Evaluation.py", "pages/3_About.py"])
+def test_page_renders(page):
+    at = run(page)
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_explore_pick_a_face_then_crop_and_blur():
+    at = run("pages/1_Explore.py")
+    assert_clean(at)
+    at.button[1].click().run()  # button 0 shuffles; the next ones pick thumbnails
+    assert_clean(at)
+    said = texts(at)
+    assert "The model says" in said and "FairFace label" in said
+    shares = at.dataframe[0].value
+    assert list(shares.index) == [*CAM_METHODS, "chance (even map)"]
+    assert (shares["face"].between(0, 1)).all()
+    plain = [m.value for m in at.markdown if "The model says" in m.value]
+
+    at.toggle[0].set_value(True).run()
+    at.toggle[1].set_value(True).run()
+    assert_clean(at)
+    assert "The model says" in texts(at)
+    assert at.session_state["picked"]["file"].startswith("val/")
+    assert plain  # the same face, now cropped and blurred, was explained again without error
+
+
+def test_explore_filters_narrow_the_grid():
+    at = run("pages/1_Explore.py")
+    at.multiselect[0].set_value(["Indian"]).run()
+    at.multiselect[1].set_value(["Female"]).run()
+    assert_clean(at)
+    labels = [b.label for b in at.button][1:]
+    assert labels and all(label.startswith("Indian, Female") for label in labels)
+
+
+def test_evaluation_shows_counts_and_intervals():
+    at = run("pages/2_Evaluation.py")
+    assert_clean(at)
+    assert [m.label for m in at.metric] == ["Accuracy", "95% interval", "Images"]
+    assert len(at.tabs) == 4
+    assert "Accuracy by group" in texts(at)
+
+
+def test_evaluation_without_cache_says_how_to_make_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIRCAM_CACHE", str(tmp_path / "missing.parquet"))
+    at = run("pages/2_Evaluation.py")
+    assert_clean(at)
+    assert any("No usable evaluation" in e.value for e in at.error)
+
+
+def test_damaged_cache_is_reported(monkeypatch, tmp_path):
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"PAR1 this is not parquet")
+    monkeypatch.setenv("FAIRCAM_CACHE", str(damaged))
+    at = run("pages/2_Evaluation.py")
+    assert_clean(at)
+    assert any("damaged" in e.value for e in at.error)
+
+
+def test_damaged_model_is_reported(monkeypatch, tmp_path):
+    broken = tmp_path / "model.pt"
+    broken.write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("FAIRCAM_MODEL", str(broken))
+    at = run("pages/3_About.py")
+    assert_clean(at)
+    assert any("model cannot be loaded" in e.value for e in at.error)
+
+
+def test_no_data_folder_still_allows_uploads(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIRCAM_DATA", str(tmp_path / "nowhere"))
+    at = run("pages/1_Explore.py")
+    assert_clean(at)
+    assert any("No FairFace folder found" in i.value for i in at.info)
