@@ -78,6 +78,17 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     print(json.dumps({"out": args.out, **counts}))
 
 
+def cmd_model_card(args: argparse.Namespace) -> None:
+    from faircam.evaluate import read_cache
+    from faircam.model import load_checkpoint
+    from faircam.modelcard import model_card
+
+    current = settings()
+    text = model_card(load_checkpoint(args.model or current.model_path), read_cache(args.cache or current.cache_path))
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(json.dumps({"out": args.out}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faircam", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--face", type=int, default=0, help="which face when there are several (0: largest)")
     explain.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
     explain.set_defaults(run=cmd_explain)
+
+    card = commands.add_parser("model-card", help="write the model card from a checkpoint and its evaluation")
+    card.add_argument("--out", required=True, help="Markdown file to write")
+    card.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
+    card.add_argument("--cache", help="evaluation cache (default: FAIRCAM_CACHE or the bundled cache)")
+    card.set_defaults(run=cmd_model_card)
 
     fetch = commands.add_parser("fetch-fairface", help="download FairFace (needs internet)")
     fetch.add_argument("--out", required=True, help="folder to write FairFace's layout into")
