@@ -12,11 +12,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from faircam.cache import EvalCache, read_cache
 from faircam.config import MAX_UPLOAD_MB, settings
-from faircam.evaluate import CacheError, EvalCache, read_cache
+from faircam.errors import CacheError, ImageError, ModelError
 from faircam.explain import Explanation, Pipeline
-from faircam.images import ImageError, decode_image, read_image
-from faircam.model import ModelError
+from faircam.images import decode_image, read_image
 
 
 def page_setup(title: str, icon: str = "🔍") -> None:

@@ -12,13 +12,7 @@ import sys
 from pathlib import Path
 
 from faircam.config import settings
-from faircam.data import DataError
-from faircam.evaluate import CacheError
-from faircam.fetch import FetchError
-from faircam.images import ImageError
-from faircam.model import ARCHITECTURES, ModelError
-
-KNOWN_ERRORS = (DataError, ImageError, ModelError, CacheError, FetchError)
+from faircam.errors import KNOWN_ERRORS, DataError, ImageError
 
 
 def _data_dir(value: str | None) -> Path:
@@ -79,7 +73,7 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_model_card(args: argparse.Namespace) -> None:
-    from faircam.evaluate import read_cache
+    from faircam.cache import read_cache
     from faircam.model import load_checkpoint
     from faircam.modelcard import model_card
 
@@ -96,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a gender classifier on a FairFace folder")
     train.add_argument("--data", help="FairFace folder (default: FAIRCAM_DATA or ../shared/fairface)")
     train.add_argument("--out", required=True, help="checkpoint to write")
-    train.add_argument("--arch", default="efficientnet-lite0", choices=list(ARCHITECTURES))
+    train.add_argument("--arch", default="efficientnet-lite0",
+                       help="efficientnet-lite0 (ImageNet weights offline), resnet18, resnet34 or resnet50")
     train.add_argument("--input-size", type=int, default=160)
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=64)

@@ -18,6 +18,8 @@ DEFAULT_MODEL = ASSETS / "model.pt"
 DEFAULT_CACHE = ASSETS / "eval_val.parquet"
 SHARED_FAIRFACE = PROJECT_ROOT.parent / "shared" / "fairface"
 
+# Class order of faircam's own checkpoints (index 1 is "Male").
+CLASSES = ("Female", "Male")
 CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM")
 FACE_REGIONS = ("eyes", "nose", "mouth", "rest of face")
 # Groups smaller than this get a warning next to their numbers instead of a ranking.

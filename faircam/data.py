@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from faircam.errors import DataError
+
 SPLITS = ("train", "val")
 RACES = (
     "White",
@@ -27,9 +29,6 @@ GENDERS = ("Female", "Male")
 AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
 LABEL_COLUMNS = ("file", "age", "gender", "race")
 
-
-class DataError(ValueError):
-    """A FairFace folder or label file that cannot be used as it is."""
 
 
 @dataclass

@@ -1,60 +1,30 @@
-"""The evaluation cache: one row per image of a split, written by `faircam evaluate`.
+"""`faircam evaluate`: every image of a split through the model, CAMs and focus scores.
 
-A row holds the image's labels, the model's prediction and, when CAMs are asked for, each
-method's focus scores. The parquet file carries its provenance (model checksum, data folder,
-split, schema version) in its metadata, is written atomically, and is read back with checks
-so that pages never show numbers from a damaged file or from another model.
+Produces one row per image (labels, prediction, each method's focus scores) and writes them
+with `faircam.cache`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from faircam import __version__
+from faircam.cache import FOCUS_KEYS, SCHEMA_VERSION, EvalCache, focus_column, write_cache
 from faircam.cams import CamExplainer
 from faircam.config import CAM_METHODS
-from faircam.data import DataError, FairFaceSplit, load_split
+from faircam.data import FairFaceSplit, load_split
+from faircam.errors import DataError, ImageError
 from faircam.explain import explain_views
-from faircam.focus import REGIONS
-from faircam.images import ImageError, read_image
+from faircam.images import read_image
 from faircam.model import LoadedModel
 from faircam.preprocess import FaceDetector, make_view
-
-SCHEMA_VERSION = 1
-FOCUS_KEYS = (*REGIONS, "face", "face_baseline", "face_lift")
-META_KEY = b"faircam"
-
-
-class CacheError(RuntimeError):
-    """An evaluation cache that is missing, damaged or of another schema."""
-
-
-def focus_column(method: str, key: str) -> str:
-    """Column name of one method's focus score for one region (or summary key)."""
-    return f"{method} | {key}"
-
-
-@dataclass
-class EvalCache:
-    rows: pd.DataFrame
-    meta: dict[str, Any]
-
-    @property
-    def has_cams(self) -> bool:
-        return bool(self.meta.get("with_cams"))
 
 
 def _batches(split: FairFaceSplit, batch_size: int) -> Iterator[tuple[pd.DataFrame, list[np.ndarray | None]]]:
@@ -114,49 +84,6 @@ def evaluate_split(
         bar.update(len(chunk))
     bar.close()
     return pd.DataFrame.from_records(records)
-
-
-def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
-    """Parquet with provenance in its metadata, replaced atomically (never a half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(rows, preserve_index=False)
-    meta = {**meta, "schema_version": SCHEMA_VERSION, "rows": len(rows)}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_cache(path: Path | str) -> EvalCache:
-    """The cache at `path`, or `CacheError` saying why it cannot be used."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CacheError(f"No evaluation cache at {path}. Create it with `faircam evaluate`.")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise CacheError(f"The evaluation cache {path} is damaged ({exc}). Recreate it with `faircam evaluate`.") \
-            from None
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    try:
-        meta = json.loads(raw) if raw else {}
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict):
-        raise CacheError(f"{path} has unreadable faircam metadata. Recreate it with `faircam evaluate`.")
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise CacheError(
-            f"{path} was written by another faircam version (schema {meta.get('schema_version')}, "
-            f"expected {SCHEMA_VERSION}). Recreate it with `faircam evaluate`."
-        )
-    rows = table.to_pandas()
-    if len(rows) != meta.get("rows"):
-        raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
-    return EvalCache(rows=rows, meta=meta)
 
 
 def run_evaluation(

@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from faircam.errors import FetchError
+
 HUB_REPO = "HuggingFaceM4/FairFace"
 HUB_CONFIG = "0.25"
 # Label orders of the hub copy's class_label features (its dataset card).
@@ -22,9 +24,6 @@ HUB_GENDERS = ("Male", "Female")
 HUB_RACES = ("East Asian", "Indian", "Black", "White", "Middle Eastern", "Latino_Hispanic", "Southeast Asian")
 HUB_SPLITS = {"train": "train", "validation": "val"}
 
-
-class FetchError(RuntimeError):
-    """The hub could not be reached or its files were not as expected."""
 
 
 def download_parquet(cache_dir: Path | None = None) -> Path:

@@ -15,13 +15,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from faircam.config import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+from faircam.errors import ImageError
 
 # Our own size check below comes first; PIL's bomb guard stays as the backstop at the same limit.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
-
-class ImageError(ValueError):
-    """Bytes that cannot be used as a photo, with a message for the person who gave them."""
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -13,8 +13,7 @@ from fairlearn.metrics import MetricFrame, count
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from faircam.config import MIN_GROUP_SIZE
-from faircam.model import CLASSES
+from faircam.config import CLASSES, MIN_GROUP_SIZE
 
 GROUPINGS = {"race": ["race"], "gender": ["gender"], "race x gender": ["race", "gender"], "age": ["age"]}
 

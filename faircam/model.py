@@ -18,15 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from faircam.config import CLASSES
+from faircam.errors import ModelError
+
 CHECKPOINT_FORMAT = "faircam-checkpoint/1"
-CLASSES = ("Female", "Male")
 # EfficientNet-Lite was trained on TF's (x - 127) / 128 scaling; ResNets on ImageNet statistics.
 LITE_NORMALISATION = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3}
 IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
-
-class ModelError(RuntimeError):
-    """A checkpoint that is missing, damaged or not a faircam checkpoint."""
 
 
 class GenderNet(nn.Module):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faircam.evaluate import EvalCache
+from faircam.cache import EvalCache
 from faircam.metrics import accuracy_gap, group_accuracy, overall_scores
 from faircam.model import LoadedModel
 

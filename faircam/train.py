@@ -28,9 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from faircam.config import CLASSES
 from faircam.data import FairFaceSplit, load_split
 from faircam.images import read_image, resize_square
-from faircam.model import ARCHITECTURES, CLASSES, GenderNet, build_model, normalise, save_checkpoint
+from faircam.model import ARCHITECTURES, GenderNet, build_model, normalise, save_checkpoint
 
 
 @dataclass

@@ -5,7 +5,8 @@ import streamlit as st
 
 import ui
 from faircam.config import CAM_METHODS, settings
-from faircam.data import AGES, GENDERS, RACES, DataError, available_splits, balanced_sample, filter_rows, load_split
+from faircam.data import AGES, GENDERS, RACES, available_splits, balanced_sample, filter_rows, load_split
+from faircam.errors import DataError
 from faircam.figures import draw_face, explanation_figure, overlay, png_bytes
 from faircam.focus import REGIONS
 

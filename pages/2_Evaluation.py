@@ -5,9 +5,9 @@ import streamlit as st
 
 import ui
 from faircam import charts, metrics
+from faircam.cache import focus_column
 from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
 from faircam.data import AGES, GENDERS, RACES, filter_rows
-from faircam.evaluate import focus_column
 from faircam.focus import REGIONS
 
 ui.page_setup("Evaluation", "📊")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from faircam.cache import read_cache
 from faircam.cli import main
 from faircam.config import DEFAULT_CACHE, DEFAULT_MODEL, SHARED_FAIRFACE
 from faircam.data import load_split
-from faircam.evaluate import read_cache
 from faircam.model import file_sha256
 
 

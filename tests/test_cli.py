@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faircam.cache import read_cache
 from faircam.cli import main
 from faircam.config import CAM_METHODS, PROJECT_ROOT
-from faircam.evaluate import read_cache
 from faircam.focus import REGIONS
 from faircam.images import read_image
 

@@ -12,12 +12,12 @@ from faircam.data import (
     GENDERS,
     LABEL_COLUMNS,
     RACES,
-    DataError,
     available_splits,
     balanced_sample,
     filter_rows,
     load_split,
 )
+from faircam.errors import DataError
 
 HEADER = "file,age,gender,race,service_test\n"
 

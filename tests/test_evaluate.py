@@ -11,17 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from faircam.cache import FOCUS_KEYS, META_KEY, SCHEMA_VERSION, focus_column, read_cache, write_cache
 from faircam.config import CAM_METHODS, FACE_REGIONS, settings
-from faircam.evaluate import (
-    FOCUS_KEYS,
-    META_KEY,
-    SCHEMA_VERSION,
-    CacheError,
-    focus_column,
-    read_cache,
-    run_evaluation,
-    write_cache,
-)
+from faircam.errors import CacheError
+from faircam.evaluate import run_evaluation
 from faircam.focus import REGIONS
 from faircam.images import read_image
 from faircam.model import file_sha256
@@ -145,7 +138,7 @@ def test_failed_write_keeps_the_previous_cache(evaluated, tmp_path, monkeypatch)
             f.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("faircam.evaluate.pq.write_table", broken_write)
+    monkeypatch.setattr("faircam.cache.pq.write_table", broken_write)
     with pytest.raises(OSError, match="disk full"):
         write_cache(cache.rows.head(2), target, {})
     monkeypatch.undo()
@@ -233,7 +226,7 @@ def test_failed_write_removes_its_temporary_file(evaluated, tmp_path, monkeypatc
             f.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("faircam.evaluate.pq.write_table", broken_write)
+    monkeypatch.setattr("faircam.cache.pq.write_table", broken_write)
     with pytest.raises(OSError, match="disk full"):
         write_cache(evaluated[0].rows, tmp_path / "eval.parquet", {})
     assert os.listdir(tmp_path) == []

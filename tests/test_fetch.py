@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from faircam.data import load_split
-from faircam.fetch import FetchError, write_layout
+from faircam.errors import FetchError
+from faircam.fetch import write_layout
 from faircam.images import read_image
 
 # Integer labels as the hub copy (HuggingFaceM4/FairFace, config 0.25) stores them, with the

@@ -6,9 +6,9 @@ import json
 
 import torch
 
+from faircam.cache import read_cache
 from faircam.cli import main
 from faircam.config import SHARED_FAIRFACE
-from faircam.evaluate import read_cache
 from faircam.model import load_checkpoint
 
 
