@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from faircam.cache import EvalCache, read_cache
+from faircam.checkpoint import file_sha256, read_metadata
 from faircam.config import MAX_UPLOAD_MB, settings
 from faircam.errors import CacheError, ImageError, ModelError
-from faircam.explain import Explanation, Pipeline
 from faircam.images import decode_image, read_image
+
+if TYPE_CHECKING:
+    # torch comes in with these: only pages that run the model import them, inside `pipeline()`.
+    from faircam.explain import Explanation, Pipeline
 
 
 def page_setup(title: str, icon: str = "🔍") -> None:
@@ -26,7 +31,15 @@ def page_setup(title: str, icon: str = "🔍") -> None:
 
 @st.cache_resource(show_spinner="Loading the model and the face detector…")
 def _pipeline(model_path: str) -> Pipeline:
+    from faircam.explain import Pipeline
+
     return Pipeline.load(model_path)
+
+
+def _model_error(exc: ModelError) -> None:
+    st.error(f"**The model cannot be loaded.** {exc}\n\nSet `FAIRCAM_MODEL` to a faircam checkpoint, "
+             "or restore `assets/model.pt` from the repository.")
+    st.stop()
 
 
 def pipeline() -> Pipeline:
@@ -35,9 +48,26 @@ def pipeline() -> Pipeline:
     try:
         return _pipeline(str(path))
     except ModelError as exc:
-        st.error(f"**The model cannot be loaded.** {exc}\n\nSet `FAIRCAM_MODEL` to a faircam checkpoint, "
-                 "or restore `assets/model.pt` from the repository.")
-        st.stop()
+        _model_error(exc)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _checkpoint(path: str, mtime: float) -> dict[str, Any]:
+    return {"path": path, "sha256": file_sha256(path), **read_metadata(path)}
+
+
+def _read_checkpoint() -> dict[str, Any]:
+    path = settings().model_path
+    return _checkpoint(str(path), path.stat().st_mtime if path.exists() else 0.0)
+
+
+def checkpoint() -> dict[str, Any]:
+    """The model file's sha256 and metadata (arch, input_size, classes, info) without loading torch;
+    stops the page if the file is unusable."""
+    try:
+        return _read_checkpoint()
+    except ModelError as exc:
+        _model_error(exc)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -91,13 +121,18 @@ def explain_file(path: Path, crop: bool, blur: bool, face: int = 0) -> Explanati
 
 
 def sidebar_model() -> None:
-    """Which model the app shows and how accurate it is, on every page."""
-    model = pipeline().model
-    metrics = model.info.get("metrics") or {}
+    """Which model the app shows and how accurate it is, on every page, read without loading it."""
+    try:
+        model = _read_checkpoint()
+    except ModelError as exc:
+        st.sidebar.warning(f"**No usable model.** {exc}")
+        return
+    info = model.get("info") or {}
+    metrics = info.get("metrics") or {}
     with st.sidebar:
-        st.markdown(f"**Model:** {model.name}")
+        st.markdown(f"**Model:** {info.get('name') or Path(model['path']).name}")
         if "accuracy" in metrics:
             st.caption(f"Validation accuracy {metrics['accuracy']:.1%} on {metrics['n']:,} FairFace images.")
         else:
             st.warning("This model has no recorded validation accuracy: treat its maps as a demonstration only.")
-        st.caption(f"`{model.path.name if model.path else model.arch}` · sha256 {model.sha256[:10]}")
+        st.caption(f"`{Path(model['path']).name}` · sha256 {model['sha256'][:10]}")

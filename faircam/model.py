@@ -9,7 +9,6 @@ they load with `weights_only=True`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from faircam.checkpoint import CHECKPOINT_FORMAT, file_sha256
 from faircam.config import CLASSES
 from faircam.errors import ModelError
 
-CHECKPOINT_FORMAT = "faircam-checkpoint/1"
 # EfficientNet-Lite was trained on TF's (x - 127) / 128 scaling; ResNets on ImageNet statistics.
 LITE_NORMALISATION = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3}
 IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -137,14 +136,6 @@ class LoadedModel:
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
         """Class probabilities, one row per image, columns in `classes` order."""
         return torch.softmax(self.net(self.to_tensor(images)), dim=1).numpy()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(

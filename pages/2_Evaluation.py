@@ -18,12 +18,12 @@ if cache is None:
     st.stop()
 
 meta = cache.meta
-model = ui.pipeline().model
+model = ui.checkpoint()
 st.caption(
     f"Model **{meta['model']['name']}** on **{meta['rows']:,}** images of the **{meta['data']['split']}** split of "
     f"`{meta['data']['root']}` · computed {meta['created']}. Read from the cache: nothing is recomputed here."
 )
-if meta["model"]["sha256"] != model.sha256:
+if meta["model"]["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
                f"Run `faircam evaluate --split val --out {ui.settings().cache_path}` to refresh it.")
 if meta["data"].get("unreadable") or meta["data"].get("dropped_total"):

@@ -1,6 +1,7 @@
 """About: the model card of the loaded model and how to read a class activation map."""
 
 import json
+from pathlib import Path
 
 import streamlit as st
 
@@ -9,14 +10,15 @@ from faircam.config import ASSETS
 
 ui.page_setup("About the model and the maps", "ℹ️")
 ui.sidebar_model()
-model = ui.pipeline().model
-info = model.info
+model = ui.checkpoint()
+info = model.get("info") or {}
+path = Path(model["path"])
 
 st.markdown("## Model card")
 c1, c2, c3 = st.columns(3)
-c1.metric("Architecture", model.arch)
-c2.metric("Input", f"{model.input_size}×{model.input_size} RGB")
-c3.metric("Classes", " / ".join(model.classes))
+c1.metric("Architecture", model.get("arch", "unknown"))
+c2.metric("Input", f"{model.get('input_size', '?')}×{model.get('input_size', '?')} RGB")
+c3.metric("Classes", " / ".join(model.get("classes") or ()))
 metrics = info.get("metrics") or {}
 if "accuracy" in metrics:
     st.markdown(f"**Validation accuracy:** {metrics['accuracy']:.1%} on {metrics['n']:,} FairFace validation images.")
@@ -30,12 +32,11 @@ else:
     st.warning("This checkpoint records no validation accuracy: it is a placeholder, not an audited model.")
 
 card = ASSETS / "MODEL_CARD.md"
-if model.path is not None and model.path.resolve() == (ASSETS / "model.pt").resolve() and card.is_file():
+if path.resolve() == (ASSETS / "model.pt").resolve() and card.is_file():
     with st.expander("Full model card (assets/MODEL_CARD.md)", expanded=True):
         st.markdown(card.read_text(encoding="utf-8"))
 with st.expander("Checkpoint metadata"):
-    st.code(json.dumps({"name": model.name, "path": str(model.path), "sha256": model.sha256,
-                        "mean": model.mean, "std": model.std, **info}, indent=2, default=str), language="json")
+    st.code(json.dumps({"name": info.get("name") or path.name, **model}, indent=2, default=str), language="json")
 
 st.markdown("## How to read a class activation map")
 st.markdown(

@@ -1,0 +1,64 @@
+"""What a checkpoint file says about itself, read without torch: its checksum and metadata.
+
+Pages that only show the cached evaluation name the model in the sidebar and compare the cache
+with the model file; importing torch for that would cost seconds per process. A torch checkpoint
+is a zip whose `data.pkl` pickles plain metadata beside tensor records, so a restricted unpickler
+that turns every tensor into None reads the metadata and never touches the weights.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from faircam.errors import ModelError
+
+CHECKPOINT_FORMAT = "faircam-checkpoint/1"
+
+
+def file_sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _no_tensor(*args: object) -> None:
+    return None
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Builds plain Python values only: torch's rebuild functions and storage types become stand-ins
+    that yield None, and any other global is refused (as `torch.load(weights_only=True)` would)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch" or module.startswith("torch."):
+            return _no_tensor
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint")
+
+    def persistent_load(self, pid: object) -> None:
+        return None
+
+
+def read_metadata(path: Path | str) -> dict[str, Any]:
+    """The checkpoint's keys except `state_dict` (format, arch, input_size, mean, std, classes, info)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"Model file {path} does not exist.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+            with archive.open(name) as f:
+                payload = _MetadataUnpickler(f).load()
+    except (OSError, StopIteration, zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise ModelError(f"{path} is not a readable checkpoint ({type(exc).__name__}).") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path} is not a faircam checkpoint (format {CHECKPOINT_FORMAT}).")
+    return {k: v for k, v in payload.items() if k != "state_dict"}
