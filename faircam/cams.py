@@ -4,7 +4,9 @@ pytorch-grad-cam's method classes each run their own forward and backward pass. 
 set of hooks records the target layer's activations and gradients once, and every method
 turns that same record into its map with the library's own code (`compute_cam_per_layer`,
 `aggregate_multi_layers`), so the maps equal the library's per-method output at a quarter
-of the cost.
+of the cost. The backward pass stops at the target layer: the maps need the gradient of the
+score with respect to that layer's output only, not the gradients of the weights before it, which
+make up most of a full backward pass.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class CamBatch:
     maps: dict[str, np.ndarray]
 
 
+def _cut_graph(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+    """The target layer's output as a new leaf of the autograd graph: backward ends there."""
+    return output.detach().requires_grad_()
+
+
 class CamExplainer:
     """All CAM methods of one network from a shared forward and backward pass."""
 
@@ -57,12 +64,15 @@ class CamExplainer:
     def __call__(self, inputs: torch.Tensor, target_classes: list[int] | None = None) -> CamBatch:
         """Maps for `target_classes` (default: each image's predicted class)."""
         with self._lock:
-            # Hooks live only for this call, so other forward passes of the net record nothing.
+            # Hooks live only for this call, so other forward passes of the net record nothing. The cut
+            # comes first, so the library's hooks record (and take the gradient of) the cut output.
+            cut = self.target_layers[0].register_forward_hook(_cut_graph, prepend=True)
             hooks = ActivationsAndGradients(self.net, self.target_layers, None)
             try:
                 return self._run(hooks, inputs, target_classes)
             finally:
                 hooks.release()
+                cut.remove()
 
     def _run(self, hooks: ActivationsAndGradients, inputs: torch.Tensor, target_classes: list[int] | None) -> CamBatch:
         for method in self.methods.values():
