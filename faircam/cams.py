@@ -6,7 +6,8 @@ turns that same record into its map with the library's own code (`compute_cam_pe
 `aggregate_multi_layers`), so the maps equal the library's per-method output at a quarter
 of the cost. The backward pass stops at the target layer: the maps need the gradient of the
 score with respect to that layer's output only, not the gradients of the weights before it, which
-make up most of a full backward pass.
+make up most of a full backward pass; and the layers before it keep no autograd graph, which
+at batch 32 would hold a gigabyte of saved activations.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ class CamBatch:
 
 
 def _cut_graph(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
-    """The target layer's output as a new leaf of the autograd graph: backward ends there."""
+    """The target layer's output as a new leaf of the autograd graph: backward ends there.
+
+    The layers before it run without autograd (see `_run`); recording resumes here, for the head.
+    """
+    torch.set_grad_enabled(True)
     return output.detach().requires_grad_()
 
 
@@ -77,7 +82,9 @@ class CamExplainer:
     def _run(self, hooks: ActivationsAndGradients, inputs: torch.Tensor, target_classes: list[int] | None) -> CamBatch:
         for method in self.methods.values():
             method.activations_and_grads = hooks
-        outputs = hooks(inputs)
+        # No graph (and no saved activations) for the layers before the cut, which turns recording back on.
+        with torch.no_grad():
+            outputs = hooks(inputs)
         probs = torch.softmax(outputs.detach(), dim=1).cpu().numpy()
         if target_classes is None:
             target_classes = probs.argmax(axis=1).tolist()

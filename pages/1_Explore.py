@@ -120,5 +120,6 @@ if explanation is not None:
         table = pd.DataFrame({m: explanation.focus[m] for m in CAM_METHODS}).T
         chance = pd.DataFrame([explanation.chance], index=["chance (even map)"])
         st.dataframe(pd.concat([table, chance])[["face", *REGIONS]].style.format("{:.0%}"), width="stretch")
-        st.download_button("⬇️ Download the figure (PNG)", png_bytes(explanation_figure(explanation)),
+        # Drawn on click only: rendering it on every rerun would cost more than the maps themselves.
+        st.download_button("⬇️ Download the figure (PNG)", lambda: png_bytes(explanation_figure(explanation)),
                            file_name="faircam-explanation.png", mime="image/png")
