@@ -116,6 +116,8 @@ GAPS = ("accuracy gap", "equalized odds difference", "demographic parity differe
 N_BOOT = 2000
 SEED = 0
 
+RATE_TITLES = {"accuracy": "accuracy", "tpr": "men called male (TPR)", "fpr": "women called male (FPR)",
+               "selection_rate": "called male (selection rate)"}
 # Plain words for each number, shared by the Fairness page and the HTML report.
 RATE_WORDS = {
     "accuracy": "Accuracy: share of the group's faces whose gender the model gets right.",
