@@ -23,32 +23,33 @@ def confusion_heatmap(matrix: pd.DataFrame) -> go.Figure:
 
 
 def group_accuracy_bars(table: pd.DataFrame, by: list[str], overall: float | None = None) -> go.Figure:
-    """Accuracy per group with its 95% interval as error bars and n in the label."""
-    return interval_bars(table.rename(columns={"ci_low": "accuracy_low", "ci_high": "accuracy_high"}),
+    """Accuracy per group with its 95% interval, n in the group's label (see `interval_dots`)."""
+    return interval_dots(table.rename(columns={"ci_low": "accuracy_low", "ci_high": "accuracy_high"}),
                          "accuracy", by, overall)
 
 
-def interval_bars(table: pd.DataFrame, rate: str, by: list[str], overall: float | None = None,
-                  n_column: str = "n", title: str | None = None) -> go.Figure:
-    """One rate per group (columns `rate`, `<rate>_low`, `<rate>_high`, `n`, `small`) as bars with
-    95% intervals as error bars, n in the label and small groups marked; groups without the rate
-    (NaN) are left out."""
+def interval_dots(table: pd.DataFrame, rate: str, by: list[str], overall: float | None = None,
+                  title: str | None = None) -> go.Figure:
+    """One rate per group as a dot with its 95% interval, in the table's order.
+
+    `table` has the grouping columns, `rate`, `<rate>_low`, `<rate>_high`, `n` and `small`. Each
+    label carries the group's n and small groups are marked; groups without the rate (NaN) are left
+    out. Dots, not bars: the axis need not start at zero to show differences of a few points honestly.
+    """
     data = table.dropna(subset=[rate]).copy()
-    data["group"] = data[by].astype(str).agg(" / ".join, axis=1)
-    data["label"] = [f"{a:.1%} (n={n}){' ⚠ small' if s else ''}"
-                     for a, n, s in zip(data[rate], data[n_column], data["small"])]
-    fig = px.bar(
-        data, x=rate, y="group", orientation="h", text="label",
-        color=by[-1] if len(by) > 1 else None,
+    data["label"] = [f"{g} (n={n}){' ⚠ small' if s else ''}" for g, n, s in
+                     zip(data[by].astype(str).agg(" / ".join, axis=1), data["n"], data["small"])]
+    fig = px.scatter(
+        data, x=rate, y="label", color=by[-1] if len(by) > 1 else None, text=[f"{v:.1%}" for v in data[rate]],
         error_x=data[f"{rate}_high"] - data[rate], error_x_minus=data[rate] - data[f"{rate}_low"],
+        category_orders={"label": list(data["label"])},
     )
-    low = max(0.0, float(data[f"{rate}_low"].min()) - 0.05) if len(data) else 0.0
-    if low < 0.3:
-        low = 0.0  # rates near zero (women called male) read best from a zero baseline
+    low = float(data[f"{rate}_low"].min()) if len(data) else 0.0
+    low = 0.0 if low < 0.3 else low - 0.05  # rates near zero (women called male) read best from zero
+    fig.update_traces(marker_size=10, textposition="top center", textfont_size=11)
     fig.update_layout(xaxis_range=[low, 1.0], xaxis_tickformat=".0%", yaxis_title=None, xaxis_title=title or rate,
-                      height=max(260, 34 * len(data) + 80), margin=dict(l=10, r=10, t=30, b=10),
-                      yaxis_categoryorder="total ascending")
-    fig.update_traces(textposition="inside", insidetextanchor="start")
+                      height=max(260, 38 * len(data) + 90), margin=dict(l=10, r=10, t=30, b=10),
+                      legend_title=None)
     if overall is not None:
         fig.add_vline(x=overall, line_dash="dot", annotation_text=f"overall {overall:.1%}")
     return fig

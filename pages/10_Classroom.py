@@ -31,20 +31,40 @@ if data is None or not data.is_dir():
 
 
 def examples(rows: pd.DataFrame) -> pd.DataFrame:
-    """Six faces worth a lesson: sure and right, sure and wrong, hesitant, a child, from different groups."""
+    """Six faces worth a lesson: sure and right, sure and wrong, hesitant (adults), and one child."""
     found = rows[rows["face_found"] & rows["file"].map(lambda f: (data / f).is_file())]
-    right, wrong = found[found["correct"]], found[~found["correct"]]
+    adults = found[~found["age"].isin(["0-2", "3-9", "10-19"])]
+    right, wrong = adults[adults["correct"]], adults[~adults["correct"]]
     picks = [
-        right.sort_values("prob", ascending=False).drop_duplicates("race").head(2),
-        wrong.sort_values("prob", ascending=False).drop_duplicates("race").head(2),
-        found.assign(doubt=(found["prob"] - 0.5).abs()).sort_values("doubt").head(1),
-        found[found["age"] == "3-9"].head(1),
+        right.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
+        wrong.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
+        adults.assign(doubt=(adults["prob"] - 0.5).abs()).sort_values("doubt").head(1),
+        found[found["age"] == "3-9"].sort_values("prob", ascending=False).head(1),
     ]
-    return pd.concat(picks).drop_duplicates("file").reset_index(drop=True)
+    return pd.concat(picks).drop_duplicates("file").sample(frac=1, random_state=0).reset_index(drop=True)
+
+
+def people(group: pd.Series) -> str:
+    """'Black faces labelled female': the group in words, without calling children men or women."""
+    return f"{group['race'].replace('_', ' ')} faces labelled {group['gender'].lower()}"
 
 
 def words(region: str) -> str:
     return {"rest of face": "the rest of the face (cheeks, forehead, chin)"}.get(region, f"the {region}")
+
+
+def attention(focus: dict[str, float], chance: dict[str, float]) -> str:
+    lift = focus["face"] - chance["face"]
+    if lift > 0.15:
+        verdict = "So it looked clearly more at the face than at the rest of the picture."
+    elif lift > 0.05:
+        verdict = "So it looked at the face a little more than the face's size alone would explain."
+    else:
+        verdict = ("So it did not look at the face more than at anything else: hair, clothes or background "
+                   "mattered as much.")
+    top = max(REGIONS, key=lambda r: focus[r] / max(chance[r], 1e-6))
+    return (f"{verdict}\n\nFor its size, **{words(top)}** got the most heat: {focus[top]:.0%} of the heat on "
+            f"{chance[top]:.0%} of the picture.")
 
 
 step = st.session_state.setdefault("lesson_step", 0)
@@ -101,7 +121,6 @@ else:
         explanation = ui.explain_file(path, crop=False, blur=False)
         if explanation is not None:
             focus, chance = explanation.focus[METHOD], explanation.chance
-            top = max(REGIONS, key=lambda r: focus[r] - chance[r])
             c1, c2, c3 = st.columns([1, 1, 2])
             c1.image(explanation.view.image, caption="the picture", width="stretch")
             c2.image(overlay(explanation.view.image, explanation.maps[METHOD]), caption="the heat map",
@@ -111,11 +130,8 @@ else:
                 f"*{explanation.label}*: **red** pushed hard, **blue** hardly at all.\n\n"
                 f"**{focus['face']:.0%}** of the heat is on the face. If the model had looked everywhere equally, "
                 f"the face would get {chance['face']:.0%} (its share of the picture). "
-                + ("So it looked mostly at the face." if focus["face"] > chance["face"] + 0.1 else
-                   "So it did not look at the face more than at anything else: the hair, clothes or background "
-                   "mattered too.")
-                + f"\n\nCompared with its size, {words(top)} got the most attention."
-                "\n\nThe map is blurry on purpose: the model decides on a coarse 5 × 5 grid, so read it as "
+                + attention(focus, chance)
+                + "\n\nThe map is blurry on purpose: the model decides on a coarse 5 × 5 grid, so read it as "
                 "*roughly here*, not as an outline."
             )
     elif step == 4:
@@ -135,7 +151,9 @@ else:
                 "clothes and background say less.\n\n"
                 + (f"The answer **changed**, from {before.label} to {after.label}: the model was leaning on "
                    "things around the face." if changed else
-                   f"The answer stayed **{after.label}** ({before.probability:.0%} → {after.probability:.0%} sure).")
+                   f"The answer stayed **{after.label}** ({before.probability:.0%} → {after.probability:.0%} sure)."
+                   + (" It became much less sure: part of what convinced it was around the face."
+                      if before.probability - after.probability > 0.1 else ""))
                 + f"\n\nThe face now gets **{after.focus[METHOD]['face']:.0%}** of the heat "
                 f"(before: {before.focus[METHOD]['face']:.0%})."
                 + ("" if after.view.face is not None else "\n\n(No face was found, so nothing could be cut out.)")
@@ -146,16 +164,15 @@ else:
         usable = cells[~cells["small"]]
         best, worst = usable.iloc[0], usable.iloc[-1]
         overall = cache.rows["correct"].mean()
-        who = f"{picked['race'].replace('_', ' ')} {'women' if picked['gender'] == 'Female' else 'men'}"
         st.markdown(
             f"One face is one face. To know whether the model treats people fairly we need **many**: it was tested "
             f"on **{len(cache.rows):,}** FairFace faces, and it was right for **{overall:.0%}** of them.\n\n"
-            f"For **{who}**, like this face, it was right **{mine['accuracy']:.0%}** of the time, out of "
-            f"**{mine['n']}** faces. With other faces it could plausibly be anywhere from "
+            f"For **{people(pd.Series(picked))}**, like this one, it was right **{mine['accuracy']:.0%}** of the "
+            f"time, out of **{mine['n']}** faces. With other faces it could plausibly be anywhere from "
             f"{mine['accuracy_low']:.0%} to {mine['accuracy_high']:.0%}."
             + (" That is a small group: read its number with care." if mine["small"] else "") + "\n\n"
-            f"The best group: {best['group'].replace('_', ' ')}, {best['accuracy']:.0%} of {best['n']}. "
-            f"The worst: {worst['group'].replace('_', ' ')}, {worst['accuracy']:.0%} of {worst['n']}. "
+            f"The best group: {people(best)}, right for {best['accuracy']:.0%} of {best['n']}. "
+            f"The worst: {people(worst)}, right for {worst['accuracy']:.0%} of {worst['n']}. "
             f"That is a gap of **{(best['accuracy'] - worst['accuracy']) * 100:.0f} points**: for every 100 "
             f"faces, about {(1 - worst['accuracy']) * 100:.0f} from the worst group are misclassified against "
             f"{(1 - best['accuracy']) * 100:.0f} from the best."

@@ -83,7 +83,7 @@ for tab, (grouping, by) in zip(st.tabs(list(metrics.FAIRNESS_GROUPINGS)), metric
         with left:
             shown = [r for r in metrics.RATES if result.groups[r].notna().any()]
             rate = st.radio("Show", shown, format_func=metrics.RATE_TITLES.get, horizontal=True, key=f"rate-{grouping}")
-            st.plotly_chart(charts.interval_bars(result.groups, rate, by, title=metrics.RATE_TITLES[rate]),
+            st.plotly_chart(charts.interval_dots(result.groups, rate, by, title=metrics.RATE_TITLES[rate]),
                             width="stretch", key=f"bars-{grouping}")
             st.caption(metrics.RATE_WORDS[rate])
         if right is not None:

@@ -42,7 +42,8 @@ if wrong.empty:
     st.stop()
 
 pages = math.ceil(len(wrong) / PER_PAGE)
-page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1) if pages > 1 else 1
+page = st.columns([1, 4])[0].number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
+                                          step=1) if pages > 1 else 1
 shown = wrong.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
 
 data = settings().data_dir
