@@ -149,7 +149,8 @@ else:
             c3.markdown(
                 "Now we change the picture: we **cut out the face** and **blur everything around it**, so hair, "
                 "clothes and background say less.\n\n"
-                + (f"The answer **changed**, from {before.label} to {after.label}: the model was leaning on "
+                + (f"The answer **changed**, from {before.label} to {after.label} (now "
+                   f"{'right' if after.label == picked['gender'] else 'wrong'}): the model was leaning on "
                    "things around the face." if changed else
                    f"The answer stayed **{after.label}** ({before.probability:.0%} → {after.probability:.0%} sure)."
                    + (" It became much less sure: part of what convinced it was around the face."
