@@ -63,7 +63,8 @@ h1{font-size:1.9rem;margin-bottom:.2rem}h2{border-bottom:2px solid #d0d7de;paddi
 h3{margin-top:1.6rem}.lead{color:#57606a}
 table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.88rem}
 th,td{border:1px solid #d0d7de;padding:.25rem .55rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td .ci{display:inline-block;white-space:nowrap}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.small td{color:#8c959f;background:#fffbe6}.flag{color:#9a6700;font-weight:600}
 .cards{display:flex;gap:1rem;flex-wrap:wrap;margin:.8rem 0}
 .card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .9rem;min-width:14rem;flex:1}
@@ -127,23 +128,25 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int], classes:
 
 
 def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
-    """Horizontal bars of one rate per group with 95% intervals; small groups hatched and labelled."""
+    """One rate per group as a dot with its 95% interval, n in the label; small groups in grey."""
     data = audit.groups.dropna(subset=[rate]).iloc[::-1]
-    fig = Figure(figsize=(8.5, 0.36 * len(data) + 1.1))
+    labels = [f"{g} (n={n}){' ⚠ small' if s else ''}" for g, n, s in zip(data["group"], data["n"], data["small"])]
+    fig = Figure(figsize=(8.5, 0.34 * len(data) + 1.1))
     ax = fig.subplots()
-    colours = ["#d0d7de" if s else "#4c78a8" for s in data["small"]]
-    ax.barh(data["group"], data[rate], color=colours)
-    ax.errorbar(data[rate], data["group"], xerr=[data[rate] - data[f"{rate}_low"], data[f"{rate}_high"] - data[rate]],
-                fmt="none", ecolor="#24292f", capsize=3, linewidth=1)
-    for y, (value, n, small) in enumerate(zip(data[rate], data["n"], data["small"])):
-        ax.text(0.005, y, f" {value:.1%}  n={n}{'  small' if small else ''}", va="center", fontsize=8,
-                color="white" if not small else "#57606a", transform=ax.get_yaxis_transform())
+    for y, (_, row) in enumerate(data.iterrows()):
+        colour = "#8c959f" if row["small"] else "#0969da"
+        ax.errorbar(row[rate], y, xerr=[[row[rate] - row[f"{rate}_low"]], [row[f"{rate}_high"] - row[rate]]],
+                    fmt="o", color=colour, ecolor=colour, capsize=3, markersize=5, linewidth=1.2)
+        ax.annotate(f"{row[rate]:.1%}", (row[rate], y), textcoords="offset points", xytext=(0, 5), ha="center",
+                    fontsize=7.5, color="#57606a")
+    ax.set_yticks(range(len(data)), labels, fontsize=9)
     low = float(data[f"{rate}_low"].min())
-    ax.set_xlim(0 if low < 0.3 else max(0, low - 0.05), 1)
+    ax.set_xlim(0 if low < 0.3 else low - 0.05, 1)
+    ax.set_ylim(-0.7, len(data) - 0.3)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel(RATE_TITLES[rate] + " with 95% interval")
+    ax.grid(axis="x", color="#eaeef2")
     ax.spines[["top", "right"]].set_visible(False)
-    ax.tick_params(axis="y", labelsize=9)
     return _svg(fig)
 
 
