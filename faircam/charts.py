@@ -46,9 +46,9 @@ def interval_dots(table: pd.DataFrame, rate: str, by: list[str], overall: float 
     )
     low = float(data[f"{rate}_low"].min()) if len(data) else 0.0
     low = 0.0 if low < 0.3 else low - 0.05  # rates near zero (women called male) read best from zero
-    fig.update_traces(marker_size=10, textposition="top center", textfont_size=11)
+    fig.update_traces(marker_size=10, textposition="top center", textfont_size=11, cliponaxis=False)
     fig.update_layout(xaxis_range=[low, 1.0], xaxis_tickformat=".0%", yaxis_title=None, xaxis_title=title or rate,
-                      height=max(260, 38 * len(data) + 90), margin=dict(l=10, r=10, t=30, b=10),
+                      height=max(200, 38 * len(data) + 90), margin=dict(l=10, r=10, t=30, b=10),
                       legend_title=None)
     if overall is not None:
         fig.add_vline(x=overall, line_dash="dot", annotation_text=f"overall {overall:.1%}")
