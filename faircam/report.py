@@ -207,7 +207,7 @@ def summary_section(ctx: ReportContext) -> Section:
     overall = overall_scores(rows).loc["all"]
     race = ctx.audits["race"].gaps
     cell = ctx.audits["race x gender"]
-    worst = cell.groups[~cell.groups["small"]].sort_values("accuracy").iloc[0]
+    large = cell.groups[~cell.groups["small"]].sort_values("accuracy")
     body = [
         "<div class='cards'>",
         f"<div class='card'><div>accuracy</div><div class='v'>{overall['accuracy']:.1%}</div>"
@@ -220,11 +220,17 @@ def summary_section(ctx: ReportContext) -> Section:
             body.append(f"<div class='card'><div>{_e(name)} across race</div><div class='v'>"
                         f"{gap['value'] * 100:.1f} points</div><div class='ci'>95% interval "
                         f"{gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f}</div></div>")
-    body.append(
-        f"<div class='card'><div>worst race × gender group</div><div class='v'>{_e(worst['group'])}</div>"
-        f"<div class='ci'>{worst['accuracy']:.1%} ({worst['accuracy_low']:.1%} – {worst['accuracy_high']:.1%}), "
-        f"n = {worst['n']}</div></div></div>"
-    )
+    if len(large):
+        worst = large.iloc[0]
+        body.append(
+            f"<div class='card'><div>worst race × gender group</div><div class='v'>{_e(worst['group'])}</div>"
+            f"<div class='ci'>{worst['accuracy']:.1%} ({worst['accuracy_low']:.1%} – "
+            f"{worst['accuracy_high']:.1%}), n = {worst['n']}</div></div>"
+        )
+    body.append("</div>")
+    if not len(large):
+        body.append(f"<p class='warn'>No race × gender group has {cell.min_size} or more images: the numbers "
+                    "below are too thin to rank anyone.</p>")
     body.append(
         f"<p>Positive class for the rates: <b>{POSITIVE_LABEL}</b> (fairlearn's convention). The true positive "
         "rate (TPR) is the share of men the model calls male, the false positive rate (FPR) the share of women it "

@@ -163,7 +163,6 @@ else:
         cells = metrics.fairness(cache.rows[["race", "gender", "pred"]], ["race", "gender"]).groups
         mine = cells.set_index("group").loc[f"{picked['race']} / {picked['gender']}"]
         usable = cells[~cells["small"]]
-        best, worst = usable.iloc[0], usable.iloc[-1]
         overall = cache.rows["correct"].mean()
         st.markdown(
             f"One face is one face. To know whether the model treats people fairly we need **many**: it was tested "
@@ -171,13 +170,17 @@ else:
             f"For **{people(pd.Series(picked))}**, like this one, it was right **{mine['accuracy']:.0%}** of the "
             f"time, out of **{mine['n']}** faces. With other faces it could plausibly be anywhere from "
             f"{mine['accuracy_low']:.0%} to {mine['accuracy_high']:.0%}."
-            + (" That is a small group: read its number with care." if mine["small"] else "") + "\n\n"
-            f"The best group: {people(best)}, right for {best['accuracy']:.0%} of {best['n']}. "
-            f"The worst: {people(worst)}, right for {worst['accuracy']:.0%} of {worst['n']}. "
-            f"That is a gap of **{(best['accuracy'] - worst['accuracy']) * 100:.0f} points**: for every 100 "
-            f"faces, about {(1 - worst['accuracy']) * 100:.0f} from the worst group are misclassified against "
-            f"{(1 - best['accuracy']) * 100:.0f} from the best."
+            + (" That is a small group: read its number with care." if mine["small"] else "")
         )
+        if len(usable) >= 2:
+            best, worst = usable.iloc[0], usable.iloc[-1]
+            st.markdown(
+                f"The best group: {people(best)}, right for {best['accuracy']:.0%} of {best['n']}. "
+                f"The worst: {people(worst)}, right for {worst['accuracy']:.0%} of {worst['n']}. "
+                f"That is a gap of **{(best['accuracy'] - worst['accuracy']) * 100:.0f} points**: for every 100 "
+                f"faces, about {(1 - worst['accuracy']) * 100:.0f} from the worst group are misclassified against "
+                f"{(1 - best['accuracy']) * 100:.0f} from the best."
+            )
         st.page_link("pages/4_Fairness.py", label="See every group on the Fairness page", icon="⚖️")
     else:
         st.markdown(

@@ -64,6 +64,19 @@ def test_fairness_page_switches_the_rate_shown():
     assert any("False positive rate" in c.value for c in at.caption)
 
 
+def test_fairness_page_on_a_cache_too_small_to_rank(monkeypatch, tmp_path, rows):
+    from faircam.cache import write_cache
+
+    meta = read_cache(settings().cache_path).meta
+    tiny = tmp_path / "tiny.parquet"
+    write_cache(rows.head(40), tiny, {k: v for k, v in meta.items() if k not in ("schema_version", "rows")})
+    monkeypatch.setenv("FAIRCAM_CACHE", str(tiny))
+    at = run("pages/4_Fairness.py")
+    assert_clean(at)
+    assert "Fewer than two groups have 30 or more images" in texts(at)
+    assert all(at.dataframe[0].value["flag"] == "⚠ small")
+
+
 def test_fairness_without_cache_says_how_to_make_one(monkeypatch, tmp_path):
     monkeypatch.setenv("FAIRCAM_CACHE", str(tmp_path / "missing.parquet"))
     at = run("pages/4_Fairness.py")

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from faircam.cache import EvalCache, read_cache
+from faircam.cache import EvalCache, read_cache, write_cache
 from faircam.cli import main
 from faircam.config import settings
 from faircam.report import SECTIONS, Section, build_report, rows_csv
@@ -102,6 +102,29 @@ def test_report_sections_are_extensible(cache):
     page = build_report(cache, sections=[hello, parity], n_boot=50)
     assert ">Hello</h2>" in page and f"<p>{len(cache.rows)} rows; race gap" in page
     assert "Explanation parity" not in page
+
+
+@pytest.fixture(scope="module")
+def tiny(cache, tmp_path_factory):
+    """The first 40 images: every race x gender cell under 30 images."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny.parquet"
+    meta = {k: v for k, v in cache.meta.items() if k not in ("schema_version", "rows")}
+    write_cache(cache.rows.head(40), path, meta)
+    return path
+
+
+def test_report_on_a_cache_too_small_to_rank(tiny):
+    page = build_report(read_cache(tiny), n_boot=100)
+    assert "No race × gender group has 30 or more images" in page
+    assert "Fewer than two groups have 30 or more images" in page
+    assert "⚠ small" in page and "worst race × gender group" not in page
+
+
+def test_cli_report_on_a_tiny_cache(capsys, tmp_path, tiny):
+    code = main(["report", "--out", str(tmp_path / "tiny.html"), "--cache", str(tiny)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "too few to name the worst" in (tmp_path / "tiny.html").read_text(encoding="utf-8")  # the model card
 
 
 def test_rows_csv_round_trips(cache):
