@@ -10,9 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faircam.config import settings
 from faircam.errors import KNOWN_ERRORS, DataError, ImageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _data_dir(value: str | None) -> Path:
@@ -35,18 +39,38 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from faircam.data import load_split
     from faircam.evaluate import run_evaluation
     from faircam.explain import Pipeline
 
     pipeline = Pipeline.load(args.model or settings().model_path)
     if args.limit is not None and args.limit < 1:
         raise DataError("--limit must be at least 1.")
-    cache = run_evaluation(_data_dir(args.data), args.split, Path(args.out), pipeline.model, pipeline.detector,
+    data_dir = _data_dir(args.data)
+    cache = run_evaluation(data_dir, args.split, Path(args.out), pipeline.model, pipeline.detector,
                            pipeline.explainer, limit=args.limit, batch_size=args.batch_size)
     rows = cache.rows
+    _warn_left_out(cache.meta["data"], load_split(data_dir, args.split).rows.head(args.limit), rows)
     print(json.dumps({"out": args.out, "images": len(rows), "accuracy": round(float(rows["correct"].mean()), 4),
                       "unreadable": cache.meta["data"]["unreadable"],
                       "dropped_rows": cache.meta["data"]["dropped_total"]}))
+
+
+def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) -> None:
+    """One stderr line each for label rows dropped and images that could not be read, naming the first few."""
+    import pandas as pd
+
+    from faircam.data import describe_dropped
+
+    if meta["dropped_total"]:
+        print(f"faircam: warning: {describe_dropped(pd.DataFrame(meta['dropped']), meta['dropped_total'])}",
+              file=sys.stderr)
+    unreadable = labelled.loc[~labelled["file"].isin(evaluated["file"]), "file"].tolist()
+    if unreadable:
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        print(f"faircam: warning: {len(unreadable)} image{'s' if len(unreadable) != 1 else ''} could not be read "
+              f"and {'are' if len(unreadable) != 1 else 'is'} not counted: {', '.join(unreadable[:5])}{more}.",
+              file=sys.stderr)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
