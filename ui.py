@@ -13,11 +13,12 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from faircam.cache import EvalCache, read_cache
 from faircam.config import MAX_UPLOAD_MB, settings
-from faircam.data import available_splits
+from faircam.data import available_splits, describe_dropped
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.explain import Explanation, Pipeline
 from faircam.images import decode_image, read_image
@@ -63,6 +64,15 @@ def evaluation_cache() -> EvalCache | None:
         return None
 
 
+def left_out_rows(data_meta: dict) -> str:
+    """What an evaluation left out, from its cache's `data` metadata: dropped rows named, unreadable images counted."""
+    unreadable = int(data_meta.get("unreadable") or 0)
+    said = describe_dropped(pd.DataFrame(data_meta.get("dropped") or []), int(data_meta.get("dropped_total") or 0))
+    if unreadable:
+        said += f" {unreadable} image{'s' if unreadable != 1 else ''} could not be read."
+    return said.strip()
+
+
 @st.cache_resource
 def _recompute_lock() -> threading.Lock:
     return threading.Lock()
@@ -74,7 +84,7 @@ def offer_recompute(path: Path, split: str = "val") -> None:
     if split not in available_splits(data):
         st.caption(f"To recompute it here, set `FAIRCAM_DATA` to a FairFace folder with a {split} split.")
         return
-    if not st.button(f"Recompute the evaluation now ({split} split of `{data}`)", key=f"recompute-{path}"):
+    if not st.button(f"Recompute the evaluation now ({split} split of {data})", key=f"recompute-{path}"):
         return
     from faircam.evaluate import run_evaluation  # torch: only once asked
 
@@ -83,7 +93,7 @@ def offer_recompute(path: Path, split: str = "val") -> None:
         st.warning("Another session is recomputing the evaluation right now. Reload this page when it is done.")
         return
     try:
-        bar = st.progress(0.0, text="Evaluating…")
+        bar = st.progress(0.0, text=f"Evaluating the {split} split of {data}: a few images a second…")
         pipe = pipeline()
         extra = {}
         # `on_progress` arrives with the resumable evaluation (contracts §1); without it the bar waits.

@@ -113,8 +113,11 @@ def describe_dropped(dropped: pd.DataFrame, total: int | None = None, shown: int
         + f" ({row['reason']})"
         for _, row in dropped.head(shown).iterrows()
     ]
+    rows = f"{total} label row{'s' if total != 1 else ''} dropped"
+    if not named:
+        return f"{rows}."
     more = f" and {total - len(named)} more" if total > len(named) else ""
-    return f"{total} label row{'s' if total != 1 else ''} dropped: {', '.join(named)}{more}."
+    return f"{rows}: {', '.join(named)}{more}."
 
 
 def filter_rows(

@@ -27,9 +27,9 @@ if meta["model"]["sha256"] != model.sha256:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
                f"Run `faircam evaluate --split val --out {ui.settings().cache_path}` to refresh it.")
     ui.offer_recompute(ui.settings().cache_path, meta["data"]["split"])
-if meta["data"].get("unreadable") or meta["data"].get("dropped_total"):
-    st.info(f"{meta['data'].get('dropped_total', 0)} label rows were dropped and "
-            f"{meta['data'].get('unreadable', 0)} images could not be read; they are not counted.")
+left_out = ui.left_out_rows(meta["data"])
+if left_out:
+    st.info(f"{left_out} They are not counted.")
 
 with st.expander("Filter the images counted", expanded=False):
     c1, c2, c3 = st.columns(3)

@@ -97,7 +97,7 @@ def test_cli_evaluate_unusable_folder(capsys, tmp_path, make, words):
     assert not (tmp_path / "cache.parquet").exists()
 
 
-def test_cli_evaluate_names_left_out_rows_and_counts_the_rest(capsys, tmp_path, fairface):
+def test_cli_evaluate_names_left_out_rows_and_counts_the_rest(capsys, monkeypatch, tmp_path, fairface):
     data = folder(tmp_path / "data", fairface, *BAD_ROWS, unreadable=True)
     out_file = tmp_path / "cache.parquet"
     code, out, err = cli(capsys, "evaluate", "--data", data, "--out", out_file, "--batch-size", "2")
@@ -110,6 +110,16 @@ def test_cli_evaluate_names_left_out_rows_and_counts_the_rest(capsys, tmp_path, 
     cache = read_cache(out_file)
     assert sorted(cache.rows["file"]) == ["val/1.jpg", "val/2.jpg", "val/3.jpg", "val/4.jpg"]
     assert cache.meta["data"]["dropped_total"] == len(BAD_ROWS)
+    assert describe_dropped(cache.rows.head(0), total=3) == "3 label rows dropped."
+
+    # The Evaluation page of that cache says the same.
+    monkeypatch.setenv("FAIRCAM_DATA", str(data))
+    monkeypatch.setenv("FAIRCAM_CACHE", str(out_file))
+    at = run("pages/2_Evaluation.py")
+    assert not at.exception and not at.error
+    said = [i.value for i in at.info]
+    assert f"{describe_dropped(load_split(data, 'val').dropped)} 1 image could not be read. They are not counted." \
+        in said, said
 
 
 # --- the Explore page ------------------------------------------------------------------------
