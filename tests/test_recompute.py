@@ -81,3 +81,19 @@ def test_without_data_folder_the_page_says_how(monkeypatch, tmp_path):
     assert not at.exception
     assert not [b for b in at.button if b.label.startswith("Recompute")]
     assert any("set `FAIRCAM_DATA`" in c.value for c in at.caption)
+
+
+def test_one_recomputation_at_a_time(monkeypatch, tmp_path, small_data):
+    import ui
+
+    monkeypatch.setenv("FAIRCAM_DATA", str(small_data))
+    monkeypatch.setenv("FAIRCAM_CACHE", str(tmp_path / "eval.parquet"))
+    lock = ui._recompute_lock()  # the lock the app's sessions share, held here as by another session
+    assert lock.acquire(blocking=False)
+    try:
+        at = recompute_button(run("pages/2_Evaluation.py")).click().run()
+    finally:
+        lock.release()
+    assert not at.exception
+    assert any("Another session is recomputing" in w.value for w in at.warning)
+    assert not (tmp_path / "eval.parquet").exists()
