@@ -8,20 +8,27 @@ what is loaded once per process (`st.cache_resource`), what is memoised per inpu
 from __future__ import annotations
 
 import hashlib
+import inspect
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from faircam.cache import EvalCache, read_cache
 from faircam.checkpoint import file_sha256, read_metadata
 from faircam.config import MAX_UPLOAD_MB, settings
-from faircam.errors import CacheError, ImageError, ModelError
+from faircam.data import available_splits, describe_dropped
+from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.images import decode_image, read_image
 
 if TYPE_CHECKING:
     # torch comes in with these: only pages that run the model import them, inside `pipeline()`.
     from faircam.explain import Explanation, Pipeline
+
+THUMBNAIL_SIDE = 224
 
 
 def page_setup(title: str, icon: str = "🔍") -> None:
@@ -83,7 +90,53 @@ def evaluation_cache() -> EvalCache | None:
     except CacheError as exc:
         st.error(f"**No usable evaluation.** {exc}")
         st.code(f"faircam evaluate --split val --out {path}", language="bash")
+        offer_recompute(path)
         return None
+
+
+def left_out_rows(data_meta: dict) -> str:
+    """What an evaluation left out, from its cache's `data` metadata: dropped rows named, unreadable images counted."""
+    unreadable = int(data_meta.get("unreadable") or 0)
+    said = describe_dropped(pd.DataFrame(data_meta.get("dropped") or []), int(data_meta.get("dropped_total") or 0))
+    if unreadable:
+        said += f" {unreadable} image{'s' if unreadable != 1 else ''} could not be read."
+    return said.strip()
+
+
+@st.cache_resource
+def _recompute_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def offer_recompute(path: Path, split: str = "val") -> None:
+    """A button that recomputes the evaluation cache at `path` here, with a progress bar, then reloads."""
+    data = settings().data_dir
+    if split not in available_splits(data):
+        st.caption(f"To recompute it here, set `FAIRCAM_DATA` to a FairFace folder with a {split} split.")
+        return
+    if not st.button(f"Recompute the evaluation now ({split} split of {data})", key=f"recompute-{path}"):
+        return
+    from faircam.evaluate import run_evaluation  # torch: only once asked
+
+    lock = _recompute_lock()
+    if not lock.acquire(blocking=False):
+        st.warning("Another session is recomputing the evaluation right now. Reload this page when it is done.")
+        return
+    try:
+        bar = st.progress(0.0, text=f"Evaluating the {split} split of {data}: a few images a second…")
+        pipe = pipeline()
+        extra = {}
+        # `on_progress` arrives with the resumable evaluation (contracts §1); without it the bar waits.
+        if "on_progress" in inspect.signature(run_evaluation).parameters:
+            extra["on_progress"] = lambda done, total: bar.progress(done / max(total, 1),
+                                                                     text=f"{done:,} of {total:,} images")
+        run_evaluation(data, split, path, pipe.model, pipe.detector, pipe.explainer, progress=False, **extra)
+    except KNOWN_ERRORS as exc:
+        st.error(f"**The evaluation could not be recomputed.** {exc}")
+        return
+    finally:
+        lock.release()
+    st.rerun()
 
 
 def image_key(data: bytes) -> str:
@@ -107,6 +160,15 @@ def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0) -> Explan
             return _explain(image_key(data), data, None, crop, blur, face)
     except ImageError as exc:
         st.error(f"**This file cannot be used.** {exc}")
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def thumbnail(path: Path) -> np.ndarray | None:
+    """A small copy of a dataset image for the picker grid, or None when the file cannot be read."""
+    try:
+        return read_image(path, max_side=THUMBNAIL_SIDE)
+    except ImageError:
         return None
 
 

@@ -1,4 +1,4 @@
-"""The `faircam` command: train, evaluate, explain one image, fetch FairFace.
+"""The `faircam` command: train, evaluate, explain one image, write the audit report, fetch FairFace.
 
 Every known failure (bad data folder, unreadable image, damaged checkpoint or cache, no
 internet) ends with one line on stderr and exit status 2, never a traceback.
@@ -10,9 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faircam.config import settings
 from faircam.errors import KNOWN_ERRORS, DataError, ImageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _data_dir(value: str | None) -> Path:
@@ -35,18 +39,38 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from faircam.data import load_split
     from faircam.evaluate import run_evaluation
     from faircam.explain import Pipeline
 
     pipeline = Pipeline.load(args.model or settings().model_path)
     if args.limit is not None and args.limit < 1:
         raise DataError("--limit must be at least 1.")
-    cache = run_evaluation(_data_dir(args.data), args.split, Path(args.out), pipeline.model, pipeline.detector,
+    data_dir = _data_dir(args.data)
+    cache = run_evaluation(data_dir, args.split, Path(args.out), pipeline.model, pipeline.detector,
                            pipeline.explainer, limit=args.limit, batch_size=args.batch_size)
     rows = cache.rows
+    _warn_left_out(cache.meta["data"], load_split(data_dir, args.split).rows.head(args.limit), rows)
     print(json.dumps({"out": args.out, "images": len(rows), "accuracy": round(float(rows["correct"].mean()), 4),
                       "unreadable": cache.meta["data"]["unreadable"],
                       "dropped_rows": cache.meta["data"]["dropped_total"]}))
+
+
+def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) -> None:
+    """One stderr line each for label rows dropped and images that could not be read, naming the first few."""
+    import pandas as pd
+
+    from faircam.data import describe_dropped
+
+    if meta["dropped_total"]:
+        print(f"faircam: warning: {describe_dropped(pd.DataFrame(meta['dropped']), meta['dropped_total'])}",
+              file=sys.stderr)
+    unreadable = labelled.loc[~labelled["file"].isin(evaluated["file"]), "file"].tolist()
+    if unreadable:
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        print(f"faircam: warning: {len(unreadable)} image{'s' if len(unreadable) != 1 else ''} could not be read "
+              f"and {'are' if len(unreadable) != 1 else 'is'} not counted: {', '.join(unreadable[:5])}{more}.",
+              file=sys.stderr)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -81,6 +105,16 @@ def cmd_model_card(args: argparse.Namespace) -> None:
     text = model_card(load_checkpoint(args.model or current.model_path), read_cache(args.cache or current.cache_path))
     Path(args.out).write_text(text, encoding="utf-8")
     print(json.dumps({"out": args.out}))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from faircam.cache import read_cache
+    from faircam.report import write_report
+
+    current = settings()
+    cache = read_cache(args.cache or current.cache_path)
+    print(json.dumps(write_report(cache, Path(args.out), Path(args.csv) if args.csv else None,
+                                  model_path=args.model or current.model_path)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
     card.add_argument("--cache", help="evaluation cache (default: FAIRCAM_CACHE or the bundled cache)")
     card.set_defaults(run=cmd_model_card)
+
+    report = commands.add_parser("report", help="write the self-contained HTML audit report (and a CSV of the rows)")
+    report.add_argument("--out", required=True, help="HTML file to write")
+    report.add_argument("--csv", help="also write the per-image rows to this CSV file")
+    report.add_argument("--cache", help="evaluation cache (default: FAIRCAM_CACHE or the bundled cache)")
+    report.add_argument("--model", help="checkpoint whose model card goes in the report (default: FAIRCAM_MODEL or "
+                                        "the bundled model)")
+    report.set_defaults(run=cmd_report)
 
     fetch = commands.add_parser("fetch-fairface", help="download FairFace (needs internet)")
     fetch.add_argument("--out", required=True, help="folder to write FairFace's layout into")

@@ -26,8 +26,10 @@ FACE_REGIONS = ("eyes", "nose", "mouth", "rest of face")
 MIN_GROUP_SIZE = 30
 # Longest side an uploaded photo is reduced to before anything else touches it.
 MAX_IMAGE_SIDE = 2048
-# More pixels than this is treated as a decompression bomb and refused.
-MAX_IMAGE_PIXELS = 12_000 * 12_000
+# More pixels than this is refused before decoding (decompression bombs, 12000x12000 scans): a
+# decoded 100-megapixel RGB image already takes 300 MB, per session, on a shared classroom server.
+MAX_IMAGE_PIXELS = 100_000_000
+# Same value as `server.maxUploadSize` in .streamlit/config.toml (a test keeps them equal).
 MAX_UPLOAD_MB = 20
 
 

@@ -60,6 +60,8 @@ def load_split(root: Path | str, split: str = "val", check_files: bool = True) -
     root = Path(root).expanduser()
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}: use one of {', '.join(SPLITS)}.")
+    if root.exists() and not root.is_dir():
+        raise DataError(f"Data folder {root} is a file, not a folder.")
     if not root.is_dir():
         raise DataError(f"Data folder {root} does not exist.")
     csv = label_file(root, split)
@@ -70,26 +72,52 @@ def load_split(root: Path | str, split: str = "val", check_files: bool = True) -
         )
     try:
         labels = pd.read_csv(csv, dtype=str)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise DataError(f"{csv} cannot be read as CSV: {exc}") from None
     missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
     if missing:
         raise DataError(f"{csv.name} lacks the column(s) {', '.join(missing)}.")
-    labels = labels[list(LABEL_COLUMNS)].copy()
-    labels["file"] = labels["file"].astype(str).str.strip()
+    labels = labels[list(LABEL_COLUMNS)].fillna("")
+    for column in LABEL_COLUMNS:
+        labels[column] = labels[column].str.strip()
 
+    # The first problem of each row is its reason, worded so the row can be fixed in the CSV.
     reasons = pd.Series("", index=labels.index)
-    reasons[~labels["race"].isin(RACES)] = "unknown race"
-    reasons[~labels["gender"].isin(GENDERS)] = "unknown gender"
-    reasons[~labels["age"].isin(AGES)] = "unknown age"
+    reasons[labels["file"] == ""] = "no file name"
+    for column, allowed in (("race", RACES), ("gender", GENDERS), ("age", AGES)):
+        bad = ~labels[column].isin(allowed) & (reasons == "")
+        reasons[bad] = [f"unknown {column} {value!r}" if value else f"no {column}" for value in labels[column][bad]]
     if check_files:
         exists = pd.Series([(root / f).is_file() for f in labels["file"]], index=labels.index, dtype=bool)
         reasons[~exists & (reasons == "")] = "image missing"
-    dropped = labels[reasons != ""].assign(reason=reasons[reasons != ""])
+    # Line numbers as a spreadsheet shows them: the header is line 1.
+    dropped = labels[reasons != ""].assign(reason=reasons[reasons != ""], line=labels.index[reasons != ""] + 2)
+    dropped = dropped.reset_index(drop=True)
     rows = labels[reasons == ""].reset_index(drop=True)
     if rows.empty:
-        raise DataError(f"{csv.name} has no usable rows ({len(dropped)} dropped).")
-    return FairFaceSplit(root=root, split=split, rows=rows, dropped=dropped.reset_index(drop=True))
+        raise DataError(f"{csv.name} has no usable rows: {describe_dropped(dropped)} "
+                        f"Image paths are read relative to {root}.")
+    return FairFaceSplit(root=root, split=split, rows=rows, dropped=dropped)
+
+
+def describe_dropped(dropped: pd.DataFrame, total: int | None = None, shown: int = 5) -> str:
+    """One sentence naming the first `shown` dropped rows (CSV line, file, reason) and how many there are.
+
+    `total` is the full count when `dropped` holds only the first records (as a cache's metadata does).
+    """
+    total = len(dropped) if total is None else total
+    if total == 0:
+        return ""
+    named = [
+        " ".join(part for part in (f"line {int(row['line'])}" if "line" in row else "", row["file"]) if part)
+        + f" ({row['reason']})"
+        for _, row in dropped.head(shown).iterrows()
+    ]
+    rows = f"{total} label row{'s' if total != 1 else ''} dropped"
+    if not named:
+        return f"{rows}."
+    more = f" and {total - len(named)} more" if total > len(named) else ""
+    return f"{rows}: {', '.join(named)}{more}."
 
 
 def filter_rows(

@@ -45,7 +45,8 @@ def decode_image(data: bytes, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS:
             raise ImageError(
-                f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels."
+                f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels. "
+                "Please use a smaller copy."
             )
         # JPEG can decode at 1/2, 1/4 or 1/8 scale: far less memory for huge photos.
         image.draft("RGB", (max_side, max_side))
@@ -55,7 +56,10 @@ def decode_image(data: bytes, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError("The image declares more pixels than faircam accepts.") from None
+        raise ImageError(
+            f"The image declares far more than {MAX_IMAGE_PIXELS // 1_000_000} megapixels, the limit: it may be a "
+            "decompression bomb. Please use a smaller copy."
+        ) from None
     except UnidentifiedImageError:
         raise ImageError("This file is not an image faircam can read (JPEG, PNG, WebP, BMP, TIFF).") from None
     except (OSError, SyntaxError, ValueError) as exc:

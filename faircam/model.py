@@ -9,6 +9,7 @@ they load with `weights_only=True`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,16 @@ class LoadedModel:
         return torch.softmax(self.net(self.to_tensor(images)), dim=1).numpy()
 
 
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """Checksum of a state_dict's names, dtypes, shapes and bytes, as stored in the checkpoint."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_checkpoint(
     net: GenderNet, path: Path, arch: str, input_size: int, info: dict[str, Any], half: bool = True
 ) -> None:
@@ -153,6 +164,7 @@ def save_checkpoint(
         "classes": list(CLASSES),
         "info": info,
         "state_dict": state,
+        "state_sha256": state_sha256(state),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,21 +187,38 @@ def load_checkpoint(path: Path | str) -> LoadedModel:
     missing = [k for k in ("arch", "input_size", "mean", "std", "classes", "state_dict") if k not in payload]
     if missing:
         raise ModelError(f"{path} is an incomplete checkpoint (missing {', '.join(missing)}).")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path} is an incomplete checkpoint (its weights are not a state_dict).")
+    # Checkpoints written before the checksum existed (the bundled one among them) have none to check.
+    if "state_sha256" in payload and payload["state_sha256"] != state_sha256(state):
+        raise ModelError(f"{path} is damaged: its weights do not match the checksum stored with them.")
+    if not isinstance(payload["arch"], str) or payload["arch"] not in ARCHITECTURES:
+        raise ModelError(f"{path} is for architecture {payload['arch']!r}, which this faircam cannot build "
+                         f"({', '.join(ARCHITECTURES)}).")
     net = build_model(payload["arch"])
     try:
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v
-                             for k, v in payload["state_dict"].items()})
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError:
         raise ModelError(f"{path}: weights do not fit architecture {payload['arch']}.") from None
     net.eval()
+    try:
+        input_size = int(payload["input_size"])
+        mean = tuple(float(v) for v in payload["mean"])
+        std = tuple(float(v) for v in payload["std"])
+        classes = tuple(str(c) for c in payload["classes"])
+    except (TypeError, ValueError):
+        raise ModelError(f"{path} has unreadable metadata (input size, normalisation or classes).") from None
+    if len(mean) != 3 or len(std) != 3 or len(classes) != len(CLASSES) or not 16 <= input_size <= 1024:
+        raise ModelError(f"{path} has inconsistent metadata (input size {input_size}, {len(classes)} classes).")
     return LoadedModel(
         net=net,
         arch=payload["arch"],
-        input_size=int(payload["input_size"]),
-        mean=tuple(payload["mean"]),
-        std=tuple(payload["std"]),
-        classes=tuple(payload["classes"]),
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        classes=classes,
         path=path,
         sha256=file_sha256(path),
-        info=payload.get("info", {}),
+        info=payload.get("info") if isinstance(payload.get("info"), dict) else {},
     )

@@ -5,13 +5,26 @@ import streamlit as st
 
 import ui
 from faircam.config import CAM_METHODS, settings
-from faircam.data import AGES, GENDERS, RACES, available_splits, balanced_sample, filter_rows, load_split
+from faircam.data import (
+    AGES,
+    GENDERS,
+    RACES,
+    FairFaceSplit,
+    available_splits,
+    balanced_sample,
+    describe_dropped,
+    filter_rows,
+    label_file,
+    load_split,
+)
 from faircam.errors import DataError
 from faircam.figures import draw_face, explanation_figure, overlay, png_bytes
 from faircam.focus import REGIONS
 
 ui.page_setup("Explore a face")
 ui.sidebar_model()
+# Loaded on opening (the sidebar no longer does it): a broken model is reported at once, and picks are quick.
+ui.pipeline()
 GRID = 12
 
 st.caption(
@@ -21,14 +34,19 @@ st.caption(
 
 
 @st.cache_data(show_spinner=False)
-def _split_rows(root: str, split: str) -> pd.DataFrame:
-    return load_split(root, split).rows
+def _split(root: str, split: str) -> FairFaceSplit:
+    return load_split(root, split)
 
 
 def choose_fairface() -> tuple[str, pd.Series] | None:
     data = settings().data_dir
     splits = available_splits(data)
     if not splits:
+        if data is not None:
+            try:
+                load_split(data, "val")
+            except DataError as exc:
+                st.error(f"**The data folder cannot be used.** {exc}")
         st.info("No FairFace folder found. Set `FAIRCAM_DATA` to a folder in FairFace's layout "
                 "(or run `faircam fetch-fairface`), or upload a photo instead.")
         return None
@@ -38,10 +56,13 @@ def choose_fairface() -> tuple[str, pd.Series] | None:
     genders = c3.multiselect("Gender", GENDERS, placeholder="all")
     ages = c4.multiselect("Age", AGES, placeholder="all")
     try:
-        rows = filter_rows(_split_rows(str(data), split), races, genders, ages)
+        labels = _split(str(data), split)
     except DataError as exc:
         st.error(f"**The data folder cannot be used.** {exc}")
         return None
+    if not labels.dropped.empty:
+        st.warning(f"Some rows of `{label_file(data, split).name}` are left out. {describe_dropped(labels.dropped)}")
+    rows = filter_rows(labels.rows, races, genders, ages)
     if rows.empty:
         st.warning("No image matches these filters.")
         return None
@@ -55,7 +76,11 @@ def choose_fairface() -> tuple[str, pd.Series] | None:
     columns = st.columns(6)
     for i, (_, row) in enumerate(sample.iterrows()):
         with columns[i % 6]:
-            st.image(str(data / row["file"]), width="stretch")
+            thumbnail = ui.thumbnail(data / row["file"])
+            if thumbnail is None:
+                st.warning(f"`{row['file']}` cannot be read.")
+                continue
+            st.image(thumbnail, width="stretch")
             if st.button(f"{row['race'].replace('_', ' ')}, {row['gender']}, {row['age']}", key=f"pick{row['file']}"):
                 st.session_state["picked"] = row.to_dict()
     picked = st.session_state.get("picked")
@@ -73,27 +98,32 @@ source = st.radio("Image source", ["FairFace sample", "Upload a photo"], horizon
 c1, c2, c3 = st.columns(3)
 crop = c1.toggle("Crop and align the face (MTCNN)", help="Cut out the face and rotate it so the eyes are level.")
 blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.")
-face_index = st.session_state.get("face_index", 0)
 # The result is drawn above the picker grid, though it is computed after the pick.
 result = st.container()
 
 truth = None
+explanation = None
 if source == "FairFace sample":
     chosen = choose_fairface()
-    explanation = None
     if chosen is not None:
         path, truth = chosen
-        explanation = ui.explain_file(path, crop, blur, face_index)
+        # The face choice belongs to one image: another image starts again at its largest face.
+        face_key = f"face:{path}"
+        explanation = ui.explain_file(path, crop, blur, st.session_state.get(face_key, 0))
 else:
     data = choose_upload()
-    explanation = ui.explain_upload(data, crop, blur, face_index) if data is not None else None
+    if data is not None:
+        face_key = f"face:{ui.image_key(data)}"
+        explanation = ui.explain_upload(data, crop, blur, st.session_state.get(face_key, 0))
 
 if explanation is not None:
     with result:
         view = explanation.view
         if view.faces_found > 1:
-            c3.selectbox("Face", range(view.faces_found), key="face_index",
-                         format_func=lambda i: f"face {i + 1} of {view.faces_found}" + (" (largest)" if i == 0 else ""))
+            c3.selectbox("Face", range(view.faces_found), key=face_key,
+                         format_func=lambda i: f"face {i + 1} of {view.faces_found}" + (" (largest)" if i == 0 else ""),
+                         help="The face that is cropped, kept sharp and scored. Without cropping the model "
+                              "still sees the whole photo.")
         if view.message:
             st.warning(view.message)
 

@@ -26,9 +26,10 @@ st.caption(
 if meta["model"]["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
                f"Run `faircam evaluate --split val --out {ui.settings().cache_path}` to refresh it.")
-if meta["data"].get("unreadable") or meta["data"].get("dropped_total"):
-    st.info(f"{meta['data'].get('dropped_total', 0)} label rows were dropped and "
-            f"{meta['data'].get('unreadable', 0)} images could not be read; they are not counted.")
+    ui.offer_recompute(ui.settings().cache_path, meta["data"]["split"])
+left_out = ui.left_out_rows(meta["data"])
+if left_out:
+    st.info(f"{left_out} They are not counted.")
 
 with st.expander("Filter the images counted", expanded=False):
     c1, c2, c3 = st.columns(3)
@@ -66,7 +67,7 @@ with right:
                "of *Female* predictions that are right.")
 
 st.markdown("### Accuracy by group")
-st.caption(f"Bars show accuracy with its 95% interval; **n** is the number of images. Groups under "
+st.caption(f"Dots show accuracy with its 95% interval; **n** is the number of images. Groups under "
            f"{MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
 for tab, (name, by) in zip(st.tabs(list(metrics.GROUPINGS)), metrics.GROUPINGS.items()):
     with tab:

@@ -6,7 +6,9 @@ and saves screenshots (to FAIRCAM_SCREENSHOTS, or pytest's tmp folder).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from faircam.config import PROJECT_ROOT
 
@@ -129,6 +132,66 @@ def test_explore_pick_face_toggle_crop_and_blur(server, page, shots):
     page.screenshot(path=shots / "explore-crop-blur.png")
 
 
+def _choose(page, label: str, option: str) -> None:
+    """Pick `option` in the multiselect labelled `label`, as a user types and confirms it."""
+    page.locator("[data-testid='stMultiSelect']").filter(has_text=label).locator("input").click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    _settle(page)
+
+
+def test_explore_filter_then_pick_a_face(server, page, shots):
+    page.goto(f"{server}/Explore")
+    _settle(page)
+    _choose(page, "Race", "Indian")
+    _choose(page, "Gender", "Female")
+    thumbnails = page.locator("[data-testid='stButton'] button").filter(has_text=re.compile(r", (Female|Male), "))
+    # Only once the rerun has replaced the unfiltered grid are all twelve Indian women.
+    expect(thumbnails.filter(has_text=re.compile(r"^Indian, Female, "))).to_have_count(12, timeout=60_000)
+    expect(thumbnails).to_have_count(12, timeout=60_000)
+    picks = thumbnails
+    label = picks.nth(2).inner_text()
+    picks.nth(2).click()
+    _settle(page)
+    verdict = page.get_by_text("The model says").first
+    verdict.wait_for(timeout=120_000)
+    assert "FairFace label: Female" in verdict.inner_text()
+    assert "Indian, Female" in label
+    _no_exception(page)
+    page.screenshot(path=shots / "explore-filtered.png")
+
+
+def test_explore_two_faces_pick_the_second(server, page, shots, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from faircam.config import SHARED_FAIRFACE
+    from faircam.images import read_image
+
+    pair = np.concatenate([read_image(SHARED_FAIRFACE / "val" / "26.jpg"),
+                           read_image(SHARED_FAIRFACE / "val" / "10.jpg")], axis=1)
+    photo = tmp_path / "two-faces.png"
+    Image.fromarray(pair).save(photo)
+    page.goto(f"{server}/Explore")
+    _settle(page)
+    page.get_by_text("Upload a photo", exact=True).click()
+    _settle(page)
+    page.get_by_text("Crop and align the face").click()
+    _settle(page)
+    page.locator("input[type='file']").set_input_files(str(photo))
+    page.get_by_text("The model says").first.wait_for(timeout=120_000)
+    _settle(page)
+    first = page.get_by_text("The model says").first.inner_text()
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Face").click()
+    page.get_by_role("option", name="face 2 of 2").click()
+    _settle(page)
+    second = page.get_by_text("The model says").first.inner_text()
+    assert "Male" in first and "Female" in second, (first, second)
+    _no_exception(page)
+    page.screenshot(path=shots / "explore-second-face.png")
+
+
 def test_explore_upload_photo_and_not_a_photo(server, page, shots, tmp_path):
     from faircam.config import SHARED_FAIRFACE
 
@@ -167,3 +230,90 @@ def test_about_page(server, page, shots):
     page.get_by_text("How to read a class activation map").first.wait_for()
     _no_exception(page)
     page.screenshot(path=shots / "about.png")
+
+
+# --- two people at once ----------------------------------------------------------------------
+
+SHOWN = re.compile(r"The model says (Female|Male) \((\d+)% sure\)")
+ON_FACE = re.compile(r"(Grad-CAM\+\+|Grad-CAM|XGrad-CAM|LayerCAM): (\d+)% on the face")
+
+
+def _shown(page) -> dict:
+    """The verdict and each method's face share, as the page prints them."""
+    body = page.inner_text("body")
+    verdicts = SHOWN.findall(body)
+    assert len(verdicts) == 1, body[:2000]
+    return {"prediction": verdicts[0][0], "percent": int(verdicts[0][1]),
+            "face": {m: int(v) for m, v in ON_FACE.findall(body)}}
+
+
+def _cli(photo: Path, *flags: str) -> subprocess.Popen:
+    """`faircam explain` on the same file, started now (it runs while the browser works)."""
+    return subprocess.Popen([sys.executable, "-m", "faircam.cli", "explain", str(photo), *flags], cwd=PROJECT_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _printed(process: subprocess.Popen) -> dict:
+    """What the command printed, in the page's whole percents."""
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    result = json.loads(out)
+    return {"prediction": result["prediction"], "percent": round(100 * result["probability"]),
+            "face": {m: round(100 * s["face"]) for m, s in result["focus"].items()}}
+
+
+def _assert_same(shown: dict, expected: dict) -> None:
+    # The CLI rounds to 4 decimals before we round to whole percents: allow that one point.
+    assert shown["prediction"] == expected["prediction"], (shown, expected)
+    assert abs(shown["percent"] - expected["percent"]) <= 1, (shown, expected)
+    assert shown["face"].keys() == expected["face"].keys()
+    for method, value in expected["face"].items():
+        assert abs(shown["face"][method] - value) <= 1, (method, shown, expected)
+
+
+def test_two_sessions_at_once_each_see_their_own_result(server, browser, shots):
+    from faircam.config import SHARED_FAIRFACE
+
+    photos = {"a": SHARED_FAIRFACE / "val" / "26.jpg", "b": SHARED_FAIRFACE / "val" / "10.jpg"}
+    contexts = {k: browser.new_context(viewport={"width": 1400, "height": 2200}) for k in photos}
+    pages = {k: c.new_page() for k, c in contexts.items()}
+    shown = {}
+    try:
+        for page in pages.values():
+            page.goto(f"{server}/Explore")
+            _settle(page)
+            page.get_by_text("Upload a photo", exact=True).click()
+            _settle(page)
+        pages["a"].get_by_text("Crop and align the face").click()
+        _settle(pages["a"])
+        # Both uploads are sent before either result is awaited: the two explanations run together.
+        for key, page in pages.items():
+            page.locator("input[type='file']").set_input_files(str(photos[key]))
+        for key, page in pages.items():
+            page.get_by_text("The model says").first.wait_for(timeout=180_000)
+            _settle(page)
+            _no_exception(page)
+            shown[key] = _shown(page)
+            page.screenshot(path=shots / f"two-sessions-{key}.png")
+
+        # B's toggle changes nothing for A; A's own toggle then gives A's blurred result.
+        pages["b"].get_by_text("Blur the background").click()
+        _settle(pages["b"])
+        assert _shown(pages["a"]) == shown["a"]
+        shown["b blurred"] = _shown(pages["b"])
+        pages["a"].get_by_text("Blur the background").click()
+        _settle(pages["a"])
+        shown["a blurred"] = _shown(pages["a"])
+        assert "26.jpg" in pages["a"].locator("[data-testid='stFileUploader']").inner_text()
+        assert "10.jpg" in pages["b"].locator("[data-testid='stFileUploader']").inner_text()
+    finally:
+        for context in contexts.values():
+            context.close()
+
+    # Each session saw what the command line says about its own photo and toggles.
+    cli = {"a": _cli(photos["a"], "--crop"), "b": _cli(photos["b"]),
+           "a blurred": _cli(photos["a"], "--crop", "--blur"), "b blurred": _cli(photos["b"], "--blur")}
+    for key, process in cli.items():
+        _assert_same(shown[key], _printed(process))
+    assert shown["a"]["prediction"] != shown["b"]["prediction"]  # so a mix-up could not pass unseen

@@ -160,7 +160,7 @@ def test_huge_image_is_refused():
     assert_readable_error(info, "pixels")
 
 
-def _png_declaring(width: int, height: int) -> bytes:
+def png_declaring(width: int, height: int) -> bytes:
     """A 1x1 PNG whose IHDR is rewritten to declare width x height (with a valid CRC)."""
     data = bytearray(encode(Image.new("RGB", (1, 1)), "PNG"))
     assert data[12:16] == b"IHDR"
@@ -171,7 +171,7 @@ def _png_declaring(width: int, height: int) -> bytes:
 
 def test_declared_size_bomb_is_refused_before_decoding():
     with pytest.raises(ImageError) as info:
-        decode_image(_png_declaring(20000, 20000))
+        decode_image(png_declaring(20000, 20000))
     assert_readable_error(info, "pixels")
 
 
