@@ -1,7 +1,8 @@
 """Every setting faircam reads, in one place, with its environment override.
 
 `FAIRCAM_DATA` points at a FairFace-layout folder, `FAIRCAM_MODEL` at a checkpoint and
-`FAIRCAM_CACHE` at an evaluation cache (both for the default model, "faircam");
+`FAIRCAM_CACHE` at an evaluation cache (both for the default model, "faircam"),
+`FAIRCAM_CACHE_DIR` at the folder of the other registered models' caches;
 `FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints. Without them
 faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 (`../shared/fairface`) when it is there.
@@ -55,10 +56,10 @@ def registry_path() -> Path:
 
 def cache_path_for(name: str) -> Path:
     """The evaluation cache of a registered model: FAIRCAM_CACHE or the bundled cache for the
-    default model, `assets/eval_val-<name>.parquet` for the others."""
+    default model, `eval_val-<name>.parquet` in FAIRCAM_CACHE_DIR (default `assets/`) for the others."""
     if name == DEFAULT_MODEL_NAME:
         return settings().cache_path
-    return ASSETS / f"eval_val-{name}.parquet"
+    return (_path_from_env("FAIRCAM_CACHE_DIR") or ASSETS) / f"eval_val-{name}.parquet"
 
 
 def settings() -> Settings:

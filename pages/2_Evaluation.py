@@ -25,7 +25,8 @@ st.caption(
 )
 if meta["model"]["sha256"] != model.sha256:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
-               f"Run `faircam evaluate --split val --out {ui.settings().cache_path}` to refresh it.")
+               f"Run `faircam evaluate --split val --model {ui.selected_model()} "
+               f"--out {ui.cache_path_for(ui.selected_model())}` to refresh it.")
 if meta["data"].get("unreadable") or meta["data"].get("dropped_total"):
     st.info(f"{meta['data'].get('dropped_total', 0)} label rows were dropped and "
             f"{meta['data'].get('unreadable', 0)} images could not be read; they are not counted.")
