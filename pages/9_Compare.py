@@ -45,9 +45,9 @@ if source == "FairFace sample":
     if sample is None or sample.empty:
         st.info("No FairFace validation folder found: set `FAIRCAM_DATA`, or upload a photo instead.")
     else:
-        labels = {row["file"]: f"{row['race'].replace('_', ' ')}, {row['gender']}, {row['age']} ({row['file']})"
-                  for _, row in sample.iterrows()}
-        picked = st.selectbox("Face", list(labels), format_func=labels.get)
+        labels = [f"{row['race'].replace('_', ' ')}, {row['gender']}, {row['age']} ({row['file']})"
+                  for _, row in sample.iterrows()]
+        picked = sample["file"].iloc[labels.index(st.selectbox("Face", labels))]
         truth = sample.set_index("file").loc[picked, "gender"]
         path = data / picked
 else:
