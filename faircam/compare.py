@@ -27,7 +27,8 @@ def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
 
 def summary(rows_by_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per model: accuracy with its interval and n, and the best-minus-worst gap of each
-    grouping (groups under MIN_GROUP_SIZE left out), with the worst group and its n."""
+    grouping (groups under MIN_GROUP_SIZE left out; NaN and "–" when fewer than two are large
+    enough), with the worst group and its n."""
     records = []
     for name, rows in rows_by_model.items():
         overall = overall_scores(rows).loc["all"]
@@ -35,8 +36,9 @@ def summary(rows_by_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
                   "ci_high": overall["ci_high"], "n": int(overall["n"])}
         for grouping, by in GROUPINGS.items():
             gap = accuracy_gap(group_accuracy(rows, by))
-            record[f"{grouping} gap"] = gap["gap"]
-            record[f"{grouping} worst"] = f"{gap['worst']} (n={gap['worst_n']})" if gap["gap"] is not None else None
+            # Fewer than two groups large enough: no gap, shown as a dash rather than ranked.
+            record[f"{grouping} gap"] = float("nan") if gap["gap"] is None else gap["gap"]
+            record[f"{grouping} worst"] = "–" if gap["gap"] is None else f"{gap['worst']} (n={gap['worst_n']})"
         records.append(record)
     return pd.DataFrame.from_records(records).set_index("model")
 

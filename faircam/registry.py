@@ -156,13 +156,14 @@ def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
     from faircam import thirdparty
 
     if entry.kind == "dlib":
-        net, size, std, alignment = thirdparty.load_dlib(entry.weights), 32, 256 / 255, "dlib-chip"
+        net, arch, size, std, alignment = thirdparty.load_dlib(entry.weights), "dlib CNN", 32, 256 / 255, "dlib-chip"
     else:
         manifest = entry.weights.with_name("age_gender_model-weights_manifest.json")
-        net, size, std, alignment = thirdparty.load_faceapi(manifest, entry.weights), 112, 1.0, "face-box"
+        net, arch, size, std, alignment = thirdparty.load_faceapi(manifest, entry.weights), "TinyXception", 112, 1.0, \
+            "face-box"
     return LoadedModel(
         net=net,
-        arch=entry.title,
+        arch=arch,
         input_size=size,
         mean=tuple(m / 255 for m in _DLIB_MEANS),
         std=(std,) * 3,
