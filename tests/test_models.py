@@ -31,12 +31,6 @@ DLIB_ONNX = PROJECT_ROOT / "assets" / "thirdparty" / "dlib-gender" / "gender-v1.
 LIBRARY = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "XGrad-CAM": XGradCAM, "LayerCAM": LayerCAM}
 
 
-@pytest.fixture(autouse=True)
-def empty_user_registry(tmp_path, monkeypatch):
-    """Only the built-in models, whatever other runs of `faircam train` registered on this machine."""
-    monkeypatch.setenv("FAIRCAM_REGISTRY", str(tmp_path / "registry.json"))
-
-
 @pytest.fixture(scope="module")
 def models():
     return {name: registry.load_model(name) for name in ("dlib", "face-api")}

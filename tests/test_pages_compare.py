@@ -29,9 +29,8 @@ def cache_dir(tmp_path_factory, fairface):
 
 
 @pytest.fixture(autouse=True)
-def environment(cache_dir, tmp_path, monkeypatch):
+def environment(cache_dir, monkeypatch):
     monkeypatch.setenv("FAIRCAM_CACHE_DIR", str(cache_dir))
-    monkeypatch.setenv("FAIRCAM_REGISTRY", str(tmp_path / "registry.json"))
 
 
 def run(page: str, model: str | None = None) -> AppTest:
