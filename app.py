@@ -9,6 +9,7 @@ st.navigation(
         st.Page("pages/2_Evaluation.py", title="Evaluation", icon="📊", url_path="Evaluation"),
         st.Page("pages/4_Fairness.py", title="Fairness", icon="⚖️", url_path="Fairness"),
         st.Page("pages/7_Gallery.py", title="Gallery", icon="🖼️", url_path="Gallery"),
+        st.Page("pages/9_Compare.py", title="Compare models", icon="🆚", url_path="Compare"),
         st.Page("pages/10_Classroom.py", title="Classroom", icon="🎓", url_path="Classroom"),
         st.Page("pages/3_About.py", title="About", icon="ℹ️", url_path="About"),
     ]

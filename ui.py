@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from faircam import registry
 from faircam.cache import EvalCache, read_cache
 from faircam.checkpoint import file_sha256, read_metadata
-from faircam.config import MAX_UPLOAD_MB, settings
+from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, settings
 from faircam.data import available_splits, describe_dropped
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.images import decode_image, read_image
@@ -27,6 +28,7 @@ from faircam.images import decode_image, read_image
 if TYPE_CHECKING:
     # torch comes in with these: only pages that run the model import them, inside `pipeline()`.
     from faircam.explain import Explanation, Pipeline
+    from faircam.preprocess import FaceDetector
 
 THUMBNAIL_SIDE = 224
 
@@ -36,43 +38,62 @@ def page_setup(title: str, icon: str = "🔍") -> None:
     st.title(title)
 
 
-@st.cache_resource(show_spinner="Loading the model and the face detector…")
-def _pipeline(model_path: str) -> Pipeline:
+# Session key of the model chosen in the sidebar (a plain key: widget keys are dropped when
+# the page that drew the widget changes).
+MODEL_KEY = "faircam_model"
+
+
+def selected_model() -> str:
+    """The registry name of the model chosen in the sidebar (default: faircam's own)."""
+    name = st.session_state.get(MODEL_KEY, DEFAULT_MODEL_NAME)
+    return name if name in registry.names() else DEFAULT_MODEL_NAME
+
+
+@st.cache_resource(show_spinner="Loading the face detector…")
+def _detector() -> FaceDetector:
+    from faircam.preprocess import FaceDetector
+
+    return FaceDetector()
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _pipeline(name: str, weights: str) -> Pipeline:
+    # `weights` is part of the key so that FAIRCAM_MODEL changes reload the default model.
     from faircam.explain import Pipeline
 
-    return Pipeline.load(model_path)
+    return Pipeline.load(name, detector=_detector())
 
 
 def _model_error(exc: ModelError) -> None:
     st.error(f"**The model cannot be loaded.** {exc}\n\nSet `FAIRCAM_MODEL` to a faircam checkpoint, "
-             "or restore `assets/model.pt` from the repository.")
+             "or restore the model files in `assets/` from the repository.")
     st.stop()
 
 
-def pipeline() -> Pipeline:
-    """The model, detector and explainer, loaded once per process; stops the page if unusable."""
-    path = settings().model_path
+def pipeline(name: str | None = None) -> Pipeline:
+    """A model (default: the selected one) with the shared detector and its explainer, loaded once
+    per process; stops the page if the model is unusable."""
+    name = name or selected_model()
     try:
-        return _pipeline(str(path))
+        return _pipeline(name, str(registry.entries()[name].weights))
     except ModelError as exc:
         _model_error(exc)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _checkpoint(path: str, mtime: float) -> dict[str, Any]:
-    return {"path": path, "sha256": file_sha256(path), **read_metadata(path)}
+def _checkpoint(path: str, kind: str, mtime: float) -> dict[str, Any]:
+    # Third-party weights are not faircam checkpoints: their description comes from the registry.
+    return {"path": path, "sha256": file_sha256(path), **(read_metadata(path) if kind == "checkpoint" else {})}
 
 
-def _read_checkpoint() -> dict[str, Any]:
-    path = settings().model_path
-    return _checkpoint(str(path), path.stat().st_mtime if path.exists() else 0.0)
-
-
-def checkpoint() -> dict[str, Any]:
-    """The model file's sha256 and metadata (arch, input_size, classes, info) without loading torch;
-    stops the page if the file is unusable."""
+def checkpoint(name: str | None = None) -> dict[str, Any]:
+    """A model's weights file: its sha256 and, for faircam checkpoints, their metadata (arch,
+    input_size, classes, info), read without loading torch; stops the page if the file is unusable."""
+    entry = registry.entries()[name or selected_model()]
     try:
-        return _read_checkpoint()
+        if not entry.weights.is_file():
+            raise ModelError(f"The weights of {entry.name!r} are missing ({entry.weights}).")
+        return _checkpoint(str(entry.weights), entry.kind, entry.weights.stat().st_mtime)
     except ModelError as exc:
         _model_error(exc)
 
@@ -82,15 +103,33 @@ def _cache(path: str, mtime: float) -> EvalCache:
     return read_cache(path)
 
 
-def evaluation_cache() -> EvalCache | None:
-    """The cached evaluation, or None after telling the user why there is none."""
-    path = settings().cache_path
+def read_evaluation(name: str) -> EvalCache:
+    """A model's evaluation cache, memoised on its file's modification time; `CacheError` if unusable."""
+    path = cache_path_for(name)
+    return _cache(str(path), path.stat().st_mtime if path.exists() else 0.0)
+
+
+def available_evaluations(names: list[str]) -> tuple[dict[str, EvalCache], list[str]]:
+    """The usable caches of these models by name, and the names of those without one."""
+    caches, missing = {}, []
+    for name in names:
+        try:
+            caches[name] = read_evaluation(name)
+        except CacheError:
+            missing.append(name)
+    return caches, missing
+
+
+def evaluation_cache(name: str | None = None) -> EvalCache | None:
+    """A model's cached evaluation (default: the selected model's), or None after telling the
+    user why there is none."""
+    name = name or selected_model()
     try:
-        return _cache(str(path), path.stat().st_mtime if path.exists() else 0.0)
+        return read_evaluation(name)
     except CacheError as exc:
         st.error(f"**No usable evaluation.** {exc}")
-        st.code(f"faircam evaluate --split val --out {path}", language="bash")
-        offer_recompute(path)
+        st.code(f"faircam evaluate --split val --model {name} --out {cache_path_for(name)}", language="bash")
+        offer_recompute(cache_path_for(name), model=name)
         return None
 
 
@@ -108,8 +147,9 @@ def _recompute_lock() -> threading.Lock:
     return threading.Lock()
 
 
-def offer_recompute(path: Path, split: str = "val") -> None:
-    """A button that recomputes the evaluation cache at `path` here, with a progress bar, then reloads."""
+def offer_recompute(path: Path, split: str = "val", model: str | None = None) -> None:
+    """A button that recomputes a model's (default: the selected one's) evaluation cache at `path`
+    here, with a progress bar, then reloads."""
     data = settings().data_dir
     if split not in available_splits(data):
         st.caption(f"To recompute it here, set `FAIRCAM_DATA` to a FairFace folder with a {split} split.")
@@ -124,7 +164,7 @@ def offer_recompute(path: Path, split: str = "val") -> None:
         return
     try:
         bar = st.progress(0.0, text=f"Evaluating the {split} split of {data}: a few images a second…")
-        pipe = pipeline()
+        pipe = pipeline(model)
         extra = {}
         # `on_progress` arrives with the resumable evaluation (contracts §1); without it the bar waits.
         if "on_progress" in inspect.signature(run_evaluation).parameters:
@@ -144,20 +184,22 @@ def image_key(data: bytes) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _explain(key: str, _data: bytes | None, path: str | None, crop: bool, blur: bool, face: int) -> Explanation:
+def _explain(key: str, _data: bytes | None, path: str | None, crop: bool, blur: bool, face: int,
+             model: str) -> Explanation:
     # `key` (the bytes' hash) stands for `_data`, which Streamlit then need not hash itself.
     image = decode_image(_data) if _data is not None else read_image(path)
-    return pipeline().explain(image, crop=crop, blur=blur, face_index=face)
+    return pipeline(model).explain(image, crop=crop, blur=blur, face_index=face)
 
 
-def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0) -> Explanation | None:
-    """Explanation of uploaded bytes, memoised on their hash and the toggles."""
+def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: str | None = None) -> Explanation | None:
+    """Explanation of uploaded bytes by a model (default: the selected one), memoised on their
+    hash, the toggles and the model."""
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         st.error(f"The file is larger than {MAX_UPLOAD_MB} MB. Please upload a smaller photo.")
         return None
     try:
         with st.spinner("Computing the four maps…"):
-            return _explain(image_key(data), data, None, crop, blur, face)
+            return _explain(image_key(data), data, None, crop, blur, face, model or selected_model())
     except ImageError as exc:
         st.error(f"**This file cannot be used.** {exc}")
         return None
@@ -172,29 +214,37 @@ def thumbnail(path: Path) -> np.ndarray | None:
         return None
 
 
-def explain_file(path: Path, crop: bool, blur: bool, face: int = 0) -> Explanation | None:
-    """Explanation of a dataset image, memoised on its path and the toggles."""
+def explain_file(path: Path, crop: bool, blur: bool, face: int = 0, model: str | None = None) -> Explanation | None:
+    """Explanation of a dataset image by a model (default: the selected one), memoised on its path,
+    the toggles and the model."""
     try:
         with st.spinner("Computing the four maps…"):
-            return _explain(str(path), None, str(path), crop, blur, face)
+            return _explain(str(path), None, str(path), crop, blur, face, model or selected_model())
     except ImageError as exc:
         st.error(f"**This image cannot be used.** {exc}")
         return None
 
 
+def _remember_model() -> None:
+    st.session_state[MODEL_KEY] = st.session_state["_model_select"]
+
+
 def sidebar_model() -> None:
-    """Which model the app shows and how accurate it is, on every page, read without loading it."""
-    try:
-        model = _read_checkpoint()
-    except ModelError as exc:
-        st.sidebar.warning(f"**No usable model.** {exc}")
-        return
-    info = model.get("info") or {}
-    metrics = info.get("metrics") or {}
+    """The model selector and what the registry and the model's cache say about it, on every page.
+    Nothing here loads a model."""
+    entries = registry.entries()
+    names = list(entries)
+    current = selected_model()
     with st.sidebar:
-        st.markdown(f"**Model:** {info.get('name') or Path(model['path']).name}")
-        if "accuracy" in metrics:
-            st.caption(f"Validation accuracy {metrics['accuracy']:.1%} on {metrics['n']:,} FairFace images.")
-        else:
-            st.warning("This model has no recorded validation accuracy: treat its maps as a demonstration only.")
-        st.caption(f"`{Path(model['path']).name}` · sha256 {model['sha256'][:10]}")
+        st.selectbox("Model", names, index=names.index(current), key="_model_select", on_change=_remember_model,
+                     format_func=lambda n: f"{n}: {entries[n].title}",
+                     help="The model every page audits. Compare models side by side on *Compare models*.")
+        entry = entries[current]
+        st.caption(f"{entry.origin} · licence {entry.licence} · input {entry.input}")
+        try:
+            rows = read_evaluation(current).rows
+        except CacheError:
+            st.warning("This model has no evaluation cache yet: run `faircam evaluate --model "
+                       f"{current}` to measure its accuracy.")
+            return
+        st.caption(f"Validation accuracy {rows['correct'].mean():.1%} on {len(rows):,} FairFace images.")

@@ -1,4 +1,4 @@
-"""The `faircam` command: train, evaluate, explain one image, write the audit report, fetch FairFace.
+"""The `faircam` command: train, evaluate, explain one image, write the audit report, list models, fetch FairFace.
 
 Every known failure (bad data folder, unreadable image, damaged checkpoint or cache, no
 internet) ends with one line on stderr and exit status 2, never a traceback.
@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faircam.config import settings
+from faircam import registry
+from faircam.config import cache_path_for, settings
 from faircam.errors import KNOWN_ERRORS, DataError, ImageError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+MODEL_HELP = "a registered model (see `faircam models`; default: faircam) or a checkpoint path"
 
 
 def _data_dir(value: str | None) -> Path:
@@ -43,7 +46,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from faircam.evaluate import run_evaluation
     from faircam.explain import Pipeline
 
-    pipeline = Pipeline.load(args.model or settings().model_path)
+    pipeline = Pipeline.load(args.model)
     if args.limit is not None and args.limit < 1:
         raise DataError("--limit must be at least 1.")
     data_dir = _data_dir(args.data)
@@ -81,7 +84,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if args.out and Path(args.out).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise ImageError(f"--out {args.out}: name a .png, .jpg or .webp file.")
     image = read_image(args.image)
-    pipeline = Pipeline.load(args.model or settings().model_path)
+    pipeline = Pipeline.load(args.model)
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -98,11 +101,11 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 def cmd_model_card(args: argparse.Namespace) -> None:
     from faircam.cache import read_cache
-    from faircam.model import load_checkpoint
     from faircam.modelcard import model_card
 
-    current = settings()
-    text = model_card(load_checkpoint(args.model or current.model_path), read_cache(args.cache or current.cache_path))
+    entry = registry.resolve(args.model)
+    cache = args.cache or (cache_path_for(entry.name) if entry.name in registry.names() else settings().cache_path)
+    text = model_card(registry.load_model(args.model), read_cache(cache))
     Path(args.out).write_text(text, encoding="utf-8")
     print(json.dumps({"out": args.out}))
 
@@ -111,10 +114,20 @@ def cmd_report(args: argparse.Namespace) -> None:
     from faircam.cache import read_cache
     from faircam.report import write_report
 
-    current = settings()
-    cache = read_cache(args.cache or current.cache_path)
+    entry = registry.resolve(args.model)
+    cache = read_cache(args.cache or (cache_path_for(entry.name) if entry.name in registry.names()
+                                      else settings().cache_path))
     print(json.dumps(write_report(cache, Path(args.out), Path(args.csv) if args.csv else None,
-                                  model_path=args.model or current.model_path)))
+                                  model_path=args.model or entry.name)))
+
+def cmd_models(args: argparse.Namespace) -> None:
+    rows = [entry.describe() | {"cache": str(cache_path_for(entry.name))} for entry in registry.entries().values()]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        print(f"{row['name']}: {row['title']}\n  origin:  {row['origin']}\n  licence: {row['licence']}\n"
+              f"  input:   {row['input']}\n  classes: {row['classes']}\n  cache:   {row['cache']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="val", choices=["train", "val"])
     evaluate.add_argument("--out", required=True, help="parquet file to write")
     evaluate.add_argument("--limit", type=int, help="only the first N images")
-    evaluate.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
+    evaluate.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -155,22 +168,25 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--crop", action="store_true", help="crop and align the face with MTCNN")
     explain.add_argument("--blur", action="store_true", help="blur the background around the face")
     explain.add_argument("--face", type=int, default=0, help="which face when there are several (0: largest)")
-    explain.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
+    explain.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
     explain.set_defaults(run=cmd_explain)
 
     card = commands.add_parser("model-card", help="write the model card from a checkpoint and its evaluation")
     card.add_argument("--out", required=True, help="Markdown file to write")
-    card.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
-    card.add_argument("--cache", help="evaluation cache (default: FAIRCAM_CACHE or the bundled cache)")
+    card.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
+    card.add_argument("--cache", help="evaluation cache (default: the model's cache, see `faircam models`)")
     card.set_defaults(run=cmd_model_card)
 
     report = commands.add_parser("report", help="write the self-contained HTML audit report (and a CSV of the rows)")
     report.add_argument("--out", required=True, help="HTML file to write")
     report.add_argument("--csv", help="also write the per-image rows to this CSV file")
     report.add_argument("--cache", help="evaluation cache (default: FAIRCAM_CACHE or the bundled cache)")
-    report.add_argument("--model", help="checkpoint whose model card goes in the report (default: FAIRCAM_MODEL or "
-                                        "the bundled model)")
+    report.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP + " whose evaluation and card are reported")
     report.set_defaults(run=cmd_report)
+
+    models = commands.add_parser("models", help="list the models faircam can audit")
+    models.add_argument("--json", action="store_true", help="print JSON instead of text")
+    models.set_defaults(run=cmd_models)
 
     fetch = commands.add_parser("fetch-fairface", help="download FairFace (needs internet)")
     fetch.add_argument("--out", required=True, help="folder to write FairFace's layout into")

@@ -1,8 +1,11 @@
 """Every setting faircam reads, in one place, with its environment override.
 
 `FAIRCAM_DATA` points at a FairFace-layout folder, `FAIRCAM_MODEL` at a checkpoint and
-`FAIRCAM_CACHE` at an evaluation cache. Without them faircam uses what ships in `assets/`
-and the FairFace sample beside the checkout (`../shared/fairface`) when it is there.
+`FAIRCAM_CACHE` at an evaluation cache (both for the default model, "faircam"),
+`FAIRCAM_CACHE_DIR` at the folder of the other registered models' caches;
+`FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints. Without them
+faircam uses what ships in `assets/` and the FairFace sample beside the checkout
+(`../shared/fairface`) when it is there.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ ASSETS = PROJECT_ROOT / "assets"
 
 DEFAULT_MODEL = ASSETS / "model.pt"
 DEFAULT_CACHE = ASSETS / "eval_val.parquet"
+# The registry name of the bundled model, which FAIRCAM_MODEL and FAIRCAM_CACHE override.
+DEFAULT_MODEL_NAME = "faircam"
+THIRDPARTY = ASSETS / "thirdparty"
 SHARED_FAIRFACE = PROJECT_ROOT.parent / "shared" / "fairface"
 
 # Class order of faircam's own checkpoints (index 1 is "Male").
@@ -43,6 +49,19 @@ class Settings:
     data_dir: Path | None
     model_path: Path
     cache_path: Path
+
+
+def registry_path() -> Path:
+    """The file listing checkpoints registered by `faircam train` (git-ignored runs/ by default)."""
+    return _path_from_env("FAIRCAM_REGISTRY") or PROJECT_ROOT / "runs" / "models.json"
+
+
+def cache_path_for(name: str) -> Path:
+    """The evaluation cache of a registered model: FAIRCAM_CACHE or the bundled cache for the
+    default model, `eval_val-<name>.parquet` in FAIRCAM_CACHE_DIR (default `assets/`) for the others."""
+    if name == DEFAULT_MODEL_NAME:
+        return settings().cache_path
+    return (_path_from_env("FAIRCAM_CACHE_DIR") or ASSETS) / f"eval_val-{name}.parquet"
 
 
 def settings() -> Settings:

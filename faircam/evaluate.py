@@ -59,14 +59,14 @@ def evaluate_split(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Prediction (and focus scores with an explainer) for every readable image of a split."""
-    explainer = explainer or CamExplainer(model.net, model.net.cam_layer)
+    explainer = explainer or CamExplainer(model.net, model.cam_layer)
     records = []
     bar = tqdm(total=len(split.rows), desc=f"evaluate {split.split}", unit="img", disable=not progress)
     for chunk, images in _batches(split, batch_size):
         ok = [i for i, image in enumerate(images) if image is not None]
         faces = detector.detect_batch([images[i] for i in ok])
-        views = [make_view(images[i], model.input_size, detector, crop=False, blur=False, faces=f)
-                 for i, f in zip(ok, faces)]
+        views = [make_view(images[i], model.input_size, detector, crop=False, blur=False, faces=f,
+                           alignment=model.alignment) for i, f in zip(ok, faces)]
         explanations = explain_views(views, model, explainer) if views else []
         for i, explanation in zip(ok, explanations):
             row = chunk.iloc[i]

@@ -9,8 +9,9 @@ import numpy as np
 
 from faircam.cams import CamExplainer
 from faircam.focus import area_shares, focus_summary, region_masks
-from faircam.model import LoadedModel, load_checkpoint
+from faircam.model import LoadedModel
 from faircam.preprocess import FaceDetector, View, make_view
+from faircam.registry import load_model
 
 
 @dataclass
@@ -71,12 +72,15 @@ class Pipeline:
     explainer: CamExplainer
 
     @classmethod
-    def load(cls, model_path: Path | str) -> Pipeline:
-        model = load_checkpoint(model_path)
-        return cls(model, FaceDetector(), CamExplainer(model.net, model.net.cam_layer))
+    def load(cls, model: Path | str | None = None, detector: FaceDetector | None = None) -> Pipeline:
+        """A registered model by name or a checkpoint by path (None: the default model); pass a
+        `detector` to share one MTCNN between pipelines."""
+        loaded = load_model(model)
+        return cls(loaded, detector or FaceDetector(), CamExplainer(loaded.net, loaded.cam_layer))
 
     def view(self, image: np.ndarray, crop: bool = False, blur: bool = False, face_index: int = 0) -> View:
-        return make_view(image, self.model.input_size, self.detector, crop=crop, blur=blur, face_index=face_index)
+        return make_view(image, self.model.input_size, self.detector, crop=crop, blur=blur, face_index=face_index,
+                         alignment=self.model.alignment)
 
     def explain(self, image: np.ndarray, crop: bool = False, blur: bool = False, face_index: int = 0) -> Explanation:
         """`explain_views` for one RGB photo under the chosen crop and blur toggles."""

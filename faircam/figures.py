@@ -19,16 +19,22 @@ def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarr
     return show_cam_on_image(image.astype(np.float32) / 255, cam, use_rgb=True, image_weight=1 - weight)
 
 
+# Views smaller than this (dlib's 32-pixel chip) are enlarged before drawing, so the marks stay
+# thin next to the face instead of covering it.
+MIN_DRAW_SIDE = 160
+
+
 def draw_face(image: np.ndarray, explanation: Explanation) -> np.ndarray:
     """The view with its face box and five landmarks drawn, to show what the focus score used."""
-    out = image.copy()
     face = explanation.view.face
     if face is None:
-        return out
-    x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        return image.copy()
+    factor = max(1, -(-MIN_DRAW_SIDE // max(image.shape[:2])))
+    out = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR) if factor > 1 else image.copy()
+    x1, y1, x2, y2 = (int(round(v * factor)) for v in face.box)
     cv2.rectangle(out, (x1, y1), (x2, y2), (255, 255, 255), 1)
     for x, y in face.landmarks:
-        cv2.circle(out, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1)
+        cv2.circle(out, (int(round(x * factor)), int(round(y * factor))), 2, (0, 255, 0), -1)
     return out
 
 

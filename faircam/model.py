@@ -113,9 +113,14 @@ def build_model(arch: str, pretrained: bool = False) -> GenderNet:
 
 @dataclass
 class LoadedModel:
-    """A classifier in eval mode with what it needs to be fed and described."""
+    """A classifier in eval mode with what it needs to be fed and described.
 
-    net: GenderNet
+    `net` is any module mapping a normalised NCHW batch to logits in `classes` order, with a
+    `cam_layer` attribute (its last convolutional stage); `alignment` is the key of
+    `faircam.preprocess.ALIGNMENTS` that says how faces are cut out for it.
+    """
+
+    net: nn.Module
     arch: str
     input_size: int
     mean: tuple[float, float, float]
@@ -124,10 +129,15 @@ class LoadedModel:
     path: Path | None = None
     sha256: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    alignment: str = "image"
 
     @property
     def name(self) -> str:
         return self.info.get("name") or (self.path.name if self.path else self.arch)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.net.cam_layer
 
     def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         """Normalised NCHW batch from RGB uint8 images already at `input_size`."""

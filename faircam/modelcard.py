@@ -49,6 +49,7 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
         "- Intended use: teaching and auditing (how a face classifier decides, and for whom it fails). "
         "Not for decisions about people: gender is not visible in a face, and FairFace's labels are "
         "annotators' perceptions on a binary scale.",
+        *([f"- Origin: {model.info['origin']}; licence: {model.info['licence']}."] if "origin" in model.info else []),
         f"- Checkpoint sha256 `{model.sha256[:16]}…`.",
         "",
         "## Training",
@@ -104,6 +105,7 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
         "- Trained and evaluated on FairFace's tight face crops: uploads framed differently (whole body, "
         "profile, several faces) are further from its training data; the crop toggle brings them closer.",
         "- Children's faces (ages 0–9) carry weaker gender cues; see the age tab of the Evaluation page.",
-        "- The CAM layer is the last convolution (5×5 cells at 160 px): maps are coarse by construction.",
+        "- The CAM layer is the last convolutional stage, a grid far coarser than the "
+        f"{model.input_size}-pixel input (5×5 cells for faircam's own model): maps are coarse by construction.",
     ]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import cv2
 import numpy as np
@@ -46,6 +47,17 @@ _ELLIPSE_GROWTH = 1.25
 _MAX_DIRECT_SIGMA = 6.0
 
 NO_FACE_MESSAGE = "No face found: showing the full image without crop or blur."
+# dlib's mean face (the 68-point template of its get_face_chip_details) at MTCNN's five landmarks:
+# the eye centres (means of dlib's six points per eye), the nose tip (point 30) and the mouth
+# corners (48, 54), in the unit square of an unpadded chip.
+_DLIB_MEAN_FACE = np.array(
+    [[0.2255, 0.2160], [0.7548, 0.2160], [0.4901, 0.5156], [0.2541, 0.7802], [0.7261, 0.7802]]
+)
+# dlib's default chip padding, which its gender classifier was trained with.
+_DLIB_CHIP_PADDING = 0.2
+# face-api.js crops the bounding box of its 68 landmarks grown by 10% per side; MTCNN's box, which
+# spans about the same brow-to-chin height, stands in for it (align_crop also levels the eyes).
+_FACE_BOX_PADDING = 0.1
 
 
 # --- affine matrices (2x3, continuous coordinates) -------------------------------------------
@@ -301,6 +313,47 @@ def align_crop(
     return crop, _chain(matrix, resize)
 
 
+def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares rotation, uniform scale and translation from `source` points onto `target`
+    (Umeyama's method, as dlib's find_similarity_transform), as a 2x3 matrix."""
+    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
+    src, dst = source - src_mean, target - dst_mean
+    u, singular, vt = np.linalg.svd(dst.T @ src / len(source))
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ sign @ vt
+    scale = np.trace(np.diag(singular) @ sign) / (src**2).sum(axis=1).mean()
+    linear = scale * rotation
+    return np.hstack([linear, (dst_mean - linear @ src_mean)[:, None]])
+
+
+def five_point_chip(
+    image: np.ndarray, face: FaceGeometry, size: int, padding: float = _DLIB_CHIP_PADDING
+) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size chip aligned like dlib's extract_image_chip: the similarity transform that
+    best maps the five landmarks onto dlib's mean face, grown by `padding` on each side. dlib
+    aligns its own five points (eye corners, base of the nose); MTCNN's eye centres, nose tip and
+    mouth corners are mapped onto the same template's matching points, an approximation."""
+    template = (_DLIB_MEAN_FACE + padding) / (1 + 2 * padding)
+    to_unit = _similarity(face.landmarks.astype(np.float64), template)
+    native = math.ceil(1 / math.hypot(to_unit[0, 0], to_unit[1, 0]))  # source pixels across the chip
+    if native <= size:
+        matrix = _chain(to_unit, _scale(size))
+        return _warp(image, matrix, size), matrix
+    # Shrinking, as in align_crop: warp at the source's resolution, then area-resize.
+    matrix = _chain(to_unit, _scale(native))
+    chip, resize = _resize(_warp(image, matrix, native), size, size)
+    return chip, _chain(matrix, resize)
+
+
+# How each model wants its face cut out: faircam's own model sees the whole image (this crop
+# is used only when asked for); the others always get an aligned face.
+ALIGNMENTS: dict[str, Callable[[np.ndarray, FaceGeometry, int], tuple[np.ndarray, np.ndarray]]] = {
+    "image": align_crop,
+    "face-box": partial(align_crop, padding=_FACE_BOX_PADDING),
+    "dlib-chip": five_point_chip,
+}
+
+
 def _gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of a float32 array, on a downscaled copy when the sigma is large."""
     if sigma <= 0:
@@ -348,27 +401,30 @@ def make_view(
     blur: bool,
     face_index: int = 0,
     faces: list[FaceGeometry] | None = None,
+    alignment: str = "image",
 ) -> View:
     """The image the model sees with its face geometry. Detect faces (unless `faces` is given, so
     callers can reuse a detection), pick face `face_index` (clamped), crop/align if asked, blur if
     asked (blur after crop, on the final image), resize to size x size, and transform the face
     geometry into the final image's coordinates with the same affine maths (resize is a scale
-    matrix). With no face: full image resized, face=None, cropped=blurred=False, and a message
-    when crop or blur was asked."""
+    matrix). `alignment` (a key of ALIGNMENTS) is how the face is cut out; other than "image" it
+    always is. With no face: full image resized, face=None, cropped=blurred=False, and a message
+    when crop, blur or an alignment was asked."""
     image = _as_rgb(image)
     if faces is None:
         faces = detector.detect(image)
     if not faces:
         resized, matrix = _resize(image, size, size)
-        message = NO_FACE_MESSAGE if crop or blur else ""
+        message = NO_FACE_MESSAGE if crop or blur or alignment != "image" else ""
         return View(resized, None, False, False, 0, message, matrix)
 
     index = min(max(face_index, 0), len(faces) - 1)
     message = ""
     if index != face_index:
         message = f"Only {len(faces)} face(s) found: showing face {index + 1}."
+    crop = crop or alignment != "image"
     if crop:
-        final, matrix = align_crop(image, faces[index], size)
+        final, matrix = ALIGNMENTS[alignment](image, faces[index], size)
     else:
         final, matrix = _resize(image, size, size)
     face = faces[index].transformed(matrix)

@@ -354,15 +354,15 @@ def rows_csv(cache: EvalCache) -> bytes:
 
 
 def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str | None, str]:
-    """The model card of the checkpoint at `model_path` (Markdown) and a note, or (None, why not).
+    """The model card of a registered model name or checkpoint path (Markdown) and a note, or (None, why not).
 
-    Reading a checkpoint needs torch, imported here only when a report is written.
+    Loading a model needs torch, imported here only when a report is written.
     """
-    from faircam.model import load_checkpoint
     from faircam.modelcard import model_card
+    from faircam.registry import load_model
 
     try:
-        model = load_checkpoint(model_path)
+        model = load_model(model_path)
     except ModelError as exc:
         return None, str(exc)
     note = ""

@@ -32,6 +32,7 @@ from faircam.config import CLASSES
 from faircam.data import FairFaceSplit, load_split
 from faircam.images import read_image, resize_square
 from faircam.model import ARCHITECTURES, GenderNet, build_model, normalise, save_checkpoint
+from faircam.registry import register_checkpoint
 
 
 @dataclass
@@ -288,4 +289,6 @@ def train(cfg: TrainConfig) -> dict:
         torch.save({"settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch},
                    state_path)
+    if best >= 0:
+        register_checkpoint(Path(cfg.out).stem, Path(cfg.out), cfg.input_size, f"{cfg.arch}, {cfg.epochs} epochs")
     return {"best_val_accuracy": best, "history": history, "out": cfg.out}

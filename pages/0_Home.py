@@ -3,7 +3,8 @@
 import streamlit as st
 
 import ui
-from faircam.config import settings
+from faircam import registry
+from faircam.config import cache_path_for, settings
 from faircam.data import available_splits
 
 ui.page_setup("faircam: why does a face classifier decide, and for whom does it fail?", "🔍")
@@ -33,9 +34,11 @@ st.divider()
 current = settings()
 splits = available_splits(current.data_dir)
 st.markdown("#### What this app is using")
+model = ui.selected_model()
 st.markdown(
-    f"- **Model:** `{current.model_path}` (set `FAIRCAM_MODEL` to audit another)\n"
-    f"- **Evaluation cache:** `{current.cache_path}` (set `FAIRCAM_CACHE`)\n"
+    f"- **Model:** `{model}` (`{registry.entries()[model].weights}`; pick another in the sidebar, "
+    "or compare them on *Compare models*)\n"
+    f"- **Evaluation cache:** `{cache_path_for(model)}`\n"
     + (f"- **FairFace folder:** `{current.data_dir}` ({', '.join(splits)})"
        if splits else "- **FairFace folder:** none found: set `FAIRCAM_DATA`, or upload photos on Explore")
 )

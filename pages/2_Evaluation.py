@@ -25,8 +25,9 @@ st.caption(
 )
 if meta["model"]["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
-               f"Run `faircam evaluate --split val --out {ui.settings().cache_path}` to refresh it.")
-    ui.offer_recompute(ui.settings().cache_path, meta["data"]["split"])
+               f"Run `faircam evaluate --split val --model {ui.selected_model()} "
+               f"--out {ui.cache_path_for(ui.selected_model())}` to refresh it.")
+    ui.offer_recompute(ui.cache_path_for(ui.selected_model()), meta["data"]["split"])
 left_out = ui.left_out_rows(meta["data"])
 if left_out:
     st.info(f"{left_out} They are not counted.")

@@ -1,24 +1,29 @@
-"""About: the model card of the loaded model and how to read a class activation map."""
+"""About: the model card of the selected model, the models faircam can audit, and how to read a CAM."""
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 import ui
-from faircam.config import ASSETS
+from faircam import compare, registry
+from faircam.config import ASSETS, PROJECT_ROOT
 
 ui.page_setup("About the model and the maps", "ℹ️")
 ui.sidebar_model()
+entry = registry.entries()[ui.selected_model()]
+# Read from the weights file without loading the network: this page needs no torch.
 model = ui.checkpoint()
 info = model.get("info") or {}
 path = Path(model["path"])
 
-st.markdown("## Model card")
+st.markdown(f"## Model card: {entry.name}")
+st.markdown(f"**{entry.title}** · origin: {entry.origin} · licence: {entry.licence}")
 c1, c2, c3 = st.columns(3)
-c1.metric("Architecture", model.get("arch", "unknown"))
-c2.metric("Input", f"{model.get('input_size', '?')}×{model.get('input_size', '?')} RGB")
-c3.metric("Classes", " / ".join(model.get("classes") or ()))
+c1.metric("Architecture", model.get("arch", entry.title))
+c2.metric("Input", f"{model['input_size']}×{model['input_size']} RGB" if "input_size" in model else entry.input)
+c3.metric("Classes", " / ".join(model.get("classes") or ()) or entry.classes)
 metrics = info.get("metrics") or {}
 if "accuracy" in metrics:
     st.markdown(f"**Validation accuracy:** {metrics['accuracy']:.1%} on {metrics['n']:,} FairFace validation images.")
@@ -28,8 +33,11 @@ if "accuracy" in metrics:
             [{"race": race, "accuracy": f"{v['accuracy']:.1%}", "n": v["n"]} for race, v in per_race.items()],
             hide_index=True,
         )
-else:
+elif entry.kind == "checkpoint":
     st.warning("This checkpoint records no validation accuracy: it is a placeholder, not an audited model.")
+if entry.notice is not None and entry.notice.is_file():
+    with st.expander(f"Origin and licence notice ({entry.notice.relative_to(PROJECT_ROOT)})"):
+        st.markdown(entry.notice.read_text(encoding="utf-8"))
 
 card = ASSETS / "MODEL_CARD.md"
 if path.resolve() == (ASSETS / "model.pt").resolve() and card.is_file():
@@ -37,6 +45,22 @@ if path.resolve() == (ASSETS / "model.pt").resolve() and card.is_file():
         st.markdown(card.read_text(encoding="utf-8"))
 with st.expander("Checkpoint metadata"):
     st.code(json.dumps({"name": info.get("name") or path.name, **model}, indent=2, default=str), language="json")
+
+st.markdown("## Models faircam can audit")
+st.caption("Pick one in the sidebar, or compare them on *Compare models*. Accuracy and gaps are measured by "
+           "`faircam evaluate --model NAME` on the validation images all the caches hold; gaps are best minus "
+           "worst group among groups of at least 30 images.")
+entries = registry.entries()
+st.dataframe(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights"), hide_index=True,
+             width="stretch")
+caches, missing = ui.available_evaluations(list(entries))
+if caches:
+    measured = compare.summary(compare.shared_rows(caches))
+    st.dataframe(measured.style.format({c: "{:.1%}" for c in measured.columns
+                                        if c in ("accuracy", "ci_low", "ci_high") or c.endswith(" gap")},
+                                       na_rep="–"), width="stretch")
+if missing:
+    st.caption(f"Not evaluated yet: {', '.join(missing)}.")
 
 st.markdown("## How to read a class activation map")
 st.markdown(

@@ -5,7 +5,6 @@ import streamlit as st
 
 import ui
 from faircam import charts, metrics, report
-from faircam.config import settings
 
 ui.page_setup("Fairness: for whom does the model fail?", "⚖️")
 ui.sidebar_model()
@@ -100,7 +99,7 @@ st.caption("A single HTML file with these tables and figures, the model card, th
            "it needs no internet to open and prints well. The CSV holds one row per image from the cache.")
 c1, c2 = st.columns(2)
 c1.download_button("⬇️ Audit report (HTML)", lambda: report.build_report(
-    cache, *report.model_card_markdown(cache, settings().model_path)), file_name="faircam-audit.html",
+    cache, *report.model_card_markdown(cache, ui.selected_model())), file_name="faircam-audit.html",
     mime="text/html", on_click="ignore")
 c2.download_button("⬇️ Per-image rows (CSV)", lambda: report.rows_csv(cache), file_name="faircam-rows.csv",
                    mime="text/csv", on_click="ignore")

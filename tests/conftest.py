@@ -27,6 +27,12 @@ torch.set_num_threads(1)
 SAMPLE_FILES = ("val/1.jpg", "val/2.jpg", "val/3.jpg")
 
 
+@pytest.fixture(autouse=True)
+def private_model_registry(tmp_path, monkeypatch):
+    """`faircam train` registers its checkpoints; in tests they go to a throwaway registry."""
+    monkeypatch.setenv("FAIRCAM_REGISTRY", str(tmp_path / "registry.json"))
+
+
 @pytest.fixture(scope="session")
 def fairface() -> Path:
     """The shared FairFace sample; CI provides it, so its absence is a failure, not a skip."""

@@ -6,6 +6,7 @@ import json
 
 import torch
 
+from faircam import registry
 from faircam.cache import read_cache
 from faircam.cli import main
 from faircam.config import SHARED_FAIRFACE
@@ -59,3 +60,6 @@ def test_train_writes_a_usable_checkpoint_then_resumes(tmp_path, capsys, monkeyp
                  "--model", str(out)]) == 0
     cache = read_cache(cache_path)
     assert len(cache.rows) == 8 and cache.meta["model"]["sha256"] == load_checkpoint(out).sha256
+
+    # It registered itself under its file name, so the app and `--model model` offer it.
+    assert registry.resolve("model").weights == out.resolve()

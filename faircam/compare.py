@@ -1,0 +1,56 @@
+"""Several models' evaluation caches side by side: accuracy, per-group accuracy and gaps.
+
+Models are compared on the images every cache holds (their `file` column), so a difference
+between two models is never a difference between two image sets; each number keeps its n.
+Torch-free: it reads caches only.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from faircam.cache import EvalCache
+from faircam.metrics import GROUPINGS, accuracy_gap, group_accuracy, overall_scores
+
+
+def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
+    """Each model's rows restricted to the images that every cache holds, in the same order."""
+    files = None
+    for cache in caches.values():
+        present = set(cache.rows["file"])
+        files = present if files is None else files & present
+    return {
+        name: cache.rows[cache.rows["file"].isin(files)].sort_values("file", ignore_index=True)
+        for name, cache in caches.items()
+    }
+
+
+def summary(rows_by_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per model: accuracy with its interval and n, and the best-minus-worst gap of each
+    grouping (groups under MIN_GROUP_SIZE left out; NaN and "–" when fewer than two are large
+    enough), with the worst group and its n."""
+    records = []
+    for name, rows in rows_by_model.items():
+        overall = overall_scores(rows).loc["all"]
+        record = {"model": name, "accuracy": overall["accuracy"], "ci_low": overall["ci_low"],
+                  "ci_high": overall["ci_high"], "n": int(overall["n"])}
+        for grouping, by in GROUPINGS.items():
+            gap = accuracy_gap(group_accuracy(rows, by))
+            # Fewer than two groups large enough: no gap, shown as a dash rather than ranked.
+            record[f"{grouping} gap"] = float("nan") if gap["gap"] is None else gap["gap"]
+            record[f"{grouping} worst"] = "–" if gap["gap"] is None else f"{gap['worst']} (n={gap['worst_n']})"
+        records.append(record)
+    return pd.DataFrame.from_records(records).set_index("model")
+
+
+def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str]) -> pd.DataFrame:
+    """Accuracy and n per group (rows) for each model (columns `<model> accuracy`, `<model> n`),
+    plus a `small` flag for groups under MIN_GROUP_SIZE in any model."""
+    merged = None
+    for name, rows in rows_by_model.items():
+        table = group_accuracy(rows, by)[[*by, "accuracy", "n", "small"]]
+        table = table.rename(columns={"accuracy": f"{name} accuracy", "n": f"{name} n", "small": f"{name} small"})
+        merged = table if merged is None else merged.merge(table, on=by, how="outer")
+    small_columns = [c for c in merged.columns if c.endswith(" small")]
+    merged["small"] = merged[small_columns].fillna(True).astype(bool).any(axis=1)
+    return merged.drop(columns=small_columns).sort_values(by, ignore_index=True)

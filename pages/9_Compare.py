@@ -1,0 +1,116 @@
+"""Compare models: the same face through several models, and their evaluations side by side."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from faircam import compare, metrics, registry
+from faircam.config import CAM_METHODS, MIN_GROUP_SIZE, cache_path_for, settings
+from faircam.data import available_splits, balanced_sample, load_split
+from faircam.errors import DataError
+from faircam.figures import draw_face, overlay
+
+ui.page_setup("Compare models", "🆚")
+ui.sidebar_model()
+entries = registry.entries()
+st.caption("The same faces through two or more gender classifiers: what each one sees, what it answers, where "
+           "its four CAMs look, and how accurate it is for each group on the same validation images.")
+chosen = st.multiselect("Models to compare", list(entries), default=list(entries)[:3],
+                        format_func=lambda n: f"{n}: {entries[n].title}")
+if len(chosen) < 2:
+    st.info("Pick two or more models to compare.")
+    st.stop()
+
+
+@st.cache_data(show_spinner=False)
+def _sample(root: str) -> pd.DataFrame:
+    return balanced_sample(load_split(root, "val").rows, 1, seed=0).head(14)
+
+
+st.markdown("## The same face through each model")
+source = st.radio("Image source", ["FairFace sample", "Upload a photo"], horizontal=True)
+c1, c2 = st.columns(2)
+crop = c1.toggle("Crop and align the face for faircam's model",
+                 help="The other models always get the aligned face they were trained on.")
+blur = c2.toggle("Blur the background")
+
+truth, path, upload = None, None, None
+if source == "FairFace sample":
+    data = settings().data_dir
+    try:
+        sample = _sample(str(data)) if "val" in available_splits(data) else None
+    except DataError as exc:
+        st.error(f"**The data folder cannot be used.** {exc}")
+        sample = None
+    if sample is None or sample.empty:
+        st.info("No FairFace validation folder found: set `FAIRCAM_DATA`, or upload a photo instead.")
+    else:
+        labels = [f"{row['race'].replace('_', ' ')}, {row['gender']}, {row['age']} ({row['file']})"
+                  for _, row in sample.iterrows()]
+        picked = sample["file"].iloc[labels.index(st.selectbox("Face", labels))]
+        truth = sample.set_index("file").loc[picked, "gender"]
+        path = data / picked
+else:
+    file = st.file_uploader("A photo with a face", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"])
+    upload = file.getvalue() if file is not None else None
+
+focus_rows = {}
+if path is not None or upload is not None:
+    for name in chosen:
+        explanation = (ui.explain_file(path, crop, blur, model=name) if path is not None
+                       else ui.explain_upload(upload, crop, blur, model=name))
+        if explanation is None:
+            break
+        view = explanation.view
+        verdict = f"#### {name} says **{explanation.label}** ({explanation.probability:.0%} sure)"
+        if truth is not None:
+            verdict += f" — FairFace label: {truth} {'✅' if truth == explanation.label else '❌'}"
+        st.markdown(verdict)
+        if view.message:
+            st.warning(view.message)
+        tiles = st.columns(5)
+        size = view.image.shape[0]
+        tiles[0].image(draw_face(view.image, explanation), width="stretch",
+                       caption=f"What {name} sees ({size}×{size})")
+        for tile, method in zip(tiles[1:], CAM_METHODS):
+            tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
+                       caption=f"{method}: {explanation.focus[method]['face']:.0%} on the face")
+        focus_rows[name] = {**{m: explanation.focus[m]["face"] for m in CAM_METHODS},
+                            "chance": explanation.chance["face"]}
+    if focus_rows:
+        st.markdown("#### Share of each map on the face")
+        st.caption("**Chance** is the face's share of the image each model sees: the models crop differently, "
+                   "so compare each model's shares with its own chance.")
+        st.dataframe(pd.DataFrame(focus_rows).T.style.format("{:.0%}"), width="stretch")
+
+st.markdown("## Evaluations side by side")
+caches, missing = ui.available_evaluations(chosen)
+for name in missing:
+    st.warning(f"**{name}** has no evaluation cache yet: "
+               f"`faircam evaluate --split val --model {name} --out {cache_path_for(name)}`")
+if len(caches) < 2:
+    st.info("Two or more evaluated models are needed for this table.")
+    st.stop()
+
+rows = compare.shared_rows(caches)
+n = len(next(iter(rows.values())))
+if n == 0:
+    st.error("These caches share no image: evaluate the models on the same split and folder.")
+    st.stop()
+held = ", ".join(f"{name} {len(cache.rows):,}" for name, cache in caches.items())
+st.caption(f"Computed by `faircam evaluate --model NAME` and read from each model's cache. Compared on the "
+           f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "
+           f"least {MIN_GROUP_SIZE} images.")
+table = compare.summary(rows)
+percent = {c: "{:.1%}" for c in ("accuracy", "ci_low", "ci_high", *[f"{g} gap" for g in metrics.GROUPINGS])}
+st.dataframe(table.style.format(percent, na_rep="–"), width="stretch")
+
+for tab, by in zip(st.tabs(list(metrics.GROUPINGS)), metrics.GROUPINGS.values()):
+    with tab:
+        groups = compare.group_table(rows, by)
+        st.dataframe(groups.style.format({c: "{:.1%}" for c in groups.columns if c.endswith(" accuracy")},
+                                         na_rep="–"),
+                     width="stretch", hide_index=True)
+        if groups["small"].any():
+            st.caption(f"`small` marks groups under {MIN_GROUP_SIZE} images in some model: read them as "
+                       "anecdotes, not rankings.")

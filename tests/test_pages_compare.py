@@ -1,0 +1,100 @@
+"""The Compare models page and the sidebar model selector, through Streamlit's AppTest."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from faircam.config import CAM_METHODS, PROJECT_ROOT
+
+TIMEOUT = 300
+LIMIT = 12
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory, fairface):
+    """Real caches of the two third-party models on the first val images (the bundled cache of
+    faircam's own model holds all 2,500, so the page must compare on the shared 12)."""
+    from faircam.evaluate import run_evaluation
+    from faircam.explain import Pipeline
+
+    folder = tmp_path_factory.mktemp("caches")
+    detector = None
+    for name in ("dlib", "face-api"):
+        pipeline = Pipeline.load(name, detector=detector)
+        detector = pipeline.detector
+        run_evaluation(fairface, "val", folder / f"eval_val-{name}.parquet", pipeline.model, pipeline.detector,
+                       pipeline.explainer, limit=LIMIT, progress=False)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def environment(cache_dir, monkeypatch):
+    monkeypatch.setenv("FAIRCAM_CACHE_DIR", str(cache_dir))
+
+
+def run(page: str, model: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page(page)
+    at.run()
+    if model is not None:
+        at.sidebar.selectbox[0].set_value(model).run()
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info])
+
+
+def test_compare_shows_one_face_through_three_models_and_their_evaluations():
+    at = run("pages/9_Compare.py")
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    verdicts = [m.value for m in at.markdown if " says **" in m.value]
+    assert [v.split()[1] for v in verdicts] == ["faircam", "dlib", "face-api"]
+    assert all("FairFace label" in v for v in verdicts)
+    focus = at.dataframe[0].value
+    assert list(focus.index) == ["faircam", "dlib", "face-api"]
+    assert list(focus.columns) == [*CAM_METHODS, "chance"]
+    assert focus.stack().between(0, 1).all()
+    summary = at.dataframe[1].value
+    assert list(summary.index) == ["faircam", "dlib", "face-api"]
+    assert (summary["n"] == LIMIT).all()  # compared on the images all three caches hold
+    assert f"**{LIMIT}** images every cache holds" in texts(at)
+    race = at.dataframe[2].value
+    assert {"faircam accuracy", "dlib n", "face-api accuracy", "small"} <= set(race.columns)
+    assert race["small"].all()  # 12 images: every race group is under MIN_GROUP_SIZE
+
+
+def test_compare_another_face_and_fewer_models():
+    at = run("pages/9_Compare.py")
+    face = next(s for s in at.selectbox if s.label == "Face")
+    first = face.value
+    face.set_value(face.options[3]).run()
+    assert next(s for s in at.selectbox if s.label == "Face").value != first
+    at.multiselect[0].set_value(["dlib", "face-api"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    verdicts = [m.value for m in at.markdown if " says **" in m.value]
+    assert [v.split()[1] for v in verdicts] == ["dlib", "face-api"]
+    at.multiselect[0].set_value(["dlib"]).run()
+    assert any("two or more" in i.value for i in at.info)
+
+
+def test_model_without_cache_gets_the_command_to_make_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIRCAM_CACHE_DIR", str(tmp_path / "empty"))
+    at = run("pages/9_Compare.py")
+    assert not at.exception, [e.value for e in at.exception]
+    warned = " ".join(w.value for w in at.warning)
+    assert "faircam evaluate --split val --model dlib" in warned and "--model face-api" in warned
+
+
+def test_sidebar_selection_drives_the_other_pages():
+    at = run("pages/2_Evaluation.py", model="dlib")
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert "Model **dlib** on **12** images" in texts(at)
+    assert at.metric[2].value == "12"
+    at.switch_page("pages/3_About.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Model card: dlib" in texts(at)  # the choice survives a page change
+    assert at.session_state["faircam_model"] == "dlib"
