@@ -165,35 +165,34 @@ class _Evaluator:
         explained, probs = self._explain(raw + others["crop"] + others["blur"])
         n, m = len(raw), len(found)
         classes, truths = self.model.classes, rows["gender"].tolist()
-
-        records = []
-        for j in range(n):
-            row = rows.iloc[j]
-            values = _view_values(explained[j], probs[j], classes, truths[j])
-            record = {"file": row["file"], "race": row["race"], "gender": row["gender"], "age": row["age"],
-                      **{k: values[k] for k in VIEW_COLUMNS},
-                      "face_found": raw[j].face is not None, "faces_found": raw[j].faces_found,
-                      **{k: v for k, v in values.items() if k not in VIEW_COLUMNS}}
-            records.append((record, values))
-        frame = pd.DataFrame.from_records([r for r, _ in records])
+        values = {"raw": [_view_values(explained[j], probs[j], classes, truths[j]) for j in range(n)]}
         for v, view in enumerate(("crop", "blur")):
-            offset = n + v * m
-            values = [dict(raw_values) for _, raw_values in records]
+            # Without a face a view is the raw image, so it takes the raw values.
+            values[view] = list(values["raw"])
             for pos, j in enumerate(found):
-                values[j] = _view_values(explained[offset + pos], probs[offset + pos], classes, truths[j])
-            view_frame = pd.DataFrame.from_records(values)
-            frame = pd.concat([frame, view_frame.rename(columns=lambda c, view=view: view_column(view, c))], axis=1)
+                at = n + v * m + pos
+                values[view][j] = _view_values(explained[at], probs[at], classes, truths[j])
 
+        frame = pd.DataFrame.from_records([
+            {"file": row["file"], "race": row["race"], "gender": row["gender"], "age": row["age"],
+             **{k: raw_values[k] for k in VIEW_COLUMNS},
+             "face_found": view.face is not None, "faces_found": view.faces_found,
+             **{k: v for k, v in raw_values.items() if k not in VIEW_COLUMNS}}
+            for (_, row), view, raw_values in zip(rows.iterrows(), raw, values["raw"])
+        ])
+        parts = [frame]
+        for view in ("crop", "blur"):
+            named = [{view_column(view, k): v for k, v in record.items()} for record in values[view]]
+            parts.append(pd.DataFrame.from_records(named))
         if self.explainer is not None:
             raw_maps = {meth: np.stack([e.maps[meth] for e in explained[:n]]) for meth in self.methods}
-            frame = pd.concat([frame, self._faithfulness(first, frame, raw, raw_maps, probs[:n]),
-                               pd.DataFrame(agreement_columns(raw_maps))], axis=1)
+            parts += [self._faithfulness(first, frame, raw, raw_maps, probs[:n]),
+                      pd.DataFrame(agreement_columns(raw_maps))]
         for pos, j in enumerate(found):
             crop = explained[n + pos]
-            self.averager.add(rows.iloc[j]["race"], truths[j],
-                              bool(probs[n + pos].argmax() == classes.index(truths[j])),
+            self.averager.add(rows.iloc[j]["race"], truths[j], values["crop"][j]["correct"],
                               others["crop"][pos].image, crop.maps if crop is not None else {})
-        return frame
+        return pd.concat(parts, axis=1)
 
     def _faithfulness(self, first: int, frame: pd.DataFrame, raw: list[View], maps: dict[str, np.ndarray],
                       probs: np.ndarray) -> pd.DataFrame:
