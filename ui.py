@@ -8,7 +8,6 @@ what is loaded once per process (`st.cache_resource`), what is memoised per inpu
 from __future__ import annotations
 
 import hashlib
-import inspect
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,9 +153,10 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
     if split not in available_splits(data):
         st.caption(f"To recompute it here, set `FAIRCAM_DATA` to a FairFace folder with a {split} split.")
         return
-    if not st.button(f"Recompute the evaluation now ({split} split of {data})", key=f"recompute-{path}"):
+    if not st.button(f"Recompute the evaluation now ({split} split of {data}; faithfulness is left to "
+                     "`faircam evaluate`)", key=f"recompute-{path}"):
         return
-    from faircam.evaluate import run_evaluation  # torch: only once asked
+    from faircam.evaluate import EvalOptions, run_evaluation  # torch: only once asked
 
     lock = _recompute_lock()
     if not lock.acquire(blocking=False):
@@ -165,12 +165,11 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
     try:
         bar = st.progress(0.0, text=f"Evaluating the {split} split of {data}: a few images a second…")
         pipe = pipeline(model)
-        extra = {}
-        # `on_progress` arrives with the resumable evaluation (contracts §1); without it the bar waits.
-        if "on_progress" in inspect.signature(run_evaluation).parameters:
-            extra["on_progress"] = lambda done, total: bar.progress(done / max(total, 1),
-                                                                     text=f"{done:,} of {total:,} images")
-        run_evaluation(data, split, path, pipe.model, pipe.detector, pipe.explainer, progress=False, **extra)
+        # Faithfulness (ROAD) costs seconds per image: left to `faircam evaluate`, so the button ends in minutes.
+        run_evaluation(data, split, path, pipe.model, pipe.detector, pipe.explainer, progress=False,
+                       options=EvalOptions(faithfulness_per_cell=0),
+                       on_progress=lambda done, total: bar.progress(done / max(total, 1),
+                                                                    text=f"{done:,} of {total:,} images"))
     except KNOWN_ERRORS as exc:
         st.error(f"**The evaluation could not be recomputed.** {exc}")
         return

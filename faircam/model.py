@@ -200,7 +200,7 @@ def load_checkpoint(path: Path | str) -> LoadedModel:
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path} is an incomplete checkpoint (its weights are not a state_dict).")
-    # Checkpoints written before the checksum existed (the bundled one among them) have none to check.
+    # Checkpoints written before the checksum existed have none to check.
     if "state_sha256" in payload and payload["state_sha256"] != state_sha256(state):
         raise ModelError(f"{path} is damaged: its weights do not match the checksum stored with them.")
     if not isinstance(payload["arch"], str) or payload["arch"] not in ARCHITECTURES:
