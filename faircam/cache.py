@@ -32,6 +32,19 @@ def focus_column(method: str, key: str) -> str:
     return f"{method} | {key}"
 
 
+VIEWS = ("raw", "crop", "blur")
+
+
+def view_column(view: str, name: str) -> str:
+    """Column name of `name` in a view: unchanged for "raw", prefixed with the view otherwise."""
+    return name if view == "raw" else f"{view}: {name}"
+
+
+def agreement_column(a: str, b: str) -> str:
+    """Column name of the agreement between two methods' maps (a before b in CAM_METHODS order)."""
+    return f"agree | {a} ~ {b}"
+
+
 @dataclass
 class EvalCache:
     rows: pd.DataFrame
