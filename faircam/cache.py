@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from faircam.config import CAM_METHODS
 from faircam.errors import CacheError
 from faircam.focus import REGIONS
 
@@ -53,6 +54,15 @@ class EvalCache:
     @property
     def has_cams(self) -> bool:
         return bool(self.meta.get("with_cams"))
+
+
+def group_averages(cache: EvalCache) -> pd.DataFrame:
+    """Average aligned face and average map per race x gender x outcome (contract §1).
+
+    Interim reader for the audit pages: audit-cache's schema-2 reader replaces it. Schema-1
+    caches store no averages, so this returns the contract's columns with no rows.
+    """
+    return pd.DataFrame(columns=["race", "gender", "outcome", "n", "face", *CAM_METHODS])
 
 
 def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
