@@ -212,6 +212,12 @@ def agreement_matrix(rows: pd.DataFrame) -> pd.DataFrame:
     return matrix
 
 
+def agreement_by_group(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
+    """Mean "agree | mean" per group with its t-interval, n and small flag."""
+    records = [_interval_row(labels, group[MEAN_AGREEMENT], min_size) for labels, group in _grouped(rows, by)]
+    return pd.DataFrame.from_records(records, columns=[*by, "mean", "ci_low", "ci_high", "n", "small"])
+
+
 def least_agreement(rows: pd.DataFrame, k: int = 12) -> pd.DataFrame:
     """The `k` images whose four maps agree least ("agree | mean" lowest first), with every pair."""
     pairs = [agreement_column(a, b) for a, b in method_pairs()]

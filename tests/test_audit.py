@@ -159,3 +159,7 @@ def test_agreement_matrix_and_least_agreeing_images():
     assert list(worst["file"]) == ["val/odd.jpg", "val/3.jpg"]
     assert worst[audit.MEAN_AGREEMENT].iloc[0] == pytest.approx((0.5 * 5 + 0.1) / 6)
     assert len(audit.method_pairs()) == 6
+    by_race = audit.agreement_by_group(rows.assign(race=["Black", "Black", "White"]), ["race"], min_size=2)
+    black = by_race.set_index("race").loc["Black"]
+    assert black["mean"] == pytest.approx((0.5 * 5 + 0.9 + 0.5 * 5 + 0.1) / 12) and black["n"] == 2
+    assert not black["small"] and by_race.set_index("race").loc["White", "small"]
