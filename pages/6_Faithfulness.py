@@ -46,7 +46,8 @@ else:
     n = int(summary["n"].max())
     st.caption(f"Scored on a sample of **{n:,}** of the {len(rows):,} images"
                + (f" ({described['how']})" if described.get("how") else "")
-               + ": faithfulness needs many extra model passes per image. Bars show the mean with its 95% interval.")
+               + ": faithfulness needs many extra model passes per image. Dots show the mean, whiskers its 95% "
+                 "interval.")
     best = audit.most_faithful(summary)
     for _, b in best.iterrows():
         name, direction, _ = METRIC_TEXT[b["metric"]]

@@ -113,4 +113,4 @@ filters = first_layer_filters(pipeline.model)
 st.caption(f"The {len(filters)} filters of the first convolution, each {filters.shape[1]}×{filters.shape[2]} "
            "pixels over red, green and blue, enlarged. Grey is a zero weight; colour shows which channel and "
            "direction a filter responds to (many early filters detect edges or colour contrasts).")
-st.image(image_grid(filters, columns=16, tile_px=40), width="content")
+st.image(image_grid(filters, columns=16, tile_px=56), width="content")
