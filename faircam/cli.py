@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from faircam.config import settings
+from faircam.config import FAITHFULNESS_PER_CELL, settings
 from faircam.errors import KNOWN_ERRORS, DataError, ImageError
 
 
@@ -35,14 +35,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from faircam.evaluate import run_evaluation
+    from faircam.evaluate import EvalOptions, run_evaluation
     from faircam.explain import Pipeline
 
-    pipeline = Pipeline.load(args.model or settings().model_path)
     if args.limit is not None and args.limit < 1:
         raise DataError("--limit must be at least 1.")
+    if args.faithfulness_per_cell < 0:
+        raise DataError("--faithfulness-per-cell must be 0 (off) or more.")
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be at least 1.")
+    pipeline = Pipeline.load(args.model or settings().model_path)
+    options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed)
     cache = run_evaluation(_data_dir(args.data), args.split, Path(args.out), pipeline.model, pipeline.detector,
-                           pipeline.explainer, limit=args.limit, batch_size=args.batch_size)
+                           pipeline.explainer, limit=args.limit, batch_size=args.batch_size, options=options)
     rows = cache.rows
     print(json.dumps({"out": args.out, "images": len(rows), "accuracy": round(float(rows["correct"].mean()), 4),
                       "unreadable": cache.meta["data"]["unreadable"],
@@ -113,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
     evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--faithfulness-per-cell", type=int, default=FAITHFULNESS_PER_CELL, metavar="N",
+                          help="images per race x gender cell that get ROAD and deletion/insertion AUCs "
+                               f"(slow; 0: off; default {FAITHFULNESS_PER_CELL})")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the faithfulness sample and ROAD's noise")
+    evaluate.add_argument("--no-cams", action="store_true", help="predictions only: no maps, focus or faithfulness")
     evaluate.set_defaults(run=cmd_evaluate)
 
     explain = commands.add_parser("explain", help="four CAMs for one image, as a figure and JSON")

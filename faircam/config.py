@@ -24,6 +24,8 @@ CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM")
 FACE_REGIONS = ("eyes", "nose", "mouth", "rest of face")
 # Groups smaller than this get a warning next to their numbers instead of a ranking.
 MIN_GROUP_SIZE = 30
+# Images per race x gender cell that `faircam evaluate` gives the slow faithfulness measures.
+FAITHFULNESS_PER_CELL = 5
 # Longest side an uploaded photo is reduced to before anything else touches it.
 MAX_IMAGE_SIDE = 2048
 # More pixels than this is treated as a decompression bomb and refused.

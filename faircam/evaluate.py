@@ -1,34 +1,94 @@
-"""`faircam evaluate`: every image of a split through the model, CAMs and focus scores.
+"""`faircam evaluate`: every image of a split through detection, three views, CAMs and the audit.
 
-Produces one row per image (labels, prediction, each method's focus scores) and writes them
-with `faircam.cache`.
+For each image MTCNN runs once and gives three views: raw (the whole image), crop (the aligned
+face) and blur (background blurred). All views of a batch share one forward and backward pass
+of `CamExplainer`; from it come predictions and focus scores per view, the agreement between the
+raw view's maps, the group average faces and maps of the crop view, and, for a balanced sample,
+the faithfulness of the raw view's maps (`faircam.faithfulness`). The schema is in
+`faircam.cache`.
+
+The run is resumable: every `SAVE_EVERY` batches (and on Ctrl-C) the finished rows and the
+running averages are saved atomically to `<out>.partial`, keyed on the model, data, split,
+limit and options; a rerun with the same arguments continues from there, and the partial file
+is removed once the cache itself has been written atomically.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
 from tqdm import tqdm
 
 from faircam import __version__
-from faircam.cache import FOCUS_KEYS, SCHEMA_VERSION, EvalCache, focus_column, write_cache
+from faircam.agreement import agreement_columns
+from faircam.averages import AVERAGE_SIZE, GroupAverager
+from faircam.cache import (
+    FAITHFULNESS_KEYS,
+    FOCUS_KEYS,
+    SCHEMA_VERSION,
+    VIEW_COLUMNS,
+    EvalCache,
+    focus_column,
+    read_cache,
+    view_column,
+    write_cache,
+    write_table_atomic,
+)
 from faircam.cams import CamExplainer
-from faircam.config import CAM_METHODS
-from faircam.data import FairFaceSplit, load_split
+from faircam.config import CAM_METHODS, FAITHFULNESS_PER_CELL
+from faircam.data import FairFaceSplit, balanced_sample, load_split
 from faircam.errors import DataError, ImageError
-from faircam.explain import explain_views
+from faircam.explain import Explanation, explain_views
+from faircam.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, faithfulness_columns
 from faircam.images import read_image
 from faircam.model import LoadedModel
-from faircam.preprocess import FaceDetector, make_view
+from faircam.preprocess import FaceDetector, View, make_view
+
+SAVE_EVERY = 4
+PARTIAL_KEY = b"faircam.partial"
+PARTIAL_SUMS_KEY = b"faircam.partial.sums"
+VIEW_SETTINGS = {"raw": (False, False), "crop": (True, False), "blur": (False, True)}
+VIEW_DESCRIPTIONS = {
+    "raw": "the whole image resized to the model's input",
+    "crop": "the largest MTCNN face, aligned and cropped (as raw when no face is found)",
+    "blur": "the whole image with the background around the largest face blurred (as raw when no face is found)",
+}
+
+Progress = Callable[[int, int], None]
 
 
-def _batches(split: FairFaceSplit, batch_size: int) -> Iterator[tuple[pd.DataFrame, list[np.ndarray | None]]]:
-    """Rows with their decoded images, reading the next batch while the current one computes."""
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `faircam evaluate` computes besides predictions; a rerun resumes only with the same options.
+
+    `faithfulness_per_cell` images of every race x gender cell (drawn with `seed` by
+    `data.balanced_sample`) get ROAD and deletion/insertion AUCs; 0 turns faithfulness off.
+    `cams=False` gives predictions only (no maps, focus, faithfulness or agreement).
+    """
+
+    cams: bool = True
+    faithfulness_per_cell: int = FAITHFULNESS_PER_CELL
+    seed: int = 0
+    road_percentiles: tuple[int, ...] = ROAD_PERCENTILES
+    curve_steps: int = CURVE_STEPS
+
+
+def _batches(
+    split: FairFaceSplit, batch_size: int, start: int = 0
+) -> Iterator[tuple[int, pd.DataFrame, list[np.ndarray | None]]]:
+    """(first row, rows, decoded images) per batch from row `start`, reading the next batch ahead."""
 
     def load(file: str) -> np.ndarray | None:
         try:
@@ -39,7 +99,8 @@ def _batches(split: FairFaceSplit, batch_size: int) -> Iterator[tuple[pd.DataFra
     def load_chunk(chunk: pd.DataFrame) -> list[np.ndarray | None]:
         return [load(file) for file in chunk["file"]]
 
-    chunks = [split.rows.iloc[i : i + batch_size] for i in range(0, len(split.rows), batch_size)]
+    starts = list(range(start, len(split.rows), batch_size))
+    chunks = [split.rows.iloc[i : i + batch_size] for i in starts]
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Only the next batch is decoded ahead: memory stays at two batches of images.
         pending = pool.submit(load_chunk, chunks[0]) if chunks else None
@@ -47,7 +108,175 @@ def _batches(split: FairFaceSplit, batch_size: int) -> Iterator[tuple[pd.DataFra
             images = pending.result()
             if i + 1 < len(chunks):
                 pending = pool.submit(load_chunk, chunks[i + 1])
-            yield chunk, images
+            yield starts[i], chunk, images
+
+
+def _prediction(probs: np.ndarray, classes: tuple[str, ...], truth: str) -> dict:
+    target = int(np.argmax(probs))
+    return {"pred": classes[target], "prob": float(probs[target]), "p_male": float(probs[classes.index("Male")]),
+            "correct": classes[target] == truth}
+
+
+def _view_values(explanation: Explanation | None, probs: np.ndarray, classes: tuple[str, ...], truth: str) -> dict:
+    """Prediction and focus columns of one view, unprefixed."""
+    if explanation is None:
+        return _prediction(probs, classes, truth)
+    values = _prediction(np.array([explanation.probs[c] for c in classes]), classes, truth)
+    for method, scores in explanation.focus.items():
+        values.update({focus_column(method, k): scores[k] for k in FOCUS_KEYS})
+    return values
+
+
+class _Evaluator:
+    """One batch at a time: the rows it adds and the group averages it feeds."""
+
+    def __init__(self, model: LoadedModel, detector: FaceDetector, explainer: CamExplainer | None,
+                 options: EvalOptions, sampled: set[str]) -> None:
+        self.model, self.detector, self.explainer = model, detector, explainer
+        self.options, self.sampled = options, sampled
+        self.methods = tuple(explainer.methods) if explainer else ()
+        self.averager = GroupAverager(self.methods)
+
+    def _views(self, images: list[np.ndarray], faces: list, view: str) -> list[View]:
+        crop, blur = VIEW_SETTINGS[view]
+        return [make_view(image, self.model.input_size, self.detector, crop=crop, blur=blur, faces=f)
+                for image, f in zip(images, faces)]
+
+    def _explain(self, views: list[View]) -> tuple[list[Explanation | None], np.ndarray]:
+        if not views:
+            return [], np.zeros((0, len(self.model.classes)))
+        if self.explainer is None:
+            return [None] * len(views), self.model.predict_proba([v.image for v in views])
+        explanations = explain_views(views, self.model, self.explainer)
+        return explanations, np.array([[e.probs[c] for c in self.model.classes] for e in explanations])
+
+    def batch(self, first: int, chunk: pd.DataFrame, images: list[np.ndarray | None]) -> pd.DataFrame:
+        ok = [i for i, image in enumerate(images) if image is not None]
+        if not ok:
+            return pd.DataFrame()
+        rows = chunk.iloc[ok]
+        pictures = [images[i] for i in ok]
+        faces = self.detector.detect_batch(pictures)
+        found = [j for j, f in enumerate(faces) if f]
+        raw = self._views(pictures, faces, "raw")
+        others = {view: self._views([pictures[j] for j in found], [faces[j] for j in found], view)
+                  for view in ("crop", "blur")}
+        # One forward and backward pass for all three views of the batch.
+        explained, probs = self._explain(raw + others["crop"] + others["blur"])
+        n, m = len(raw), len(found)
+        classes, truths = self.model.classes, rows["gender"].tolist()
+
+        records = []
+        for j in range(n):
+            row = rows.iloc[j]
+            values = _view_values(explained[j], probs[j], classes, truths[j])
+            record = {"file": row["file"], "race": row["race"], "gender": row["gender"], "age": row["age"],
+                      **{k: values[k] for k in VIEW_COLUMNS},
+                      "face_found": raw[j].face is not None, "faces_found": raw[j].faces_found,
+                      **{k: v for k, v in values.items() if k not in VIEW_COLUMNS}}
+            records.append((record, values))
+        frame = pd.DataFrame.from_records([r for r, _ in records])
+        for v, view in enumerate(("crop", "blur")):
+            offset = n + v * m
+            values = [dict(raw_values) for _, raw_values in records]
+            for pos, j in enumerate(found):
+                values[j] = _view_values(explained[offset + pos], probs[offset + pos], classes, truths[j])
+            view_frame = pd.DataFrame.from_records(values)
+            frame = pd.concat([frame, view_frame.rename(columns=lambda c, view=view: view_column(view, c))], axis=1)
+
+        if self.explainer is not None:
+            raw_maps = {meth: np.stack([e.maps[meth] for e in explained[:n]]) for meth in self.methods}
+            frame = pd.concat([frame, self._faithfulness(first, frame, raw, raw_maps, probs[:n]),
+                               pd.DataFrame(agreement_columns(raw_maps))], axis=1)
+        for pos, j in enumerate(found):
+            crop = explained[n + pos]
+            self.averager.add(rows.iloc[j]["race"], truths[j],
+                              bool(probs[n + pos].argmax() == classes.index(truths[j])),
+                              others["crop"][pos].image, crop.maps if crop is not None else {})
+        return frame
+
+    def _faithfulness(self, first: int, frame: pd.DataFrame, raw: list[View], maps: dict[str, np.ndarray],
+                      probs: np.ndarray) -> pd.DataFrame:
+        sampled = frame["file"].isin(self.sampled).to_numpy()
+        columns = {focus_column(meth, k): np.full(len(frame), np.nan) for meth in self.methods
+                   for k in FAITHFULNESS_KEYS}
+        idx = np.flatnonzero(sampled)
+        if len(idx):
+            inputs = self.model.to_tensor([raw[j].image for j in idx])
+            # ROAD's imputation adds noise: a seed per batch makes reruns and resumed runs repeat it.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.options.seed + first)
+                values = faithfulness_columns(self.model.net, inputs, {k: v[idx] for k, v in maps.items()},
+                                              probs[idx].argmax(axis=1), self.options.road_percentiles,
+                                              self.options.curve_steps)
+            for column, v in values.items():
+                columns[column][idx] = v
+        return pd.DataFrame({**columns, "faith_sampled": sampled})
+
+
+def partial_path(out: Path) -> Path:
+    """Where an unfinished evaluation for `out` keeps its progress."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def _save_partial(path: Path, key: str, done: int, frames: list[pd.DataFrame], averager: GroupAverager) -> None:
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    sums = io.BytesIO()
+    np.savez(sums, **averager.state())
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    table = table.replace_schema_metadata({PARTIAL_KEY: json.dumps({"key": key, "done": done}),
+                                           PARTIAL_SUMS_KEY: sums.getvalue()})
+    write_table_atomic(table, path)
+
+
+def _load_partial(path: Path, key: str, averager: GroupAverager) -> tuple[int, list[pd.DataFrame]]:
+    """(rows done, their frames) from a partial file of the same run; (0, []) for none or another run."""
+    if not path.is_file():
+        return 0, []
+    try:
+        table = pq.read_table(path)
+        metadata = table.schema.metadata or {}
+        info = json.loads(metadata[PARTIAL_KEY])
+        if info.get("key") != key:
+            return 0, []
+        with np.load(io.BytesIO(metadata[PARTIAL_SUMS_KEY]), allow_pickle=False) as sums:
+            averager.load_state(dict(sums))
+    except (pa.ArrowException, OSError, KeyError, ValueError):
+        # An unreadable partial file only costs the work it held.
+        return 0, []
+    rows = table.to_pandas()
+    return int(info["done"]), [rows] if len(rows) else []
+
+
+def _run_key(model: LoadedModel, data: FairFaceSplit, limit: int | None, batch_size: int,
+             options: EvalOptions) -> str:
+    labels = pd.util.hash_pandas_object(data.rows, index=False).to_numpy().tobytes()
+    described = json.dumps({"schema": SCHEMA_VERSION, "faircam": __version__, "model": model.sha256,
+                            "root": str(data.root.resolve()), "split": data.split, "limit": limit,
+                            "batch_size": batch_size, "options": asdict(options),
+                            "labels": hashlib.sha256(labels).hexdigest()}, sort_keys=True)
+    return hashlib.sha256(described.encode()).hexdigest()
+
+
+def faithfulness_meta(options: EvalOptions, sampled: int) -> dict:
+    """How the faithfulness sample was drawn and measured (`meta["faithfulness"]`)."""
+    return {
+        "per_cell": options.faithfulness_per_cell if options.cams else 0,
+        "seed": options.seed,
+        "n": sampled,
+        "sample": f"up to {options.faithfulness_per_cell} images per race x gender cell "
+                  f"(faircam.data.balanced_sample, seed {options.seed}); NaN outside it (faith_sampled)",
+        "view": "raw",
+        "target": "softmax probability of the predicted class",
+        "road": {"percentiles": list(options.road_percentiles), "imputation": "noisy linear (pytorch-grad-cam)",
+                 "score": "(LeRF - MoRF) / 2 averaged over the percentiles, as ROADCombined",
+                 "reading": "higher is more faithful"},
+        "deletion": {"steps": options.curve_steps, "baseline": "the input normalisation's mean colour",
+                     "reading": "lower is more faithful"},
+        "insertion": {"steps": options.curve_steps, "start": "the image Gaussian-blurred (sigma 5% of its side)",
+                      "reading": "higher is more faithful"},
+    }
 
 
 def evaluate_split(
@@ -55,35 +284,44 @@ def evaluate_split(
     model: LoadedModel,
     detector: FaceDetector,
     explainer: CamExplainer | None = None,
+    options: EvalOptions = EvalOptions(),
     batch_size: int = 32,
     progress: bool = True,
-) -> pd.DataFrame:
-    """Prediction (and focus scores with an explainer) for every readable image of a split."""
-    explainer = explainer or CamExplainer(model.net, model.net.cam_layer)
-    records = []
-    bar = tqdm(total=len(split.rows), desc=f"evaluate {split.split}", unit="img", disable=not progress)
-    for chunk, images in _batches(split, batch_size):
-        ok = [i for i, image in enumerate(images) if image is not None]
-        faces = detector.detect_batch([images[i] for i in ok])
-        views = [make_view(images[i], model.input_size, detector, crop=False, blur=False, faces=f)
-                 for i, f in zip(ok, faces)]
-        explanations = explain_views(views, model, explainer) if views else []
-        for i, explanation in zip(ok, explanations):
-            row = chunk.iloc[i]
-            record = {
-                "file": row["file"], "race": row["race"], "gender": row["gender"], "age": row["age"],
-                "pred": explanation.label,
-                "prob": explanation.probability,
-                "p_male": explanation.probs["Male"],
-                "correct": explanation.label == row["gender"],
-                "face_found": explanation.view.face is not None,
-            }
-            for method, scores in explanation.focus.items():
-                record.update({focus_column(method, k): scores[k] for k in FOCUS_KEYS})
-            records.append(record)
-        bar.update(len(chunk))
-    bar.close()
-    return pd.DataFrame.from_records(records)
+    on_progress: Progress | None = None,
+    resume: tuple[Path, str] | None = None,
+) -> tuple[pd.DataFrame, GroupAverager]:
+    """Rows (one per readable image) and group averages for a split; `resume` = (partial file, run key)."""
+    if options.cams:
+        explainer = explainer or CamExplainer(model.net, model.net.cam_layer)
+    sampled = set()
+    if options.cams and options.faithfulness_per_cell > 0:
+        sampled = set(balanced_sample(split.rows, options.faithfulness_per_cell, options.seed)["file"])
+    evaluator = _Evaluator(model, detector, explainer if options.cams else None, options, sampled)
+    done, frames = _load_partial(*resume, evaluator.averager) if resume else (0, [])
+    total = len(split.rows)
+    bar = tqdm(total=total, initial=done, desc=f"evaluate {split.split}", unit="img", disable=not progress)
+    if on_progress:
+        on_progress(done, total)
+    batches = 0
+    try:
+        for first, chunk, images in _batches(split, batch_size, start=done):
+            frames.append(evaluator.batch(first, chunk, images))
+            done = first + len(chunk)
+            batches += 1
+            bar.update(len(chunk))
+            if on_progress:
+                on_progress(done, total)
+            if resume and batches % SAVE_EVERY == 0 and done < total:
+                _save_partial(*resume, done, frames, evaluator.averager)
+    except KeyboardInterrupt:
+        if resume and batches:
+            _save_partial(*resume, done, frames, evaluator.averager)
+        raise
+    finally:
+        bar.close()
+    frames = [f for f in frames if len(f)]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return rows, evaluator.averager
 
 
 def run_evaluation(
@@ -96,24 +334,42 @@ def run_evaluation(
     limit: int | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    options: EvalOptions = EvalOptions(),
+    on_progress: Progress | None = None,
 ) -> EvalCache:
-    """Evaluate a split of a FairFace folder and write the cache (what `faircam evaluate` does)."""
+    """Evaluate a split of a FairFace folder and write the cache (what `faircam evaluate` does).
+
+    Resumes from `<out>.partial` when an earlier run with the same arguments was interrupted;
+    `on_progress(done, total)` is called after every batch. Returns the cache as written.
+    """
+    out = Path(out)
     data = load_split(data_dir, split)
     if limit is not None:
         data = FairFaceSplit(data.root, data.split, data.rows.head(limit), data.dropped)
-    rows = evaluate_split(data, model, detector, explainer, batch_size=batch_size, progress=progress)
+    partial = partial_path(out)
+    key = _run_key(model, data, limit, batch_size, options)
+    rows, averager = evaluate_split(data, model, detector, explainer, options, batch_size, progress,
+                                    on_progress, resume=(partial, key))
     if rows.empty:
+        partial.unlink(missing_ok=True)
         raise DataError(f"None of the {len(data.rows)} images of {data.root} ({split}) could be read.")
+    sampled = int(rows["faith_sampled"].sum()) if "faith_sampled" in rows else 0
     meta = {
         "faircam_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "with_cams": True,
-        "methods": list(CAM_METHODS),
+        "with_cams": options.cams,
+        "methods": list(CAM_METHODS) if options.cams else [],
         "model": {"name": model.name, "arch": model.arch, "sha256": model.sha256,
                   "path": str(model.path) if model.path else None},
         "data": {"root": str(data.root.resolve()), "split": split, "limit": limit,
                  "labelled": len(data.rows), "unreadable": len(data.rows) - len(rows),
                  "dropped": data.dropped.to_dict("records")[:50], "dropped_total": len(data.dropped)},
+        "views": VIEW_DESCRIPTIONS,
+        "faithfulness": faithfulness_meta(options, sampled),
+        "agreement": "histogram intersection of the raw view's maps as heat distributions (1.0 = identical)",
+        "averages": {"view": "crop", "size": AVERAGE_SIZE, "faces_found_only": True,
+                     "outcome": "correctness of the crop view's prediction, which its maps explain"},
     }
-    write_cache(rows, out, meta)
-    return EvalCache(rows=rows, meta={**meta, "schema_version": SCHEMA_VERSION, "rows": len(rows)})
+    write_cache(rows, out, meta, averager.table())
+    partial.unlink(missing_ok=True)
+    return read_cache(out)
