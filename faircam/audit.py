@@ -12,18 +12,27 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
-from faircam.cache import agreement_column, focus_column, view_column
+from faircam.cache import (
+    AGREEMENT_MEAN,
+    FAITHFULNESS_KEYS,
+    agreement_column,
+    focus_column,
+    method_pairs,
+    view_column,
+)
+from faircam.cache import (
+    OUTCOMES as PREDICTION_OUTCOMES,
+)
 from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
 from faircam.focus import REGIONS
 from faircam.metrics import wilson_interval
 
-OUTCOMES = ("all", "correct", "wrong")
+OUTCOMES = ("all", *PREDICTION_OUTCOMES)
 # The focus score (share of the map on the face) beside the five regions it is split into.
 PARITY_KEYS = (*REGIONS, "face")
 COUNTERFACTUAL_VIEWS = ("crop", "blur")
-# Which direction is better for each faithfulness score in the cache.
-FAITHFULNESS = {"road": "higher", "deletion": "lower", "insertion": "higher"}
-MEAN_AGREEMENT = "agree | mean"
+# Which direction is more faithful for each faithfulness score in the cache.
+FAITHFULNESS = dict(zip(FAITHFULNESS_KEYS, ("higher", "lower", "higher")))
 
 
 def mean_interval(values: pd.Series | np.ndarray) -> tuple[float, float, float, int]:
@@ -195,13 +204,8 @@ def counterfactual_effects(
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def method_pairs() -> list[tuple[str, str]]:
-    """The six method pairs, each in CAM_METHODS order (as the cache names them)."""
-    return [(a, b) for i, a in enumerate(CAM_METHODS) for b in CAM_METHODS[i + 1:]]
-
-
 def has_agreement(rows: pd.DataFrame) -> bool:
-    return MEAN_AGREEMENT in rows.columns
+    return AGREEMENT_MEAN in rows.columns
 
 
 def agreement_matrix(rows: pd.DataFrame) -> pd.DataFrame:
@@ -214,12 +218,12 @@ def agreement_matrix(rows: pd.DataFrame) -> pd.DataFrame:
 
 def agreement_by_group(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
     """Mean "agree | mean" per group with its t-interval, n and small flag."""
-    records = [_interval_row(labels, group[MEAN_AGREEMENT], min_size) for labels, group in _grouped(rows, by)]
+    records = [_interval_row(labels, group[AGREEMENT_MEAN], min_size) for labels, group in _grouped(rows, by)]
     return pd.DataFrame.from_records(records, columns=[*by, "mean", "ci_low", "ci_high", "n", "small"])
 
 
 def least_agreement(rows: pd.DataFrame, k: int = 12) -> pd.DataFrame:
     """The `k` images whose four maps agree least ("agree | mean" lowest first), with every pair."""
     pairs = [agreement_column(a, b) for a, b in method_pairs()]
-    columns = ["file", "race", "gender", "pred", "correct", MEAN_AGREEMENT, *pairs]
-    return rows.nsmallest(k, MEAN_AGREEMENT)[columns].reset_index(drop=True)
+    columns = ["file", "race", "gender", "pred", "correct", AGREEMENT_MEAN, *pairs]
+    return rows.nsmallest(k, AGREEMENT_MEAN)[columns].reset_index(drop=True)

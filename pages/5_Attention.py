@@ -125,7 +125,8 @@ if averages.empty:
 else:
     st.caption(f"Faces cropped and aligned by MTCNN, averaged per race × gender, with the average {method} map "
                "on top. Eyes sit at the same place in every aligned face, so the maps can be averaged pixel by "
-               "pixel. Only averages are stored, never a single person's face.")
+               "pixel. Correct and wrong refer to the prediction on the cropped face, which these maps explain. "
+               "Only averages are stored, never a single person's face.")
     for tab, shown in zip(st.tabs(["Correct predictions", "Wrong predictions"]), ("correct", "wrong")):
         with tab:
             table = averages[averages["outcome"] == shown].set_index(["race", "gender"])

@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from faircam import audit, audit_charts
+from faircam.cache import AGREEMENT_MEAN
 from faircam.config import MIN_GROUP_SIZE, settings
 
 ui.page_setup("Faithfulness: which map can we trust?", "🧪")
@@ -24,11 +25,11 @@ METRIC_TEXT = {
              "minus the confidence kept when the most important are (removed pixels are filled in from their "
              "neighbours, so the model cannot spot the holes)"),
     "deletion": ("Deletion AUC", "lower is more faithful",
-                 "confidence in the predicted class as the most important pixels are deleted step by step: a "
-                 "faithful map makes it fall fast"),
+                 "the area under the model's confidence as the most important pixels are greyed out step by "
+                 "step, most important first: a faithful map makes it fall fast"),
     "insertion": ("Insertion AUC", "higher is more faithful",
-                  "confidence as the most important pixels are put back into a blank image: a faithful map "
-                  "makes it rise fast"),
+                  "the area under the confidence as the most important pixels are put back into a blurred copy "
+                  "of the image, most important first: a faithful map makes it rise fast"),
 }
 
 st.markdown(
@@ -44,10 +45,9 @@ else:
     described = cache.meta.get("faithfulness") or {}
     summary = audit.faithfulness_summary(rows, [])
     n = int(summary["n"].max())
-    st.caption(f"Scored on a sample of **{n:,}** of the {len(rows):,} images"
-               + (f" ({described['how']})" if described.get("how") else "")
-               + ": faithfulness needs many extra model passes per image. Dots show the mean, whiskers its 95% "
-                 "interval.")
+    per_cell = f" ({described['per_cell']} per race × gender cell)" if described.get("per_cell") else ""
+    st.caption(f"Scored on a balanced sample of **{n:,}** of the {len(rows):,} images{per_cell}: faithfulness "
+               "needs many extra model passes per image. Dots show the mean, whiskers its 95% interval.")
     best = audit.most_faithful(summary)
     for _, b in best.iterrows():
         name, direction, _ = METRIC_TEXT[b["metric"]]
@@ -85,9 +85,9 @@ st.markdown("## Do the four maps agree?")
 if not audit.has_agreement(rows):
     st.info(f"This cache has no method agreement data. Run {evaluate_hint} with this faircam version to add it.")
 else:
-    st.caption("Agreement between two maps of the same image, averaged over the images (1.0 = identical maps; "
-               "the exact definition is in `faircam/cache.py`). Where the methods disagree, read any single map "
-               "with care.")
+    st.caption("Agreement between two maps of the same image, averaged over the images: the share of heat the two "
+               "maps put in the same places (histogram intersection; 1.0 = identical maps, 0 = nothing in common). "
+               "Where the methods disagree, read any single map with care.")
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(audit_charts.agreement_heatmap(audit.agreement_matrix(rows)), width="stretch")
@@ -110,7 +110,7 @@ else:
                 st.image(str(root / image["file"]), width="stretch")
             st.caption(f"`{image['file']}` · {image['race'].replace('_', ' ')}, {image['gender']} · predicted "
                        f"{image['pred']} {'✅' if image['correct'] else '❌'} · agreement "
-                       f"{image[audit.MEAN_AGREEMENT]:.2f}")
+                       f"{image[AGREEMENT_MEAN]:.2f}")
     st.caption("Open an image on the Explore page to see its four maps side by side.")
     with st.expander("Every pair, for these images"):
         st.dataframe(worst, width="stretch", hide_index=True)

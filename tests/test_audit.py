@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from faircam import audit
-from faircam.cache import FOCUS_KEYS, agreement_column, focus_column, view_column
+from faircam.cache import AGREEMENT_MEAN, FOCUS_KEYS, agreement_column, focus_column, method_pairs, view_column
 from faircam.config import CAM_METHODS
 from faircam.metrics import wilson_interval
 
@@ -28,7 +28,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
         for view in audit.COUNTERFACTUAL_VIEWS:
             for key in [c for c in row if " | " in c]:
                 row[view_column(view, key)] = row[key]
-        for a, b in audit.method_pairs():
+        for a, b in method_pairs():
             row[agreement_column(a, b)] = 0.5
         row.update(given)
         for view in audit.COUNTERFACTUAL_VIEWS:
@@ -36,7 +36,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             row.setdefault(view_column(view, "correct"), row[view_column(view, "pred")] == row["gender"])
         rows.append(row)
     table = pd.DataFrame(rows)
-    table[audit.MEAN_AGREEMENT] = table[[agreement_column(a, b) for a, b in audit.method_pairs()]].mean(axis=1)
+    table[AGREEMENT_MEAN] = table[[agreement_column(a, b) for a, b in method_pairs()]].mean(axis=1)
     return table
 
 
@@ -157,8 +157,8 @@ def test_agreement_matrix_and_least_agreeing_images():
     assert matrix.loc["Grad-CAM", "XGrad-CAM"] == pytest.approx(0.5)
     worst = audit.least_agreement(rows, k=2)
     assert list(worst["file"]) == ["val/odd.jpg", "val/3.jpg"]
-    assert worst[audit.MEAN_AGREEMENT].iloc[0] == pytest.approx((0.5 * 5 + 0.1) / 6)
-    assert len(audit.method_pairs()) == 6
+    assert worst[AGREEMENT_MEAN].iloc[0] == pytest.approx((0.5 * 5 + 0.1) / 6)
+    assert len(method_pairs()) == 6
     by_race = audit.agreement_by_group(rows.assign(race=["Black", "Black", "White"]), ["race"], min_size=2)
     black = by_race.set_index("race").loc["Black"]
     assert black["mean"] == pytest.approx((0.5 * 5 + 0.9 + 0.5 * 5 + 0.1) / 12) and black["n"] == 2

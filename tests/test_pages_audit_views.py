@@ -111,7 +111,7 @@ def test_faithfulness_page(monkeypatch, cache_path):
     said = texts(at)
     if audit.has_faithfulness(cache.rows):
         n = int(cache.rows["faith_sampled"].sum())
-        assert f"Scored on a sample of **{n:,}**" in said
+        assert f"Scored on a balanced sample of **{n:,}**" in said
         best = [m.value for m in at.markdown if "is the most faithful by" in m.value]
         assert len(best) == 3 and all(any(method in b for method in CAM_METHODS) for b in best)
         if n < MIN_GROUP_SIZE:
