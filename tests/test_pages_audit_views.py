@@ -1,7 +1,8 @@
 """The Attention, Faithfulness and Inside pages through Streamlit's AppTest, on a cache made here.
 
 The cache is a real `faircam evaluate` run over the first 72 val images (40 men, 32 women: both
-genders reach MIN_GROUP_SIZE, so the pages make a comparison). A second cache without the
+genders reach MIN_GROUP_SIZE, so the pages make a comparison), with faithfulness scored on two
+images per race x gender cell. A second cache without the
 counterfactual, faithfulness and agreement columns checks that the pages then say how to get them.
 """
 
@@ -24,10 +25,12 @@ V2_SUFFIXES = (" | road", " | deletion", " | insertion")
 
 @pytest.fixture(scope="module")
 def cache_path(pipeline, fairface, tmp_path_factory) -> Path:
-    from faircam.evaluate import run_evaluation
+    from faircam.evaluate import EvalOptions, run_evaluation
 
     out = tmp_path_factory.mktemp("audit-pages") / "eval_val.parquet"
-    run_evaluation(fairface, "val", out, pipeline.model, pipeline.detector, limit=LIMIT, progress=False)
+    # Two faithfulness images per race x gender cell keep the run short (and under MIN_GROUP_SIZE).
+    run_evaluation(fairface, "val", out, pipeline.model, pipeline.detector, limit=LIMIT, progress=False,
+                   options=EvalOptions(faithfulness_per_cell=2))
     return out
 
 
