@@ -135,17 +135,24 @@ def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any], averages: 
     blob = _encode_averages(averages) if averages is not None else None
     # The checksum is taken on the rows as they read back, so dtype conversions cannot break it.
     meta = {**meta, "schema_version": SCHEMA_VERSION, "rows": len(rows), "checksum": _checksum(table.to_pandas(), blob)}
-    metadata = {**(table.schema.metadata or {}), META_KEY: json.dumps(meta)}
-    if blob is not None:
-        metadata[AVERAGES_KEY] = blob
-    write_table_atomic(table.replace_schema_metadata(metadata), path)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
+    write_table_atomic(table, path, {AVERAGES_KEY: blob} if blob is not None else None)
 
 
-def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """`table` as parquet at `path` through a temporary file and a rename: readers see old or new, never half."""
+def write_table_atomic(table: pa.Table, path: Path, file_metadata: dict[bytes, bytes] | None = None) -> None:
+    """`table` as parquet at `path` through a temporary file and a rename: readers see old or new, never half.
+
+    `file_metadata` goes into the parquet footer only (`pq.read_metadata(path).metadata`), not into
+    the schema metadata, which pyarrow would store a second time, base64-encoded.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, tmp)
+        if file_metadata:
+            with pq.ParquetWriter(tmp, table.schema) as writer:
+                writer.write_table(table)
+                writer.add_key_value_metadata(file_metadata)
+        else:
+            pq.write_table(table, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -158,11 +165,11 @@ def read_cache(path: Path | str) -> EvalCache:
         raise CacheError(f"No evaluation cache at {path}. Create it with `faircam evaluate`.")
     try:
         table = pq.read_table(path)
+        blob = (pq.read_metadata(path).metadata or {}).get(AVERAGES_KEY)
     except (pa.ArrowException, OSError) as exc:
         raise CacheError(f"The evaluation cache {path} is damaged ({exc}). Recreate it with `faircam evaluate`.") \
             from None
-    metadata = table.schema.metadata or {}
-    raw = metadata.get(META_KEY)
+    raw = (table.schema.metadata or {}).get(META_KEY)
     try:
         meta = json.loads(raw) if raw else {}
     except ValueError:
@@ -177,7 +184,6 @@ def read_cache(path: Path | str) -> EvalCache:
     rows = table.to_pandas()
     if len(rows) != meta.get("rows"):
         raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
-    blob = metadata.get(AVERAGES_KEY)
     if _checksum(rows, blob) != meta.get("checksum"):
         raise CacheError(f"{path} does not match its checksum: it was changed after `faircam evaluate` wrote it. "
                          "Recreate it.")

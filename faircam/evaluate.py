@@ -225,9 +225,8 @@ def _save_partial(path: Path, key: str, done: int, frames: list[pd.DataFrame], a
     sums = io.BytesIO()
     np.savez(sums, **averager.state())
     table = pa.Table.from_pandas(rows, preserve_index=False)
-    table = table.replace_schema_metadata({PARTIAL_KEY: json.dumps({"key": key, "done": done}),
-                                           PARTIAL_SUMS_KEY: sums.getvalue()})
-    write_table_atomic(table, path)
+    table = table.replace_schema_metadata({PARTIAL_KEY: json.dumps({"key": key, "done": done})})
+    write_table_atomic(table, path, {PARTIAL_SUMS_KEY: sums.getvalue()})
 
 
 def _load_partial(path: Path, key: str, averager: GroupAverager) -> tuple[int, list[pd.DataFrame]]:
@@ -236,11 +235,10 @@ def _load_partial(path: Path, key: str, averager: GroupAverager) -> tuple[int, l
         return 0, []
     try:
         table = pq.read_table(path)
-        metadata = table.schema.metadata or {}
-        info = json.loads(metadata[PARTIAL_KEY])
+        info = json.loads(table.schema.metadata[PARTIAL_KEY])
         if info.get("key") != key:
             return 0, []
-        with np.load(io.BytesIO(metadata[PARTIAL_SUMS_KEY]), allow_pickle=False) as sums:
+        with np.load(io.BytesIO(pq.read_metadata(path).metadata[PARTIAL_SUMS_KEY]), allow_pickle=False) as sums:
             averager.load_state(dict(sums))
     except (pa.ArrowException, OSError, KeyError, ValueError):
         # An unreadable partial file only costs the work it held.

@@ -1,10 +1,11 @@
-"""The bundled evaluation cache belongs to the bundled model and is reproduced by `faircam evaluate`."""
+"""The bundled evaluation cache belongs to the bundled model, holds what the audit pages read
+(schema 2), and is reproduced by `faircam evaluate`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from faircam.cache import read_cache
+from faircam.cache import group_averages, read_cache
 from faircam.cli import main
 from faircam.config import DEFAULT_CACHE, DEFAULT_MODEL, SHARED_FAIRFACE
 from faircam.data import load_split
@@ -16,14 +17,24 @@ def test_bundled_cache_covers_the_shared_validation_split_with_the_bundled_model
     assert cache.meta["model"]["sha256"] == file_sha256(DEFAULT_MODEL)
     assert cache.has_cams
     assert sorted(cache.rows["file"]) == sorted(load_split(SHARED_FAIRFACE, "val").rows["file"])
+    # The audit pages' inputs: counterfactual views, a faithfulness sample in every race x gender
+    # cell, agreement, and average maps for every race x gender cell.
+    rows = cache.rows
+    assert {"crop: pred", "blur: pred", "faith_sampled", "agree | mean"} <= set(rows.columns)
+    sampled = rows[rows["faith_sampled"]].groupby(["race", "gender"]).size()
+    assert len(sampled) == 14 and sampled.min() >= cache.meta["faithfulness"]["per_cell"] > 0
+    averages = group_averages(cache)
+    assert len(averages[averages["outcome"] == "correct"]) == 14
 
 
 def test_evaluate_reproduces_the_bundled_rows(tmp_path):
     out = tmp_path / "again.parquet"
-    assert main(["evaluate", "--data", str(SHARED_FAIRFACE), "--split", "val", "--out", str(out), "--limit", "48"]) == 0
+    assert main(["evaluate", "--data", str(SHARED_FAIRFACE), "--split", "val", "--out", str(out), "--limit", "48",
+                 "--faithfulness-per-cell", "0"]) == 0
     again = read_cache(out).rows.set_index("file")
     bundled = read_cache(DEFAULT_CACHE).rows.set_index("file").loc[again.index]
     assert (again["pred"] == bundled["pred"]).all()
     np.testing.assert_allclose(again["prob"], bundled["prob"], atol=1e-4)
-    focus = [c for c in again.columns if " | " in c]
+    assert (again["crop: pred"] == bundled["crop: pred"]).all() and (again["blur: pred"] == bundled["blur: pred"]).all()
+    focus = [c for c in again.columns if " | " in c and not c.endswith(("road", "deletion", "insertion"))]
     np.testing.assert_allclose(again[focus], bundled[focus], atol=1e-3)

@@ -122,6 +122,7 @@ def test_evaluate_folder_without_labels(capsys, tmp_path):
 def test_evaluate_writes_a_readable_cache(capsys, tmp_path, fairface):
     cache_path = tmp_path / "eval.parquet"
     code, out, err = run(capsys, "evaluate", "--data", fairface, "--limit", "8", "--batch-size", "4",
+                         "--faithfulness-per-cell", "0",
                          "--out", cache_path)
     assert code == 0, err
     summary = json.loads(out)

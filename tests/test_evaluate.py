@@ -1,4 +1,5 @@
-"""The evaluation cache: run_evaluation on real val images, and reading it back safely."""
+"""The evaluation cache: run_evaluation on real val images (three views, faithfulness, agreement,
+group averages), resuming an interrupted run, and reading the cache back safely."""
 
 from __future__ import annotations
 
@@ -10,27 +11,53 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
-from faircam.cache import FOCUS_KEYS, META_KEY, SCHEMA_VERSION, focus_column, read_cache, write_cache
+from faircam.cache import (
+    FOCUS_KEYS,
+    META_KEY,
+    SCHEMA_VERSION,
+    agreement_column,
+    focus_column,
+    group_averages,
+    read_cache,
+    view_column,
+    write_cache,
+)
+from faircam.cli import main
 from faircam.config import CAM_METHODS, FACE_REGIONS, settings
+from faircam.data import balanced_sample
 from faircam.errors import CacheError
-from faircam.evaluate import run_evaluation
+from faircam.evaluate import EvalOptions, partial_path, run_evaluation
 from faircam.focus import REGIONS
 from faircam.images import read_image
 from faircam.model import file_sha256
 
 LIMIT = 12
-BASE_COLUMNS = ["file", "race", "gender", "age", "pred", "prob", "p_male", "correct", "face_found"]
+BASE_COLUMNS = ["file", "race", "gender", "age", "pred", "prob", "p_male", "correct", "face_found", "faces_found"]
 FOCUS_COLUMNS = [focus_column(m, k) for m in CAM_METHODS for k in FOCUS_KEYS]
+# Written out from the contract (notes/contracts.md section 1), not from the code under test.
+VIEW_COLUMNS = [f"{view}: {c}" for view in ("crop", "blur")
+                for c in ["pred", "prob", "p_male", "correct", *FOCUS_COLUMNS]]
+FAITH_COLUMNS = [f"{m} | {k}" for m in CAM_METHODS for k in ("road", "deletion", "insertion")]
+PAIRS = [("Grad-CAM", "Grad-CAM++"), ("Grad-CAM", "XGrad-CAM"), ("Grad-CAM", "LayerCAM"),
+         ("Grad-CAM++", "XGrad-CAM"), ("Grad-CAM++", "LayerCAM"), ("XGrad-CAM", "LayerCAM")]
+AGREE_COLUMNS = [f"agree | {a} ~ {b}" for a, b in PAIRS] + ["agree | mean"]
+CONTRACT_COLUMNS = {*BASE_COLUMNS, *FOCUS_COLUMNS, *VIEW_COLUMNS, *FAITH_COLUMNS, "faith_sampled", *AGREE_COLUMNS}
+# Light faithfulness settings keep the tests quick; the measures are the same.
+OPTIONS = EvalOptions(faithfulness_per_cell=1, road_percentiles=(50,), curve_steps=4)
+
+
+def evaluate(fairface, pipeline, out, **kwargs):
+    args = {"limit": LIMIT, "batch_size": 4, "progress": False, "options": OPTIONS, **kwargs}
+    return run_evaluation(fairface, "val", out, pipeline.model, pipeline.detector, pipeline.explainer, **args)
 
 
 @pytest.fixture(scope="module")
 def evaluated(pipeline, fairface, tmp_path_factory):
     """The first 12 val images, in three batches of four, written to a cache file."""
     out = tmp_path_factory.mktemp("evaluate") / "cache" / "eval_val.parquet"
-    cache = run_evaluation(fairface, "val", out, pipeline.model, pipeline.detector,
-                           limit=LIMIT, batch_size=4, progress=False)
-    return cache, out
+    return evaluate(fairface, pipeline, out), out
 
 
 def rewrite_meta(source, target, **changes) -> None:
@@ -46,11 +73,16 @@ def rewrite_meta(source, target, **changes) -> None:
 # --- the rows --------------------------------------------------------------------------------
 
 
-def test_rows_have_expected_columns(evaluated):
+def test_rows_have_the_contract_columns(evaluated):
     rows = evaluated[0].rows
-    assert list(rows.columns) == BASE_COLUMNS + FOCUS_COLUMNS
+    assert set(rows.columns) == CONTRACT_COLUMNS
+    assert list(rows.columns[: len(BASE_COLUMNS) + len(FOCUS_COLUMNS)]) == BASE_COLUMNS + FOCUS_COLUMNS
     assert len(rows) == LIMIT
-    assert not rows.isna().any().any()
+    # Only the faithfulness of images outside the sample is missing.
+    assert not rows.drop(columns=FAITH_COLUMNS).isna().any().any()
+    assert not rows.loc[rows["faith_sampled"], FAITH_COLUMNS].isna().any().any()
+    assert rows.loc[~rows["faith_sampled"], FAITH_COLUMNS].isna().all().all()
+    assert rows["faces_found"].dtype.kind == "i" and ((rows["faces_found"] > 0) == rows["face_found"]).all()
 
 
 def test_labels_match_the_csv(evaluated, val_split):
@@ -99,6 +131,163 @@ def test_batch_equals_one_image_at_a_time(evaluated, pipeline, fairface):
                 assert abs(single.focus[method][key] - row[focus_column(method, key)]) < 1e-5, (method, key)
 
 
+def test_counterfactual_views(evaluated, pipeline, fairface):
+    rows = evaluated[0].rows
+    found = rows[rows["face_found"]]
+    assert len(found) >= LIMIT - 2
+    for view in ("crop", "blur"):
+        assert (rows[view_column(view, "correct")] == (rows[view_column(view, "pred")] == rows["gender"])).all()
+        for method in CAM_METHODS:
+            regions = rows[[view_column(view, focus_column(method, r)) for r in REGIONS]]
+            np.testing.assert_allclose(regions.sum(axis=1), 1.0, atol=1e-9)
+    # Aligning normalises the face's size: its share of the area varies less than in the raw images.
+    baseline = focus_column("Grad-CAM", "face_baseline")
+    assert found[view_column("crop", baseline)].std() < found[baseline].std() / 2
+    # Each view equals the app's single-image explanation with the same toggles.
+    row = found.iloc[-1]
+    image = read_image(fairface / row["file"])
+    for view, crop, blur in (("crop", True, False), ("blur", False, True)):
+        single = pipeline.explain(image, crop=crop, blur=blur)
+        assert single.label == row[view_column(view, "pred")]
+        # A batch of 12 views and a batch of one round differently in the last float digits.
+        assert abs(single.probability - row[view_column(view, "prob")]) < 1e-4
+        for method in CAM_METHODS:
+            assert abs(single.focus[method]["face"] - row[view_column(view, focus_column(method, "face"))]) < 1e-4
+
+
+def test_views_without_a_face_equal_the_raw_view(pipeline, fairface, tmp_path):
+    data = tmp_path / "data"
+    (data / "val").mkdir(parents=True)
+    shutil.copyfile(fairface / "val" / "1.jpg", data / "val" / "1.jpg")
+    Image.new("RGB", (224, 224), (128, 120, 110)).save(data / "val" / "2.jpg")
+    (data / "fairface_label_val.csv").write_text(
+        "file,age,gender,race,service_test\nval/1.jpg,3-9,Male,East Asian,False\nval/2.jpg,20-29,Female,White,True\n")
+    rows = evaluate(data, pipeline, tmp_path / "out.parquet", options=EvalOptions(faithfulness_per_cell=0)).rows
+    assert rows["face_found"].tolist() == [True, False] and rows["faces_found"].tolist() == [1, 0]
+    columns = ["pred", "prob", "p_male", "correct", *FOCUS_COLUMNS]
+    blank = rows.iloc[[1]]
+    for view in ("crop", "blur"):
+        np.testing.assert_array_equal(blank[[view_column(view, c) for c in columns]].to_numpy(),
+                                      blank[columns].to_numpy())
+    assert rows.loc[0, "crop: prob"] != rows.loc[0, "prob"]
+
+
+def test_faithfulness_sample_and_ranges(evaluated, val_split):
+    rows = evaluated[0].rows
+    expected = balanced_sample(val_split.rows.head(LIMIT), 1, seed=0)["file"]
+    assert sorted(rows.loc[rows["faith_sampled"], "file"]) == sorted(expected)
+    assert rows.groupby(["race", "gender"])["faith_sampled"].sum().max() == 1
+    sampled = rows[rows["faith_sampled"]]
+    for method in CAM_METHODS:
+        assert sampled[focus_column(method, "road")].between(-0.5, 0.5).all()
+        for key in ("deletion", "insertion"):
+            assert sampled[focus_column(method, key)].between(0.0, 1.0).all()
+
+
+def test_agreement_columns(evaluated):
+    rows = evaluated[0].rows
+    pairs = rows[[agreement_column(a, b) for a, b in PAIRS]]
+    assert pairs.gt(0).all().all() and pairs.le(1 + 1e-9).all().all()
+    np.testing.assert_allclose(rows["agree | mean"], pairs.mean(axis=1), atol=1e-12)
+
+
+def test_group_averages_of_the_crop_view(evaluated):
+    cache = evaluated[0]
+    table = group_averages(cache)
+    rows = cache.rows[cache.rows["face_found"]]
+    outcome = np.where(rows["crop: correct"], "correct", "wrong")
+    counts = rows.assign(outcome=outcome).groupby(["race", "gender", "outcome"]).size()
+    assert dict(zip(zip(table["race"], table["gender"], table["outcome"]), table["n"])) == counts.to_dict()
+    for _, group in table.iterrows():
+        assert group["face"].dtype == np.uint8 and group["face"].ndim == 3 and group["face"].shape[2] == 3
+        assert 20 < group["face"].mean() < 235  # a face, not an empty or white square
+        for method in CAM_METHODS:
+            assert group[method].shape == group["face"].shape[:2] and group[method].dtype == np.float32
+            assert 0 <= group[method].min() and group[method].max() <= 1
+
+
+# --- resuming ---------------------------------------------------------------------------------
+
+
+def counting_explain_views(monkeypatch, interrupt_at: int | None = None) -> list[int]:
+    """Count the batches explained; raise KeyboardInterrupt (Ctrl-C) on batch `interrupt_at`."""
+    from faircam import evaluate as module
+
+    calls: list[int] = []
+    real = module.explain_views
+
+    def explain(views, model, explainer):
+        calls.append(len(views))
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return real(views, model, explainer)
+
+    monkeypatch.setattr(module, "explain_views", explain)
+    return calls
+
+
+def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairface, tmp_path, monkeypatch):
+    out = tmp_path / "eval.parquet"
+    counting_explain_views(monkeypatch, interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(fairface, pipeline, out)
+    assert not out.exists() and partial_path(out).is_file()
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+
+    calls = counting_explain_views(monkeypatch)
+    progress: list[tuple[int, int]] = []
+    cache = evaluate(fairface, pipeline, out, on_progress=lambda done, total: progress.append((done, total)))
+    assert len(calls) == 1  # only the third batch was left
+    assert progress == [(8, LIMIT), (12, LIMIT)]
+    assert not partial_path(out).exists()
+    full = evaluated[0]
+    pd.testing.assert_frame_equal(cache.rows, full.rows)
+    assert cache.meta["checksum"] == full.meta["checksum"]
+    pd.testing.assert_frame_equal(group_averages(cache).drop(columns=["face", *CAM_METHODS]),
+                                  group_averages(full).drop(columns=["face", *CAM_METHODS]))
+
+
+def test_rerun_with_other_arguments_starts_over(pipeline, fairface, tmp_path, monkeypatch):
+    out = tmp_path / "eval.parquet"
+    quick = EvalOptions(faithfulness_per_cell=0)
+    counting_explain_views(monkeypatch, interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(fairface, pipeline, out, limit=8, options=quick)
+    assert partial_path(out).is_file()
+    calls = counting_explain_views(monkeypatch)
+    cache = evaluate(fairface, pipeline, out, limit=8, options=EvalOptions(faithfulness_per_cell=0, seed=1))
+    assert len(calls) == 2 and len(cache.rows) == 8
+    assert not cache.rows["faith_sampled"].any() and cache.meta["faithfulness"]["n"] == 0
+    assert not partial_path(out).exists()
+
+
+def test_cli_writes_a_v2_cache_with_every_contract_column(tmp_path, capsys):
+    # Faithfulness off keeps this quick (its values are checked above); its columns are still there.
+    out = tmp_path / "cli.parquet"
+    assert main(["evaluate", "--limit", "8", "--out", str(out), "--faithfulness-per-cell", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 8
+    cache = read_cache(out)
+    assert cache.meta["schema_version"] == 2 and set(cache.rows.columns) == CONTRACT_COLUMNS
+    assert not cache.rows["faith_sampled"].any() and cache.rows[FAITH_COLUMNS].isna().all().all()
+    assert cache.meta["faithfulness"]["per_cell"] == 0 and len(group_averages(cache)) > 0
+
+
+def test_cli_without_cams(tmp_path, capsys):
+    out = tmp_path / "plain.parquet"
+    assert main(["evaluate", "--limit", "4", "--out", str(out), "--no-cams"]) == 0
+    cache = read_cache(out)
+    assert not cache.has_cams
+    assert set(cache.rows.columns) == {*BASE_COLUMNS, *[f"{v}: {c}" for v in ("crop", "blur")
+                                                        for c in ("pred", "prob", "p_male", "correct")]}
+    assert list(group_averages(cache).columns) == ["race", "gender", "outcome", "n", "face"]
+
+
+def test_cli_refuses_a_negative_sample(tmp_path, capsys):
+    assert main(["evaluate", "--limit", "4", "--out", str(tmp_path / "x.parquet"),
+                 "--faithfulness-per-cell", "-1"]) == 2
+    assert "faircam: error: --faithfulness-per-cell" in capsys.readouterr().err
+
+
 # --- the cache file --------------------------------------------------------------------------
 
 
@@ -115,6 +304,10 @@ def test_cache_round_trip_and_provenance(evaluated, fairface):
     assert meta["data"]["unreadable"] == 0 and meta["data"]["dropped_total"] == 0
     assert meta["methods"] == list(CAM_METHODS)
     assert read.has_cams
+    assert list(meta["views"]) == ["raw", "crop", "blur"]
+    assert meta["faithfulness"]["per_cell"] == 1 and meta["faithfulness"]["n"] == int(read.rows["faith_sampled"].sum())
+    assert meta["faithfulness"]["road"]["percentiles"] == [50] and meta["faithfulness"]["deletion"]["steps"] == 4
+    assert len(meta["checksum"]) == 64
 
 
 def test_atomic_write_leaves_no_temporary_files(evaluated, tmp_path):
@@ -211,7 +404,7 @@ def test_unreadable_images_are_skipped_and_counted(pipeline, fairface, tmp_path)
         "val/9.jpg,20-29,Male,White,True\n"
     )
     cache = run_evaluation(data, "val", tmp_path / "out.parquet", pipeline.model, pipeline.detector,
-                           progress=False)
+                           progress=False, options=OPTIONS)
     assert cache.rows["file"].tolist() == ["val/1.jpg", "val/2.jpg"]
     assert cache.rows["gender"].tolist() == ["Male", "Female"]
     assert cache.meta["data"]["unreadable"] == 1

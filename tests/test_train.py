@@ -56,6 +56,6 @@ def test_train_writes_a_usable_checkpoint_then_resumes(tmp_path, capsys, monkeyp
     # The trained checkpoint runs through evaluation like the bundled one.
     cache_path = tmp_path / "eval.parquet"
     assert main(["evaluate", "--data", str(SHARED_FAIRFACE), "--out", str(cache_path), "--limit", "8",
-                 "--model", str(out)]) == 0
+                 "--faithfulness-per-cell", "0", "--model", str(out)]) == 0
     cache = read_cache(cache_path)
     assert len(cache.rows) == 8 and cache.meta["model"]["sha256"] == load_checkpoint(out).sha256
