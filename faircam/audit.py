@@ -148,7 +148,8 @@ def most_faithful(summary: pd.DataFrame) -> pd.DataFrame:
     """Per metric, the best method by its mean and the runner-up, from an ungrouped summary.
 
     `separated` is True when the best method's 95% interval does not overlap the runner-up's,
-    the only case in which the ranking is more than the luck of the sample.
+    the only case in which the ranking is more than the luck of the sample; `tied` when their
+    means are equal (two methods can give the same maps).
     """
     records = []
     for metric, better in FAITHFULNESS.items():
@@ -161,10 +162,10 @@ def most_faithful(summary: pd.DataFrame) -> pd.DataFrame:
         records.append({
             "metric": metric, "better": better, "best": best["method"], "best_mean": float(best["mean"]),
             "runner_up": second["method"], "runner_up_mean": float(second["mean"]), "n": int(best["n"]),
-            "separated": bool(separated),
+            "separated": bool(separated), "tied": bool(np.isclose(best["mean"], second["mean"], rtol=1e-6, atol=0)),
         })
-    return pd.DataFrame.from_records(
-        records, columns=["metric", "better", "best", "best_mean", "runner_up", "runner_up_mean", "n", "separated"])
+    return pd.DataFrame.from_records(records, columns=[
+        "metric", "better", "best", "best_mean", "runner_up", "runner_up_mean", "n", "separated", "tied"])
 
 
 def has_views(rows: pd.DataFrame) -> bool:
@@ -179,11 +180,14 @@ def counterfactual_effects(
 
     Without a face both views equal the raw image, so those images would only dilute the rates.
     Per group and view: n, flips (prediction differs from raw), flip_rate with its Wilson
-    interval, accuracy raw and in the view, and the mean change of `method`'s `key` share
-    (view minus raw) with its t-interval.
+    interval, accuracy raw and in the view, the mean change of `method`'s `key` share (view minus
+    raw) with its t-interval, and `chance_change`, the mean change of the face's share of the
+    picture (the focus score's chance level) that cropping or blurring brings by itself.
     """
     faces = rows[rows["face_found"].astype(bool)]
     raw_share = faces[focus_column(method, key)]
+    # The face's share of the picture, which is what an evenly spread map would score.
+    chance_column = focus_column(method, "face_baseline")
     records = []
     for labels, group in _grouped(faces, by):
         for view in COUNTERFACTUAL_VIEWS:
@@ -192,15 +196,17 @@ def counterfactual_effects(
             low, high = wilson_interval(flips, n)
             change = group[view_column(view, focus_column(method, key))] - raw_share.loc[group.index]
             mean, c_low, c_high, _ = mean_interval(change)
+            chance = group[view_column(view, chance_column)] - group[chance_column]
             records.append({
                 **labels, "view": view, "n": n, "flips": flips, "flip_rate": flips / n if n else float("nan"),
                 "flip_ci_low": low, "flip_ci_high": high,
                 "accuracy_raw": float(group["correct"].mean()),
                 "accuracy_view": float(group[view_column(view, "correct")].astype(bool).mean()),
-                "focus_change": mean, "focus_ci_low": c_low, "focus_ci_high": c_high, "small": n < min_size,
+                "focus_change": mean, "focus_ci_low": c_low, "focus_ci_high": c_high,
+                "chance_change": float(chance.mean()) if n else float("nan"), "small": n < min_size,
             })
     columns = [*by, "view", "n", "flips", "flip_rate", "flip_ci_low", "flip_ci_high", "accuracy_raw",
-               "accuracy_view", "focus_change", "focus_ci_low", "focus_ci_high", "small"]
+               "accuracy_view", "focus_change", "focus_ci_low", "focus_ci_high", "chance_change", "small"]
     return pd.DataFrame.from_records(records, columns=columns)
 
 

@@ -49,7 +49,8 @@ else:
     answer = spread[spread["region"] == region]
     st.markdown(f"#### Does {method} look at {noun} more for some groups ({OUTCOME_LABELS[outcome]})?")
     if answer.empty:
-        st.info(f"Fewer than two groups have {MIN_GROUP_SIZE} or more images here: no comparison is made.")
+        st.info(f"Fewer than two groups have {MIN_GROUP_SIZE} or more images here: no comparison is made. "
+                "Coarser groups (race, or gender) or all images instead of one outcome give larger groups.")
     else:
         a = answer.iloc[0]
         verdict = ("**Yes**: the two intervals do not overlap, so the difference is larger than sampling noise."
@@ -108,13 +109,15 @@ else:
         st.markdown(f"#### Change of {method}'s focus score")
         st.plotly_chart(audit_charts.interval_dots(effects, by, "focus_change", "focus_ci_low", "focus_ci_high",
                                                    color="view", reference=0.0), width="stretch")
-    st.caption("Focus change: the share of heat on the face in the view minus on the raw image, averaged over "
-               "the group. Cropping makes the face fill more of the picture, so a rise there is expected; "
-               "compare groups with each other rather than with zero.")
+    chance = overall["chance_change"]
+    st.caption(f"Focus change: the share of {method}'s heat on the face in the view minus on the raw image, "
+               f"averaged over the group. The face's own share of the picture (the chance level) changes by "
+               f"{chance['crop'] * 100:+.1f} points when cropped and {chance['blur'] * 100:+.1f} when blurred, "
+               "so compare the groups with each other rather than with zero.")
     with st.expander("The numbers"):
         st.dataframe(effects.style.format(
             {c: "{:.1%}" for c in ("flip_rate", "flip_ci_low", "flip_ci_high", "accuracy_raw", "accuracy_view")}
-            | {c: "{:+.1%}" for c in ("focus_change", "focus_ci_low", "focus_ci_high")}),
+            | {c: "{:+.1%}" for c in ("focus_change", "focus_ci_low", "focus_ci_high", "chance_change")}),
             width="stretch", hide_index=True)
 
 st.markdown("## Group average maps")

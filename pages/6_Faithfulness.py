@@ -51,9 +51,13 @@ else:
     best = audit.most_faithful(summary)
     for _, b in best.iterrows():
         name, direction, _ = METRIC_TEXT[b["metric"]]
-        claim = (f"**{b['best']}** is the most faithful by {name} ({direction}): {b['best_mean']:.3f} against "
-                 f"{b['runner_up_mean']:.3f} for the runner-up, {b['runner_up']}")
-        caveat = ("; the 95% intervals do not overlap." if b["separated"] else
+        if b["tied"]:
+            claim = (f"**{b['best']}** and **{b['runner_up']}** tie for the most faithful by {name} ({direction}) "
+                     f"at {b['best_mean']:.3f}")
+        else:
+            claim = (f"**{b['best']}** is the most faithful by {name} ({direction}): {b['best_mean']:.3f} "
+                     f"against {b['runner_up_mean']:.3f} for the runner-up, {b['runner_up']}")
+        caveat = ("; the 95% intervals do not overlap." if b["separated"] else "." if b["tied"] else
                   f"; but their 95% intervals overlap, so on {b['n']:,} images this ranking could be chance.")
         st.markdown(f"- {claim}{caveat}")
     if n < MIN_GROUP_SIZE:

@@ -118,7 +118,8 @@ def test_faithfulness_counts_only_sampled_images_and_names_the_best():
     best = audit.most_faithful(summary).set_index("metric")
     assert best.loc["road", "best"] == "LayerCAM" and best.loc["road", "separated"]
     assert best.loc["deletion", "best"] == "Grad-CAM++" and best.loc["deletion", "best_mean"] == pytest.approx(0.05)
-    assert not best.loc["insertion", "separated"]  # all four tie at 0.2
+    assert not best.loc["insertion", "separated"] and best.loc["insertion", "tied"]  # all four at 0.2
+    assert not best.loc["road", "tied"]
     per_group = audit.faithfulness_summary(rows, ["gender"])
     assert set(per_group["gender"]) == {"Female"} and per_group["small"].all()
     assert audit.has_faithfulness(rows) and not audit.has_faithfulness(rows.assign(faith_sampled=False))
@@ -127,11 +128,12 @@ def test_faithfulness_counts_only_sampled_images_and_names_the_best():
 def test_counterfactual_flip_rate_and_focus_change():
     crop_pred, crop_face = view_column("crop", "pred"), view_column("crop", focus_column("Grad-CAM", "face"))
     face = focus_column("Grad-CAM", "face")
+    crop_chance = view_column("crop", focus_column("Grad-CAM", "face_baseline"))
     rows = frame([
-        {"race": "Black", face: 0.4, crop_face: 0.7},
-        {"race": "Black", face: 0.4, crop_face: 0.5, crop_pred: "Male"},
-        {"race": "Black", face: 0.4, crop_face: 0.6},
-        {"race": "Black", face: 0.4, crop_face: 0.6},
+        {"race": "Black", face: 0.4, crop_face: 0.7, crop_chance: 0.5},
+        {"race": "Black", face: 0.4, crop_face: 0.5, crop_pred: "Male", crop_chance: 0.7},
+        {"race": "Black", face: 0.4, crop_face: 0.6, crop_chance: 0.6},
+        {"race": "Black", face: 0.4, crop_face: 0.6, crop_chance: 0.6},
         {"race": "Black", "face_found": False, crop_pred: "Male"},
         {"race": "White", view_column("blur", "pred"): "Male"},
     ])
@@ -142,6 +144,7 @@ def test_counterfactual_flip_rate_and_focus_change():
     assert (crop["flip_ci_low"], crop["flip_ci_high"]) == pytest.approx(wilson_interval(1, 4))
     assert crop["accuracy_raw"] == 1.0 and crop["accuracy_view"] == pytest.approx(0.75)
     assert crop["focus_change"] == pytest.approx(0.2)
+    assert crop["chance_change"] == pytest.approx(0.4)  # the face's share of the picture: 0.2 raw, 0.6 cropped
     assert effects.loc[("Black", "blur"), "flips"] == 0
     white_blur = effects.loc[("White", "blur")]
     assert white_blur["flip_rate"] == 1.0 and white_blur["small"] and white_blur["accuracy_view"] == 0.0
