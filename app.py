@@ -7,9 +7,12 @@ st.navigation(
         st.Page("pages/0_Home.py", title="Home", icon="🏠", default=True),
         st.Page("pages/1_Explore.py", title="Explore", icon="🔍", url_path="Explore"),
         st.Page("pages/2_Evaluation.py", title="Evaluation", icon="📊", url_path="Evaluation"),
+        st.Page("pages/4_Fairness.py", title="Fairness", icon="⚖️", url_path="Fairness"),
         st.Page("pages/5_Attention.py", title="Attention", icon="🎯", url_path="Attention"),
         st.Page("pages/6_Faithfulness.py", title="Faithfulness", icon="🧪", url_path="Faithfulness"),
+        st.Page("pages/7_Gallery.py", title="Gallery", icon="🖼️", url_path="Gallery"),
         st.Page("pages/8_Inside.py", title="Inside the network", icon="🧠", url_path="Inside"),
+        st.Page("pages/10_Classroom.py", title="Classroom", icon="🎓", url_path="Classroom"),
         st.Page("pages/3_About.py", title="About", icon="ℹ️", url_path="About"),
     ]
 ).run()

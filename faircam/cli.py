@@ -1,4 +1,4 @@
-"""The `faircam` command: train, evaluate, explain one image, fetch FairFace.
+"""The `faircam` command: train, evaluate, explain one image, write the audit report, fetch FairFace.
 
 Every known failure (bad data folder, unreadable image, damaged checkpoint or cache, no
 internet) ends with one line on stderr and exit status 2, never a traceback.
@@ -88,6 +88,16 @@ def cmd_model_card(args: argparse.Namespace) -> None:
     print(json.dumps({"out": args.out}))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from faircam.cache import read_cache
+    from faircam.report import write_report
+
+    current = settings()
+    cache = read_cache(args.cache or current.cache_path)
+    print(json.dumps(write_report(cache, Path(args.out), Path(args.csv) if args.csv else None,
+                                  model_path=args.model or current.model_path)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faircam", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--model", help="checkpoint (default: FAIRCAM_MODEL or the bundled model)")
     card.add_argument("--cache", help="evaluation cache (default: FAIRCAM_CACHE or the bundled cache)")
     card.set_defaults(run=cmd_model_card)
+
+    report = commands.add_parser("report", help="write the self-contained HTML audit report (and a CSV of the rows)")
+    report.add_argument("--out", required=True, help="HTML file to write")
+    report.add_argument("--csv", help="also write the per-image rows to this CSV file")
+    report.add_argument("--cache", help="evaluation cache (default: FAIRCAM_CACHE or the bundled cache)")
+    report.add_argument("--model", help="checkpoint whose model card goes in the report (default: FAIRCAM_MODEL or "
+                                        "the bundled model)")
+    report.set_defaults(run=cmd_report)
 
     fetch = commands.add_parser("fetch-fairface", help="download FairFace (needs internet)")
     fetch.add_argument("--out", required=True, help="folder to write FairFace's layout into")

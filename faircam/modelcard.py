@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from faircam.cache import EvalCache
+from faircam.config import MIN_GROUP_SIZE
 from faircam.metrics import accuracy_gap, group_accuracy, overall_scores
 from faircam.model import LoadedModel
 
@@ -37,7 +38,7 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     by_race = group_accuracy(rows, ["race"])
     by_cell = group_accuracy(rows, ["race", "gender"])
     race_gap = accuracy_gap(by_race)
-    worst_cell = by_cell[~by_cell["small"]].iloc[-1]
+    large_cells = by_cell[~by_cell["small"]]
     data = cache.meta["data"]
     lines = [
         f"# Model card: {model.name}",
@@ -80,10 +81,16 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
             f"- **Gap between best and worst race group: {race_gap['gap'] * 100:.1f} points** "
             f"({race_gap['best']}, n = {race_gap['best_n']}, vs {race_gap['worst']}, n = {race_gap['worst_n']})."
         )
+    if large_cells.empty:
+        lines.append(f"- No race × gender cell has {MIN_GROUP_SIZE} or more images: too few to name the worst.")
+    else:
+        worst_cell = large_cells.iloc[-1]
+        lines.append(
+            f"- **Worst race × gender cell: {worst_cell['race']} {worst_cell['gender']}**, "
+            f"{_pct(worst_cell['accuracy'])} ({_pct(worst_cell['ci_low'])} – {_pct(worst_cell['ci_high'])}, "
+            f"n = {int(worst_cell['n'])})."
+        )
     lines += [
-        f"- **Worst race × gender cell: {worst_cell['race']} {worst_cell['gender']}**, "
-        f"{_pct(worst_cell['accuracy'])} ({_pct(worst_cell['ci_low'])} – {_pct(worst_cell['ci_high'])}, "
-        f"n = {int(worst_cell['n'])}).",
         "",
         "### By race",
         *_group_lines(by_race, ["race"]),

@@ -66,7 +66,7 @@ with right:
                "of *Female* predictions that are right.")
 
 st.markdown("### Accuracy by group")
-st.caption(f"Bars show accuracy with its 95% interval; **n** is the number of images. Groups under "
+st.caption(f"Dots show accuracy with its 95% interval; **n** is the number of images. Groups under "
            f"{MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
 for tab, (name, by) in zip(st.tabs(list(metrics.GROUPINGS)), metrics.GROUPINGS.items()):
     with tab:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from fairlearn.metrics import MetricFrame
 
 from faircam.metrics import (
+    GAPS,
+    RATES,
     accuracy_gap,
+    bootstrap_intervals,
+    cell_counts,
     confusion,
+    fairness,
     focus_by_group,
     group_accuracy,
     overall_scores,
@@ -177,3 +184,140 @@ def test_focus_by_group():
         part = rows[rows["race"] == race]
         assert table.loc[race, "score"] == pytest.approx(part["score"].mean())
         assert table.loc[race, "n"] == len(part)
+
+
+# Fairness audit. Positive class "Male": TPR = men called male, FPR = women called male.
+# A: 10 men (8 called Male), 10 women (3 called Male): accuracy 15/20, TPR 0.8, FPR 0.3, selection 11/20.
+# B: 20 men (18 called Male), 10 women (1 called Male): accuracy 27/30, TPR 0.9, FPR 0.1, selection 19/30.
+# C: 2 men (1 called Male), 2 women (0 called Male): n = 4, under min_size = 10.
+AUDIT = make_rows([
+    ("A", "20-29", "Male", "Male", 8), ("A", "20-29", "Male", "Female", 2),
+    ("A", "20-29", "Female", "Male", 3), ("A", "20-29", "Female", "Female", 7),
+    ("B", "30-39", "Male", "Male", 18), ("B", "30-39", "Male", "Female", 2),
+    ("B", "30-39", "Female", "Male", 1), ("B", "30-39", "Female", "Female", 9),
+    ("C", "30-39", "Male", "Male", 1), ("C", "30-39", "Male", "Female", 1),
+    ("C", "30-39", "Female", "Female", 2),
+])
+
+
+def test_fairness_group_rates_known_answers():
+    audit = fairness(AUDIT, ["race"], min_size=10, n_boot=500)
+    groups = audit.groups.set_index("group")
+    assert audit.groups["group"].tolist() == ["B", "A", "C"]  # ranked by accuracy; the small group last
+    assert groups["small"].tolist() == [False, False, True]
+    assert groups[["n", "men", "women"]].loc["A"].tolist() == [20, 10, 10]
+    assert groups[["n", "men", "women"]].loc["B"].tolist() == [30, 20, 10]
+    assert groups.loc["A", ["accuracy", "tpr", "fpr", "selection_rate"]].tolist() == pytest.approx(
+        [15 / 20, 0.8, 0.3, 11 / 20])
+    assert groups.loc["B", ["accuracy", "tpr", "fpr", "selection_rate"]].tolist() == pytest.approx(
+        [27 / 30, 0.9, 0.1, 19 / 30])
+    assert groups.loc["C", ["accuracy", "tpr", "fpr"]].tolist() == pytest.approx([3 / 4, 0.5, 0.0])
+    for rate in RATES:
+        assert (groups[f"{rate}_low"] <= groups[rate] + 1e-12).all(), rate
+        assert (groups[rate] <= groups[f"{rate}_high"] + 1e-12).all(), rate
+
+
+def test_fairness_gaps_known_answers_leave_out_small_groups():
+    gaps = fairness(AUDIT, ["race"], min_size=10, n_boot=500).gaps
+    assert list(gaps.index) == list(GAPS)
+    assert gaps.loc["accuracy gap", "value"] == pytest.approx(0.9 - 0.75)
+    assert gaps.loc["equalized odds difference", "value"] == pytest.approx(max(0.9 - 0.8, 0.3 - 0.1))
+    assert gaps.loc["demographic parity difference", "value"] == pytest.approx(19 / 30 - 11 / 20)
+    assert gaps.loc["equalized odds difference", "rate"] == "fpr"  # FPR spread (0.2) beats TPR spread (0.1)
+    assert gaps.loc["accuracy gap", "highest"] == "B (90.0%, n=30)"
+    assert gaps.loc["accuracy gap", "lowest"] == "A (75.0%, n=20)"
+    assert (gaps["excluded"] == "C (n=4)").all() and (gaps["groups_compared"] == 2).all()
+    assert (gaps["ci_low"] <= gaps["value"]).all() and (gaps["value"] <= gaps["ci_high"]).all()
+    assert (gaps["note"] == "").all()
+
+    # With the small group let in, C's TPR of 0.5 widens the TPR spread to 0.9 - 0.5 = 0.4.
+    everyone = fairness(AUDIT, ["race"], min_size=1, n_boot=200).gaps
+    assert everyone.loc["equalized odds difference", "value"] == pytest.approx(0.4)
+    assert everyone.loc["equalized odds difference", "rate"] == "tpr"
+    assert everyone.loc["accuracy gap", "excluded"] == ""
+
+
+def test_fairness_equalized_odds_needs_enough_men_and_women():
+    # A has 10 men and B 10 women: with min_size 11 no group is left for equalized odds.
+    gaps = fairness(AUDIT, ["race"], min_size=11, n_boot=200).gaps
+    assert gaps.loc["accuracy gap", "value"] == pytest.approx(0.9 - 0.75)
+    assert math.isnan(gaps.loc["equalized odds difference", "value"])
+    assert "of each gender" in gaps.loc["equalized odds difference", "note"]
+
+
+def test_fairness_by_gender_says_which_gaps_are_undefined():
+    audit = fairness(AUDIT, ["gender"], min_size=10, n_boot=200)
+    groups = audit.groups.set_index("group")
+    assert groups.loc["Male", "accuracy"] == pytest.approx(27 / 32) and groups.loc["Male", "n"] == 32
+    assert groups.loc["Female", "accuracy"] == pytest.approx(18 / 22) and groups.loc["Female", "n"] == 22
+    # A rate with no one to count is undefined (fairlearn itself would report 0).
+    assert math.isnan(groups.loc["Female", "tpr"]) and math.isnan(groups.loc["Male", "fpr"])
+    assert math.isnan(groups.loc["Female", "tpr_low"])
+    gaps = audit.gaps
+    assert gaps.loc["accuracy gap", "value"] == pytest.approx(27 / 32 - 18 / 22)
+    for name in ("equalized odds difference", "demographic parity difference"):
+        assert math.isnan(gaps.loc[name, "value"]) and gaps.loc[name, "note"], name
+        assert gaps.loc[name, "groups_compared"] == 0 and gaps.loc[name, "excluded"] == ""
+
+
+def test_fairness_race_by_gender_cells():
+    audit = fairness(AUDIT, ["race", "gender"], min_size=10, n_boot=200)
+    cells = audit.groups.set_index("group")
+    assert cells.loc["B / Male", ["n", "accuracy"]].tolist() == [20, pytest.approx(0.9)]
+    assert cells.loc["A / Female", ["n", "accuracy"]].tolist() == [10, pytest.approx(0.7)]
+    assert cells.loc["B / Female", ["n", "accuracy"]].tolist() == [10, pytest.approx(0.9)]
+    assert cells["small"].sum() == 2  # C / Male and C / Female, two each
+    assert audit.gaps.loc["accuracy gap", "value"] == pytest.approx(0.9 - 0.7)
+    assert math.isnan(audit.gaps.loc["equalized odds difference", "value"])
+
+
+def test_fairness_intervals_are_seeded():
+    one = fairness(AUDIT, ["race"], min_size=10, n_boot=300, seed=3)
+    again = fairness(AUDIT, ["race"], min_size=10, n_boot=300, seed=3)
+    other = fairness(AUDIT, ["race"], min_size=10, n_boot=300, seed=4)
+    pd.testing.assert_frame_equal(one.groups, again.groups)
+    pd.testing.assert_frame_equal(one.gaps, again.gaps)
+    assert not one.gaps["ci_low"].equals(other.gaps["ci_low"])
+
+
+def test_bootstrap_matches_fairlearns_own_bootstrap():
+    """Our multinomial shortcut resamples rows as fairlearn's MetricFrame bootstrap does."""
+    y_true = (AUDIT["gender"] == "Male").to_numpy(int)
+    y_pred = (AUDIT["pred"] == "Male").to_numpy(int)
+    reference = MetricFrame(metrics=lambda t, p: float(np.mean(t == p)), y_true=y_true, y_pred=y_pred,
+                            sensitive_features=AUDIT["race"], n_boot=400, ci_quantiles=[0.025, 0.975],
+                            random_state=1)
+    audit = fairness(AUDIT, ["race"], min_size=10, n_boot=4000).groups.set_index("race")
+    low, high = reference.by_group_ci
+    for race in ("A", "B"):
+        assert audit.loc[race, "accuracy_low"] == pytest.approx(low[race], abs=0.04), race
+        assert audit.loc[race, "accuracy_high"] == pytest.approx(high[race], abs=0.04), race
+    gap_low, gap_high = MetricFrame(
+        metrics=lambda t, p: float(np.mean(t == p)), y_true=y_true[:50], y_pred=y_pred[:50],
+        sensitive_features=AUDIT["race"][:50], n_boot=400, ci_quantiles=[0.025, 0.975], random_state=1,
+    ).difference_ci()
+    ours = fairness(AUDIT.head(50), ["race"], min_size=10, n_boot=4000).gaps.loc["accuracy gap"]
+    assert (ours["ci_low"], ours["ci_high"]) == pytest.approx((gap_low, gap_high), abs=0.04)
+
+
+def test_bootstrap_intervals_cover_the_true_gap_about_95_percent_of_the_time():
+    """Synthetic population with known rates: two groups, half men, 1,000 faces per sample.
+
+    Group 0: TPR 0.95, FPR 0.05; group 1: TPR 0.85, FPR 0.10. So the true accuracy gap is
+    0.95 - 0.875 = 0.075, equalized odds 0.10 (TPR), demographic parity 0.50 - 0.475 = 0.025.
+    """
+    tpr, fpr = np.array([0.95, 0.85]), np.array([0.05, 0.10])
+    truth = {"accuracy gap": 0.075, "equalized odds difference": 0.10, "demographic parity difference": 0.025}
+    rng = np.random.default_rng(2024)
+    repetitions, hits, tpr_hits = 200, dict.fromkeys(truth, 0), 0
+    everyone = np.ones(2, bool)
+    for rep in range(repetitions):
+        group, y_true = rng.integers(0, 2, 1000), rng.integers(0, 2, 1000)
+        y_pred = (rng.random(1000) < np.where(y_true == 1, tpr[group], fpr[group])).astype(int)
+        intervals = bootstrap_intervals(cell_counts(group, y_true, y_pred, 2), everyone, everyone, 1000, rep)
+        for name, value in truth.items():
+            hits[name] += intervals[name][0] <= value <= intervals[name][1]
+        tpr_hits += intervals["tpr"][0][1] <= tpr[1] <= intervals["tpr"][1][1]
+    for name, count in hits.items():
+        assert 0.90 <= count / repetitions <= 0.99, (name, count / repetitions)
+    assert 0.90 <= tpr_hits / repetitions <= 0.99

@@ -1,0 +1,387 @@
+"""The audit report: one self-contained HTML file, and the CSV of the per-image rows.
+
+`build_report` turns an evaluation cache into HTML with inline CSS and inline SVG figures
+(matplotlib), no script and no external resource, so the file opens offline, mails as one
+attachment and prints. It is a list of sections, `SECTIONS`: each is a function that takes the
+`ReportContext` and returns a `Section` (or None when the cache lacks what it needs), so another
+part of the audit is added to the report by adding one function to the list.
+Torch-free: the model card is passed in as Markdown (see `model_card_markdown`).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+from markdown_it import MarkdownIt
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+from faircam.cache import EvalCache
+from faircam.config import MIN_GROUP_SIZE
+from faircam.errors import ModelError
+from faircam.metrics import (
+    FAIRNESS_GROUPINGS,
+    GAP_WORDS,
+    N_BOOT,
+    POSITIVE_LABEL,
+    RATE_TITLES,
+    RATE_WORDS,
+    SEED,
+    Fairness,
+    fairness,
+    overall_scores,
+)
+
+CAVEATS = [
+    "FairFace's gender labels are annotators' perceptions on a binary scale, and its race labels are "
+    "seven perceived categories. Gender is not visible in a face: an accurate classifier is still "
+    "guessing a label, and this audit measures whose faces it guesses wrong more often.",
+    f"Numbers hold for the images evaluated (one split of FairFace) and this model only. Groups with fewer "
+    f"than {MIN_GROUP_SIZE} images are marked small and left out of every gap.",
+    "Intervals are 95% percentile bootstraps over the images (2,000 resamples, seeded). For a "
+    "best-minus-worst gap they are approximate: when several groups are nearly tied at the top or the "
+    "bottom, the interval covers the true gap less often than 95% of the time (about 80–90% in our "
+    "simulations with accuracies like this model's); overlapping group intervals are not evidence of a "
+    "difference.",
+    "Demographic parity ignores the truth: a group with more men in it is called male more often even by a "
+    "perfect model. Read it beside each group's share of men.",
+    "Class activation maps show where the evidence was, not why it means male or female to the model, "
+    "and not whether the model is fair.",
+]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1060px;margin:2rem auto;
+padding:0 1.2rem;color:#1f2328;line-height:1.5}
+h1{font-size:1.9rem;margin-bottom:.2rem}h2{border-bottom:2px solid #d0d7de;padding-bottom:.2rem;margin-top:2.4rem}
+h3{margin-top:1.6rem}.lead{color:#57606a}
+table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.88rem}
+th,td{border:1px solid #d0d7de;padding:.25rem .55rem;text-align:left;vertical-align:top}
+td .ci{display:inline-block;white-space:nowrap}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.small td{color:#8c959f;background:#fffbe6}.flag{color:#9a6700;font-weight:600}
+.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:.8rem 0}
+.card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .9rem;min-width:14rem;flex:1}
+.card .v{font-size:1.5rem;font-weight:650}.card .ci{color:#57606a;font-size:.9rem}
+.note{background:#f6f8fa;border-left:4px solid #8c959f;padding:.4rem .8rem;margin:.6rem 0}
+.warn{background:#fff8c5;border-left:4px solid #d4a72c;padding:.4rem .8rem;margin:.6rem 0}
+figure{margin:.8rem 0}svg{max-width:100%;height:auto}nav ol{columns:2}
+.card-md table{font-size:.85rem}
+@media print{nav{display:none}h2{page-break-before:auto}}
+"""
+
+
+@dataclass
+class ReportContext:
+    """What every section reads: the cache, the fairness audits by grouping, and the model card."""
+
+    cache: EvalCache
+    audits: dict[str, Fairness]
+    model_card: str | None = None
+    model_card_note: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    body: str
+    anchor: str = field(default="")
+
+
+SectionFunction = Callable[[ReportContext], Section | None]
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _pct(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.1%}"
+
+
+def _with_interval(value: float, low: float, high: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.1%} <span class='ci'>({low:.1%} – {high:.1%})</span>"
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text: small and searchable
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buffer.getvalue()
+    return f"<figure>{text[text.index('<svg'):]}</figure>"
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: set[int], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cells = "".join(f"<td class='num'>{c}</td>" if j in numeric else f"<td>{c}</td>" for j, c in enumerate(row))
+        css = f" class='{classes[i]}'" if classes and classes[i] else ""
+        body.append(f"<tr{css}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
+    """One rate per group as a dot with its 95% interval, n in the label; small groups in grey."""
+    data = audit.groups.dropna(subset=[rate]).iloc[::-1]
+    labels = [f"{g} (n={n}){' ⚠ small' if s else ''}" for g, n, s in zip(data["group"], data["n"], data["small"])]
+    fig = Figure(figsize=(8.5, 0.34 * len(data) + 1.1))
+    ax = fig.subplots()
+    for y, (_, row) in enumerate(data.iterrows()):
+        colour = "#8c959f" if row["small"] else "#0969da"
+        ax.errorbar(row[rate], y, xerr=[[row[rate] - row[f"{rate}_low"]], [row[f"{rate}_high"] - row[rate]]],
+                    fmt="o", color=colour, ecolor=colour, capsize=3, markersize=5, linewidth=1.2)
+        ax.annotate(f"{row[rate]:.1%}", (row[rate], y), textcoords="offset points", xytext=(0, 5), ha="center",
+                    fontsize=7.5, color="#57606a")
+    ax.set_yticks(range(len(data)), labels, fontsize=9)
+    low = float(data[f"{rate}_low"].min())
+    ax.set_xlim(0 if low < 0.3 else low - 0.05, 1)
+    ax.set_ylim(-0.7, len(data) - 0.3)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel(RATE_TITLES[rate] + " with 95% interval")
+    ax.grid(axis="x", color="#eaeef2")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)
+
+
+def equalized_odds_figure(audit: Fairness) -> str:
+    """Each large group at (FPR, TPR) with both intervals: equal odds put them on one point."""
+    data = audit.groups.dropna(subset=["tpr", "fpr"])
+    data = data[~data["small"]]
+    fig = Figure(figsize=(6.5, 4.4))
+    ax = fig.subplots()
+    ax.errorbar(data["fpr"], data["tpr"], xerr=[data["fpr"] - data["fpr_low"], data["fpr_high"] - data["fpr"]],
+                yerr=[data["tpr"] - data["tpr_low"], data["tpr_high"] - data["tpr"]], fmt="o", color="#4c78a8",
+                ecolor="#8c959f", capsize=2)
+    for _, row in data.iterrows():
+        ax.annotate(row["group"], (row["fpr"], row["tpr"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("women called male (FPR): lower is better")
+    ax.set_ylabel("men called male (TPR): higher is better")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)
+
+
+def gap_cards(audit: Fairness) -> str:
+    cards = []
+    for name, gap in audit.gaps.iterrows():
+        if pd.isna(gap["value"]):
+            cards.append(f"<div class='card'><div>{_e(name)}</div><div class='v'>not defined</div>"
+                         f"<div class='ci'>{_e(gap['note'])}</div></div>")
+            continue
+        cards.append(
+            f"<div class='card'><div>{_e(name)}</div><div class='v'>{gap['value'] * 100:.1f} points</div>"
+            f"<div class='ci'>95% interval {gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f}; "
+            f"{gap['groups_compared']} groups compared<br>highest: {_e(gap['highest'])}<br>"
+            f"lowest: {_e(gap['lowest'])}</div></div>"
+        )
+    excluded = {g["excluded"] for _, g in audit.gaps.iterrows() if g["excluded"]}
+    warn = "".join(f"<div class='warn'>Left out of the gaps as too small: {_e(e)}.</div>" for e in excluded)
+    return f"<div class='cards'>{''.join(cards)}</div>{warn}"
+
+
+def groups_table(audit: Fairness) -> str:
+    header = [*audit.by, "n", "men", "women", *[RATE_TITLES[r] for r in ("accuracy", "tpr", "fpr", "selection_rate")]]
+    rows, classes = [], []
+    for _, g in audit.groups.iterrows():
+        flag = f" <span class='flag'>⚠ small (n&lt;{audit.min_size})</span>" if g["small"] else ""
+        labels = [_e(g[c]) for c in audit.by]
+        labels[-1] += flag
+        rows.append([*labels, f"{g['n']:,}", f"{g['men']:,}", f"{g['women']:,}",
+                     *[_with_interval(g[r], g[f"{r}_low"], g[f"{r}_high"])
+                       for r in ("accuracy", "tpr", "fpr", "selection_rate")]])
+        classes.append("small" if g["small"] else "")
+    numeric = set(range(len(audit.by), len(header)))
+    return _table(header, rows, numeric, classes)
+
+
+def summary_section(ctx: ReportContext) -> Section:
+    rows = ctx.cache.rows
+    overall = overall_scores(rows).loc["all"]
+    race = ctx.audits["race"].gaps
+    cell = ctx.audits["race x gender"]
+    large = cell.groups[~cell.groups["small"]].sort_values("accuracy")
+    body = [
+        "<div class='cards'>",
+        f"<div class='card'><div>accuracy</div><div class='v'>{overall['accuracy']:.1%}</div>"
+        f"<div class='ci'>95% interval {overall['ci_low']:.1%} – {overall['ci_high']:.1%}; "
+        f"n = {int(overall['n']):,}</div></div>",
+    ]
+    for name in ("accuracy gap", "equalized odds difference"):
+        gap = race.loc[name]
+        if not pd.isna(gap["value"]):
+            body.append(f"<div class='card'><div>{_e(name)} across race</div><div class='v'>"
+                        f"{gap['value'] * 100:.1f} points</div><div class='ci'>95% interval "
+                        f"{gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f}</div></div>")
+    if len(large):
+        worst = large.iloc[0]
+        body.append(
+            f"<div class='card'><div>worst race × gender group</div><div class='v'>{_e(worst['group'])}</div>"
+            f"<div class='ci'>{worst['accuracy']:.1%} ({worst['accuracy_low']:.1%} – "
+            f"{worst['accuracy_high']:.1%}), n = {worst['n']}</div></div>"
+        )
+    body.append("</div>")
+    if not len(large):
+        body.append(f"<p class='warn'>No race × gender group has {cell.min_size} or more images: the numbers "
+                    "below are too thin to rank anyone.</p>")
+    body.append(
+        f"<p>Positive class for the rates: <b>{POSITIVE_LABEL}</b> (fairlearn's convention). The true positive "
+        "rate (TPR) is the share of men the model calls male, the false positive rate (FPR) the share of women it "
+        "calls male; read the other way, 1 − TPR of men are called female and 1 − FPR of women are called "
+        "female, correctly.</p>"
+    )
+    return Section("Summary", "".join(body))
+
+
+def data_section(ctx: ReportContext) -> Section:
+    meta, rows = ctx.cache.meta, ctx.cache.rows
+    data, model = meta.get("data", {}), meta.get("model", {})
+    facts = [
+        ("model", f"{_e(model.get('name', '?'))} ({_e(model.get('arch', '?'))}), sha256 "
+                  f"<code>{_e(str(model.get('sha256', '?'))[:16])}…</code>"),
+        ("images", f"{len(rows):,} of the <b>{_e(data.get('split', '?'))}</b> split of FairFace "
+                   f"(<code>{_e(data.get('root', '?'))}</code>)" + (f", first {data['limit']}" if data.get("limit")
+                                                                     else "")),
+        ("computed", f"{_e(meta.get('created', '?'))} by faircam {_e(meta.get('faircam_version', '?'))}, "
+                     f"cache schema {_e(meta.get('schema_version', '?'))}"),
+        ("left out", f"{data.get('dropped_total', 0)} label rows dropped, {data.get('unreadable', 0)} images "
+                     "unreadable"),
+        ("faces found", f"MTCNN found a face in {rows['face_found'].mean():.1%} of the images"
+         if "face_found" in rows else "not recorded"),
+    ]
+    table = _table(["", ""], [[f"<b>{k}</b>", v] for k, v in facts], set())
+    counts = rows.groupby(["race", "gender"]).size().unstack(fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    composition = _table(["race", *counts.columns],
+                         [[_e(race), *[f"{v:,}" for v in values]] for race, values in counts.iterrows()],
+                         set(range(1, len(counts.columns) + 1)))
+    ages = rows["age"].value_counts()
+    ages = ages.reindex(_age_order(ages.index))
+    age_table = _table(["age", "n"], [[_e(a), f"{n:,}"] for a, n in ages.items()], {1})
+    return Section("The data", f"{table}<h3>Images per race and gender</h3>{composition}"
+                               f"<h3>Images per age group</h3>{age_table}")
+
+
+def _age_order(ages: pd.Index) -> list[str]:
+    from faircam.data import AGES
+
+    return [a for a in AGES if a in ages] + sorted(a for a in ages if a not in AGES)
+
+
+def definitions_section(ctx: ReportContext) -> Section:
+    items = "".join(f"<li>{_e(text)}</li>" for text in (*RATE_WORDS.values(), *GAP_WORDS.values()))
+    audit = next(iter(ctx.audits.values()))
+    return Section("How to read the numbers", f"<ul>{items}</ul><p class='note'>Every number carries its n and a "
+                   f"95% interval: a percentile bootstrap over the images ({audit.n_boot:,} resamples, seed "
+                   f"{audit.seed}). Groups under {audit.min_size} images are flagged ⚠ small, listed last and "
+                   "left out of the gaps.</p>")
+
+
+def _grouping_section(name: str) -> SectionFunction:
+    def section(ctx: ReportContext) -> Section:
+        audit = ctx.audits[name]
+        parts = [gap_cards(audit), rate_figure(audit, "accuracy")]
+        if "gender" not in audit.by:
+            parts += ["<h3>Equalized odds: who is called male</h3>", equalized_odds_figure(audit)]
+        parts += ["<h3>Every group's rates (95% intervals)</h3>", groups_table(audit)]
+        return Section(f"Fairness by {name}", "".join(parts))
+
+    section.__name__ = f"fairness_{name.replace(' ', '_')}_section"
+    return section
+
+
+def model_card_section(ctx: ReportContext) -> Section:
+    if ctx.model_card is None:
+        return Section("Model card", f"<p class='warn'>No model card: {_e(ctx.model_card_note)}</p>")
+    note = f"<p class='note'>{_e(ctx.model_card_note)}</p>" if ctx.model_card_note else ""
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(ctx.model_card)
+    for token in tokens:  # the card's own headings sit under this section's heading
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(int(token.tag[1]) + 2, 6)}"
+    rendered = md.renderer.render(tokens, md.options, {})
+    return Section("Model card", f"{note}<div class='card-md'>{rendered}</div>"
+                                 "<p class='note'>The card's intervals are Wilson score intervals; the audit "
+                                 "sections above use bootstraps. The two agree to about a point.</p>")
+
+
+def caveats_section(ctx: ReportContext) -> Section:
+    return Section("Caveats", "<ul>" + "".join(f"<li>{_e(c)}</li>" for c in CAVEATS) + "</ul>")
+
+
+SECTIONS: list[SectionFunction] = [
+    summary_section,
+    definitions_section,
+    *[_grouping_section(name) for name in FAIRNESS_GROUPINGS],
+    data_section,
+    model_card_section,
+    caveats_section,
+]
+
+
+def build_report(cache: EvalCache, model_card: str | None = None, model_card_note: str = "",
+                 sections: list[SectionFunction] | None = None, n_boot: int = N_BOOT, seed: int = SEED) -> str:
+    """The audit of `cache` as one self-contained HTML document."""
+    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed) for name, by in FAIRNESS_GROUPINGS.items()}
+    ctx = ReportContext(cache=cache, audits=audits, model_card=model_card, model_card_note=model_card_note)
+    built = [s for s in (f(ctx) for f in (sections or SECTIONS)) if s is not None]
+    for i, section in enumerate(built):
+        section.anchor = section.anchor or f"s{i + 1}"
+    model = cache.meta.get("model", {}).get("name", "a face classifier")
+    toc = "".join(f"<li><a href='#{s.anchor}'>{_e(s.title)}</a></li>" for s in built)
+    body = "".join(f"<section id='{s.anchor}'><h2>{_e(s.title)}</h2>{s.body}</section>" for s in built)
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>faircam audit: {_e(model)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>faircam audit report</h1><p class='lead'>{_e(model)} on {len(cache.rows):,} FairFace "
+        f"{_e(cache.meta.get('data', {}).get('split', ''))} images · report written {now} from the evaluation "
+        f"computed {_e(cache.meta.get('created', '?'))}</p><nav><ol>{toc}</ol></nav>{body}</body></html>"
+    )
+
+
+def rows_csv(cache: EvalCache) -> bytes:
+    """The per-image rows of the cache as CSV (UTF-8, one header line)."""
+    return cache.rows.to_csv(index=False).encode("utf-8")
+
+
+def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str | None, str]:
+    """The model card of the checkpoint at `model_path` (Markdown) and a note, or (None, why not).
+
+    Reading a checkpoint needs torch, imported here only when a report is written.
+    """
+    from faircam.model import load_checkpoint
+    from faircam.modelcard import model_card
+
+    try:
+        model = load_checkpoint(model_path)
+    except ModelError as exc:
+        return None, str(exc)
+    note = ""
+    if model.sha256 != cache.meta.get("model", {}).get("sha256"):
+        note = (f"The checkpoint {Path(model_path).name} is not the model this evaluation was computed for: "
+                "the card's description is of that checkpoint, its numbers of this evaluation.")
+    return model_card(model, cache), note
+
+
+def write_report(cache: EvalCache, out: Path, csv: Path | None = None, model_path: Path | str | None = None) -> dict:
+    """Write the HTML report (and the CSV); returns what was written, for the CLI to print."""
+    card, note = model_card_markdown(cache, model_path) if model_path is not None else (None, "no checkpoint given")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_report(cache, card, note), encoding="utf-8")
+    written = {"out": str(out), "images": len(cache.rows), "model_card": card is not None}
+    if csv is not None:
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        Path(csv).write_bytes(rows_csv(cache))
+        written["csv"] = str(csv)
+    return written
+

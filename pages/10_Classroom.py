@@ -1,0 +1,209 @@
+"""Classroom: a guided walk through one face, in plain words, for someone who has never written code.
+
+The model runs only for the chosen face, at the steps that show where it looked; the answer and
+the group numbers come from the cached evaluation.
+"""
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+import ui
+from faircam import metrics
+from faircam.config import settings
+from faircam.focus import REGIONS
+
+ui.page_setup("Classroom: one face, step by step", "🎓")
+ui.sidebar_model()
+STEPS = ("Choose a face", "What the model sees", "The model's answer", "Where it looked", "Change the picture",
+         "Is it the same for everyone?", "What this does not tell us")
+METHOD = "Grad-CAM"
+
+cache = ui.evaluation_cache()
+if cache is None:
+    st.stop()
+data = settings().data_dir
+if data is None or not data.is_dir():
+    st.warning("**The FairFace images are not here.** The lesson walks through one FairFace face, so it needs the "
+               "FairFace folder: set `FAIRCAM_DATA` (or run `faircam fetch-fairface`). The Explore page works with "
+               "your own photos without it.")
+    st.stop()
+
+
+def examples(rows: pd.DataFrame) -> pd.DataFrame:
+    """Six faces worth a lesson: sure and right, sure and wrong, hesitant (adults), and one child."""
+    found = rows[rows["face_found"] & rows["file"].map(lambda f: (data / f).is_file())]
+    adults = found[~found["age"].isin(["0-2", "3-9", "10-19"])]
+    right, wrong = adults[adults["correct"]], adults[~adults["correct"]]
+    picks = [
+        right.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
+        wrong.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
+        adults.assign(doubt=(adults["prob"] - 0.5).abs()).sort_values("doubt").head(1),
+        found[found["age"] == "3-9"].sort_values("prob", ascending=False).head(1),
+    ]
+    return pd.concat(picks).drop_duplicates("file").sample(frac=1, random_state=0).reset_index(drop=True)
+
+
+def people(group: pd.Series) -> str:
+    """'Black faces labelled female': the group in words, without calling children men or women."""
+    return f"{group['race'].replace('_', ' ')} faces labelled {group['gender'].lower()}"
+
+
+def words(region: str) -> str:
+    return {"rest of face": "the rest of the face (cheeks, forehead, chin)"}.get(region, f"the {region}")
+
+
+def attention(focus: dict[str, float], chance: dict[str, float]) -> str:
+    lift = focus["face"] - chance["face"]
+    if lift > 0.15:
+        verdict = "So it looked clearly more at the face than at the rest of the picture."
+    elif lift > 0.05:
+        verdict = "So it looked at the face a little more than the face's size alone would explain."
+    else:
+        verdict = ("So it did not look at the face more than at anything else: hair, clothes or background "
+                   "mattered as much.")
+    top = max(REGIONS, key=lambda r: focus[r] / max(chance[r], 1e-6))
+    return (f"{verdict}\n\nFor its size, **{words(top)}** got the most heat: {focus[top]:.0%} of the heat on "
+            f"{chance[top]:.0%} of the picture.")
+
+
+step = st.session_state.setdefault("lesson_step", 0)
+st.progress((step + 1) / len(STEPS), text=f"Step {step + 1} of {len(STEPS)}: **{STEPS[step]}**")
+picked = st.session_state.get("lesson_face")
+
+if step == 0:
+    st.markdown("A computer program, the **model**, has learnt to guess whether a face is a man's or a woman's "
+                "from 20,000 example photos. Let's follow it on one face. **Pick one** below: some it gets right, "
+                "some wrong (you will find out which).")
+    choices = examples(cache.rows)
+    columns = st.columns(len(choices))
+    for column, (_, row) in zip(columns, choices.iterrows()):
+        with column:
+            st.image(str(data / row["file"]), width="stretch")
+            if st.button("This one", key=f"face-{row['file']}", width="stretch"):
+                st.session_state["lesson_face"] = row.to_dict()
+                st.session_state["lesson_step"] = 1
+                st.rerun()
+    if picked is not None:
+        st.caption(f"Current face: `{picked['file']}`.")
+elif picked is None:
+    st.session_state["lesson_step"] = 0
+    st.rerun()
+else:
+    path = data / picked["file"]
+    if step == 1:
+        small = Image.open(path).convert("RGB").resize((160, 160))
+        c1, c2 = st.columns([1, 2])
+        c1.image(small, caption="What the model gets: 160 × 160 dots", width="stretch")
+        c2.markdown(
+            "The model does not see a person. It gets a small square picture, **160 × 160 dots** (pixels), and "
+            "each dot is three numbers: how red, green and blue it is. That is **76,800 numbers**.\n\n"
+            "It has never seen this person. During training it was shown 20,000 other faces, each with a label "
+            "that people gave it (*Female* or *Male*), and it adjusted itself, millions of times, to guess those "
+            "labels well.\n\nNow it has to guess this one."
+        )
+    elif step == 2:
+        right = picked["pred"] == picked["gender"]
+        c1, c2 = st.columns([1, 2])
+        c1.image(str(path), width="stretch")
+        c2.markdown(
+            f"### The model says **{picked['pred']}**, {picked['prob']:.0%} sure.\n\n"
+            f"The people who labelled this photo for FairFace said **{picked['gender']}**: the model is "
+            f"**{'right ✅' if right else 'wrong ❌'}**.\n\n"
+            + ("Being sure is not the same as being right: the model can be very sure and still wrong."
+               if not right or picked["prob"] > 0.9 else
+               "It was not very sure: on faces like this it is close to tossing a coin.")
+            + "\n\nAnd the label is itself a guess: the labellers only saw the photo too."
+        )
+    elif step == 3:
+        from faircam.figures import overlay  # runs the model: imported only once the lesson needs it
+
+        explanation = ui.explain_file(path, crop=False, blur=False)
+        if explanation is not None:
+            focus, chance = explanation.focus[METHOD], explanation.chance
+            c1, c2, c3 = st.columns([1, 1, 2])
+            c1.image(explanation.view.image, caption="the picture", width="stretch")
+            c2.image(overlay(explanation.view.image, explanation.maps[METHOD]), caption="the heat map",
+                     width="stretch")
+            c3.markdown(
+                f"The **heat map** colours the parts of the picture that pushed the model towards "
+                f"*{explanation.label}*: **red** pushed hard, **blue** hardly at all.\n\n"
+                f"**{focus['face']:.0%}** of the heat is on the face. If the model had looked everywhere equally, "
+                f"the face would get {chance['face']:.0%} (its share of the picture). "
+                + attention(focus, chance)
+                + "\n\nThe map is blurry on purpose: the model decides on a coarse 5 × 5 grid, so read it as "
+                "*roughly here*, not as an outline."
+            )
+    elif step == 4:
+        from faircam.figures import overlay  # runs the model: imported only once the lesson needs it
+
+        before = ui.explain_file(path, crop=False, blur=False)
+        after = ui.explain_file(path, crop=True, blur=True)
+        if before is not None and after is not None:
+            c1, c2, c3 = st.columns([1, 1, 2])
+            c1.image(overlay(before.view.image, before.maps[METHOD]), width="stretch",
+                     caption=f"as it was: {before.label}, {before.probability:.0%} sure")
+            c2.image(overlay(after.view.image, after.maps[METHOD]), width="stretch",
+                     caption=f"face cut out and background blurred: {after.label}, {after.probability:.0%} sure")
+            changed = before.label != after.label
+            c3.markdown(
+                "Now we change the picture: we **cut out the face** and **blur everything around it**, so hair, "
+                "clothes and background say less.\n\n"
+                + (f"The answer **changed**, from {before.label} to {after.label} (now "
+                   f"{'right' if after.label == picked['gender'] else 'wrong'}): the model was leaning on "
+                   "things around the face." if changed else
+                   f"The answer stayed **{after.label}** ({before.probability:.0%} → {after.probability:.0%} sure)."
+                   + (" It became much less sure: part of what convinced it was around the face."
+                      if before.probability - after.probability > 0.1 else ""))
+                + f"\n\nThe face now gets **{after.focus[METHOD]['face']:.0%}** of the heat "
+                f"(before: {before.focus[METHOD]['face']:.0%})."
+                + ("" if after.view.face is not None else "\n\n(No face was found, so nothing could be cut out.)")
+            )
+    elif step == 5:
+        cells = metrics.fairness(cache.rows[["race", "gender", "pred"]], ["race", "gender"]).groups
+        mine = cells.set_index("group").loc[f"{picked['race']} / {picked['gender']}"]
+        usable = cells[~cells["small"]]
+        overall = cache.rows["correct"].mean()
+        st.markdown(
+            f"One face is one face. To know whether the model treats people fairly we need **many**: it was tested "
+            f"on **{len(cache.rows):,}** FairFace faces, and it was right for **{overall:.0%}** of them.\n\n"
+            f"For **{people(pd.Series(picked))}**, like this one, it was right **{mine['accuracy']:.0%}** of the "
+            f"time, out of **{mine['n']}** faces. With other faces it could plausibly be anywhere from "
+            f"{mine['accuracy_low']:.0%} to {mine['accuracy_high']:.0%}."
+            + (" That is a small group: read its number with care." if mine["small"] else "")
+        )
+        if len(usable) >= 2:
+            best, worst = usable.iloc[0], usable.iloc[-1]
+            st.markdown(
+                f"The best group: {people(best)}, right for {best['accuracy']:.0%} of {best['n']}. "
+                f"The worst: {people(worst)}, right for {worst['accuracy']:.0%} of {worst['n']}. "
+                f"That is a gap of **{(best['accuracy'] - worst['accuracy']) * 100:.0f} points**: for every 100 "
+                f"faces, about {(1 - worst['accuracy']) * 100:.0f} from the worst group are misclassified against "
+                f"{(1 - best['accuracy']) * 100:.0f} from the best."
+            )
+        st.page_link("pages/4_Fairness.py", label="See every group on the Fairness page", icon="⚖️")
+    else:
+        st.markdown(
+            "- **Gender is not visible in a face.** The labels are what other people guessed from the same photo, "
+            "and they only allow two answers. The model learnt to copy those guesses.\n"
+            "- **A heat map is not a reason.** It shows *where* the model looked, not *why* that made it say what "
+            "it said.\n"
+            "- **One photo proves nothing** about a group; the group numbers come from thousands of faces, and "
+            "even they carry uncertainty (the *could be anywhere from … to …*).\n"
+            "- **Other photos, other results.** These faces are tightly framed photos from the internet; "
+            "holiday snaps, profiles or other cameras may go worse.\n"
+            "- **Should such a model be used at all?** That is a question for people, not for the numbers."
+        )
+        st.page_link("pages/7_Gallery.py", label="Look through the model's mistakes", icon="🖼️")
+
+st.divider()
+back, restart, forward = st.columns(3)
+if step > 0 and back.button("← Back", width="stretch"):
+    st.session_state["lesson_step"] = step - 1
+    st.rerun()
+if step > 0 and restart.button("Start again", width="stretch"):
+    st.session_state["lesson_step"] = 0
+    st.rerun()
+if 0 < step < len(STEPS) - 1 and forward.button("Next →", type="primary", width="stretch"):
+    st.session_state["lesson_step"] = step + 1
+    st.rerun()

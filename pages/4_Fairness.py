@@ -1,0 +1,109 @@
+"""Fairness: error rates per group and the gaps between groups, with bootstrap intervals, from the cache."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from faircam import charts, metrics, report
+from faircam.config import settings
+
+ui.page_setup("Fairness: for whom does the model fail?", "⚖️")
+ui.sidebar_model()
+
+cache = ui.evaluation_cache()
+if cache is None:
+    st.stop()
+meta = cache.meta
+st.caption(
+    f"Model **{meta['model']['name']}** on **{meta['rows']:,}** images of the **{meta['data']['split']}** split · "
+    f"computed {meta['created']}. Read from the cache: the model is not run here. Every number carries its "
+    f"**n** and a **95% interval** ({metrics.N_BOOT:,} bootstrap resamples, seed {metrics.SEED}); groups under "
+    f"{metrics.MIN_GROUP_SIZE} images are marked ⚠ small, listed last and left out of every gap."
+)
+
+with st.expander("How to read these numbers", expanded=False):
+    st.markdown(
+        f"The model answers *Female* or *Male*. Following fairlearn's convention, **{metrics.POSITIVE_LABEL}** is "
+        "the *positive* class, so:\n\n" + "\n".join(f"- {text}" for text in metrics.RATE_WORDS.values())
+        + "\n\nThree numbers sum up how unequal the groups are:\n\n"
+        + "\n".join(f"- **{name}**: {text}" for name, text in metrics.GAP_WORDS.items())
+        + "\n\nAn interval says how much a number could move with another sample of faces: when two groups' "
+        "intervals overlap a lot, the data do not show that one is treated worse than the other."
+    )
+
+
+@st.cache_data(show_spinner="Counting each group and drawing the bootstrap resamples…", max_entries=16)
+def audit(rows: pd.DataFrame, by: tuple[str, ...]) -> metrics.Fairness:
+    return metrics.fairness(rows, list(by))
+
+
+def gap_metrics(result: metrics.Fairness) -> None:
+    for column, (name, gap) in zip(st.columns(3), result.gaps.iterrows()):
+        with column:
+            if pd.isna(gap["value"]):
+                st.metric(name, "not defined", help=metrics.GAP_WORDS[name])
+                st.caption(gap["note"])
+                continue
+            st.metric(name, f"{gap['value'] * 100:.1f} points", help=metrics.GAP_WORDS[name])
+            st.caption(f"95% interval {gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f} points · "
+                       f"{gap['groups_compared']} groups compared  \nhighest: {gap['highest']}  \n"
+                       f"lowest: {gap['lowest']}")
+    excluded = sorted({gap["excluded"] for _, gap in result.gaps.iterrows() if gap["excluded"]})
+    for names in excluded:
+        st.warning(f"Left out of the gaps as too small (under {result.min_size}): {names}.")
+
+
+def plain_words(result: metrics.Fairness, grouping: str) -> str:
+    gap = result.gaps.loc["accuracy gap"]
+    if pd.isna(gap["value"]):
+        return gap["note"]
+    return (f"Across {grouping}, accuracy runs from **{gap['lowest']}** to **{gap['highest']}**: a gap of "
+            f"**{gap['value'] * 100:.1f} points**, and with another sample of faces it could plausibly be anywhere "
+            f"from {gap['ci_low'] * 100:.1f} to {gap['ci_high'] * 100:.1f}.")
+
+
+def rate_table(result: metrics.Fairness) -> pd.DataFrame:
+    table = result.groups[[*result.by, "n", "men", "women"]].copy()
+    for rate in metrics.RATES:
+        values = result.groups[[rate, f"{rate}_low", f"{rate}_high"]]
+        table[metrics.RATE_TITLES[rate]] = [
+            "–" if pd.isna(v) else f"{v:.1%} ({lo:.1%} – {hi:.1%})" for v, lo, hi in values.to_numpy()
+        ]
+    table["flag"] = ["⚠ small" if s else "" for s in result.groups["small"]]
+    return table
+
+
+rows = cache.rows[["race", "gender", "pred"]]
+for tab, (grouping, by) in zip(st.tabs(list(metrics.FAIRNESS_GROUPINGS)), metrics.FAIRNESS_GROUPINGS.items()):
+    with tab:
+        result = audit(rows, tuple(by))
+        gap_metrics(result)
+        st.markdown(plain_words(result, grouping))
+        left, right = st.columns([3, 2]) if "gender" not in by else (st.container(), None)
+        with left:
+            shown = [r for r in metrics.RATES if result.groups[r].notna().any()]
+            rate = st.radio("Show", shown, format_func=metrics.RATE_TITLES.get, horizontal=True, key=f"rate-{grouping}")
+            st.plotly_chart(charts.interval_dots(result.groups, rate, by, title=metrics.RATE_TITLES[rate]),
+                            width="stretch", key=f"bars-{grouping}")
+            st.caption(metrics.RATE_WORDS[rate])
+        if right is not None:
+            with right:
+                st.markdown("**Equalized odds at a glance**")
+                st.plotly_chart(charts.equalized_odds_plot(result.groups), width="stretch", key=f"eo-{grouping}")
+                st.caption("Each group's women called male (across) and men called male (up), with 95% intervals. "
+                           "Equal odds would put every group on one point; top left is best.")
+        st.dataframe(rate_table(result), width="stretch", hide_index=True)
+
+st.divider()
+st.markdown("### Take the audit with you")
+st.caption("A single HTML file with these tables and figures, the model card, the data description and the caveats: "
+           "it needs no internet to open and prints well. The CSV holds one row per image from the cache.")
+c1, c2 = st.columns(2)
+c1.download_button("⬇️ Audit report (HTML)", lambda: report.build_report(
+    cache, *report.model_card_markdown(cache, settings().model_path)), file_name="faircam-audit.html",
+    mime="text/html", on_click="ignore")
+c2.download_button("⬇️ Per-image rows (CSV)", lambda: report.rows_csv(cache), file_name="faircam-rows.csv",
+                   mime="text/csv", on_click="ignore")
+
+st.markdown("### Caveats")
+st.markdown("\n".join(f"- {text}" for text in report.CAVEATS))

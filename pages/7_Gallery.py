@@ -1,0 +1,75 @@
+"""Gallery: the faces the model got wrong, from the cached evaluation, filtered by group and sorted by confidence."""
+
+import math
+
+import streamlit as st
+
+import ui
+from faircam.config import settings
+from faircam.data import AGES, GENDERS, RACES, filter_rows
+
+ui.page_setup("Gallery of mistakes", "🖼️")
+ui.sidebar_model()
+PER_PAGE = 24
+COLUMNS = 6
+
+cache = ui.evaluation_cache()
+if cache is None:
+    st.stop()
+st.caption(
+    "Every face the model classified wrongly in the cached evaluation, with FairFace's label, the model's answer "
+    "and how sure it was. Read from the cache: the model is not run here. Looking at mistakes shows *what kind* of "
+    "faces go wrong (children, profiles, hats, dim light…); the Fairness page says *how often*, per group."
+)
+
+c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
+races = c1.multiselect("Race", RACES, placeholder="all")
+genders = c2.multiselect("FairFace label", GENDERS, placeholder="all")
+ages = c3.multiselect("Age", AGES, placeholder="all")
+order = c4.radio("Sort by the model's confidence", ["most confident first", "least confident first"],
+                 help="Confidence is the probability the model gave its (wrong) answer. A confident mistake is "
+                      "more worrying than a hesitant one.")
+
+chosen = filter_rows(cache.rows, races, genders, ages)
+wrong = chosen[~chosen["correct"]].sort_values("prob", ascending=order == "least confident first", kind="stable")
+if chosen.empty:
+    st.warning("No image matches these filters.")
+    st.stop()
+st.markdown(f"**{len(wrong):,} mistakes** among **{len(chosen):,}** images matching the filters "
+            f"({len(wrong) / len(chosen):.1%} wrong).")
+if wrong.empty:
+    st.success("The model got every one of these images right.")
+    st.stop()
+
+pages = math.ceil(len(wrong) / PER_PAGE)
+page = st.columns([1, 4])[0].number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
+                                          step=1) if pages > 1 else 1
+shown = wrong.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
+
+data = settings().data_dir
+if data is None or not data.is_dir():
+    st.warning(
+        "**The FairFace images are not here**, so the faces cannot be shown: set `FAIRCAM_DATA` to the FairFace "
+        f"folder the evaluation used (`{cache.meta['data']['root']}`), or run `faircam fetch-fairface`. "
+        "The mistakes are listed below instead."
+    )
+    st.dataframe(shown[["file", "race", "age", "gender", "pred", "prob"]].rename(
+        columns={"gender": "label", "pred": "model says", "prob": "confidence"}).style.format({"confidence": "{:.0%}"}),
+        hide_index=True, width="stretch")
+    st.stop()
+
+missing = 0
+columns = st.columns(COLUMNS)
+for i, (_, row) in enumerate(shown.iterrows()):
+    with columns[i % COLUMNS]:
+        path = data / row["file"]
+        if path.is_file():
+            st.image(str(path), width="stretch")
+        else:
+            missing += 1
+            st.info(f"`{row['file']}` is missing")
+        st.markdown(f"Label **{row['gender']}** · model **{row['pred']}** ({row['prob']:.0%} sure)")
+        st.caption(f"{row['race'].replace('_', ' ')}, age {row['age']} · `{row['file']}`")
+if missing:
+    st.warning(f"{missing} of these images are not in `{data}`: is it the folder the evaluation used "
+               f"(`{cache.meta['data']['root']}`)?")

@@ -1,0 +1,180 @@
+"""The Fairness, Gallery and Classroom pages through Streamlit's AppTest, on the bundled cache."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from faircam.cache import read_cache
+from faircam.config import PROJECT_ROOT, settings
+
+TIMEOUT = 240
+
+
+def run(page: str) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page(page)
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info, *at.success])
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return read_cache(settings().cache_path).rows
+
+
+# --- Fairness --------------------------------------------------------------------------------
+
+
+def test_fairness_page_shows_gaps_with_intervals_and_n(rows):
+    at = run("pages/4_Fairness.py")
+    assert_clean(at)
+    assert [t.label for t in at.tabs] == ["race", "gender", "race x gender"]
+    labels = [m.label for m in at.metric]
+    assert labels.count("accuracy gap") == 3 and labels.count("equalized odds difference") == 3
+    race = {m.label: m.value for m in at.metric[:3]}
+    assert all(v.endswith(" points") for v in race.values()), race
+    gender = {m.label: m.value for m in at.metric[3:6]}
+    assert gender["equalized odds difference"] == "not defined"
+    said = texts(at)
+    assert "95% interval" in said and "Across race, accuracy runs from" in said
+    # Every race group's row carries its n and its accuracy as the cache gives them.
+    table = at.dataframe[0].value.set_index("race")
+    for race, part in rows.groupby("race"):
+        assert table.loc[race, "n"] == len(part)
+        assert table.loc[race, "accuracy"].startswith(f"{part['correct'].mean():.1%} (")
+    assert [b.label for b in at.get("download_button")] == ["⬇️ Audit report (HTML)", "⬇️ Per-image rows (CSV)"]
+    assert "Caveats" in said
+
+
+def test_fairness_page_switches_the_rate_shown():
+    at = run("pages/4_Fairness.py")
+    at.radio(key="rate-race").set_value("fpr").run()
+    assert_clean(at)
+    assert any("False positive rate" in c.value for c in at.caption)
+
+
+def test_fairness_page_on_a_cache_too_small_to_rank(monkeypatch, tmp_path, rows):
+    from faircam.cache import write_cache
+
+    meta = read_cache(settings().cache_path).meta
+    tiny = tmp_path / "tiny.parquet"
+    write_cache(rows.head(40), tiny, {k: v for k, v in meta.items() if k not in ("schema_version", "rows")})
+    monkeypatch.setenv("FAIRCAM_CACHE", str(tiny))
+    at = run("pages/4_Fairness.py")
+    assert_clean(at)
+    assert "Fewer than two groups have 30 or more images" in texts(at)
+    assert all(at.dataframe[0].value["flag"] == "⚠ small")
+
+
+def test_fairness_without_cache_says_how_to_make_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIRCAM_CACHE", str(tmp_path / "missing.parquet"))
+    at = run("pages/4_Fairness.py")
+    assert not at.exception
+    assert any("No usable evaluation" in e.value for e in at.error)
+
+
+# --- Gallery ---------------------------------------------------------------------------------
+
+
+def shown_files(at: AppTest) -> set[str]:
+    """The files of the tiles on screen (AppTest lists them column by column, not in reading order)."""
+    return {m for c in at.caption for m in re.findall(r"`([^`]+\.jpg)`", c.value)}
+
+
+def first_page(wrong, ascending: bool, page: int = 1) -> set[str]:
+    ordered = wrong.sort_values("prob", ascending=ascending, kind="stable")["file"]
+    return set(ordered.iloc[(page - 1) * 24: page * 24])
+
+
+def test_gallery_shows_mistakes_most_confident_first(rows):
+    at = run("pages/7_Gallery.py")
+    assert_clean(at)
+    wrong = rows[~rows["correct"]]
+    assert f"**{len(wrong):,} mistakes** among **{len(rows):,}**" in texts(at)
+    assert shown_files(at) == first_page(wrong, ascending=False)
+    tiles = [m.value for m in at.markdown if "sure)" in m.value]
+    assert len(tiles) == 24 and all(t.startswith("Label **") and "** · model **" in t for t in tiles)
+    assert f"({wrong['prob'].max():.0%} sure)" in tiles[0]
+
+
+def test_gallery_filters_sorts_and_pages(rows):
+    at = run("pages/7_Gallery.py")
+    at.multiselect[0].set_value(["Black"]).run()
+    at.multiselect[1].set_value(["Female"]).run()
+    at.radio[0].set_value("least confident first").run()
+    assert_clean(at)
+    cell = rows[(rows["race"] == "Black") & (rows["gender"] == "Female")]
+    wrong = cell[~cell["correct"]]
+    assert f"**{len(wrong):,} mistakes** among **{len(cell):,}**" in texts(at)
+    assert shown_files(at) == first_page(wrong, ascending=True)
+    captions = [c.value for c in at.caption if "`val/" in c.value]
+    assert captions and all(c.startswith("Black, age") for c in captions)
+    assert len(wrong) > 24  # 42 in the bundled cache: a second page
+    at.number_input[0].set_value(2).run()
+    assert_clean(at)
+    assert shown_files(at) == first_page(wrong, ascending=True, page=2)
+
+
+def test_gallery_without_data_folder_lists_the_mistakes(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIRCAM_DATA", str(tmp_path / "nowhere"))
+    at = run("pages/7_Gallery.py")
+    assert not at.exception
+    assert any("FairFace images are not here" in w.value for w in at.warning)
+    listed = at.dataframe[0].value
+    assert list(listed.columns) == ["file", "race", "age", "label", "model says", "confidence"]
+    assert (listed["label"] != listed["model says"]).all()
+
+
+# --- Classroom -------------------------------------------------------------------------------
+
+
+def test_classroom_walks_through_one_face(rows):
+    at = run("pages/10_Classroom.py")
+    assert_clean(at)
+    picks = [b for b in at.button if b.label == "This one"]
+    assert len(picks) == 6
+    picks[0].click().run()
+    assert_clean(at)
+    face = at.session_state["lesson_face"]
+    assert at.session_state["lesson_step"] == 1 and "76,800 numbers" in texts(at)
+
+    def next_step() -> str:
+        next(b for b in at.button if b.label == "Next →").click().run()
+        assert_clean(at)
+        return texts(at)
+
+    said = next_step()
+    assert f"The model says **{face['pred']}**" in said and f"said **{face['gender']}**" in said
+    said = next_step()  # runs the model on this one face
+    assert "of the heat is on the face" in said and len(at.get("imgs")) + len(at.get("image")) >= 1
+    said = next_step()
+    assert "cut out the face" in said and "of the heat" in said
+    said = next_step()
+    cell = rows[(rows["race"] == face["race"]) & (rows["gender"] == face["gender"])]
+    assert f"right **{cell['correct'].mean():.0%}** of the time, out of **{len(cell)}** faces" in said
+    said = next_step()
+    assert "Gender is not visible in a face" in said
+    assert not [b for b in at.button if b.label == "Next →"]  # the last step
+
+    next(b for b in at.button if b.label == "← Back").click().run()
+    assert at.session_state["lesson_step"] == 5
+    next(b for b in at.button if b.label == "Start again").click().run()
+    assert at.session_state["lesson_step"] == 0 and not at.exception
+
+
+def test_classroom_without_data_folder_says_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIRCAM_DATA", str(tmp_path / "nowhere"))
+    at = run("pages/10_Classroom.py")
+    assert not at.exception
+    assert any("FairFace images are not here" in w.value for w in at.warning)
