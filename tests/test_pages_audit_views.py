@@ -91,8 +91,10 @@ def test_attention_counterfactuals_and_average_maps(monkeypatch, cache_path):
         assert any("no group average maps" in i for i in infos)
     else:
         shown = averages[averages["outcome"] == "correct"]
-        assert len(at.get("imgs")) >= 2 * len(shown)  # the average face and its overlay per cell
-        assert any(f"n={shown['n'].iloc[0]}" in c.value for c in at.caption)
+        assert len(at.get("image")) >= 2 * len(shown)  # the average face and its overlay per cell
+        captions = [c for image in at.get("image") for c in image.captions]
+        first = shown.iloc[0]
+        assert any(c.startswith(f"{first['gender']}, n={first['n']}") for c in captions)
 
 
 def test_pages_without_v2_data_say_how_to_get_it(monkeypatch, bare_cache_path):
@@ -115,7 +117,7 @@ def test_faithfulness_page(monkeypatch, cache_path):
     if audit.has_faithfulness(cache.rows):
         n = int(cache.rows["faith_sampled"].sum())
         assert f"Scored on a balanced sample of **{n:,}**" in said
-        best = [m.value for m in at.markdown if "is the most faithful by" in m.value]
+        best = [m.value for m in at.markdown if "the most faithful by" in m.value]  # "is" or "tie for"
         assert len(best) == 3 and all(any(method in b for method in CAM_METHODS) for b in best)
         if n < MIN_GROUP_SIZE:
             assert any("too few for firm conclusions" in w.value for w in at.warning)
@@ -127,7 +129,7 @@ def test_faithfulness_page(monkeypatch, cache_path):
         worst = audit.least_agreement(cache.rows, 8)
         captions = " ".join(c.value for c in at.caption)
         assert all(f"`{f}`" in captions for f in worst["file"])
-        assert len(at.get("imgs")) >= 8  # thumbnails read from the FairFace folder
+        assert len(at.get("image")) >= 8  # thumbnails read from the FairFace folder
     else:
         assert "no method agreement data" in " ".join(i.value for i in at.info)
 
