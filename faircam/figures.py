@@ -1,22 +1,30 @@
-"""Pictures of explanations: CAM overlays and the side-by-side figure of the four maps."""
+"""Pictures of explanations: CAM overlays and the side-by-side figure of the four maps (no torch import)."""
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from faircam.explain import Explanation
+if TYPE_CHECKING:
+    from faircam.explain import Explanation
 
 TILE = 224
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarray:
-    """The CAM as a jet heat map over the RGB image (pytorch-grad-cam's own blend)."""
-    return show_cam_on_image(image.astype(np.float32) / 255, cam, use_rgb=True, image_weight=1 - weight)
+    """The CAM as a jet heat map over the RGB image.
+
+    pytorch-grad-cam's `show_cam_on_image` blend (a test checks they are equal), written out
+    because that module imports torch, and pages that show stored maps must not.
+    """
+    heat = cv2.cvtColor(cv2.applyColorMap(np.uint8(255 * cam), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    image_weight = 1 - weight  # the library's parametrisation, kept so the floats match exactly
+    blend = (1 - image_weight) * (heat.astype(np.float32) / 255) + image_weight * (image.astype(np.float32) / 255)
+    return np.uint8(255 * blend / blend.max())
 
 
 # Views smaller than this (dlib's 32-pixel chip) are enlarged before drawing, so the marks stay

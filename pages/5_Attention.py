@@ -1,0 +1,148 @@
+"""Attention: where the maps fall for each group, what cropping or blurring changes, and group average maps."""
+
+import streamlit as st
+
+import ui
+from faircam import audit, audit_charts
+from faircam.cache import group_averages
+from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
+from faircam.figures import overlay
+
+ui.page_setup("Attention: does the model look at the same things for every group?", "🎯")
+ui.sidebar_model()
+
+cache = ui.evaluation_cache()
+if cache is None:
+    st.stop()
+rows = cache.rows
+if not cache.has_cams:
+    st.info("This evaluation cache has no CAMs, so there is nothing to compare here. "
+            f"Run `faircam evaluate --split val --out {ui.settings().cache_path}` to compute them.")
+    st.stop()
+
+GROUPINGS = {"race × gender": ["race", "gender"], "race": ["race"], "gender": ["gender"]}
+OUTCOME_LABELS = {"all": "all images", "correct": "correct predictions", "wrong": "wrong predictions"}
+st.caption(
+    f"From the cached evaluation of **{len(rows):,}** images ({cache.meta['data']['split']} split): nothing is "
+    f"recomputed here. Every number carries its n and a 95% interval; groups under {MIN_GROUP_SIZE} images are "
+    "marked ⚠ small and never ranked."
+)
+
+c1, c2, c3 = st.columns(3)
+method = c1.selectbox("CAM method", CAM_METHODS, help="The four methods can disagree; see the Faithfulness page.")
+grouping = c2.radio("Groups", list(GROUPINGS), horizontal=True)
+outcome = c3.radio("Images", audit.OUTCOMES, format_func=OUTCOME_LABELS.get, horizontal=True)
+by = GROUPINGS[grouping]
+
+st.markdown("## Where the maps fall, group by group")
+st.caption("Mean share of each map's heat on each face region (MTCNN landmarks), and on the whole face (the "
+           "**focus score**), per group, with its 95% interval (±). Read down a column to compare groups: red "
+           "cells are above the groups' average for that region, blue cells below.")
+parity = audit.region_parity(rows, method, by, outcome)
+spread = audit.region_spread(parity, by)
+if parity.empty or parity["n"].sum() == 0:
+    st.warning(f"No {OUTCOME_LABELS[outcome]} in this cache.")
+else:
+    region = st.selectbox("Ask about one region", audit.PARITY_KEYS, index=audit.PARITY_KEYS.index("mouth"),
+                          format_func=lambda r: "the whole face (focus score)" if r == "face" else f"the {r}")
+    noun = "the face" if region == "face" else f"the {region}"
+    answer = spread[spread["region"] == region]
+    st.markdown(f"#### Does {method} look at {noun} more for some groups ({OUTCOME_LABELS[outcome]})?")
+    if answer.empty:
+        st.info(f"Fewer than two groups have {MIN_GROUP_SIZE} or more images here: no comparison is made. "
+                "Coarser groups (race, or gender) or all images instead of one outcome give larger groups.")
+    else:
+        a = answer.iloc[0]
+        verdict = ("**Yes**: the two intervals do not overlap, so the difference is larger than sampling noise."
+                   if a["separated"] else
+                   "**Not clearly**: the two intervals overlap, so the difference could be sampling noise.")
+        st.markdown(
+            f"{verdict} The share of heat on {noun} ranges from **{a['lowest_mean']:.1%}** for {a['lowest']} "
+            f"(95% interval {a['lowest_ci'][0]:.1%}–{a['lowest_ci'][1]:.1%}, n={a['lowest_n']}) to "
+            f"**{a['highest_mean']:.1%}** for {a['highest']} ({a['highest_ci'][0]:.1%}–{a['highest_ci'][1]:.1%}, "
+            f"n={a['highest_n']}): **{a['spread'] * 100:.1f} points** across {a['groups_compared']} groups."
+        )
+    if not spread.empty:
+        top = spread.iloc[0]
+        st.caption(f"The region whose share differs most across groups is **{top['region']}** "
+                   f"({top['spread'] * 100:.1f} points, {top['highest']} vs {top['lowest']}"
+                   f"{'; intervals apart' if top['separated'] else '; intervals overlap'}).")
+    st.plotly_chart(audit_charts.parity_heatmap(parity, by, list(audit.PARITY_KEYS)), width="stretch")
+    with st.expander("Spread per region (highest minus lowest group, groups large enough to compare)"):
+        st.dataframe(
+            spread.drop(columns=["highest_ci", "lowest_ci"]).style.format(
+                {"spread": "{:.1%}", "highest_mean": "{:.1%}", "lowest_mean": "{:.1%}"}),
+            width="stretch", hide_index=True,
+        )
+    st.caption("Shares depend on how large each region is in the picture; the focus score's chance level "
+               "(the face's share of the image) is on the Evaluation page.")
+
+st.markdown("## Counterfactual views: does cropping or blurring change the answer?")
+if not audit.has_views(rows):
+    st.info("This cache has no counterfactual data (cropped and blurred views). Run "
+            f"`faircam evaluate --split val --out {ui.settings().cache_path}` with this faircam version to add it.")
+else:
+    effects = audit.counterfactual_effects(rows, by, method)
+    overall = audit.counterfactual_effects(rows, [], method).set_index("view")
+    n_faces = int(overall.loc["crop", "n"])
+    st.caption(
+        f"Each image was also classified **cropped** to its aligned face and with its **background blurred**. A flip "
+        f"is a prediction that changes from the raw image's. Only the {n_faces:,} images with a face found count: "
+        "without a face both views equal the raw image."
+    )
+    cols = st.columns(4)
+    for col, view in zip(cols[:2], audit.COUNTERFACTUAL_VIEWS):
+        e = overall.loc[view]
+        col.metric(f"Flip rate, raw → {view}", f"{e['flip_rate']:.1%}",
+                   help=f"{int(e['flips'])} of {int(e['n'])} images; 95% interval "
+                        f"{e['flip_ci_low']:.1%}–{e['flip_ci_high']:.1%}")
+    for col, view in zip(cols[2:], audit.COUNTERFACTUAL_VIEWS):
+        e = overall.loc[view]
+        col.metric(f"Accuracy, {view}", f"{e['accuracy_view']:.1%}",
+                   delta=f"{(e['accuracy_view'] - e['accuracy_raw']) * 100:+.1f} points vs raw")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("#### Flip rate per group")
+        st.plotly_chart(audit_charts.interval_dots(effects, by, "flip_rate", "flip_ci_low", "flip_ci_high",
+                                                   color="view"), width="stretch")
+    with right:
+        st.markdown(f"#### Change of {method}'s focus score")
+        st.plotly_chart(audit_charts.interval_dots(effects, by, "focus_change", "focus_ci_low", "focus_ci_high",
+                                                   color="view", reference=0.0), width="stretch")
+    chance = overall["chance_change"]
+    st.caption(f"Focus change: the share of {method}'s heat on the face in the view minus on the raw image, "
+               f"averaged over the group. The face's own share of the picture (the chance level) changes by "
+               f"{chance['crop'] * 100:+.1f} points when cropped and {chance['blur'] * 100:+.1f} when blurred, "
+               "so compare the groups with each other rather than with zero.")
+    with st.expander("The numbers"):
+        st.dataframe(effects.style.format(
+            {c: "{:.1%}" for c in ("flip_rate", "flip_ci_low", "flip_ci_high", "accuracy_raw", "accuracy_view")}
+            | {c: "{:+.1%}" for c in ("focus_change", "focus_ci_low", "focus_ci_high", "chance_change")}),
+            width="stretch", hide_index=True)
+
+st.markdown("## Group average maps")
+averages = group_averages(cache)
+if averages.empty:
+    st.info("This cache has no group average maps. Run "
+            f"`faircam evaluate --split val --out {ui.settings().cache_path}` with this faircam version to add them.")
+else:
+    st.caption(f"Faces cropped and aligned by MTCNN, averaged per race × gender, with the average {method} map "
+               "on top. Eyes sit at the same place in every aligned face, so the maps can be averaged pixel by "
+               "pixel. Correct and wrong refer to the prediction on the cropped face, which these maps explain. "
+               "Only averages are stored, never a single person's face.")
+    for tab, shown in zip(st.tabs(["Correct predictions", "Wrong predictions"]), ("correct", "wrong")):
+        with tab:
+            table = averages[averages["outcome"] == shown].set_index(["race", "gender"])
+            races = sorted(table.index.get_level_values("race").unique())
+            columns = st.columns(len(races))
+            for column, race in zip(columns, races):
+                column.markdown(f"**{race.replace('_', ' ')}**")
+            for gender in sorted(table.index.get_level_values("gender").unique()):
+                for column, race in zip(columns, races):
+                    if (race, gender) not in table.index:
+                        column.caption(f"{gender}: no images")
+                        continue
+                    cell = table.loc[(race, gender)]
+                    small = " ⚠ small" if cell["n"] < MIN_GROUP_SIZE else ""
+                    column.image(cell["face"], caption=f"{gender}, n={cell['n']}{small}", width="stretch")
+                    column.image(overlay(cell["face"], cell[method]), caption=f"{gender}: {method}", width="stretch")

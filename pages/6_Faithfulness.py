@@ -1,0 +1,120 @@
+"""Faithfulness: which of the four maps tracks what the model really uses, and where the maps disagree."""
+
+from pathlib import Path
+
+import streamlit as st
+
+import ui
+from faircam import audit, audit_charts
+from faircam.cache import AGREEMENT_MEAN
+from faircam.config import MIN_GROUP_SIZE, settings
+
+ui.page_setup("Faithfulness: which map can we trust?", "🧪")
+ui.sidebar_model()
+
+cache = ui.evaluation_cache()
+if cache is None:
+    st.stop()
+rows = cache.rows
+evaluate_hint = f"`faircam evaluate --split val --out {settings().cache_path}`"
+
+GROUPINGS = {"race": ["race"], "gender": ["gender"], "race × gender": ["race", "gender"]}
+METRIC_TEXT = {
+    "road": ("ROAD", "higher is more faithful",
+             "pytorch-grad-cam's ROAD score: the confidence kept when the least important pixels are removed, "
+             "minus the confidence kept when the most important are (removed pixels are filled in from their "
+             "neighbours, so the model cannot spot the holes)"),
+    "deletion": ("Deletion AUC", "lower is more faithful",
+                 "the area under the model's confidence as the most important pixels are greyed out step by "
+                 "step, most important first: a faithful map makes it fall fast"),
+    "insertion": ("Insertion AUC", "higher is more faithful",
+                  "the area under the confidence as the most important pixels are put back into a blurred copy "
+                  "of the image, most important first: a faithful map makes it rise fast"),
+}
+
+st.markdown(
+    "A map is **faithful** when the pixels it marks are the ones the model really relies on: remove them and "
+    "the model's confidence should drop. Each score below measures that for the predicted class."
+)
+
+st.markdown("## Which map is the most faithful?")
+if not audit.has_faithfulness(rows):
+    st.info(f"This cache has no faithfulness data (ROAD, deletion and insertion scores). Run {evaluate_hint} "
+            "with this faircam version to add it.")
+else:
+    described = cache.meta.get("faithfulness") or {}
+    summary = audit.faithfulness_summary(rows, [])
+    n = int(summary["n"].max())
+    per_cell = f" ({described['per_cell']} per race × gender cell)" if described.get("per_cell") else ""
+    st.caption(f"Scored on a balanced sample of **{n:,}** of the {len(rows):,} images{per_cell}: faithfulness "
+               "needs many extra model passes per image. Dots show the mean, whiskers its 95% interval.")
+    best = audit.most_faithful(summary)
+    for _, b in best.iterrows():
+        name, direction, _ = METRIC_TEXT[b["metric"]]
+        if b["tied"]:
+            claim = (f"**{b['best']}** and **{b['runner_up']}** tie for the most faithful by {name} ({direction}) "
+                     f"at {b['best_mean']:.3f}")
+        else:
+            claim = (f"**{b['best']}** is the most faithful by {name} ({direction}): {b['best_mean']:.3f} "
+                     f"against {b['runner_up_mean']:.3f} for the runner-up, {b['runner_up']}")
+        caveat = ("; the 95% intervals do not overlap." if b["separated"] else "." if b["tied"] else
+                  f"; but their 95% intervals overlap, so on {b['n']:,} images this ranking could be chance.")
+        st.markdown(f"- {claim}{caveat}")
+    if n < MIN_GROUP_SIZE:
+        st.warning(f"Only {n} images were scored: too few for firm conclusions.")
+    for column, (metric, (name, direction, meaning)) in zip(st.columns(3), METRIC_TEXT.items()):
+        with column:
+            st.markdown(f"#### {name}")
+            st.caption(f"{direction.capitalize()}: {meaning}.")
+            table = summary[summary["metric"] == metric]
+            st.plotly_chart(audit_charts.interval_dots(table, ["method"], "mean", "ci_low", "ci_high",
+                                                       percent=False), width="stretch", key=f"faith-{metric}")
+
+    st.markdown("### Per group")
+    c1, c2 = st.columns(2)
+    grouping = c1.radio("Groups", list(GROUPINGS), horizontal=True, key="faith-groups")
+    metric = c2.radio("Score", list(METRIC_TEXT), format_func=lambda m: METRIC_TEXT[m][0], horizontal=True)
+    by = GROUPINGS[grouping]
+    per_group = audit.faithfulness_summary(rows, by)
+    chosen = per_group[per_group["metric"] == metric]
+    st.caption(f"{METRIC_TEXT[metric][0]}, {METRIC_TEXT[metric][1]}; n counts only the scored images of each "
+               f"group, and groups under {MIN_GROUP_SIZE} are marked ⚠ small.")
+    st.plotly_chart(audit_charts.interval_dots(chosen, by, "mean", "ci_low", "ci_high", color="method",
+                                               percent=False), width="stretch")
+    with st.expander("The numbers"):
+        st.dataframe(per_group.style.format({"mean": "{:.3f}", "ci_low": "{:.3f}", "ci_high": "{:.3f}"}),
+                     width="stretch", hide_index=True)
+
+st.markdown("## Do the four maps agree?")
+if not audit.has_agreement(rows):
+    st.info(f"This cache has no method agreement data. Run {evaluate_hint} with this faircam version to add it.")
+else:
+    st.caption("Agreement between two maps of the same image, averaged over the images: the share of heat the two "
+               "maps put in the same places (histogram intersection; 1.0 = identical maps, 0 = nothing in common). "
+               "Where the methods disagree, read any single map with care.")
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(audit_charts.agreement_heatmap(audit.agreement_matrix(rows)), width="stretch")
+    with right:
+        by = GROUPINGS[st.radio("Mean agreement per", list(GROUPINGS), horizontal=True, key="agree-groups")]
+        st.plotly_chart(audit_charts.interval_dots(audit.agreement_by_group(rows, by), by, "mean", "ci_low",
+                                                   "ci_high", percent=False), width="stretch")
+
+    st.markdown("### Where they disagree most")
+    k = st.slider("Images", 4, 24, 8, step=4)
+    worst = audit.least_agreement(rows, k)
+    roots = [Path(cache.meta["data"]["root"]), settings().data_dir]
+    root = next((r for r in roots if r is not None and (r / worst["file"].iloc[0]).is_file()), None)
+    if root is None:
+        st.caption("The images are not on this machine (set `FAIRCAM_DATA` to the FairFace folder to see them).")
+    columns = st.columns(4)
+    for i, image in worst.iterrows():
+        with columns[i % 4]:
+            if root is not None:
+                st.image(str(root / image["file"]), width="stretch")
+            st.caption(f"`{image['file']}` · {image['race'].replace('_', ' ')}, {image['gender']} · predicted "
+                       f"{image['pred']} {'✅' if image['correct'] else '❌'} · agreement "
+                       f"{image[AGREEMENT_MEAN]:.2f}")
+    st.caption("Open an image on the Explore page to see its four maps side by side.")
+    with st.expander("Every pair, for these images"):
+        st.dataframe(worst, width="stretch", hide_index=True)
