@@ -108,6 +108,12 @@ def read_evaluation(name: str) -> EvalCache:
     return _cache(str(path), path.stat().st_mtime if path.exists() else 0.0)
 
 
+def evaluate_command(name: str | None = None) -> str:
+    """The `faircam evaluate` command that (re)creates a model's (default: the selected one's) cache."""
+    name = name or selected_model()
+    return f"faircam evaluate --split val --model {name} --out {cache_path_for(name)}"
+
+
 def available_evaluations(names: list[str]) -> tuple[dict[str, EvalCache], list[str]]:
     """The usable caches of these models by name, and the names of those without one."""
     caches, missing = {}, []
@@ -127,7 +133,7 @@ def evaluation_cache(name: str | None = None) -> EvalCache | None:
         return read_evaluation(name)
     except CacheError as exc:
         st.error(f"**No usable evaluation.** {exc}")
-        st.code(f"faircam evaluate --split val --model {name} --out {cache_path_for(name)}", language="bash")
+        st.code(evaluate_command(name), language="bash")
         offer_recompute(cache_path_for(name), model=name)
         return None
 

@@ -104,13 +104,17 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     print(json.dumps({"out": args.out, **counts}))
 
 
+def _cache_of(model: str | None) -> Path:
+    """The evaluation cache of a registered model; a checkpoint path outside the registry gets FAIRCAM_CACHE's."""
+    entry = registry.resolve(model)
+    return cache_path_for(entry.name) if entry.name in registry.names() else settings().cache_path
+
+
 def cmd_model_card(args: argparse.Namespace) -> None:
     from faircam.cache import read_cache
     from faircam.modelcard import model_card
 
-    entry = registry.resolve(args.model)
-    cache = args.cache or (cache_path_for(entry.name) if entry.name in registry.names() else settings().cache_path)
-    text = model_card(registry.load_model(args.model), read_cache(cache))
+    text = model_card(registry.load_model(args.model), read_cache(args.cache or _cache_of(args.model)))
     Path(args.out).write_text(text, encoding="utf-8")
     print(json.dumps({"out": args.out}))
 
@@ -119,11 +123,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     from faircam.cache import read_cache
     from faircam.report import write_report
 
-    entry = registry.resolve(args.model)
-    cache = read_cache(args.cache or (cache_path_for(entry.name) if entry.name in registry.names()
-                                      else settings().cache_path))
+    cache = read_cache(args.cache or _cache_of(args.model))
     print(json.dumps(write_report(cache, Path(args.out), Path(args.csv) if args.csv else None,
-                                  model_path=args.model or entry.name)))
+                                  model_path=args.model or registry.resolve(None).name)))
 
 def cmd_models(args: argparse.Namespace) -> None:
     rows = [entry.describe() | {"cache": str(cache_path_for(entry.name))} for entry in registry.entries().values()]

@@ -146,7 +146,8 @@ def resolve(name_or_path: str | Path | None) -> ModelEntry:
 def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
     """A registered model (by name) or a checkpoint (by path), ready for the pipeline."""
     entry = resolve(name_or_path)
-    from faircam.model import LoadedModel, file_sha256, load_checkpoint
+    from faircam.checkpoint import file_sha256
+    from faircam.model import LoadedModel, load_checkpoint
 
     if entry.kind == "checkpoint":
         return load_checkpoint(entry.weights)

@@ -25,8 +25,7 @@ st.caption(
 )
 if meta["model"]["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
-               f"Run `faircam evaluate --split val --model {ui.selected_model()} "
-               f"--out {ui.cache_path_for(ui.selected_model())}` to refresh it.")
+               f"Run `{ui.evaluate_command()}` to refresh it.")
     ui.offer_recompute(ui.cache_path_for(ui.selected_model()), meta["data"]["split"])
 left_out = ui.left_out_rows(meta["data"])
 if left_out:

@@ -17,7 +17,7 @@ if cache is None:
 rows = cache.rows
 if not cache.has_cams:
     st.info("This evaluation cache has no CAMs, so there is nothing to compare here. "
-            f"Run `faircam evaluate --split val --out {ui.settings().cache_path}` to compute them.")
+            f"Run `{ui.evaluate_command()}` to compute them.")
     st.stop()
 
 GROUPINGS = {"race × gender": ["race", "gender"], "race": ["race"], "gender": ["gender"]}
@@ -80,7 +80,7 @@ else:
 st.markdown("## Counterfactual views: does cropping or blurring change the answer?")
 if not audit.has_views(rows):
     st.info("This cache has no counterfactual data (cropped and blurred views). Run "
-            f"`faircam evaluate --split val --out {ui.settings().cache_path}` with this faircam version to add it.")
+            f"`{ui.evaluate_command()}` with this faircam version to add it.")
 else:
     effects = audit.counterfactual_effects(rows, by, method)
     overall = audit.counterfactual_effects(rows, [], method).set_index("view")
@@ -124,7 +124,7 @@ st.markdown("## Group average maps")
 averages = group_averages(cache)
 if averages.empty:
     st.info("This cache has no group average maps. Run "
-            f"`faircam evaluate --split val --out {ui.settings().cache_path}` with this faircam version to add them.")
+            f"`{ui.evaluate_command()}` with this faircam version to add them.")
 else:
     st.caption(f"Faces cropped and aligned by MTCNN, averaged per race × gender, with the average {method} map "
                "on top. Eyes sit at the same place in every aligned face, so the maps can be averaged pixel by "

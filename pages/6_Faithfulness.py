@@ -16,7 +16,7 @@ cache = ui.evaluation_cache()
 if cache is None:
     st.stop()
 rows = cache.rows
-evaluate_hint = f"`faircam evaluate --split val --out {settings().cache_path}`"
+evaluate_hint = f"`{ui.evaluate_command()}`"
 
 GROUPINGS = {"race": ["race"], "gender": ["gender"], "race × gender": ["race", "gender"]}
 METRIC_TEXT = {

@@ -5,7 +5,7 @@ import streamlit as st
 
 import ui
 from faircam import compare, metrics, registry
-from faircam.config import CAM_METHODS, MIN_GROUP_SIZE, cache_path_for, settings
+from faircam.config import CAM_METHODS, MIN_GROUP_SIZE, settings
 from faircam.data import available_splits, balanced_sample, load_split
 from faircam.errors import DataError
 from faircam.figures import draw_face, overlay
@@ -87,7 +87,7 @@ st.markdown("## Evaluations side by side")
 caches, missing = ui.available_evaluations(chosen)
 for name in missing:
     st.warning(f"**{name}** has no evaluation cache yet: "
-               f"`faircam evaluate --split val --model {name} --out {cache_path_for(name)}`")
+               f"`{ui.evaluate_command(name)}`")
 if len(caches) < 2:
     st.info("Two or more evaluated models are needed for this table.")
     st.stop()
