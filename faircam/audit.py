@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
+from faircam.accuracy import wilson_interval
 from faircam.cache import (
     AGREEMENT_MEAN,
     FAITHFULNESS_KEYS,
@@ -25,7 +26,6 @@ from faircam.cache import (
 )
 from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
 from faircam.focus import REGIONS
-from faircam.metrics import wilson_interval
 
 OUTCOMES = ("all", *PREDICTION_OUTCOMES)
 # The focus score (share of the map on the face) beside the five regions it is split into.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from faircam.accuracy import GROUPINGS, accuracy_gap, group_accuracy, overall_scores
 from faircam.cache import EvalCache
-from faircam.metrics import GROUPINGS, accuracy_gap, group_accuracy, overall_scores
 
 
 def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from faircam.accuracy import accuracy_gap, group_accuracy, overall_scores
 from faircam.cache import EvalCache
 from faircam.config import MIN_GROUP_SIZE
-from faircam.metrics import accuracy_gap, group_accuracy, overall_scores
 from faircam.model import LoadedModel
 
 

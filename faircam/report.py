@@ -23,6 +23,7 @@ from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from faircam.accuracy import overall_scores
 from faircam.cache import EvalCache
 from faircam.config import MIN_GROUP_SIZE
 from faircam.errors import ModelError
@@ -36,7 +37,6 @@ from faircam.metrics import (
     SEED,
     Fairness,
     fairness,
-    overall_scores,
 )
 
 CAVEATS = [

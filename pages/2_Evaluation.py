@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import charts, metrics
+from faircam import accuracy, charts
 from faircam.cache import focus_column
 from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
 from faircam.data import AGES, GENDERS, RACES, filter_rows
@@ -42,7 +42,7 @@ if rows.empty:
     st.warning("No image matches these filters.")
     st.stop()
 
-scores = metrics.overall_scores(rows)
+scores = accuracy.overall_scores(rows)
 overall = scores.loc["all"]
 c1, c2, c3 = st.columns(3)
 c1.metric("Accuracy", f"{overall['accuracy']:.1%}", help="Share of images whose predicted gender matches the label.")
@@ -54,7 +54,7 @@ if overall["n"] < MIN_GROUP_SIZE:
 left, right = st.columns([1, 1])
 with left:
     st.markdown("#### Confusion matrix")
-    st.plotly_chart(charts.confusion_heatmap(metrics.confusion(rows)), width="stretch")
+    st.plotly_chart(charts.confusion_heatmap(accuracy.confusion(rows)), width="stretch")
 with right:
     st.markdown("#### Per class")
     st.dataframe(
@@ -69,10 +69,14 @@ with right:
 st.markdown("### Accuracy by group")
 st.caption(f"Dots show accuracy with its 95% interval; **n** is the number of images. Groups under "
            f"{MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
-for tab, (name, by) in zip(st.tabs(list(metrics.GROUPINGS)), metrics.GROUPINGS.items()):
+# Lazy tabs: only the open tab's table and chart are computed and drawn (the page opens faster).
+for tab, (name, by) in zip(st.tabs(list(accuracy.GROUPINGS), key="eval-grouping", on_change="rerun"),
+                           accuracy.GROUPINGS.items()):
+    if not tab.open:
+        continue
     with tab:
-        table = metrics.group_accuracy(rows, by)
-        gap = metrics.accuracy_gap(table)
+        table = accuracy.group_accuracy(rows, by)
+        gap = accuracy.accuracy_gap(table)
         if gap["gap"] is not None:
             st.markdown(
                 f"Gap between best and worst {name}: **{gap['gap']:.1%}** "

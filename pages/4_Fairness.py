@@ -73,7 +73,11 @@ def rate_table(result: metrics.Fairness) -> pd.DataFrame:
 
 
 rows = cache.rows[["race", "gender", "pred"]]
-for tab, (grouping, by) in zip(st.tabs(list(metrics.FAIRNESS_GROUPINGS)), metrics.FAIRNESS_GROUPINGS.items()):
+# Lazy tabs: only the open tab's audit (and its bootstrap) is computed and drawn.
+tabs = st.tabs(list(metrics.FAIRNESS_GROUPINGS), key="fairness-grouping", on_change="rerun")
+for tab, (grouping, by) in zip(tabs, metrics.FAIRNESS_GROUPINGS.items()):
+    if not tab.open:
+        continue
     with tab:
         result = audit(rows, tuple(by))
         gap_metrics(result)

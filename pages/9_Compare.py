@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import compare, metrics, registry
+from faircam import accuracy, compare, registry
 from faircam.config import CAM_METHODS, MIN_GROUP_SIZE, settings
 from faircam.data import available_splits, balanced_sample, load_split
 from faircam.errors import DataError
@@ -102,10 +102,14 @@ st.caption(f"Computed by `faircam evaluate --model NAME` and read from each mode
            f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "
            f"least {MIN_GROUP_SIZE} images.")
 table = compare.summary(rows)
-percent = {c: "{:.1%}" for c in ("accuracy", "ci_low", "ci_high", *[f"{g} gap" for g in metrics.GROUPINGS])}
+percent = {c: "{:.1%}" for c in ("accuracy", "ci_low", "ci_high", *[f"{g} gap" for g in accuracy.GROUPINGS])}
 st.dataframe(table.style.format(percent, na_rep="–"), width="stretch")
 
-for tab, by in zip(st.tabs(list(metrics.GROUPINGS)), metrics.GROUPINGS.values()):
+# Lazy tabs: only the open tab's table is computed and drawn.
+for tab, by in zip(st.tabs(list(accuracy.GROUPINGS), key="compare-grouping", on_change="rerun"),
+                   accuracy.GROUPINGS.values()):
+    if not tab.open:
+        continue
     with tab:
         groups = compare.group_table(rows, by)
         st.dataframe(groups.style.format({c: "{:.1%}" for c in groups.columns if c.endswith(" accuracy")},

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from faircam import audit
+from faircam.accuracy import wilson_interval
 from faircam.cache import AGREEMENT_MEAN, FOCUS_KEYS, agreement_column, focus_column, method_pairs, view_column
 from faircam.config import CAM_METHODS
-from faircam.metrics import wilson_interval
 
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5th percentile, 2 degrees of freedom
 

@@ -222,7 +222,9 @@ def test_evaluation_page(server, page, shots):
     body = page.inner_text("body")
     assert "Accuracy by group" in body and "95% interval" in body and "Images" in body
     page.get_by_role("tab", name="race x gender").click()
-    page.wait_for_timeout(800)
+    # Lazy tabs: the click reruns the page, which then draws this tab's gap and table.
+    page.get_by_text("Gap between best and worst race x gender").first.wait_for(timeout=60_000)
+    _settle(page)
     _no_exception(page)
     page.screenshot(path=shots / "evaluation.png")
 

@@ -31,7 +31,9 @@ if {page!r} != "app.py":
     at.switch_page({page!r})
 at.run()
 heavy = sorted(m for m in ("torch", "torchvision", "facenet_pytorch", "pytorch_grad_cam") if m in sys.modules)
-print(json.dumps({{"heavy": heavy, "exceptions": [e.value for e in at.exception], "errors": [e.value for e in at.error],
+science = sorted(m for m in ("fairlearn", "sklearn", "scipy") if m in sys.modules)
+print(json.dumps({{"heavy": heavy, "science": science, "exceptions": [e.value for e in at.exception],
+                  "errors": [e.value for e in at.error],
                   "sidebar": [m.label for m in at.sidebar.selectbox]}}))
 """
 
@@ -50,6 +52,12 @@ def test_cache_only_page_opens_without_torch(page):
     assert not result["exceptions"] and not result["errors"], result
     assert result["heavy"] == [], f"{page} imported {result['heavy']}"
     assert result["sidebar"] == ["Model"]  # the sidebar still names the model, through its selector
+
+
+@pytest.mark.parametrize("page", ["app.py", "pages/2_Evaluation.py"])
+def test_first_pages_skip_the_slow_scientific_imports(page):
+    # fairlearn brings scikit-learn and SciPy: seconds of import before the first page shows (bench/).
+    assert _probe(page)["science"] == []
 
 
 def test_model_page_does_import_torch():

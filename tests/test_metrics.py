@@ -1,4 +1,5 @@
-"""Known-answer tests of the audit numbers on small hand-made evaluation rows."""
+"""Known-answer tests of the accuracy tables and the fairness audit on small hand-made evaluation rows,
+and a cross-check of the hand-counted accuracy tables against scikit-learn, SciPy and fairlearn."""
 
 from __future__ import annotations
 
@@ -8,20 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from fairlearn.metrics import MetricFrame
+from scipy.stats import binomtest
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from faircam.metrics import (
-    GAPS,
-    RATES,
-    accuracy_gap,
-    bootstrap_intervals,
-    cell_counts,
-    confusion,
-    fairness,
-    focus_by_group,
-    group_accuracy,
-    overall_scores,
-    wilson_interval,
-)
+from faircam.accuracy import accuracy_gap, confusion, group_accuracy, overall_scores, wilson_interval
+from faircam.cache import read_cache
+from faircam.config import CLASSES, DEFAULT_MODEL_NAME, cache_path_for
+from faircam.metrics import GAPS, RATES, bootstrap_intervals, cell_counts, fairness
 
 
 def make_rows(groups: list[tuple[str, str, str, str, int]]) -> pd.DataFrame:
@@ -177,13 +171,34 @@ def test_accuracy_gap_needs_two_usable_groups():
     assert none["gap"] is None and none["groups_compared"] == 0
 
 
-def test_focus_by_group():
-    rows = GROUPS.assign(score=[float(i) for i in range(len(GROUPS))])
-    table = focus_by_group(rows, ["score"], ["race"]).set_index("race")
-    for race in ("White", "Black", "Indian"):
-        part = rows[rows["race"] == race]
-        assert table.loc[race, "score"] == pytest.approx(part["score"].mean())
-        assert table.loc[race, "n"] == len(part)
+def test_accuracy_tables_match_scikit_learn_scipy_and_fairlearn():
+    """`faircam.accuracy` counts by hand to keep those imports off the Evaluation page; on the bundled
+    2,500-image cache and on random subsets it must give the libraries' numbers."""
+    everything = read_cache(cache_path_for(DEFAULT_MODEL_NAME)).rows
+    rng = np.random.default_rng(0)
+    for rows in (everything, everything.sample(97, random_state=1), everything[everything["race"] == "Black"],
+                 everything.iloc[rng.choice(len(everything), 12, replace=False)]):
+        truth, pred = rows["gender"], rows["pred"]
+        assert confusion(rows).to_numpy().tolist() == confusion_matrix(truth, pred, labels=list(CLASSES)).tolist()
+        scores = overall_scores(rows)
+        precision, recall, f1, support = precision_recall_fscore_support(truth, pred, labels=list(CLASSES),
+                                                                         zero_division=0)
+        assert scores.loc[list(CLASSES), "precision"].tolist() == pytest.approx(precision.tolist())
+        assert scores.loc[list(CLASSES), "recall"].tolist() == pytest.approx(recall.tolist())
+        assert scores.loc[list(CLASSES), "f1"].tolist() == pytest.approx(f1.tolist())
+        assert scores.loc[list(CLASSES), "n"].tolist() == support.tolist()
+        assert scores.loc["all", "accuracy"] == pytest.approx(accuracy_score(truth, pred))
+        for by in (["race"], ["race", "gender"], ["age"]):
+            ours = group_accuracy(rows, by, min_size=1).set_index(by).sort_index()
+            theirs = MetricFrame(metrics={"accuracy": accuracy_score, "n": lambda t, p: len(t)}, y_true=truth,
+                                 y_pred=pred, sensitive_features=rows[by]).by_group.dropna(subset=["n"])
+            theirs = theirs.reset_index().set_index(by).sort_index()
+            assert ours.index.tolist() == theirs.index.tolist()
+            assert ours["accuracy"].tolist() == pytest.approx(theirs["accuracy"].tolist())
+            assert ours["n"].tolist() == theirs["n"].astype(int).tolist()
+            for (n, acc, low, high) in ours[["n", "accuracy", "ci_low", "ci_high"]].itertuples(index=False):
+                ci = binomtest(round(acc * n), n).proportion_ci(confidence_level=0.95, method="wilson")
+                assert (low, high) == pytest.approx((ci.low, ci.high), abs=1e-12)
 
 
 # Fairness audit. Positive class "Male": TPR = men called male, FPR = women called male.
