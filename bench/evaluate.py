@@ -1,12 +1,23 @@
 """Batch throughput of the evaluation code path (`faircam evaluate`: decode, MTCNN, views, the CAM pass,
-focus scores) against the model's bare forward and backward at the same batch size, with the time split.
+focus scores) against the model's bare forward and backward on the same inputs at the same batch size,
+with the time split.
+
+Evaluate feeds the model three views of every image with a face (raw, crop, blur), all of a batch
+in one pass, so the bare baseline runs forward and backward on exactly those views, batched the
+same way: the ratio is what the rest of the pipeline (decoding, MTCNN, views, focus scores, rows)
+costs on top of the model's own work. Faithfulness (ROAD, deletion/insertion) runs on a sampled
+handful of images and costs seconds each: it is off here, as it is for the app's recompute button,
+and `faithfulness_per_cell` in `--evaluate-kw` turns it on.
 
 The split comes from timers wrapped around the stages where they exist, so the bench keeps working
-when evaluate gains options; options of `run_evaluation` can be passed through (`--evaluate-kw`).
+when evaluate gains options; options of `run_evaluation` and fields of `EvalOptions` can be passed
+through (`--evaluate-kw`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
 import inspect
 import threading
@@ -18,19 +29,21 @@ from contextlib import contextmanager
 import torch
 
 from bench.common import OUT, data_dir, median, val_files
+from faircam.cams import cut_graph
 from faircam.images import read_image
+from faircam.preprocess import make_view
 
-# (module, attribute path, stage). Decoding runs on evaluate's reader thread, beside the rest.
+# (module, attribute path, stage). Decoding, MTCNN and views run on evaluate's reader thread, beside the rest.
 STAGES = (
     ("faircam.evaluate", "read_image", "decode (reader thread)"),
-    ("faircam.preprocess", "FaceDetector.detect_batch", "MTCNN detection"),
-    ("faircam.evaluate", "make_view", "views (resize, crop, blur)"),
+    ("faircam.preprocess", "FaceDetector.detect_batch", "MTCNN detection (reader thread)"),
+    ("faircam.evaluate", "make_view", "views: resize, crop, blur (reader thread)"),
     ("faircam.cams", "CamExplainer.__call__", "CAM pass (forward, backward, 4 maps)"),
-    ("faircam.explain", "focus_summary", "focus scores"),
+    ("faircam.explain", "focus_from_masks", "focus scores"),
     ("faircam.explain", "region_masks", "focus scores"),
     ("faircam.explain", "area_shares", "focus scores"),
 )
-BACKGROUND = {"decode (reader thread)"}
+BACKGROUND = {"decode (reader thread)", "MTCNN detection (reader thread)", "views: resize, crop, blur (reader thread)"}
 
 
 @contextmanager
@@ -70,57 +83,100 @@ def stage_timers() -> Iterator[dict[str, float]]:
             setattr(owner, name, original)
 
 
-def bare_forward_backward(pipeline, count: int, batch_size: int, repeats: int = 2) -> tuple[float, float]:
-    """Images per wall second and per CPU second of forward + backward alone, on the same images at the
-    same batch size."""
-    model = pipeline.model
-    files = val_files(count)
-    views = [pipeline.view(read_image(f)).image for f in files]
-    batches = [model.to_tensor(views[i : i + batch_size]) for i in range(0, count, batch_size)]
+def model_inputs(pipeline, count: int, batch_size: int) -> list[list]:
+    """Per batch of `batch_size` images, the views evaluate gives the model: every image raw, and
+    cropped and blurred where MTCNN finds a face."""
+    from faircam.evaluate import VIEW_SETTINGS
+
+    model, detector = pipeline.model, pipeline.detector
+    images = [read_image(f) for f in val_files(count)]
+    batches = []
+    for i in range(0, count, batch_size):
+        chunk = images[i : i + batch_size]
+        faces = detector.detect_batch(chunk)
+        views = []
+        for name, (crop, blur) in VIEW_SETTINGS.items():
+            views += [make_view(image, model.input_size, detector, crop=crop, blur=blur, faces=found,
+                                alignment=model.alignment).image
+                      for image, found in zip(chunk, faces) if found or name == "raw"]
+        batches.append(views)
+    return batches
+
+
+def bare_forward_backward(model, batches: list[list], to_cam_layer: bool, repeats: int = 2) -> tuple[float, float]:
+    """Seconds (wall, CPU) of forward + backward alone over the batches of views (median of `repeats`).
+
+    `to_cam_layer`: the least a CAM needs, as `faircam.cams` runs it (no autograd before the CAM
+    layer, backward from the predicted class's logit to that layer); otherwise a full backward with
+    every weight's gradient, as in training.
+    """
+    tensors = [model.to_tensor(views) for views in batches]
+
+    def one_pass(batch) -> None:
+        model.net.zero_grad()
+        with torch.no_grad() if to_cam_layer else contextlib.nullcontext():
+            logits = model.net(batch)
+        logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
 
     def one_epoch() -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
-        for batch in batches:
-            model.net.zero_grad()
-            logits = model.net(batch)
-            logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
+        for batch in tensors:
+            one_pass(batch)
         return time.perf_counter() - wall, time.process_time() - cpu
 
-    one_epoch()  # warm-up
-    epochs = [one_epoch() for _ in range(repeats)]
-    return count / median([w for w, _ in epochs]), count / median([c for _, c in epochs])
+    cut = model.cam_layer.register_forward_hook(cut_graph) if to_cam_layer else None
+    try:
+        one_epoch()  # warm-up
+        epochs = [one_epoch() for _ in range(repeats)]
+    finally:
+        if cut:
+            cut.remove()
+    return median([w for w, _ in epochs]), median([c for _, c in epochs])
 
 
 def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | None = None, repeats: int = 1) -> dict:
-    from faircam.evaluate import run_evaluation
+    from faircam.evaluate import EvalOptions, run_evaluation
 
     evaluate_kw = dict(evaluate_kw or {})
+    fields = {f.name for f in dataclasses.fields(EvalOptions)}
+    options = {"faithfulness_per_cell": 0, **{k: evaluate_kw.pop(k) for k in fields & set(evaluate_kw)}}
     accepted = inspect.signature(run_evaluation).parameters
     unknown = sorted(set(evaluate_kw) - set(accepted))
     if unknown:
         raise SystemExit(f"bench: error: run_evaluation takes no {', '.join(unknown)} "
-                         f"(it takes {', '.join(accepted)})")
+                         f"(it takes {', '.join(accepted)}; EvalOptions: {', '.join(sorted(fields))})")
+    evaluate_kw["options"] = EvalOptions(**options)
     if "progress" in accepted:
         evaluate_kw.setdefault("progress", False)
     OUT.mkdir(parents=True, exist_ok=True)
 
-    def evaluate(limit: int) -> tuple[float, float]:
+    def evaluate(limit: int) -> tuple[float, float, list[tuple[float, int]]]:
+        """Wall and CPU seconds, and (seconds, images done) after every batch."""
+        batches: list[tuple[float, int]] = []
         wall, cpu = time.perf_counter(), time.process_time()
         run_evaluation(data_dir(), "val", OUT / "bench-eval.parquet", pipeline.model, pipeline.detector,
-                       pipeline.explainer, limit=limit, batch_size=batch_size, **evaluate_kw)
-        return time.perf_counter() - wall, time.process_time() - cpu
+                       pipeline.explainer, limit=limit, batch_size=batch_size,
+                       on_progress=lambda done, _: batches.append((time.perf_counter() - wall, done)), **evaluate_kw)
+        return time.perf_counter() - wall, time.process_time() - cpu, batches[1:]  # the first call is at 0 done
 
     evaluate(min(count, 8))  # warm-up: first-call costs of MTCNN and the CAM hooks
-    walls, cpus, splits = [], [], []
+    walls, cpus, splits, steadies = [], [], [], []
     for _ in range(repeats):
         with stage_timers() as spent:
-            wall, cpu = evaluate(count)
+            wall, cpu, batches = evaluate(count)
         walls.append(wall)
         cpus.append(cpu)
         splits.append(dict(spent))
+        # After the first batch the pipeline is full: each batch is prepared while the one before is explained.
+        (t0, n0), (t1, n1) = batches[0], batches[-1]
+        steadies.append((n1 - n0) / (t1 - t0) if n1 > n0 else float("nan"))
     wall, cpu = median(walls), median(cpus)
+    steady, first_batch = median(steadies), batches[0][0]
     split = splits[walls.index(sorted(walls)[len(walls) // 2])]
-    bare, bare_cpu = bare_forward_backward(pipeline, count, batch_size)
+    batches = model_inputs(pipeline, count, batch_size)
+    bare_wall, bare_cpu = bare_forward_backward(pipeline.model, batches, to_cam_layer=True)
+    bare, bare_per_cpu = count / bare_wall, count / bare_cpu
+    full_wall, _ = bare_forward_backward(pipeline.model, batches, to_cam_layer=False)
     foreground = sum(v for k, v in split.items() if k not in BACKGROUND)
     split_ms = {k: round(1000 * v / count, 2) for k, v in sorted(split.items(), key=lambda kv: -kv[1])}
     split_ms["other (main thread: rows, tensors, threads)"] = round(1000 * max(wall - foreground, 0.0) / count, 2)
@@ -128,15 +184,22 @@ def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | No
     return {
         "images": count,
         "batch_size": batch_size,
-        "evaluate_kw": {k: v for k, v in evaluate_kw.items() if k != "progress"},
+        "evaluate_kw": {k: (dataclasses.asdict(v) if k == "options" else v)
+                        for k, v in evaluate_kw.items() if k != "progress"},
         "torch_threads": torch.get_num_threads(),
-        "evaluate images/s": round(throughput, 2),
-        "bare forward+backward images/s": round(bare, 2),
-        "ratio": round(throughput / bare, 3),
+        "model inputs (views) per image": round(sum(map(len, batches)) / count, 2),
+        "evaluate images/s, whole run": round(throughput, 2),
+        "first batch done after (s; its MTCNN has nothing to overlap with)": round(first_batch, 2),
+        "evaluate images/s, after the first batch": round(steady, 2),
+        "bare forward + backward to the CAM layer, images/s (same views, same batches)": round(bare, 2),
+        "ratio, whole run": round(throughput / bare, 3),
+        "ratio": round(steady / bare, 3),
+        "bare forward + full backward (every weight's gradient), images/s": round(count / full_wall, 2),
+        "ratio to the full backward": round(throughput * full_wall / count, 3),
         "evaluate images per CPU second": round(count / cpu, 2),
-        "bare forward+backward images per CPU second": round(bare_cpu, 2),
-        "ratio, CPU time (what an idle core would give)": round(count / cpu / bare_cpu, 3),
+        "bare forward + backward to the CAM layer, images per CPU second": round(bare_per_cpu, 2),
+        "ratio, CPU time (the overlap on a second core does not count)": round(count / cpu / bare_per_cpu, 3),
         "ms per image by stage": split_ms,
-        "target": "ratio >= 0.8",
-        "met": throughput / bare >= 0.8,
+        "target": "ratio >= 0.8 (after the first batch: the throughput of a long run)",
+        "met": steady / bare >= 0.8,
     }

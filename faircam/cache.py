@@ -129,8 +129,6 @@ def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any], averages: 
     `averages`, when given, is `group_averages`' table as stored: faces as uint8 pixels and maps
     as uint8 levels of `MAP_LEVELS` (`faircam.averages.GroupAverager.table` makes it).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(rows, preserve_index=False)
     blob = _encode_averages(averages) if averages is not None else None
     # The checksum is taken on the rows as they read back, so dtype conversions cannot break it.
@@ -145,6 +143,8 @@ def write_table_atomic(table: pa.Table, path: Path, file_metadata: dict[bytes, b
     `file_metadata` goes into the parquet footer only (`pq.read_metadata(path).metadata`), not into
     the schema metadata, which pyarrow would store a second time, base64-encoded.
     """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if file_metadata:

@@ -42,7 +42,7 @@ class CamBatch:
     maps: dict[str, np.ndarray]
 
 
-def _cut_graph(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+def cut_graph(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
     """The target layer's output as a new leaf of the autograd graph: backward ends there.
 
     The layers before it run without autograd (see `_run`); recording resumes here, for the head.
@@ -71,7 +71,7 @@ class CamExplainer:
         with self._lock:
             # Hooks live only for this call, so other forward passes of the net record nothing. The cut
             # comes first, so the library's hooks record (and take the gradient of) the cut output.
-            cut = self.target_layers[0].register_forward_hook(_cut_graph, prepend=True)
+            cut = self.target_layers[0].register_forward_hook(cut_graph, prepend=True)
             hooks = ActivationsAndGradients(self.net, self.target_layers, None)
             try:
                 return self._run(hooks, inputs, target_classes)

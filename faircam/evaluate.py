@@ -85,10 +85,32 @@ class EvalOptions:
     curve_steps: int = CURVE_STEPS
 
 
+@dataclass
+class _Prepared:
+    """A batch made ready on the reader thread: which rows could be read, and the views of those.
+
+    `views["raw"]` has one view per readable image; `views["crop"]` and `views["blur"]` one per
+    image in which MTCNN found a face (`found`, positions among the readable images).
+    """
+
+    readable: list[int]
+    found: list[int]
+    views: dict[str, list[View]]
+
+
+Views = tuple[list[int], dict[str, list[View]]]
+
+
 def _batches(
-    split: FairFaceSplit, batch_size: int, start: int = 0
-) -> Iterator[tuple[int, pd.DataFrame, list[np.ndarray | None]]]:
-    """(first row, rows, decoded images) per batch from row `start`, reading the next batch ahead."""
+    split: FairFaceSplit, batch_size: int, prepare: Callable[[list[np.ndarray]], Views], start: int = 0
+) -> Iterator[tuple[int, pd.DataFrame, _Prepared]]:
+    """(first row, rows, prepared batch) per batch from row `start`.
+
+    The next batch is decoded, its faces detected and its views made (`prepare`) on a second
+    thread while the caller runs the CAM pass of this one: MTCNN costs about half as much as the
+    three views' forward and backward passes, and overlapping the two takes it off the critical path
+    (bench/evaluate.py).
+    """
 
     def load(file: str) -> np.ndarray | None:
         try:
@@ -96,19 +118,21 @@ def _batches(
         except ImageError:
             return None
 
-    def load_chunk(chunk: pd.DataFrame) -> list[np.ndarray | None]:
-        return [load(file) for file in chunk["file"]]
+    def load_and_prepare(chunk: pd.DataFrame) -> _Prepared:
+        images = [load(file) for file in chunk["file"]]
+        readable = [i for i, image in enumerate(images) if image is not None]
+        return _Prepared(readable, *prepare([images[i] for i in readable]))
 
     starts = list(range(start, len(split.rows), batch_size))
     chunks = [split.rows.iloc[i : i + batch_size] for i in starts]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # Only the next batch is decoded ahead: memory stays at two batches of images.
-        pending = pool.submit(load_chunk, chunks[0]) if chunks else None
+        # Only the next batch is prepared ahead: memory stays at two batches of images.
+        pending = pool.submit(load_and_prepare, chunks[0]) if chunks else None
         for i, chunk in enumerate(chunks):
-            images = pending.result()
+            prepared = pending.result()
             if i + 1 < len(chunks):
-                pending = pool.submit(load_chunk, chunks[i + 1])
-            yield starts[i], chunk, images
+                pending = pool.submit(load_and_prepare, chunks[i + 1])
+            yield starts[i], chunk, prepared
 
 
 def _prediction(probs: np.ndarray, classes: tuple[str, ...], truth: str) -> dict:
@@ -137,11 +161,16 @@ class _Evaluator:
         self.methods = tuple(explainer.methods) if explainer else ()
         self.averager = GroupAverager(self.methods)
 
-    def _views(self, images: list[np.ndarray], faces: list, view: str) -> list[View]:
-        crop, blur = VIEW_SETTINGS[view]
-        return [make_view(image, self.model.input_size, self.detector, crop=crop, blur=blur, faces=f,
-                          alignment=self.model.alignment)
-                for image, f in zip(images, faces)]
+    def prepare(self, images: list[np.ndarray]) -> Views:
+        """(images with a face, the three views) of a batch's readable images; runs on the reader thread."""
+        faces = self.detector.detect_batch(images) if images else []
+        found = [j for j, f in enumerate(faces) if f]
+        views = {}
+        for view, (crop, blur) in VIEW_SETTINGS.items():
+            chosen = range(len(images)) if view == "raw" else found
+            views[view] = [make_view(images[j], self.model.input_size, self.detector, crop=crop, blur=blur,
+                                     faces=faces[j], alignment=self.model.alignment) for j in chosen]
+        return found, views
 
     def _explain(self, views: list[View]) -> tuple[list[Explanation | None], np.ndarray]:
         if not views:
@@ -151,17 +180,11 @@ class _Evaluator:
         explanations = explain_views(views, self.model, self.explainer)
         return explanations, np.array([[e.probs[c] for c in self.model.classes] for e in explanations])
 
-    def batch(self, first: int, chunk: pd.DataFrame, images: list[np.ndarray | None]) -> pd.DataFrame:
-        ok = [i for i, image in enumerate(images) if image is not None]
-        if not ok:
+    def batch(self, first: int, chunk: pd.DataFrame, prepared: _Prepared) -> pd.DataFrame:
+        if not prepared.readable:
             return pd.DataFrame()
-        rows = chunk.iloc[ok]
-        pictures = [images[i] for i in ok]
-        faces = self.detector.detect_batch(pictures)
-        found = [j for j, f in enumerate(faces) if f]
-        raw = self._views(pictures, faces, "raw")
-        others = {view: self._views([pictures[j] for j in found], [faces[j] for j in found], view)
-                  for view in ("crop", "blur")}
+        rows = chunk.iloc[prepared.readable]
+        found, raw, others = prepared.found, prepared.views["raw"], prepared.views
         # One forward and backward pass for all three views of the batch.
         explained, probs = self._explain(raw + others["crop"] + others["blur"])
         n, m = len(raw), len(found)
@@ -302,8 +325,8 @@ def evaluate_split(
         on_progress(done, total)
     batches = 0
     try:
-        for first, chunk, images in _batches(split, batch_size, start=done):
-            frames.append(evaluator.batch(first, chunk, images))
+        for first, chunk, prepared in _batches(split, batch_size, evaluator.prepare, start=done):
+            frames.append(evaluator.batch(first, chunk, prepared))
             done = first + len(chunk)
             batches += 1
             bar.update(len(chunk))

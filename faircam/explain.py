@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from faircam.cams import CamExplainer
-from faircam.focus import area_shares, focus_summary, region_masks
+from faircam.focus import area_shares, focus_from_masks, region_masks
 from faircam.model import LoadedModel
 from faircam.preprocess import FaceDetector, View, make_view
 from faircam.registry import load_model
@@ -49,6 +49,8 @@ def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer
     for i, view in enumerate(views):
         target = int(batch.targets[i])
         maps = {method: maps[i] for method, maps in batch.maps.items()}
+        masks = region_masks(view.face, view.image.shape[:2])
+        chance = area_shares(masks)
         explanations.append(
             Explanation(
                 view=view,
@@ -56,8 +58,8 @@ def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer
                 label=model.classes[target],
                 probability=float(batch.probs[i, target]),
                 maps=maps,
-                focus={m: focus_summary(cam, view.face) for m, cam in maps.items()},
-                chance=area_shares(region_masks(view.face, view.image.shape[:2])),
+                focus={m: focus_from_masks(cam, masks, chance) for m, cam in maps.items()},
+                chance=chance,
             )
         )
     return explanations

@@ -232,10 +232,15 @@ def focus_summary(
     it (above 1: the CAM favours the face beyond chance); the lift is 1.0 without a face.
     """
     cam = np.asarray(cam)
-    size = _shape2(cam.shape if shape is None else shape)
-    masks = region_masks(face, size)
+    return focus_from_masks(cam, region_masks(face, _shape2(cam.shape if shape is None else shape)))
+
+
+def focus_from_masks(cam: np.ndarray, masks: dict[str, np.ndarray],
+                     chance: dict[str, float] | None = None) -> dict[str, float]:
+    """`focus_summary` from a view's `region_masks` (and their `area_shares`, `chance`), which every
+    map of the view shares: the masks cost more to draw than a map costs to score."""
     summary = focus_scores(cam, masks)
-    baseline = area_shares(masks)[FACE]
+    baseline = (chance or area_shares(masks))[FACE]
     summary["face_baseline"] = baseline
     has_face = bool(masks[FACE].any())
     summary["face_lift"] = summary[FACE] / baseline if has_face and baseline > 0 else 1.0

@@ -167,3 +167,18 @@ def test_non_finite_landmarks_mean_no_face():
     face.landmarks[2] = np.nan
     assert region_masks(face, (SIZE, SIZE))["background"].all()
 
+
+
+def test_explanations_score_each_map_as_focus_summary_does(pipeline, sample_images):
+    # explain_views draws a view's region masks once for its four maps; the scores must not change.
+    from faircam.explain import explain_views
+    from faircam.preprocess import make_view
+
+    views = [make_view(image, pipeline.model.input_size, pipeline.detector, crop=crop, blur=False)
+             for image in sample_images for crop in (False, True)]
+    for explanation in explain_views(views, pipeline.model, pipeline.explainer):
+        face = explanation.view.face
+        assert face is not None
+        for method, cam in explanation.maps.items():
+            assert explanation.focus[method] == pytest.approx(focus_summary(cam, face), abs=1e-12), method
+        assert explanation.chance == area_shares(region_masks(face, explanation.view.image.shape[:2]))
