@@ -61,3 +61,11 @@ def val_files(count: int) -> list[Path]:
 
     split = load_split(data_dir(), "val")
     return [split.path(f) for f in split.rows["file"].head(count)]
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A field of /proc/<pid>/status in kB (VmRSS, VmHWM), 0 if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
