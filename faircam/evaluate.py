@@ -184,9 +184,10 @@ class _Evaluator:
         if not prepared.readable:
             return pd.DataFrame()
         rows = chunk.iloc[prepared.readable]
-        found, raw, others = prepared.found, prepared.views["raw"], prepared.views
+        found, views = prepared.found, prepared.views
+        raw = views["raw"]
         # One forward and backward pass for all three views of the batch.
-        explained, probs = self._explain(raw + others["crop"] + others["blur"])
+        explained, probs = self._explain(raw + views["crop"] + views["blur"])
         n, m = len(raw), len(found)
         classes, truths = self.model.classes, rows["gender"].tolist()
         values = {"raw": [_view_values(explained[j], probs[j], classes, truths[j]) for j in range(n)]}
@@ -215,7 +216,7 @@ class _Evaluator:
         for pos, j in enumerate(found):
             crop = explained[n + pos]
             self.averager.add(rows.iloc[j]["race"], truths[j], values["crop"][j]["correct"],
-                              others["crop"][pos].image, crop.maps if crop is not None else {})
+                              views["crop"][pos].image, crop.maps if crop is not None else {})
         return pd.concat(parts, axis=1)
 
     def _faithfulness(self, first: int, frame: pd.DataFrame, raw: list[View], maps: dict[str, np.ndarray],
