@@ -37,6 +37,13 @@ def page_setup(title: str, icon: str = "🔍") -> None:
     st.title(title)
 
 
+def open_tab(labels: list[str], key: str) -> tuple[Any, str]:
+    """Tabs of which only the open one is drawn: its container and label. Choosing another tab reruns
+    the page, so a page computes only what the open tab shows (the first page opens faster)."""
+    tabs = st.tabs(labels, key=key, on_change="rerun")
+    return next((tab, label) for tab, label in zip(tabs, labels) if tab.open)
+
+
 # Session key of the model chosen in the sidebar (a plain key: widget keys are dropped when
 # the page that drew the widget changes).
 MODEL_KEY = "faircam_model"

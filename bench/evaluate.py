@@ -31,7 +31,6 @@ import torch
 from bench.common import OUT, data_dir, median, val_files
 from faircam.cams import cut_graph
 from faircam.images import read_image
-from faircam.preprocess import make_view
 
 # (module, attribute path, stage). Decoding, MTCNN and views run on evaluate's reader thread, beside the rest.
 STAGES = (
@@ -84,22 +83,14 @@ def stage_timers() -> Iterator[dict[str, float]]:
 
 
 def model_inputs(pipeline, count: int, batch_size: int) -> list[list]:
-    """Per batch of `batch_size` images, the views evaluate gives the model: every image raw, and
-    cropped and blurred where MTCNN finds a face."""
-    from faircam.evaluate import VIEW_SETTINGS
+    """Per batch of `batch_size` images, the views evaluate gives the model (`batch_views`)."""
+    from faircam.evaluate import batch_views
 
-    model, detector = pipeline.model, pipeline.detector
     images = [read_image(f) for f in val_files(count)]
     batches = []
     for i in range(0, count, batch_size):
-        chunk = images[i : i + batch_size]
-        faces = detector.detect_batch(chunk)
-        views = []
-        for name, (crop, blur) in VIEW_SETTINGS.items():
-            views += [make_view(image, model.input_size, detector, crop=crop, blur=blur, faces=found,
-                                alignment=model.alignment).image
-                      for image, found in zip(chunk, faces) if found or name == "raw"]
-        batches.append(views)
+        views = batch_views(images[i : i + batch_size], pipeline.model, pipeline.detector)[1]
+        batches.append([view.image for name in ("raw", "crop", "blur") for view in views[name]])
     return batches
 
 

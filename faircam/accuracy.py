@@ -69,7 +69,6 @@ def group_accuracy(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_
     right = (rows["gender"] == rows["pred"]).rename("correct")
     grouped = right.groupby([rows[c] for c in by], observed=True)
     table = pd.DataFrame({"correct": grouped.sum(), "n": grouped.size()}).reset_index()
-    table = table[table["n"] > 0]
     table["accuracy"] = table["correct"] / table["n"]
     bounds = [wilson_interval(c, n) for c, n in zip(table["correct"], table["n"])]
     table["ci_low"] = [b[0] for b in bounds]

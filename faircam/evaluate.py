@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -87,11 +88,8 @@ class EvalOptions:
 
 @dataclass
 class _Prepared:
-    """A batch made ready on the reader thread: which rows could be read, and the views of those.
-
-    `views["raw"]` has one view per readable image; `views["crop"]` and `views["blur"]` one per
-    image in which MTCNN found a face (`found`, positions among the readable images).
-    """
+    """A batch made ready on the reader thread: which rows could be read, and `batch_views` of those
+    (`found` counts positions among the readable images)."""
 
     readable: list[int]
     found: list[int]
@@ -135,6 +133,21 @@ def _batches(
             yield starts[i], chunk, prepared
 
 
+def batch_views(images: list[np.ndarray], model: LoadedModel, detector: FaceDetector) -> Views:
+    """(positions of the images with a face, the three views) of a batch: the model's inputs.
+
+    `views["raw"]` has every image; `views["crop"]` and `views["blur"]` only those with a face.
+    """
+    faces = detector.detect_batch(images) if images else []
+    found = [j for j, f in enumerate(faces) if f]
+    views = {}
+    for view, (crop, blur) in VIEW_SETTINGS.items():
+        chosen = range(len(images)) if view == "raw" else found
+        views[view] = [make_view(images[j], model.input_size, detector, crop=crop, blur=blur, faces=faces[j],
+                                 alignment=model.alignment) for j in chosen]
+    return found, views
+
+
 def _prediction(probs: np.ndarray, classes: tuple[str, ...], truth: str) -> dict:
     target = int(np.argmax(probs))
     return {"pred": classes[target], "prob": float(probs[target]), "p_male": float(probs[classes.index("Male")]),
@@ -154,23 +167,12 @@ def _view_values(explanation: Explanation | None, probs: np.ndarray, classes: tu
 class _Evaluator:
     """One batch at a time: the rows it adds and the group averages it feeds."""
 
-    def __init__(self, model: LoadedModel, detector: FaceDetector, explainer: CamExplainer | None,
-                 options: EvalOptions, sampled: set[str]) -> None:
-        self.model, self.detector, self.explainer = model, detector, explainer
+    def __init__(self, model: LoadedModel, explainer: CamExplainer | None, options: EvalOptions,
+                 sampled: set[str]) -> None:
+        self.model, self.explainer = model, explainer
         self.options, self.sampled = options, sampled
         self.methods = tuple(explainer.methods) if explainer else ()
         self.averager = GroupAverager(self.methods)
-
-    def prepare(self, images: list[np.ndarray]) -> Views:
-        """(images with a face, the three views) of a batch's readable images; runs on the reader thread."""
-        faces = self.detector.detect_batch(images) if images else []
-        found = [j for j, f in enumerate(faces) if f]
-        views = {}
-        for view, (crop, blur) in VIEW_SETTINGS.items():
-            chosen = range(len(images)) if view == "raw" else found
-            views[view] = [make_view(images[j], self.model.input_size, self.detector, crop=crop, blur=blur,
-                                     faces=faces[j], alignment=self.model.alignment) for j in chosen]
-        return found, views
 
     def _explain(self, views: list[View]) -> tuple[list[Explanation | None], np.ndarray]:
         if not views:
@@ -318,7 +320,7 @@ def evaluate_split(
     sampled = set()
     if options.cams and options.faithfulness_per_cell > 0:
         sampled = set(balanced_sample(split.rows, options.faithfulness_per_cell, options.seed)["file"])
-    evaluator = _Evaluator(model, detector, explainer if options.cams else None, options, sampled)
+    evaluator = _Evaluator(model, explainer if options.cams else None, options, sampled)
     done, frames = _load_partial(*resume, evaluator.averager) if resume else (0, [])
     total = len(split.rows)
     bar = tqdm(total=total, initial=done, desc=f"evaluate {split.split}", unit="img", disable=not progress)
@@ -326,7 +328,8 @@ def evaluate_split(
         on_progress(done, total)
     batches = 0
     try:
-        for first, chunk, prepared in _batches(split, batch_size, evaluator.prepare, start=done):
+        prepare = partial(batch_views, model=model, detector=detector)
+        for first, chunk, prepared in _batches(split, batch_size, prepare, start=done):
             frames.append(evaluator.batch(first, chunk, prepared))
             done = first + len(chunk)
             batches += 1

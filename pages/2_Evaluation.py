@@ -69,27 +69,24 @@ with right:
 st.markdown("### Accuracy by group")
 st.caption(f"Dots show accuracy with its 95% interval; **n** is the number of images. Groups under "
            f"{MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
-# Lazy tabs: only the open tab's table and chart are computed and drawn (the page opens faster).
-for tab, (name, by) in zip(st.tabs(list(accuracy.GROUPINGS), key="eval-grouping", on_change="rerun"),
-                           accuracy.GROUPINGS.items()):
-    if not tab.open:
-        continue
-    with tab:
-        table = accuracy.group_accuracy(rows, by)
-        gap = accuracy.accuracy_gap(table)
-        if gap["gap"] is not None:
-            st.markdown(
-                f"Gap between best and worst {name}: **{gap['gap']:.1%}** "
-                f"(best {gap['best']}, n={gap['best_n']}; worst {gap['worst']}, n={gap['worst_n']})."
-            )
-        else:
-            st.info("Fewer than two groups are large enough to compare.")
-        st.plotly_chart(charts.group_accuracy_bars(table, by, overall["accuracy"]), width="stretch",
-                        key=f"bars-{name}")
-        st.dataframe(
-            table.style.format({"accuracy": "{:.1%}", "ci_low": "{:.1%}", "ci_high": "{:.1%}"}),
-            width="stretch", hide_index=True,
+tab, name = ui.open_tab(list(accuracy.GROUPINGS), key="eval-grouping")
+by = accuracy.GROUPINGS[name]
+with tab:
+    table = accuracy.group_accuracy(rows, by)
+    gap = accuracy.accuracy_gap(table)
+    if gap["gap"] is not None:
+        st.markdown(
+            f"Gap between best and worst {name}: **{gap['gap']:.1%}** "
+            f"(best {gap['best']}, n={gap['best_n']}; worst {gap['worst']}, n={gap['worst_n']})."
         )
+    else:
+        st.info("Fewer than two groups are large enough to compare.")
+    st.plotly_chart(charts.group_accuracy_bars(table, by, overall["accuracy"]), width="stretch",
+                    key=f"bars-{name}")
+    st.dataframe(
+        table.style.format({"accuracy": "{:.1%}", "ci_low": "{:.1%}", "ci_high": "{:.1%}"}),
+        width="stretch", hide_index=True,
+    )
 
 if cache.has_cams:
     st.markdown("### Where the maps fall, on average")

@@ -73,29 +73,26 @@ def rate_table(result: metrics.Fairness) -> pd.DataFrame:
 
 
 rows = cache.rows[["race", "gender", "pred"]]
-# Lazy tabs: only the open tab's audit (and its bootstrap) is computed and drawn.
-tabs = st.tabs(list(metrics.FAIRNESS_GROUPINGS), key="fairness-grouping", on_change="rerun")
-for tab, (grouping, by) in zip(tabs, metrics.FAIRNESS_GROUPINGS.items()):
-    if not tab.open:
-        continue
-    with tab:
-        result = audit(rows, tuple(by))
-        gap_metrics(result)
-        st.markdown(plain_words(result, grouping))
-        left, right = st.columns([3, 2]) if "gender" not in by else (st.container(), None)
-        with left:
-            shown = [r for r in metrics.RATES if result.groups[r].notna().any()]
-            rate = st.radio("Show", shown, format_func=metrics.RATE_TITLES.get, horizontal=True, key=f"rate-{grouping}")
-            st.plotly_chart(charts.interval_dots(result.groups, rate, by, title=metrics.RATE_TITLES[rate]),
-                            width="stretch", key=f"bars-{grouping}")
-            st.caption(metrics.RATE_WORDS[rate])
-        if right is not None:
-            with right:
-                st.markdown("**Equalized odds at a glance**")
-                st.plotly_chart(charts.equalized_odds_plot(result.groups), width="stretch", key=f"eo-{grouping}")
-                st.caption("Each group's women called male (across) and men called male (up), with 95% intervals. "
-                           "Equal odds would put every group on one point; top left is best.")
-        st.dataframe(rate_table(result), width="stretch", hide_index=True)
+tab, grouping = ui.open_tab(list(metrics.FAIRNESS_GROUPINGS), key="fairness-grouping")
+by = metrics.FAIRNESS_GROUPINGS[grouping]
+with tab:
+    result = audit(rows, tuple(by))
+    gap_metrics(result)
+    st.markdown(plain_words(result, grouping))
+    left, right = st.columns([3, 2]) if "gender" not in by else (st.container(), None)
+    with left:
+        shown = [r for r in metrics.RATES if result.groups[r].notna().any()]
+        rate = st.radio("Show", shown, format_func=metrics.RATE_TITLES.get, horizontal=True, key=f"rate-{grouping}")
+        st.plotly_chart(charts.interval_dots(result.groups, rate, by, title=metrics.RATE_TITLES[rate]),
+                        width="stretch", key=f"bars-{grouping}")
+        st.caption(metrics.RATE_WORDS[rate])
+    if right is not None:
+        with right:
+            st.markdown("**Equalized odds at a glance**")
+            st.plotly_chart(charts.equalized_odds_plot(result.groups), width="stretch", key=f"eo-{grouping}")
+            st.caption("Each group's women called male (across) and men called male (up), with 95% intervals. "
+                       "Equal odds would put every group on one point; top left is best.")
+    st.dataframe(rate_table(result), width="stretch", hide_index=True)
 
 st.divider()
 st.markdown("### Take the audit with you")

@@ -105,16 +105,13 @@ table = compare.summary(rows)
 percent = {c: "{:.1%}" for c in ("accuracy", "ci_low", "ci_high", *[f"{g} gap" for g in accuracy.GROUPINGS])}
 st.dataframe(table.style.format(percent, na_rep="–"), width="stretch")
 
-# Lazy tabs: only the open tab's table is computed and drawn.
-for tab, by in zip(st.tabs(list(accuracy.GROUPINGS), key="compare-grouping", on_change="rerun"),
-                   accuracy.GROUPINGS.values()):
-    if not tab.open:
-        continue
-    with tab:
-        groups = compare.group_table(rows, by)
-        st.dataframe(groups.style.format({c: "{:.1%}" for c in groups.columns if c.endswith(" accuracy")},
-                                         na_rep="–"),
-                     width="stretch", hide_index=True)
-        if groups["small"].any():
-            st.caption(f"`small` marks groups under {MIN_GROUP_SIZE} images in some model: read them as "
-                       "anecdotes, not rankings.")
+tab, name = ui.open_tab(list(accuracy.GROUPINGS), key="compare-grouping")
+by = accuracy.GROUPINGS[name]
+with tab:
+    groups = compare.group_table(rows, by)
+    st.dataframe(groups.style.format({c: "{:.1%}" for c in groups.columns if c.endswith(" accuracy")},
+                                     na_rep="–"),
+                 width="stretch", hide_index=True)
+    if groups["small"].any():
+        st.caption(f"`small` marks groups under {MIN_GROUP_SIZE} images in some model: read them as "
+                   "anecdotes, not rankings.")
