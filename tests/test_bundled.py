@@ -36,5 +36,13 @@ def test_evaluate_reproduces_the_bundled_rows(tmp_path):
     assert (again["pred"] == bundled["pred"]).all()
     np.testing.assert_allclose(again["prob"], bundled["prob"], atol=1e-4)
     assert (again["crop: pred"] == bundled["crop: pred"]).all() and (again["blur: pred"] == bundled["blur: pred"]).all()
+    # Another machine of the same kind computes the convolutions in another order, and MTCNN's landmarks (so the
+    # region masks) move by a hair. Measured between the machine that wrote the bundled cache and another one, over
+    # 96 images: shares (in [0, 1]) differ by at most 4.0e-4, face_lift ratios by at most 1.05e-3 of their value.
+    # The tolerances are about five times that spread: a share as an absolute, a ratio as a relative difference.
     focus = [c for c in again.columns if " | " in c and not c.endswith(("road", "deletion", "insertion"))]
-    np.testing.assert_allclose(again[focus], bundled[focus], atol=1e-3)
+    ratios = [c for c in focus if c.endswith("face_lift")]
+    shares = [c for c in focus if c not in ratios]
+    assert ratios and shares
+    np.testing.assert_allclose(again[shares], bundled[shares], rtol=0, atol=2e-3)
+    np.testing.assert_allclose(again[ratios], bundled[ratios], rtol=5e-3, atol=0)
