@@ -18,6 +18,9 @@ install() {  # $1: requirements file
   "$VENV/bin/python" -m pip install --quiet -r "$1"
   "$VENV/bin/python" -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
+  # The dev requirements include the app's, so the app's install is done too (no reinstall on `run.sh app`).
+  [[ "$1" == requirements-dev.txt ]] && echo "$want" > "$VENV/.installed-requirements.txt"
+  return 0
 }
 
 browser() {  # Debian's Chromium for the browser tests, when it is missing and we may install it
