@@ -1,19 +1,20 @@
 """The CAM method registry, and every registered method's map from one shared forward and backward pass.
 
 `METHODS` is the one list of CAM methods faircam computes: a display name and the pytorch-grad-cam
-class whose `get_cam_image` (its channel weighting) turns a layer's activations and gradients into
-a map. Adding a method is one entry there; the caches record the methods they hold
+class whose `get_cam_image` (its channel or pixel weighting) turns a layer's activations and
+gradients into a map. Adding a method is one entry there; each cache records the methods it holds
 (`meta["methods"]`), and everything that reads a cache follows that list.
 
-pytorch-grad-cam's method objects each run their own forward and backward pass. Here one pass
-feeds them all: per call, one object of each registered class is made on the target layer (each
-registers the library's own recording hooks there), the network runs forward and backward once,
-and each object turns what its hooks recorded into its map with the library's own code
-(`compute_cam_per_layer`, `aggregate_multi_layers`), so the maps equal the library's per-method
-output at a fraction of the cost. The backward pass stops at the target layer: the maps need the
-gradient of the score with respect to that layer's output only, not the gradients of the weights
-before it, which make up most of a full backward pass; and the layers before it keep no autograd
-graph, which at batch 32 would hold a gigabyte of saved activations.
+pytorch-grad-cam's method objects each run their own forward and backward pass. Here the library's
+recorder (`ActivationsAndGradients`) records the target layer's activations and gradients once per
+call, and every method turns that same record into its map with the library's public pieces: the
+method's `get_cam_image`, `scale_cam_image` and `aggregate_multi_layers`, as the library's
+`compute_cam_per_layer` chains them for one layer. So the maps equal the library's per-method
+output (tests/test_cams.py) at a fraction of the cost, and no library object is altered. The
+backward pass stops at the target layer: the maps need the gradient of the score with respect to
+that layer's output only, not the gradients of the weights before it, which make up most of a full
+backward pass; and the layers before it keep no autograd graph, which at batch 32 would hold a
+gigabyte of saved activations.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
@@ -64,7 +67,14 @@ class CamExplainer:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"Unknown CAM methods {unknown}; registered: {list(METHODS)}.")
-        # The method objects' hooks hold one pass's tensors: concurrent app sessions must take turns.
+        # The library's method objects serve their map computation only. Each registers recording hooks
+        # when built; they are released at once, because the shared recorder of `__call__` feeds them all.
+        self._cams: dict[str, BaseCAM] = {}
+        for name in self.methods:
+            cam = METHODS[name](net, [target_layer])
+            cam.activations_and_grads.release()
+            self._cams[name] = cam
+        # The recorder holds one pass's tensors: concurrent app sessions must take turns.
         self._lock = threading.Lock()
 
     def __call__(self, inputs: torch.Tensor, target_classes: list[int] | None = None) -> CamBatch:
@@ -73,29 +83,30 @@ class CamExplainer:
             # Hooks live only for this call, so other forward passes of the net record nothing. The cut
             # comes first, so the library's hooks record (and take the gradient of) the cut output.
             cut = self.target_layer.register_forward_hook(cut_graph, prepend=True)
-            cams: dict[str, BaseCAM] = {}
+            recorder = ActivationsAndGradients(self.net, [self.target_layer], None)
             try:
-                for name in self.methods:
-                    cams[name] = METHODS[name](self.net, [self.target_layer])
-                return self._run(cams, inputs, target_classes)
+                return self._run(recorder, inputs, target_classes)
             finally:
-                for cam in cams.values():
-                    cam.activations_and_grads.release()
+                recorder.release()
                 cut.remove()
 
-    def _run(self, cams: dict[str, BaseCAM], inputs: torch.Tensor, target_classes: list[int] | None) -> CamBatch:
+    def _run(self, recorder: ActivationsAndGradients, inputs: torch.Tensor,
+             target_classes: list[int] | None) -> CamBatch:
         # No graph (and no saved activations) for the layers before the cut, which turns recording back on.
-        # Every method object's hooks on the target layer record this one forward pass.
         with torch.no_grad():
-            outputs = self.net(inputs)
+            outputs = recorder(inputs)
         probs = torch.softmax(outputs.detach(), dim=1).cpu().numpy()
         if target_classes is None:
             target_classes = probs.argmax(axis=1).tolist()
         targets = [ClassifierOutputTarget(c) for c in target_classes]
         self.net.zero_grad()
         sum(t(o) for t, o in zip(targets, outputs)).backward()
-        maps = {
-            name: cam.aggregate_multi_layers(cam.compute_cam_per_layer(inputs, targets, False))
-            for name, cam in cams.items()
-        }
+        activations = recorder.activations[0].cpu().numpy()
+        grads = recorder.gradients[0].cpu().numpy()
+        maps = {}
+        for name, cam in self._cams.items():
+            # `compute_cam_per_layer` for the one target layer, on the shared record.
+            layer_map = np.maximum(cam.get_cam_image(inputs, self.target_layer, targets, activations, grads, False), 0)
+            scaled = scale_cam_image(layer_map, cam.get_target_width_height(inputs))
+            maps[name] = cam.aggregate_multi_layers([scaled[:, None, :]])
         return CamBatch(probs=probs, targets=np.asarray(target_classes), maps=maps)
