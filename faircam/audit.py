@@ -130,8 +130,8 @@ def has_faithfulness(rows: pd.DataFrame) -> bool:
 
 def faithfulness_summary(rows: pd.DataFrame, methods: tuple[str, ...], by: list[str],
                          min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
-    """Mean ROAD, deletion and insertion score per method (the cache's `methods`, and group) over the
-    sampled images.
+    """Mean ROAD, deletion and insertion score per method of `methods` (the cache's) and per group, over
+    the sampled images.
 
     Columns: the `by` columns, method, metric, mean, ci_low, ci_high, n, small.
     """
