@@ -10,8 +10,7 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from bench.common import median, timings
-from faircam.cams import METHOD_CLASSES
-from faircam.config import CAM_METHODS
+from faircam.cams import METHODS
 
 
 def run(pipeline, image, repeats: int = 30) -> dict:
@@ -22,7 +21,7 @@ def run(pipeline, image, repeats: int = 30) -> dict:
     targets = [ClassifierOutputTarget(target)]
 
     # The library's objects are built once, as an app would keep them; only the calls are timed.
-    library = {name: METHOD_CLASSES[name](model=net, target_layers=[layer]) for name in CAM_METHODS}
+    library = {name: cls(model=net, target_layers=[layer]) for name, cls in METHODS.items()}
 
     def four_library_calls() -> None:
         for cam in library.values():

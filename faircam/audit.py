@@ -24,7 +24,7 @@ from faircam.cache import (
 from faircam.cache import (
     OUTCOMES as PREDICTION_OUTCOMES,
 )
-from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
+from faircam.config import MIN_GROUP_SIZE
 from faircam.focus import REGIONS
 
 OUTCOMES = ("all", *PREDICTION_OUTCOMES)
@@ -128,8 +128,10 @@ def has_faithfulness(rows: pd.DataFrame) -> bool:
     return "faith_sampled" in rows.columns and bool(rows["faith_sampled"].any())
 
 
-def faithfulness_summary(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
-    """Mean ROAD, deletion and insertion score per method (and group) over the sampled images.
+def faithfulness_summary(rows: pd.DataFrame, methods: tuple[str, ...], by: list[str],
+                         min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
+    """Mean ROAD, deletion and insertion score per method of `methods` (the cache's) and per group, over
+    the sampled images.
 
     Columns: the `by` columns, method, metric, mean, ci_low, ci_high, n, small.
     """
@@ -138,7 +140,7 @@ def faithfulness_summary(rows: pd.DataFrame, by: list[str], min_size: int = MIN_
         _interval_row(labels, group[focus_column(method, metric)], min_size, method=method, metric=metric)
         for labels, group in _grouped(sampled, by)
         for metric in FAITHFULNESS
-        for method in CAM_METHODS
+        for method in methods
     ]
     return pd.DataFrame.from_records(
         records, columns=[*by, "method", "metric", "mean", "ci_low", "ci_high", "n", "small"])
@@ -214,10 +216,10 @@ def has_agreement(rows: pd.DataFrame) -> bool:
     return AGREEMENT_MEAN in rows.columns
 
 
-def agreement_matrix(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean agreement of every pair of methods over the images, symmetric, 1.0 on the diagonal."""
-    matrix = pd.DataFrame(np.eye(len(CAM_METHODS)), index=list(CAM_METHODS), columns=list(CAM_METHODS))
-    for a, b in method_pairs():
+def agreement_matrix(rows: pd.DataFrame, methods: tuple[str, ...]) -> pd.DataFrame:
+    """Mean agreement of every pair of the cache's `methods` over the images, symmetric, 1.0 on the diagonal."""
+    matrix = pd.DataFrame(np.eye(len(methods)), index=list(methods), columns=list(methods))
+    for a, b in method_pairs(methods):
         matrix.loc[a, b] = matrix.loc[b, a] = float(rows[agreement_column(a, b)].mean())
     return matrix
 
@@ -228,8 +230,9 @@ def agreement_by_group(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GR
     return pd.DataFrame.from_records(records, columns=[*by, "mean", "ci_low", "ci_high", "n", "small"])
 
 
-def least_agreement(rows: pd.DataFrame, k: int = 12) -> pd.DataFrame:
-    """The `k` images whose four maps agree least ("agree | mean" lowest first), with every pair."""
-    pairs = [agreement_column(a, b) for a, b in method_pairs()]
+def least_agreement(rows: pd.DataFrame, methods: tuple[str, ...], k: int = 12) -> pd.DataFrame:
+    """The `k` images whose maps (of the cache's `methods`) agree least ("agree | mean" lowest first),
+    with every pair."""
+    pairs = [agreement_column(a, b) for a, b in method_pairs(methods)]
     columns = ["file", "race", "gender", "pred", "correct", AGREEMENT_MEAN, *pairs]
     return rows.nsmallest(k, AGREEMENT_MEAN)[columns].reset_index(drop=True)

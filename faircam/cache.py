@@ -9,7 +9,8 @@ that only read the cache open without loading the model.
 Schema 2, one row per image:
 
 - raw view (the whole image resized): file, race, gender, age, pred, prob, p_male, correct,
-  face_found, faces_found, and `focus_column(method, key)` for every CAM method and `FOCUS_KEYS`;
+  face_found, faces_found, and `focus_column(method, key)` for every CAM method the cache records
+  (`meta["methods"]`, read as `EvalCache.methods`) and `FOCUS_KEYS`;
 - counterfactual views "crop" (MTCNN-aligned face) and "blur" (background blurred): the same
   prediction and focus columns named by `view_column(view, ...)`; without a face they equal raw;
 - faithfulness on the raw view, for the predicted class, on a balanced sample (`faith_sampled`,
@@ -36,13 +37,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from faircam.config import CAM_METHODS
 from faircam.errors import CacheError
 from faircam.focus import REGIONS
 
 SCHEMA_VERSION = 2
 FOCUS_KEYS = (*REGIONS, "face", "face_baseline", "face_lift")
-VIEWS = ("raw", "crop", "blur")
 VIEW_COLUMNS = ("pred", "prob", "p_male", "correct")
 FAITHFULNESS_KEYS = ("road", "deletion", "insertion")
 AGREEMENT_MEAN = "agree | mean"
@@ -64,7 +63,7 @@ def view_column(view: str, name: str) -> str:
 
 
 def agreement_column(a: str, b: str) -> str:
-    """Column of the agreement between two methods' maps, `a` before `b` in `CAM_METHODS` order.
+    """Column of the agreement between two methods' maps, `a` before `b` in the cache's method order.
 
     Agreement is the histogram intersection of the two maps read as distributions of heat:
     sum over pixels of min(a / sum a, b / sum b). It is 1.0 for maps equal up to scale, 0.0 for
@@ -74,8 +73,8 @@ def agreement_column(a: str, b: str) -> str:
     return f"agree | {a} ~ {b}"
 
 
-def method_pairs(methods: tuple[str, ...] = CAM_METHODS) -> list[tuple[str, str]]:
-    """The six (for four methods) pairs behind the agreement columns, in `CAM_METHODS` order."""
+def method_pairs(methods: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The pairs behind the agreement columns (six for four methods), in the order of `methods`."""
     return list(combinations(methods, 2))
 
 
@@ -89,6 +88,11 @@ class EvalCache:
     @property
     def has_cams(self) -> bool:
         return bool(self.meta.get("with_cams"))
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The CAM methods whose columns the cache holds, in their order (none without CAMs)."""
+        return tuple(self.meta.get("methods", [])) if self.has_cams else ()
 
 
 def _encode_averages(averages: pd.DataFrame) -> bytes:
@@ -202,7 +206,7 @@ def group_averages(cache: EvalCache) -> pd.DataFrame:
     CAM method in the cache. Groups without images are left out; an empty table when the cache
     holds no averages.
     """
-    methods = [m for m in cache.meta.get("methods", []) if cache.has_cams]
+    methods = list(cache.methods)
     if cache.averages is None:
         return pd.DataFrame(columns=["race", "gender", "outcome", "n", "face", *methods])
     frame = cache.averages[["race", "gender", "outcome", "n", "face"]].copy()

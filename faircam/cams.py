@@ -1,13 +1,20 @@
-"""Class activation maps: Grad-CAM, Grad-CAM++, XGrad-CAM and LayerCAM from one pass.
+"""The CAM method registry, and every registered method's map from one shared forward and backward pass.
 
-pytorch-grad-cam's method classes each run their own forward and backward pass. Here one
-set of hooks records the target layer's activations and gradients once, and every method
-turns that same record into its map with the library's own code (`compute_cam_per_layer`,
-`aggregate_multi_layers`), so the maps equal the library's per-method output at a quarter
-of the cost. The backward pass stops at the target layer: the maps need the gradient of the
-score with respect to that layer's output only, not the gradients of the weights before it, which
-make up most of a full backward pass; and the layers before it keep no autograd graph, which
-at batch 32 would hold a gigabyte of saved activations.
+`METHODS` is the one list of CAM methods faircam computes: a display name and the pytorch-grad-cam
+class whose `get_cam_image` (its channel or pixel weighting) turns a layer's activations and
+gradients into a map. Adding a method is one entry there; each cache records the methods it holds
+(`meta["methods"]`), and everything that reads a cache follows that list.
+
+pytorch-grad-cam's method objects each run their own forward and backward pass. Here the library's
+recorder (`ActivationsAndGradients`) records the target layer's activations and gradients once per
+call, and every method turns that same record into its map with the library's public pieces: the
+method's `get_cam_image`, `scale_cam_image` and `aggregate_multi_layers`, as the library's
+`compute_cam_per_layer` chains them for one layer. So the maps equal the library's per-method
+output (tests/test_cams.py) at a fraction of the cost, and no library object is altered. The
+backward pass stops at the target layer: the maps need the gradient of the score with respect to
+that layer's output only, not the gradients of the weights before it, which make up most of a full
+backward pass; and the layers before it keep no autograd graph, which at batch 32 would hold a
+gigabyte of saved activations.
 """
 
 from __future__ import annotations
@@ -20,12 +27,11 @@ import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
 from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from faircam.config import CAM_METHODS
-
-METHOD_CLASSES: dict[str, type[BaseCAM]] = {
+METHODS: dict[str, type[BaseCAM]] = {
     "Grad-CAM": GradCAM,
     "Grad-CAM++": GradCAMPlusPlus,
     "XGrad-CAM": XGradCAM,
@@ -52,18 +58,23 @@ def cut_graph(module: nn.Module, args: object, output: torch.Tensor) -> torch.Te
 
 
 class CamExplainer:
-    """All CAM methods of one network from a shared forward and backward pass."""
+    """The registered CAM methods (or the named subset) of one network from a shared pass."""
 
-    def __init__(self, net: nn.Module, target_layer: nn.Module, methods: tuple[str, ...] = CAM_METHODS):
+    def __init__(self, net: nn.Module, target_layer: nn.Module, methods: tuple[str, ...] | None = None):
         self.net = net
-        self.target_layers = [target_layer]
-        self.methods: dict[str, BaseCAM] = {}
-        for name in methods:
-            method = METHOD_CLASSES[name](net, self.target_layers)
-            # Each method object registers hooks of its own; one shared set replaces them per call.
-            method.activations_and_grads.release()
-            self.methods[name] = method
-        # The hooks hold one pass's tensors: concurrent app sessions must take turns.
+        self.target_layer = target_layer
+        self.methods = tuple(METHODS) if methods is None else tuple(methods)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"Unknown CAM methods {unknown}; registered: {list(METHODS)}.")
+        # The library's method objects serve their map computation only. Each registers recording hooks
+        # when built; they are released at once, because the shared recorder of `__call__` feeds them all.
+        self._cams: dict[str, BaseCAM] = {}
+        for name in self.methods:
+            cam = METHODS[name](net, [target_layer])
+            cam.activations_and_grads.release()
+            self._cams[name] = cam
+        # The recorder holds one pass's tensors: concurrent app sessions must take turns.
         self._lock = threading.Lock()
 
     def __call__(self, inputs: torch.Tensor, target_classes: list[int] | None = None) -> CamBatch:
@@ -71,28 +82,31 @@ class CamExplainer:
         with self._lock:
             # Hooks live only for this call, so other forward passes of the net record nothing. The cut
             # comes first, so the library's hooks record (and take the gradient of) the cut output.
-            cut = self.target_layers[0].register_forward_hook(cut_graph, prepend=True)
-            hooks = ActivationsAndGradients(self.net, self.target_layers, None)
+            cut = self.target_layer.register_forward_hook(cut_graph, prepend=True)
+            recorder = ActivationsAndGradients(self.net, [self.target_layer], None)
             try:
-                return self._run(hooks, inputs, target_classes)
+                return self._run(recorder, inputs, target_classes)
             finally:
-                hooks.release()
+                recorder.release()
                 cut.remove()
 
-    def _run(self, hooks: ActivationsAndGradients, inputs: torch.Tensor, target_classes: list[int] | None) -> CamBatch:
-        for method in self.methods.values():
-            method.activations_and_grads = hooks
+    def _run(self, recorder: ActivationsAndGradients, inputs: torch.Tensor,
+             target_classes: list[int] | None) -> CamBatch:
         # No graph (and no saved activations) for the layers before the cut, which turns recording back on.
         with torch.no_grad():
-            outputs = hooks(inputs)
+            outputs = recorder(inputs)
         probs = torch.softmax(outputs.detach(), dim=1).cpu().numpy()
         if target_classes is None:
             target_classes = probs.argmax(axis=1).tolist()
         targets = [ClassifierOutputTarget(c) for c in target_classes]
         self.net.zero_grad()
         sum(t(o) for t, o in zip(targets, outputs)).backward()
-        maps = {
-            name: method.aggregate_multi_layers(method.compute_cam_per_layer(inputs, targets, False))
-            for name, method in self.methods.items()
-        }
+        activations = recorder.activations[0].cpu().numpy()
+        grads = recorder.gradients[0].cpu().numpy()
+        maps = {}
+        for name, cam in self._cams.items():
+            # `compute_cam_per_layer` for the one target layer, on the shared record.
+            layer_map = np.maximum(cam.get_cam_image(inputs, self.target_layer, targets, activations, grads, False), 0)
+            scaled = scale_cam_image(layer_map, cam.get_target_width_height(inputs))
+            maps[name] = cam.aggregate_multi_layers([scaled[:, None, :]])
         return CamBatch(probs=probs, targets=np.asarray(target_classes), maps=maps)

@@ -26,7 +26,6 @@ SHARED_FAIRFACE = PROJECT_ROOT.parent / "shared" / "fairface"
 
 # Class order of faircam's own checkpoints (index 1 is "Male").
 CLASSES = ("Female", "Male")
-CAM_METHODS = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM")
 FACE_REGIONS = ("eyes", "nose", "mouth", "rest of face")
 # Groups smaller than this get a warning next to their numbers instead of a ranking.
 MIN_GROUP_SIZE = 30

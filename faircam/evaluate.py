@@ -48,7 +48,7 @@ from faircam.cache import (
     write_table_atomic,
 )
 from faircam.cams import CamExplainer
-from faircam.config import CAM_METHODS, FAITHFULNESS_PER_CELL
+from faircam.config import FAITHFULNESS_PER_CELL
 from faircam.data import FairFaceSplit, balanced_sample, load_split
 from faircam.errors import DataError, ImageError
 from faircam.explain import Explanation, explain_views
@@ -383,7 +383,8 @@ def run_evaluation(
         "faircam_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "with_cams": options.cams,
-        "methods": list(CAM_METHODS) if options.cams else [],
+        # The explainer's methods (the registry's, unless a subset was asked for), which every reader follows.
+        "methods": list(averager.methods),
         "model": {"name": model.name, "arch": model.arch, "sha256": model.sha256,
                   "path": str(model.path) if model.path else None},
         "data": {"root": str(data.root.resolve()), "split": split, "limit": limit,

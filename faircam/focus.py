@@ -111,19 +111,6 @@ def _face_ellipse(grid: _Grid, box: np.ndarray, landmarks: np.ndarray) -> np.nda
     return grid.ellipse(centre, half_width, half_height, _eye_angle(landmarks))
 
 
-def face_ellipse_mask(face: FaceGeometry | None, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean HxW mask of an ellipse fitted to the face box and landmarks (empty without a face).
-
-    Centre halfway between the box centre and the landmark centroid, semi-axes half the box
-    width and height, rotated by the angle of the line from the left to the right eye.
-    """
-    size = _shape2(shape)
-    geometry = _geometry(face)
-    if geometry is None:
-        return np.zeros(size, dtype=bool)
-    return _face_ellipse(_Grid(size), *geometry)
-
-
 def region_masks(face: FaceGeometry | None, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Disjoint boolean HxW masks for every name in `REGIONS`, plus "face" (their face part).
 
@@ -223,22 +210,15 @@ def focus_scores(cam: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, flo
     return shares
 
 
-def focus_summary(
-    cam: np.ndarray, face: FaceGeometry | None, shape: tuple[int, int] | None = None
-) -> dict[str, float]:
+def focus_from_masks(cam: np.ndarray, masks: dict[str, np.ndarray],
+                     chance: dict[str, float] | None = None) -> dict[str, float]:
     """One flat row for tables: the `REGIONS` and "face" shares, "face_baseline" and "face_lift".
 
     "face_baseline" is the face's share of the image area and "face_lift" the face share over
-    it (above 1: the CAM favours the face beyond chance); the lift is 1.0 without a face.
+    it (above 1: the CAM favours the face beyond chance); the lift is 1.0 without a face. `masks`
+    are the view's `region_masks` (and `chance` their `area_shares`), which every map of the view
+    shares: the masks cost more to draw than a map costs to score.
     """
-    cam = np.asarray(cam)
-    return focus_from_masks(cam, region_masks(face, _shape2(cam.shape if shape is None else shape)))
-
-
-def focus_from_masks(cam: np.ndarray, masks: dict[str, np.ndarray],
-                     chance: dict[str, float] | None = None) -> dict[str, float]:
-    """`focus_summary` from a view's `region_masks` (and their `area_shares`, `chance`), which every
-    map of the view shares: the masks cost more to draw than a map costs to score."""
     summary = focus_scores(cam, masks)
     baseline = (chance or area_shares(masks))[FACE]
     summary["face_baseline"] = baseline

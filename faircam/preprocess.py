@@ -13,6 +13,7 @@ needs a half-pixel shift.
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 from facenet_pytorch import MTCNN
-from facenet_pytorch.models.utils import detect_face as _mtcnn_internals
+from facenet_pytorch.models.utils import detect_face as _mtcnn_stages
 
 from faircam.images import resize_square
 
@@ -213,24 +214,47 @@ def _per_image_nms(nms: Callable[..., torch.Tensor]) -> Callable[..., torch.Tens
             boxes = boxes - boxes.min()
         return nms(boxes, scores, idxs, *args)
 
-    wrapped.faircam_fixed = True  # type: ignore[attr-defined]
     return wrapped
 
 
-def _fix_batched_nms() -> None:
-    for name in ("batched_nms", "batched_nms_numpy"):
-        original = getattr(_mtcnn_internals, name)
-        if not getattr(original, "faircam_fixed", False):
-            setattr(_mtcnn_internals, name, _per_image_nms(original))
+def _rebound(function: Callable, **names: object) -> Callable:
+    """A copy of a library `function` whose global lookups of `names` find the given objects instead.
+
+    facenet-pytorch offers no way to pass its stages another NMS: `detect_face` calls the module
+    globals `batched_nms` and `batched_nms_numpy`, and `MTCNN.detect` calls the global `detect_face`.
+    Copies bound to a namespace with the fixed NMS leave the library's module and class untouched
+    (other users of facenet-pytorch in the process see its own behaviour); a renamed global in a
+    future version fails here, at import.
+    """
+    namespace = dict(function.__globals__)
+    for name, value in names.items():
+        if name not in namespace:
+            raise ImportError(f"facenet-pytorch's {function.__qualname__} no longer calls a global {name!r}.")
+        namespace[name] = value
+    copy = types.FunctionType(function.__code__, namespace, function.__name__, function.__defaults__,
+                              function.__closure__)
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return copy
+
+
+# MTCNN.detect with every batched NMS of its three stages kept per image (`_per_image_nms`).
+_detect_per_image_nms = _rebound(
+    MTCNN.detect,
+    detect_face=_rebound(
+        _mtcnn_stages.detect_face,
+        batched_nms=_per_image_nms(_mtcnn_stages.batched_nms),
+        batched_nms_numpy=_per_image_nms(_mtcnn_stages.batched_nms_numpy),
+    ),
+)
 
 
 class FaceDetector:
-    """MTCNN with all faces kept and raw (not standardised) outputs; weights ship in the wheel."""
+    """MTCNN with all faces kept, raw (not standardised) outputs and batches that give each image's own
+    detections (`_detect_per_image_nms`); weights ship in the wheel."""
 
     def __init__(self, device: str = "cpu", min_face: int = 20) -> None:
         self.device = device
         self.min_face = min_face
-        _fix_batched_nms()
         self._mtcnn = MTCNN(keep_all=True, post_process=False, min_face_size=min_face, device=device)
         self._mtcnn.eval()
 
@@ -275,7 +299,7 @@ class FaceDetector:
             for indices in by_shape.values():
                 batch = np.stack([prepared[i][0] for i in indices])
                 with torch.no_grad():
-                    boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+                    boxes, probs, points = _detect_per_image_nms(self._mtcnn, batch, landmarks=True)
                 for i, b, p, q in zip(indices, boxes, probs, points):
                     back = cv2.invertAffineTransform(prepared[i][1])
                     found[i] = [face.transformed(back) for face in _faces_from(b, p, q)]

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam.config import CAM_METHODS, settings
+from faircam.config import settings
 from faircam.data import (
     AGES,
     GENDERS,
@@ -134,10 +134,10 @@ if explanation is not None:
             verdict += f" — FairFace label: {truth['gender']} {'✅' if correct else '❌'}"
         st.markdown(verdict)
 
-        tiles = st.columns(5)
+        tiles = st.columns(1 + len(explanation.maps))
         tiles[0].image(draw_face(view.image, explanation), caption="What the model sees (face box, landmarks)",
                        width="stretch")
-        for tile, method in zip(tiles[1:], CAM_METHODS):
+        for tile, method in zip(tiles[1:], explanation.maps):
             focus = explanation.focus[method]
             tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
                        caption=f"{method}: {focus['face']:.0%} on the face")
@@ -147,7 +147,7 @@ if explanation is not None:
                    "image would score: a face share well above chance means the model looked at the face.")
         if view.face is None:
             st.info("No face was found, so every share counts as background.")
-        table = pd.DataFrame({m: explanation.focus[m] for m in CAM_METHODS}).T
+        table = pd.DataFrame(explanation.focus).T
         chance = pd.DataFrame([explanation.chance], index=["chance (even map)"])
         st.dataframe(pd.concat([table, chance])[["face", *REGIONS]].style.format("{:.0%}"), width="stretch")
         # Drawn on click only: rendering it on every rerun would cost more than the maps themselves.

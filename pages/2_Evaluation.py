@@ -6,7 +6,7 @@ import streamlit as st
 import ui
 from faircam import accuracy, charts
 from faircam.cache import focus_column
-from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
+from faircam.config import MIN_GROUP_SIZE
 from faircam.data import AGES, GENDERS, RACES, filter_rows
 from faircam.focus import REGIONS
 
@@ -94,7 +94,7 @@ if cache.has_cams:
                "by MTCNN). Compare the face share with the face's share of the image area (chance).")
     focus = pd.DataFrame(
         [{"method": m, **{r: rows[focus_column(m, r)].mean() for r in (*REGIONS, "face", "face_baseline")}}
-         for m in CAM_METHODS]
+         for m in cache.methods]
     )
     st.plotly_chart(charts.focus_bars(focus, list(REGIONS)), width="stretch")
     st.dataframe(focus.set_index("method").style.format("{:.1%}"), width="stretch")

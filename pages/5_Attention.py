@@ -5,7 +5,7 @@ import streamlit as st
 import ui
 from faircam import audit, audit_charts
 from faircam.cache import group_averages
-from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
+from faircam.config import MIN_GROUP_SIZE
 from faircam.figures import overlay
 
 ui.page_setup("Attention: does the model look at the same things for every group?", "🎯")
@@ -29,7 +29,7 @@ st.caption(
 )
 
 c1, c2, c3 = st.columns(3)
-method = c1.selectbox("CAM method", CAM_METHODS, help="The four methods can disagree; see the Faithfulness page.")
+method = c1.selectbox("CAM method", cache.methods, help="The methods can disagree; see the Faithfulness page.")
 grouping = c2.radio("Groups", list(GROUPINGS), horizontal=True)
 outcome = c3.radio("Images", audit.OUTCOMES, format_func=OUTCOME_LABELS.get, horizontal=True)
 by = GROUPINGS[grouping]

@@ -43,7 +43,7 @@ if not audit.has_faithfulness(rows):
             "with this faircam version to add it.")
 else:
     described = cache.meta.get("faithfulness") or {}
-    summary = audit.faithfulness_summary(rows, [])
+    summary = audit.faithfulness_summary(rows, cache.methods, [])
     n = int(summary["n"].max())
     per_cell = f" ({described['per_cell']} per race × gender cell)" if described.get("per_cell") else ""
     st.caption(f"Scored on a balanced sample of **{n:,}** of the {len(rows):,} images{per_cell}: faithfulness "
@@ -75,7 +75,7 @@ else:
     grouping = c1.radio("Groups", list(GROUPINGS), horizontal=True, key="faith-groups")
     metric = c2.radio("Score", list(METRIC_TEXT), format_func=lambda m: METRIC_TEXT[m][0], horizontal=True)
     by = GROUPINGS[grouping]
-    per_group = audit.faithfulness_summary(rows, by)
+    per_group = audit.faithfulness_summary(rows, cache.methods, by)
     chosen = per_group[per_group["metric"] == metric]
     st.caption(f"{METRIC_TEXT[metric][0]}, {METRIC_TEXT[metric][1]}; n counts only the scored images of each "
                f"group, and groups under {MIN_GROUP_SIZE} are marked ⚠ small.")
@@ -94,7 +94,7 @@ else:
                "Where the methods disagree, read any single map with care.")
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(audit_charts.agreement_heatmap(audit.agreement_matrix(rows)), width="stretch")
+        st.plotly_chart(audit_charts.agreement_heatmap(audit.agreement_matrix(rows, cache.methods)), width="stretch")
     with right:
         by = GROUPINGS[st.radio("Mean agreement per", list(GROUPINGS), horizontal=True, key="agree-groups")]
         st.plotly_chart(audit_charts.interval_dots(audit.agreement_by_group(rows, by), by, "mean", "ci_low",
@@ -102,7 +102,7 @@ else:
 
     st.markdown("### Where they disagree most")
     k = st.slider("Images", 4, 24, 8, step=4)
-    worst = audit.least_agreement(rows, k)
+    worst = audit.least_agreement(rows, cache.methods, k)
     roots = [Path(cache.meta["data"]["root"]), settings().data_dir]
     root = next((r for r in roots if r is not None and (r / worst["file"].iloc[0]).is_file()), None)
     if root is None:

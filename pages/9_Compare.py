@@ -5,7 +5,7 @@ import streamlit as st
 
 import ui
 from faircam import accuracy, compare, registry
-from faircam.config import CAM_METHODS, MIN_GROUP_SIZE, settings
+from faircam.config import MIN_GROUP_SIZE, settings
 from faircam.data import available_splits, balanced_sample, load_split
 from faircam.errors import DataError
 from faircam.figures import draw_face, overlay
@@ -68,14 +68,14 @@ if path is not None or upload is not None:
         st.markdown(verdict)
         if view.message:
             st.warning(view.message)
-        tiles = st.columns(5)
+        tiles = st.columns(1 + len(explanation.maps))
         size = view.image.shape[0]
         tiles[0].image(draw_face(view.image, explanation), width="stretch",
                        caption=f"What {name} sees ({size}×{size})")
-        for tile, method in zip(tiles[1:], CAM_METHODS):
+        for tile, method in zip(tiles[1:], explanation.maps):
             tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
                        caption=f"{method}: {explanation.focus[method]['face']:.0%} on the face")
-        focus_rows[name] = {**{m: explanation.focus[m]["face"] for m in CAM_METHODS},
+        focus_rows[name] = {**{m: focus["face"] for m, focus in explanation.focus.items()},
                             "chance": explanation.chance["face"]}
     if focus_rows:
         st.markdown("#### Share of each map on the face")

@@ -7,7 +7,7 @@ import pytest
 
 from faircam.agreement import agreement_columns, map_agreement
 from faircam.cache import AGREEMENT_MEAN, agreement_column
-from faircam.config import CAM_METHODS
+from faircam.cams import METHODS
 
 
 def columns_map(cols: list[int]) -> np.ndarray:
@@ -46,7 +46,7 @@ def test_shape_mismatch_is_an_error():
 
 
 def test_columns_for_every_pair_and_their_mean():
-    a, b, c, d = CAM_METHODS
+    a, b, c, d = METHODS
     maps = {a: columns_map([0, 1]), b: columns_map([1, 2]), c: columns_map([0, 1]), d: columns_map([3])}
     columns = agreement_columns(maps)
     expected = {agreement_column(a, b): 0.5, agreement_column(a, c): 1.0, agreement_column(a, d): 0.0,

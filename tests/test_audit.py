@@ -11,7 +11,7 @@ import pytest
 from faircam import audit
 from faircam.accuracy import wilson_interval
 from faircam.cache import AGREEMENT_MEAN, FOCUS_KEYS, agreement_column, focus_column, method_pairs, view_column
-from faircam.config import CAM_METHODS
+from faircam.cams import METHODS
 
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5th percentile, 2 degrees of freedom
 
@@ -22,13 +22,13 @@ def frame(records: list[dict]) -> pd.DataFrame:
     for i, given in enumerate(records):
         row = {"file": f"val/{i + 1}.jpg", "race": "White", "gender": "Female", "age": "20-29", "pred": "Female",
                "correct": True, "face_found": True, "faith_sampled": False}
-        for method in CAM_METHODS:
+        for method in METHODS:
             for key in (*FOCUS_KEYS, *audit.FAITHFULNESS):
                 row[focus_column(method, key)] = 0.2
         for view in audit.COUNTERFACTUAL_VIEWS:
             for key in [c for c in row if " | " in c]:
                 row[view_column(view, key)] = row[key]
-        for a, b in method_pairs():
+        for a, b in method_pairs(tuple(METHODS)):
             row[agreement_column(a, b)] = 0.5
         row.update(given)
         for view in audit.COUNTERFACTUAL_VIEWS:
@@ -36,7 +36,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             row.setdefault(view_column(view, "correct"), row[view_column(view, "pred")] == row["gender"])
         rows.append(row)
     table = pd.DataFrame(rows)
-    table[AGREEMENT_MEAN] = table[[agreement_column(a, b) for a, b in method_pairs()]].mean(axis=1)
+    table[AGREEMENT_MEAN] = table[[agreement_column(a, b) for a, b in method_pairs(tuple(METHODS))]].mean(axis=1)
     return table
 
 
@@ -107,11 +107,11 @@ def test_region_spread_not_separated_when_intervals_overlap():
 
 
 def test_faithfulness_counts_only_sampled_images_and_names_the_best():
-    road = {m: focus_column(m, "road") for m in CAM_METHODS}
-    deletion = {m: focus_column(m, "deletion") for m in CAM_METHODS}
+    road = {m: focus_column(m, "road") for m in METHODS}
+    deletion = {m: focus_column(m, "deletion") for m in METHODS}
     sampled = {"faith_sampled": True, road["LayerCAM"]: 0.6, deletion["Grad-CAM++"]: 0.05}
     rows = frame([sampled] * 4 + [{"faith_sampled": False, road["Grad-CAM"]: np.nan}] * 2)
-    summary = audit.faithfulness_summary(rows, [])
+    summary = audit.faithfulness_summary(rows, tuple(METHODS), [])
     assert (summary["n"] == 4).all()
     layer_road = summary[(summary["method"] == "LayerCAM") & (summary["metric"] == "road")]
     assert layer_road["mean"].item() == pytest.approx(0.6)
@@ -120,7 +120,7 @@ def test_faithfulness_counts_only_sampled_images_and_names_the_best():
     assert best.loc["deletion", "best"] == "Grad-CAM++" and best.loc["deletion", "best_mean"] == pytest.approx(0.05)
     assert not best.loc["insertion", "separated"] and best.loc["insertion", "tied"]  # all four at 0.2
     assert not best.loc["road", "tied"]
-    per_group = audit.faithfulness_summary(rows, ["gender"])
+    per_group = audit.faithfulness_summary(rows, tuple(METHODS), ["gender"])
     assert set(per_group["gender"]) == {"Female"} and per_group["small"].all()
     assert audit.has_faithfulness(rows) and not audit.has_faithfulness(rows.assign(faith_sampled=False))
 
@@ -154,14 +154,14 @@ def test_counterfactual_flip_rate_and_focus_change():
 def test_agreement_matrix_and_least_agreeing_images():
     ab = agreement_column("Grad-CAM", "LayerCAM")
     rows = frame([{ab: 0.9}, {ab: 0.1, "file": "val/odd.jpg"}, {ab: 0.5}])
-    matrix = audit.agreement_matrix(rows)
+    matrix = audit.agreement_matrix(rows, tuple(METHODS))
     assert matrix.loc["Grad-CAM", "LayerCAM"] == pytest.approx(0.5) == matrix.loc["LayerCAM", "Grad-CAM"]
     assert np.allclose(np.diag(matrix), 1.0)
     assert matrix.loc["Grad-CAM", "XGrad-CAM"] == pytest.approx(0.5)
-    worst = audit.least_agreement(rows, k=2)
+    worst = audit.least_agreement(rows, tuple(METHODS), k=2)
     assert list(worst["file"]) == ["val/odd.jpg", "val/3.jpg"]
     assert worst[AGREEMENT_MEAN].iloc[0] == pytest.approx((0.5 * 5 + 0.1) / 6)
-    assert len(method_pairs()) == 6
+    assert len(method_pairs(tuple(METHODS))) == 6
     by_race = audit.agreement_by_group(rows.assign(race=["Black", "Black", "White"]), ["race"], min_size=2)
     black = by_race.set_index("race").loc["Black"]
     assert black["mean"] == pytest.approx((0.5 * 5 + 0.9 + 0.5 * 5 + 0.1) / 12) and black["n"] == 2

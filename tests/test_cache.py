@@ -25,7 +25,7 @@ from faircam.cache import (
     write_cache,
     write_table_atomic,
 )
-from faircam.config import CAM_METHODS
+from faircam.cams import METHODS
 from faircam.errors import CacheError
 
 
@@ -39,9 +39,9 @@ def test_column_names():
     assert view_column("raw", "pred") == "pred"
     assert view_column("crop", focus_column("LayerCAM", "eyes")) == "crop: LayerCAM | eyes"
     assert agreement_column("Grad-CAM", "LayerCAM") == "agree | Grad-CAM ~ LayerCAM"
-    pairs = method_pairs()
+    pairs = method_pairs(tuple(METHODS))
     assert len(pairs) == 6 and pairs[0] == ("Grad-CAM", "Grad-CAM++") and pairs[-1] == ("XGrad-CAM", "LayerCAM")
-    assert all(CAM_METHODS.index(a) < CAM_METHODS.index(b) for a, b in pairs)
+    assert all(list(METHODS).index(a) < list(METHODS).index(b) for a, b in pairs)
 
 
 def test_round_trip_with_checksum(tmp_path):

@@ -1,17 +1,16 @@
-"""CamExplainer against pytorch-grad-cam's own per-method classes, on the bundled model."""
+"""The CAM method registry, and CamExplainer against pytorch-grad-cam's own per-method classes, on the bundled model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
+from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from faircam.cams import CamExplainer
-from faircam.config import CAM_METHODS
-
-LIBRARY = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "XGrad-CAM": XGradCAM, "LayerCAM": LayerCAM}
+from faircam.cache import read_cache
+from faircam.cams import METHODS, CamExplainer
+from faircam.config import DEFAULT_CACHE
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +26,29 @@ def batch(pipeline, inputs):
 
 
 def library_maps(net: torch.nn.Module, layer: torch.nn.Module, inputs: torch.Tensor, classes) -> dict:
-    """Each method the library's own way: one method object, its own forward and backward."""
+    """Each registered method the library's own way: one method object, its own forward and backward."""
     maps = {}
-    for name, cls in LIBRARY.items():
+    for name, cls in METHODS.items():
         with cls(model=net, target_layers=[layer]) as cam:
             maps[name] = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(int(c)) for c in classes])
     return maps
 
 
+def test_registry_holds_the_methods_of_the_bundled_cache():
+    # The bundled caches were computed with these methods; a new method gets its columns on the next
+    # `faircam evaluate` (tests/test_fifth_method.py), and until then readers follow each cache's own list.
+    assert tuple(METHODS) == read_cache(DEFAULT_CACHE).methods == ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "LayerCAM")
+
+
+def test_unknown_method_is_refused(pipeline):
+    with pytest.raises(ValueError, match="Unknown CAM methods"):
+        CamExplainer(pipeline.model.net, pipeline.model.net.cam_layer, methods=("Grad-CAM", "NoSuchCAM"))
+
+
 def test_maps_shape_range_and_probabilities(pipeline, inputs, batch):
     size = pipeline.model.input_size
     assert inputs.shape == (3, 3, size, size)
-    assert set(batch.maps) == set(CAM_METHODS)
+    assert set(batch.maps) == set(METHODS)
     for name, maps in batch.maps.items():
         assert maps.shape == (3, size, size), name
         assert np.isfinite(maps).all(), name
@@ -54,7 +64,7 @@ def test_maps_shape_range_and_probabilities(pipeline, inputs, batch):
 
 def test_maps_equal_library_per_method(pipeline, inputs, batch):
     reference = library_maps(pipeline.model.net, pipeline.model.net.cam_layer, inputs, batch.targets)
-    for name in CAM_METHODS:
+    for name in METHODS:
         np.testing.assert_allclose(batch.maps[name], reference[name], atol=1e-5, err_msg=name)
 
 
@@ -64,11 +74,11 @@ def test_explicit_target_classes(pipeline, inputs):
     np.testing.assert_array_equal(class0.targets, [0, 0, 0])
     np.testing.assert_array_equal(class1.targets, [1, 1, 1])
     np.testing.assert_allclose(class0.probs, class1.probs, atol=1e-6)  # same forward, other target
-    for name in CAM_METHODS:
+    for name in METHODS:
         assert np.abs(class0.maps[name] - class1.maps[name]).max() > 0.05, name
     mixed = pipeline.explainer(inputs, target_classes=[1, 0, 1])
     reference = library_maps(pipeline.model.net, pipeline.model.net.cam_layer, inputs, [1, 0, 1])
-    for name in CAM_METHODS:
+    for name in METHODS:
         np.testing.assert_allclose(mixed.maps[name], reference[name], atol=1e-5, err_msg=name)
         np.testing.assert_allclose(mixed.maps[name][0], class1.maps[name][0], atol=1e-6, err_msg=name)
         np.testing.assert_allclose(mixed.maps[name][1], class0.maps[name][1], atol=1e-6, err_msg=name)
@@ -104,7 +114,7 @@ def test_explainer_is_reusable_and_independent_of_batch(pipeline, inputs, batch)
     # A one-image call gives that image's row of the batch call (no state left between calls).
     single = pipeline.explainer(inputs[1:2])
     np.testing.assert_allclose(single.probs[0], batch.probs[1], atol=1e-5)
-    for name in CAM_METHODS:
+    for name in METHODS:
         np.testing.assert_allclose(single.maps[name][0], batch.maps[name][1], atol=1e-5, err_msg=name)
 
 

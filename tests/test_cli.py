@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from faircam.cache import read_cache
+from faircam.cams import METHODS
 from faircam.cli import main
-from faircam.config import CAM_METHODS, PROJECT_ROOT
+from faircam.config import PROJECT_ROOT
 from faircam.focus import REGIONS
 from faircam.images import read_image
 
@@ -51,7 +52,7 @@ def test_explain_writes_figure_and_json(capsys, tmp_path, fairface, pipeline):
     assert result["probability"] == result["probabilities"][result["prediction"]]
     assert result["face_found"] is True  # a FairFace crop: MTCNN finds the face
     assert result["cropped"] is False and result["blurred"] is False
-    assert set(result["focus"]) == set(CAM_METHODS)
+    assert set(result["focus"]) == set(METHODS)
     for method, scores in result["focus"].items():
         assert sum(scores[r] for r in REGIONS) == pytest.approx(1, abs=1e-3), method
     assert result["model"] == pipeline.model.name
@@ -77,7 +78,7 @@ def test_explain_with_crop_and_blur(capsys, tmp_path, fairface):
     assert result["cropped"] is True and result["blurred"] is True
     assert result["message"] == ""
     assert result["prediction"] in ("Female", "Male")
-    assert set(result["focus"]) == set(CAM_METHODS)
+    assert set(result["focus"]) == set(METHODS)
     with Image.open(figure) as png:
         assert png.width == 5 * 224
 

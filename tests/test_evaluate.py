@@ -24,8 +24,9 @@ from faircam.cache import (
     view_column,
     write_cache,
 )
+from faircam.cams import METHODS
 from faircam.cli import main
-from faircam.config import CAM_METHODS, FACE_REGIONS, settings
+from faircam.config import FACE_REGIONS, settings
 from faircam.data import balanced_sample
 from faircam.errors import CacheError
 from faircam.evaluate import EvalOptions, partial_path, run_evaluation
@@ -35,11 +36,11 @@ from faircam.model import file_sha256
 
 LIMIT = 12
 BASE_COLUMNS = ["file", "race", "gender", "age", "pred", "prob", "p_male", "correct", "face_found", "faces_found"]
-FOCUS_COLUMNS = [focus_column(m, k) for m in CAM_METHODS for k in FOCUS_KEYS]
+FOCUS_COLUMNS = [focus_column(m, k) for m in METHODS for k in FOCUS_KEYS]
 # Written out from the contract (notes/contracts.md section 1), not from the code under test.
 VIEW_COLUMNS = [f"{view}: {c}" for view in ("crop", "blur")
                 for c in ["pred", "prob", "p_male", "correct", *FOCUS_COLUMNS]]
-FAITH_COLUMNS = [f"{m} | {k}" for m in CAM_METHODS for k in ("road", "deletion", "insertion")]
+FAITH_COLUMNS = [f"{m} | {k}" for m in METHODS for k in ("road", "deletion", "insertion")]
 PAIRS = [("Grad-CAM", "Grad-CAM++"), ("Grad-CAM", "XGrad-CAM"), ("Grad-CAM", "LayerCAM"),
          ("Grad-CAM++", "XGrad-CAM"), ("Grad-CAM++", "LayerCAM"), ("XGrad-CAM", "LayerCAM")]
 AGREE_COLUMNS = [f"agree | {a} ~ {b}" for a, b in PAIRS] + ["agree | mean"]
@@ -105,7 +106,7 @@ def test_predictions_are_consistent(evaluated, pipeline):
 def test_focus_shares(evaluated):
     rows = evaluated[0].rows
     assert rows["face_found"].any()  # FairFace crops are faces: MTCNN finds most of them
-    for method in CAM_METHODS:
+    for method in METHODS:
         regions = rows[[focus_column(method, r) for r in REGIONS]]
         assert (regions >= 0).all().all() and (regions <= 1).all().all(), method
         np.testing.assert_allclose(regions.sum(axis=1), 1.0, atol=1e-9, err_msg=method)
@@ -126,7 +127,7 @@ def test_batch_equals_one_image_at_a_time(evaluated, pipeline, fairface):
         assert single.label == row["pred"], row["file"]
         assert abs(single.probability - row["prob"]) < 1e-5, row["file"]
         assert (single.view.face is not None) == row["face_found"], row["file"]
-        for method in CAM_METHODS:
+        for method in METHODS:
             for key in FOCUS_KEYS:
                 assert abs(single.focus[method][key] - row[focus_column(method, key)]) < 1e-5, (method, key)
 
@@ -137,7 +138,7 @@ def test_counterfactual_views(evaluated, pipeline, fairface):
     assert len(found) >= LIMIT - 2
     for view in ("crop", "blur"):
         assert (rows[view_column(view, "correct")] == (rows[view_column(view, "pred")] == rows["gender"])).all()
-        for method in CAM_METHODS:
+        for method in METHODS:
             regions = rows[[view_column(view, focus_column(method, r)) for r in REGIONS]]
             np.testing.assert_allclose(regions.sum(axis=1), 1.0, atol=1e-9)
     # Aligning normalises the face's size: its share of the area varies less than in the raw images.
@@ -151,7 +152,7 @@ def test_counterfactual_views(evaluated, pipeline, fairface):
         assert single.label == row[view_column(view, "pred")]
         # A batch of 12 views and a batch of one round differently in the last float digits.
         assert abs(single.probability - row[view_column(view, "prob")]) < 1e-4
-        for method in CAM_METHODS:
+        for method in METHODS:
             assert abs(single.focus[method]["face"] - row[view_column(view, focus_column(method, "face"))]) < 1e-4
 
 
@@ -178,7 +179,7 @@ def test_faithfulness_sample_and_ranges(evaluated, val_split):
     assert sorted(rows.loc[rows["faith_sampled"], "file"]) == sorted(expected)
     assert rows.groupby(["race", "gender"])["faith_sampled"].sum().max() == 1
     sampled = rows[rows["faith_sampled"]]
-    for method in CAM_METHODS:
+    for method in METHODS:
         assert sampled[focus_column(method, "road")].between(-0.5, 0.5).all()
         for key in ("deletion", "insertion"):
             assert sampled[focus_column(method, key)].between(0.0, 1.0).all()
@@ -201,7 +202,7 @@ def test_group_averages_of_the_crop_view(evaluated):
     for _, group in table.iterrows():
         assert group["face"].dtype == np.uint8 and group["face"].ndim == 3 and group["face"].shape[2] == 3
         assert 20 < group["face"].mean() < 235  # a face, not an empty or white square
-        for method in CAM_METHODS:
+        for method in METHODS:
             assert group[method].shape == group["face"].shape[:2] and group[method].dtype == np.float32
             assert 0 <= group[method].min() and group[method].max() <= 1
 
@@ -243,8 +244,8 @@ def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairfa
     full = evaluated[0]
     pd.testing.assert_frame_equal(cache.rows, full.rows)
     assert cache.meta["checksum"] == full.meta["checksum"]
-    pd.testing.assert_frame_equal(group_averages(cache).drop(columns=["face", *CAM_METHODS]),
-                                  group_averages(full).drop(columns=["face", *CAM_METHODS]))
+    pd.testing.assert_frame_equal(group_averages(cache).drop(columns=["face", *METHODS]),
+                                  group_averages(full).drop(columns=["face", *METHODS]))
 
 
 def test_rerun_with_other_arguments_starts_over(pipeline, fairface, tmp_path, monkeypatch):
@@ -302,7 +303,7 @@ def test_cache_round_trip_and_provenance(evaluated, fairface):
     assert meta["data"]["root"] == str(fairface.resolve())
     assert meta["data"]["split"] == "val" and meta["data"]["limit"] == LIMIT
     assert meta["data"]["unreadable"] == 0 and meta["data"]["dropped_total"] == 0
-    assert meta["methods"] == list(CAM_METHODS)
+    assert meta["methods"] == list(METHODS)
     assert read.has_cams
     assert list(meta["views"]) == ["raw", "crop", "blur"]
     assert meta["faithfulness"]["per_cell"] == 1 and meta["faithfulness"]["n"] == int(read.rows["faith_sampled"].sum())

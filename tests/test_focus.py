@@ -11,9 +11,8 @@ from faircam.config import FACE_REGIONS
 from faircam.focus import (
     REGIONS,
     area_shares,
-    face_ellipse_mask,
+    focus_from_masks,
     focus_scores,
-    focus_summary,
     region_masks,
 )
 
@@ -41,6 +40,11 @@ def at(mask: np.ndarray, point: tuple[float, float]) -> bool:
     return bool(mask[int(y), int(x)])
 
 
+def summary(cam: np.ndarray, face: Face | None, shape: tuple[int, int] = (SIZE, SIZE)) -> dict[str, float]:
+    """A map's focus row as `explain_views` makes it: the view's region masks, then the map's shares."""
+    return focus_from_masks(cam, region_masks(face, shape))
+
+
 def gaussian(shape: tuple[int, int], centre: tuple[float, float], sigma: float) -> np.ndarray:
     ys, xs = np.mgrid[: shape[0], : shape[1]] + 0.5
     return np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * sigma**2))
@@ -58,7 +62,6 @@ def test_masks_partition_the_image(masks):
     assert (stack.sum(axis=0) == 1).all()
     union = np.logical_or.reduce([masks[name] for name in FACE_REGIONS])
     assert np.array_equal(masks["face"], union)
-    assert np.array_equal(masks["face"], face_ellipse_mask(make_face(), (SIZE, SIZE)))
     for name in REGIONS:
         assert masks[name].dtype == bool and masks[name].any(), name
 
@@ -74,16 +77,16 @@ def test_landmarks_fall_in_their_regions(masks):
 
 
 def test_face_ellipse_follows_box_and_eye_line():
-    ellipse = face_ellipse_mask(make_face(), (SIZE, SIZE))
+    ellipse = region_masks(make_face(), (SIZE, SIZE))["face"]
     ys, xs = np.nonzero(ellipse)
     assert 39 <= xs.min() <= 42 and 118 <= xs.max() <= 121
     assert abs(ellipse.sum() - np.pi * 40 * 50) / (np.pi * 40 * 50) < 0.02
     # Rolling the face by 90 degrees swaps the ellipse's extent.
     tilted = make_face()
     tilted.landmarks[1] = (60, 120)
-    ys, xs = np.nonzero(face_ellipse_mask(tilted, (SIZE, SIZE)))
+    ys, xs = np.nonzero(region_masks(tilted, (SIZE, SIZE))["face"])
     assert np.ptp(xs) > np.ptp(ys)
-    assert not face_ellipse_mask(None, (SIZE, SIZE)).any()
+    assert not region_masks(None, (SIZE, SIZE))["face"].any()
 
 
 def test_indicator_of_mouth_gives_all_mouth(masks):
@@ -125,9 +128,9 @@ def test_shares_are_scale_invariant():
     small = (SIZE, SIZE)
     large = (2 * SIZE, 2 * SIZE)
     for centre, sigma in [(NOSE, 12.0), (MOUTH_LEFT, 8.0), ((80, 60), 20.0)]:
-        shares_small = focus_summary(gaussian(small, centre, sigma), make_face(), small)
+        shares_small = summary(gaussian(small, centre, sigma), make_face(), small)
         big_centre = (2 * centre[0], 2 * centre[1])
-        shares_large = focus_summary(gaussian(large, big_centre, 2 * sigma), make_face(2.0), large)
+        shares_large = summary(gaussian(large, big_centre, 2 * sigma), make_face(2.0), large)
         for name in (*REGIONS, "face", "face_baseline"):
             assert shares_large[name] == pytest.approx(shares_small[name], abs=0.02), name
 
@@ -135,21 +138,21 @@ def test_shares_are_scale_invariant():
 def test_no_face_is_all_background():
     masks = region_masks(None, (SIZE, SIZE))
     assert masks["background"].all() and not masks["face"].any()
-    summary = focus_summary(gaussian((SIZE, SIZE), NOSE, 10.0), None)
-    assert summary["background"] == pytest.approx(1.0)
-    assert summary["face"] == 0.0 and summary["face_baseline"] == 0.0
-    assert summary["face_lift"] == 1.0
+    row = summary(gaussian((SIZE, SIZE), NOSE, 10.0), None)
+    assert row["background"] == pytest.approx(1.0)
+    assert row["face"] == 0.0 and row["face_baseline"] == 0.0
+    assert row["face_lift"] == 1.0
 
 
 def test_summary_lift_measures_focus_beyond_chance():
-    summary = focus_summary(gaussian((SIZE, SIZE), NOSE, 10.0), make_face())
-    assert set(summary) == {*REGIONS, "face", "face_baseline", "face_lift"}
-    assert summary["face_baseline"] == pytest.approx(
+    row = summary(gaussian((SIZE, SIZE), NOSE, 10.0), make_face())
+    assert set(row) == {*REGIONS, "face", "face_baseline", "face_lift"}
+    assert row["face_baseline"] == pytest.approx(
         area_shares(region_masks(make_face(), (SIZE, SIZE)))["face"]
     )
-    assert summary["face_lift"] == pytest.approx(summary["face"] / summary["face_baseline"])
-    assert summary["face_lift"] > 2.0
-    flat = focus_summary(np.zeros((SIZE, SIZE)), make_face())
+    assert row["face_lift"] == pytest.approx(row["face"] / row["face_baseline"])
+    assert row["face_lift"] > 2.0
+    flat = summary(np.zeros((SIZE, SIZE)), make_face())
     assert flat["face_lift"] == pytest.approx(1.0)
 
 
@@ -159,7 +162,7 @@ def test_shape_mismatch_raises(masks):
     with pytest.raises(ValueError):
         focus_scores(np.zeros((SIZE, SIZE, 3)), masks)
     with pytest.raises(ValueError):
-        focus_summary(np.zeros((SIZE, SIZE)), make_face(), (224, 224))
+        summary(np.zeros((SIZE, SIZE)), make_face(), (224, 224))
 
 
 def test_non_finite_landmarks_mean_no_face():
@@ -168,9 +171,8 @@ def test_non_finite_landmarks_mean_no_face():
     assert region_masks(face, (SIZE, SIZE))["background"].all()
 
 
-
-def test_explanations_score_each_map_as_focus_summary_does(pipeline, sample_images):
-    # explain_views draws a view's region masks once for its four maps; the scores must not change.
+def test_explanations_score_each_map_as_its_own_masks_do(pipeline, sample_images):
+    # explain_views draws a view's region masks once for all its maps; the scores must not change.
     from faircam.explain import explain_views
     from faircam.preprocess import make_view
 
@@ -180,5 +182,5 @@ def test_explanations_score_each_map_as_focus_summary_does(pipeline, sample_imag
         face = explanation.view.face
         assert face is not None
         for method, cam in explanation.maps.items():
-            assert explanation.focus[method] == pytest.approx(focus_summary(cam, face), abs=1e-12), method
+            assert explanation.focus[method] == pytest.approx(summary(cam, face, cam.shape), abs=1e-12), method
         assert explanation.chance == area_shares(region_masks(face, explanation.view.image.shape[:2]))

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from faircam.config import CAM_METHODS, MAX_IMAGE_SIDE
+from faircam.cams import METHODS
+from faircam.config import MAX_IMAGE_SIDE
 from faircam.errors import KNOWN_ERRORS
 from faircam.focus import REGIONS
 from faircam.images import decode_image
@@ -57,7 +58,7 @@ def assert_explained(pipeline, image: np.ndarray, crop: bool, blur: bool, face: 
     assert 0.5 <= explanation.probability <= 1
     size = pipeline.model.input_size
     assert explanation.view.image.shape == (size, size, 3)
-    for method in CAM_METHODS:
+    for method in METHODS:
         cam = explanation.maps[method]
         assert cam.shape == (size, size) and np.isfinite(cam).all()
         shares = explanation.focus[method]

@@ -18,9 +18,9 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from faircam import registry
 from faircam.cache import read_cache
-from faircam.cams import CamExplainer
+from faircam.cams import METHODS, CamExplainer
 from faircam.cli import main
-from faircam.config import CAM_METHODS, CLASSES, PROJECT_ROOT
+from faircam.config import CLASSES, PROJECT_ROOT
 from faircam.errors import ModelError
 from faircam.images import read_image
 from faircam.preprocess import FaceGeometry, five_point_chip, make_view
@@ -106,7 +106,7 @@ def test_cams_equal_library_per_method(name, fairface, models):
     inputs = model.to_tensor(reference_inputs(fairface, model)[:3])
     batch = CamExplainer(model.net, model.cam_layer)(inputs)
     size = model.input_size
-    for method in CAM_METHODS:
+    for method in METHODS:
         with LIBRARY[method](model=model.net, target_layers=[model.cam_layer]) as cam:
             expected = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(int(c)) for c in batch.targets])
         assert batch.maps[method].shape == (3, size, size)
@@ -210,7 +210,7 @@ def test_cli_explain_and_evaluate_with_a_third_party_model(capsys, tmp_path, fai
     assert main(["explain", str(fairface / "val/1.jpg"), "--model", "dlib"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == "dlib" and result["cropped"] is True
-    assert set(result["focus"]) == set(CAM_METHODS)
+    assert set(result["focus"]) == set(METHODS)
     out = tmp_path / "eval.parquet"
     assert main(["evaluate", "--data", str(fairface), "--model", "face-api", "--limit", "4", "--out", str(out)]) == 0
     cache = read_cache(out)

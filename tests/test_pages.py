@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from faircam.config import CAM_METHODS, PROJECT_ROOT
+from faircam.cams import METHODS
+from faircam.config import PROJECT_ROOT
 
 TIMEOUT = 180
 
@@ -48,7 +49,7 @@ def test_explore_pick_a_face_then_crop_and_blur():
     said = texts(at)
     assert "The model says" in said and "FairFace label" in said
     shares = at.dataframe[0].value
-    assert list(shares.index) == [*CAM_METHODS, "chance (even map)"]
+    assert list(shares.index) == [*METHODS, "chance (even map)"]
     assert (shares["face"].between(0, 1)).all()
     plain = [m.value for m in at.markdown if "The model says" in m.value]
 

@@ -16,7 +16,7 @@ from test_pages import TIMEOUT, assert_clean, texts
 
 from faircam import audit
 from faircam.cache import group_averages, read_cache, write_cache
-from faircam.config import CAM_METHODS, MIN_GROUP_SIZE, PROJECT_ROOT
+from faircam.config import MIN_GROUP_SIZE, PROJECT_ROOT
 
 LIMIT = 72
 V2_PREFIXES = ("crop: ", "blur: ", "agree | ")
@@ -118,7 +118,7 @@ def test_faithfulness_page(monkeypatch, cache_path):
         n = int(cache.rows["faith_sampled"].sum())
         assert f"Scored on a balanced sample of **{n:,}**" in said
         best = [m.value for m in at.markdown if "the most faithful by" in m.value]  # "is" or "tie for"
-        assert len(best) == 3 and all(any(method in b for method in CAM_METHODS) for b in best)
+        assert len(best) == 3 and all(any(method in b for method in cache.methods) for b in best)
         if n < MIN_GROUP_SIZE:
             assert any("too few for firm conclusions" in w.value for w in at.warning)
         at.radio[1].set_value("deletion").run()
@@ -126,7 +126,7 @@ def test_faithfulness_page(monkeypatch, cache_path):
     else:
         assert "no faithfulness data" in " ".join(i.value for i in at.info)
     if audit.has_agreement(cache.rows):
-        worst = audit.least_agreement(cache.rows, 8)
+        worst = audit.least_agreement(cache.rows, cache.methods, 8)
         captions = " ".join(c.value for c in at.caption)
         assert all(f"`{f}`" in captions for f in worst["file"])
         assert len(at.get("image")) >= 8  # thumbnails read from the FairFace folder

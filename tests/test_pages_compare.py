@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from faircam.config import CAM_METHODS, PROJECT_ROOT
+from faircam.cams import METHODS
+from faircam.config import PROJECT_ROOT
 
 TIMEOUT = 300
 LIMIT = 12
@@ -55,7 +56,7 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     assert all("FairFace label" in v for v in verdicts)
     focus = at.dataframe[0].value
     assert list(focus.index) == ["faircam", "dlib", "face-api"]
-    assert list(focus.columns) == [*CAM_METHODS, "chance"]
+    assert list(focus.columns) == [*METHODS, "chance"]
     assert focus.stack().between(0, 1).all()
     summary = at.dataframe[1].value
     assert list(summary.index) == ["faircam", "dlib", "face-api"]

@@ -7,6 +7,10 @@ import math
 import cv2
 import numpy as np
 import pytest
+import torch
+import torchvision
+from facenet_pytorch import MTCNN
+from facenet_pytorch.models.utils import detect_face as facenet_stages
 
 from faircam.config import SHARED_FAIRFACE
 from faircam.images import read_image
@@ -14,6 +18,7 @@ from faircam.preprocess import (
     NO_FACE_MESSAGE,
     FaceDetector,
     FaceGeometry,
+    _per_image_nms,
     align_crop,
     blur_background,
     make_view,
@@ -98,6 +103,20 @@ def test_batch_detection_matches_single(detector, samples):
         assert len(single) == len(batch_faces)
         np.testing.assert_allclose(single[0].box, batch_faces[0].box, atol=1e-2)
         np.testing.assert_allclose(single[0].landmarks, batch_faces[0].landmarks, atol=1e-2)
+
+
+def test_batch_fix_wraps_facenet_pytorch_without_changing_it():
+    # The library stays as shipped, for every other user of it in the process.
+    FaceDetector()
+    assert facenet_stages.batched_nms is torchvision.ops.boxes.batched_nms
+    assert MTCNN.detect.__globals__["detect_face"] is facenet_stages.detect_face
+    # Two images' boxes: the second reaches above and left of its image. The library's offsets then
+    # push it into the first image's box, and its third stage ("Min" overlap) drops one of them.
+    boxes = torch.tensor([[0.0, 0.0, 100.0, 100.0], [-40.0, -40.0, 5.0, 5.0]])
+    scores, images = torch.tensor([0.9, 0.8]), torch.tensor([0, 1])
+    assert len(facenet_stages.batched_nms_numpy(boxes, scores, images, 0.7, "Min")) == 1
+    for nms, args in ((facenet_stages.batched_nms_numpy, (0.7, "Min")), (facenet_stages.batched_nms, (0.7,))):
+        assert sorted(_per_image_nms(nms)(boxes, scores, images, *args).tolist()) == [0, 1]
 
 
 def test_blank_and_tiny_images_have_no_face(detector):

@@ -18,7 +18,8 @@ from PIL import Image
 from test_images import encode, png_declaring
 from test_pages import run
 
-from faircam.config import CAM_METHODS, MAX_UPLOAD_MB, PROJECT_ROOT
+from faircam.cams import METHODS
+from faircam.config import MAX_UPLOAD_MB, PROJECT_ROOT
 from faircam.images import decode_image, read_image
 from faircam.preprocess import NO_FACE_MESSAGE
 
@@ -47,7 +48,7 @@ def verdict(at) -> tuple[str, float]:
 
 def shown_shares(at):
     """The page's table of focus shares (CAM methods x regions)."""
-    return at.dataframe[0].value.loc[list(CAM_METHODS)]
+    return at.dataframe[0].value.loc[list(METHODS)]
 
 
 def assert_refused(at, *words: str) -> None:
@@ -66,7 +67,7 @@ def assert_explained_like_library(at, data: bytes, pipeline, crop: bool = False,
     assert label == expected.label
     assert probability == pytest.approx(expected.probability, abs=0.006)
     shares = shown_shares(at)
-    for method in CAM_METHODS:
+    for method in METHODS:
         assert shares.loc[method, "face"] == pytest.approx(expected.focus[method]["face"], abs=1e-6)
     return expected
 
