@@ -142,9 +142,14 @@ def group_label(row: pd.Series | dict, by: list[str]) -> str:
     return " / ".join(label(row[c]) for c in by) if by else "all"
 
 
+def small_mark(small: bool) -> str:
+    """" ⚠ small" after a group too small to rank, "" otherwise."""
+    return " ⚠ small" if small else ""
+
+
 def size_label(name: str, n: int, small: bool) -> str:
     """A group's name with its n, marked when it is too small to rank: "Black (n=388)", "… ⚠ small"."""
-    return f"{name} (n={n:,}){' ⚠ small' if small else ''}"
+    return f"{name} (n={n:,}){small_mark(small)}"
 
 
 def _order(values: pd.Series, column: str) -> list:
