@@ -152,7 +152,8 @@ def size_label(name: str, n: int, small: bool) -> str:
     return f"{name} (n={n:,}){small_mark(small)}"
 
 
-def _order(values: pd.Series, column: str) -> list:
+def levels(values: pd.Series | pd.Index, column: str) -> list:
+    """The distinct values of a grouping column in their natural order (unknown values last, sorted)."""
     known = LEVELS.get(column, ())
     present = set(values)
     return [v for v in known if v in present] + sorted(v for v in present if v not in known)
@@ -171,7 +172,7 @@ def group_table(rows: pd.DataFrame, by: list[str], measures: dict[str, Measure] 
     chosen = {m: MEASURES[m] for m in measures} if not isinstance(measures, dict) else measures
     spec = TASKS[task]
     if by:
-        keys = [pd.Series(pd.Categorical(rows[c], categories=_order(rows[c], c)), index=rows.index, name=c) for c in by]
+        keys = [pd.Series(pd.Categorical(rows[c], categories=levels(rows[c], c)), index=rows.index, name=c) for c in by]
         grouped = list(rows.groupby(keys, observed=True, sort=True))
     else:
         grouped = [((), rows)]
