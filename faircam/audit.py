@@ -10,11 +10,10 @@ these tables open without loading the model. Column names come from `faircam.cac
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
-from scipy.stats import false_discovery_control, ttest_ind
+from scipy.stats import false_discovery_control
+from scipy.stats import t as student_t
 
 from faircam.cache import (
     AGREEMENT_MEAN,
@@ -62,18 +61,31 @@ def select_outcome(rows: pd.DataFrame, outcome: str) -> pd.DataFrame:
     return rows[rows["correct"].astype(bool) == (outcome == "correct")]
 
 
-def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataFrame) -> list[float]:
-    """Welch's t-test p-value of each large group's mean of `column` against all other images."""
+def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataFrame) -> np.ndarray:
+    """Welch's t-test p-value of each large group's mean of `column` against all other images.
+
+    From per-group sums, so the hundreds of tests of a page take milliseconds (the tests check
+    these against SciPy's `ttest_ind`). A test without spread on either side gives p = 1: no evidence.
+    """
     values = rows[column].to_numpy(dtype=np.float64)
-    keys = pd.MultiIndex.from_frame(rows[by])
-    p_values = []
-    for labels in large[by].itertuples(index=False):
-        inside = keys.isin([tuple(labels)])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # groups of identical values: p is NaN
-            p = ttest_ind(values[inside], values[~inside], equal_var=False, nan_policy="omit").pvalue
-        p_values.append(1.0 if np.isnan(p) else float(p))  # no spread anywhere: no evidence either way
-    return p_values
+    codes = pd.MultiIndex.from_frame(large[by]).get_indexer(pd.MultiIndex.from_frame(rows[by]))
+    known = ~np.isnan(values)
+    codes, values = codes[known], values[known]
+    inside = codes >= 0
+    size = len(large)
+    n = np.bincount(codes[inside], minlength=size).astype(float)
+    total = np.bincount(codes[inside], values[inside], minlength=size)
+    squares = np.bincount(codes[inside], values[inside] ** 2, minlength=size)
+    n_rest, total_rest, squares_rest = len(values) - n, values.sum() - total, (values ** 2).sum() - squares
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean, mean_rest = total / n, total_rest / n_rest
+        var = np.maximum(squares - n * mean ** 2, 0) / (n - 1)
+        var_rest = np.maximum(squares_rest - n_rest * mean_rest ** 2, 0) / (n_rest - 1)
+        se2, se2_rest = var / n, var_rest / n_rest
+        t = (mean - mean_rest) / np.sqrt(se2 + se2_rest)
+        df = (se2 + se2_rest) ** 2 / (se2 ** 2 / (n - 1) + se2_rest ** 2 / (n_rest - 1))
+        p = 2 * student_t.sf(np.abs(t), df)
+    return np.where(np.isnan(p), 1.0, p)
 
 
 def region_parity(
@@ -87,17 +99,15 @@ def region_parity(
     CAM method; `flagged` is q < `FDR_LEVEL`. Small groups and the ungrouped table are not tested.
     """
     chosen = select_outcome(rows, outcome)
-    tables = {m: group_table(chosen, by, {k: mean_of(focus_column(m, k)) for k in PARITY_KEYS}, min_size=min_size)
-              for m in CAM_METHODS}
-    parity = _long(tables[method], by, {k: k for k in PARITY_KEYS}, "region")
+    table = group_table(chosen, by, {k: mean_of(focus_column(method, k)) for k in PARITY_KEYS}, min_size=min_size)
+    parity = _long(table, by, {k: k for k in PARITY_KEYS}, "region")
     parity["q"], parity["flagged"] = np.nan, False
-    large = tables[method][~tables[method]["small"]]
+    large = table[~table["small"]]
     if not by or len(large) < 2:
         return parity
-    tests = [(m, k, p) for m in CAM_METHODS for k in PARITY_KEYS
-             for p in _versus_rest(chosen, by, focus_column(m, k), large)]
-    q = false_discovery_control([p for _, _, p in tests])
-    mine = np.array([m == method for m, _, _ in tests])
+    tests = {(m, k): _versus_rest(chosen, by, focus_column(m, k), large) for m in CAM_METHODS for k in PARITY_KEYS}
+    q = false_discovery_control(np.concatenate(list(tests.values())))
+    mine = np.concatenate([np.full(len(p), m == method) for (m, _), p in tests.items()])
     # Both run region by region over the large groups in the group table's order.
     parity.loc[~parity["small"], "q"] = q[mine]
     parity["flagged"] = parity["q"] < FDR_LEVEL
