@@ -70,7 +70,8 @@ def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataF
     values = rows[column].to_numpy(dtype=np.float64)
     codes = pd.MultiIndex.from_frame(large[by]).get_indexer(pd.MultiIndex.from_frame(rows[by]))
     known = ~np.isnan(values)
-    codes, values = codes[known], values[known]
+    # Centred first: sums of squares of raw shares would lose the small spreads to rounding.
+    codes, values = codes[known], values[known] - values[known].mean()
     inside = codes >= 0
     size = len(large)
     n = np.bincount(codes[inside], minlength=size).astype(float)
