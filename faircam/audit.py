@@ -1,18 +1,20 @@
 """The audit's aggregates from cache rows: explanation parity, faithfulness, counterfactuals, agreement.
 
-Every number is a mean or a rate over images, with its n and a 95% interval (Student's t for
-means, Wilson for rates), and groups smaller than `MIN_GROUP_SIZE` carry a `small` flag so
-pages can show them without ranking them. Only pandas, numpy and scipy: pages that read these
-tables open without loading the model. Column names come from `faircam.cache` (schema v2).
+Every number is a mean or a rate over images from the one group table (`faircam.groups.group_table`),
+with its n and a 95% interval of its kind (`faircam.groups.INTERVALS`: t for means, Wilson for
+rates); groups smaller than `MIN_GROUP_SIZE` carry a `small` flag so pages can show them without
+ranking them. Where groups are flagged out of many comparisons (explanation parity), the false
+discovery rate is controlled with Benjamini-Hochberg. Only pandas, numpy and scipy: pages that read
+these tables open without loading the model. Column names come from `faircam.cache` (schema v2).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import false_discovery_control
 from scipy.stats import t as student_t
 
-from faircam.accuracy import wilson_interval
 from faircam.cache import (
     AGREEMENT_MEAN,
     FAITHFULNESS_KEYS,
@@ -26,6 +28,7 @@ from faircam.cache import (
 )
 from faircam.config import MIN_GROUP_SIZE
 from faircam.focus import REGIONS
+from faircam.groups import FDR_LEVEL, Measure, group_table, mean_of
 
 OUTCOMES = ("all", *PREDICTION_OUTCOMES)
 # The focus score (share of the map on the face) beside the five regions it is split into.
@@ -35,18 +38,18 @@ COUNTERFACTUAL_VIEWS = ("crop", "blur")
 FAITHFULNESS = dict(zip(FAITHFULNESS_KEYS, ("higher", "lower", "higher")))
 
 
-def mean_interval(values: pd.Series | np.ndarray) -> tuple[float, float, float, int]:
-    """Mean, 95% t-interval (low, high) and n of the non-missing values; NaN bounds below n = 2."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    mean = float(values.mean())
-    if n < 2:
-        return mean, float("nan"), float("nan"), n
-    half = float(student_t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
-    return mean, mean - half, mean + half, n
+def _long(table: pd.DataFrame, by: list[str], keys: dict[str, str], column: str) -> pd.DataFrame:
+    """`group_table`'s wide columns (one measure per key) as rows: `column` names the key, and
+    `mean`, `mean_n`, `mean_low`, `mean_high` its statistic; `n` and `small` are the group's."""
+    parts = []
+    for key, measure in keys.items():
+        part = table[[*by, "group", "n", "small"]].copy()
+        part[column] = key
+        part["mean"], part["mean_low"], part["mean_high"] = table[measure], table[f"{measure}_low"], \
+            table[f"{measure}_high"]
+        part["n"] = table[f"{measure}_n"]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)[[*by, "group", column, "mean", "mean_low", "mean_high", "n", "small"]]
 
 
 def select_outcome(rows: pd.DataFrame, outcome: str) -> pd.DataFrame:
@@ -58,48 +61,69 @@ def select_outcome(rows: pd.DataFrame, outcome: str) -> pd.DataFrame:
     return rows[rows["correct"].astype(bool) == (outcome == "correct")]
 
 
-def _grouped(rows: pd.DataFrame, by: list[str]):
-    """(labels dict, group rows) per group; one group labelled "all" when `by` is empty."""
-    if not by:
-        yield {}, rows
-        return
-    for labels, group in rows.groupby(by, observed=True, sort=True):
-        labels = labels if isinstance(labels, tuple) else (labels,)
-        yield dict(zip(by, labels)), group
+def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataFrame) -> np.ndarray:
+    """Welch's t-test p-value of each large group's mean of `column` against all other images.
 
-
-def group_label(row: pd.Series | dict, by: list[str]) -> str:
-    """"Black / Female" for by = [race, gender]; "all" without grouping."""
-    return " / ".join(str(row[c]).replace("_", " ") for c in by) if by else "all"
-
-
-def _interval_row(labels: dict, values: pd.Series, min_size: int, **extra) -> dict:
-    mean, low, high, n = mean_interval(values)
-    return {**labels, **extra, "mean": mean, "ci_low": low, "ci_high": high, "n": n, "small": n < min_size}
+    From per-group sums, so the hundreds of tests of a page take milliseconds (the tests check
+    these against SciPy's `ttest_ind`). A test without spread on either side gives p = 1: no evidence.
+    """
+    values = rows[column].to_numpy(dtype=np.float64)
+    codes = pd.MultiIndex.from_frame(large[by]).get_indexer(pd.MultiIndex.from_frame(rows[by]))
+    known = ~np.isnan(values)
+    # Centred first: sums of squares of raw shares would lose the small spreads to rounding.
+    codes, values = codes[known], values[known] - values[known].mean()
+    inside = codes >= 0
+    size = len(large)
+    n = np.bincount(codes[inside], minlength=size).astype(float)
+    total = np.bincount(codes[inside], values[inside], minlength=size)
+    squares = np.bincount(codes[inside], values[inside] ** 2, minlength=size)
+    n_rest, total_rest, squares_rest = len(values) - n, values.sum() - total, (values ** 2).sum() - squares
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean, mean_rest = total / n, total_rest / n_rest
+        var = np.maximum(squares - n * mean ** 2, 0) / (n - 1)
+        var_rest = np.maximum(squares_rest - n_rest * mean_rest ** 2, 0) / (n_rest - 1)
+        se2, se2_rest = var / n, var_rest / n_rest
+        t = (mean - mean_rest) / np.sqrt(se2 + se2_rest)
+        df = (se2 + se2_rest) ** 2 / (se2 ** 2 / (n - 1) + se2_rest ** 2 / (n_rest - 1))
+        p = 2 * student_t.sf(np.abs(t), df)
+    return np.where(np.isnan(p), 1.0, p)
 
 
 def region_parity(
-    rows: pd.DataFrame, method: str, by: list[str], outcome: str = "all", min_size: int = MIN_GROUP_SIZE
+    rows: pd.DataFrame, methods: tuple[str, ...], method: str, by: list[str], outcome: str = "all",
+    min_size: int = MIN_GROUP_SIZE,
 ) -> pd.DataFrame:
     """Mean share of `method`'s map per region (and on the whole face) per group, long format.
 
-    Columns: the `by` columns, region, mean, ci_low, ci_high, n, small.
+    Columns: the `by` columns, group, region, mean, mean_low, mean_high, n, small, q, flagged.
+    `q` is the Benjamini-Hochberg adjusted p-value of the group's mean against all other images
+    (Welch's t-test), adjusted over the whole family a reader scans: every large group, region and
+    CAM method of `methods` (the cache's); `flagged` is q < `FDR_LEVEL`. Small groups and the ungrouped
+    table are not tested.
     """
     chosen = select_outcome(rows, outcome)
-    records = [
-        _interval_row(labels, group[focus_column(method, key)], min_size, region=key)
-        for labels, group in _grouped(chosen, by)
-        for key in PARITY_KEYS
-    ]
-    return pd.DataFrame.from_records(records, columns=[*by, "region", "mean", "ci_low", "ci_high", "n", "small"])
+    table = group_table(chosen, by, {k: mean_of(focus_column(method, k)) for k in PARITY_KEYS}, min_size=min_size)
+    parity = _long(table, by, {k: k for k in PARITY_KEYS}, "region")
+    parity["q"], parity["flagged"] = np.nan, False
+    large = table[~table["small"]]
+    if not by or len(large) < 2:
+        return parity
+    tests = {(m, k): _versus_rest(chosen, by, focus_column(m, k), large) for m in methods for k in PARITY_KEYS}
+    q = false_discovery_control(np.concatenate(list(tests.values())))
+    mine = np.concatenate([np.full(len(p), m == method) for (m, _), p in tests.items()])
+    # Both run region by region over the large groups in the group table's order.
+    parity.loc[~parity["small"], "q"] = q[mine]
+    parity["flagged"] = parity["q"] < FDR_LEVEL
+    return parity
 
 
 def region_spread(parity: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per region, the highest and lowest group mean among groups large enough to compare.
 
-    `spread` is highest minus lowest; `separated` says whether their 95% intervals do not
-    overlap. Sorted by spread, largest first; regions with fewer than two comparable groups
-    are left out.
+    `spread` is highest minus lowest; `separated` says whether either of the two stands apart from
+    the other images after Benjamini-Hochberg control of the false discovery rate (`flagged` in
+    `region_parity`), so that one chance difference among many comparisons is not reported as a
+    finding. Sorted by spread, largest first; regions with fewer than two comparable groups are left out.
     """
     records = []
     for region, table in parity[~parity["small"]].groupby("region", sort=False):
@@ -110,15 +134,15 @@ def region_spread(parity: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         records.append({
             "region": region,
             "spread": float(high["mean"] - low["mean"]),
-            "highest": group_label(high, by), "highest_mean": float(high["mean"]), "highest_n": int(high["n"]),
-            "highest_ci": (float(high["ci_low"]), float(high["ci_high"])),
-            "lowest": group_label(low, by), "lowest_mean": float(low["mean"]), "lowest_n": int(low["n"]),
-            "lowest_ci": (float(low["ci_low"]), float(low["ci_high"])),
-            "separated": bool(high["ci_low"] > low["ci_high"]),
+            "highest": high["group"], "highest_mean": float(high["mean"]), "highest_n": int(high["n"]),
+            "highest_ci": (float(high["mean_low"]), float(high["mean_high"])), "highest_q": float(high["q"]),
+            "lowest": low["group"], "lowest_mean": float(low["mean"]), "lowest_n": int(low["n"]),
+            "lowest_ci": (float(low["mean_low"]), float(low["mean_high"])), "lowest_q": float(low["q"]),
+            "separated": bool(high["flagged"] or low["flagged"]),
             "groups_compared": len(table),
         })
-    columns = ["region", "spread", "highest", "highest_mean", "highest_n", "highest_ci", "lowest", "lowest_mean",
-               "lowest_n", "lowest_ci", "separated", "groups_compared"]
+    columns = ["region", "spread", "highest", "highest_mean", "highest_n", "highest_ci", "highest_q", "lowest",
+               "lowest_mean", "lowest_n", "lowest_ci", "lowest_q", "separated", "groups_compared"]
     return pd.DataFrame.from_records(records, columns=columns).sort_values(
         "spread", ascending=False, ignore_index=True)
 
@@ -133,17 +157,16 @@ def faithfulness_summary(rows: pd.DataFrame, methods: tuple[str, ...], by: list[
     """Mean ROAD, deletion and insertion score per method of `methods` (the cache's) and per group, over
     the sampled images.
 
-    Columns: the `by` columns, method, metric, mean, ci_low, ci_high, n, small.
+    Columns: the `by` columns, group, method, metric, mean, mean_low, mean_high, n, small.
     """
     sampled = rows[rows["faith_sampled"].astype(bool)]
-    records = [
-        _interval_row(labels, group[focus_column(method, metric)], min_size, method=method, metric=metric)
-        for labels, group in _grouped(sampled, by)
-        for metric in FAITHFULNESS
-        for method in methods
-    ]
-    return pd.DataFrame.from_records(
-        records, columns=[*by, "method", "metric", "mean", "ci_low", "ci_high", "n", "small"])
+    parts = []
+    for metric in FAITHFULNESS:
+        table = group_table(sampled, by, {m: mean_of(focus_column(m, metric)) for m in methods},
+                            min_size=min_size)
+        parts.append(_long(table, by, {m: m for m in methods}, "method").assign(metric=metric))
+    summary = pd.concat(parts, ignore_index=True)
+    return summary[[*by, "group", "method", "metric", "mean", "mean_low", "mean_high", "n", "small"]]
 
 
 def most_faithful(summary: pd.DataFrame) -> pd.DataFrame:
@@ -160,7 +183,8 @@ def most_faithful(summary: pd.DataFrame) -> pd.DataFrame:
             continue
         ordered = table.sort_values("mean", ascending=better == "lower")
         best, second = ordered.iloc[0], ordered.iloc[1]
-        separated = best["ci_low"] > second["ci_high"] if better == "higher" else best["ci_high"] < second["ci_low"]
+        separated = (best["mean_low"] > second["mean_high"] if better == "higher"
+                     else best["mean_high"] < second["mean_low"])
         records.append({
             "metric": metric, "better": better, "best": best["method"], "best_mean": float(best["mean"]),
             "runner_up": second["method"], "runner_up_mean": float(second["mean"]), "n": int(best["n"]),
@@ -181,35 +205,38 @@ def counterfactual_effects(
     """What cropping or blurring changes, per group, over the images where a face was found.
 
     Without a face both views equal the raw image, so those images would only dilute the rates.
-    Per group and view: n, flips (prediction differs from raw), flip_rate with its Wilson
-    interval, accuracy raw and in the view, the mean change of `method`'s `key` share (view minus
-    raw) with its t-interval, and `chance_change`, the mean change of the face's share of the
-    picture (the focus score's chance level) that cropping or blurring brings by itself.
+    Per group and view: n, flips (prediction differs from raw), `flip_rate` (a proportion, Wilson),
+    `accuracy_raw` and `accuracy_view`, `focus_change` (a mean, t: `method`'s `key` share in the
+    view minus raw), each with `_low` and `_high`, and `chance_change`, the mean change of the
+    face's share of the picture (the focus score's chance level) that cropping or blurring brings by itself.
     """
     faces = rows[rows["face_found"].astype(bool)]
-    raw_share = faces[focus_column(method, key)]
+    share = focus_column(method, key)
     # The face's share of the picture, which is what an evenly spread map would score.
-    chance_column = focus_column(method, "face_baseline")
-    records = []
-    for labels, group in _grouped(faces, by):
-        for view in COUNTERFACTUAL_VIEWS:
-            n = len(group)
-            flips = int((group[view_column(view, "pred")] != group["pred"]).sum())
-            low, high = wilson_interval(flips, n)
-            change = group[view_column(view, focus_column(method, key))] - raw_share.loc[group.index]
-            mean, c_low, c_high, _ = mean_interval(change)
-            chance = group[view_column(view, chance_column)] - group[chance_column]
-            records.append({
-                **labels, "view": view, "n": n, "flips": flips, "flip_rate": flips / n if n else float("nan"),
-                "flip_ci_low": low, "flip_ci_high": high,
-                "accuracy_raw": float(group["correct"].mean()),
-                "accuracy_view": float(group[view_column(view, "correct")].astype(bool).mean()),
-                "focus_change": mean, "focus_ci_low": c_low, "focus_ci_high": c_high,
-                "chance_change": float(chance.mean()) if n else float("nan"), "small": n < min_size,
-            })
-    columns = [*by, "view", "n", "flips", "flip_rate", "flip_ci_low", "flip_ci_high", "accuracy_raw",
-               "accuracy_view", "focus_change", "focus_ci_low", "focus_ci_high", "chance_change", "small"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    chance = focus_column(method, "face_baseline")
+    parts = []
+    for view in COUNTERFACTUAL_VIEWS:
+        def flipped(group: pd.DataFrame, task, view=view) -> tuple[np.ndarray, np.ndarray]:
+            return (group[view_column(view, "pred")] != group["pred"]).to_numpy(float), np.ones(len(group), bool)
+
+        def right(group: pd.DataFrame, task, column: str) -> tuple[np.ndarray, np.ndarray]:
+            return group[column].astype(bool).to_numpy(float), np.ones(len(group), bool)
+
+        changes = faces.assign(_focus=faces[view_column(view, share)] - faces[share],
+                               _chance=faces[view_column(view, chance)] - faces[chance])
+        table = group_table(changes, by, {
+            "flip_rate": Measure("proportion", flipped),
+            "accuracy_raw": Measure("proportion", lambda g, t: right(g, t, "correct")),
+            "accuracy_view": Measure("proportion", lambda g, t, v=view: right(g, t, view_column(v, "correct"))),
+            "focus_change": mean_of("_focus"), "chance_change": mean_of("_chance"),
+        }, min_size=min_size)
+        table.insert(len(by) + 1, "view", view)
+        table["flips"] = (table["flip_rate"] * table["n"]).round().astype(int)
+        parts.append(table)
+    columns = [*by, "group", "view", "n", "flips", "flip_rate", "flip_rate_low", "flip_rate_high", "accuracy_raw",
+               "accuracy_raw_low", "accuracy_raw_high", "accuracy_view", "accuracy_view_low", "accuracy_view_high",
+               "focus_change", "focus_change_low", "focus_change_high", "chance_change", "small"]
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def has_agreement(rows: pd.DataFrame) -> bool:
@@ -225,9 +252,9 @@ def agreement_matrix(rows: pd.DataFrame, methods: tuple[str, ...]) -> pd.DataFra
 
 
 def agreement_by_group(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
-    """Mean "agree | mean" per group with its t-interval, n and small flag."""
-    records = [_interval_row(labels, group[AGREEMENT_MEAN], min_size) for labels, group in _grouped(rows, by)]
-    return pd.DataFrame.from_records(records, columns=[*by, "mean", "ci_low", "ci_high", "n", "small"])
+    """Mean "agree | mean" per group with its t interval, n and small flag (columns as `faithfulness_summary`)."""
+    table = group_table(rows, by, {"agreement": mean_of(AGREEMENT_MEAN)}, min_size=min_size)
+    return _long(table, by, {"agreement": "agreement"}, "measure").drop(columns="measure")
 
 
 def least_agreement(rows: pd.DataFrame, methods: tuple[str, ...], k: int = 12) -> pd.DataFrame:

@@ -1,10 +1,14 @@
-"""Plotly charts of cached metrics, drawn by the pages."""
+"""Plotly charts of cached metrics, drawn by the pages: one function per kind of chart."""
 
 from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+
+from faircam.groups import size_label
+
+MARGIN = dict(l=10, r=10, t=30, b=10)
 
 
 def confusion_heatmap(matrix: pd.DataFrame) -> go.Figure:
@@ -22,36 +26,42 @@ def confusion_heatmap(matrix: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def group_accuracy_bars(table: pd.DataFrame, by: list[str], overall: float | None = None) -> go.Figure:
-    """Accuracy per group with its 95% interval, n in the group's label (see `interval_dots`)."""
-    return interval_dots(table.rename(columns={"ci_low": "accuracy_low", "ci_high": "accuracy_high"}),
-                         "accuracy", by, overall)
+def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, percent: bool = True,
+                  reference: float | None = None, title: str | None = None) -> go.Figure:
+    """An estimate per group as a dot with its 95% interval as a whisker, in the table's order.
 
-
-def interval_dots(table: pd.DataFrame, rate: str, by: list[str], overall: float | None = None,
-                  title: str | None = None) -> go.Figure:
-    """One rate per group as a dot with its 95% interval, in the table's order.
-
-    `table` has the grouping columns, `rate`, `<rate>_low`, `<rate>_high`, `n` and `small`. Each
-    label carries the group's n and small groups are marked; groups without the rate (NaN) are left
-    out. Dots, not bars: the axis need not start at zero to show differences of a few points honestly.
+    `table` is a group table (`faircam.groups.group_table`, or a long table built from one): `group`,
+    `n`, `small`, `value`, `<value>_low`, `<value>_high`. Each label carries the group's n and small
+    groups are marked (`size_label`); rows without the estimate (NaN) are left out. With `color`,
+    several dots of one group (one per view or method) sit side by side. Dots, not bars: the axis need
+    not start at zero to show differences of a few points honestly.
     """
-    data = table.dropna(subset=[rate]).copy()
-    data["label"] = [f"{g} (n={n}){' ⚠ small' if s else ''}" for g, n, s in
-                     zip(data[by].astype(str).agg(" / ".join, axis=1), data["n"], data["small"])]
+    data = table.dropna(subset=[value]).copy()
+    sizes = data.groupby("group", sort=False).agg(n=("n", "max"), small=("small", "any"))
+    names = {g: size_label(g, int(r.n), bool(r.small)) for g, r in sizes.iterrows()}
+    data["label"] = data["group"].map(names)
     fig = px.scatter(
-        data, x=rate, y="label", color=by[-1] if len(by) > 1 else None, text=[f"{v:.1%}" for v in data[rate]],
-        error_x=data[f"{rate}_high"] - data[rate], error_x_minus=data[rate] - data[f"{rate}_low"],
-        category_orders={"label": list(data["label"])},
+        data, x=value, y="label", color=color, error_x=data[f"{value}_high"] - data[value],
+        error_x_minus=data[value] - data[f"{value}_low"],
+        text=[f"{v:.1%}" for v in data[value]] if percent and color is None else None,
     )
-    low = float(data[f"{rate}_low"].min()) if len(data) else 0.0
-    low = 0.0 if low < 0.3 else low - 0.05  # rates near zero (women called male) read best from zero
-    fig.update_traces(marker_size=10, textposition="top center", textfont_size=11, cliponaxis=False)
-    fig.update_layout(xaxis_range=[low, 1.0], xaxis_tickformat=".0%", yaxis_title=None, xaxis_title=title or rate,
-                      height=max(200, 38 * len(data) + 90), margin=dict(l=10, r=10, t=30, b=10),
-                      legend_title=None)
-    if overall is not None:
-        fig.add_vline(x=overall, line_dash="dot", annotation_text=f"overall {overall:.1%}")
+    for trace in fig.data:
+        trace.offsetgroup = trace.name
+    colours = data[color].nunique() if color else 1
+    fig.update_traces(marker_size=10 if color is None else 9, textposition="top center", textfont_size=11,
+                      cliponaxis=False)
+    fig.update_layout(yaxis_title=None, xaxis_title=title, margin=MARGIN, legend_title=None, scattermode="group",
+                      height=max(220, (14 * colours + 24) * len(names) + 90), legend_orientation="h",
+                      legend_y=1.02, legend_yanchor="bottom")
+    fig.update_yaxes(categoryorder="array", categoryarray=list(names.values())[::-1])
+    if percent:
+        fig.update_layout(xaxis_tickformat=".0%")
+        low = float(data[f"{value}_low"].min()) if len(data) else 0.0
+        if low >= 0:  # a rate: rates near zero (women called male) read best from zero
+            fig.update_layout(xaxis_range=[0.0 if low < 0.3 else low - 0.05, 1.0])
+    if reference is not None:
+        fig.add_vline(x=reference, line_dash="dot",
+                      annotation_text=f"overall {reference:.1%}" if percent and reference else None)
     return fig
 
 
@@ -74,23 +84,6 @@ def equalized_odds_plot(groups: pd.DataFrame) -> go.Figure:
     )
     fig.update_layout(xaxis_title="women called male (FPR)", yaxis_title="men called male (TPR)",
                       xaxis_tickformat=".0%", yaxis_tickformat=".0%", height=420, margin=dict(l=10, r=10, t=30, b=10))
-    return fig
-
-
-def gap_intervals(gaps: pd.DataFrame) -> go.Figure:
-    """Each defined gap as a point with its 95% interval, on one 0-based axis."""
-    data = gaps.dropna(subset=["value"])
-    fig = go.Figure(
-        go.Scatter(
-            x=data["value"], y=list(data.index), mode="markers+text", marker=dict(size=11),
-            text=[f"{v:.1%}" for v in data["value"]], textposition="top center",
-            error_x=dict(type="data", array=data["ci_high"] - data["value"], arrayminus=data["value"] - data["ci_low"]),
-        )
-    )
-    fig.update_layout(xaxis_tickformat=".0%", xaxis_range=[0, max(0.3, float(data["ci_high"].max()) + 0.05)
-                                                          if len(data) else 0.3],
-                      xaxis_title="difference between groups (0 = equal)", yaxis_autorange="reversed",
-                      height=80 + 60 * len(data), margin=dict(l=10, r=10, t=20, b=10))
     return fig
 
 

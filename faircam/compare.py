@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faircam.accuracy import GROUPINGS, accuracy_gap, group_accuracy, overall_scores
+from faircam import groups
 from faircam.cache import EvalCache
 
 
@@ -31,11 +31,11 @@ def summary(rows_by_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
     enough), with the worst group and its n."""
     records = []
     for name, rows in rows_by_model.items():
-        overall = overall_scores(rows).loc["all"]
-        record = {"model": name, "accuracy": overall["accuracy"], "ci_low": overall["ci_low"],
-                  "ci_high": overall["ci_high"], "n": int(overall["n"])}
-        for grouping, by in GROUPINGS.items():
-            gap = accuracy_gap(group_accuracy(rows, by))
+        overall = groups.group_table(rows, []).iloc[0]
+        record = {"model": name, "accuracy": overall["accuracy"], "accuracy_low": overall["accuracy_low"],
+                  "accuracy_high": overall["accuracy_high"], "n": int(overall["n"])}
+        for grouping, by in groups.GROUPINGS.items():
+            gap = groups.spread(groups.group_table(rows, by))
             # Fewer than two groups large enough: no gap, shown as a dash rather than ranked.
             record[f"{grouping} gap"] = float("nan") if gap["gap"] is None else gap["gap"]
             record[f"{grouping} worst"] = "–" if gap["gap"] is None else f"{gap['worst']} (n={gap['worst_n']})"
@@ -44,13 +44,14 @@ def summary(rows_by_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str]) -> pd.DataFrame:
-    """Accuracy and n per group (rows) for each model (columns `<model> accuracy`, `<model> n`),
-    plus a `small` flag for groups under MIN_GROUP_SIZE in any model."""
+    """Accuracy, its interval and n per group (rows, in the grouping's order) for each model (columns
+    `<model> accuracy`, `<model> accuracy_low`, `<model> accuracy_high`, `<model> n`), plus a `small`
+    flag for groups under MIN_GROUP_SIZE in any model."""
     merged = None
     for name, rows in rows_by_model.items():
-        table = group_accuracy(rows, by)[[*by, "accuracy", "n", "small"]]
-        table = table.rename(columns={"accuracy": f"{name} accuracy", "n": f"{name} n", "small": f"{name} small"})
-        merged = table if merged is None else merged.merge(table, on=by, how="outer")
+        table = groups.group_table(rows, by)[["group", "accuracy", "accuracy_low", "accuracy_high", "n", "small"]]
+        table = table.rename(columns={c: f"{name} {c}" for c in table.columns if c != "group"})
+        merged = table if merged is None else merged.merge(table, on="group", how="outer", sort=False)
     small_columns = [c for c in merged.columns if c.endswith(" small")]
     merged["small"] = merged[small_columns].fillna(True).astype(bool).any(axis=1)
-    return merged.drop(columns=small_columns).sort_values(by, ignore_index=True)
+    return merged.drop(columns=small_columns)

@@ -1,14 +1,17 @@
 """The fairness audit of an evaluation cache: per-group rates and the gaps between groups.
 
-Every rate comes with its sample size and a seeded 95% bootstrap interval, and groups smaller than
+Per-group rates come from the one group table (`faircam.groups.group_table`), so a group's accuracy
+and its 95% Wilson interval are the same numbers here as on every other page. What this module adds
+is the gaps between groups: their values by fairlearn's definitions (`MetricFrame`,
+`equalized_odds_difference`, `demographic_parity_difference`) over the same groups, and their 95%
+percentile bootstrap intervals (`faircam.groups.INTERVALS["difference"]`). Groups smaller than
 `MIN_GROUP_SIZE` are flagged and left out of gaps, because a gap between two small groups is mostly
-noise. Group tables and gaps use fairlearn (`MetricFrame`, `equalized_odds_difference`,
-`demographic_parity_difference`). The Evaluation page's accuracy tables are `faircam.accuracy`.
+noise.
 
-Positive class: "Male" (`POSITIVE_LABEL`, class 1 of faircam's checkpoints), as fairlearn's
-`pos_label`. So the true positive rate is the share of men the model calls male, the false
-positive rate the share of women it calls male, and the selection rate the share of a group it
-calls male. The other direction follows: 1 - TPR is the share of men called female.
+Positive class: the task's positive label ("Male" for gender, class 1 of faircam's checkpoints), as
+fairlearn's `pos_label`. So the true positive rate is the share of men the model calls male, the
+false positive rate the share of women it calls male, and the selection rate the share of a group
+it calls male. The other direction follows: 1 - TPR is the share of men called female.
 """
 
 from __future__ import annotations
@@ -18,25 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import (
-    MetricFrame,
-    count,
-    demographic_parity_difference,
-    equalized_odds_difference,
-    false_positive_rate,
-    selection_rate,
-    true_positive_rate,
-)
+from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
 from sklearn.metrics import accuracy_score
 
-from faircam.config import CLASSES, MIN_GROUP_SIZE
+from faircam.config import MIN_GROUP_SIZE
+from faircam.groups import N_BOOT, SEED, TASKS, group_table, shown, size_label
 
-POSITIVE_LABEL = CLASSES[1]
-FAIRNESS_GROUPINGS = {"race": ["race"], "gender": ["gender"], "race x gender": ["race", "gender"]}
+POSITIVE_LABEL = TASKS["gender"].positive
 RATES = ("accuracy", "tpr", "fpr", "selection_rate")
 GAPS = ("accuracy gap", "equalized odds difference", "demographic parity difference")
-N_BOOT = 2000
-SEED = 0
 
 RATE_TITLES = {"accuracy": "accuracy", "tpr": "men called male (TPR)", "fpr": "women called male (FPR)",
                "selection_rate": "called male (selection rate)"}
@@ -73,14 +66,14 @@ UNDEFINED_BY_GENDER = {
 
 @dataclass(frozen=True)
 class Fairness:
-    """Per-group rates and the gaps between groups for one grouping, with bootstrap intervals.
+    """Per-group rates (from the group table) and the gaps between groups for one grouping.
 
-    `groups`: one row per group present: the grouping's columns, `group` (its label), `n`, `men`,
-    `women`, each of `RATES` with `<rate>_low` / `<rate>_high`, and `small` (n < min_size). Large
-    groups come first, by accuracy; small ones follow, unranked.
-    `gaps`: one row per name in `GAPS`: `value`, `ci_low`, `ci_high`, `groups_compared`, `highest`,
-    `lowest` (group labels with their n), `excluded` (groups left out as too small) and `note`
-    (why a gap is not defined, when it is NaN).
+    `groups`: `group_table`'s rows for `RATES` (the grouping's columns, `group`, `n`, `small`, each
+    rate with `_n`, `_low`, `_high`: Wilson intervals) plus `men` and `women`, in the order pages
+    show them (`faircam.groups.shown`: large groups by accuracy, then the small ones).
+    `gaps`: one row per name in `GAPS`: `value`, `ci_low`, `ci_high` (bootstrap), `groups_compared`,
+    `highest`, `lowest` (group labels with their n), `excluded` (groups left out as too small) and
+    `note` (why a gap is not defined, when it is NaN).
     """
 
     by: list[str]
@@ -92,7 +85,7 @@ class Fairness:
 
 
 def cell_counts(codes: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, n_groups: int) -> np.ndarray:
-    """Counts per (group code, true class, predicted class), shape (n_groups, 2, 2); class 1 = male."""
+    """Counts per (group code, true class, predicted class), shape (n_groups, 2, 2); class 1 = positive."""
     return np.bincount(codes * 4 + y_true * 2 + y_pred, minlength=n_groups * 4).reshape(n_groups, 2, 2)
 
 
@@ -118,21 +111,12 @@ def _spread(values: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         return np.nanmax(chosen, axis=-1) - np.nanmin(chosen, axis=-1)
 
 
-def _percentiles(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 2.5% and 97.5% percentiles over the first axis, ignoring NaN resamples."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a rate no resample defines stays NaN
-        low, high = np.nanquantile(samples, [0.025, 0.975], axis=0)
-    return low, high
-
-
 def bootstrap_intervals(counts: np.ndarray, large: np.ndarray, both: np.ndarray, n_boot: int = N_BOOT,
-                        seed: int = SEED) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """95% percentile-bootstrap intervals of every rate per group and of every gap, from cell counts.
+                        seed: int = SEED) -> dict[str, tuple[float, float]]:
+    """95% percentile-bootstrap interval (low, high) of each of `GAPS`, from cell counts.
 
     `counts` is `cell_counts(...)`; `large` marks the groups the accuracy and parity gaps compare,
-    `both` those equalized odds compares. Returns (low, high) for each of `RATES` (arrays, one value
-    per group) and each of `GAPS` (scalars). Resampling the rows with replacement (fairlearn's
+    `both` those equalized odds compares. Resampling the rows with replacement (fairlearn's
     bootstrap) is the same as drawing the cell counts from a multinomial with the observed shares,
     which is what is done here: 2,000 resamples take milliseconds. Seeded: same input, same intervals.
     """
@@ -144,70 +128,59 @@ def bootstrap_intervals(counts: np.ndarray, large: np.ndarray, both: np.ndarray,
         "equalized odds difference": np.maximum(_spread(rates["tpr"], both), _spread(rates["fpr"], both)),
         "demographic parity difference": _spread(rates["selection_rate"], large),
     }
-    return {name: _percentiles(samples) for name, samples in (rates | gaps).items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a gap no resample defines stays NaN
+        return {name: tuple(float(q) for q in np.nanquantile(samples, [0.025, 0.975]))
+                for name, samples in gaps.items()}
 
 
 def _gap_row(name: str, value: float, interval: tuple[float, float], table: pd.DataFrame, eligible: np.ndarray,
              rate: str, note: str) -> dict:
     usable = table[eligible]
-    excluded = table.loc[~eligible, "group"] + " (n=" + table.loc[~eligible, "n"].astype(str) + ")"
+    excluded = [size_label(g, n, False) for g, n in zip(table.loc[~eligible, "group"], table.loc[~eligible, "n"])]
     row = {"gap": name, "value": value, "ci_low": float(interval[0]), "ci_high": float(interval[1]),
            "groups_compared": int(eligible.sum()), "rate": rate, "highest": None, "lowest": None,
            "excluded": ", ".join(excluded), "note": note}
     if not np.isnan(value):
         hi, lo = usable.loc[usable[rate].idxmax()], usable.loc[usable[rate].idxmin()]
-        row["highest"] = f"{hi['group']} ({hi[rate]:.1%}, n={hi['n']})"
-        row["lowest"] = f"{lo['group']} ({lo[rate]:.1%}, n={lo['n']})"
+        row["highest"] = f"{hi['group']} ({hi[rate]:.1%}, n={hi[rate + '_n']:,})"
+        row["lowest"] = f"{lo['group']} ({lo[rate]:.1%}, n={lo[rate + '_n']:,})"
     return row
 
 
 def fairness(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_SIZE, n_boot: int = N_BOOT,
-             seed: int = SEED) -> Fairness:
+             seed: int = SEED, task: str = "gender") -> Fairness:
     """Per-group accuracy, TPR, FPR and selection rate, and the gaps between groups, with 95% intervals.
 
-    Point values come from fairlearn on the rows; intervals from `bootstrap_intervals`. Gaps compare
-    only groups with at least `min_size` images (equalized odds: at least `min_size` men and
-    `min_size` women); the others are listed in `excluded`. Where the grouping includes gender,
-    equalized odds and demographic parity are not defined (the groups are the label itself) and
-    are NaN with a `note`.
+    Rates and their Wilson intervals come from `group_table`; gap values from fairlearn over the same
+    groups, their intervals from `bootstrap_intervals`. Gaps compare only groups with at least
+    `min_size` images (equalized odds: at least `min_size` men and `min_size` women); the others are
+    listed in `excluded`. Where the grouping includes the task's label itself, equalized odds and
+    demographic parity are not defined and are NaN with a `note`.
     """
-    y_true = (rows["gender"] == POSITIVE_LABEL).to_numpy(int)
-    y_pred = (rows["pred"] == POSITIVE_LABEL).to_numpy(int)
+    spec = TASKS[task]
+    table = group_table(rows, by, list(RATES), task=task, min_size=min_size)
+    table["men"], table["women"] = table["tpr_n"], table["fpr_n"]
+    y_true = (rows[spec.truth] == spec.positive).to_numpy(int)
+    y_pred = (rows[spec.pred] == spec.positive).to_numpy(int)
     features = rows[by].reset_index(drop=True)
-    frame = MetricFrame(
-        metrics={"accuracy": accuracy_score, "tpr": true_positive_rate, "fpr": false_positive_rate,
-                 "selection_rate": selection_rate, "n": count},
-        y_true=y_true, y_pred=y_pred, sensitive_features=features,
-    )
-    # fairlearn lists every combination of labels; combinations with no image have n = NaN.
-    table = frame.by_group.dropna(subset=["n"]).reset_index()
-    table["n"] = table["n"].astype(int)
-    table["group"] = table[by].astype(str).agg(" / ".join, axis=1)
     codes = pd.MultiIndex.from_frame(table[by]).get_indexer(pd.MultiIndex.from_frame(features))
     counts = cell_counts(codes, y_true, y_pred, len(table))
-    table["men"] = counts[:, 1, :].sum(axis=1)
-    table["women"] = counts[:, 0, :].sum(axis=1)
-    # fairlearn scores a rate with no one to count (TPR of a group without men) as 0, not as undefined.
-    table.loc[table["men"] == 0, "tpr"] = np.nan
-    table.loc[table["women"] == 0, "fpr"] = np.nan
-    table["small"] = table["n"] < min_size
 
     large = ~table["small"].to_numpy()
     both = (table["men"] >= min_size).to_numpy() & (table["women"] >= min_size).to_numpy()
     intervals = bootstrap_intervals(counts, large, both, n_boot, seed)
-    for rate in RATES:
-        table[f"{rate}_low"], table[f"{rate}_high"] = intervals[rate]
 
     gaps = []
     for name, eligible, rate in (("accuracy gap", large, "accuracy"),
                                  ("equalized odds difference", both, "tpr"),
                                  ("demographic parity difference", large, "selection_rate")):
-        note = UNDEFINED_BY_GENDER[name] if "gender" in by else ""
+        note = UNDEFINED_BY_GENDER[name] if spec.truth in by else ""
         if not note and eligible.sum() < 2:
             note = f"Fewer than two groups have {min_size} or more images{' of each gender' * (rate == 'tpr')}."
         if note:
             row = _gap_row(name, np.nan, (np.nan, np.nan), table, eligible, rate, note)
-            if "gender" in by:  # undefined for every group, not left out for size
+            if spec.truth in by:  # undefined for every group, not left out for size
                 row.update(groups_compared=0, excluded="")
             gaps.append(row)
             continue
@@ -223,8 +196,5 @@ def fairness(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_SIZE, 
             value = demographic_parity_difference(**kept)
         gaps.append(_gap_row(name, float(value), intervals[name], table, eligible, rate, note))
 
-    ranked = pd.concat([table[~table["small"]].sort_values("accuracy", ascending=False), table[table["small"]]])
-    columns = [*by, "group", "n", "men", "women",
-               *[c for rate in RATES for c in (rate, f"{rate}_low", f"{rate}_high")], "small"]
-    return Fairness(by=list(by), groups=ranked[columns].reset_index(drop=True),
-                    gaps=pd.DataFrame(gaps).set_index("gap"), min_size=min_size, n_boot=n_boot, seed=seed)
+    return Fairness(by=list(by), groups=shown(table, by), gaps=pd.DataFrame(gaps).set_index("gap"),
+                    min_size=min_size, n_boot=n_boot, seed=seed)

@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faircam.accuracy import accuracy_gap, group_accuracy, overall_scores
 from faircam.cache import EvalCache
 from faircam.config import MIN_GROUP_SIZE
+from faircam.groups import GROUPINGS, INTERVALS, group_table, label, ranked, small_mark, spread, with_interval
 from faircam.model import LoadedModel
 
 
-def _pct(value: float) -> str:
-    return f"{value:.1%}"
-
-
 def _group_lines(table: pd.DataFrame, by: list[str]) -> list[str]:
-    header = " | ".join(by) + " | accuracy | 95% interval | n |"
-    lines = ["| " + header, "|" + "---|" * (len(by) + 3)]
-    for _, row in table.iterrows():
-        flag = " ⚠ small" if row["small"] else ""
-        labels = " | ".join(str(row[c]) for c in by)
-        lines.append(f"| {labels} | {_pct(row['accuracy'])} | {_pct(row['ci_low'])} – {_pct(row['ci_high'])} "
-                     f"| {int(row['n'])}{flag} |")
+    header = " | ".join(by) + " | accuracy (95% interval) | n |"
+    lines = ["| " + header, "|" + "---|" * (len(by) + 2)]
+    for _, row in ranked(table).iterrows():
+        labels = " | ".join(label(row[c]) for c in by)
+        lines.append(f"| {labels} | {with_interval(row['accuracy'], row['accuracy_low'], row['accuracy_high'])} "
+                     f"| {int(row['n']):,}{small_mark(row['small'])} |")
     return lines
 
 
@@ -34,11 +29,12 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     rows = cache.rows
     training = model.info.get("training", {})
     recipe = training.get("recipe", {})
-    overall = overall_scores(rows).loc["all"]
-    by_race = group_accuracy(rows, ["race"])
-    by_cell = group_accuracy(rows, ["race", "gender"])
-    race_gap = accuracy_gap(by_race)
-    large_cells = by_cell[~by_cell["small"]]
+    overall = group_table(rows, []).iloc[0]
+    by_race = group_table(rows, GROUPINGS["race"])
+    by_cell = group_table(rows, GROUPINGS["race × gender"])
+    race_gap = spread(by_race)
+    large_cells = ranked(by_cell)
+    large_cells = large_cells[~large_cells["small"]]
     data = cache.meta["data"]
     lines = [
         f"# Model card: {model.name}",
@@ -71,11 +67,11 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     lines += [
         "",
         f"## Evaluation on {len(rows):,} FairFace {data['split']} images",
-        f"Computed by `faircam evaluate` ({cache.meta['created']}); 95% Wilson intervals; groups under 30 "
-        "images are marked small.",
+        f"Computed by `faircam evaluate` ({cache.meta['created']}); {INTERVALS['proportion']}s; groups under "
+        f"{MIN_GROUP_SIZE} images are marked small.",
         "",
-        f"- **Accuracy: {_pct(overall['accuracy'])}** ({_pct(overall['ci_low'])} – {_pct(overall['ci_high'])}, "
-        f"n = {int(overall['n']):,}).",
+        f"- **Accuracy: {with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high'])}**, "
+        f"n = {int(overall['n']):,}.",
     ]
     if race_gap["gap"] is not None:
         lines.append(
@@ -87,9 +83,9 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     else:
         worst_cell = large_cells.iloc[-1]
         lines.append(
-            f"- **Worst race × gender cell: {worst_cell['race']} {worst_cell['gender']}**, "
-            f"{_pct(worst_cell['accuracy'])} ({_pct(worst_cell['ci_low'])} – {_pct(worst_cell['ci_high'])}, "
-            f"n = {int(worst_cell['n'])})."
+            f"- **Worst race × gender cell: {worst_cell['group']}**, "
+            f"{with_interval(worst_cell['accuracy'], worst_cell['accuracy_low'], worst_cell['accuracy_high'])}, "
+            f"n = {int(worst_cell['n']):,}."
         )
     lines += [
         "",

@@ -23,21 +23,22 @@ from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from faircam.accuracy import overall_scores
 from faircam.cache import EvalCache
 from faircam.config import MIN_GROUP_SIZE
 from faircam.errors import ModelError
-from faircam.metrics import (
-    FAIRNESS_GROUPINGS,
-    GAP_WORDS,
+from faircam.groups import (
+    GROUPINGS,
+    INTERVALS,
     N_BOOT,
-    POSITIVE_LABEL,
-    RATE_TITLES,
-    RATE_WORDS,
     SEED,
-    Fairness,
-    fairness,
+    group_table,
+    label,
+    ranked,
+    size_label,
+    small_mark,
+    with_interval,
 )
+from faircam.metrics import GAP_WORDS, POSITIVE_LABEL, RATE_TITLES, RATE_WORDS, Fairness, fairness
 
 CAVEATS = [
     "FairFace's gender labels are annotators' perceptions on a binary scale, and its race labels are "
@@ -45,8 +46,8 @@ CAVEATS = [
     "guessing a label, and this audit measures whose faces it guesses wrong more often.",
     f"Numbers hold for the images evaluated (one split of FairFace) and this model only. Groups with fewer "
     f"than {MIN_GROUP_SIZE} images are marked small and left out of every gap.",
-    "Intervals are 95% percentile bootstraps over the images (2,000 resamples, seeded). For a "
-    "best-minus-worst gap they are approximate: when several groups are nearly tied at the top or the "
+    f"A group's rate carries a {INTERVALS['proportion']}; a gap between groups a {INTERVALS['difference']}. "
+    "For a best-minus-worst gap the bootstrap is approximate: when several groups are nearly tied at the top or the "
     "bottom, the interval covers the true gap less often than 95% of the time (about 80–90% in our "
     "simulations with accuracies like this model's); overlapping group intervals are not evidence of a "
     "difference.",
@@ -106,7 +107,7 @@ def _pct(value: float) -> str:
 
 
 def _with_interval(value: float, low: float, high: float) -> str:
-    return "–" if pd.isna(value) else f"{value:.1%} <span class='ci'>({low:.1%} – {high:.1%})</span>"
+    return f"<span class='ci'>{_e(with_interval(value, low, high))}</span>"
 
 
 def _svg(fig: Figure) -> str:
@@ -130,7 +131,7 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int], classes:
 def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
     """One rate per group as a dot with its 95% interval, n in the label; small groups in grey."""
     data = audit.groups.dropna(subset=[rate]).iloc[::-1]
-    labels = [f"{g} (n={n}){' ⚠ small' if s else ''}" for g, n, s in zip(data["group"], data["n"], data["small"])]
+    labels = [size_label(g, n, s) for g, n, s in zip(data["group"], data["n"], data["small"])]
     fig = Figure(figsize=(8.5, 0.34 * len(data) + 1.1))
     ax = fig.subplots()
     for y, (_, row) in enumerate(data.iterrows()):
@@ -144,7 +145,7 @@ def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
     ax.set_xlim(0 if low < 0.3 else low - 0.05, 1)
     ax.set_ylim(-0.7, len(data) - 0.3)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel(RATE_TITLES[rate] + " with 95% interval")
+    ax.set_xlabel(f"{RATE_TITLES[rate]} with its {INTERVALS['proportion']}")
     ax.grid(axis="x", color="#eaeef2")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
@@ -191,8 +192,8 @@ def groups_table(audit: Fairness) -> str:
     header = [*audit.by, "n", "men", "women", *[RATE_TITLES[r] for r in ("accuracy", "tpr", "fpr", "selection_rate")]]
     rows, classes = [], []
     for _, g in audit.groups.iterrows():
-        flag = f" <span class='flag'>⚠ small (n&lt;{audit.min_size})</span>" if g["small"] else ""
-        labels = [_e(g[c]) for c in audit.by]
+        flag = f" <span class='flag'>{small_mark(True)} (n&lt;{audit.min_size})</span>" if g["small"] else ""
+        labels = [_e(label(g[c])) for c in audit.by]
         labels[-1] += flag
         rows.append([*labels, f"{g['n']:,}", f"{g['men']:,}", f"{g['women']:,}",
                      *[_with_interval(g[r], g[f"{r}_low"], g[f"{r}_high"])
@@ -203,16 +204,16 @@ def groups_table(audit: Fairness) -> str:
 
 
 def summary_section(ctx: ReportContext) -> Section:
-    rows = ctx.cache.rows
-    overall = overall_scores(rows).loc["all"]
+    overall = group_table(ctx.cache.rows, []).iloc[0]
     race = ctx.audits["race"].gaps
-    cell = ctx.audits["race x gender"]
-    large = cell.groups[~cell.groups["small"]].sort_values("accuracy")
+    cell = ctx.audits["race × gender"]
+    large = ranked(cell.groups)
+    large = large[~large["small"]].iloc[::-1]
     body = [
         "<div class='cards'>",
         f"<div class='card'><div>accuracy</div><div class='v'>{overall['accuracy']:.1%}</div>"
-        f"<div class='ci'>95% interval {overall['ci_low']:.1%} – {overall['ci_high']:.1%}; "
-        f"n = {int(overall['n']):,}</div></div>",
+        f"<div class='ci'>{_e(with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high']))}"
+        f"; n = {int(overall['n']):,}</div></div>",
     ]
     for name in ("accuracy gap", "equalized odds difference"):
         gap = race.loc[name]
@@ -224,8 +225,8 @@ def summary_section(ctx: ReportContext) -> Section:
         worst = large.iloc[0]
         body.append(
             f"<div class='card'><div>worst race × gender group</div><div class='v'>{_e(worst['group'])}</div>"
-            f"<div class='ci'>{worst['accuracy']:.1%} ({worst['accuracy_low']:.1%} – "
-            f"{worst['accuracy_high']:.1%}), n = {worst['n']}</div></div>"
+            f"<div class='ci'>{_e(with_interval(worst['accuracy'], worst['accuracy_low'], worst['accuracy_high']))}"
+            f", n = {worst['n']:,}</div></div>"
         )
     body.append("</div>")
     if not len(large):
@@ -262,26 +263,19 @@ def data_section(ctx: ReportContext) -> Section:
     composition = _table(["race", *counts.columns],
                          [[_e(race), *[f"{v:,}" for v in values]] for race, values in counts.iterrows()],
                          set(range(1, len(counts.columns) + 1)))
-    ages = rows["age"].value_counts()
-    ages = ages.reindex(_age_order(ages.index))
-    age_table = _table(["age", "n"], [[_e(a), f"{n:,}"] for a, n in ages.items()], {1})
+    ages = group_table(rows, GROUPINGS["age"], [])
+    age_table = _table(["age", "n"], [[_e(a), f"{n:,}"] for a, n in zip(ages["group"], ages["n"])], {1})
     return Section("The data", f"{table}<h3>Images per race and gender</h3>{composition}"
                                f"<h3>Images per age group</h3>{age_table}")
-
-
-def _age_order(ages: pd.Index) -> list[str]:
-    from faircam.data import AGES
-
-    return [a for a in AGES if a in ages] + sorted(a for a in ages if a not in AGES)
 
 
 def definitions_section(ctx: ReportContext) -> Section:
     items = "".join(f"<li>{_e(text)}</li>" for text in (*RATE_WORDS.values(), *GAP_WORDS.values()))
     audit = next(iter(ctx.audits.values()))
     return Section("How to read the numbers", f"<ul>{items}</ul><p class='note'>Every number carries its n and a "
-                   f"95% interval: a percentile bootstrap over the images ({audit.n_boot:,} resamples, seed "
-                   f"{audit.seed}). Groups under {audit.min_size} images are flagged ⚠ small, listed last and "
-                   "left out of the gaps.</p>")
+                   f"95% interval: a group's rate its {INTERVALS['proportion']}, a gap between groups its 95% "
+                   f"percentile bootstrap interval ({audit.n_boot:,} resamples, seed {audit.seed}). Groups under "
+                   f"{audit.min_size} images are flagged ⚠ small, listed last and left out of the gaps.</p>")
 
 
 def _grouping_section(name: str) -> SectionFunction:
@@ -293,7 +287,7 @@ def _grouping_section(name: str) -> SectionFunction:
         parts += ["<h3>Every group's rates (95% intervals)</h3>", groups_table(audit)]
         return Section(f"Fairness by {name}", "".join(parts))
 
-    section.__name__ = f"fairness_{name.replace(' ', '_')}_section"
+    section.__name__ = f"fairness_{'_'.join(GROUPINGS[name])}_section"
     return section
 
 
@@ -307,9 +301,7 @@ def model_card_section(ctx: ReportContext) -> Section:
         if token.type in ("heading_open", "heading_close"):
             token.tag = f"h{min(int(token.tag[1]) + 2, 6)}"
     rendered = md.renderer.render(tokens, md.options, {})
-    return Section("Model card", f"{note}<div class='card-md'>{rendered}</div>"
-                                 "<p class='note'>The card's intervals are Wilson score intervals; the audit "
-                                 "sections above use bootstraps. The two agree to about a point.</p>")
+    return Section("Model card", f"{note}<div class='card-md'>{rendered}</div>")
 
 
 def caveats_section(ctx: ReportContext) -> Section:
@@ -319,7 +311,7 @@ def caveats_section(ctx: ReportContext) -> Section:
 SECTIONS: list[SectionFunction] = [
     summary_section,
     definitions_section,
-    *[_grouping_section(name) for name in FAIRNESS_GROUPINGS],
+    *[_grouping_section(name) for name in GROUPINGS],
     data_section,
     model_card_section,
     caveats_section,
@@ -329,7 +321,7 @@ SECTIONS: list[SectionFunction] = [
 def build_report(cache: EvalCache, model_card: str | None = None, model_card_note: str = "",
                  sections: list[SectionFunction] | None = None, n_boot: int = N_BOOT, seed: int = SEED) -> str:
     """The audit of `cache` as one self-contained HTML document."""
-    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed) for name, by in FAIRNESS_GROUPINGS.items()}
+    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed) for name, by in GROUPINGS.items()}
     ctx = ReportContext(cache=cache, audits=audits, model_card=model_card, model_card_note=model_card_note)
     built = [s for s in (f(ctx) for f in (sections or SECTIONS)) if s is not None]
     for i, section in enumerate(built):

@@ -9,7 +9,7 @@ import streamlit as st
 from PIL import Image
 
 import ui
-from faircam import metrics
+from faircam import groups
 from faircam.config import settings
 from faircam.focus import REGIONS
 
@@ -160,10 +160,11 @@ else:
                 + ("" if after.view.face is not None else "\n\n(No face was found, so nothing could be cut out.)")
             )
     elif step == 5:
-        cells = metrics.fairness(cache.rows[["race", "gender", "pred"]], ["race", "gender"]).groups
-        mine = cells.set_index("group").loc[f"{picked['race']} / {picked['gender']}"]
+        by = groups.GROUPINGS["race × gender"]
+        cells = groups.ranked(groups.group_table(cache.rows, by))
+        mine = cells.set_index("group").loc[groups.group_label(picked, by)]
         usable = cells[~cells["small"]]
-        overall = cache.rows["correct"].mean()
+        overall = groups.group_table(cache.rows, []).at[0, "accuracy"]
         st.markdown(
             f"One face is one face. To know whether the model treats people fairly we need **many**: it was tested "
             f"on **{len(cache.rows):,}** FairFace faces, and it was right for **{overall:.0%}** of them.\n\n"

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import accuracy, charts
+from faircam import accuracy, charts, groups
 from faircam.cache import focus_column
 from faircam.config import MIN_GROUP_SIZE
 from faircam.data import AGES, GENDERS, RACES, filter_rows
@@ -33,7 +33,7 @@ if left_out:
 
 with st.expander("Filter the images counted", expanded=False):
     c1, c2, c3 = st.columns(3)
-    races = c1.multiselect("Race", RACES, placeholder="all")
+    races = c1.multiselect("Race", RACES, placeholder="all", format_func=groups.label)
     genders = c2.multiselect("Gender", GENDERS, placeholder="all")
     ages = c3.multiselect("Age", AGES, placeholder="all")
 
@@ -46,7 +46,8 @@ scores = accuracy.overall_scores(rows)
 overall = scores.loc["all"]
 c1, c2, c3 = st.columns(3)
 c1.metric("Accuracy", f"{overall['accuracy']:.1%}", help="Share of images whose predicted gender matches the label.")
-c2.metric("95% interval", f"{overall['ci_low']:.1%} – {overall['ci_high']:.1%}")
+c2.metric("95% interval", f"{overall['accuracy_low']:.1%}–{overall['accuracy_high']:.1%}",
+          help=f"{groups.INTERVALS['proportion']} of the accuracy.")
 c3.metric("Images", f"{int(overall['n']):,}")
 if overall["n"] < MIN_GROUP_SIZE:
     st.warning(f"Only {int(overall['n'])} images: too few for firm conclusions.")
@@ -67,24 +68,27 @@ with right:
                "of *Female* predictions that are right.")
 
 st.markdown("### Accuracy by group")
-st.caption(f"Dots show accuracy with its 95% interval; **n** is the number of images. Groups under "
-           f"{MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
-tab, name = ui.open_tab(list(accuracy.GROUPINGS), key="eval-grouping")
-by = accuracy.GROUPINGS[name]
+st.caption(f"Dots show accuracy with its {groups.INTERVALS['proportion']}; **n** is the number of images. Groups "
+           f"under {MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
+tab, name = ui.open_tab(list(groups.GROUPINGS), key="eval-grouping")
+by = groups.GROUPINGS[name]
 with tab:
-    table = accuracy.group_accuracy(rows, by)
-    gap = accuracy.accuracy_gap(table)
+    table = groups.shown(groups.group_table(rows, by), by)
+    gap = groups.spread(table)
     if gap["gap"] is not None:
         st.markdown(
             f"Gap between best and worst {name}: **{gap['gap']:.1%}** "
-            f"(best {gap['best']}, n={gap['best_n']}; worst {gap['worst']}, n={gap['worst_n']})."
+            f"(best {gap['best']}, n={gap['best_n']:,}; worst {gap['worst']}, n={gap['worst_n']:,})."
         )
     else:
         st.info("Fewer than two groups are large enough to compare.")
-    st.plotly_chart(charts.group_accuracy_bars(table, by, overall["accuracy"]), width="stretch",
-                    key=f"bars-{name}")
+    st.plotly_chart(charts.interval_dots(table, "accuracy", reference=overall["accuracy"], title="accuracy"),
+                    width="stretch", key=f"bars-{name}")
     st.dataframe(
-        table.style.format({"accuracy": "{:.1%}", "ci_low": "{:.1%}", "ci_high": "{:.1%}"}),
+        pd.DataFrame({name: [groups.size_label(g, n, s) for g, n, s in table[["group", "n", "small"]].to_numpy()],
+                      f"accuracy ({groups.INTERVALS['proportion']})": [
+                          groups.with_interval(*v) for v in table[["accuracy", "accuracy_low", "accuracy_high"]]
+                          .to_numpy()]}),
         width="stretch", hide_index=True,
     )
 

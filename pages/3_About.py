@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import compare, registry
+from faircam import compare, groups, registry
 from faircam.config import ASSETS, PROJECT_ROOT
 
 ui.page_setup("About the model and the maps", "ℹ️")
@@ -24,16 +24,22 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Architecture", model.get("arch", entry.title))
 c2.metric("Input", f"{model['input_size']}×{model['input_size']} RGB" if "input_size" in model else entry.input)
 c3.metric("Classes", " / ".join(model.get("classes") or ()) or entry.classes)
-metrics = info.get("metrics") or {}
-if "accuracy" in metrics:
-    st.markdown(f"**Validation accuracy:** {metrics['accuracy']:.1%} on {metrics['n']:,} FairFace validation images.")
-    per_race = metrics.get("per_race") or {}
-    if per_race:
-        st.dataframe(
-            [{"race": race, "accuracy": f"{v['accuracy']:.1%}", "n": v["n"]} for race, v in per_race.items()],
-            hide_index=True,
-        )
-elif entry.kind == "checkpoint":
+caches, _ = ui.available_evaluations([entry.name])
+if entry.name in caches:
+    # The evaluation cache, like the sidebar, the card and every other page; the accuracy the
+    # checkpoint recorded during training (in its metadata below) is another measurement.
+    rows = caches[entry.name].rows
+    overall = groups.group_table(rows, []).iloc[0]
+    accuracy = groups.with_interval(*overall[["accuracy", "accuracy_low", "accuracy_high"]])
+    st.markdown(f"**Validation accuracy:** {accuracy} on {overall['n']:,} FairFace validation images "
+                f"({groups.INTERVALS['proportion']}; from `faircam evaluate`'s cache).")
+    by_race = groups.ranked(groups.group_table(rows, groups.GROUPINGS["race"]))
+    st.dataframe(pd.DataFrame({
+        "race": [groups.size_label(g, n, small) for g, n, small in by_race[["group", "n", "small"]].to_numpy()],
+        f"accuracy ({groups.INTERVALS['proportion']})": [
+            groups.with_interval(*v) for v in by_race[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
+    }), hide_index=True)
+if entry.kind == "checkpoint" and "accuracy" not in (info.get("metrics") or {}):
     st.warning("This checkpoint records no validation accuracy: it is a placeholder, not an audited model.")
 if entry.notice is not None and entry.notice.is_file():
     with st.expander(f"Origin and licence notice ({entry.notice.relative_to(PROJECT_ROOT)})"):
@@ -57,7 +63,7 @@ caches, missing = ui.available_evaluations(list(entries))
 if caches:
     measured = compare.summary(compare.shared_rows(caches))
     st.dataframe(measured.style.format({c: "{:.1%}" for c in measured.columns
-                                        if c in ("accuracy", "ci_low", "ci_high") or c.endswith(" gap")},
+                                        if c.startswith("accuracy") or c.endswith(" gap")},
                                        na_rep="–"), width="stretch")
 if missing:
     st.caption(f"Not evaluated yet: {', '.join(missing)}.")

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import charts, metrics, report
+from faircam import charts, groups, metrics, report
 
 ui.page_setup("Fairness: for whom does the model fail?", "⚖️")
 ui.sidebar_model()
@@ -16,7 +16,8 @@ meta = cache.meta
 st.caption(
     f"Model **{meta['model']['name']}** on **{meta['rows']:,}** images of the **{meta['data']['split']}** split · "
     f"computed {meta['created']}. Read from the cache: the model is not run here. Every number carries its "
-    f"**n** and a **95% interval** ({metrics.N_BOOT:,} bootstrap resamples, seed {metrics.SEED}); groups under "
+    f"**n** and a 95% interval: each group's rate a **{groups.INTERVALS['proportion']}** (the same numbers as on "
+    f"the Evaluation page), each gap a **{groups.INTERVALS['difference']}**. Groups under "
     f"{metrics.MIN_GROUP_SIZE} images are marked ⚠ small, listed last and left out of every gap."
 )
 
@@ -44,7 +45,8 @@ def gap_metrics(result: metrics.Fairness) -> None:
                 st.caption(gap["note"])
                 continue
             st.metric(name, f"{gap['value'] * 100:.1f} points", help=metrics.GAP_WORDS[name])
-            st.caption(f"95% interval {gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f} points · "
+            st.caption(f"{groups.INTERVALS['difference']}: {gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f} "
+                       "points · "
                        f"{gap['groups_compared']} groups compared  \nhighest: {gap['highest']}  \n"
                        f"lowest: {gap['lowest']}")
     excluded = sorted({gap["excluded"] for _, gap in result.gaps.iterrows() if gap["excluded"]})
@@ -61,20 +63,19 @@ def plain_words(result: metrics.Fairness, grouping: str) -> str:
             f"from {gap['ci_low'] * 100:.1f} to {gap['ci_high'] * 100:.1f}.")
 
 
-def rate_table(result: metrics.Fairness) -> pd.DataFrame:
-    table = result.groups[[*result.by, "n", "men", "women"]].copy()
+def rate_table(result: metrics.Fairness, grouping: str) -> pd.DataFrame:
+    data = result.groups
+    table = pd.DataFrame({grouping: [groups.size_label(g, n, s) for g, n, s in data[["group", "n", "small"]]
+                          .to_numpy()], "men": data["men"], "women": data["women"]})
     for rate in metrics.RATES:
-        values = result.groups[[rate, f"{rate}_low", f"{rate}_high"]]
-        table[metrics.RATE_TITLES[rate]] = [
-            "–" if pd.isna(v) else f"{v:.1%} ({lo:.1%} – {hi:.1%})" for v, lo, hi in values.to_numpy()
-        ]
-    table["flag"] = ["⚠ small" if s else "" for s in result.groups["small"]]
+        table[metrics.RATE_TITLES[rate]] = [groups.with_interval(*v) for v in
+                                            data[[rate, f"{rate}_low", f"{rate}_high"]].to_numpy()]
     return table
 
 
-rows = cache.rows[["race", "gender", "pred"]]
-tab, grouping = ui.open_tab(list(metrics.FAIRNESS_GROUPINGS), key="fairness-grouping")
-by = metrics.FAIRNESS_GROUPINGS[grouping]
+rows = cache.rows[["race", "gender", "age", "pred"]]
+tab, grouping = ui.open_tab(list(groups.GROUPINGS), key="fairness-grouping")
+by = groups.GROUPINGS[grouping]
 with tab:
     result = audit(rows, tuple(by))
     gap_metrics(result)
@@ -83,16 +84,17 @@ with tab:
     with left:
         shown = [r for r in metrics.RATES if result.groups[r].notna().any()]
         rate = st.radio("Show", shown, format_func=metrics.RATE_TITLES.get, horizontal=True, key=f"rate-{grouping}")
-        st.plotly_chart(charts.interval_dots(result.groups, rate, by, title=metrics.RATE_TITLES[rate]),
+        st.plotly_chart(charts.interval_dots(result.groups, rate, title=metrics.RATE_TITLES[rate]),
                         width="stretch", key=f"bars-{grouping}")
         st.caption(metrics.RATE_WORDS[rate])
     if right is not None:
         with right:
             st.markdown("**Equalized odds at a glance**")
             st.plotly_chart(charts.equalized_odds_plot(result.groups), width="stretch", key=f"eo-{grouping}")
-            st.caption("Each group's women called male (across) and men called male (up), with 95% intervals. "
+            st.caption("Each group's women called male (across) and men called male (up), with "
+                       f"{groups.INTERVALS['proportion']}s. "
                        "Equal odds would put every group on one point; top left is best.")
-    st.dataframe(rate_table(result), width="stretch", hide_index=True)
+    st.dataframe(rate_table(result, grouping), width="stretch", hide_index=True)
 
 st.divider()
 st.markdown("### Take the audit with you")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from faircam import audit, audit_charts
+from faircam import audit, audit_charts, charts, groups
 from faircam.cache import group_averages
 from faircam.config import MIN_GROUP_SIZE
 from faircam.figures import overlay
@@ -20,25 +20,29 @@ if not cache.has_cams:
             f"Run `{ui.evaluate_command()}` to compute them.")
     st.stop()
 
-GROUPINGS = {"race × gender": ["race", "gender"], "race": ["race"], "gender": ["gender"]}
 OUTCOME_LABELS = {"all": "all images", "correct": "correct predictions", "wrong": "wrong predictions"}
 st.caption(
     f"From the cached evaluation of **{len(rows):,}** images ({cache.meta['data']['split']} split): nothing is "
-    f"recomputed here. Every number carries its n and a 95% interval; groups under {MIN_GROUP_SIZE} images are "
-    "marked ⚠ small and never ranked."
+    f"recomputed here. Every number carries its n and a 95% interval (a share of images: "
+    f"{groups.INTERVALS['proportion']}; a mean: {groups.INTERVALS['mean']}); groups under {MIN_GROUP_SIZE} images "
+    "are marked ⚠ small and never ranked."
 )
 
 c1, c2, c3 = st.columns(3)
 method = c1.selectbox("CAM method", cache.methods, help="The methods can disagree; see the Faithfulness page.")
-grouping = c2.radio("Groups", list(GROUPINGS), horizontal=True)
+grouping = c2.radio("Groups", list(groups.GROUPINGS), index=list(groups.GROUPINGS).index("race × gender"),
+                    horizontal=True)
 outcome = c3.radio("Images", audit.OUTCOMES, format_func=OUTCOME_LABELS.get, horizontal=True)
-by = GROUPINGS[grouping]
+by = groups.GROUPINGS[grouping]
 
 st.markdown("## Where the maps fall, group by group")
 st.caption("Mean share of each map's heat on each face region (MTCNN landmarks), and on the whole face (the "
-           "**focus score**), per group, with its 95% interval (±). Read down a column to compare groups: red "
-           "cells are above the groups' average for that region, blue cells below.")
-parity = audit.region_parity(rows, method, by, outcome)
+           f"**focus score**), per group, with its {groups.INTERVALS['mean']} (±). Read down a column to compare "
+           "groups: red cells are above the groups' average for that region, blue cells below. ★ marks a group "
+           "whose share differs from the other images' (Welch's t-test) after "
+           f"{groups.MULTIPLE_COMPARISONS} over every group, region and CAM method: with that many comparisons "
+           "some differences look real by chance alone, and this keeps them from being reported as findings.")
+parity = audit.region_parity(rows, cache.methods, method, by, outcome)
 spread = audit.region_spread(parity, by)
 if parity.empty or parity["n"].sum() == 0:
     st.warning(f"No {OUTCOME_LABELS[outcome]} in this cache.")
@@ -53,25 +57,29 @@ else:
                 "Coarser groups (race, or gender) or all images instead of one outcome give larger groups.")
     else:
         a = answer.iloc[0]
-        verdict = ("**Yes**: the two intervals do not overlap, so the difference is larger than sampling noise."
+        verdict = ("**Yes**: this group stands apart from the other images after false discovery rate control "
+                   f"(q = {min(a['highest_q'], a['lowest_q']):.3f}), so the difference is larger than sampling noise."
                    if a["separated"] else
-                   "**Not clearly**: the two intervals overlap, so the difference could be sampling noise.")
+                   "**Not clearly**: neither group stands apart from the other images once the false discovery "
+                   f"rate over all the comparisons is controlled (q ≥ {groups.FDR_LEVEL}), so the difference could "
+                   "be sampling noise.")
         st.markdown(
             f"{verdict} The share of heat on {noun} ranges from **{a['lowest_mean']:.1%}** for {a['lowest']} "
-            f"(95% interval {a['lowest_ci'][0]:.1%}–{a['lowest_ci'][1]:.1%}, n={a['lowest_n']}) to "
+            f"({a['lowest_ci'][0]:.1%}–{a['lowest_ci'][1]:.1%}, n={a['lowest_n']:,}) to "
             f"**{a['highest_mean']:.1%}** for {a['highest']} ({a['highest_ci'][0]:.1%}–{a['highest_ci'][1]:.1%}, "
-            f"n={a['highest_n']}): **{a['spread'] * 100:.1f} points** across {a['groups_compared']} groups."
+            f"n={a['highest_n']:,}): **{a['spread'] * 100:.1f} points** across {a['groups_compared']} groups."
         )
     if not spread.empty:
         top = spread.iloc[0]
         st.caption(f"The region whose share differs most across groups is **{top['region']}** "
                    f"({top['spread'] * 100:.1f} points, {top['highest']} vs {top['lowest']}"
-                   f"{'; intervals apart' if top['separated'] else '; intervals overlap'}).")
-    st.plotly_chart(audit_charts.parity_heatmap(parity, by, list(audit.PARITY_KEYS)), width="stretch")
+                   f"{'; a finding after false discovery rate control' if top['separated'] else '; could be chance'}).")
+    st.plotly_chart(audit_charts.parity_heatmap(parity, list(audit.PARITY_KEYS)), width="stretch")
     with st.expander("Spread per region (highest minus lowest group, groups large enough to compare)"):
         st.dataframe(
             spread.drop(columns=["highest_ci", "lowest_ci"]).style.format(
-                {"spread": "{:.1%}", "highest_mean": "{:.1%}", "lowest_mean": "{:.1%}"}),
+                {"spread": "{:.1%}", "highest_mean": "{:.1%}", "lowest_mean": "{:.1%}", "highest_q": "{:.3f}",
+                 "lowest_q": "{:.3f}"}, na_rep="–"),
             width="stretch", hide_index=True,
         )
     st.caption("Shares depend on how large each region is in the picture; the focus score's chance level "
@@ -94,8 +102,8 @@ else:
     for col, view in zip(cols[:2], audit.COUNTERFACTUAL_VIEWS):
         e = overall.loc[view]
         col.metric(f"Flip rate, raw → {view}", f"{e['flip_rate']:.1%}",
-                   help=f"{int(e['flips'])} of {int(e['n'])} images; 95% interval "
-                        f"{e['flip_ci_low']:.1%}–{e['flip_ci_high']:.1%}")
+                   help=f"{int(e['flips'])} of {int(e['n'])} images; {groups.INTERVALS['proportion']} "
+                        f"{e['flip_rate_low']:.1%}–{e['flip_rate_high']:.1%}")
     for col, view in zip(cols[2:], audit.COUNTERFACTUAL_VIEWS):
         e = overall.loc[view]
         col.metric(f"Accuracy, {view}", f"{e['accuracy_view']:.1%}",
@@ -103,12 +111,10 @@ else:
     left, right = st.columns(2)
     with left:
         st.markdown("#### Flip rate per group")
-        st.plotly_chart(audit_charts.interval_dots(effects, by, "flip_rate", "flip_ci_low", "flip_ci_high",
-                                                   color="view"), width="stretch")
+        st.plotly_chart(charts.interval_dots(effects, "flip_rate", color="view"), width="stretch")
     with right:
         st.markdown(f"#### Change of {method}'s focus score")
-        st.plotly_chart(audit_charts.interval_dots(effects, by, "focus_change", "focus_ci_low", "focus_ci_high",
-                                                   color="view", reference=0.0), width="stretch")
+        st.plotly_chart(charts.interval_dots(effects, "focus_change", color="view", reference=0.0), width="stretch")
     chance = overall["chance_change"]
     st.caption(f"Focus change: the share of {method}'s heat on the face in the view minus on the raw image, "
                f"averaged over the group. The face's own share of the picture (the chance level) changes by "
@@ -116,8 +122,8 @@ else:
                "so compare the groups with each other rather than with zero.")
     with st.expander("The numbers"):
         st.dataframe(effects.style.format(
-            {c: "{:.1%}" for c in ("flip_rate", "flip_ci_low", "flip_ci_high", "accuracy_raw", "accuracy_view")}
-            | {c: "{:+.1%}" for c in ("focus_change", "focus_ci_low", "focus_ci_high", "chance_change")}),
+            {c: "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
+            | {c: "{:+.1%}" for c in effects.columns if c.startswith(("focus_change", "chance_change"))}),
             width="stretch", hide_index=True)
 
 st.markdown("## Group average maps")
@@ -133,16 +139,16 @@ else:
     for tab, shown in zip(st.tabs(["Correct predictions", "Wrong predictions"]), ("correct", "wrong")):
         with tab:
             table = averages[averages["outcome"] == shown].set_index(["race", "gender"])
-            races = sorted(table.index.get_level_values("race").unique())
+            races = groups.levels(table.index.get_level_values("race"), "race")
             columns = st.columns(len(races))
             for column, race in zip(columns, races):
-                column.markdown(f"**{race.replace('_', ' ')}**")
-            for gender in sorted(table.index.get_level_values("gender").unique()):
+                column.markdown(f"**{groups.label(race)}**")
+            for gender in groups.levels(table.index.get_level_values("gender"), "gender"):
                 for column, race in zip(columns, races):
                     if (race, gender) not in table.index:
                         column.caption(f"{gender}: no images")
                         continue
                     cell = table.loc[(race, gender)]
-                    small = " ⚠ small" if cell["n"] < MIN_GROUP_SIZE else ""
-                    column.image(cell["face"], caption=f"{gender}, n={cell['n']}{small}", width="stretch")
+                    column.image(cell["face"], caption=groups.size_label(gender, cell["n"], cell["n"] < MIN_GROUP_SIZE),
+                                 width="stretch")
                     column.image(overlay(cell["face"], cell[method]), caption=f"{gender}: {method}", width="stretch")

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
-from faircam import audit, audit_charts
+from faircam import audit, audit_charts, charts, groups
 from faircam.cache import AGREEMENT_MEAN
 from faircam.config import MIN_GROUP_SIZE, settings
 
@@ -18,7 +18,6 @@ if cache is None:
 rows = cache.rows
 evaluate_hint = f"`{ui.evaluate_command()}`"
 
-GROUPINGS = {"race": ["race"], "gender": ["gender"], "race × gender": ["race", "gender"]}
 METRIC_TEXT = {
     "road": ("ROAD", "higher is more faithful",
              "pytorch-grad-cam's ROAD score: the confidence kept when the least important pixels are removed, "
@@ -47,7 +46,7 @@ else:
     n = int(summary["n"].max())
     per_cell = f" ({described['per_cell']} per race × gender cell)" if described.get("per_cell") else ""
     st.caption(f"Scored on a balanced sample of **{n:,}** of the {len(rows):,} images{per_cell}: faithfulness "
-               "needs many extra model passes per image. Dots show the mean, whiskers its 95% interval.")
+               f"needs many extra model passes per image. Dots show the mean, whiskers its {groups.INTERVALS['mean']}.")
     best = audit.most_faithful(summary)
     for _, b in best.iterrows():
         name, direction, _ = METRIC_TEXT[b["metric"]]
@@ -57,8 +56,9 @@ else:
         else:
             claim = (f"**{b['best']}** is the most faithful by {name} ({direction}): {b['best_mean']:.3f} "
                      f"against {b['runner_up_mean']:.3f} for the runner-up, {b['runner_up']}")
-        caveat = ("; the 95% intervals do not overlap." if b["separated"] else "." if b["tied"] else
-                  f"; but their 95% intervals overlap, so on {b['n']:,} images this ranking could be chance.")
+        caveat = (f"; their {groups.INTERVALS['mean']}s do not overlap." if b["separated"] else "." if b["tied"] else
+                  f"; but their {groups.INTERVALS['mean']}s overlap, so on {b['n']:,} images this ranking could be "
+                  "chance.")
         st.markdown(f"- {claim}{caveat}")
     if n < MIN_GROUP_SIZE:
         st.warning(f"Only {n} images were scored: too few for firm conclusions.")
@@ -67,22 +67,21 @@ else:
             st.markdown(f"#### {name}")
             st.caption(f"{direction.capitalize()}: {meaning}.")
             table = summary[summary["metric"] == metric]
-            st.plotly_chart(audit_charts.interval_dots(table, ["method"], "mean", "ci_low", "ci_high",
-                                                       percent=False), width="stretch", key=f"faith-{metric}")
+            st.plotly_chart(charts.interval_dots(table.assign(group=table["method"]), "mean", percent=False),
+                            width="stretch", key=f"faith-{metric}")
 
     st.markdown("### Per group")
     c1, c2 = st.columns(2)
-    grouping = c1.radio("Groups", list(GROUPINGS), horizontal=True, key="faith-groups")
+    grouping = c1.radio("Groups", list(groups.GROUPINGS), horizontal=True, key="faith-groups")
     metric = c2.radio("Score", list(METRIC_TEXT), format_func=lambda m: METRIC_TEXT[m][0], horizontal=True)
-    by = GROUPINGS[grouping]
+    by = groups.GROUPINGS[grouping]
     per_group = audit.faithfulness_summary(rows, cache.methods, by)
     chosen = per_group[per_group["metric"] == metric]
     st.caption(f"{METRIC_TEXT[metric][0]}, {METRIC_TEXT[metric][1]}; n counts only the scored images of each "
                f"group, and groups under {MIN_GROUP_SIZE} are marked ⚠ small.")
-    st.plotly_chart(audit_charts.interval_dots(chosen, by, "mean", "ci_low", "ci_high", color="method",
-                                               percent=False), width="stretch")
+    st.plotly_chart(charts.interval_dots(chosen, "mean", color="method", percent=False), width="stretch")
     with st.expander("The numbers"):
-        st.dataframe(per_group.style.format({"mean": "{:.3f}", "ci_low": "{:.3f}", "ci_high": "{:.3f}"}),
+        st.dataframe(per_group.style.format({"mean": "{:.3f}", "mean_low": "{:.3f}", "mean_high": "{:.3f}"}),
                      width="stretch", hide_index=True)
 
 st.markdown("## Do the four maps agree?")
@@ -96,9 +95,10 @@ else:
     with left:
         st.plotly_chart(audit_charts.agreement_heatmap(audit.agreement_matrix(rows, cache.methods)), width="stretch")
     with right:
-        by = GROUPINGS[st.radio("Mean agreement per", list(GROUPINGS), horizontal=True, key="agree-groups")]
-        st.plotly_chart(audit_charts.interval_dots(audit.agreement_by_group(rows, by), by, "mean", "ci_low",
-                                                   "ci_high", percent=False), width="stretch")
+        by = groups.GROUPINGS[st.radio("Mean agreement per", list(groups.GROUPINGS), horizontal=True,
+                                       key="agree-groups")]
+        st.plotly_chart(charts.interval_dots(audit.agreement_by_group(rows, by), "mean", percent=False),
+                        width="stretch")
 
     st.markdown("### Where they disagree most")
     k = st.slider("Images", 4, 24, 8, step=4)
@@ -112,7 +112,7 @@ else:
         with columns[i % 4]:
             if root is not None:
                 st.image(str(root / image["file"]), width="stretch")
-            st.caption(f"`{image['file']}` · {image['race'].replace('_', ' ')}, {image['gender']} · predicted "
+            st.caption(f"`{image['file']}` · {groups.label(image['race'])}, {image['gender']} · predicted "
                        f"{image['pred']} {'✅' if image['correct'] else '❌'} · agreement "
                        f"{image[AGREEMENT_MEAN]:.2f}")
     st.caption("Open an image on the Explore page to see its four maps side by side.")

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import accuracy, compare, registry
+from faircam import compare, groups, registry
 from faircam.config import MIN_GROUP_SIZE, settings
 from faircam.data import available_splits, balanced_sample, load_split
 from faircam.errors import DataError
@@ -102,16 +102,16 @@ st.caption(f"Computed by `faircam evaluate --model NAME` and read from each mode
            f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "
            f"least {MIN_GROUP_SIZE} images.")
 table = compare.summary(rows)
-percent = {c: "{:.1%}" for c in ("accuracy", "ci_low", "ci_high", *[f"{g} gap" for g in accuracy.GROUPINGS])}
+percent = {c: "{:.1%}" for c in table.columns if c.startswith("accuracy") or c.endswith(" gap")}
 st.dataframe(table.style.format(percent, na_rep="–"), width="stretch")
 
-tab, name = ui.open_tab(list(accuracy.GROUPINGS), key="compare-grouping")
-by = accuracy.GROUPINGS[name]
+tab, name = ui.open_tab(list(groups.GROUPINGS), key="compare-grouping")
+by = groups.GROUPINGS[name]
 with tab:
-    groups = compare.group_table(rows, by)
-    st.dataframe(groups.style.format({c: "{:.1%}" for c in groups.columns if c.endswith(" accuracy")},
-                                     na_rep="–"),
+    side = compare.group_table(rows, by)
+    st.dataframe(side.style.format({c: "{:.1%}" for c in side.columns if " accuracy" in c}, na_rep="–"),
                  width="stretch", hide_index=True)
-    if groups["small"].any():
+    st.caption(f"Intervals: {groups.INTERVALS['proportion']}s.")
+    if side["small"].any():
         st.caption(f"`small` marks groups under {MIN_GROUP_SIZE} images in some model: read them as "
                    "anecdotes, not rankings.")

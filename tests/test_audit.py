@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import false_discovery_control, ttest_ind
 
 from faircam import audit
-from faircam.accuracy import wilson_interval
 from faircam.cache import AGREEMENT_MEAN, FOCUS_KEYS, agreement_column, focus_column, method_pairs, view_column
 from faircam.cams import METHODS
+from faircam.groups import mean_interval, wilson_interval
 
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5th percentile, 2 degrees of freedom
 
@@ -44,14 +45,14 @@ MOUTH = focus_column("Grad-CAM", "mouth")
 
 
 def test_mean_interval_known_answers():
-    mean, low, high, n = audit.mean_interval([1.0, 2.0, 3.0, np.nan])
+    mean, low, high, n = mean_interval([1.0, 2.0, 3.0, np.nan])
     half = T_975_DF2 * 1.0 / math.sqrt(3)
     assert (mean, n) == (2.0, 3)
     assert low == pytest.approx(2.0 - half) and high == pytest.approx(2.0 + half)
-    assert audit.mean_interval([0.4, 0.4]) == (0.4, 0.4, 0.4, 2)  # no spread, no width
-    mean, low, high, n = audit.mean_interval([0.7])
+    assert mean_interval([0.4, 0.4]) == (0.4, 0.4, 0.4, 2)  # no spread, no width
+    mean, low, high, n = mean_interval([0.7])
     assert (mean, n) == (0.7, 1) and math.isnan(low) and math.isnan(high)
-    assert audit.mean_interval([])[3] == 0
+    assert mean_interval([])[3] == 0
 
 
 def test_select_outcome_splits_correct_and_wrong():
@@ -68,40 +69,71 @@ def test_region_parity_means_per_group_and_outcome():
         {"race": "Black", MOUTH: 0.1}, {"race": "Black", MOUTH: 0.3}, {"race": "Black", MOUTH: 0.9, "correct": False},
         {"race": "White", MOUTH: 0.5}, {"race": "White", MOUTH: 0.5},
     ])
-    parity = audit.region_parity(rows, "Grad-CAM", ["race"], "correct", min_size=2)
+    parity = audit.region_parity(rows, tuple(METHODS), "Grad-CAM", ["race"], "correct", min_size=2)
     assert set(parity["region"]) == set(audit.PARITY_KEYS)
     mouth = parity[parity["region"] == "mouth"].set_index("race")
     assert mouth.loc["Black", "mean"] == pytest.approx(0.2) and mouth.loc["Black", "n"] == 2
     assert mouth.loc["White", "mean"] == pytest.approx(0.5)
-    assert mouth.loc["White", "ci_low"] == pytest.approx(0.5) == mouth.loc["White", "ci_high"]
-    wrong = audit.region_parity(rows, "Grad-CAM", ["race"], "wrong", min_size=2)
+    assert mouth.loc["White", "mean_low"] == pytest.approx(0.5) == mouth.loc["White", "mean_high"]
+    wrong = audit.region_parity(rows, tuple(METHODS), "Grad-CAM", ["race"], "wrong", min_size=2)
     wrong_mouth = wrong[wrong["region"] == "mouth"]
     assert list(wrong_mouth["race"]) == ["Black"] and wrong_mouth["mean"].item() == pytest.approx(0.9)
     assert wrong_mouth["small"].item()  # one image is under min_size 2
-    overall = audit.region_parity(rows, "Grad-CAM", [], "all")
+    overall = audit.region_parity(rows, tuple(METHODS), "Grad-CAM", [], "all")
     assert overall[overall["region"] == "mouth"]["mean"].item() == pytest.approx((0.1 + 0.3 + 0.9 + 1.0) / 5)
 
 
 def test_region_spread_ranks_regions_and_skips_small_groups():
+    wobble = [-0.02, 0.0, 0.02] * 4
     rows = frame(
-        [{"race": "Black", "gender": "Male", MOUTH: 0.5}] * 3
-        + [{"race": "White", "gender": "Male", MOUTH: 0.2}] * 3
+        [{"race": "Black", "gender": "Male", MOUTH: 0.5 + w} for w in wobble]
+        + [{"race": "White", "gender": "Male", MOUTH: 0.2 + w} for w in wobble]
         + [{"race": "Indian", "gender": "Male", MOUTH: 0.99}]  # a single image: flagged, not ranked
     )
     by = ["race", "gender"]
-    spread = audit.region_spread(audit.region_parity(rows, "Grad-CAM", by, min_size=2), by)
+    parity = audit.region_parity(rows, tuple(METHODS), "Grad-CAM", by, min_size=2)
+    spread = audit.region_spread(parity, by)
     top = spread.iloc[0]
     assert top["region"] == "mouth"
     assert top["spread"] == pytest.approx(0.3)
-    assert (top["highest"], top["highest_n"], top["lowest"]) == ("Black / Male", 3, "White / Male")
+    assert (top["highest"], top["highest_n"], top["lowest"]) == ("Black / Male", 12, "White / Male")
     assert top["separated"] and top["groups_compared"] == 2
+    assert top["highest_q"] < 0.05 and top["lowest_q"] < 0.05
     assert (spread["spread"].iloc[1:] == 0).all()  # every other region is 0.2 everywhere
+    assert not spread["separated"].iloc[1:].any()
+    assert parity.loc[parity["small"], "q"].isna().all()  # the single image is never tested
+
+
+def test_region_parity_controls_the_false_discovery_rate():
+    """Every group, region and method drawn from one distribution: many tests, no finding. The q-values
+    are Benjamini-Hochberg's over every large group x region x method, as SciPy computes them."""
+    rng = np.random.default_rng(5)
+    races = ["Black", "White", "Indian", "East Asian"]
+    rows = frame([{"race": race} for race in races for _ in range(40)])
+    for method in METHODS:
+        for key in audit.PARITY_KEYS:
+            rows[focus_column(method, key)] = rng.uniform(0, 1, len(rows))
+    parity = audit.region_parity(rows, tuple(METHODS), "LayerCAM", ["race"], min_size=30)
+    p_values = [
+        ttest_ind(rows.loc[rows["race"] == race, focus_column(m, k)], rows.loc[rows["race"] != race,
+                  focus_column(m, k)], equal_var=False).pvalue
+        for m in METHODS for k in audit.PARITY_KEYS for race in ["Black", "White", "Indian", "East Asian"]
+    ]
+    assert min(p_values) < 0.05  # by chance, some single test looks like a finding...
+    q = false_discovery_control(p_values).reshape(len(METHODS), len(audit.PARITY_KEYS), len(races))
+    ours = parity.set_index(["region", "race"])["q"]
+    layer = list(METHODS).index("LayerCAM")
+    for j, key in enumerate(audit.PARITY_KEYS):
+        for i, race in enumerate(races):
+            assert ours[(key, race)] == pytest.approx(q[layer, j, i])
+    assert not parity["flagged"].any()  # ...but none survives the false discovery rate control
+    assert not audit.region_spread(parity, ["race"])["separated"].any()
 
 
 def test_region_spread_not_separated_when_intervals_overlap():
     rows = frame([{"race": "Black", MOUTH: v} for v in (0.1, 0.5, 0.9)]
                  + [{"race": "White", MOUTH: v} for v in (0.2, 0.4, 0.6)])
-    spread = audit.region_spread(audit.region_parity(rows, "Grad-CAM", ["race"], min_size=2), ["race"])
+    spread = audit.region_spread(audit.region_parity(rows, tuple(METHODS), "Grad-CAM", ["race"], min_size=2), ["race"])
     mouth = spread.set_index("region").loc["mouth"]
     assert mouth["spread"] == pytest.approx(0.1) and not mouth["separated"]
 
@@ -141,7 +173,7 @@ def test_counterfactual_flip_rate_and_focus_change():
     crop = effects.loc[("Black", "crop")]
     assert crop["n"] == 4 and crop["flips"] == 1  # the image without a face is left out
     assert crop["flip_rate"] == pytest.approx(0.25)
-    assert (crop["flip_ci_low"], crop["flip_ci_high"]) == pytest.approx(wilson_interval(1, 4))
+    assert (crop["flip_rate_low"], crop["flip_rate_high"]) == pytest.approx(wilson_interval(1, 4))
     assert crop["accuracy_raw"] == 1.0 and crop["accuracy_view"] == pytest.approx(0.75)
     assert crop["focus_change"] == pytest.approx(0.2)
     assert crop["chance_change"] == pytest.approx(0.4)  # the face's share of the picture: 0.2 raw, 0.6 cropped

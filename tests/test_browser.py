@@ -221,9 +221,9 @@ def test_evaluation_page(server, page, shots):
     # Each waited for: a lazy tab may rerun the page once more after its first run.
     for text in ("Confusion matrix", "Accuracy by group", "95% interval", "Images", "Gap between best and worst race"):
         page.get_by_text(text).first.wait_for(timeout=60_000)
-    page.get_by_role("tab", name="race x gender").click()
+    page.get_by_role("tab", name="race × gender").click()
     # Lazy tabs: the click reruns the page, which then draws this tab's gap and table.
-    page.get_by_text("Gap between best and worst race x gender").first.wait_for(timeout=60_000)
+    page.get_by_text("Gap between best and worst race × gender").first.wait_for(timeout=60_000)
     _settle(page)
     _no_exception(page)
     page.screenshot(path=shots / "evaluation.png")

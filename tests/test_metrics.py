@@ -1,5 +1,5 @@
-"""Known-answer tests of the accuracy tables and the fairness audit on small hand-made evaluation rows,
-and a cross-check of the hand-counted accuracy tables against scikit-learn, SciPy and fairlearn."""
+"""Known-answer tests of the group table, the accuracy tables and the fairness audit on small hand-made
+evaluation rows, and a cross-check of the hand-counted tables against scikit-learn, SciPy and fairlearn."""
 
 from __future__ import annotations
 
@@ -10,12 +10,30 @@ import pandas as pd
 import pytest
 from fairlearn.metrics import MetricFrame
 from scipy.stats import binomtest
+from scipy.stats import t as student_t
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from faircam.accuracy import accuracy_gap, confusion, group_accuracy, overall_scores, wilson_interval
+from faircam.accuracy import confusion, overall_scores
 from faircam.cache import read_cache
 from faircam.config import CLASSES, DEFAULT_MODEL_NAME, cache_path_for
+from faircam.groups import (
+    GROUPINGS,
+    INTERVALS,
+    MEASURES,
+    group_table,
+    mean_of,
+    ranked,
+    shown,
+    size_label,
+    spread,
+    wilson_interval,
+)
 from faircam.metrics import GAPS, RATES, bootstrap_intervals, cell_counts, fairness
+
+
+def group_accuracy(rows: pd.DataFrame, by: list[str], min_size: int = 30) -> pd.DataFrame:
+    """Accuracy per group, large groups ranked first: what the Evaluation page lists."""
+    return ranked(group_table(rows, by, min_size=min_size))
 
 
 def make_rows(groups: list[tuple[str, str, str, str, int]]) -> pd.DataFrame:
@@ -61,7 +79,7 @@ def test_overall_scores():
     assert list(table.index) == ["all", "Female", "Male"]
     assert table.loc["all", "accuracy"] == pytest.approx(0.7)
     assert table.loc["all", "n"] == 10
-    assert (table.loc["all", "ci_low"], table.loc["all", "ci_high"]) == pytest.approx(wilson(7, 10))
+    assert (table.loc["all", "accuracy_low"], table.loc["all", "accuracy_high"]) == pytest.approx(wilson(7, 10))
     assert table.loc["Female", "precision"] == pytest.approx(3 / 5)
     assert table.loc["Female", "recall"] == pytest.approx(3 / 4)
     assert table.loc["Male", "precision"] == pytest.approx(4 / 5)
@@ -103,10 +121,10 @@ def test_group_accuracy():
     assert table["n"].tolist() == [10, 6, 4]
     assert table["small"].tolist() == [False, False, True]
     white = table.iloc[0]
-    assert white["ci_low"] == pytest.approx(0.4902, abs=1e-3)
-    assert white["ci_high"] == pytest.approx(0.9433, abs=1e-3)
-    assert (table["ci_low"] <= table["accuracy"]).all() and (table["accuracy"] <= table["ci_high"]).all()
-    assert (table.iloc[1]["ci_low"], table.iloc[1]["ci_high"]) == pytest.approx(wilson(3, 6))
+    assert white["accuracy_low"] == pytest.approx(0.4902, abs=1e-3)
+    assert white["accuracy_high"] == pytest.approx(0.9433, abs=1e-3)
+    assert (table["accuracy_low"] <= table["accuracy"]).all() and (table["accuracy"] <= table["accuracy_high"]).all()
+    assert (table.iloc[1]["accuracy_low"], table.iloc[1]["accuracy_high"]) == pytest.approx(wilson(3, 6))
     # The default threshold (30) flags all of these small groups.
     assert group_accuracy(GROUPS, ["race"])["small"].all()
 
@@ -137,7 +155,7 @@ def test_group_accuracy_two_columns():
         ("Black", "Male"): (0.5, 6),
     }
     assert table["small"].tolist() == [n < 5 for n in table["n"]]
-    gap = accuracy_gap(table)
+    gap = spread(table)
     assert gap["best"] == "White / Male" and gap["worst"] == "Black / Male"
     assert gap["gap"] == pytest.approx(0.5) and gap["groups_compared"] == 3
 
@@ -154,20 +172,20 @@ def test_group_accuracy_with_an_empty_cell():
 
 
 def test_accuracy_gap_ignores_small_groups():
-    gap = accuracy_gap(group_accuracy(GROUPS, ["race"], min_size=5))
+    gap = spread(group_accuracy(GROUPS, ["race"], min_size=5))
     assert gap["gap"] == pytest.approx(0.8 - 0.5)  # Indian (0.25, n=4) is left out
     assert gap["best"] == "White" and gap["best_n"] == 10
     assert gap["worst"] == "Black" and gap["worst_n"] == 6
     assert gap["groups_compared"] == 2
 
-    everyone = accuracy_gap(group_accuracy(GROUPS, ["race"], min_size=1))
+    everyone = spread(group_accuracy(GROUPS, ["race"], min_size=1))
     assert everyone["gap"] == pytest.approx(0.8 - 0.25) and everyone["worst"] == "Indian"
 
 
 def test_accuracy_gap_needs_two_usable_groups():
-    one = accuracy_gap(group_accuracy(GROUPS, ["race"], min_size=7))
+    one = spread(group_accuracy(GROUPS, ["race"], min_size=7))
     assert one == {"gap": None, "best": None, "worst": None, "groups_compared": 1}
-    none = accuracy_gap(group_accuracy(GROUPS, ["race"], min_size=100))
+    none = spread(group_accuracy(GROUPS, ["race"], min_size=100))
     assert none["gap"] is None and none["groups_compared"] == 0
 
 
@@ -196,7 +214,8 @@ def test_accuracy_tables_match_scikit_learn_scipy_and_fairlearn():
             assert ours.index.tolist() == theirs.index.tolist()
             assert ours["accuracy"].tolist() == pytest.approx(theirs["accuracy"].tolist())
             assert ours["n"].tolist() == theirs["n"].astype(int).tolist()
-            for (n, acc, low, high) in ours[["n", "accuracy", "ci_low", "ci_high"]].itertuples(index=False):
+            columns = ["n", "accuracy", "accuracy_low", "accuracy_high"]
+            for (n, acc, low, high) in ours[columns].itertuples(index=False):
                 ci = binomtest(round(acc * n), n).proportion_ci(confidence_level=0.95, method="wilson")
                 assert (low, high) == pytest.approx((ci.low, ci.high), abs=1e-12)
 
@@ -295,18 +314,10 @@ def test_fairness_intervals_are_seeded():
     assert not one.gaps["ci_low"].equals(other.gaps["ci_low"])
 
 
-def test_bootstrap_matches_fairlearns_own_bootstrap():
+def test_gap_bootstrap_matches_fairlearns_own_bootstrap():
     """Our multinomial shortcut resamples rows as fairlearn's MetricFrame bootstrap does."""
     y_true = (AUDIT["gender"] == "Male").to_numpy(int)
     y_pred = (AUDIT["pred"] == "Male").to_numpy(int)
-    reference = MetricFrame(metrics=lambda t, p: float(np.mean(t == p)), y_true=y_true, y_pred=y_pred,
-                            sensitive_features=AUDIT["race"], n_boot=400, ci_quantiles=[0.025, 0.975],
-                            random_state=1)
-    audit = fairness(AUDIT, ["race"], min_size=10, n_boot=4000).groups.set_index("race")
-    low, high = reference.by_group_ci
-    for race in ("A", "B"):
-        assert audit.loc[race, "accuracy_low"] == pytest.approx(low[race], abs=0.04), race
-        assert audit.loc[race, "accuracy_high"] == pytest.approx(high[race], abs=0.04), race
     gap_low, gap_high = MetricFrame(
         metrics=lambda t, p: float(np.mean(t == p)), y_true=y_true[:50], y_pred=y_pred[:50],
         sensitive_features=AUDIT["race"][:50], n_boot=400, ci_quantiles=[0.025, 0.975], random_state=1,
@@ -315,8 +326,21 @@ def test_bootstrap_matches_fairlearns_own_bootstrap():
     assert (ours["ci_low"], ours["ci_high"]) == pytest.approx((gap_low, gap_high), abs=0.04)
 
 
-def test_bootstrap_intervals_cover_the_true_gap_about_95_percent_of_the_time():
-    """Synthetic population with known rates: two groups, half men, 1,000 faces per sample.
+def test_fairness_rates_are_the_group_tables_wilson_intervals():
+    """One number per group everywhere: the audit's rates are the group table's, to the last digit."""
+    audit = fairness(AUDIT, ["race"], min_size=10, n_boot=100).groups.set_index("race")
+    table = group_table(AUDIT, ["race"], list(RATES), min_size=10).set_index("race")
+    for rate in RATES:
+        for suffix in ("", "_low", "_high"):
+            assert audit[rate + suffix].tolist() == pytest.approx(table.loc[audit.index, rate + suffix].tolist(),
+                                                                  nan_ok=True)
+    assert (audit.loc["A", "tpr_low"], audit.loc["A", "tpr_high"]) == pytest.approx(wilson(8, 10))
+    assert (audit.loc["B", "fpr_low"], audit.loc["B", "fpr_high"]) == pytest.approx(wilson(1, 10))
+
+
+def test_intervals_cover_the_true_gap_and_rate_about_95_percent_of_the_time():
+    """Synthetic population with known rates: two groups, half men, 1,000 faces per sample. The gaps'
+    bootstrap intervals and a group's Wilson interval of its TPR each cover the truth about 95% of the time.
 
     Group 0: TPR 0.95, FPR 0.05; group 1: TPR 0.85, FPR 0.10. So the true accuracy gap is
     0.95 - 0.875 = 0.075, equalized odds 0.10 (TPR), demographic parity 0.50 - 0.475 = 0.025.
@@ -332,7 +356,58 @@ def test_bootstrap_intervals_cover_the_true_gap_about_95_percent_of_the_time():
         intervals = bootstrap_intervals(cell_counts(group, y_true, y_pred, 2), everyone, everyone, 1000, rep)
         for name, value in truth.items():
             hits[name] += intervals[name][0] <= value <= intervals[name][1]
-        tpr_hits += intervals["tpr"][0][1] <= tpr[1] <= intervals["tpr"][1][1]
+        rows = pd.DataFrame({"race": group.astype(str), "gender": np.where(y_true == 1, "Male", "Female"),
+                             "pred": np.where(y_pred == 1, "Male", "Female")})
+        second = group_table(rows, ["race"], ["tpr"]).set_index("race").loc["1"]
+        tpr_hits += second["tpr_low"] <= tpr[1] <= second["tpr_high"]
     for name, count in hits.items():
         assert 0.90 <= count / repetitions <= 0.99, (name, count / repetitions)
     assert 0.90 <= tpr_hits / repetitions <= 0.99
+
+
+# --- the group table -------------------------------------------------------------------------
+
+
+def test_group_table_cells_carry_value_n_interval_and_flag():
+    table = group_table(AUDIT, ["race"], list(RATES), min_size=10).set_index("group")
+    assert list(table.index) == ["A", "B", "C"]  # unknown labels sorted; known ones in their natural order
+    assert table.loc["A", ["n", "accuracy_n", "tpr_n", "fpr_n", "selection_rate_n"]].tolist() == [20, 20, 10, 10, 20]
+    assert table.loc["A", ["accuracy", "tpr", "fpr", "selection_rate"]].tolist() == pytest.approx(
+        [15 / 20, 0.8, 0.3, 11 / 20])
+    assert (table.loc["A", "accuracy_low"], table.loc["A", "accuracy_high"]) == pytest.approx(wilson(15, 20))
+    assert table["small"].tolist() == [False, False, True]
+    everyone = group_table(AUDIT, [], ["accuracy"]).iloc[0]
+    assert everyone["group"] == "all" and everyone["n"] == len(AUDIT)
+    assert everyone["accuracy"] == pytest.approx(AUDIT["correct"].mean())
+
+
+def test_group_table_names_and_orders_groups_once():
+    rows = make_rows([("Latino_Hispanic", "more than 70", "Male", "Male", 2), ("White", "3-9", "Female", "Male", 1),
+                      ("White", "20-29", "Female", "Female", 3), ("Black", "10-19", "Male", "Male", 1)])
+    by_race = group_table(rows, GROUPINGS["race"])
+    assert by_race["group"].tolist() == ["White", "Black", "Latino Hispanic"]  # FairFace's order, readable
+    assert by_race["race"].tolist() == ["White", "Black", "Latino_Hispanic"]  # the cache's values kept
+    by_age = group_table(rows, GROUPINGS["age"], min_size=1)
+    assert by_age["group"].tolist() == ["3-9", "10-19", "20-29", "more than 70"]  # age order, not text order
+    assert shown(by_age, GROUPINGS["age"])["group"].tolist() == by_age["group"].tolist()  # ordinal: not ranked
+    assert group_table(rows, GROUPINGS["race × gender"])["group"].iloc[-1] == "Latino Hispanic / Male"
+    assert size_label("Black / Female", 1189, True) == "Black / Female (n=1,189) ⚠ small"
+    assert INTERVALS["proportion"] == "95% Wilson interval"
+
+
+def test_group_table_mean_measure_uses_the_t_interval():
+    rows = make_rows([("White", "20-29", "Male", "Male", 4), ("Black", "20-29", "Male", "Male", 1)])
+    rows["share"] = [0.1, 0.2, 0.3, np.nan, 0.9]
+    table = group_table(rows, ["race"], {"share": mean_of("share")}, min_size=1).set_index("race")
+    assert table.loc["White", ["share", "share_n", "n"]].tolist() == [pytest.approx(0.2), 3, 4]
+    half = student_t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    assert (table.loc["White", "share_low"], table.loc["White", "share_high"]) == pytest.approx((0.2 - half,
+                                                                                                0.2 + half))
+    assert table.loc["Black", "share"] == pytest.approx(0.9) and math.isnan(table.loc["Black", "share_low"])
+
+
+def test_group_table_takes_the_task_from_one_place():
+    """Truth and prediction columns come from the task: a measure never names them itself."""
+    assert MEASURES["tpr"].kind == MEASURES["accuracy"].kind == "proportion"
+    with pytest.raises(KeyError):
+        group_table(AUDIT, ["race"], task="race")  # the race head comes next round

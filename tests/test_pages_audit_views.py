@@ -17,6 +17,7 @@ from test_pages import TIMEOUT, assert_clean, texts
 from faircam import audit
 from faircam.cache import group_averages, read_cache, write_cache
 from faircam.config import MIN_GROUP_SIZE, PROJECT_ROOT
+from faircam.groups import size_label
 
 LIMIT = 72
 V2_PREFIXES = ("crop: ", "blur: ", "agree | ")
@@ -94,7 +95,7 @@ def test_attention_counterfactuals_and_average_maps(monkeypatch, cache_path):
         assert len(at.get("image")) >= 2 * len(shown)  # the average face and its overlay per cell
         captions = [c for image in at.get("image") for c in image.captions]
         first = shown.iloc[0]
-        assert any(c.startswith(f"{first['gender']}, n={first['n']}") for c in captions)
+        assert any(c.startswith(size_label(first["gender"], first["n"], first["n"] < MIN_GROUP_SIZE)) for c in captions)
 
 
 def test_pages_without_v2_data_say_how_to_get_it(monkeypatch, bare_cache_path):

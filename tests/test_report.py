@@ -14,6 +14,7 @@ import pytest
 from faircam.cache import EvalCache, read_cache, write_cache
 from faircam.cli import main
 from faircam.config import settings
+from faircam.groups import label
 from faircam.report import SECTIONS, Section, build_report, rows_csv
 
 
@@ -65,17 +66,17 @@ def test_report_holds_the_cache_numbers_with_their_n(cache, page):
     assert f"{rows['correct'].mean():.1%}" in page and f"n = {len(rows):,}" in page
     for race, part in rows.groupby("race"):
         # The group's row in the "by race" table: its label, its n, then its accuracy.
-        expected = f"<td>{race}</td><td class='num'>{len(part):,}</td>"
+        expected = f"<td>{label(race)}</td><td class='num'>{len(part):,}</td>"
         assert expected in page, race
         row = page[page.index(expected):].split("</tr>")[0]
         assert f"{part['correct'].mean():.1%}" in row, race
         assert f">{(part['gender'] == 'Male').sum():,}<" in row  # its men
     for (race, gender), part in rows.groupby(["race", "gender"]):
-        assert f"<td>{race}</td><td>{gender}</td><td class='num'>{len(part):,}</td>" in page, (race, gender)
+        assert f"<td>{label(race)}</td><td>{gender}</td><td class='num'>{len(part):,}</td>" in page, (race, gender)
     for name in ("accuracy gap", "equalized odds difference", "demographic parity difference"):
         assert name in page
     assert "not defined" in page  # equalized odds by gender
-    for section in ("Summary", "The data", "Model card", "Caveats", "Fairness by race x gender"):
+    for section in ("Summary", "The data", "Model card", "Caveats", "Fairness by race × gender", "Fairness by age"):
         assert f">{section}</h2>" in page
 
 
