@@ -4,8 +4,8 @@ A cache is one parquet file, one row per image, that carries its provenance (mod
 data folder, split, schema version, options) and a checksum of its rows, averages and that
 provenance in its metadata. It is replaced atomically and read back with checks, so pages never
 show numbers from a damaged or carelessly edited file, from another model or from another schema.
-The checksum is a plain sha256, not a signature: whoever can write the file can also recompute it. This module imports no torch: pages
-that only read the cache open without loading the model.
+The checksum is a plain sha256, not a signature: whoever can write the file can also recompute it.
+This module imports no torch: pages that only read the cache open without loading the model.
 
 Schema 2, one row per image:
 
