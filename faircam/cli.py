@@ -33,17 +33,20 @@ def _data_dir(value: str | None) -> Path:
 
 
 def _output(option: str, value: str, suffixes: tuple[str, ...]) -> Path:
-    """`value` as a file faircam may write, checked before any work: the right kind of file, not a
-    folder, and a folder that exists (or can be made) and accepts a new file."""
+    """`value` as a file faircam may write, checked before any work and without side effects: the
+    right kind of file, not a folder, and under a folder that accepts a new file."""
     path = Path(value).expanduser()
     if path.suffix.lower() not in suffixes:
         raise OutputError(f"{option} {value}: name a {' or '.join(suffixes)} file.")
     if path.is_dir():
         raise OutputError(f"{option} {value} is a folder: name a {' or '.join(suffixes)} file in it.")
+    # The folders to be made are made by the writer; the nearest existing one must accept a new file.
+    existing = next(folder for folder in path.absolute().parents if folder.exists())
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
         # A real file created and removed: permission bits alone say nothing for root or read-only mounts.
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=f".{path.name}.", suffix=".probe"):
             pass
         if path.exists() and not os.access(path, os.W_OK):
             raise PermissionError(13, "Permission denied")
@@ -120,6 +123,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     pipeline = Pipeline.load(args.model)
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face)
     if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
         explanation_figure(explanation).save(out)
     print(json.dumps({"model": pipeline.model.name, **explanation.as_dict()}, indent=2))
 
@@ -143,6 +147,7 @@ def cmd_model_card(args: argparse.Namespace) -> None:
     from faircam.modelcard import model_card
 
     text = model_card(registry.load_model(args.model), read_cache(args.cache or _cache_of(args.model)))
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(json.dumps({"out": args.out}))
 
