@@ -51,11 +51,12 @@ def test_dropped_rows_are_named_with_line_and_reason(tmp_path, fairface):
     assert len(split.rows) == 4
     assert split.dropped["line"].tolist() == [6, 7, 8, 9, 10, 11, 12]
     assert split.dropped["reason"].tolist() == [
-        "image missing", "unknown race 'Martian'", "unknown gender 'Robot'", "unknown age '100+'",
-        "no file name", "no gender", "image missing",
+        "image missing or unreadable", "unknown race 'Martian'", "unknown gender 'Robot'", "unknown age '100+'",
+        "no file name", "no gender", "image missing or unreadable",
     ]
     assert describe_dropped(split.dropped) == (
-        "7 label rows dropped: line 6 val/404.jpg (image missing), line 7 val/1.jpg (unknown race 'Martian'), "
+        "7 label rows dropped: line 6 val/404.jpg (image missing or unreadable), "
+        "line 7 val/1.jpg (unknown race 'Martian'), "
         "line 8 val/2.jpg (unknown gender 'Robot'), line 9 val/3.jpg (unknown age '100+'), "
         "line 10 (no file name) and 2 more."
     )
@@ -67,8 +68,10 @@ def test_wrong_layout_names_the_problem(tmp_path, fairface):
     for n in (1, 2):
         shutil.copyfile(fairface / "val" / f"{n}.jpg", tmp_path / f"{n}.jpg")
     (tmp_path / "fairface_label_val.csv").write_text(HEADER + "".join(GOOD[:2]))
-    with pytest.raises(DataError, match=r"no usable rows: 2 label rows dropped: line 2 val/1.jpg \(image missing\), "
-                                        r"line 3 val/2.jpg \(image missing\)\. Image paths are read relative to"):
+    with pytest.raises(DataError, match=r"no usable rows: 2 label rows dropped: "
+                                        r"line 2 val/1.jpg \(image missing or unreadable\), "
+                                        r"line 3 val/2.jpg \(image missing or unreadable\)\. "
+                                        "Image paths are read relative to"):
         load_split(tmp_path, "val")
 
 
@@ -86,7 +89,7 @@ def test_wrong_layout_names_the_problem(tmp_path, fairface):
         (lambda root: (root / "fairface_label_val.csv").write_bytes(b"\xff\xd8\xff\xe0 a JPEG named .csv") and root,
          ["cannot be read as CSV"]),
         (lambda root: (root / "fairface_label_val.csv").write_text(HEADER + GOOD[0]) and root,
-         ["no usable rows", "line 2 val/1.jpg (image missing)"]),
+         ["no usable rows", "line 2 val/1.jpg (image missing or unreadable)"]),
     ],
     ids=["missing", "empty", "file", "wrong-columns", "not-csv", "images-elsewhere"],
 )
