@@ -7,6 +7,7 @@ from faircam import audit, audit_charts
 from faircam.cache import group_averages
 from faircam.config import CAM_METHODS, MIN_GROUP_SIZE
 from faircam.figures import overlay
+from faircam.text import md
 
 ui.page_setup("Attention: does the model look at the same things for every group?", "🎯")
 ui.sidebar_model()
@@ -23,7 +24,7 @@ if not cache.has_cams:
 GROUPINGS = {"race × gender": ["race", "gender"], "race": ["race"], "gender": ["gender"]}
 OUTCOME_LABELS = {"all": "all images", "correct": "correct predictions", "wrong": "wrong predictions"}
 st.caption(
-    f"From the cached evaluation of **{len(rows):,}** images ({cache.meta['data']['split']} split): nothing is "
+    f"From the cached evaluation of **{len(rows):,}** images ({md(cache.meta['data']['split'])} split): nothing is "
     f"recomputed here. Every number carries its n and a 95% interval; groups under {MIN_GROUP_SIZE} images are "
     "marked ⚠ small and never ranked."
 )
