@@ -250,6 +250,9 @@ def train(cfg: TrainConfig) -> dict:
     """Train, validate each epoch, and write the best epoch's checkpoint to `cfg.out`."""
     if cfg.arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {cfg.arch!r}: use one of {', '.join(ARCHITECTURES)}.")
+    state_path = cfg.work_dir / "state.pt"
+    # Checked before any work: a state file that cannot be loaded safely stops the run, not a fresh start.
+    state = _load_work_file(state_path, cfg) if state_path.is_file() else None
     _seed_everything(cfg.seed)
     train_split = _limited(load_split(cfg.data, "train"), cfg.limit, cfg.seed)
     val_split = _limited(load_split(cfg.data, "val"), cfg.limit and max(cfg.limit // 4, 32), cfg.seed)
@@ -266,19 +269,16 @@ def train(cfg: TrainConfig) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warmup))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    state_path = cfg.work_dir / "state.pt"
     history: list[dict] = []
     best = -1.0
     first_epoch = 0
     settings = asdict(cfg)
-    if state_path.is_file():
-        state = _load_work_file(state_path, cfg)
-        if state.get("settings") == settings:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
-            print(f"Resuming after epoch {first_epoch} of {cfg.epochs}.")
+    if state is not None and state.get("settings") == settings:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
+        print(f"Resuming after epoch {first_epoch} of {cfg.epochs}.")
 
     for epoch in range(first_epoch, cfg.epochs):
         _set_train_mode(net, cfg.frozen_stages)
