@@ -23,7 +23,7 @@ from test_cli import run as cli
 from test_data_folders import folder
 from test_pages import run
 
-from faircam.cache import META_KEY, read_cache, write_cache
+from faircam.cache import AVERAGES_KEY, META_KEY, read_cache, write_cache
 from faircam.config import PROJECT_ROOT, SHARED_FAIRFACE, settings
 
 LINKS = "[click me](https://evil.example/phish) ![](https://evil.example/pixel.png)"
@@ -150,10 +150,13 @@ def test_report_of_an_edited_cache_fetches_nothing(tmp_path, capsys, bundled):
                                         ("created", LINKS), ("data", {"root": "/elsewhere"})])
 def test_edited_cache_metadata_is_refused(tmp_path, capsys, key, value):
     path = tmp_path / "eval.parquet"
-    shutil.copyfile(settings().cache_path, path)
-    table = pq.read_table(path)
+    table = pq.read_table(settings().cache_path)
     meta = json.loads(table.schema.metadata[META_KEY]) | {key: value}
-    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, META_KEY: json.dumps(meta)}), path)
+    # Only the metadata changes: rows and the stored averages stay as they were.
+    table = table.replace_schema_metadata({**table.schema.metadata, META_KEY: json.dumps(meta)})
+    with pq.ParquetWriter(path, table.schema) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata({AVERAGES_KEY: pq.read_metadata(settings().cache_path).metadata[AVERAGES_KEY]})
     code, stdout, err = cli(capsys, "report", "--out", tmp_path / "r.html", "--cache", path)
     assert_one_line_error(code, stdout, err, "checksum")
 
