@@ -13,6 +13,7 @@ from test_pages import run, texts
 from faircam.cache import read_cache
 from faircam.data import describe_dropped, load_split
 from faircam.errors import DataError
+from faircam.text import md
 
 HEADER = "file,age,gender,race,service_test\n"
 GOOD = ("val/1.jpg,3-9,Male,East Asian,False\n", "val/2.jpg,50-59,Female,East Asian,True\n",
@@ -121,8 +122,9 @@ def test_cli_evaluate_names_left_out_rows_and_counts_the_rest(capsys, monkeypatc
     at = run("pages/2_Evaluation.py")
     assert not at.exception and not at.error
     said = [i.value for i in at.info]
-    assert f"{describe_dropped(load_split(data, 'val').dropped)} 1 image could not be read. They are not counted." \
-        in said, said
+    # Markdown-escaped on the page: the rows quote label values.
+    assert f"{md(describe_dropped(load_split(data, 'val').dropped) + ' 1 image could not be read.')} They are not " \
+        "counted." in said, said
 
 
 # --- the Explore page ------------------------------------------------------------------------
@@ -153,7 +155,7 @@ def test_explore_names_bad_rows_and_shows_the_rest(monkeypatch, tmp_path, fairfa
     at = run("pages/1_Explore.py")
     assert not at.exception, [e.value for e in at.exception]
     said = [w.value for w in at.warning]
-    assert any("fairface_label_val.csv" in w and describe_dropped(load_split(data, "val").dropped) in w
+    assert any("fairface_label_val.csv" in w and md(describe_dropped(load_split(data, "val").dropped)) in w
                for w in said), said
     assert any("val/broken.jpg" in w and "cannot be read" in w for w in said), said
     assert "5 images match; showing 5" in texts(at)
