@@ -58,12 +58,12 @@ def file_problem(root: Path, file: str) -> str:
     A missing and an unreadable file get the same reason, so the answer says nothing about files
     outside the reader's reach; a path leaving the folder is refused before the file is looked at.
     """
-    path = os.path.realpath(root / file)
-    if os.path.commonpath([path, root]) != str(root):
-        return "outside the data folder"
     try:
+        path = os.path.realpath(root / file)
+        if os.path.commonpath([path, root]) != str(root):
+            return "outside the data folder"
         regular = stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
         regular = False
     return "" if regular and os.access(path, os.R_OK) else "image missing or unreadable"
 
