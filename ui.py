@@ -23,6 +23,7 @@ from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, se
 from faircam.data import available_splits, describe_dropped
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.images import decode_image, read_image
+from faircam.text import md
 
 if TYPE_CHECKING:
     # torch comes in with these: only pages that run the model import them, inside `pipeline()`.
@@ -71,7 +72,7 @@ def _pipeline(name: str, weights: str) -> Pipeline:
 
 
 def _model_error(exc: ModelError) -> None:
-    st.error(f"**The model cannot be loaded.** {exc}\n\nSet `FAIRCAM_MODEL` to a faircam checkpoint, "
+    st.error(f"**The model cannot be loaded.** {md(exc)}\n\nSet `FAIRCAM_MODEL` to a faircam checkpoint, "
              "or restore the model files in `assets/` from the repository.")
     st.stop()
 
@@ -139,19 +140,20 @@ def evaluation_cache(name: str | None = None) -> EvalCache | None:
     try:
         return read_evaluation(name)
     except CacheError as exc:
-        st.error(f"**No usable evaluation.** {exc}")
+        st.error(f"**No usable evaluation.** {md(exc)}")
         st.code(evaluate_command(name), language="bash")
         offer_recompute(cache_path_for(name), model=name)
         return None
 
 
 def left_out_rows(data_meta: dict) -> str:
-    """What an evaluation left out, from its cache's `data` metadata: dropped rows named, unreadable images counted."""
+    """What an evaluation left out, from its cache's `data` metadata: dropped rows named, unreadable images
+    counted; Markdown-escaped, as the rows quote label values."""
     unreadable = int(data_meta.get("unreadable") or 0)
     said = describe_dropped(pd.DataFrame(data_meta.get("dropped") or []), int(data_meta.get("dropped_total") or 0))
     if unreadable:
         said += f" {unreadable} image{'s' if unreadable != 1 else ''} could not be read."
-    return said.strip()
+    return md(said.strip())
 
 
 @st.cache_resource
@@ -184,7 +186,7 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
                        on_progress=lambda done, total: bar.progress(done / max(total, 1),
                                                                     text=f"{done:,} of {total:,} images"))
     except KNOWN_ERRORS as exc:
-        st.error(f"**The evaluation could not be recomputed.** {exc}")
+        st.error(f"**The evaluation could not be recomputed.** {md(exc)}")
         return
     finally:
         lock.release()
@@ -213,7 +215,7 @@ def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: st
         with st.spinner("Computing the four maps…"):
             return _explain(image_key(data), data, None, crop, blur, face, model or selected_model())
     except ImageError as exc:
-        st.error(f"**This file cannot be used.** {exc}")
+        st.error(f"**This file cannot be used.** {md(exc)}")
         return None
 
 
@@ -233,7 +235,7 @@ def explain_file(path: Path, crop: bool, blur: bool, face: int = 0, model: str |
         with st.spinner("Computing the four maps…"):
             return _explain(str(path), None, str(path), crop, blur, face, model or selected_model())
     except ImageError as exc:
-        st.error(f"**This image cannot be used.** {exc}")
+        st.error(f"**This image cannot be used.** {md(exc)}")
         return None
 
 
@@ -252,7 +254,7 @@ def sidebar_model() -> None:
                      format_func=lambda n: f"{n}: {entries[n].title}",
                      help="The model every page audits. Compare models side by side on *Compare models*.")
         entry = entries[current]
-        st.caption(f"{entry.origin} · licence {entry.licence} · input {entry.input}")
+        st.caption(f"{md(entry.origin)} · licence {md(entry.licence)} · input {md(entry.input)}")
         try:
             rows = read_evaluation(current).rows
         except CacheError:

@@ -1,10 +1,11 @@
 """The evaluation cache file: its schema, checksum, atomic writing, and reading with checks.
 
 A cache is one parquet file, one row per image, that carries its provenance (model checksum,
-data folder, split, schema version, options) and a content checksum in its metadata. It is
-replaced atomically and read back with checks, so pages never show numbers from a damaged or
-edited file, from another model or from another schema. This module imports no torch: pages
-that only read the cache open without loading the model.
+data folder, split, schema version, options) and a checksum of its rows, averages and that
+provenance in its metadata. It is replaced atomically and read back with checks, so pages never
+show numbers from a damaged or carelessly edited file, from another model or from another schema.
+The checksum is a plain sha256, not a signature: whoever can write the file can also recompute it.
+This module imports no torch: pages that only read the cache open without loading the model.
 
 Schema 2, one row per image:
 
@@ -23,6 +24,7 @@ and average maps per race x gender x outcome, read with `group_averages`.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -119,11 +121,13 @@ def _decode_averages(blob: bytes) -> pd.DataFrame:
     return frame
 
 
-def _checksum(rows: pd.DataFrame, averages_blob: bytes | None) -> str:
-    """sha256 of the column names, every value (pandas' stable row hashes) and the stored averages."""
+def _checksum(rows: pd.DataFrame, averages_blob: bytes | None, meta: dict[str, Any]) -> str:
+    """sha256 of the column names, every value (pandas' stable row hashes), the stored averages and
+    the metadata other than the checksum itself (as JSON with sorted keys, as it reads back)."""
     digest = hashlib.sha256(json.dumps([str(c) for c in rows.columns]).encode())
     digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
     digest.update(averages_blob or b"")
+    digest.update(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -135,8 +139,10 @@ def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any], averages: 
     """
     table = pa.Table.from_pandas(rows, preserve_index=False)
     blob = _encode_averages(averages) if averages is not None else None
-    # The checksum is taken on the rows as they read back, so dtype conversions cannot break it.
-    meta = {**meta, "schema_version": SCHEMA_VERSION, "rows": len(rows), "checksum": _checksum(table.to_pandas(), blob)}
+    # The checksum is taken on the rows and metadata as they read back, so dtype conversions and
+    # JSON (tuples become lists) cannot break it.
+    meta = json.loads(json.dumps({**meta, "schema_version": SCHEMA_VERSION, "rows": len(rows)}))
+    meta["checksum"] = _checksum(table.to_pandas(), blob, meta)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
     write_table_atomic(table, path, {AVERAGES_KEY: blob} if blob is not None else None)
 
@@ -149,6 +155,7 @@ def write_table_atomic(table: pa.Table, path: Path, file_metadata: dict[bytes, b
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if file_metadata:
@@ -160,6 +167,24 @@ def write_table_atomic(table: pa.Table, path: Path, file_metadata: dict[bytes, b
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of earlier writes to `path` whose process is gone (killed mid-write)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def read_cache(path: Path | str) -> EvalCache:
@@ -188,9 +213,9 @@ def read_cache(path: Path | str) -> EvalCache:
     rows = table.to_pandas()
     if len(rows) != meta.get("rows"):
         raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
-    if _checksum(rows, blob) != meta.get("checksum"):
-        raise CacheError(f"{path} does not match its checksum: it was changed after `faircam evaluate` wrote it. "
-                         "Recreate it.")
+    if _checksum(rows, blob, meta) != meta.get("checksum"):
+        raise CacheError(f"{path} does not match its checksum: its rows or metadata were changed after "
+                         "`faircam evaluate` wrote it (or an older faircam wrote it). Recreate it.")
     try:
         averages = _decode_averages(blob) if blob is not None else None
     except (pa.ArrowException, OSError, KeyError, ValueError) as exc:

@@ -1,20 +1,23 @@
 """The `faircam` command: train, evaluate, explain one image, write the audit report, list models, fetch FairFace.
 
-Every known failure (bad data folder, unreadable image, damaged checkpoint or cache, no
-internet) ends with one line on stderr and exit status 2, never a traceback.
+Every known failure (bad data folder, unreadable image, damaged checkpoint or cache, an output
+path that cannot be written, no internet) ends with one line on stderr and exit status 2, never a
+traceback. Arguments and output paths are checked before torch is imported or any work starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from faircam import registry
 from faircam.config import FAITHFULNESS_PER_CELL, cache_path_for, settings
-from faircam.errors import KNOWN_ERRORS, DataError, ImageError
+from faircam.errors import KNOWN_ERRORS, DataError, OutputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,11 +32,36 @@ def _data_dir(value: str | None) -> Path:
     return data
 
 
+def _output(option: str, value: str, suffixes: tuple[str, ...]) -> Path:
+    """`value` as a file faircam may write, checked before any work and without side effects: the
+    right kind of file, not a folder, and under a folder that accepts a new file."""
+    path = Path(value).expanduser()
+    if path.suffix.lower() not in suffixes:
+        raise OutputError(f"{option} {value}: name a {' or '.join(suffixes)} file.")
+    if path.is_dir():
+        raise OutputError(f"{option} {value} is a folder: name a {' or '.join(suffixes)} file in it.")
+    # The folders to be made are made by the writer; the nearest existing one must accept a new file.
+    existing = next(folder for folder in path.absolute().parents if folder.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        # A real file created and removed: permission bits alone say nothing for root or read-only mounts.
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise OutputError(f"{option} {value}: cannot write there ({exc.strerror or exc}).") from None
+    return path
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    _output("--out", args.out, (".pt",))
+    data = _data_dir(args.data)
     from faircam.train import TrainConfig, train
 
     config = TrainConfig(
-        data=str(_data_dir(args.data)), out=args.out, arch=args.arch, input_size=args.input_size,
+        data=str(data), out=args.out, arch=args.arch, input_size=args.input_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, frozen_stages=args.frozen_stages,
         views=args.views, limit=args.limit, seed=args.seed, device=args.device, pretrained=not args.scratch,
     )
@@ -42,23 +70,26 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from faircam.data import load_split
-    from faircam.evaluate import EvalOptions, run_evaluation
-    from faircam.explain import Pipeline
-
     if args.limit is not None and args.limit < 1:
         raise DataError("--limit must be at least 1.")
     if args.faithfulness_per_cell < 0:
         raise DataError("--faithfulness-per-cell must be 0 (off) or more.")
     if args.batch_size < 1:
         raise DataError("--batch-size must be at least 1.")
+    out = _output("--out", args.out, (".parquet",))
     data_dir = _data_dir(args.data)
+    from faircam.data import load_split
+
+    labelled = load_split(data_dir, args.split).rows.head(args.limit)
+    from faircam.evaluate import EvalOptions, run_evaluation
+    from faircam.explain import Pipeline
+
     pipeline = Pipeline.load(args.model)
     options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed)
-    cache = run_evaluation(data_dir, args.split, Path(args.out), pipeline.model, pipeline.detector,
+    cache = run_evaluation(data_dir, args.split, out, pipeline.model, pipeline.detector,
                            pipeline.explainer, limit=args.limit, batch_size=args.batch_size, options=options)
     rows = cache.rows
-    _warn_left_out(cache.meta["data"], load_split(data_dir, args.split).rows.head(args.limit), rows)
+    _warn_left_out(cache.meta["data"], labelled, rows)
     print(json.dumps({"out": args.out, "images": len(rows), "accuracy": round(float(rows["correct"].mean()), 4),
                       "unreadable": cache.meta["data"]["unreadable"],
                       "dropped_rows": cache.meta["data"]["dropped_total"]}))
@@ -82,18 +113,18 @@ def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) 
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from faircam.explain import Pipeline
-    from faircam.figures import explanation_figure
+    out = _output("--out", args.out, (".png", ".jpg", ".jpeg", ".webp")) if args.out else None
     from faircam.images import read_image
 
-    if args.out and Path(args.out).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise ImageError(f"--out {args.out}: name a .png, .jpg or .webp file.")
     image = read_image(args.image)
+    from faircam.explain import Pipeline
+    from faircam.figures import explanation_figure
+
     pipeline = Pipeline.load(args.model)
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        explanation_figure(explanation).save(args.out)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        explanation_figure(explanation).save(out)
     print(json.dumps({"model": pipeline.model.name, **explanation.as_dict()}, indent=2))
 
 
@@ -111,20 +142,24 @@ def _cache_of(model: str | None) -> Path:
 
 
 def cmd_model_card(args: argparse.Namespace) -> None:
+    out = _output("--out", args.out, (".md",))
     from faircam.cache import read_cache
     from faircam.modelcard import model_card
 
     text = model_card(registry.load_model(args.model), read_cache(args.cache or _cache_of(args.model)))
-    Path(args.out).write_text(text, encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
     print(json.dumps({"out": args.out}))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    out = _output("--out", args.out, (".html", ".htm"))
+    csv = _output("--csv", args.csv, (".csv",)) if args.csv else None
     from faircam.cache import read_cache
     from faircam.report import write_report
 
     cache = read_cache(args.cache or _cache_of(args.model))
-    print(json.dumps(write_report(cache, Path(args.out), Path(args.csv) if args.csv else None,
+    print(json.dumps(write_report(cache, out, csv,
                                   model_path=args.model or registry.resolve(None).name)))
 
 def cmd_models(args: argparse.Namespace) -> None:

@@ -4,10 +4,14 @@ A FairFace folder holds `fairface_label_{train,val}.csv` (columns
 `file,age,gender,race,service_test`) and the images those rows name, relative to the folder.
 Problems in a folder are reported as `DataError` with a message a person can act on;
 rows that name a missing image or an unknown label are dropped and listed, never fatal.
+Only regular files inside the folder are read (symlinks that stay inside it too): a label file
+made by someone else cannot point faircam at other files, nor learn whether they exist.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +50,22 @@ class FairFaceSplit:
 
 def label_file(root: Path, split: str) -> Path:
     return Path(root) / f"fairface_label_{split}.csv"
+
+
+def file_problem(root: Path, file: str) -> str:
+    """Why `file` (relative to `root`, the resolved data folder) cannot be read as a data image, or "".
+
+    A missing and an unreadable file get the same reason, so the answer says nothing about files
+    outside the reader's reach; a path leaving the folder is refused before the file is looked at.
+    """
+    try:
+        path = os.path.realpath(root / file)
+        if os.path.commonpath([path, root]) != str(root):
+            return "outside the data folder"
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
+        regular = False
+    return "" if regular and os.access(path, os.R_OK) else "image missing or unreadable"
 
 
 def available_splits(root: Path | None) -> list[str]:
@@ -88,8 +108,9 @@ def load_split(root: Path | str, split: str = "val", check_files: bool = True) -
         bad = ~labels[column].isin(allowed) & (reasons == "")
         reasons[bad] = [f"unknown {column} {value!r}" if value else f"no {column}" for value in labels[column][bad]]
     if check_files:
-        exists = pd.Series([(root / f).is_file() for f in labels["file"]], index=labels.index, dtype=bool)
-        reasons[~exists & (reasons == "")] = "image missing"
+        resolved = root.resolve()
+        unchecked = reasons == ""
+        reasons[unchecked] = [file_problem(resolved, f) for f in labels["file"][unchecked]]
     # Line numbers as a spreadsheet shows them: the header is line 1.
     dropped = labels[reasons != ""].assign(reason=reasons[reasons != ""], line=labels.index[reasons != ""] + 2)
     dropped = dropped.reset_index(drop=True)

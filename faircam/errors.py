@@ -25,4 +25,8 @@ class FetchError(RuntimeError):
     """FairFace could not be downloaded (no internet, or the hub changed)."""
 
 
-KNOWN_ERRORS = (DataError, ImageError, ModelError, CacheError, FetchError)
+class OutputError(ValueError):
+    """An output path faircam must not or cannot write: a folder, an input, the wrong kind of file, no write access."""
+
+
+KNOWN_ERRORS = (DataError, ImageError, ModelError, CacheError, FetchError, OutputError)

@@ -1,20 +1,23 @@
 """Turning files and uploaded bytes into RGB arrays, safely.
 
 Everything that decodes a picture goes through `decode_image`: it refuses what is not an
-image or is too large before decoding it, applies the EXIF orientation, and converts every
-mode (grayscale, palette, RGBA, CMYK, 16-bit) to 8-bit RGB.
+image, is animated or is too large before decoding it, applies the EXIF orientation, and converts
+every mode (grayscale, palette, RGBA, CMYK, 16-bit) to 8-bit RGB. `read_image` reads only regular
+files (never waits on a FIFO or device) and checks their size before reading them.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from faircam.config import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+from faircam.config import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MAX_UPLOAD_MB
 from faircam.errors import ImageError
 
 # Our own size check below comes first; PIL's bomb guard stays as the backstop at the same limit.
@@ -48,6 +51,9 @@ def decode_image(data: bytes, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
                 f"The image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels. "
                 "Please use a smaller copy."
             )
+        if getattr(image, "is_animated", False):
+            raise ImageError(f"The image is animated ({image.n_frames} frames); faircam reads still photos. "
+                             "Please save the frame you want as PNG or JPEG.")
         # JPEG can decode at 1/2, 1/4 or 1/8 scale: far less memory for huge photos.
         image.draft("RGB", (max_side, max_side))
         image.load()
@@ -69,12 +75,23 @@ def decode_image(data: bytes, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
 
 
 def read_image(path: Path | str, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
-    """`decode_image` for a file on disk."""
+    """`decode_image` for a regular file on disk of at most `MAX_UPLOAD_MB`, the upload limit."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        # Non-blocking open: opening a FIFO for reading would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ImageError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"Cannot read {path}: not a regular file.")
+        if info.st_size > MAX_UPLOAD_MB * 1024 * 1024:
+            raise ImageError(f"{path} is larger than {MAX_UPLOAD_MB} MB. Please use a smaller copy.")
+        try:
+            data = file.read(MAX_UPLOAD_MB * 1024 * 1024 + 1)
+        except OSError as exc:
+            raise ImageError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     return decode_image(data, max_side)
 
 

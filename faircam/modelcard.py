@@ -1,7 +1,8 @@
 """The model card: a checkpoint's metadata and its cached evaluation, written as Markdown.
 
 Every number in it is read from the checkpoint or computed from the evaluation cache, so
-`faircam model-card` rewrites it whenever either changes.
+`faircam model-card` rewrites it whenever either changes. Values read from files (names, labels,
+dates) go through `faircam.text.md`: the card is rendered as Markdown in the app and the report.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from faircam.cache import EvalCache
 from faircam.config import MIN_GROUP_SIZE
 from faircam.groups import GROUPINGS, INTERVALS, group_table, label, ranked, small_mark, spread, with_interval
 from faircam.model import LoadedModel
+from faircam.text import md
 
 
 def _group_lines(table: pd.DataFrame, by: list[str]) -> list[str]:
     header = " | ".join(by) + " | accuracy (95% interval) | n |"
     lines = ["| " + header, "|" + "---|" * (len(by) + 2)]
     for _, row in ranked(table).iterrows():
-        labels = " | ".join(label(row[c]) for c in by)
+        labels = " | ".join(md(label(row[c])) for c in by)
         lines.append(f"| {labels} | {with_interval(row['accuracy'], row['accuracy_low'], row['accuracy_high'])} "
                      f"| {int(row['n']):,}{small_mark(row['small'])} |")
     return lines
@@ -37,15 +39,16 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     large_cells = large_cells[~large_cells["small"]]
     data = cache.meta["data"]
     lines = [
-        f"# Model card: {model.name}",
+        f"# Model card: {md(model.name)}",
         "",
         "## What it is",
         f"- A binary gender classifier ({' / '.join(model.classes)}) for face crops, "
-        f"architecture **{model.arch}**, input {model.input_size}×{model.input_size} RGB.",
+        f"architecture **{md(model.arch)}**, input {model.input_size}×{model.input_size} RGB.",
         "- Intended use: teaching and auditing (how a face classifier decides, and for whom it fails). "
         "Not for decisions about people: gender is not visible in a face, and FairFace's labels are "
         "annotators' perceptions on a binary scale.",
-        *([f"- Origin: {model.info['origin']}; licence: {model.info['licence']}."] if "origin" in model.info else []),
+        *([f"- Origin: {md(model.info['origin'])}; licence: {md(model.info['licence'])}."]
+          if "origin" in model.info else []),
         f"- Checkpoint sha256 `{model.sha256[:16]}…`.",
         "",
         "## Training",
@@ -66,8 +69,8 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
         lines.append("- No training record in this checkpoint.")
     lines += [
         "",
-        f"## Evaluation on {len(rows):,} FairFace {data['split']} images",
-        f"Computed by `faircam evaluate` ({cache.meta['created']}); {INTERVALS['proportion']}s; groups under "
+        f"## Evaluation on {len(rows):,} FairFace {md(data['split'])} images",
+        f"Computed by `faircam evaluate` ({md(cache.meta['created'])}); {INTERVALS['proportion']}s; groups under "
         f"{MIN_GROUP_SIZE} images are marked small.",
         "",
         f"- **Accuracy: {with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high'])}**, "
@@ -76,14 +79,15 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     if race_gap["gap"] is not None:
         lines.append(
             f"- **Gap between best and worst race group: {race_gap['gap'] * 100:.1f} points** "
-            f"({race_gap['best']}, n = {race_gap['best_n']}, vs {race_gap['worst']}, n = {race_gap['worst_n']})."
+            f"({md(race_gap['best'])}, n = {race_gap['best_n']}, vs {md(race_gap['worst'])}, "
+            f"n = {race_gap['worst_n']})."
         )
     if large_cells.empty:
         lines.append(f"- No race × gender cell has {MIN_GROUP_SIZE} or more images: too few to name the worst.")
     else:
         worst_cell = large_cells.iloc[-1]
         lines.append(
-            f"- **Worst race × gender cell: {worst_cell['group']}**, "
+            f"- **Worst race × gender cell: {md(worst_cell['group'])}**, "
             f"{with_interval(worst_cell['accuracy'], worst_cell['accuracy_low'], worst_cell['accuracy_high'])}, "
             f"n = {int(worst_cell['n']):,}."
         )

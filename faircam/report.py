@@ -340,9 +340,21 @@ def build_report(cache: EvalCache, model_card: str | None = None, model_card_not
     )
 
 
+# A text cell starting with one of these runs as a formula when the CSV is opened in a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def rows_csv(cache: EvalCache) -> bytes:
-    """The per-image rows of the cache as CSV (UTF-8, one header line)."""
-    return cache.rows.to_csv(index=False).encode("utf-8")
+    """The per-image rows of the cache as CSV (UTF-8, one header line).
+
+    Text cells that a spreadsheet would run as a formula get a leading apostrophe, which
+    spreadsheets read as "this is text"; numbers are written as they are.
+    """
+    rows = cache.rows.copy()
+    for column in rows.columns:
+        if pd.api.types.is_string_dtype(rows[column]):
+            rows[column] = [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v for v in rows[column]]
+    return rows.to_csv(index=False).encode("utf-8")
 
 
 def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str | None, str]:

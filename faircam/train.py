@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from tqdm import tqdm
 
 from faircam.config import CLASSES
 from faircam.data import FairFaceSplit, load_split
+from faircam.errors import ModelError
 from faircam.images import read_image, resize_square
 from faircam.model import ARCHITECTURES, GenderNet, build_model, normalise, save_checkpoint
 from faircam.registry import register_checkpoint
@@ -131,7 +133,7 @@ def _cached_features(net: GenderNet, train: FairFaceSplit, val: FairFaceSplit, c
     key = json.dumps([cfg.arch, cfg.input_size, cfg.frozen_stages, cfg.views, cfg.limit, cfg.seed,
                       str(train.root)])
     if path.is_file():
-        cached = torch.load(path, weights_only=True)
+        cached = _load_work_file(path, cfg)
         if cached.get("key") == key:
             return cached
     net.eval()
@@ -143,10 +145,32 @@ def _cached_features(net: GenderNet, train: FairFaceSplit, val: FairFaceSplit, c
     val_features = _prefix_features(net, _loader(FaceImages(val, cfg.input_size, False), cfg, False, 0),
                                      cfg, "features val")
     cached = {"key": key, "train": torch.stack(train_views), "val": val_features}
-    tmp = path.with_suffix(".tmp")
-    torch.save(cached, tmp)
-    tmp.replace(path)
+    _save_work_file(cached, path)
     return cached
+
+
+def _load_work_file(path: Path, cfg: TrainConfig) -> dict:
+    """A file of the work folder, unpickling only tensors and plain containers.
+
+    The work folder may have been made by someone else on a shared server: a full unpickle would
+    run whatever code they put in it, as whoever trains next.
+    """
+    try:
+        loaded = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path} is not a plain training state faircam can load safely ({reason[:120]}). "
+                         f"Delete {cfg.work_dir} to train afresh.") from None
+    if not isinstance(loaded, dict):
+        raise ModelError(f"{path} is not a faircam training state. Delete {cfg.work_dir} to train afresh.")
+    return loaded
+
+
+def _save_work_file(payload: dict, path: Path) -> None:
+    """`torch.save` through a temporary file and a rename, so a killed run leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
 
 
 class _Batches:
@@ -226,6 +250,9 @@ def train(cfg: TrainConfig) -> dict:
     """Train, validate each epoch, and write the best epoch's checkpoint to `cfg.out`."""
     if cfg.arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {cfg.arch!r}: use one of {', '.join(ARCHITECTURES)}.")
+    state_path = cfg.work_dir / "state.pt"
+    # Checked before any work: a state file that cannot be loaded safely stops the run, not a fresh start.
+    state = _load_work_file(state_path, cfg) if state_path.is_file() else None
     _seed_everything(cfg.seed)
     train_split = _limited(load_split(cfg.data, "train"), cfg.limit, cfg.seed)
     val_split = _limited(load_split(cfg.data, "val"), cfg.limit and max(cfg.limit // 4, 32), cfg.seed)
@@ -242,19 +269,16 @@ def train(cfg: TrainConfig) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warmup))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    state_path = cfg.work_dir / "state.pt"
     history: list[dict] = []
     best = -1.0
     first_epoch = 0
     settings = asdict(cfg)
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        if state["settings"] == settings:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
-            print(f"Resuming after epoch {first_epoch} of {cfg.epochs}.")
+    if state is not None and state.get("settings") == settings:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
+        print(f"Resuming after epoch {first_epoch} of {cfg.epochs}.")
 
     for epoch in range(first_epoch, cfg.epochs):
         _set_train_mode(net, cfg.frozen_stages)
@@ -286,9 +310,9 @@ def train(cfg: TrainConfig) -> dict:
                 "history": history,
             })
             net.to(cfg.device)
-        torch.save({"settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch},
-                   state_path)
+        _save_work_file({"settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch},
+                        state_path)
     if best >= 0:
         register_checkpoint(Path(cfg.out).stem, Path(cfg.out), cfg.input_size, f"{cfg.arch}, {cfg.epochs} epochs")
     return {"best_val_accuracy": best, "history": history, "out": cfg.out}

@@ -12,6 +12,7 @@ import ui
 from faircam import groups
 from faircam.config import settings
 from faircam.focus import REGIONS
+from faircam.text import md
 
 ui.page_setup("Classroom: one face, step by step", "🎓")
 ui.sidebar_model()
@@ -85,7 +86,7 @@ if step == 0:
                 st.session_state["lesson_step"] = 1
                 st.rerun()
     if picked is not None:
-        st.caption(f"Current face: `{picked['file']}`.")
+        st.caption(f"Current face: {md(picked['file'], code=True)}.")
 elif picked is None:
     st.session_state["lesson_step"] = 0
     st.rerun()

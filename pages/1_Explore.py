@@ -20,6 +20,7 @@ from faircam.data import (
 from faircam.errors import DataError
 from faircam.figures import draw_face, explanation_figure, overlay, png_bytes
 from faircam.focus import REGIONS
+from faircam.text import md
 
 ui.page_setup("Explore a face")
 ui.sidebar_model()
@@ -46,7 +47,7 @@ def choose_fairface() -> tuple[str, pd.Series] | None:
             try:
                 load_split(data, "val")
             except DataError as exc:
-                st.error(f"**The data folder cannot be used.** {exc}")
+                st.error(f"**The data folder cannot be used.** {md(exc)}")
         st.info("No FairFace folder found. Set `FAIRCAM_DATA` to a folder in FairFace's layout "
                 "(or run `faircam fetch-fairface`), or upload a photo instead.")
         return None
@@ -58,10 +59,11 @@ def choose_fairface() -> tuple[str, pd.Series] | None:
     try:
         labels = _split(str(data), split)
     except DataError as exc:
-        st.error(f"**The data folder cannot be used.** {exc}")
+        st.error(f"**The data folder cannot be used.** {md(exc)}")
         return None
     if not labels.dropped.empty:
-        st.warning(f"Some rows of `{label_file(data, split).name}` are left out. {describe_dropped(labels.dropped)}")
+        st.warning(f"Some rows of `{label_file(data, split).name}` are left out. "
+                   f"{md(describe_dropped(labels.dropped))}")
     rows = filter_rows(labels.rows, races, genders, ages)
     if rows.empty:
         st.warning("No image matches these filters.")
@@ -78,7 +80,7 @@ def choose_fairface() -> tuple[str, pd.Series] | None:
         with columns[i % 6]:
             thumbnail = ui.thumbnail(data / row["file"])
             if thumbnail is None:
-                st.warning(f"`{row['file']}` cannot be read.")
+                st.warning(f"{md(row['file'], code=True)} cannot be read.")
                 continue
             st.image(thumbnail, width="stretch")
             if st.button(f"{row['race'].replace('_', ' ')}, {row['gender']}, {row['age']}", key=f"pick{row['file']}"):

@@ -9,6 +9,7 @@ from faircam.cache import focus_column
 from faircam.config import MIN_GROUP_SIZE
 from faircam.data import AGES, GENDERS, RACES, filter_rows
 from faircam.focus import REGIONS
+from faircam.text import md
 
 ui.page_setup("Evaluation", "📊")
 ui.sidebar_model()
@@ -20,8 +21,9 @@ if cache is None:
 meta = cache.meta
 model = ui.checkpoint()
 st.caption(
-    f"Model **{meta['model']['name']}** on **{meta['rows']:,}** images of the **{meta['data']['split']}** split of "
-    f"`{meta['data']['root']}` · computed {meta['created']}. Read from the cache: nothing is recomputed here."
+    f"Model **{md(meta['model']['name'])}** on **{meta['rows']:,}** images of the **{md(meta['data']['split'])}** "
+    f"split of {md(meta['data']['root'], code=True)} · computed {md(meta['created'])}. Read from the cache: nothing is "
+    "recomputed here."
 )
 if meta["model"]["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "

@@ -9,6 +9,7 @@ import streamlit as st
 import ui
 from faircam import compare, groups, registry
 from faircam.config import ASSETS, PROJECT_ROOT
+from faircam.text import md
 
 ui.page_setup("About the model and the maps", "ℹ️")
 ui.sidebar_model()
@@ -18,8 +19,8 @@ model = ui.checkpoint()
 info = model.get("info") or {}
 path = Path(model["path"])
 
-st.markdown(f"## Model card: {entry.name}")
-st.markdown(f"**{entry.title}** · origin: {entry.origin} · licence: {entry.licence}")
+st.markdown(f"## Model card: {md(entry.name)}")
+st.markdown(f"**{md(entry.title)}** · origin: {md(entry.origin)} · licence: {md(entry.licence)}")
 c1, c2, c3 = st.columns(3)
 c1.metric("Architecture", model.get("arch", entry.title))
 c2.metric("Input", f"{model['input_size']}×{model['input_size']} RGB" if "input_size" in model else entry.input)
@@ -66,7 +67,7 @@ if caches:
                                         if c.startswith("accuracy") or c.endswith(" gap")},
                                        na_rep="–"), width="stretch")
 if missing:
-    st.caption(f"Not evaluated yet: {', '.join(missing)}.")
+    st.caption(f"Not evaluated yet: {md(', '.join(missing))}.")
 
 st.markdown("## How to read a class activation map")
 st.markdown(

@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui
 from faircam import charts, groups, metrics, report
+from faircam.text import md
 
 ui.page_setup("Fairness: for whom does the model fail?", "⚖️")
 ui.sidebar_model()
@@ -14,9 +15,9 @@ if cache is None:
     st.stop()
 meta = cache.meta
 st.caption(
-    f"Model **{meta['model']['name']}** on **{meta['rows']:,}** images of the **{meta['data']['split']}** split · "
-    f"computed {meta['created']}. Read from the cache: the model is not run here. Every number carries its "
-    f"**n** and a 95% interval: each group's rate a **{groups.INTERVALS['proportion']}** (the same numbers as on "
+    f"Model **{md(meta['model']['name'])}** on **{meta['rows']:,}** images of the **{md(meta['data']['split'])}** "
+    f"split · computed {md(meta['created'])}. Read from the cache: the model is not run here. Every number carries "
+    f"its **n** and a 95% interval: each group's rate a **{groups.INTERVALS['proportion']}** (the same numbers as on "
     f"the Evaluation page), each gap a **{groups.INTERVALS['difference']}**. Groups under "
     f"{metrics.MIN_GROUP_SIZE} images are marked ⚠ small, listed last and left out of every gap."
 )
@@ -51,7 +52,7 @@ def gap_metrics(result: metrics.Fairness) -> None:
                        f"lowest: {gap['lowest']}")
     excluded = sorted({gap["excluded"] for _, gap in result.gaps.iterrows() if gap["excluded"]})
     for names in excluded:
-        st.warning(f"Left out of the gaps as too small (under {result.min_size}): {names}.")
+        st.warning(f"Left out of the gaps as too small (under {result.min_size}): {md(names)}.")
 
 
 def plain_words(result: metrics.Fairness, grouping: str) -> str:

@@ -7,6 +7,7 @@ from faircam import audit, audit_charts, charts, groups
 from faircam.cache import group_averages
 from faircam.config import MIN_GROUP_SIZE
 from faircam.figures import overlay
+from faircam.text import md
 
 ui.page_setup("Attention: does the model look at the same things for every group?", "🎯")
 ui.sidebar_model()
@@ -22,7 +23,7 @@ if not cache.has_cams:
 
 OUTCOME_LABELS = {"all": "all images", "correct": "correct predictions", "wrong": "wrong predictions"}
 st.caption(
-    f"From the cached evaluation of **{len(rows):,}** images ({cache.meta['data']['split']} split): nothing is "
+    f"From the cached evaluation of **{len(rows):,}** images ({md(cache.meta['data']['split'])} split): nothing is "
     f"recomputed here. Every number carries its n and a 95% interval (a share of images: "
     f"{groups.INTERVALS['proportion']}; a mean: {groups.INTERVALS['mean']}); groups under {MIN_GROUP_SIZE} images "
     "are marked ⚠ small and never ranked."

@@ -8,6 +8,7 @@ import ui
 from faircam import audit, audit_charts, charts, groups
 from faircam.cache import AGREEMENT_MEAN
 from faircam.config import MIN_GROUP_SIZE, settings
+from faircam.text import md
 
 ui.page_setup("Faithfulness: which map can we trust?", "🧪")
 ui.sidebar_model()
@@ -112,8 +113,9 @@ else:
         with columns[i % 4]:
             if root is not None:
                 st.image(str(root / image["file"]), width="stretch")
-            st.caption(f"`{image['file']}` · {groups.label(image['race'])}, {image['gender']} · predicted "
-                       f"{image['pred']} {'✅' if image['correct'] else '❌'} · agreement "
+            st.caption(f"{md(image['file'], code=True)} · {md(groups.label(image['race']))}, "
+                       f"{md(image['gender'])} · predicted {md(image['pred'])} "
+                       f"{'✅' if image['correct'] else '❌'} · agreement "
                        f"{image[AGREEMENT_MEAN]:.2f}")
     st.caption("Open an image on the Explore page to see its four maps side by side.")
     with st.expander("Every pair, for these images"):

@@ -7,6 +7,7 @@ import streamlit as st
 import ui
 from faircam.config import settings
 from faircam.data import AGES, GENDERS, RACES, filter_rows
+from faircam.text import md
 
 ui.page_setup("Gallery of mistakes", "🖼️")
 ui.sidebar_model()
@@ -50,7 +51,7 @@ data = settings().data_dir
 if data is None or not data.is_dir():
     st.warning(
         "**The FairFace images are not here**, so the faces cannot be shown: set `FAIRCAM_DATA` to the FairFace "
-        f"folder the evaluation used (`{cache.meta['data']['root']}`), or run `faircam fetch-fairface`. "
+        f"folder the evaluation used ({md(cache.meta['data']['root'], code=True)}), or run `faircam fetch-fairface`. "
         "The mistakes are listed below instead."
     )
     st.dataframe(shown[["file", "race", "age", "gender", "pred", "prob"]].rename(
@@ -67,9 +68,9 @@ for i, (_, row) in enumerate(shown.iterrows()):
             st.image(str(path), width="stretch")
         else:
             missing += 1
-            st.info(f"`{row['file']}` is missing")
-        st.markdown(f"Label **{row['gender']}** · model **{row['pred']}** ({row['prob']:.0%} sure)")
-        st.caption(f"{row['race'].replace('_', ' ')}, age {row['age']} · `{row['file']}`")
+            st.info(f"{md(row['file'], code=True)} is missing")
+        st.markdown(f"Label **{md(row['gender'])}** · model **{md(row['pred'])}** ({row['prob']:.0%} sure)")
+        st.caption(f"{md(row['race'].replace('_', ' '))}, age {md(row['age'])} · {md(row['file'], code=True)}")
 if missing:
-    st.warning(f"{missing} of these images are not in `{data}`: is it the folder the evaluation used "
-               f"(`{cache.meta['data']['root']}`)?")
+    st.warning(f"{missing} of these images are not in {md(data, code=True)}: is it the folder the evaluation used "
+               f"({md(cache.meta['data']['root'], code=True)})?")

@@ -11,6 +11,7 @@ from faircam.errors import DataError, ImageError
 from faircam.explain import Pipeline
 from faircam.images import decode_image, read_image
 from faircam.inside import StageMaps, feature_maps, first_layer_filters, image_grid, resolution_steps
+from faircam.text import md
 
 ui.page_setup("Inside the network", "🧠")
 ui.sidebar_model()
@@ -50,7 +51,7 @@ def choose_fairface() -> str | None:
     try:
         rows = _val_rows(str(data))
     except DataError as exc:
-        st.error(f"**The data folder cannot be used.** {exc}")
+        st.error(f"**The data folder cannot be used.** {md(exc)}")
         return None
     c1, c2, c3 = st.columns([2, 1, 2])
     race = c1.selectbox("Race", RACES, format_func=lambda r: r.replace("_", " "))
@@ -82,7 +83,7 @@ try:
             with st.spinner("Running the model stage by stage…"):
                 result = _inside(ui.image_key(data), data, None, crop, blur, pipeline.model.sha256, pipeline)
 except ImageError as exc:
-    st.error(f"**This image cannot be used.** {exc}")
+    st.error(f"**This image cannot be used.** {md(exc)}")
 
 if result is not None:
     image, message, label, probability, stages = result

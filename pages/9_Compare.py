@@ -9,6 +9,7 @@ from faircam.config import MIN_GROUP_SIZE, settings
 from faircam.data import available_splits, balanced_sample, load_split
 from faircam.errors import DataError
 from faircam.figures import draw_face, overlay
+from faircam.text import md
 
 ui.page_setup("Compare models", "🆚")
 ui.sidebar_model()
@@ -40,7 +41,7 @@ if source == "FairFace sample":
     try:
         sample = _sample(str(data)) if "val" in available_splits(data) else None
     except DataError as exc:
-        st.error(f"**The data folder cannot be used.** {exc}")
+        st.error(f"**The data folder cannot be used.** {md(exc)}")
         sample = None
     if sample is None or sample.empty:
         st.info("No FairFace validation folder found: set `FAIRCAM_DATA`, or upload a photo instead.")
@@ -86,7 +87,7 @@ if path is not None or upload is not None:
 st.markdown("## Evaluations side by side")
 caches, missing = ui.available_evaluations(chosen)
 for name in missing:
-    st.warning(f"**{name}** has no evaluation cache yet: "
+    st.warning(f"**{md(name)}** has no evaluation cache yet: "
                f"`{ui.evaluate_command(name)}`")
 if len(caches) < 2:
     st.info("Two or more evaluated models are needed for this table.")

@@ -107,7 +107,7 @@ def test_explain_with_missing_model(capsys, tmp_path, fairface):
 
 def test_explain_out_without_suffix(capsys, tmp_path, fairface):
     code, out, err = run(capsys, "explain", fairface / IMAGE, "--out", tmp_path / "figure")
-    assert code in (0, 2)
+    assert_one_line_error(code, out, err, ".png")
 
 
 # --- evaluate --------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_bad_rows_are_dropped_with_reasons(small_folder):
     assert split.rows["file"].tolist() == ["val/1.jpg", "val/2.jpg"]
     assert split.rows["gender"].tolist() == ["Male", "Female"]
     reasons = dict(zip(split.dropped["file"], split.dropped["reason"]))
-    assert reasons == {"val/404.jpg": "image missing", "val/3.jpg": "unknown race 'Martian'"}
+    assert reasons == {"val/404.jpg": "image missing or unreadable", "val/3.jpg": "unknown race 'Martian'"}
     assert all(split.path(f).is_file() for f in split.rows["file"])
     assert available_splits(small_folder) == ["val"]
 
@@ -169,7 +169,8 @@ def test_empty_csv_raises(tmp_path):
 
 def test_csv_whose_rows_are_all_bad_raises(tmp_path):
     (tmp_path / "fairface_label_val.csv").write_text(HEADER + "val/1.jpg,20-29,Male,White,False\n")
-    with pytest.raises(DataError, match=r"no usable rows: 1 label row dropped: line 2 val/1.jpg \(image missing\)\. "
+    with pytest.raises(DataError, match=r"no usable rows: 1 label row dropped: "
+                                        r"line 2 val/1.jpg \(image missing or unreadable\)\. "
                                         "Image paths are read relative to"):
         load_split(tmp_path, "val")
 

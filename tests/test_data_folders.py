@@ -13,6 +13,7 @@ from test_pages import run, texts
 from faircam.cache import read_cache
 from faircam.data import describe_dropped, load_split
 from faircam.errors import DataError
+from faircam.text import md
 
 HEADER = "file,age,gender,race,service_test\n"
 GOOD = ("val/1.jpg,3-9,Male,East Asian,False\n", "val/2.jpg,50-59,Female,East Asian,True\n",
@@ -51,11 +52,12 @@ def test_dropped_rows_are_named_with_line_and_reason(tmp_path, fairface):
     assert len(split.rows) == 4
     assert split.dropped["line"].tolist() == [6, 7, 8, 9, 10, 11, 12]
     assert split.dropped["reason"].tolist() == [
-        "image missing", "unknown race 'Martian'", "unknown gender 'Robot'", "unknown age '100+'",
-        "no file name", "no gender", "image missing",
+        "image missing or unreadable", "unknown race 'Martian'", "unknown gender 'Robot'", "unknown age '100+'",
+        "no file name", "no gender", "image missing or unreadable",
     ]
     assert describe_dropped(split.dropped) == (
-        "7 label rows dropped: line 6 val/404.jpg (image missing), line 7 val/1.jpg (unknown race 'Martian'), "
+        "7 label rows dropped: line 6 val/404.jpg (image missing or unreadable), "
+        "line 7 val/1.jpg (unknown race 'Martian'), "
         "line 8 val/2.jpg (unknown gender 'Robot'), line 9 val/3.jpg (unknown age '100+'), "
         "line 10 (no file name) and 2 more."
     )
@@ -67,8 +69,10 @@ def test_wrong_layout_names_the_problem(tmp_path, fairface):
     for n in (1, 2):
         shutil.copyfile(fairface / "val" / f"{n}.jpg", tmp_path / f"{n}.jpg")
     (tmp_path / "fairface_label_val.csv").write_text(HEADER + "".join(GOOD[:2]))
-    with pytest.raises(DataError, match=r"no usable rows: 2 label rows dropped: line 2 val/1.jpg \(image missing\), "
-                                        r"line 3 val/2.jpg \(image missing\)\. Image paths are read relative to"):
+    with pytest.raises(DataError, match=r"no usable rows: 2 label rows dropped: "
+                                        r"line 2 val/1.jpg \(image missing or unreadable\), "
+                                        r"line 3 val/2.jpg \(image missing or unreadable\)\. "
+                                        "Image paths are read relative to"):
         load_split(tmp_path, "val")
 
 
@@ -86,7 +90,7 @@ def test_wrong_layout_names_the_problem(tmp_path, fairface):
         (lambda root: (root / "fairface_label_val.csv").write_bytes(b"\xff\xd8\xff\xe0 a JPEG named .csv") and root,
          ["cannot be read as CSV"]),
         (lambda root: (root / "fairface_label_val.csv").write_text(HEADER + GOOD[0]) and root,
-         ["no usable rows", "line 2 val/1.jpg (image missing)"]),
+         ["no usable rows", "line 2 val/1.jpg (image missing or unreadable)"]),
     ],
     ids=["missing", "empty", "file", "wrong-columns", "not-csv", "images-elsewhere"],
 )
@@ -118,8 +122,9 @@ def test_cli_evaluate_names_left_out_rows_and_counts_the_rest(capsys, monkeypatc
     at = run("pages/2_Evaluation.py")
     assert not at.exception and not at.error
     said = [i.value for i in at.info]
-    assert f"{describe_dropped(load_split(data, 'val').dropped)} 1 image could not be read. They are not counted." \
-        in said, said
+    # Markdown-escaped on the page: the rows quote label values.
+    assert f"{md(describe_dropped(load_split(data, 'val').dropped) + ' 1 image could not be read.')} They are not " \
+        "counted." in said, said
 
 
 # --- the Explore page ------------------------------------------------------------------------
@@ -150,7 +155,7 @@ def test_explore_names_bad_rows_and_shows_the_rest(monkeypatch, tmp_path, fairfa
     at = run("pages/1_Explore.py")
     assert not at.exception, [e.value for e in at.exception]
     said = [w.value for w in at.warning]
-    assert any("fairface_label_val.csv" in w and describe_dropped(load_split(data, "val").dropped) in w
+    assert any("fairface_label_val.csv" in w and md(describe_dropped(load_split(data, "val").dropped)) in w
                for w in said), said
     assert any("val/broken.jpg" in w and "cannot be read" in w for w in said), said
     assert "5 images match; showing 5" in texts(at)

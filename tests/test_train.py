@@ -51,7 +51,7 @@ def test_train_writes_a_usable_checkpoint_then_resumes(tmp_path, capsys, monkeyp
     assert "Resuming after epoch 1" in captured.out
     result = json.loads(captured.out.strip().splitlines()[-1])
     assert abs(result["best_val_accuracy"] - load_checkpoint(out).info["metrics"]["accuracy"]) < 1e-9
-    state = torch.load(out.with_suffix(".work") / "state.pt", weights_only=False)
+    state = torch.load(out.with_suffix(".work") / "state.pt", weights_only=True)
     assert [h["epoch"] for h in state["history"]] == [1, 2]
 
     # The trained checkpoint runs through evaluation like the bundled one.
