@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import image_source
 import ui
 from faircam import audit, audit_charts
 from faircam.cache import AGREEMENT_MEAN
@@ -115,6 +116,6 @@ else:
             st.caption(f"`{image['file']}` · {image['race'].replace('_', ' ')}, {image['gender']} · predicted "
                        f"{image['pred']} {'✅' if image['correct'] else '❌'} · agreement "
                        f"{image[AGREEMENT_MEAN]:.2f}")
-    st.caption("Open an image on the Explore page to see its four maps side by side.")
+            image_source.explore_link(image["file"], label="Its four maps on Explore")
     with st.expander("Every pair, for these images"):
         st.dataframe(worst, width="stretch", hide_index=True)

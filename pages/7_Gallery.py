@@ -4,6 +4,7 @@ import math
 
 import streamlit as st
 
+import image_source
 import ui
 from faircam.config import settings
 from faircam.data import AGES, GENDERS, RACES, filter_rows
@@ -70,6 +71,7 @@ for i, (_, row) in enumerate(shown.iterrows()):
             st.info(f"`{row['file']}` is missing")
         st.markdown(f"Label **{row['gender']}** · model **{row['pred']}** ({row['prob']:.0%} sure)")
         st.caption(f"{row['race'].replace('_', ' ')}, age {row['age']} · `{row['file']}`")
+        image_source.explore_link(row["file"], label="Its maps on Explore")
 if missing:
     st.warning(f"{missing} of these images are not in `{data}`: is it the folder the evaluation used "
                f"(`{cache.meta['data']['root']}`)?")

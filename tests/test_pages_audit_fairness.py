@@ -151,7 +151,9 @@ def test_classroom_walks_through_one_face(rows):
     assert len(picks) == 6
     picks[0].click().run()
     assert_clean(at)
-    face = at.session_state["lesson_face"]
+    # The lesson face is the session's image choice, so Explore opens it too.
+    face = rows.set_index("file").loc[at.session_state["picked"]["file"]].to_dict()
+    face["file"] = at.session_state["picked"]["file"]
     assert at.session_state["lesson_step"] == 1 and "76,800 numbers" in texts(at)
 
     def next_step() -> str:

@@ -134,8 +134,20 @@ def test_faithfulness_page(monkeypatch, cache_path):
         assert "no method agreement data" in " ".join(i.value for i in at.info)
 
 
+def picks(at: AppTest) -> list:
+    """The FairFace picker's thumbnail buttons (the shared image source)."""
+    return [b for b in at.button if b.key and b.key.startswith("pick")]
+
+
+def stages(at: AppTest):
+    return next(m for m in at.multiselect if m.label == "Stages")
+
+
 def test_inside_shows_stages_and_filters(monkeypatch, cache_path):
     at = open_page("pages/8_Inside.py", monkeypatch, cache_path)
+    assert_clean(at)
+    assert "The model says" not in texts(at) and "The 32 filters of the first convolution" in texts(at)
+    picks(at)[0].click().run()
     assert_clean(at)
     assert not at.error, [e.value for e in at.error]
     said = texts(at)
@@ -145,11 +157,12 @@ def test_inside_shows_stages_and_filters(monkeypatch, cache_path):
                             "**stage 3** · 24 channels of 40×40", "**stage 5** · 40 channels of 20×20",
                             "**stage 11** · 112 channels of 10×10", "**CAM layer** · 1280 channels of 5×5"]
     assert "The 32 filters of the first convolution" in said
-    at.multiselect[0].set_value(["CAM layer"]).run()
+    stages(at).set_value(["CAM layer"]).run()
     assert [m.value for m in at.markdown if "channels of" in m.value] == ["**CAM layer** · 1280 channels of 5×5"]
-    at.selectbox[1].set_value("Male").run()
+    picked = at.session_state["picked"]
+    at.toggle[0].set_value(True).run()  # crop: the same face, another view
     assert_clean(at)
-    assert "The model says" in texts(at)
+    assert "The model says" in texts(at) and at.session_state["picked"] == picked
 
 
 def test_inside_upload_and_not_a_photo(monkeypatch, cache_path, fairface):
