@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -20,6 +22,12 @@ def run(page: str) -> AppTest:
 
 def texts(at: AppTest) -> str:
     return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info])
+
+
+def linked_images(at: AppTest) -> list[str]:
+    """The images that the page's links open on Explore (`?image=`)."""
+    links = [link.proto for link in at.get("page_link") if link.proto.page == "Explore"]
+    return [parse_qs(link.query_string)["image"][0] for link in links if link.query_string]
 
 
 def assert_clean(at: AppTest) -> None:

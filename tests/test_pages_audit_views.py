@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_pages import TIMEOUT, assert_clean, texts
+from test_pages import TIMEOUT, assert_clean, linked_images, texts
 
 from faircam import audit
 from faircam.cache import group_averages, read_cache, write_cache
@@ -84,6 +84,8 @@ def test_attention_counterfactuals_and_average_maps(monkeypatch, cache_path):
         labels = [m.label for m in at.metric]
         assert labels == ["Flip rate, raw → crop", "Flip rate, raw → blur", "Accuracy, crop", "Accuracy, blur"]
         assert all(m.value.endswith("%") for m in at.metric)
+        flips = [*audit.flipped(cache.rows, "crop")["file"], *audit.flipped(cache.rows, "blur")["file"]]
+        assert flips and linked_images(at) == flips  # the flipped faces open on Explore
     else:
         assert any("no counterfactual data" in i for i in infos)
     averages = group_averages(cache)
@@ -129,6 +131,7 @@ def test_faithfulness_page(monkeypatch, cache_path):
         worst = audit.least_agreement(cache.rows, 8)
         captions = " ".join(c.value for c in at.caption)
         assert all(f"`{f}`" in captions for f in worst["file"])
+        assert linked_images(at) == list(worst["file"])  # each opens on Explore
         assert len(at.get("image")) >= 8  # thumbnails read from the FairFace folder
     else:
         assert "no method agreement data" in " ".join(i.value for i in at.info)
