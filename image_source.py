@@ -209,10 +209,13 @@ def choose(from_link: bool = False, crop_help: str = "Cut out the face and rotat
         path = data / truth["file"]
     else:
         # An uploader cannot be given a file back after a page change: the bytes are kept instead.
-        st.file_uploader("A photo with a face", type=UPLOAD_TYPES, key=_widget("upload"), on_change=_keep_upload)
+        shown = st.file_uploader("A photo with a face", type=UPLOAD_TYPES, key=_widget("upload"),
+                                 on_change=_keep_upload)
         upload = st.session_state.get(UPLOAD)
         if upload is None:
             return None, result
+        if shown is None:
+            st.caption("Showing the photo you uploaded earlier in this session; upload another to replace it.")
     choice = Choice(path, upload, truth, crop, blur, 0, face_slot=c3)
     # The face choice belongs to one image: another image starts again at its largest face.
     return replace(choice, face=st.session_state.get(FACES, {}).get(choice.key, 0)), result
