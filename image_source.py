@@ -70,14 +70,11 @@ class Choice:
         """The decoded image (`ImageError` if it cannot be read)."""
         return read_image(self.path) if self.path is not None else decode_image(self.upload)
 
-    def explain(self, model: str | None = None, crop: bool | None = None,
-                blur: bool | None = None) -> Explanation | None:
-        """Its explanation by a model (default: the selected one), with the chosen toggles unless given."""
-        crop = self.crop if crop is None else crop
-        blur = self.blur if blur is None else blur
+    def explain(self, model: str | None = None) -> Explanation | None:
+        """Its explanation, with the chosen toggles and face, by a model (default: the selected one)."""
         if self.path is not None:
-            return ui.explain_file(self.path, crop, blur, self.face, model=model)
-        return ui.explain_upload(self.upload, crop, blur, self.face, model=model)
+            return ui.explain_file(self.path, self.crop, self.blur, self.face, model=model)
+        return ui.explain_upload(self.upload, self.crop, self.blur, self.face, model=model)
 
 
 def _widget(name: str) -> str:
@@ -114,7 +111,8 @@ def _open_link(data: Path | None) -> None:
             continue
         pick(row.to_dict(), split)
         return
-    st.error(f"**This link cannot be opened.** `{file}` is not an image of the FairFace folder"
+    # repr: whatever the link holds (newlines, backticks) stays one line of plain text.
+    st.error(f"**This link cannot be opened.** {file!r} is not an image of the FairFace folder"
              f"{f' {data}' if data is not None else ' (none is set: `FAIRCAM_DATA`)'}.")
 
 

@@ -154,7 +154,8 @@ def test_explore_link_opens_that_image(val_split):
     assert at.session_state["picked"]["file"] != "val/123.jpg"
 
 
-@pytest.mark.parametrize("value", ["val/no-such-image.jpg", "../fairface_label_val.csv", "/etc/passwd"])
+@pytest.mark.parametrize("value", ["val/no-such-image.jpg", "../fairface_label_val.csv", "/etc/passwd",
+                                   "val/1.jpg\n# heading"])
 def test_explore_link_to_anything_else_is_refused_in_one_line(value):
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
     at.switch_page("pages/1_Explore.py")
