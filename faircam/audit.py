@@ -239,6 +239,15 @@ def counterfactual_effects(
     return pd.concat(parts, ignore_index=True)[columns]
 
 
+def flipped(rows: pd.DataFrame, view: str, k: int = 4) -> pd.DataFrame:
+    """The `k` images with a face found whose prediction changes in `view`, surest raw answer first:
+    the flips most worth looking at (file, labels, raw and view predictions, raw probability)."""
+    faces = rows[rows["face_found"].astype(bool)]
+    flips = faces[faces[view_column(view, "pred")] != faces["pred"]]
+    columns = ["file", "race", "gender", "pred", view_column(view, "pred"), "prob"]
+    return flips.nlargest(k, "prob")[columns].reset_index(drop=True)
+
+
 def has_agreement(rows: pd.DataFrame) -> bool:
     return AGREEMENT_MEAN in rows.columns
 

@@ -34,7 +34,6 @@ AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "mor
 LABEL_COLUMNS = ("file", "age", "gender", "race")
 
 
-
 @dataclass
 class FairFaceSplit:
     """The usable rows of one split, and the rows that were dropped with the reason."""
@@ -159,3 +158,20 @@ def balanced_sample(rows: pd.DataFrame, per_cell: int, seed: int = 0) -> pd.Data
     """Up to `per_cell` rows from every race x gender cell, the same rows for the same seed."""
     shuffled = rows.sample(frac=1, random_state=seed)
     return shuffled.groupby(["race", "gender"]).head(per_cell).reset_index(drop=True)
+
+
+def grid_sample(rows: pd.DataFrame, size: int, seed: int = 0) -> pd.DataFrame:
+    """Up to `size` rows for a picker grid: balanced across the race x gender cells present in `rows`,
+    in shuffled order, the same rows for the same seed (another seed shows other faces)."""
+    cells = max(1, rows.groupby(["race", "gender"]).ngroups)
+    return balanced_sample(rows, max(1, size // cells), seed=seed).sample(frac=1, random_state=seed).head(size)
+
+
+def find_image(split: FairFaceSplit, file: str) -> pd.Series:
+    """The labels of `file`, which must name one of the split's usable images (a link or a query string
+    names images this way); `DataError` otherwise, so nothing outside the split's folder is ever read."""
+    match = split.rows[split.rows["file"] == file]
+    inside = (split.root / file).resolve().is_relative_to(split.root.resolve())
+    if match.empty or not inside:
+        raise DataError(f"{file!r} is not an image of the FairFace {split.split} split in {split.root}.")
+    return match.iloc[0]

@@ -43,6 +43,8 @@ class ModelEntry:
     weights: Path
     kind: str  # "checkpoint", "dlib" or "face-api": which loader reads `weights`
     notice: Path | None = None
+    # The side of the square input in pixels where the registry knows it; a checkpoint's own metadata says it too.
+    input_size: int | None = None
 
     def describe(self) -> dict[str, str]:
         """The row `faircam models` prints and the pages show."""
@@ -73,6 +75,7 @@ def _builtin() -> list[ModelEntry]:
             weights=_DLIB_DIR / "gender-v1.pt",
             kind="dlib",
             notice=_DLIB_DIR / "NOTICE.md",
+            input_size=32,
         ),
         ModelEntry(
             name="face-api",
@@ -84,6 +87,7 @@ def _builtin() -> list[ModelEntry]:
             weights=_FACEAPI_DIR / "age_gender_model.bin",
             kind="face-api",
             notice=_FACEAPI_DIR / "NOTICE.md",
+            input_size=112,
         ),
     ]
 
@@ -99,7 +103,7 @@ def _registered() -> list[ModelEntry]:
         ModelEntry(name=name, title=name, origin=f"trained with `faircam train` ({item.get('trained', '?')})",
                    licence="yours", input=f"{item.get('input_size', '?')}×{item.get('input_size', '?')} RGB, "
                    "the whole image (face crop optional)", classes="Female, Male", weights=Path(item["path"]),
-                   kind="checkpoint")
+                   kind="checkpoint", input_size=item.get("input_size"))
         for name, item in listed.items()
         if Path(item["path"]).is_file()
     ]
@@ -157,15 +161,14 @@ def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
     from faircam import thirdparty
 
     if entry.kind == "dlib":
-        net, arch, size, std, alignment = thirdparty.load_dlib(entry.weights), "dlib CNN", 32, 256 / 255, "dlib-chip"
+        net, arch, std, alignment = thirdparty.load_dlib(entry.weights), "dlib CNN", 256 / 255, "dlib-chip"
     else:
         manifest = entry.weights.with_name("age_gender_model-weights_manifest.json")
-        net, arch, size, std, alignment = thirdparty.load_faceapi(manifest, entry.weights), "TinyXception", 112, 1.0, \
-            "face-box"
+        net, arch, std, alignment = thirdparty.load_faceapi(manifest, entry.weights), "TinyXception", 1.0, "face-box"
     return LoadedModel(
         net=net,
         arch=arch,
-        input_size=size,
+        input_size=entry.input_size,
         mean=tuple(m / 255 for m in _DLIB_MEANS),
         std=(std,) * 3,
         classes=CLASSES,

@@ -8,10 +8,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+import image_source
 import ui
-from faircam import groups
+from faircam import classroom, groups, registry
 from faircam.config import settings
-from faircam.focus import REGIONS
+from faircam.data import LABEL_COLUMNS
 from faircam.text import md
 
 ui.page_setup("Classroom: one face, step by step", "🎓")
@@ -31,20 +32,6 @@ if data is None or not data.is_dir():
     st.stop()
 
 
-def examples(rows: pd.DataFrame) -> pd.DataFrame:
-    """Six faces worth a lesson: sure and right, sure and wrong, hesitant (adults), and one child."""
-    found = rows[rows["face_found"] & rows["file"].map(lambda f: (data / f).is_file())]
-    adults = found[~found["age"].isin(["0-2", "3-9", "10-19"])]
-    right, wrong = adults[adults["correct"]], adults[~adults["correct"]]
-    picks = [
-        right.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
-        wrong.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
-        adults.assign(doubt=(adults["prob"] - 0.5).abs()).sort_values("doubt").head(1),
-        found[found["age"] == "3-9"].sort_values("prob", ascending=False).head(1),
-    ]
-    return pd.concat(picks).drop_duplicates("file").sample(frac=1, random_state=0).reset_index(drop=True)
-
-
 def people(group: pd.Series) -> str:
     """'Black faces labelled female': the group in words, without calling children men or women."""
     return f"{group['race'].replace('_', ' ')} faces labelled {group['gender'].lower()}"
@@ -54,35 +41,48 @@ def words(region: str) -> str:
     return {"rest of face": "the rest of the face (cheeks, forehead, chin)"}.get(region, f"the {region}")
 
 
+VERDICTS = {
+    "clear": "So it looked clearly more at the face than at the rest of the picture.",
+    "slight": "So it looked at the face a little more than the face's size alone would explain.",
+    "none": "So it did not look at the face more than at anything else: hair, clothes or background mattered "
+            "as much.",
+}
+
+
 def attention(focus: dict[str, float], chance: dict[str, float]) -> str:
-    lift = focus["face"] - chance["face"]
-    if lift > 0.15:
-        verdict = "So it looked clearly more at the face than at the rest of the picture."
-    elif lift > 0.05:
-        verdict = "So it looked at the face a little more than the face's size alone would explain."
-    else:
-        verdict = ("So it did not look at the face more than at anything else: hair, clothes or background "
-                   "mattered as much.")
-    top = max(REGIONS, key=lambda r: focus[r] / max(chance[r], 1e-6))
-    return (f"{verdict}\n\nFor its size, **{words(top)}** got the most heat: {focus[top]:.0%} of the heat on "
-            f"{chance[top]:.0%} of the picture.")
+    top = classroom.most_looked_at(focus, chance)
+    return (f"{VERDICTS[classroom.attention_level(focus, chance)]}\n\nFor its size, **{words(top)}** got the "
+            f"most heat: {focus[top]:.0%} of the heat on {chance[top]:.0%} of the picture.")
+
+
+facts = classroom.model_facts(registry.entries()[ui.selected_model()], ui.checkpoint())
+trained_on = f"{facts.train_images:,}" if facts.train_images else "many"
+
+
+def lesson_face() -> dict | None:
+    """The session's face (picked here or on another page), with its cached answer, when the lesson can use it."""
+    chosen = image_source.picked()
+    if chosen is None or not (data / chosen["file"]).is_file():
+        return None
+    row = cache.rows[cache.rows["file"] == chosen["file"]]
+    return None if row.empty else row.iloc[0].to_dict()
 
 
 step = st.session_state.setdefault("lesson_step", 0)
 st.progress((step + 1) / len(STEPS), text=f"Step {step + 1} of {len(STEPS)}: **{STEPS[step]}**")
-picked = st.session_state.get("lesson_face")
+picked = lesson_face()
 
 if step == 0:
     st.markdown("A computer program, the **model**, has learnt to guess whether a face is a man's or a woman's "
-                "from 20,000 example photos. Let's follow it on one face. **Pick one** below: some it gets right, "
-                "some wrong (you will find out which).")
-    choices = examples(cache.rows)
+                f"from {trained_on} example photos. Let's follow it on one face. **Pick one** below: some it gets "
+                "right, some wrong (you will find out which).")
+    choices = classroom.examples(cache.rows, exists=lambda file: (data / file).is_file())
     columns = st.columns(len(choices))
     for column, (_, row) in zip(columns, choices.iterrows()):
         with column:
             st.image(str(data / row["file"]), width="stretch")
             if st.button("This one", key=f"face-{row['file']}", width="stretch"):
-                st.session_state["lesson_face"] = row.to_dict()
+                image_source.pick({c: row[c] for c in LABEL_COLUMNS})
                 st.session_state["lesson_step"] = 1
                 st.rerun()
     if picked is not None:
@@ -93,15 +93,16 @@ elif picked is None:
 else:
     path = data / picked["file"]
     if step == 1:
-        small = Image.open(path).convert("RGB").resize((160, 160))
+        size = facts.input_size
+        small = Image.open(path).convert("RGB").resize((size, size))
         c1, c2 = st.columns([1, 2])
-        c1.image(small, caption="What the model gets: 160 × 160 dots", width="stretch")
+        c1.image(small, caption=f"What the model gets: {size} × {size} dots", width="stretch")
         c2.markdown(
-            "The model does not see a person. It gets a small square picture, **160 × 160 dots** (pixels), and "
-            "each dot is three numbers: how red, green and blue it is. That is **76,800 numbers**.\n\n"
-            "It has never seen this person. During training it was shown 20,000 other faces, each with a label "
-            "that people gave it (*Female* or *Male*), and it adjusted itself, millions of times, to guess those "
-            "labels well.\n\nNow it has to guess this one."
+            f"The model does not see a person. It gets a small square picture, **{size} × {size} dots** (pixels), "
+            f"and each dot is three numbers: how red, green and blue it is. That is **{size * size * 3:,} "
+            f"numbers**.\n\nIt has never seen this person. During training it was shown {trained_on} other faces, "
+            "each with a label that people gave it (*Female* or *Male*), and it adjusted itself, millions "
+            "of times, to guess those labels well.\n\nNow it has to guess this one."
         )
     elif step == 2:
         right = picked["pred"] == picked["gender"]
@@ -112,7 +113,7 @@ else:
             f"The people who labelled this photo for FairFace said **{picked['gender']}**: the model is "
             f"**{'right ✅' if right else 'wrong ❌'}**.\n\n"
             + ("Being sure is not the same as being right: the model can be very sure and still wrong."
-               if not right or picked["prob"] > 0.9 else
+               if not right or classroom.is_sure(picked["prob"]) else
                "It was not very sure: on faces like this it is close to tossing a coin.")
             + "\n\nAnd the label is itself a guess: the labellers only saw the photo too."
         )
@@ -132,8 +133,8 @@ else:
                 f"**{focus['face']:.0%}** of the heat is on the face. If the model had looked everywhere equally, "
                 f"the face would get {chance['face']:.0%} (its share of the picture). "
                 + attention(focus, chance)
-                + "\n\nThe map is blurry on purpose: the model decides on a coarse 5 × 5 grid, so read it as "
-                "*roughly here*, not as an outline."
+                + "\n\nThe map is blurry on purpose: the model's last layer sees the picture as a coarse grid, "
+                "so read it as *roughly here*, not as an outline."
             )
     elif step == 4:
         from faircam.figures import overlay  # runs the model: imported only once the lesson needs it
@@ -155,7 +156,7 @@ else:
                    "things around the face." if changed else
                    f"The answer stayed **{after.label}** ({before.probability:.0%} → {after.probability:.0%} sure)."
                    + (" It became much less sure: part of what convinced it was around the face."
-                      if before.probability - after.probability > 0.1 else ""))
+                      if classroom.lost_confidence(before.probability, after.probability) else ""))
                 + f"\n\nThe face now gets **{after.focus[METHOD]['face']:.0%}** of the heat "
                 f"(before: {before.focus[METHOD]['face']:.0%})."
                 + ("" if after.view.face is not None else "\n\n(No face was found, so nothing could be cut out.)")

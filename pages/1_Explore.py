@@ -3,129 +3,29 @@
 import pandas as pd
 import streamlit as st
 
+import image_source
 import ui
-from faircam.config import settings
-from faircam.data import (
-    AGES,
-    GENDERS,
-    RACES,
-    FairFaceSplit,
-    available_splits,
-    balanced_sample,
-    describe_dropped,
-    filter_rows,
-    label_file,
-    load_split,
-)
-from faircam.errors import DataError
 from faircam.figures import draw_face, explanation_figure, overlay, png_bytes
 from faircam.focus import REGIONS
-from faircam.text import md
 
 ui.page_setup("Explore a face")
 ui.sidebar_model()
 # Loaded on opening (the sidebar no longer does it): a broken model is reported at once, and picks are quick.
 ui.pipeline()
-GRID = 12
 
 st.caption(
     "Pick a FairFace face or upload a photo. faircam shows the model's prediction and four class activation "
     "maps (CAMs): red marks the image areas that pushed the model towards its answer."
 )
 
-
-@st.cache_data(show_spinner=False)
-def _split(root: str, split: str) -> FairFaceSplit:
-    return load_split(root, split)
-
-
-def choose_fairface() -> tuple[str, pd.Series] | None:
-    data = settings().data_dir
-    splits = available_splits(data)
-    if not splits:
-        if data is not None:
-            try:
-                load_split(data, "val")
-            except DataError as exc:
-                st.error(f"**The data folder cannot be used.** {md(exc)}")
-        st.info("No FairFace folder found. Set `FAIRCAM_DATA` to a folder in FairFace's layout "
-                "(or run `faircam fetch-fairface`), or upload a photo instead.")
-        return None
-    c1, c2, c3, c4 = st.columns([1, 2, 1, 2])
-    split = c1.selectbox("Split", splits, index=splits.index("val") if "val" in splits else 0)
-    races = c2.multiselect("Race", RACES, placeholder="all")
-    genders = c3.multiselect("Gender", GENDERS, placeholder="all")
-    ages = c4.multiselect("Age", AGES, placeholder="all")
-    try:
-        labels = _split(str(data), split)
-    except DataError as exc:
-        st.error(f"**The data folder cannot be used.** {md(exc)}")
-        return None
-    if not labels.dropped.empty:
-        st.warning(f"Some rows of `{label_file(data, split).name}` are left out. "
-                   f"{md(describe_dropped(labels.dropped))}")
-    rows = filter_rows(labels.rows, races, genders, ages)
-    if rows.empty:
-        st.warning("No image matches these filters.")
-        return None
-    shuffle = st.session_state.setdefault("shuffle", 0)
-    per_cell = max(1, GRID // (len(races or RACES) * len(genders or GENDERS)))
-    sample = balanced_sample(rows, per_cell, seed=shuffle).sample(frac=1, random_state=shuffle).head(GRID)
-    st.caption(f"{len(rows):,} images match; showing {len(sample)}, balanced across race and gender.")
-    if st.button("🔀 Show other faces"):
-        st.session_state["shuffle"] += 1
-        st.rerun()
-    columns = st.columns(6)
-    for i, (_, row) in enumerate(sample.iterrows()):
-        with columns[i % 6]:
-            thumbnail = ui.thumbnail(data / row["file"])
-            if thumbnail is None:
-                st.warning(f"{md(row['file'], code=True)} cannot be read.")
-                continue
-            st.image(thumbnail, width="stretch")
-            if st.button(f"{row['race'].replace('_', ' ')}, {row['gender']}, {row['age']}", key=f"pick{row['file']}"):
-                st.session_state["picked"] = row.to_dict()
-    picked = st.session_state.get("picked")
-    if picked is None:
-        return None
-    return str(data / picked["file"]), pd.Series(picked)
-
-
-def choose_upload() -> bytes | None:
-    upload = st.file_uploader("A photo with a face", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"])
-    return upload.getvalue() if upload is not None else None
-
-
-source = st.radio("Image source", ["FairFace sample", "Upload a photo"], horizontal=True)
-c1, c2, c3 = st.columns(3)
-crop = c1.toggle("Crop and align the face (MTCNN)", help="Cut out the face and rotate it so the eyes are level.")
-blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.")
-# The result is drawn above the picker grid, though it is computed after the pick.
-result = st.container()
-
-truth = None
-explanation = None
-if source == "FairFace sample":
-    chosen = choose_fairface()
-    if chosen is not None:
-        path, truth = chosen
-        # The face choice belongs to one image: another image starts again at its largest face.
-        face_key = f"face:{path}"
-        explanation = ui.explain_file(path, crop, blur, st.session_state.get(face_key, 0))
-else:
-    data = choose_upload()
-    if data is not None:
-        face_key = f"face:{ui.image_key(data)}"
-        explanation = ui.explain_upload(data, crop, blur, st.session_state.get(face_key, 0))
+choice, result = image_source.choose(from_link=True)
+truth = None if choice is None else choice.truth
+explanation = None if choice is None else choice.explain()
 
 if explanation is not None:
     with result:
         view = explanation.view
-        if view.faces_found > 1:
-            c3.selectbox("Face", range(view.faces_found), key=face_key,
-                         format_func=lambda i: f"face {i + 1} of {view.faces_found}" + (" (largest)" if i == 0 else ""),
-                         help="The face that is cropped, kept sharp and scored. Without cropping the model "
-                              "still sees the whole photo.")
+        image_source.face_selector(choice, view.faces_found)
         if view.message:
             st.warning(view.message)
 

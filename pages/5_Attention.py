@@ -2,9 +2,10 @@
 
 import streamlit as st
 
+import image_source
 import ui
 from faircam import audit, audit_charts, charts, groups
-from faircam.cache import group_averages
+from faircam.cache import group_averages, view_column
 from faircam.config import MIN_GROUP_SIZE
 from faircam.figures import overlay
 from faircam.text import md
@@ -126,6 +127,16 @@ else:
             {c: "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
             | {c: "{:+.1%}" for c in effects.columns if c.startswith(("focus_change", "chance_change"))}),
             width="stretch", hide_index=True)
+    st.markdown("#### Faces whose answer flips")
+    st.caption("The surest answers that cropping or blurring changes: open one on Explore and switch the same "
+               "toggle to see the maps before and after.")
+    for column, view in zip(st.columns(len(audit.COUNTERFACTUAL_VIEWS)), audit.COUNTERFACTUAL_VIEWS):
+        with column:
+            st.markdown(f"**{view}**")
+            for _, image in audit.flipped(rows, view).iterrows():
+                group = f"{image['race'].replace('_', ' ')}, {image['gender']}"
+                image_source.explore_link(image["file"], label=f"{image['file']}: {image['pred']} → "
+                                                               f"{image[view_column(view, 'pred')]} ({group})")
 
 st.markdown("## Group average maps")
 averages = group_averages(cache)

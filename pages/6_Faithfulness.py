@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import image_source
 import ui
 from faircam import audit, audit_charts, charts, groups
 from faircam.cache import AGREEMENT_MEAN
@@ -117,6 +118,6 @@ else:
                        f"{md(image['gender'])} · predicted {md(image['pred'])} "
                        f"{'✅' if image['correct'] else '❌'} · agreement "
                        f"{image[AGREEMENT_MEAN]:.2f}")
-    st.caption("Open an image on the Explore page to see its four maps side by side.")
+            image_source.explore_link(image["file"], label="Its four maps on Explore")
     with st.expander("Every pair, for these images"):
         st.dataframe(worst, width="stretch", hide_index=True)

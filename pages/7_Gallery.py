@@ -4,6 +4,7 @@ import math
 
 import streamlit as st
 
+import image_source
 import ui
 from faircam.config import settings
 from faircam.data import AGES, GENDERS, RACES, filter_rows
@@ -71,6 +72,7 @@ for i, (_, row) in enumerate(shown.iterrows()):
             st.info(f"{md(row['file'], code=True)} is missing")
         st.markdown(f"Label **{md(row['gender'])}** · model **{md(row['pred'])}** ({row['prob']:.0%} sure)")
         st.caption(f"{md(row['race'].replace('_', ' '))}, age {md(row['age'])} · {md(row['file'], code=True)}")
+        image_source.explore_link(row["file"], label="Its maps on Explore")
 if missing:
     st.warning(f"{missing} of these images are not in {md(data, code=True)}: is it the folder the evaluation used "
                f"({md(cache.meta['data']['root'], code=True)})?")

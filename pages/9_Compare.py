@@ -3,11 +3,10 @@
 import pandas as pd
 import streamlit as st
 
+import image_source
 import ui
 from faircam import compare, groups, registry
-from faircam.config import MIN_GROUP_SIZE, settings
-from faircam.data import available_splits, balanced_sample, load_split
-from faircam.errors import DataError
+from faircam.config import MIN_GROUP_SIZE
 from faircam.figures import draw_face, overlay
 from faircam.text import md
 
@@ -23,66 +22,43 @@ if len(chosen) < 2:
     st.stop()
 
 
-@st.cache_data(show_spinner=False)
-def _sample(root: str) -> pd.DataFrame:
-    return balanced_sample(load_split(root, "val").rows, 1, seed=0).head(14)
-
-
 st.markdown("## The same face through each model")
-source = st.radio("Image source", ["FairFace sample", "Upload a photo"], horizontal=True)
-c1, c2 = st.columns(2)
-crop = c1.toggle("Crop and align the face for faircam's model",
-                 help="The other models always get the aligned face they were trained on.")
-blur = c2.toggle("Blur the background")
-
-truth, path, upload = None, None, None
-if source == "FairFace sample":
-    data = settings().data_dir
-    try:
-        sample = _sample(str(data)) if "val" in available_splits(data) else None
-    except DataError as exc:
-        st.error(f"**The data folder cannot be used.** {md(exc)}")
-        sample = None
-    if sample is None or sample.empty:
-        st.info("No FairFace validation folder found: set `FAIRCAM_DATA`, or upload a photo instead.")
-    else:
-        labels = [f"{row['race'].replace('_', ' ')}, {row['gender']}, {row['age']} ({row['file']})"
-                  for _, row in sample.iterrows()]
-        picked = sample["file"].iloc[labels.index(st.selectbox("Face", labels))]
-        truth = sample.set_index("file").loc[picked, "gender"]
-        path = data / picked
-else:
-    file = st.file_uploader("A photo with a face", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"])
-    upload = file.getvalue() if file is not None else None
+choice, result = image_source.choose(
+    crop_help="For faircam's model: the other models always get the aligned face they were trained on.")
+truth = None if choice is None else choice.truth
 
 focus_rows = {}
-if path is not None or upload is not None:
-    for name in chosen:
-        explanation = (ui.explain_file(path, crop, blur, model=name) if path is not None
-                       else ui.explain_upload(upload, crop, blur, model=name))
-        if explanation is None:
-            break
-        view = explanation.view
-        verdict = f"#### {name} says **{explanation.label}** ({explanation.probability:.0%} sure)"
-        if truth is not None:
-            verdict += f" — FairFace label: {truth} {'✅' if truth == explanation.label else '❌'}"
-        st.markdown(verdict)
-        if view.message:
-            st.warning(view.message)
-        tiles = st.columns(1 + len(explanation.maps))
-        size = view.image.shape[0]
-        tiles[0].image(draw_face(view.image, explanation), width="stretch",
-                       caption=f"What {name} sees ({size}×{size})")
-        for tile, method in zip(tiles[1:], explanation.maps):
-            tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
-                       caption=f"{method}: {explanation.focus[method]['face']:.0%} on the face")
-        focus_rows[name] = {**{m: focus["face"] for m, focus in explanation.focus.items()},
-                            "chance": explanation.chance["face"]}
-    if focus_rows:
-        st.markdown("#### Share of each map on the face")
-        st.caption("**Chance** is the face's share of the image each model sees: the models crop differently, "
-                   "so compare each model's shares with its own chance.")
-        st.dataframe(pd.DataFrame(focus_rows).T.style.format("{:.0%}"), width="stretch")
+if choice is not None:
+    with result:
+        for name in chosen:
+            explanation = choice.explain(model=name)
+            if explanation is None:
+                break
+            view = explanation.view
+            if name == chosen[0]:
+                # Every model sees the same MTCNN detections, so the first model's count serves them all.
+                image_source.face_selector(choice, view.faces_found)
+            verdict = f"#### {name} says **{explanation.label}** ({explanation.probability:.0%} sure)"
+            if truth is not None:
+                verdict += (f" — FairFace label: {truth['gender']} "
+                            f"{'✅' if truth['gender'] == explanation.label else '❌'}")
+            st.markdown(verdict)
+            if view.message:
+                st.warning(md(view.message))
+            tiles = st.columns(1 + len(explanation.maps))
+            size = view.image.shape[0]
+            tiles[0].image(draw_face(view.image, explanation), width="stretch",
+                           caption=f"What {name} sees ({size}×{size})")
+            for tile, method in zip(tiles[1:], explanation.maps):
+                tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
+                           caption=f"{method}: {explanation.focus[method]['face']:.0%} on the face")
+            focus_rows[name] = {**{m: focus["face"] for m, focus in explanation.focus.items()},
+                                "chance": explanation.chance["face"]}
+        if focus_rows:
+            st.markdown("#### Share of each map on the face")
+            st.caption("**Chance** is the face's share of the image each model sees: the models crop differently, "
+                       "so compare each model's shares with its own chance.")
+            st.dataframe(pd.DataFrame(focus_rows).T.style.format("{:.0%}"), width="stretch")
 
 st.markdown("## Evaluations side by side")
 caches, missing = ui.available_evaluations(chosen)

@@ -198,3 +198,15 @@ def test_agreement_matrix_and_least_agreeing_images():
     black = by_race.set_index("race").loc["Black"]
     assert black["mean"] == pytest.approx((0.5 * 5 + 0.9 + 0.5 * 5 + 0.1) / 12) and black["n"] == 2
     assert not black["small"] and by_race.set_index("race").loc["White", "small"]
+
+
+def test_flipped_lists_the_surest_flips_with_a_face():
+    rows = pd.DataFrame({
+        "file": ["a", "b", "c", "d", "e"], "race": ["White"] * 5, "gender": ["Male"] * 5,
+        "pred": ["Male", "Male", "Female", "Male", "Male"], "prob": [0.6, 0.9, 0.8, 0.99, 0.7],
+        "face_found": [True, True, True, False, True],
+        view_column("crop", "pred"): ["Female", "Female", "Male", "Female", "Male"],
+    })
+    # d flips but has no face (its views equal the raw image); e keeps its answer.
+    assert list(audit.flipped(rows, "crop", k=2)["file"]) == ["b", "c"]
+    assert list(audit.flipped(rows, "crop")["file"]) == ["b", "c", "a"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -21,6 +23,12 @@ def run(page: str) -> AppTest:
 
 def texts(at: AppTest) -> str:
     return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info])
+
+
+def linked_images(at: AppTest) -> list[str]:
+    """The images that the page's links open on Explore (`?image=`)."""
+    links = [link.proto for link in at.get("page_link") if link.proto.page == "Explore"]
+    return [parse_qs(link.query_string)["image"][0] for link in links if link.query_string]
 
 
 def assert_clean(at: AppTest) -> None:
@@ -108,3 +116,53 @@ def test_no_data_folder_still_allows_uploads(monkeypatch, tmp_path):
     at = run("pages/1_Explore.py")
     assert_clean(at)
     assert any("No FairFace folder found" in i.value for i in at.info)
+
+
+def verdicts(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "The model says" in m.value]
+
+
+def test_explore_choice_survives_another_page():
+    at = run("pages/1_Explore.py")
+    at.multiselect[0].set_value(["Black"]).run()
+    at.button[2].click().run()
+    at.toggle[0].set_value(True).run()
+    at.toggle[1].set_value(True).run()
+    picked, shown = at.session_state["picked"], verdicts(at)
+    assert picked["race"] == "Black" and shown
+
+    at.switch_page("pages/2_Evaluation.py").run()
+    assert_clean(at)
+    assert not at.toggle  # Explore's widgets are gone, and Streamlit dropped their keys
+    at.switch_page("pages/1_Explore.py").run()
+    assert_clean(at)
+    assert [t.value for t in at.toggle] == [True, True]
+    assert at.multiselect[0].value == ["Black"]
+    assert at.session_state["picked"] == picked
+    assert verdicts(at) == shown  # the same face, cropped and blurred, explained again
+
+
+def test_explore_link_opens_that_image(val_split):
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("pages/1_Explore.py")
+    at.query_params["image"] = "val/123.jpg"
+    at.run()
+    assert_clean(at)
+    assert at.session_state["picked"]["file"] == "val/123.jpg"
+    label = val_split.rows.set_index("file").loc["val/123.jpg", "gender"]
+    assert f"FairFace label: {label}" in verdicts(at)[0]
+    at.button[1].click().run()  # a pick in the grid replaces the linked image
+    assert at.session_state["picked"]["file"] != "val/123.jpg"
+
+
+@pytest.mark.parametrize("value", ["val/no-such-image.jpg", "../fairface_label_val.csv", "/etc/passwd",
+                                   "val/1.jpg\n# heading"])
+def test_explore_link_to_anything_else_is_refused_in_one_line(value):
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("pages/1_Explore.py")
+    at.query_params["image"] = value
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "This link cannot be opened" in errors[0] and "\n" not in errors[0]
+    assert "picked" not in at.session_state and not verdicts(at)

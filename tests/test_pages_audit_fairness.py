@@ -6,6 +6,7 @@ import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_pages import linked_images
 
 from faircam.cache import read_cache
 from faircam.config import PROJECT_ROOT, settings
@@ -113,6 +114,7 @@ def test_gallery_shows_mistakes_most_confident_first(rows):
     tiles = [m.value for m in at.markdown if "sure)" in m.value]
     assert len(tiles) == 24 and all(t.startswith("Label **") and "** · model **" in t for t in tiles)
     assert f"({wrong['prob'].max():.0%} sure)" in tiles[0]
+    assert sorted(linked_images(at)) == sorted(shown_files(at))  # each face opens on Explore
 
 
 def test_gallery_filters_sorts_and_pages(rows):
@@ -153,7 +155,9 @@ def test_classroom_walks_through_one_face(rows):
     assert len(picks) == 6
     picks[0].click().run()
     assert_clean(at)
-    face = at.session_state["lesson_face"]
+    # The lesson face is the session's image choice, so Explore opens it too.
+    face = rows.set_index("file").loc[at.session_state["picked"]["file"]].to_dict()
+    face["file"] = at.session_state["picked"]["file"]
     assert at.session_state["lesson_step"] == 1 and "76,800 numbers" in texts(at)
 
     def next_step() -> str:
@@ -185,3 +189,24 @@ def test_classroom_without_data_folder_says_so(monkeypatch, tmp_path):
     at = run("pages/10_Classroom.py")
     assert not at.exception
     assert any("FairFace images are not here" in w.value for w in at.warning)
+
+
+def test_classroom_tells_the_selected_models_facts():
+    at = run("pages/10_Classroom.py")
+    at.sidebar.selectbox[0].set_value("dlib").run()
+    assert_clean(at)
+    assert "from many example photos" in texts(at) and "20,000" not in texts(at)
+    next(b for b in at.button if b.label == "This one").click().run()
+    assert_clean(at)
+    said = texts(at)
+    assert "**32 × 32 dots**" in said and "**3,072 numbers**" in said and "160" not in said
+
+
+def test_classroom_face_is_the_one_explore_opens():
+    at = run("pages/10_Classroom.py")
+    next(b for b in at.button if b.label == "This one").click().run()
+    face = at.session_state["picked"]
+    at.switch_page("pages/1_Explore.py").run()
+    assert_clean(at)
+    verdict = next(m.value for m in at.markdown if "The model says" in m.value)
+    assert f"FairFace label: {face['gender']}" in verdict and at.session_state["picked"] == face

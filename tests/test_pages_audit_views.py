@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_pages import TIMEOUT, assert_clean, texts
+from test_pages import TIMEOUT, assert_clean, linked_images, texts
 
 from faircam import audit
 from faircam.cache import group_averages, read_cache, write_cache
@@ -85,6 +85,8 @@ def test_attention_counterfactuals_and_average_maps(monkeypatch, cache_path):
         labels = [m.label for m in at.metric]
         assert labels == ["Flip rate, raw → crop", "Flip rate, raw → blur", "Accuracy, crop", "Accuracy, blur"]
         assert all(m.value.endswith("%") for m in at.metric)
+        flips = [*audit.flipped(cache.rows, "crop")["file"], *audit.flipped(cache.rows, "blur")["file"]]
+        assert flips and linked_images(at) == flips  # the flipped faces open on Explore
     else:
         assert any("no counterfactual data" in i for i in infos)
     averages = group_averages(cache)
@@ -130,13 +132,26 @@ def test_faithfulness_page(monkeypatch, cache_path):
         worst = audit.least_agreement(cache.rows, cache.methods, 8)
         captions = " ".join(c.value for c in at.caption)
         assert all(f"`{f}`" in captions for f in worst["file"])
+        assert sorted(linked_images(at)) == sorted(worst["file"])  # each opens on Explore
         assert len(at.get("image")) >= 8  # thumbnails read from the FairFace folder
     else:
         assert "no method agreement data" in " ".join(i.value for i in at.info)
 
 
+def picks(at: AppTest) -> list:
+    """The FairFace picker's thumbnail buttons (the shared image source)."""
+    return [b for b in at.button if b.key and b.key.startswith("pick")]
+
+
+def stages(at: AppTest):
+    return next(m for m in at.multiselect if m.label == "Stages")
+
+
 def test_inside_shows_stages_and_filters(monkeypatch, cache_path):
     at = open_page("pages/8_Inside.py", monkeypatch, cache_path)
+    assert_clean(at)
+    assert "The model says" not in texts(at) and "The 32 filters of the first convolution" in texts(at)
+    picks(at)[0].click().run()
     assert_clean(at)
     assert not at.error, [e.value for e in at.error]
     said = texts(at)
@@ -146,11 +161,12 @@ def test_inside_shows_stages_and_filters(monkeypatch, cache_path):
                             "**stage 3** · 24 channels of 40×40", "**stage 5** · 40 channels of 20×20",
                             "**stage 11** · 112 channels of 10×10", "**CAM layer** · 1280 channels of 5×5"]
     assert "The 32 filters of the first convolution" in said
-    at.multiselect[0].set_value(["CAM layer"]).run()
+    stages(at).set_value(["CAM layer"]).run()
     assert [m.value for m in at.markdown if "channels of" in m.value] == ["**CAM layer** · 1280 channels of 5×5"]
-    at.selectbox[1].set_value("Male").run()
+    picked = at.session_state["picked"]
+    at.toggle[0].set_value(True).run()  # crop: the same face, another view
     assert_clean(at)
-    assert "The model says" in texts(at)
+    assert "The model says" in texts(at) and at.session_state["picked"] == picked
 
 
 def test_inside_upload_and_not_a_photo(monkeypatch, cache_path, fairface):

@@ -47,8 +47,15 @@ def texts(at: AppTest) -> str:
     return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.error, *at.warning, *at.info])
 
 
+def picks(at: AppTest) -> list:
+    """The FairFace picker's thumbnail buttons (the shared image source)."""
+    return [b for b in at.button if b.key and b.key.startswith("pick")]
+
+
 def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     at = run("pages/9_Compare.py")
+    assert not [m for m in at.markdown if " says **" in m.value]  # nothing picked yet
+    picks(at)[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     verdicts = [m.value for m in at.markdown if " says **" in m.value]
@@ -69,10 +76,11 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
 
 def test_compare_another_face_and_fewer_models():
     at = run("pages/9_Compare.py")
-    face = next(s for s in at.selectbox if s.label == "Face")
-    first = face.value
-    face.set_value(face.options[3]).run()
-    assert next(s for s in at.selectbox if s.label == "Face").value != first
+    picks(at)[0].click().run()
+    first = at.session_state["picked"]
+    picks(at)[3].click().run()
+    assert at.session_state["picked"] != first
+    assert sum(f"FairFace label: {at.session_state['picked']['gender']}" in m.value for m in at.markdown) == 3
     at.multiselect[0].set_value(["dlib", "face-api"]).run()
     assert not at.exception, [e.value for e in at.exception]
     verdicts = [m.value for m in at.markdown if " says **" in m.value]

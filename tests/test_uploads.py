@@ -232,3 +232,21 @@ def test_face_choice_does_not_carry_over_to_the_next_photo(two_faces, fairface, 
     assert not at.exception and not at.warning, [w.value for w in at.warning]
     assert not [s for s in at.selectbox if s.label == "Face"]
     assert_explained_like_library(at, single, pipeline)
+
+
+def test_upload_and_face_choice_survive_another_page(two_faces, pipeline):
+    at = explore_upload("pair.png", two_faces, "image/png", crop=True)
+    face_picker(at).set_value(1).run()
+    at.switch_page("pages/2_Evaluation.py").run()
+    at.switch_page("pages/1_Explore.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio[0].value == "Upload a photo" and face_picker(at).value == 1
+    assert_explained_like_library(at, two_faces, pipeline, crop=True, face=1)
+    assert any("uploaded earlier in this session" in c.value for c in at.caption)
+
+
+def test_removing_the_upload_forgets_it(fairface):
+    at = explore_upload("one.jpg", (fairface / MALE).read_bytes())
+    verdict(at)
+    at.file_uploader[0].set_value(None).run()
+    assert not at.exception and not [m for m in at.markdown if "The model says" in m.value]

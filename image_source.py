@@ -1,0 +1,239 @@
+"""The one image source of every page that shows one face: a FairFace face (filtered by split, race,
+gender and age) or an upload, which face of the photo, and the crop and blur toggles.
+
+The choice belongs to the browser session, not to a page: Explore, Inside, Compare and the Classroom
+show the same face with the same toggles, and it survives visits to other pages. Streamlit drops a
+widget's key when a page without that widget runs, so each choice lives under a plain session key
+and its widget is seeded from it before it is drawn (as `ui.MODEL_KEY` does for the model).
+A link `?image=val/123.jpg` to the Explore page opens that FairFace image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import streamlit as st
+
+import ui
+from faircam import groups
+from faircam.config import settings
+from faircam.data import (
+    AGES,
+    GENDERS,
+    RACES,
+    FairFaceSplit,
+    available_splits,
+    describe_dropped,
+    filter_rows,
+    find_image,
+    grid_sample,
+    label_file,
+    load_split,
+)
+from faircam.errors import DataError
+from faircam.images import decode_image, read_image
+from faircam.text import md
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
+
+    from faircam.explain import Explanation
+
+SOURCES = ("FairFace sample", "Upload a photo")
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
+GRID = 12
+EXPLORE = "pages/1_Explore.py"
+# Plain session keys of the choice (two keep the names Explore gave them before the choice was shared).
+PICKED, SHUFFLE, UPLOAD, FACES = "picked", "shuffle", "image_upload", "image_faces"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The image the person chose, the toggles, and which face; `face_slot` is where the page draws the
+    face selector once it knows how many faces the photo holds."""
+
+    path: Path | None
+    upload: bytes | None
+    truth: dict[str, str] | None
+    crop: bool
+    blur: bool
+    face: int
+    face_slot: DeltaGenerator | None = None
+
+    @property
+    def key(self) -> str:
+        """The image's identity: its path, or the uploaded bytes' hash."""
+        return str(self.path) if self.path is not None else ui.image_key(self.upload)
+
+    def image(self) -> np.ndarray:
+        """The decoded image (`ImageError` if it cannot be read)."""
+        return read_image(self.path) if self.path is not None else decode_image(self.upload)
+
+    def explain(self, model: str | None = None) -> Explanation | None:
+        """Its explanation, with the chosen toggles and face, by a model (default: the selected one)."""
+        if self.path is not None:
+            return ui.explain_file(self.path, self.crop, self.blur, self.face, model=model)
+        return ui.explain_upload(self.upload, self.crop, self.blur, self.face, model=model)
+
+
+def _widget(name: str) -> str:
+    return f"_image_{name}"
+
+
+def _keep(name: str) -> None:
+    st.session_state[f"image_{name}"] = st.session_state[_widget(name)]
+
+
+def _seeded(name: str, default: Any, allowed: list | tuple | None = None) -> dict[str, Any]:
+    """Widget arguments that draw the session's choice `name` and write the person's changes back."""
+    value = st.session_state.get(f"image_{name}", default)
+    st.session_state[_widget(name)] = value if allowed is None or value in allowed else default
+    return {"key": _widget(name), "on_change": _keep, "args": (name,)}
+
+
+@st.cache_data(show_spinner=False)
+def _split(root: str, split: str) -> FairFaceSplit:
+    return load_split(root, split)
+
+
+def _open_link(data: Path | None) -> None:
+    """Make the FairFace image named by `?image=` the session's choice, once (a later pick in the grid
+    must not be overridden), or say in one line why it cannot be opened."""
+    file = st.query_params.get("image")
+    if file is None:
+        return
+    del st.query_params["image"]
+    for split in available_splits(data):
+        try:
+            row = find_image(_split(str(data), split), file)
+        except DataError:
+            continue
+        pick(row.to_dict(), split)
+        return
+    st.error(f"**This link cannot be opened.** {md(file, code=True)} is not an image of the FairFace folder"
+             f"{f' {md(data)}' if data is not None else ' (none is set: `FAIRCAM_DATA`)'}.")
+
+
+def pick(row: dict[str, str], split: str | None = None) -> None:
+    """Make a FairFace row the session's choice (the Classroom's lesson face, a link)."""
+    st.session_state[PICKED] = row
+    st.session_state["image_source"] = SOURCES[0]
+    if split is not None:
+        st.session_state["image_split"] = split
+
+
+def picked() -> dict[str, str] | None:
+    """The session's FairFace face, whichever page picked it."""
+    return st.session_state.get(PICKED)
+
+
+def _choose_fairface(data: Path | None) -> dict[str, str] | None:
+    splits = available_splits(data)
+    if not splits:
+        if data is not None:
+            try:
+                load_split(data, "val")
+            except DataError as exc:
+                st.error(f"**The data folder cannot be used.** {md(exc)}")
+        st.info("No FairFace folder found. Set `FAIRCAM_DATA` to a folder in FairFace's layout "
+                "(or run `faircam fetch-fairface`), or upload a photo instead.")
+        return None
+    c1, c2, c3, c4 = st.columns([1, 2, 1, 2])
+    split = c1.selectbox("Split", splits, **_seeded("split", "val" if "val" in splits else splits[0], splits))
+    races = c2.multiselect("Race", RACES, placeholder="all", **_seeded("races", []))
+    genders = c3.multiselect("Gender", GENDERS, placeholder="all", **_seeded("genders", []))
+    ages = c4.multiselect("Age", AGES, placeholder="all", **_seeded("ages", []))
+    try:
+        labels = _split(str(data), split)
+    except DataError as exc:
+        st.error(f"**The data folder cannot be used.** {md(exc)}")
+        return None
+    if not labels.dropped.empty:
+        st.warning(f"Some rows of {md(label_file(data, split).name, code=True)} are left out. "
+                   f"{md(describe_dropped(labels.dropped))}")
+    rows = filter_rows(labels.rows, races, genders, ages)
+    if rows.empty:
+        st.warning("No image matches these filters.")
+        return picked()
+    shuffle = st.session_state.setdefault(SHUFFLE, 0)
+    sample = grid_sample(rows, GRID, seed=shuffle)
+    st.caption(f"{len(rows):,} images match; showing {len(sample)}, balanced across race and gender.")
+    if st.button("🔀 Show other faces"):
+        st.session_state[SHUFFLE] += 1
+        st.rerun()
+    columns = st.columns(6)
+    for i, (_, row) in enumerate(sample.iterrows()):
+        with columns[i % 6]:
+            thumbnail = ui.thumbnail(data / row["file"])
+            if thumbnail is None:
+                st.warning(f"{md(row['file'], code=True)} cannot be read.")
+                continue
+            st.image(thumbnail, width="stretch")
+            if st.button(md(f"{groups.label(row['race'])}, {row['gender']}, {row['age']}"), key=f"pick{row['file']}"):
+                st.session_state[PICKED] = row.to_dict()
+    return picked()
+
+
+def _keep_upload() -> None:
+    file = st.session_state[_widget("upload")]
+    st.session_state[UPLOAD] = None if file is None else file.getvalue()
+
+
+def _keep_face(key: str) -> None:
+    st.session_state.setdefault(FACES, {})[key] = st.session_state[_widget("face")]
+
+
+def choose(from_link: bool = False, crop_help: str = "Cut out the face and rotate it so the eyes are level.",
+           ) -> tuple[Choice | None, DeltaGenerator]:
+    """Draw the source, the toggles and the picker (FairFace grid or uploader); return the choice (None
+    until an image is picked or uploaded) and a container above the picker for the page's result.
+    `from_link`: open the image named by `?image=` (the Explore page)."""
+    data = settings().data_dir
+    if from_link:
+        _open_link(data)
+    source = st.radio("Image source", SOURCES, horizontal=True, **_seeded("source", SOURCES[0], SOURCES))
+    c1, c2, c3 = st.columns(3)
+    crop = c1.toggle("Crop and align the face (MTCNN)", help=crop_help, **_seeded("crop", False))
+    blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.",
+                     **_seeded("blur", False))
+    # The result is drawn above the picker grid, though it is computed after the pick.
+    result = st.container()
+    path, upload, truth = None, None, None
+    if source == SOURCES[0]:
+        truth = _choose_fairface(data)
+        if truth is None:
+            return None, result
+        path = data / truth["file"]
+    else:
+        # An uploader cannot be given a file back after a page change: the bytes are kept instead.
+        shown = st.file_uploader("A photo with a face", type=UPLOAD_TYPES, key=_widget("upload"),
+                                 on_change=_keep_upload)
+        upload = st.session_state.get(UPLOAD)
+        if upload is None:
+            return None, result
+        if shown is None:
+            st.caption("Showing the photo you uploaded earlier in this session; upload another to replace it.")
+    choice = Choice(path, upload, truth, crop, blur, 0, face_slot=c3)
+    # The face choice belongs to one image: another image starts again at its largest face.
+    return replace(choice, face=st.session_state.get(FACES, {}).get(choice.key, 0)), result
+
+
+def face_selector(choice: Choice, faces_found: int) -> None:
+    """The selector of which face of a photo with several is cropped, kept sharp and scored."""
+    if faces_found <= 1:
+        return
+    st.session_state[_widget("face")] = min(choice.face, faces_found - 1)
+    choice.face_slot.selectbox(
+        "Face", range(faces_found), key=_widget("face"), on_change=_keep_face, args=(choice.key,),
+        format_func=lambda i: f"face {i + 1} of {faces_found}" + (" (largest)" if i == 0 else ""),
+        help="The face that is cropped, kept sharp and scored. Without cropping the model still sees the "
+             "whole photo.")
+
+
+def explore_link(file: str, label: str = "Open on Explore") -> None:
+    """A link that opens a FairFace image (its `file` column) on the Explore page."""
+    st.page_link(EXPLORE, label=label, icon="🔍", query_params={"image": file})
+

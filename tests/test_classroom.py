@@ -1,0 +1,86 @@
+"""The Classroom lesson's rules (faircam.classroom): which faces it offers, how it words attention and
+confidence, and what it says about the selected model, on the bundled cache and on hand-built rows."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from faircam import classroom, registry
+from faircam.cache import read_cache
+from faircam.checkpoint import read_metadata
+from faircam.config import settings
+from faircam.focus import REGIONS
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    return read_cache(settings().cache_path).rows
+
+
+def row(file, gender, pred, prob, age="30-39", face_found=True):
+    return {"file": file, "race": "White", "gender": gender, "age": age, "pred": pred, "prob": prob,
+            "correct": gender == pred, "face_found": face_found}
+
+
+HAND_BUILT = pd.DataFrame([
+    row("sure-right-f", "Female", "Female", 0.99), row("right-f", "Female", "Female", 0.80),
+    row("sure-right-m", "Male", "Male", 0.97), row("sure-wrong-f", "Female", "Male", 0.95),
+    row("wrong-f", "Female", "Male", 0.70), row("sure-wrong-m", "Male", "Female", 0.90),
+    row("hesitant", "Male", "Male", 0.51), row("child", "Male", "Male", 0.99, age="3-9"),
+    row("older-child", "Male", "Female", 0.99, age="10-19"), row("no-face", "Male", "Female", 1.0, face_found=False),
+])
+
+
+def test_examples_pick_one_face_of_each_kind():
+    picked = classroom.examples(HAND_BUILT, exists=lambda file: True)
+    assert set(picked["file"]) == {"sure-right-f", "sure-right-m", "sure-wrong-f", "sure-wrong-m", "hesitant",
+                                   "child"}
+    # The order is shuffled once and for all: right and wrong are not told apart by position.
+    assert list(picked["file"]) == list(classroom.examples(HAND_BUILT, exists=lambda file: True)["file"])
+    assert list(picked["file"]) != list(HAND_BUILT["file"].head(6))
+
+
+def test_examples_skip_images_that_are_not_on_disk():
+    picked = classroom.examples(HAND_BUILT, exists=lambda file: file != "sure-wrong-f")
+    assert "sure-wrong-f" not in set(picked["file"]) and "wrong-f" in set(picked["file"])
+
+
+def test_examples_on_the_bundled_cache(rows):
+    picked = classroom.examples(rows, exists=lambda file: True)
+    assert len(picked) == 6 and picked["face_found"].all()
+    adults = picked[~picked["age"].isin(classroom.CHILD_AGES)]
+    assert sorted(adults[~adults["correct"]]["gender"]) == ["Female", "Male"]
+    assert (picked["age"] == "3-9").sum() == 1
+    surest_wrong = rows[rows["face_found"] & ~rows["correct"] & ~rows["age"].isin(classroom.CHILD_AGES)]
+    assert surest_wrong["prob"].max() in set(picked["prob"])
+
+
+@pytest.mark.parametrize(("face", "chance", "level"), [(0.60, 0.40, "clear"), (0.50, 0.40, "slight"),
+                                                       (0.44, 0.40, "none"), (0.20, 0.40, "none")])
+def test_attention_level_thresholds(face, chance, level):
+    assert classroom.attention_level({"face": face}, {"face": chance}) == level
+
+
+def test_most_looked_at_is_heat_for_its_size():
+    focus = dict.fromkeys(REGIONS, 0.1) | {"mouth": 0.2, "rest of face": 0.3}
+    chance = dict.fromkeys(REGIONS, 0.1) | {"mouth": 0.05, "rest of face": 0.3}
+    assert classroom.most_looked_at(focus, chance) == "mouth"  # 4x its area, though less heat than the rest
+
+
+def test_confidence_rules():
+    assert classroom.is_sure(0.95) and not classroom.is_sure(0.9)
+    assert classroom.lost_confidence(0.95, 0.80) and not classroom.lost_confidence(0.95, 0.90)
+
+
+def test_model_facts_come_from_each_models_description():
+    entries = registry.entries()
+    own = classroom.model_facts(entries["faircam"], read_metadata(entries["faircam"].weights))
+    assert own == classroom.ModelFacts(input_size=160, train_images=20_000)
+    assert classroom.model_facts(entries["dlib"], {}) == classroom.ModelFacts(input_size=32, train_images=None)
+    assert classroom.model_facts(entries["face-api"], {}).input_size == 112
+
+
+def test_registry_input_size_is_the_loaded_models():
+    # One source: the third-party loaders take their input size from the registry entry.
+    assert registry.load_model("dlib").input_size == registry.entries()["dlib"].input_size
