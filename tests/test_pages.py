@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from faircam.cams import METHODS
 from faircam.config import PROJECT_ROOT
+from faircam.text import md
 
 TIMEOUT = 180
 
@@ -75,7 +76,7 @@ def test_explore_filters_narrow_the_grid():
     at.multiselect[1].set_value(["Female"]).run()
     assert_clean(at)
     labels = [b.label for b in at.button][1:]
-    assert labels and all(label.startswith("Indian, Female") for label in labels)
+    assert labels and all(label.startswith(md("Indian, Female")) for label in labels)
 
 
 def test_evaluation_shows_counts_and_intervals():
