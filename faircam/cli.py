@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-cams", action="store_true", help="predictions only: no maps, focus or faithfulness")
     evaluate.set_defaults(run=cmd_evaluate)
 
-    explain = commands.add_parser("explain", help="four CAMs for one image, as a figure and JSON")
+    explain = commands.add_parser("explain", help="every CAM method's map for one image, as a figure and JSON")
     explain.add_argument("image")
     explain.add_argument("--out", help="PNG figure to write")
     explain.add_argument("--crop", action="store_true", help="crop and align the face with MTCNN")

@@ -1,4 +1,4 @@
-"""One or many images through the pipeline: view -> prediction -> four CAMs -> focus scores."""
+"""One or many images through the pipeline: view -> prediction -> the CAM maps -> focus scores."""
 
 from __future__ import annotations
 

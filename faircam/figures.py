@@ -1,4 +1,4 @@
-"""Pictures of explanations: CAM overlays and the side-by-side figure of the four maps (no torch import)."""
+"""Pictures of explanations: CAM overlays and the side-by-side figure of the maps (no torch import)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def explanation_figure(explanation: Explanation) -> Image.Image:
-    """The view and the four CAM overlays side by side, with prediction and focus scores."""
+    """The view and its CAM overlays side by side, with prediction and focus scores."""
     view = explanation.view
     tiles = [("input", draw_face(view.image, explanation), "")]
     for method, cam in explanation.maps.items():
