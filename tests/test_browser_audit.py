@@ -47,6 +47,8 @@ def test_faithfulness_page(server, page, shots):  # noqa: F811
 def test_inside_page(server, page, shots):  # noqa: F811
     page.goto(f"{server}/Inside")
     _settle(page)
+    # Inside shares Explore's image source: nothing runs until a face is picked (button 0 shuffles the grid).
+    page.locator("[data-testid='stButton'] button").nth(1).click()
     page.get_by_text("The model says").first.wait_for(timeout=120_000)
     page.get_by_text("The first layer's filters").wait_for()
     body = page.inner_text("body")
