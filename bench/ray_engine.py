@@ -28,7 +28,8 @@ def _timed(name: str, count: int, batch_size: int, engine) -> dict:
     out = OUT / f"bench-{name}.parquet"
     out.unlink(missing_ok=True)
     start = time.perf_counter()
-    run_evaluation(data_dir(), "val", out, model, **engine(model, options), limit=count, batch_size=batch_size, progress=False, options=options,
+    run_evaluation(data_dir(), "val", out, model, **engine(model, options), limit=count, batch_size=batch_size,
+                   progress=False, options=options,
                    on_progress=lambda done, total: marks.append((time.perf_counter(), done)))
     finished = [(t, done) for t, done in marks if done > 0]
     (t0, d0), (t1, d1) = finished[0], finished[-1]
