@@ -116,16 +116,19 @@ def _batches(
     """
 
     load_and_prepare = partial(prepare_batch, split, prepare=prepare)
-    starts = list(range(start, len(split.rows), batch_size))
-    chunks = [split.rows.iloc[i : i + batch_size] for i in starts]
+    starts = range(start, len(split.rows), batch_size)
+
+    def chunk(i: int) -> pd.DataFrame:
+        return split.rows.iloc[starts[i] : starts[i] + batch_size]
+
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Only the next batch is prepared ahead: memory stays at two batches of images.
-        pending = pool.submit(load_and_prepare, chunks[0]) if chunks else None
-        for i, chunk in enumerate(chunks):
+        pending = pool.submit(load_and_prepare, chunk(0)) if starts else None
+        for i in range(len(starts)):
             prepared = pending.result()
-            if i + 1 < len(chunks):
-                pending = pool.submit(load_and_prepare, chunks[i + 1])
-            yield starts[i], chunk, prepared
+            if i + 1 < len(starts):
+                pending = pool.submit(load_and_prepare, chunk(i + 1))
+            yield starts[i], chunk(i), prepared
 
 
 def prepare_batch(split: FairFaceSplit, chunk: pd.DataFrame, prepare: Callable[[list[np.ndarray]], Views]) -> _Prepared:

@@ -53,6 +53,9 @@ def test_ray_engine_gives_the_local_rows_and_a_cache_the_app_opens(fairface, tmp
     assert group_averages(local)["n"].tolist() == group_averages(distributed)["n"].tolist()
     assert local.methods == distributed.methods
 
+    assert main(["report", "--cache", str(tmp_path / "ray"), "--out", str(tmp_path / "report.html")]) == 0
+    assert "accuracy" in (tmp_path / "report.html").read_text()
+
     monkeypatch.setenv("FAIRCAM_CACHE", str(tmp_path / "ray"))
     at = run("pages/2_Evaluation.py")
     assert not at.exception and not at.error
