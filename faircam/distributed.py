@@ -14,6 +14,7 @@ local engine, so progress, Ctrl-C and resuming work the same. `ray` is an option
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +58,7 @@ class _BatchActor:
     def __call__(self, item: pd.DataFrame) -> pd.DataFrame:
         from functools import partial
 
-        from faircam.evaluate import batch_views, prepare_batch
+        from faircam.evaluate import batch_views, prepare_batch, release_freed_memory
 
         first = int(item["first"].iloc[0])
         chunk = pd.DataFrame({c: list(item[c].iloc[0]) for c in LABEL_COLUMNS})
@@ -65,6 +66,7 @@ class _BatchActor:
         prepare = partial(batch_views, model=self.pipeline.model, detector=self.pipeline.detector)
         averager = GroupAverager(self.evaluator.methods)
         rows = self.evaluator.batch(first, chunk, prepare_batch(self.split, chunk, prepare), averager)
+        release_freed_memory()
         return pd.DataFrame({"done": [first + len(chunk)], "rows": [_to_ipc(rows)], "sums": [_to_npz(averager)]})
 
 
@@ -102,12 +104,15 @@ def ray_runner(model: str | None, sha256: str, options: EvalOptions, batch_size:
 
         cores = os.cpu_count() or 1
         try:
+            # Ray's own progress lines would interleave with faircam's progress bar: warnings only.
+            quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
             if address:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, **quiet)
             else:
                 # Workers import this checkout's faircam, whatever is installed in the environment.
                 ray.init(num_cpus=cores, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                         log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}})
+                         runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}}, **quiet)
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ClusterError(f"Ray could not start or reach {address or 'a local cluster'}: {_message(exc)}") \
                 from None

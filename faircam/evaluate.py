@@ -19,6 +19,7 @@ through `Evaluator.batch`.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,29 @@ def _batches(
             if i + 1 < len(starts):
                 pending = pool.submit(load_and_prepare, chunk(i + 1))
             yield starts[i], chunk(i), prepared
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 (glibc only)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed by a batch back to the system (glibc's `malloc_trim`); a no-op without glibc.
+
+    glibc keeps freed memory in its arenas for reuse. With the reader thread and torch's threads freeing
+    image-sized buffers, what it keeps fragments, and the peak climbed batch after batch: measured over
+    384 images, 2.09 -> 2.54 GB without trimming, 2.14 -> 2.20 GB (flat from the second batch) with it,
+    and 0.5 GB less held between batches (bench/memory.py).
+    """
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def prepare_batch(split: FairFaceSplit, chunk: pd.DataFrame, prepare: Callable[[list[np.ndarray]], Views]) -> _Prepared:
@@ -334,7 +358,9 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
         evaluator = Evaluator(model, explainer, options, sampled)
         prepare = partial(batch_views, model=model, detector=detector)
         for first, chunk, prepared in _batches(split, batch_size, prepare, start=start):
-            yield first + len(chunk), evaluator.batch(first, chunk, prepared, averager)
+            rows = evaluator.batch(first, chunk, prepared, averager)
+            release_freed_memory()
+            yield first + len(chunk), rows
 
     return run
 
