@@ -7,13 +7,16 @@ import json
 import time
 from pathlib import Path
 
-PARTS = ("cams", "evaluate", "app", "memory")
+PARTS = ("cams", "evaluate", "app", "memory", "ray", "pages")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
     parser.add_argument("--images", type=int, default=128, help="val images for the evaluate and memory benches")
+    parser.add_argument("--memory-images", type=int, default=256,
+                        help="N of the memory bench: `faircam evaluate` at N and 4N images")
+    parser.add_argument("--ray-images", type=int, default=64, help="val images for the Ray bench (batches of 8)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (default 1)")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per contender in the CAM bench")
@@ -61,7 +64,15 @@ def main() -> None:
         elif part == "memory":
             from bench import memory
 
-            results[part] = memory.evaluate_peak(args.images, args.batch_size)
+            results[part] = memory.evaluate_peak(args.memory_images, args.batch_size)
+        elif part == "ray":
+            from bench import ray_engine
+
+            results[part] = ray_engine.run(args.ray_images)
+        elif part == "pages":
+            from bench import pages
+
+            results[part] = pages.run()
         print(json.dumps(results[part], indent=2), flush=True)
     results["load_after"] = load()
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)

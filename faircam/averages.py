@@ -55,6 +55,13 @@ class GroupAverager:
         self.faces = np.array(state["faces"], dtype=np.float64)
         self.maps = {m: np.array(state[f"map {m}"], dtype=np.float64) for m in self.methods}
 
+    def add_state(self, state: dict[str, np.ndarray]) -> None:
+        """Another averager's `state` (of the same methods) added to these sums: batches averaged elsewhere."""
+        self.counts += np.asarray(state["counts"], dtype=np.int64)
+        self.faces += state["faces"]
+        for method in self.methods:
+            self.maps[method] += state[f"map {method}"]
+
     def table(self) -> pd.DataFrame:
         """The averages of every group with images, as the cache stores them (8-bit faces and map levels)."""
         records = []

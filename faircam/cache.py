@@ -1,11 +1,15 @@
-"""The evaluation cache file: its schema, checksum, atomic writing, and reading with checks.
+"""The evaluation cache: its schema, checksum, atomic writing, and reading with checks.
 
-A cache is one parquet file, one row per image, that carries its provenance (model checksum,
-data folder, split, schema version, options) and a checksum of its rows, averages and that
-provenance in its metadata. It is replaced atomically and read back with checks, so pages never
-show numbers from a damaged or carelessly edited file, from another model or from another schema.
-The checksum is a plain sha256, not a signature: whoever can write the file can also recompute it.
-This module imports no torch: pages that only read the cache open without loading the model.
+A cache is one row per image, with its provenance (model checksum, data folder, split, schema
+version, options) and a checksum of its rows, averages and that provenance. It is either one
+parquet file (the metadata in its schema) or a folder of parquet parts (`part-00000.parquet`, ...)
+with one metadata record (`_faircam.json`: the same metadata plus each part's file, row count and
+checksum) and the averages (`_averages.parquet`), read as one table through pyarrow's dataset API.
+Both are written from parts one part at a time, so writing never holds every row; both are
+replaced atomically and read back with checks, so pages never show numbers from a damaged or
+carelessly edited cache, from another model or from another schema. The checksum is a plain
+sha256, not a signature: whoever can write the cache can also recompute it. This module imports
+no torch: pages that only read the cache open without loading the model.
 
 Schema 2, one row per image:
 
@@ -29,6 +33,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -37,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from faircam.errors import CacheError
@@ -50,6 +57,8 @@ AGREEMENT_MEAN = "agree | mean"
 OUTCOMES = ("correct", "wrong")
 META_KEY = b"faircam"
 AVERAGES_KEY = b"faircam.averages"
+FOLDER_META = "_faircam.json"
+FOLDER_AVERAGES = "_averages.parquet"
 # Average maps are stored as 8-bit levels: 1/255 is far below what a heat map can show.
 MAP_LEVELS = 255
 
@@ -121,30 +130,108 @@ def _decode_averages(blob: bytes) -> pd.DataFrame:
     return frame
 
 
+class _Checksum:
+    """sha256 of the column names, every value (pandas' stable row hashes, added part after part: the
+    same digest whether the rows come whole or in parts), the stored averages and the metadata other
+    than the checksum itself (as JSON with sorted keys, as it reads back)."""
+
+    def __init__(self, columns: Iterable[Any]) -> None:
+        self.digest = hashlib.sha256(json.dumps([str(c) for c in columns]).encode())
+
+    def add(self, rows: pd.DataFrame) -> None:
+        self.digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
+
+    def finish(self, averages_blob: bytes | None, meta: dict[str, Any]) -> str:
+        self.digest.update(averages_blob or b"")
+        self.digest.update(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
+        return self.digest.hexdigest()
+
+
 def _checksum(rows: pd.DataFrame, averages_blob: bytes | None, meta: dict[str, Any]) -> str:
-    """sha256 of the column names, every value (pandas' stable row hashes), the stored averages and
-    the metadata other than the checksum itself (as JSON with sorted keys, as it reads back)."""
-    digest = hashlib.sha256(json.dumps([str(c) for c in rows.columns]).encode())
-    digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
-    digest.update(averages_blob or b"")
-    digest.update(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
-    return digest.hexdigest()
+    checksum = _Checksum(rows.columns)
+    checksum.add(rows)
+    return checksum.finish(averages_blob, meta)
+
+
+def part_name(index: int) -> str:
+    """File name of a cache folder's (or an unfinished evaluation's) part `index`."""
+    return f"part-{index:05d}.parquet"
+
+
+def is_folder_target(path: Path) -> bool:
+    """Whether a cache at `path` is written as a folder of parts: a name without the .parquet suffix."""
+    return Path(path).suffix.lower() != ".parquet"
 
 
 def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any], averages: pd.DataFrame | None = None) -> None:
-    """Parquet with provenance and checksum in its metadata, replaced atomically (never a half file).
+    """One parquet file with provenance and checksum in its metadata, replaced atomically (never a half file).
 
     `averages`, when given, is `group_averages`' table as stored: faces as uint8 pixels and maps
     as uint8 levels of `MAP_LEVELS` (`faircam.averages.GroupAverager.table` makes it).
     """
     table = pa.Table.from_pandas(rows, preserve_index=False)
+    _write_file(lambda: iter([table]), Path(path), meta, averages)
+
+
+def write_cache_parts(parts: list[Path], path: Path, meta: dict[str, Any],
+                      averages: pd.DataFrame | None = None) -> None:
+    """The cache at `path` from parquet parts of rows, in order, one part in memory at a time: one
+    file (as `write_cache` writes) when `path` ends in .parquet, else a folder of the parts (moved
+    into it) with its metadata record. Replaces what was at `path`."""
+    path = Path(path)
+    if not is_folder_target(path):
+        _write_file(lambda: (pq.read_table(part) for part in parts), path, meta, averages)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        blob = _encode_averages(averages) if averages is not None else None
+        columns, records = None, []
+        for i, part in enumerate(parts):
+            # Hashed as read back, so dtype conversions cannot break the checksum.
+            rows = pq.read_table(part).to_pandas()
+            columns = list(rows.columns) if columns is None else columns
+            records.append({"file": part_name(i), "rows": len(rows), "checksum": _checksum(rows, None, {})})
+            os.replace(part, tmp / part_name(i))
+        if blob is not None:
+            (tmp / FOLDER_AVERAGES).write_bytes(blob)
+        meta = json.loads(json.dumps({**meta, "schema_version": SCHEMA_VERSION,
+                                      "rows": sum(r["rows"] for r in records), "columns": columns or [],
+                                      "parts": records}))
+        # The rows are in the checksum through the parts' checksums, which are in the metadata.
+        meta["checksum"] = _Checksum(meta["columns"]).finish(blob, meta)
+        (tmp / FOLDER_META).write_text(json.dumps(meta))
+        # A folder cannot replace another in one rename: the old one steps aside for a moment.
+        old = path.with_name(f".{path.name}.{os.getpid()}.old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_file(tables: Callable[[], Iterator[pa.Table]], path: Path, meta: dict[str, Any],
+                averages: pd.DataFrame | None) -> None:
+    """One parquet file of the tables `tables()` yields (the same columns), read twice, one at a time:
+    once for the checksum, which the file's schema carries, then to write."""
     blob = _encode_averages(averages) if averages is not None else None
-    # The checksum is taken on the rows and metadata as they read back, so dtype conversions and
-    # JSON (tuples become lists) cannot break it.
-    meta = json.loads(json.dumps({**meta, "schema_version": SCHEMA_VERSION, "rows": len(rows)}))
-    meta["checksum"] = _checksum(table.to_pandas(), blob, meta)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta)})
-    write_table_atomic(table, path, {AVERAGES_KEY: blob} if blob is not None else None)
+    schema, checksum, count = pa.schema([]), None, 0
+    for table in tables():
+        if checksum is None:
+            schema, checksum = table.schema, _Checksum(table.schema.names)
+        # Hashed as the rows read back, so dtype conversions cannot break the checksum.
+        checksum.add(table.to_pandas())
+        count += table.num_rows
+    # JSON round trip: the metadata is hashed as it reads back (tuples become lists).
+    meta = json.loads(json.dumps({**meta, "schema_version": SCHEMA_VERSION, "rows": count}))
+    meta["checksum"] = (checksum or _Checksum([])).finish(blob, meta)
+    schema = schema.with_metadata({**(schema.metadata or {}), META_KEY: json.dumps(meta)})
+    _write_tables_atomic(schema, tables() if checksum else iter([schema.empty_table()]), path,
+                         {AVERAGES_KEY: blob} if blob is not None else None)
 
 
 def write_table_atomic(table: pa.Table, path: Path, file_metadata: dict[bytes, bytes] | None = None) -> None:
@@ -153,17 +240,21 @@ def write_table_atomic(table: pa.Table, path: Path, file_metadata: dict[bytes, b
     `file_metadata` goes into the parquet footer only (`pq.read_metadata(path).metadata`), not into
     the schema metadata, which pyarrow would store a second time, base64-encoded.
     """
+    _write_tables_atomic(table.schema, iter([table]), path, file_metadata)
+
+
+def _write_tables_atomic(schema: pa.Schema, tables: Iterator[pa.Table], path: Path,
+                         file_metadata: dict[bytes, bytes] | None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if file_metadata:
-            with pq.ParquetWriter(tmp, table.schema) as writer:
-                writer.write_table(table)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for table in tables:
+                writer.write_table(table.replace_schema_metadata(schema.metadata))
+            if file_metadata:
                 writer.add_key_value_metadata(file_metadata)
-        else:
-            pq.write_table(table, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -188,8 +279,10 @@ def _process_alive(pid: int) -> bool:
 
 
 def read_cache(path: Path | str) -> EvalCache:
-    """The cache at `path`, or `CacheError` saying why it cannot be used."""
+    """The cache at `path` (a file or a folder of parts), or `CacheError` saying why it cannot be used."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        return _read_folder(path)
     if not path.is_file():
         raise CacheError(f"No evaluation cache at {path}. Create it with `faircam evaluate`.")
     try:
@@ -203,6 +296,16 @@ def read_cache(path: Path | str) -> EvalCache:
         meta = json.loads(raw) if raw else {}
     except ValueError:
         meta = None
+    _check_meta(path, meta)
+    rows = table.to_pandas()
+    if len(rows) != meta.get("rows"):
+        raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
+    if _checksum(rows, blob, meta) != meta.get("checksum"):
+        raise _changed(path)
+    return EvalCache(rows=rows, meta=meta, averages=_averages(path, blob))
+
+
+def _check_meta(path: Path, meta: Any) -> None:
     if not isinstance(meta, dict):
         raise CacheError(f"{path} has unreadable faircam metadata. Recreate it with `faircam evaluate`.")
     if meta.get("schema_version") != SCHEMA_VERSION:
@@ -210,17 +313,56 @@ def read_cache(path: Path | str) -> EvalCache:
             f"{path} was written by another faircam version (schema {meta.get('schema_version')}, "
             f"expected {SCHEMA_VERSION}). Recreate it with `faircam evaluate`."
         )
-    rows = table.to_pandas()
-    if len(rows) != meta.get("rows"):
-        raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
-    if _checksum(rows, blob, meta) != meta.get("checksum"):
-        raise CacheError(f"{path} does not match its checksum: its rows or metadata were changed after "
-                         "`faircam evaluate` wrote it (or an older faircam wrote it). Recreate it.")
+
+
+def _changed(path: Path) -> CacheError:
+    return CacheError(f"{path} does not match its checksum: its rows or metadata were changed after "
+                      "`faircam evaluate` wrote it (or an older faircam wrote it). Recreate it.")
+
+
+def _averages(path: Path, blob: bytes | None) -> pd.DataFrame | None:
     try:
-        averages = _decode_averages(blob) if blob is not None else None
+        return _decode_averages(blob) if blob is not None else None
     except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
         raise CacheError(f"{path} has unreadable group averages ({exc}); recreate it.") from None
-    return EvalCache(rows=rows, meta=meta, averages=averages)
+
+
+def _read_folder(path: Path) -> EvalCache:
+    """A cache folder: its metadata record, then its parts as one table (pyarrow's dataset API), each
+    part held to its own checksum and the record (which lists them) to the cache's."""
+    try:
+        meta = json.loads((path / FOLDER_META).read_text())
+    except FileNotFoundError:
+        raise CacheError(f"{path} is a folder without {FOLDER_META}: not an evaluation cache. "
+                         "Create it with `faircam evaluate`.") from None
+    except (OSError, ValueError):
+        meta = None
+    _check_meta(path, meta)
+    parts = meta.get("parts")
+    # Only plain file names inside the folder: the record must not lead the reader elsewhere.
+    if not isinstance(parts, list) or any(not isinstance(p, dict) or Path(str(p.get("file"))).name != p.get("file")
+                                          or str(p.get("file")).startswith(".") for p in parts):
+        raise CacheError(f"{path} has unreadable faircam metadata. Recreate it with `faircam evaluate`.")
+    blob_path = path / FOLDER_AVERAGES
+    try:
+        files = [str(path / p["file"]) for p in parts]
+        table = ds.dataset(files, format="parquet").to_table() if files else pa.table({})
+        blob = blob_path.read_bytes() if blob_path.is_file() else None
+    except (pa.ArrowException, OSError) as exc:
+        raise CacheError(f"The evaluation cache {path} is damaged ({exc}). Recreate it with `faircam evaluate`.") \
+            from None
+    rows = table.to_pandas()
+    if len(rows) != meta.get("rows") or sum(int(p.get("rows", -1)) for p in parts) != len(rows):
+        raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
+    start = 0
+    for part in parts:
+        if _checksum(rows.iloc[start:start + part["rows"]], None, {}) != part.get("checksum"):
+            raise _changed(path)
+        start += part["rows"]
+    if list(map(str, rows.columns)) != meta.get("columns") \
+            or _Checksum(meta["columns"]).finish(blob, meta) != meta.get("checksum"):
+        raise _changed(path)
+    return EvalCache(rows=rows, meta=meta, averages=_averages(path, blob))
 
 
 def group_averages(cache: EvalCache) -> pd.DataFrame:

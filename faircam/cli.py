@@ -8,6 +8,7 @@ traceback. Arguments and output paths are checked before torch is imported or an
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from faircam import registry
 from faircam.config import FAITHFULNESS_PER_CELL, cache_path_for, settings
-from faircam.errors import KNOWN_ERRORS, DataError, OutputError
+from faircam.errors import KNOWN_ERRORS, ClusterError, DataError, OutputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +56,23 @@ def _output(option: str, value: str, suffixes: tuple[str, ...]) -> Path:
     return path
 
 
+def _cache_output(value: str) -> Path:
+    """`--out` of `faircam evaluate`: a .parquet file (`_output`'s checks), or a name without a suffix for a
+    folder of parts, which may exist only as an empty folder or an earlier cache folder."""
+    from faircam.cache import FOLDER_META
+
+    path = Path(value).expanduser()
+    if path.suffix:
+        return _output("--out", value, (".parquet",))
+    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / FOLDER_META).is_file())):
+        raise OutputError(f"--out {value} exists and is not a faircam cache folder: name a .parquet file or a new "
+                          "folder.")
+    probe = path.with_name(path.name + ".parquet")
+    if not probe.exists():
+        _output("--out", str(probe), (".parquet",))  # the same place checks, for a file beside the folder's name
+    return path
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     _output("--out", args.out, (".pt",))
     data = _data_dir(args.data)
@@ -76,18 +94,36 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise DataError("--faithfulness-per-cell must be 0 (off) or more.")
     if args.batch_size < 1:
         raise DataError("--batch-size must be at least 1.")
-    out = _output("--out", args.out, (".parquet",))
+    if args.workers < 1 or args.gpus_per_worker < 0:
+        raise DataError("--workers must be at least 1 and --gpus-per-worker 0 or more.")
+    if args.engine == "local" and (args.address or args.gpus_per_worker):
+        raise DataError("--address and --gpus-per-worker need --engine ray.")
+    if args.engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise ClusterError("--engine ray needs Ray: pip install -e '.[ray]'.")
+    out = _cache_output(args.out)
     data_dir = _data_dir(args.data)
     from faircam.data import load_split
 
     labelled = load_split(data_dir, args.split).rows.head(args.limit)
     from faircam.evaluate import EvalOptions, run_evaluation
-    from faircam.explain import Pipeline
 
-    pipeline = Pipeline.load(args.model)
     options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed)
-    cache = run_evaluation(data_dir, args.split, out, pipeline.model, pipeline.detector,
-                           pipeline.explainer, limit=args.limit, batch_size=args.batch_size, options=options)
+    if args.engine == "ray":
+        from faircam.distributed import ray_runner
+
+        model = registry.load_model(args.model)
+        # Each actor loads the model itself: a checkpoint by its absolute path.
+        spec = str(Path(args.model).resolve()) if args.model and Path(args.model).is_file() else args.model
+        runner = ray_runner(spec, model.sha256, options, args.batch_size, args.address, args.workers,
+                            args.gpus_per_worker)
+        cache = run_evaluation(data_dir, args.split, out, model, None, limit=args.limit,
+                               batch_size=args.batch_size, options=options, runner=runner)
+    else:
+        from faircam.explain import Pipeline
+
+        pipeline = Pipeline.load(args.model)
+        cache = run_evaluation(data_dir, args.split, out, pipeline.model, pipeline.detector,
+                               pipeline.explainer, limit=args.limit, batch_size=args.batch_size, options=options)
     rows = cache.rows
     _warn_left_out(cache.meta["data"], labelled, rows)
     print(json.dumps({"out": args.out, "images": len(rows), "accuracy": round(float(rows["correct"].mean()), 4),
@@ -198,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a model over a split and write the cache")
     evaluate.add_argument("--data", help="FairFace folder (default: FAIRCAM_DATA or ../shared/fairface)")
     evaluate.add_argument("--split", default="val", choices=["train", "val"])
-    evaluate.add_argument("--out", required=True, help="parquet file to write")
+    evaluate.add_argument("--out", required=True,
+                          help="parquet file to write, or a name without suffix for a folder of parquet parts")
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
     evaluate.add_argument("--batch-size", type=int, default=32)
@@ -207,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
                                f"(slow; 0: off; default {FAITHFULNESS_PER_CELL})")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the faithfulness sample and ROAD's noise")
     evaluate.add_argument("--no-cams", action="store_true", help="predictions only: no maps, focus or faithfulness")
+    evaluate.add_argument("--engine", choices=["local", "ray"], default="local",
+                          help="where the batches run: this process, or Ray actors (pip install -e '.[ray]')")
+    evaluate.add_argument("--address", metavar="ADDR",
+                          help="a running Ray cluster (`ray start --head` prints it; default: a local Ray)")
+    evaluate.add_argument("--workers", type=int, default=2, metavar="N", help="Ray actors, each with its own model")
+    evaluate.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                          help="GPUs per Ray actor (the model and MTCNN then run on CUDA)")
     evaluate.set_defaults(run=cmd_evaluate)
 
     explain = commands.add_parser("explain", help="every CAM method's map for one image, as a figure and JSON")

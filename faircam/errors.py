@@ -29,4 +29,8 @@ class OutputError(ValueError):
     """An output path faircam must not or cannot write: a folder, an input, the wrong kind of file, no write access."""
 
 
-KNOWN_ERRORS = (DataError, ImageError, ModelError, CacheError, FetchError, OutputError)
+class ClusterError(RuntimeError):
+    """`faircam evaluate --engine ray` could not run: Ray missing, the cluster unreachable, or a worker failed."""
+
+
+KNOWN_ERRORS = (DataError, ImageError, ModelError, CacheError, FetchError, OutputError, ClusterError)

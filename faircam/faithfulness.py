@@ -68,7 +68,7 @@ def road_scores(
 @torch.no_grad()
 def _probabilities(net: nn.Module, inputs: torch.Tensor, targets: np.ndarray) -> np.ndarray:
     probs = [torch.softmax(net(inputs[i : i + FORWARD_BATCH]), dim=1) for i in range(0, len(inputs), FORWARD_BATCH)]
-    return torch.cat(probs).numpy()[np.arange(len(inputs)), targets]
+    return torch.cat(probs).cpu().numpy()[np.arange(len(inputs)), targets]
 
 
 def curve_aucs(
@@ -95,7 +95,8 @@ def curve_aucs(
         order = np.argsort(-np.asarray(cams, dtype=np.float64).reshape(n, -1), axis=1, kind="stable")
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.broadcast_to(np.arange(height * width), order.shape), axis=1)
-        moved = torch.from_numpy(rank[:, None, :] < counts[None, :, None]).reshape(n, len(counts), 1, height, width)
+        moved = torch.from_numpy(rank[:, None, :] < counts[None, :, None]).to(end.device).reshape(
+            n, len(counts), 1, height, width)
         mixed = torch.where(moved, end[:, None], start[:, None]).reshape(-1, channels, height, width)
         inner = _probabilities(net, mixed, np.repeat(targets, len(counts))).reshape(n, len(counts))
         curve = np.concatenate([ends[:n, None], inner, ends[n:, None]], axis=1)

@@ -140,13 +140,14 @@ class LoadedModel:
         return self.net.cam_layer
 
     def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
-        """Normalised NCHW batch from RGB uint8 images already at `input_size`."""
-        return normalise(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), self.mean, self.std)
+        """Normalised NCHW batch from RGB uint8 images already at `input_size`, on the network's device."""
+        batch = torch.from_numpy(np.stack(images)).to(next(self.net.parameters()).device)
+        return normalise(batch.permute(0, 3, 1, 2), self.mean, self.std)
 
     @torch.no_grad()
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
         """Class probabilities, one row per image, columns in `classes` order."""
-        return torch.softmax(self.net(self.to_tensor(images)), dim=1).numpy()
+        return torch.softmax(self.net(self.to_tensor(images)), dim=1).cpu().numpy()
 
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:

@@ -13,6 +13,8 @@ import pytest
 from faircam.averages import GroupAverager
 from faircam.cache import (
     AVERAGES_KEY,
+    FOLDER_AVERAGES,
+    FOLDER_META,
     MAP_LEVELS,
     META_KEY,
     EvalCache,
@@ -23,6 +25,7 @@ from faircam.cache import (
     read_cache,
     view_column,
     write_cache,
+    write_cache_parts,
     write_table_atomic,
 )
 from faircam.cams import METHODS
@@ -142,3 +145,63 @@ def test_group_averages_state_round_trip():
 def test_no_averages_gives_an_empty_table():
     table = group_averages(EvalCache(rows=small_rows(), meta={"with_cams": True, "methods": ["Grad-CAM"]}))
     assert table.empty and list(table.columns) == ["race", "gender", "outcome", "n", "face", "Grad-CAM"]
+
+
+# --- a cache folder: parquet parts and one metadata record -------------------------------------
+
+
+def folder_cache(tmp_path, averages: pd.DataFrame | None = None):
+    """Three parts of small rows (six rows) written as a folder; returns the folder."""
+    parts = []
+    for i in range(3):
+        part = tmp_path / f"work-{i}.parquet"
+        pq.write_table(pa.Table.from_pandas(small_rows(), preserve_index=False), part)
+        parts.append(part)
+    write_cache_parts(parts, tmp_path / "cache", {"with_cams": True, "methods": ["Grad-CAM"]}, averages)
+    return tmp_path / "cache"
+
+
+def test_folder_round_trip_reads_the_parts_as_one_table(tmp_path):
+    averager = GroupAverager(("Grad-CAM",))
+    averager.add("White", "Male", True, np.full((64, 64, 3), 9, np.uint8), {"Grad-CAM": np.ones((64, 64))})
+    folder = folder_cache(tmp_path, averager.table())
+    assert sorted(p.name for p in folder.iterdir()) == [FOLDER_AVERAGES, FOLDER_META, "part-00000.parquet",
+                                                          "part-00001.parquet", "part-00002.parquet"]
+    cache = read_cache(folder)
+    expected = pd.concat([small_rows()] * 3, ignore_index=True)
+    pd.testing.assert_frame_equal(cache.rows, expected, check_dtype=False)
+    assert [p["rows"] for p in cache.meta["parts"]] == [2, 2, 2] and cache.meta["rows"] == 6
+    assert group_averages(cache)["n"].tolist() == [1]
+    # The same parts written as one file give the same rows and the same checksum over them.
+    write_cache_parts([folder / "part-00000.parquet"], tmp_path / "one.parquet", {"with_cams": True})
+    pd.testing.assert_frame_equal(read_cache(tmp_path / "one.parquet").rows, small_rows(), check_dtype=False)
+
+
+def test_folder_with_a_changed_part_or_record_is_refused(tmp_path):
+    folder = folder_cache(tmp_path)
+    rewrite_rows(folder / "part-00001.parquet", lambda rows: rows.assign(prob=[0.5, 0.6]))
+    with pytest.raises(CacheError, match="checksum"):
+        read_cache(folder)
+
+    (tmp_path / "b").mkdir()
+    folder = folder_cache(tmp_path / "b")
+    meta = json.loads((folder / FOLDER_META).read_text())
+    meta["model"] = {"name": "another"}
+    (folder / FOLDER_META).write_text(json.dumps(meta))
+    with pytest.raises(CacheError, match="checksum"):
+        read_cache(folder)
+
+
+def test_folder_record_cannot_point_outside_the_folder(tmp_path):
+    folder = folder_cache(tmp_path)
+    meta = json.loads((folder / FOLDER_META).read_text())
+    meta["parts"][0]["file"] = "../work-0.parquet"
+    (folder / FOLDER_META).write_text(json.dumps(meta))
+    with pytest.raises(CacheError, match="unreadable faircam metadata"):
+        read_cache(folder)
+
+
+def test_a_folder_without_a_record_is_not_a_cache(tmp_path):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(CacheError, match="not an evaluation cache"):
+        read_cache(tmp_path / "x")

@@ -232,7 +232,7 @@ def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairfa
     counting_explain_views(monkeypatch, interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):
         evaluate(fairface, pipeline, out)
-    assert not out.exists() and partial_path(out).is_file()
+    assert not out.exists() and partial_path(out).is_dir()
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
 
     calls = counting_explain_views(monkeypatch)
@@ -258,7 +258,7 @@ def test_rerun_with_other_arguments_starts_over(pipeline, fairface, tmp_path, mo
     counting_explain_views(monkeypatch, interrupt_at=2)
     with pytest.raises(KeyboardInterrupt):
         evaluate(fairface, pipeline, out, limit=8, options=quick)
-    assert partial_path(out).is_file()
+    assert partial_path(out).is_dir()
     calls = counting_explain_views(monkeypatch)
     cache = evaluate(fairface, pipeline, out, limit=8, options=EvalOptions(faithfulness_per_cell=0, seed=1))
     assert len(calls) == 2 and len(cache.rows) == 8
@@ -331,12 +331,12 @@ def test_failed_write_keeps_the_previous_cache(evaluated, tmp_path, monkeypatch)
     target = tmp_path / "eval.parquet"
     shutil.copyfile(path, target)
 
-    def broken_write(table, where, *args, **kwargs):
+    def broken_writer(where, *args, **kwargs):
         with open(where, "wb") as f:
             f.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("faircam.cache.pq.write_table", broken_write)
+    monkeypatch.setattr("faircam.cache.pq.ParquetWriter", broken_writer)
     with pytest.raises(OSError, match="disk full"):
         write_cache(cache.rows.head(2), target, {})
     monkeypatch.undo()
@@ -419,12 +419,12 @@ def test_unreadable_images_are_skipped_and_counted(pipeline, fairface, tmp_path)
 
 
 def test_failed_write_removes_its_temporary_file(evaluated, tmp_path, monkeypatch):
-    def broken_write(table, where, *args, **kwargs):
+    def broken_writer(where, *args, **kwargs):
         with open(where, "wb") as f:
             f.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("faircam.cache.pq.write_table", broken_write)
+    monkeypatch.setattr("faircam.cache.pq.ParquetWriter", broken_writer)
     with pytest.raises(OSError, match="disk full"):
         write_cache(evaluated[0].rows, tmp_path / "eval.parquet", {})
     assert os.listdir(tmp_path) == []
