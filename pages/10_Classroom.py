@@ -117,14 +117,14 @@ else:
             + "\n\nAnd the label is itself a guess: the labellers only saw the photo too."
         )
     elif step == 3:
-        from faircam.figures import overlay  # runs the model: imported only once the lesson needs it
+        from faircam.figures import map_overlay  # runs the model: imported only once the lesson needs it
 
         explanation = ui.explain_file(path, crop=False, blur=False)
         if explanation is not None:
             focus, chance = explanation.focus[METHOD], explanation.chance
             c1, c2, c3 = st.columns([1, 1, 2])
             c1.image(explanation.view.image, caption="the picture", width="stretch")
-            c2.image(overlay(explanation.view.image, explanation.maps[METHOD]), caption="the heat map",
+            c2.image(map_overlay(explanation, METHOD), caption="the heat map",
                      width="stretch")
             c3.markdown(
                 f"The **heat map** colours the parts of the picture that pushed the model towards "
@@ -136,15 +136,15 @@ else:
                 "*roughly here*, not as an outline."
             )
     elif step == 4:
-        from faircam.figures import overlay  # runs the model: imported only once the lesson needs it
+        from faircam.figures import map_overlay  # runs the model: imported only once the lesson needs it
 
         before = ui.explain_file(path, crop=False, blur=False)
         after = ui.explain_file(path, crop=True, blur=True)
         if before is not None and after is not None:
             c1, c2, c3 = st.columns([1, 1, 2])
-            c1.image(overlay(before.view.image, before.maps[METHOD]), width="stretch",
+            c1.image(map_overlay(before, METHOD), width="stretch",
                      caption=f"as it was: {before.label}, {before.probability:.0%} sure")
-            c2.image(overlay(after.view.image, after.maps[METHOD]), width="stretch",
+            c2.image(map_overlay(after, METHOD), width="stretch",
                      caption=f"face cut out and background blurred: {after.label}, {after.probability:.0%} sure")
             changed = before.label != after.label
             c3.markdown(

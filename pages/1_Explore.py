@@ -18,7 +18,7 @@ from faircam.data import (
     load_split,
 )
 from faircam.errors import DataError
-from faircam.figures import draw_face, explanation_figure, overlay, png_bytes
+from faircam.figures import draw_face, explanation_figure, map_overlay, png_bytes
 from faircam.focus import REGIONS
 from faircam.text import md
 
@@ -98,7 +98,12 @@ def choose_upload() -> bytes | None:
 
 source = st.radio("Image source", ["FairFace sample", "Upload a photo"], horizontal=True)
 c1, c2, c3 = st.columns(3)
-crop = c1.toggle("Crop and align the face (MTCNN)", help="Cut out the face and rotate it so the eyes are level.")
+uploading = source == "Upload a photo"
+# On by default for uploads: the model learned from FairFace's face crops, which the crop reproduces.
+crop = c1.toggle("Crop and align the face (MTCNN)", value=uploading, key=f"crop:{source}",
+                 help="Cut the face out the way FairFace cut its faces, with the eyes level.")
+if uploading:
+    st.caption("Cropping is on for uploads because the model was trained on FairFace's face crops.")
 blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.")
 # The result is drawn above the picker grid, though it is computed after the pick.
 result = st.container()
@@ -130,7 +135,10 @@ if explanation is not None:
             st.warning(view.message)
 
         st.divider()
-        verdict = f"### The model says **{explanation.label}** ({explanation.probability:.0%} sure)"
+        if view.face is None:
+            verdict = "### No face found: this answer is about the whole picture and means little"
+        else:
+            verdict = f"### The model says **{explanation.label}** ({explanation.probability:.0%} sure)"
         if truth is not None:
             correct = truth["gender"] == explanation.label
             verdict += f" — FairFace label: {truth['gender']} {'✅' if correct else '❌'}"
@@ -141,8 +149,11 @@ if explanation is not None:
                        width="stretch")
         for tile, method in zip(tiles[1:], explanation.maps):
             focus = explanation.focus[method]
-            tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
+            tile.image(map_overlay(explanation, method), width="stretch",
                        caption=f"{method}: {focus['face']:.0%} on the face")
+        if view.invalid_share > 0:
+            st.caption(f"The hatched grey area ({view.invalid_share:.0%} of the view) lies beyond the photo's edge: "
+                       "the model sees flat grey there, and no score counts it.")
 
         st.markdown("#### Where the attention falls")
         st.caption("Share of each map's total heat per region. **Chance** is what a map spread evenly over the "

@@ -8,7 +8,7 @@ from faircam import compare, groups, registry
 from faircam.config import MIN_GROUP_SIZE, settings
 from faircam.data import available_splits, balanced_sample, load_split
 from faircam.errors import DataError
-from faircam.figures import draw_face, overlay
+from faircam.figures import draw_face, map_overlay
 from faircam.text import md
 
 ui.page_setup("Compare models", "🆚")
@@ -31,8 +31,10 @@ def _sample(root: str) -> pd.DataFrame:
 st.markdown("## The same face through each model")
 source = st.radio("Image source", ["FairFace sample", "Upload a photo"], horizontal=True)
 c1, c2 = st.columns(2)
-crop = c1.toggle("Crop and align the face for faircam's model",
-                 help="The other models always get the aligned face they were trained on.")
+# On by default for uploads, as on Explore: faircam's model learned from FairFace's face crops.
+crop = c1.toggle("Crop and align the face for faircam's model", value=source == "Upload a photo", key=f"crop:{source}",
+                 help="Cut the face out the way FairFace cut its faces. The other models always get the aligned "
+                      "face they were trained on.")
 blur = c2.toggle("Blur the background")
 
 truth, path, upload = None, None, None
@@ -63,7 +65,9 @@ if path is not None or upload is not None:
         if explanation is None:
             break
         view = explanation.view
-        verdict = f"#### {name} says **{explanation.label}** ({explanation.probability:.0%} sure)"
+        verdict = (f"#### {name}: no face found: this answer is about the whole picture and means little"
+                   if view.face is None else
+                   f"#### {name} says **{explanation.label}** ({explanation.probability:.0%} sure)")
         if truth is not None:
             verdict += f" — FairFace label: {truth} {'✅' if truth == explanation.label else '❌'}"
         st.markdown(verdict)
@@ -74,7 +78,7 @@ if path is not None or upload is not None:
         tiles[0].image(draw_face(view.image, explanation), width="stretch",
                        caption=f"What {name} sees ({size}×{size})")
         for tile, method in zip(tiles[1:], explanation.maps):
-            tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
+            tile.image(map_overlay(explanation, method), width="stretch",
                        caption=f"{method}: {explanation.focus[method]['face']:.0%} on the face")
         focus_rows[name] = {**{m: focus["face"] for m, focus in explanation.focus.items()},
                             "chance": explanation.chance["face"]}
