@@ -378,21 +378,29 @@ def align_crop(
     # The box's own size, not the bounds of the rotated box, which grow with the tilt.
     side = _box_side(face) * (1 + 2 * padding)
     centre = _apply(rotate, _box_centre(face))[0]
-    to_unit = _chain(rotate, _translate(side / 2 - centre[0], side / 2 - centre[1]), _scale(1 / side))
-    return _warp_unit(image, to_unit, size)
+    to_square = _chain(rotate, _translate(side / 2 - centre[0], side / 2 - centre[1]))
+    return _warp_square(image, to_square, side, side, size)
 
 
-def _warp_unit(image: np.ndarray, to_unit: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Warp with `to_unit` (source coords onto the unit square) to a size x size image, and its matrix."""
-    native = math.ceil(1 / math.hypot(to_unit[0, 0], to_unit[1, 0]))  # source pixels across the crop
-    if native <= size:
-        matrix = _chain(to_unit, _scale(size))
+def _warp_square(
+    image: np.ndarray, to_square: np.ndarray, side: float, source_side: float, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp with `to_square` (source coords onto a square of `side`, `source_side` source pixels
+    across) to a size x size image; returns it and the matrix from source coords to it."""
+    if source_side <= size:
+        matrix = _chain(to_square, _scale(size / side))
         return _warp(image, matrix, size), matrix
     # Shrinking: warp at the source's own resolution, then area-resize, because bilinear
     # warping straight to a small size would alias.
-    matrix = _chain(to_unit, _scale(native))
+    native = math.ceil(source_side)
+    matrix = _chain(to_square, _scale(native / side))
     crop, resize = _resize(_warp(image, matrix, native), size, size)
     return crop, _chain(matrix, resize)
+
+
+def _warp_unit(image: np.ndarray, to_unit: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_warp_square` for a matrix onto the unit square (a similarity)."""
+    return _warp_square(image, to_unit, 1.0, 1 / math.hypot(to_unit[0, 0], to_unit[1, 0]), size)
 
 
 def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
