@@ -256,6 +256,17 @@ def test_stored_template_matches_a_recomputed_sample(detector):
     np.testing.assert_allclose(measured, read_template() * TEMPLATE_FRAME, atol=TEMPLATE_TOLERANCE)
 
 
+def test_template_command_writes_what_the_crop_reads(tmp_path, capsys):
+    from faircam.cli import main
+
+    out = tmp_path / "template.json"
+    assert main(["template", "--data", str(SHARED_FAIRFACE), "--out", str(out), "--limit", "8"]) == 0
+    # Eight faces already land within a few pixels of the 2,000-face mean.
+    np.testing.assert_allclose(read_template(out), read_template(), atol=12 / TEMPLATE_FRAME)
+    assert main(["template", "--data", str(SHARED_FAIRFACE), "--out", str(tmp_path / "t.txt")]) == 2
+    assert "faircam: error: --out" in capsys.readouterr().err
+
+
 def test_the_crop_of_a_fairface_face_is_near_the_identity(detector, samples):
     # FairFace's faces are already cut by the recipe the template measures: the crop levels the
     # eyes and barely rescales or moves the face, and the face keeps its share of the picture.
