@@ -186,7 +186,8 @@ def _keep_face(key: str) -> None:
     st.session_state.setdefault(FACES, {})[key] = st.session_state[_widget("face")]
 
 
-def choose(from_link: bool = False, crop_help: str = "Cut out the face and rotate it so the eyes are level.",
+def choose(from_link: bool = False,
+           crop_help: str = "Cut the face out the way FairFace cut its faces, with the eyes level.",
            ) -> tuple[Choice | None, DeltaGenerator]:
     """Draw the source, the toggles and the picker (FairFace grid or uploader); return the choice (None
     until an image is picked or uploaded) and a container above the picker for the page's result.
@@ -196,9 +197,15 @@ def choose(from_link: bool = False, crop_help: str = "Cut out the face and rotat
         _open_link(data)
     source = st.radio("Image source", SOURCES, horizontal=True, **_seeded("source", SOURCES[0], SOURCES))
     c1, c2, c3 = st.columns(3)
-    crop = c1.toggle("Crop and align the face (MTCNN)", help=crop_help, **_seeded("crop", False))
+    uploading = source == SOURCES[1]
+    # Kept per source, and on by default for uploads: the model learned from FairFace's face crops,
+    # which the crop reproduces; a FairFace image already is such a crop.
+    crop = c1.toggle("Crop and align the face (MTCNN)", help=crop_help,
+                     **_seeded(f"crop:{'upload' if uploading else 'fairface'}", uploading))
     blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.",
                      **_seeded("blur", False))
+    if uploading:
+        st.caption("Cropping is on for uploads because the model was trained on FairFace's face crops.")
     # The result is drawn above the picker grid, though it is computed after the pick.
     result = st.container()
     path, upload, truth = None, None, None

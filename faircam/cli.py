@@ -164,6 +164,29 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(json.dumps({"model": pipeline.model.name, **explanation.as_dict()}, indent=2))
 
 
+def cmd_template(args: argparse.Namespace) -> None:
+    if args.limit < 1:
+        raise DataError("--limit must be at least 1.")
+    out = _output("--out", args.out, (".json",))
+    data_dir = _data_dir(args.data)
+    from faircam.config import TEMPLATE_FRAME
+    from faircam.data import load_split
+    from faircam.images import read_image
+    from faircam.preprocess import FaceDetector, measure_template
+
+    split = load_split(data_dir, "train")
+    files = split.rows["file"].sample(min(args.limit, len(split.rows)), random_state=args.seed).tolist()
+    landmarks, found = measure_template([read_image(split.path(f)) for f in files], FaceDetector())
+    stored = {"frame": TEMPLATE_FRAME, "landmarks": [[round(v, 3) for v in point] for point in landmarks.tolist()],
+              "order": ["left eye", "right eye", "nose", "mouth left", "mouth right"],
+              "images": len(files), "faces_found": found, "seed": args.seed,
+              "source": f"MTCNN's landmarks of the largest face, mean over {found} images of FairFace's train split "
+                        f"(faircam template --limit {args.limit} --seed {args.seed})"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"out": args.out, "images": len(files), "faces_found": found}))
+
+
 def cmd_fetch(args: argparse.Namespace) -> None:
     from faircam.fetch import fetch_fairface
 
@@ -261,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--face", type=int, default=0, help="which face when there are several (0: largest)")
     explain.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
     explain.set_defaults(run=cmd_explain)
+
+    template = commands.add_parser("template", help="measure the face template of the crop on FairFace's train split")
+    template.add_argument("--data", help="FairFace folder (default: FAIRCAM_DATA or ../shared/fairface)")
+    template.add_argument("--out", required=True, help="JSON file to write (the crop reads assets/face_template.json)")
+    template.add_argument("--limit", type=int, default=2000, help="training images sampled (default 2000)")
+    template.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    template.set_defaults(run=cmd_template)
 
     card = commands.add_parser("model-card", help="write the model card from a checkpoint and its evaluation")
     card.add_argument("--out", required=True, help="Markdown file to write")

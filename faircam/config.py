@@ -23,6 +23,10 @@ DEFAULT_CACHE = ASSETS / "eval_val.parquet"
 DEFAULT_MODEL_NAME = "faircam"
 THIRDPARTY = ASSETS / "thirdparty"
 SHARED_FAIRFACE = PROJECT_ROOT.parent / "shared" / "fairface"
+# The mean five-landmark positions of FairFace's training faces (`faircam template` writes it), in a
+# square frame of TEMPLATE_FRAME pixels, FairFace's own image size.
+FACE_TEMPLATE_PATH = ASSETS / "face_template.json"
+TEMPLATE_FRAME = 224
 
 # Class order of faircam's own checkpoints (index 1 is "Male").
 CLASSES = ("Female", "Male")

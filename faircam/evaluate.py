@@ -68,8 +68,9 @@ SAVE_EVERY = 4
 STATE_FILE = "state.npz"
 VIEW_SETTINGS = {"raw": (False, False), "crop": (True, False), "blur": (False, True)}
 VIEW_DESCRIPTIONS = {
-    "raw": "the whole image resized to the model's input",
-    "crop": "the largest MTCNN face, aligned and cropped (as raw when no face is found)",
+    "raw": "the whole image fitted into the model's input, aspect ratio kept (filler beyond its edge)",
+    "crop": "the largest MTCNN face, its five landmarks mapped onto FairFace's mean face (assets/face_template.json; "
+            "filler beyond the photo's edge; as raw when no face is found)",
     "blur": "the whole image with the background around the largest face blurred (as raw when no face is found)",
 }
 
@@ -271,7 +272,7 @@ class Evaluator:
                 torch.manual_seed(self.options.seed + first)
                 values = faithfulness_columns(self.model.net, inputs, {k: v[idx] for k, v in maps.items()},
                                               probs[idx].argmax(axis=1), self.options.road_percentiles,
-                                              self.options.curve_steps)
+                                              self.options.curve_steps, np.stack([raw[j].valid for j in idx]))
             for column, v in values.items():
                 columns[column][idx] = v
         return pd.DataFrame({**columns, "faith_sampled": sampled})

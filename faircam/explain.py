@@ -49,7 +49,7 @@ def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer
     for i, view in enumerate(views):
         target = int(batch.targets[i])
         maps = {method: maps[i] for method, maps in batch.maps.items()}
-        masks = region_masks(view.face, view.image.shape[:2])
+        masks = region_masks(view.face, view.image.shape[:2], view.valid)
         chance = area_shares(masks)
         explanations.append(
             Explanation(

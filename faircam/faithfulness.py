@@ -9,7 +9,8 @@ Both measures follow the probability (softmax) of the class the map explains:
 - Deletion and insertion AUC (Petsiuk et al., RISE, 2018): pixels go, most relevant first, from
   the image to the input normalisation's mean colour (deletion) or from a blurred copy to the
   image (insertion), in `CURVE_STEPS` equal steps; the area under the probability curve over the
-  fraction moved. Lower deletion and higher insertion AUC are more faithful.
+  fraction moved. Lower deletion and higher insertion AUC are more faithful. Only a view's valid
+  pixels move and count: beyond the photo's edge both ends hold the view's filler.
 
 ROAD solves a sparse linear system per image, method and percentile, so `faircam evaluate`
 runs these on a balanced sample (`--faithfulness-per-cell`).
@@ -78,41 +79,55 @@ def curve_aucs(
     maps: dict[str, np.ndarray],
     targets: np.ndarray,
     steps: int = CURVE_STEPS,
+    valid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per method, the area under the target probability as pixels change from `start` to `end`.
 
-    At step k of `steps` the round(k / steps * H * W) most relevant pixels of the map (ties in
-    pixel order) come from `end` and the others from `start`; the curve over the fraction of
-    pixels moved, 0 to 1, is integrated with the trapezoid rule. Both ends are shared by all
-    methods and computed once.
+    At step k of `steps` the round(k / steps * V) most relevant of an image's V valid pixels
+    (`valid`, N x H x W; None: all) come from `end` and the others from `start` (ties in pixel
+    order); the curve over the fraction of valid pixels moved, 0 to 1, is integrated with the
+    trapezoid rule. `start` and `end` should agree on invalid pixels, which never move. Both ends
+    are shared by all methods and computed once.
     """
     n, channels, height, width = start.shape
     targets = np.asarray(targets, dtype=np.int64)
-    counts = np.rint(np.linspace(0, height * width, steps + 1)).astype(np.int64)[1:-1]
+    valid = np.ones((n, height, width), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    valid = valid.reshape(n, -1)
+    fractions = np.linspace(0, 1, steps + 1)[1:-1]
+    counts = np.rint(valid.sum(axis=1)[:, None] * fractions[None, :]).astype(np.int64)
     ends = _probabilities(net, torch.cat([start, end]), np.concatenate([targets, targets]))
     aucs = {}
     for method, cams in maps.items():
-        order = np.argsort(-np.asarray(cams, dtype=np.float64).reshape(n, -1), axis=1, kind="stable")
+        # Invalid pixels rank after every valid one, so the counts reach only valid pixels.
+        relevance = np.where(valid, np.asarray(cams, dtype=np.float64).reshape(n, -1), -np.inf)
+        order = np.argsort(-relevance, axis=1, kind="stable")
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.broadcast_to(np.arange(height * width), order.shape), axis=1)
-        moved = torch.from_numpy(rank[:, None, :] < counts[None, :, None]).to(end.device).reshape(
-            n, len(counts), 1, height, width)
+        moved = torch.from_numpy(rank[:, None, :] < counts[:, :, None]).to(end.device).reshape(
+            n, len(fractions), 1, height, width)
         mixed = torch.where(moved, end[:, None], start[:, None]).reshape(-1, channels, height, width)
-        inner = _probabilities(net, mixed, np.repeat(targets, len(counts))).reshape(n, len(counts))
+        inner = _probabilities(net, mixed, np.repeat(targets, len(fractions))).reshape(n, len(fractions))
         curve = np.concatenate([ends[:n, None], inner, ends[n:, None]], axis=1)
         aucs[method] = np.trapezoid(curve, dx=1.0 / steps, axis=1)
     return aucs
 
 
 def deletion_insertion(
-    net: nn.Module, inputs: torch.Tensor, maps: dict[str, np.ndarray], targets: np.ndarray, steps: int = CURVE_STEPS
+    net: nn.Module, inputs: torch.Tensor, maps: dict[str, np.ndarray], targets: np.ndarray, steps: int = CURVE_STEPS,
+    valid: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(deletion AUC, insertion AUC) per method for normalised `inputs`; see the module docstring."""
+    """(deletion AUC, insertion AUC) per method for normalised `inputs` with their views' `valid`
+    masks (N x H x W; None: all valid); see the module docstring."""
     sigma = INSERTION_BLUR * max(inputs.shape[-2:])
     kernel = 2 * int(np.ceil(3 * sigma)) + 1
     blurred = gaussian_blur(inputs, [kernel, kernel], [sigma, sigma])
-    deletion = curve_aucs(net, inputs, torch.zeros_like(inputs), maps, targets, steps)
-    insertion = curve_aucs(net, blurred, inputs, maps, targets, steps)
+    deleted = torch.zeros_like(inputs)
+    if valid is not None:
+        # Beyond the photo's edge both ends keep the view's filler: nothing there is removed or inserted.
+        inside = torch.from_numpy(np.asarray(valid, dtype=bool))[:, None]
+        blurred, deleted = torch.where(inside, blurred, inputs), torch.where(inside, deleted, inputs)
+    deletion = curve_aucs(net, inputs, deleted, maps, targets, steps, valid)
+    insertion = curve_aucs(net, blurred, inputs, maps, targets, steps, valid)
     return deletion, insertion
 
 
@@ -123,10 +138,12 @@ def faithfulness_columns(
     targets: np.ndarray,
     percentiles: tuple[int, ...] = ROAD_PERCENTILES,
     steps: int = CURVE_STEPS,
+    valid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The cache's faithfulness columns (`focus_column(method, "road" | "deletion" | "insertion")`)."""
+    """The cache's faithfulness columns (`focus_column(method, "road" | "deletion" | "insertion")`);
+    `valid` as in `deletion_insertion`."""
     road = road_scores(net, inputs, maps, targets, percentiles) if percentiles else {}
-    deletion, insertion = deletion_insertion(net, inputs, maps, targets, steps)
+    deletion, insertion = deletion_insertion(net, inputs, maps, targets, steps, valid)
     columns = {}
     for method in maps:
         columns[focus_column(method, "road")] = road.get(method, np.full(len(inputs), np.nan))

@@ -27,18 +27,46 @@ def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarr
     return np.uint8(255 * blend / blend.max())
 
 
+# Where a view reaches beyond the photo it is drawn light grey with dark diagonal lines, so nobody
+# takes the filler for part of the picture (or a map's heat there for something the photo holds).
+HATCH_GREY, HATCH_LINE, HATCH_SPACING = 200, 120, 6
+
+
+def hatch_invalid(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """`image` with its invalid pixels (False in `valid`, resized to the image's size) hatched."""
+    height, width = image.shape[:2]
+    valid = np.asarray(valid, dtype=bool)
+    if valid.all():
+        return image
+    if valid.shape != (height, width):
+        valid = cv2.resize(valid.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+    rows, columns = np.indices((height, width))
+    pattern = np.where((rows + columns) % HATCH_SPACING == 0, HATCH_LINE, HATCH_GREY).astype(np.uint8)
+    out = image.copy()
+    out[~valid] = pattern[~valid][:, None]
+    return out
+
+
+def map_overlay(explanation: Explanation, method: str) -> np.ndarray:
+    """One method's map over the view, with the area beyond the photo hatched."""
+    view = explanation.view
+    return hatch_invalid(overlay(view.image, explanation.maps[method]), view.valid)
+
+
 # Views smaller than this (dlib's 32-pixel chip) are enlarged before drawing, so the marks stay
 # thin next to the face instead of covering it.
 MIN_DRAW_SIDE = 160
 
 
 def draw_face(image: np.ndarray, explanation: Explanation) -> np.ndarray:
-    """The view with its face box and five landmarks drawn, to show what the focus score used."""
+    """The view with its face box and five landmarks drawn, to show what the focus score used, and
+    the area beyond the photo hatched."""
     face = explanation.view.face
-    if face is None:
-        return image.copy()
     factor = max(1, -(-MIN_DRAW_SIDE // max(image.shape[:2])))
     out = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR) if factor > 1 else image.copy()
+    out = hatch_invalid(out, explanation.view.valid)
+    if face is None:
+        return out
     x1, y1, x2, y2 = (int(round(v * factor)) for v in face.box)
     cv2.rectangle(out, (x1, y1), (x2, y2), (255, 255, 255), 1)
     for x, y in face.landmarks:
@@ -57,10 +85,10 @@ def explanation_figure(explanation: Explanation) -> Image.Image:
     """The view and its CAM overlays side by side, with prediction and focus scores."""
     view = explanation.view
     tiles = [("input", draw_face(view.image, explanation), "")]
-    for method, cam in explanation.maps.items():
+    for method in explanation.maps:
         focus = explanation.focus[method]
         caption = f"face {focus['face']:.0%} (chance {focus['face_baseline']:.0%})"
-        tiles.append((method, overlay(view.image, cam), caption))
+        tiles.append((method, map_overlay(explanation, method), caption))
     header, footer = 34, 26
     canvas = Image.new("RGB", (TILE * len(tiles), TILE + header + footer + 24), "white")
     draw = ImageDraw.Draw(canvas)

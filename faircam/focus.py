@@ -1,8 +1,10 @@
 """Face-region masks from the five MTCNN landmarks, and where a CAM puts its energy.
 
 `region_masks` splits an image into `REGIONS` (eyes, nose, mouth, rest of face, background):
-disjoint boolean masks that cover every pixel exactly once. Their sizes scale with the
-inter-ocular distance, so the same face at another resolution gets the same split.
+disjoint boolean masks that cover every valid pixel exactly once (pixels beyond the photo's
+edge, where a view holds only filler, are in none: they count neither for the map nor for
+chance). Their sizes scale with the inter-ocular distance, so the same face at another
+resolution gets the same split.
 `focus_scores` gives each region's share of a CAM's total energy and `area_shares` the
 share a uniform map would give, which is the chance baseline the shares are read against.
 
@@ -111,14 +113,25 @@ def _face_ellipse(grid: _Grid, box: np.ndarray, landmarks: np.ndarray) -> np.nda
     return grid.ellipse(centre, half_width, half_height, _eye_angle(landmarks))
 
 
-def region_masks(face: FaceGeometry | None, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+def region_masks(face: FaceGeometry | None, shape: tuple[int, int],
+                 valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Disjoint boolean HxW masks for every name in `REGIONS`, plus "face" (their face part).
 
-    Every pixel is in exactly one of `REGIONS`. Eyes, nose and mouth are ellipses sized by the
-    inter-ocular distance and clipped to the face ellipse; where they overlap, eyes win over
-    mouth and mouth over nose. Without a face everything is background and "face" is empty.
+    Every valid pixel (`valid`, a view's mask; None: all) is in exactly one of `REGIONS`, an
+    invalid one in none. Eyes, nose and mouth are ellipses sized by the inter-ocular distance and
+    clipped to the face ellipse; where they overlap, eyes win over mouth and mouth over nose.
+    Without a face every valid pixel is background and "face" is empty.
     """
-    size = _shape2(shape)
+    masks = _all_regions(face, _shape2(shape))
+    if valid is None:
+        return masks
+    valid = np.asarray(valid, dtype=bool)
+    if valid.shape != masks[FACE].shape:
+        raise ValueError(f"valid has shape {valid.shape} but the image has {masks[FACE].shape}")
+    return {name: mask & valid for name, mask in masks.items()}
+
+
+def _all_regions(face: FaceGeometry | None, size: tuple[int, int]) -> dict[str, np.ndarray]:
     geometry = _geometry(face)
     if geometry is None:
         empty = np.zeros(size, dtype=bool)
@@ -183,28 +196,31 @@ def _mask_shape(masks: dict[str, np.ndarray]) -> tuple[int, ...]:
 
 
 def area_shares(masks: dict[str, np.ndarray]) -> dict[str, float]:
-    """Each region's share of the image area: what a uniform CAM scores, the chance baseline."""
-    total = float(np.prod(_mask_shape(masks)))
-    shares = {name: float(np.count_nonzero(masks[name])) / total for name in REGIONS}
+    """Each region's share of the valid area: what a uniform CAM scores, the chance baseline."""
+    counts = {name: float(np.count_nonzero(masks[name])) for name in REGIONS}
+    total = sum(counts.values()) or 1.0
+    shares = {name: counts[name] / total for name in REGIONS}
     shares[FACE] = sum(shares[name] for name in FACE_REGIONS)
     return shares
 
 
 def focus_scores(cam: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
-    """Share of the CAM's energy in each of `REGIONS` and in "face"; the `REGIONS` add to 1.
+    """Share of the CAM's energy on the valid pixels in each of `REGIONS` and in "face"; the
+    `REGIONS` add to 1, and heat beyond the photo's edge counts for nothing.
 
-    Negative values count as 0. A map with no usable energy (all zero, or any NaN/inf) gets the
-    area shares, because such a map says nothing about where the model looked.
+    Negative values count as 0. A map with no usable energy on the valid pixels (all zero, or any
+    NaN/inf) gets the area shares, because such a map says nothing about where the model looked.
     """
     cam = np.asarray(cam)
     expected = _mask_shape(masks)
     if cam.shape != tuple(expected):
         raise ValueError(f"cam has shape {cam.shape} but the masks have {tuple(expected)}")
     cam = np.clip(cam.astype(np.float64, copy=False), 0.0, None)
-    total = float(cam.sum())
-    if not np.isfinite(total) or total <= 0.0:
+    energy = {name: float(cam[masks[name]].sum()) for name in REGIONS}
+    total = sum(energy.values())
+    if not np.isfinite(cam).all() or total <= 0.0:
         return area_shares(masks)
-    shares = {name: float(cam[masks[name]].sum()) / total for name in REGIONS}
+    shares = {name: energy[name] / total for name in REGIONS}
     # Summing the parts keeps "face" exactly consistent with the rows shown beside it.
     shares[FACE] = sum(shares[name] for name in FACE_REGIONS)
     return shares

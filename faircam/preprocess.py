@@ -8,15 +8,23 @@ Coordinates are continuous with pixel edges on integers: pixel (row i, column j)
 [j, j + 1) x [i, i + 1). In that convention a resize is a pure scale matrix (it matches
 `cv2.resize`), and only the call to `cv2.warpAffine`, which samples at integer pixel centres,
 needs a half-pixel shift.
+
+No view invents pixels: where a crop or the square frame reaches beyond the photo, the view
+holds the constant `FILL` and its `valid` mask is False. faircam's own crop maps the five
+landmarks onto a template, the mean landmark positions of FairFace's training faces
+(`measure_template`, stored in assets/face_template.json), so a cropped face is framed the way
+FairFace framed the faces the model learned from.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,6 +32,8 @@ import torch
 from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils import detect_face as _mtcnn_stages
 
+from faircam.config import FACE_TEMPLATE_PATH, TEMPLATE_FRAME
+from faircam.errors import DataError
 from faircam.images import resize_square
 
 # MTCNN's image pyramid is empty (and facenet-pytorch crashes) when the short side is below
@@ -48,6 +58,10 @@ _ELLIPSE_GROWTH = 1.25
 _MAX_DIRECT_SIGMA = 6.0
 
 NO_FACE_MESSAGE = "No face found: showing the full image without crop or blur."
+# What a view holds where the photo has no pixels: the bundled model's normalisation mean (127 of
+# 255, i.e. 0 after normalising), so the model gets no signal there; dlib and face-api subtract
+# nearly the same means.
+FILL = 127
 # dlib's mean face (the 68-point template of its get_face_chip_details) at MTCNN's five landmarks:
 # the eye centres (means of dlib's six points per eye), the nose tip (point 30) and the mouth
 # corners (48, 54), in the unit square of an unpadded chip.
@@ -106,8 +120,35 @@ def _warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
         to_index,
         (size, size),
         flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(FILL, FILL, FILL),
     )
+
+
+def valid_mask(matrix: np.ndarray, source_shape: tuple[int, ...], size: int) -> np.ndarray:
+    """size x size booleans: True where the pixel's centre comes from inside the source image under
+    the 2x3 `matrix` (source coords to view coords), False where the view holds `FILL`."""
+    back = cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+    centres = np.arange(size, dtype=np.float64) + 0.5
+    xs = back[0, 0] * centres[None, :] + back[0, 1] * centres[:, None] + back[0, 2]
+    ys = back[1, 0] * centres[None, :] + back[1, 1] * centres[:, None] + back[1, 2]
+    height, width = source_shape[:2]
+    return (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+
+
+def fit_square(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The whole image scaled to fit size x size with its aspect ratio kept, centred, the rest `FILL`;
+    and the matrix from source to square coordinates. A square image is only resized."""
+    h, w = image.shape[:2]
+    factor = size / max(h, w)
+    width, height = max(1, round(w * factor)), max(1, round(h * factor))
+    resized, matrix = _resize(image, width, height)
+    left, top = (size - width) // 2, (size - height) // 2
+    if (width, height) == (size, size):
+        return resized, matrix
+    square = cv2.copyMakeBorder(np.ascontiguousarray(resized), top, size - height - top, left, size - width - left,
+                                cv2.BORDER_CONSTANT, value=(FILL, FILL, FILL))
+    return square, _chain(matrix, _translate(left, top))
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,10 +181,13 @@ class FaceGeometry:
     score: float
 
     def transformed(self, matrix: np.ndarray) -> FaceGeometry:
-        """The same face after the 2x3 affine `matrix`; the box becomes the bounds of its corners."""
+        """The same face after the 2x3 affine `matrix`; the box becomes the bounds of its inscribed
+        ellipse (the face region `faircam.focus` draws) after the matrix. The bounds of the box's
+        corners would grow with every rotation, so a levelled face would get a region larger than the face."""
         x1, y1, x2, y2 = (float(v) for v in self.box)
-        corners = _apply(matrix, np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]))
-        box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+        centre = _apply(matrix, np.array([(x1 + x2) / 2, (y1 + y2) / 2]))[0]
+        half = np.hypot(*(matrix[:, :2] * np.array([x2 - x1, y2 - y1]) / 2).T)
+        box = np.concatenate([centre - half, centre + half])
         return FaceGeometry(
             box=box.astype(np.float32),
             landmarks=_apply(matrix, self.landmarks).astype(np.float32),
@@ -173,6 +217,17 @@ class View:
     message: str
     # Source-image coordinates to `image` coordinates, e.g. to draw a heatmap back on the photo.
     matrix: np.ndarray = field(default_factory=_identity)
+    # True where `image` shows the photo, False where it holds `FILL` (beyond the photo's edge).
+    valid: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.valid is None:
+            self.valid = np.ones(self.image.shape[:2], dtype=bool)
+
+    @property
+    def invalid_share(self) -> float:
+        """The share of the view beyond the photo's edge (shown as `FILL`)."""
+        return 1.0 - float(np.count_nonzero(self.valid)) / self.valid.size
 
 
 # --- detection --------------------------------------------------------------------------------
@@ -311,12 +366,11 @@ class FaceDetector:
 
 
 def align_crop(
-    image: np.ndarray, face: FaceGeometry, size: int, padding: float = 0.25
+    image: np.ndarray, face: FaceGeometry, size: int, padding: float = _FACE_BOX_PADDING
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rotate about the eye midpoint so the eyes are level, then crop a square around the face box
-    enlarged by `padding` on each side (FairFace's own crops use padding 0.25), resized to
-    size x size. Returns (crop, 2x3 affine matrix from source coords to crop coords). Regions
-    outside the source are filled by border replication (cv2.BORDER_REPLICATE), not black."""
+    enlarged by `padding` on each side, resized to size x size (face-api.js's crop). Returns (crop,
+    2x3 affine matrix from source coords to crop coords). Beyond the source the crop holds `FILL`."""
     left_eye, right_eye = face.landmarks[0].astype(np.float64), face.landmarks[1].astype(np.float64)
     dx, dy = right_eye - left_eye
     rotate = _rotate(math.atan2(dy, dx), (left_eye + right_eye) / 2)
@@ -325,16 +379,28 @@ def align_crop(
     side = _box_side(face) * (1 + 2 * padding)
     centre = _apply(rotate, _box_centre(face))[0]
     to_square = _chain(rotate, _translate(side / 2 - centre[0], side / 2 - centre[1]))
+    return _warp_square(image, to_square, side, side, size)
 
-    if side <= size:
+
+def _warp_square(
+    image: np.ndarray, to_square: np.ndarray, side: float, source_side: float, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp with `to_square` (source coords onto a square of `side`, `source_side` source pixels
+    across) to a size x size image; returns it and the matrix from source coords to it."""
+    if source_side <= size:
         matrix = _chain(to_square, _scale(size / side))
         return _warp(image, matrix, size), matrix
     # Shrinking: warp at the source's own resolution, then area-resize, because bilinear
     # warping straight to a small size would alias.
-    native = math.ceil(side)
+    native = math.ceil(source_side)
     matrix = _chain(to_square, _scale(native / side))
     crop, resize = _resize(_warp(image, matrix, native), size, size)
     return crop, _chain(matrix, resize)
+
+
+def _warp_unit(image: np.ndarray, to_unit: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_warp_square` for a matrix onto the unit square (a similarity)."""
+    return _warp_square(image, to_unit, 1.0, 1 / math.hypot(to_unit[0, 0], to_unit[1, 0]), size)
 
 
 def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -358,22 +424,43 @@ def five_point_chip(
     aligns its own five points (eye corners, base of the nose); MTCNN's eye centres, nose tip and
     mouth corners are mapped onto the same template's matching points, an approximation."""
     template = (_DLIB_MEAN_FACE + padding) / (1 + 2 * padding)
-    to_unit = _similarity(face.landmarks.astype(np.float64), template)
-    native = math.ceil(1 / math.hypot(to_unit[0, 0], to_unit[1, 0]))  # source pixels across the chip
-    if native <= size:
-        matrix = _chain(to_unit, _scale(size))
-        return _warp(image, matrix, size), matrix
-    # Shrinking, as in align_crop: warp at the source's resolution, then area-resize.
-    matrix = _chain(to_unit, _scale(native))
-    chip, resize = _resize(_warp(image, matrix, native), size, size)
-    return chip, _chain(matrix, resize)
+    return _warp_unit(image, _similarity(face.landmarks.astype(np.float64), template), size)
 
 
-# How each model wants its face cut out: faircam's own model sees the whole image (this crop
-# is used only when asked for); the others always get an aligned face.
+@cache
+def read_template(path: Path = FACE_TEMPLATE_PATH) -> np.ndarray:
+    """The five mean landmark positions of FairFace's training faces, in the unit square (x, y)."""
+    try:
+        stored = json.loads(Path(path).read_text(encoding="utf-8"))
+        landmarks = np.asarray(stored["landmarks"], dtype=np.float64) / float(stored["frame"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"The face template {path} cannot be read ({exc}); run `faircam template`.") from None
+    if landmarks.shape != (5, 2):
+        raise DataError(f"The face template {path} needs 5 landmarks of (x, y); run `faircam template`.")
+    return landmarks
+
+
+def measure_template(images: list[np.ndarray], detector: FaceDetector) -> tuple[np.ndarray, int]:
+    """(mean position of the largest face's five landmarks in a `TEMPLATE_FRAME`-pixel square frame,
+    number of images with a face) over `images`, FairFace crops, each scaled to that frame."""
+    points = [faces[0].landmarks.astype(np.float64) * (TEMPLATE_FRAME / np.array(image.shape[1::-1]))
+              for image, faces in zip(images, detector.detect_batch(images)) if faces]
+    if not points:
+        raise DataError("No face was found in any of the images, so there is no template to measure.")
+    return np.mean(points, axis=0), len(points)
+
+
+def template_crop(image: np.ndarray, face: FaceGeometry, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The face cut out the way FairFace cut its faces: the similarity transform (rotation, scale,
+    shift) that best maps the five landmarks onto the template (`read_template`). On a FairFace image this is close
+    to the identity with the eyes levelled. Returns (crop, 2x3 matrix from source to crop coords)."""
+    return _warp_unit(image, _similarity(face.landmarks.astype(np.float64), read_template()), size)
+
+# How each model wants its face cut out: faircam's own model sees the whole image (the template
+# crop is used only when asked for); the others always get a face cut to their own geometry.
 ALIGNMENTS: dict[str, Callable[[np.ndarray, FaceGeometry, int], tuple[np.ndarray, np.ndarray]]] = {
-    "image": align_crop,
-    "face-box": partial(align_crop, padding=_FACE_BOX_PADDING),
+    "image": template_crop,
+    "face-box": align_crop,
     "dlib-chip": five_point_chip,
 }
 
@@ -427,32 +514,34 @@ def make_view(
     faces: list[FaceGeometry] | None = None,
     alignment: str = "image",
 ) -> View:
-    """The image the model sees with its face geometry. Detect faces (unless `faces` is given, so
-    callers can reuse a detection), pick face `face_index` (clamped), crop/align if asked, blur if
-    asked (blur after crop, on the final image), resize to size x size, and transform the face
-    geometry into the final image's coordinates with the same affine maths (resize is a scale
-    matrix). `alignment` (a key of ALIGNMENTS) is how the face is cut out; other than "image" it
-    always is. With no face: full image resized, face=None, cropped=blurred=False, and a message
-    when crop, blur or an alignment was asked."""
+    """The image the model sees with its face geometry and validity mask. Detect faces (unless
+    `faces` is given, so callers can reuse a detection), pick face `face_index` (clamped), crop and
+    align if asked, blur if asked (blur after crop, on the final image), and transform the face
+    geometry into the final image's coordinates with the same affine maths. Without a crop the
+    whole image is fitted into size x size with its aspect ratio kept (`fit_square`). `alignment`
+    (a key of ALIGNMENTS) is how the face is cut out; other than "image" it always is. With no
+    face: the fitted image, face=None, cropped=blurred=False, and a message when crop, blur or an
+    alignment was asked."""
     image = _as_rgb(image)
     if faces is None:
         faces = detector.detect(image)
     if not faces:
-        resized, matrix = _resize(image, size, size)
+        fitted, matrix = fit_square(image, size)
         message = NO_FACE_MESSAGE if crop or blur or alignment != "image" else ""
-        return View(resized, None, False, False, 0, message, matrix)
+        return View(fitted, None, False, False, 0, message, matrix, valid_mask(matrix, image.shape, size))
 
     index = min(max(face_index, 0), len(faces) - 1)
     message = ""
     if index != face_index:
         message = f"Only {len(faces)} face(s) found: showing face {index + 1}."
     crop = crop or alignment != "image"
-    if crop:
-        final, matrix = ALIGNMENTS[alignment](image, faces[index], size)
-    else:
-        final, matrix = _resize(image, size, size)
+    final, matrix = ALIGNMENTS[alignment](image, faces[index], size) if crop else fit_square(image, size)
+    valid = valid_mask(matrix, image.shape, size)
     face = faces[index].transformed(matrix)
     if blur:
         # Blurring at model resolution keeps the blur strength the same whatever the photo size.
         final = blur_background(final, face)
-    return View(final, face, crop, blur, len(faces), message, matrix)
+    if not valid.all():
+        # Bilinear sampling and the blur both spread edge pixels a little past the photo's edge.
+        final[~valid] = FILL
+    return View(final, face, crop, blur, len(faces), message, matrix, valid)

@@ -10,7 +10,7 @@ from PIL import Image
 
 import image_source
 import ui
-from faircam import classroom, groups, registry
+from faircam import audit, classroom, groups, registry
 from faircam.config import settings
 from faircam.data import LABEL_COLUMNS
 from faircam.text import md
@@ -20,6 +20,17 @@ ui.sidebar_model()
 STEPS = ("Choose a face", "What the model sees", "The model's answer", "Where it looked", "Change the picture",
          "Is it the same for everyone?", "What this does not tell us")
 METHOD = "Grad-CAM"
+
+
+def changes_overall() -> str:
+    """One sentence on how often each change flips the model's answer over the whole evaluation."""
+    if not audit.has_views(cache.rows):
+        return ""
+    effects = audit.counterfactual_effects(cache.rows, [], METHOD).set_index("view")
+    crop, blur = effects.loc["crop"], effects.loc["blur"]
+    return (f"\n\nOver the {int(crop['n']):,} test photos where a face was found, cutting out the face alone changed "
+            f"**{crop['flip_rate']:.0%}** of the answers and blurring alone **{blur['flip_rate']:.0%}**.")
+
 
 cache = ui.evaluation_cache()
 if cache is None:
@@ -118,14 +129,14 @@ else:
             + "\n\nAnd the label is itself a guess: the labellers only saw the photo too."
         )
     elif step == 3:
-        from faircam.figures import overlay  # runs the model: imported only once the lesson needs it
+        from faircam.figures import map_overlay  # runs the model: imported only once the lesson needs it
 
         explanation = ui.explain_file(path, crop=False, blur=False)
         if explanation is not None:
             focus, chance = explanation.focus[METHOD], explanation.chance
             c1, c2, c3 = st.columns([1, 1, 2])
             c1.image(explanation.view.image, caption="the picture", width="stretch")
-            c2.image(overlay(explanation.view.image, explanation.maps[METHOD]), caption="the heat map",
+            c2.image(map_overlay(explanation, METHOD), caption="the heat map",
                      width="stretch")
             c3.markdown(
                 f"The **heat map** colours the parts of the picture that pushed the model towards "
@@ -137,29 +148,34 @@ else:
                 "so read it as *roughly here*, not as an outline."
             )
     elif step == 4:
-        from faircam.figures import overlay  # runs the model: imported only once the lesson needs it
+        from faircam.figures import map_overlay  # runs the model: imported only once the lesson needs it
 
         before = ui.explain_file(path, crop=False, blur=False)
         after = ui.explain_file(path, crop=True, blur=True)
         if before is not None and after is not None:
             c1, c2, c3 = st.columns([1, 1, 2])
-            c1.image(overlay(before.view.image, before.maps[METHOD]), width="stretch",
+            c1.image(map_overlay(before, METHOD), width="stretch",
                      caption=f"as it was: {before.label}, {before.probability:.0%} sure")
-            c2.image(overlay(after.view.image, after.maps[METHOD]), width="stretch",
+            c2.image(map_overlay(after, METHOD), width="stretch",
                      caption=f"face cut out and background blurred: {after.label}, {after.probability:.0%} sure")
             changed = before.label != after.label
             c3.markdown(
-                "Now we change the picture: we **cut out the face** and **blur everything around it**, so hair, "
-                "clothes and background say less.\n\n"
+                "Now we change the picture: we **cut out the face** the way FairFace cut its faces (so it barely "
+                "moves) with the eyes level, and **blur everything around it**, so hair, clothes and background "
+                "say less.\n\n"
                 + (f"The answer **changed**, from {before.label} to {after.label} (now "
-                   f"{'right' if after.label == picked['gender'] else 'wrong'}): the model was leaning on "
-                   "things around the face." if changed else
+                   f"{'right' if after.label == picked['gender'] else 'wrong'}): something around the face counted "
+                   "in its answer, or the blur itself threw it off." if changed else
                    f"The answer stayed **{after.label}** ({before.probability:.0%} → {after.probability:.0%} sure)."
                    + (" It became much less sure: part of what convinced it was around the face."
                       if classroom.lost_confidence(before.probability, after.probability) else ""))
                 + f"\n\nThe face now gets **{after.focus[METHOD]['face']:.0%}** of the heat "
                 f"(before: {before.focus[METHOD]['face']:.0%})."
+                + (f"\n\nThe hatched grey area ({after.view.invalid_share:.0%} of the picture) lies beyond the "
+                   "original photo: the model sees flat grey there, and it counts for nothing."
+                   if after.view.invalid_share > 0 else "")
                 + ("" if after.view.face is not None else "\n\n(No face was found, so nothing could be cut out.)")
+                + changes_overall()
             )
     elif step == 5:
         by = groups.GROUPINGS["race × gender"]

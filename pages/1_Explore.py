@@ -5,7 +5,7 @@ import streamlit as st
 
 import image_source
 import ui
-from faircam.figures import draw_face, explanation_figure, overlay, png_bytes
+from faircam.figures import draw_face, explanation_figure, map_overlay, png_bytes
 from faircam.focus import REGIONS
 
 ui.page_setup("Explore a face")
@@ -30,7 +30,10 @@ if explanation is not None:
             st.warning(view.message)
 
         st.divider()
-        verdict = f"### The model says **{explanation.label}** ({explanation.probability:.0%} sure)"
+        if view.face is None:
+            verdict = "### No face found: this answer is about the whole picture and means little"
+        else:
+            verdict = f"### The model says **{explanation.label}** ({explanation.probability:.0%} sure)"
         if truth is not None:
             correct = truth["gender"] == explanation.label
             verdict += f" — FairFace label: {truth['gender']} {'✅' if correct else '❌'}"
@@ -41,8 +44,11 @@ if explanation is not None:
                        width="stretch")
         for tile, method in zip(tiles[1:], explanation.maps):
             focus = explanation.focus[method]
-            tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
+            tile.image(map_overlay(explanation, method), width="stretch",
                        caption=f"{method}: {focus['face']:.0%} on the face")
+        if view.invalid_share > 0:
+            st.caption(f"The hatched grey area ({view.invalid_share:.0%} of the view) lies beyond the photo's edge: "
+                       "the model sees flat grey there, and no score counts it.")
 
         st.markdown("#### Where the attention falls")
         st.caption("Share of each map's total heat per region. **Chance** is what a map spread evenly over the "

@@ -96,9 +96,10 @@ else:
     overall = audit.counterfactual_effects(rows, [], method).set_index("view")
     n_faces = int(overall.loc["crop", "n"])
     st.caption(
-        f"Each image was also classified **cropped** to its aligned face and with its **background blurred**. A flip "
-        f"is a prediction that changes from the raw image's. Only the {n_faces:,} images with a face found count: "
-        "without a face both views equal the raw image."
+        f"Each image was also classified **cropped** (the face cut out the way FairFace cut its faces: its five "
+        f"landmarks mapped onto FairFace's mean face, eyes level, flat grey beyond the photo's edge) and with its "
+        f"**background blurred**. A flip is a prediction that changes from the raw image's. Only the {n_faces:,} "
+        "images with a face found count: without a face both views equal the raw image."
     )
     cols = st.columns(4)
     for col, view in zip(cols[:2], audit.COUNTERFACTUAL_VIEWS):

@@ -7,7 +7,7 @@ import image_source
 import ui
 from faircam import compare, groups, registry
 from faircam.config import MIN_GROUP_SIZE
-from faircam.figures import draw_face, overlay
+from faircam.figures import draw_face, map_overlay
 from faircam.text import md
 
 ui.page_setup("Compare models", "🆚")
@@ -24,7 +24,8 @@ if len(chosen) < 2:
 
 st.markdown("## The same face through each model")
 choice, result = image_source.choose(
-    crop_help="For faircam's model: the other models always get the aligned face they were trained on.")
+    crop_help="Cut the face out the way FairFace cut its faces. The other models always get the aligned "
+              "face they were trained on.")
 truth = None if choice is None else choice.truth
 
 focus_rows = {}
@@ -38,7 +39,9 @@ if choice is not None:
             if name == chosen[0]:
                 # Every model sees the same MTCNN detections, so the first model's count serves them all.
                 image_source.face_selector(choice, view.faces_found)
-            verdict = f"#### {name} says **{explanation.label}** ({explanation.probability:.0%} sure)"
+            verdict = (f"#### {name}: no face found: this answer is about the whole picture and means little"
+                       if view.face is None else
+                       f"#### {name} says **{explanation.label}** ({explanation.probability:.0%} sure)")
             if truth is not None:
                 verdict += (f" — FairFace label: {truth['gender']} "
                             f"{'✅' if truth['gender'] == explanation.label else '❌'}")
@@ -50,7 +53,7 @@ if choice is not None:
             tiles[0].image(draw_face(view.image, explanation), width="stretch",
                            caption=f"What {name} sees ({size}×{size})")
             for tile, method in zip(tiles[1:], explanation.maps):
-                tile.image(overlay(view.image, explanation.maps[method]), width="stretch",
+                tile.image(map_overlay(explanation, method), width="stretch",
                            caption=f"{method}: {explanation.focus[method]['face']:.0%} on the face")
             focus_rows[name] = {**{m: focus["face"] for m, focus in explanation.focus.items()},
                                 "chance": explanation.chance["face"]}

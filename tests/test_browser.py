@@ -179,9 +179,7 @@ def test_explore_two_faces_pick_the_second(server, page, shots, tmp_path):
     page.goto(f"{server}/Explore")
     _settle(page)
     page.get_by_text("Upload a photo", exact=True).click()
-    _settle(page)
-    page.get_by_text("Crop and align the face").click()
-    _settle(page)
+    _settle(page)  # uploads are cropped by default
     page.locator("input[type='file']").set_input_files(str(photo))
     page.get_by_text("The model says").first.wait_for(timeout=120_000)
     _settle(page)
@@ -290,8 +288,9 @@ def test_two_sessions_at_once_each_see_their_own_result(server, browser, shots):
             _settle(page)
             page.get_by_text("Upload a photo", exact=True).click()
             _settle(page)
-        pages["a"].get_by_text("Crop and align the face").click()
-        _settle(pages["a"])
+        # Uploads are cropped by default: B turns its crop off, A keeps it.
+        pages["b"].get_by_text("Crop and align the face").click()
+        _settle(pages["b"])
         # Both uploads are sent before either result is awaited: the two explanations run together.
         for key, page in pages.items():
             page.locator("input[type='file']").set_input_files(str(photos[key]))

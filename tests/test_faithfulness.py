@@ -116,3 +116,17 @@ def test_faithfulness_columns_names():
     columns = faithfulness_columns(net, inputs, maps, np.array([0, 1]), (50,), 4)
     assert sorted(columns) == sorted(focus_column("a", k) for k in ("road", "deletion", "insertion"))
     assert all(v.shape == (2,) and np.isfinite(v).all() for v in columns.values())
+
+
+def test_only_valid_pixels_move_and_count():
+    # The top three rows lie beyond the photo (a crop's filler) and the map rates them highest; the
+    # top-left pixel is the most relevant valid one. Counting only the 4 valid pixels, it goes at
+    # the first of 4 steps: curve 1, 0, 0, 0, 0 -> 1/8. Counting all 16 it would go last: 7/8.
+    relevance = np.arange(SIDE * SIDE, 0, -1, dtype=np.float32).reshape(SIDE, SIDE)[::-1].copy()
+    relevance[1:] += 100
+    valid = np.zeros((1, SIDE, SIDE), dtype=bool)
+    valid[0, 0] = True
+    ones, zeros = torch.ones((1, 1, SIDE, SIDE)), torch.zeros((1, 1, SIDE, SIDE))
+    args = (PixelModel(), ones, zeros, {"m": relevance[None]}, np.array([1]), 4)
+    assert float(curve_aucs(*args)["m"][0]) == pytest.approx(7 / 8, abs=1e-5)
+    assert float(curve_aucs(*args, valid=valid)["m"][0]) == pytest.approx(1 / 8, abs=1e-5)

@@ -9,6 +9,7 @@ import pytest
 
 from faircam.config import FACE_REGIONS
 from faircam.focus import (
+    FACE,
     REGIONS,
     area_shares,
     focus_from_masks,
@@ -178,9 +179,33 @@ def test_explanations_score_each_map_as_its_own_masks_do(pipeline, sample_images
 
     views = [make_view(image, pipeline.model.input_size, pipeline.detector, crop=crop, blur=False)
              for image in sample_images for crop in (False, True)]
+    assert any(not view.valid.all() for view in views), "some crop reaches beyond its photo"
     for explanation in explain_views(views, pipeline.model, pipeline.explainer):
-        face = explanation.view.face
-        assert face is not None
+        view = explanation.view
+        assert view.face is not None
+        masks = region_masks(view.face, view.image.shape[:2], view.valid)
         for method, cam in explanation.maps.items():
-            assert explanation.focus[method] == pytest.approx(summary(cam, face, cam.shape), abs=1e-12), method
-        assert explanation.chance == area_shares(region_masks(face, explanation.view.image.shape[:2]))
+            assert explanation.focus[method] == pytest.approx(focus_from_masks(cam, masks), abs=1e-12), method
+        assert explanation.chance == area_shares(masks)
+
+
+def test_focus_shares_ignore_invalid_pixels():
+    # The right half lies beyond the photo (a crop's filler): no region holds it, and heat there
+    # counts neither for the map nor for chance.
+    valid = np.zeros((SIZE, SIZE), dtype=bool)
+    valid[:, : SIZE // 2] = True
+    masks = region_masks(make_face(), (SIZE, SIZE), valid)
+    stack = np.stack([masks[name] for name in REGIONS]).sum(axis=0)
+    assert (stack[valid] == 1).all() and (stack[~valid] == 0).all()
+    whole = region_masks(make_face(), (SIZE, SIZE))
+    chance = area_shares(masks)
+    assert chance[FACE] == pytest.approx(np.count_nonzero(whole[FACE] & valid) / np.count_nonzero(valid))
+    assert sum(chance[name] for name in REGIONS) == pytest.approx(1.0)
+
+    beyond = np.where(valid, 0.0, 1.0)
+    assert focus_scores(beyond, masks) == chance, "heat only beyond the photo says nothing"
+    mouth = masks["mouth"] & valid
+    assert mouth.any()
+    shares = focus_scores(mouth + 50 * beyond, masks)
+    assert shares["mouth"] == pytest.approx(1.0) and shares["background"] == 0.0
+    assert focus_scores(mouth + 50 * beyond, whole)["mouth"] < 0.1, "without the mask the filler's heat dominates"

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_pages import linked_images
 
-from faircam.cache import read_cache
+from faircam.cache import read_cache, view_column
 from faircam.config import PROJECT_ROOT, settings
 from faircam.groups import GROUPINGS, label, size_label
 
@@ -171,6 +171,9 @@ def test_classroom_walks_through_one_face(rows):
     assert "of the heat is on the face" in said and len(at.get("imgs")) + len(at.get("image")) >= 1
     said = next_step()
     assert "cut out the face" in said and "of the heat" in said
+    found = rows[rows["face_found"].astype(bool)]
+    crop_flips = (found[view_column("crop", "pred")] != found["pred"]).mean()
+    assert f"cutting out the face alone changed **{crop_flips:.0%}** of the answers" in said
     said = next_step()
     cell = rows[(rows["race"] == face["race"]) & (rows["gender"] == face["gender"])]
     assert f"right **{cell['correct'].mean():.0%}** of the time, out of **{len(cell)}** faces" in said

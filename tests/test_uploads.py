@@ -32,8 +32,7 @@ FEMALE, MALE = "val/26.jpg", "val/10.jpg"
 def explore_upload(name: str, data: bytes, mime: str = "image/jpeg", crop: bool = False):
     at = run("pages/1_Explore.py")
     at.radio[0].set_value("Upload a photo").run()
-    if crop:
-        at.toggle[0].set_value(True).run()
+    at.toggle[0].set_value(crop).run()
     at.file_uploader[0].set_value((name, data, mime)).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -182,7 +181,28 @@ def test_photo_without_a_face(pipeline):
     assert any("No face was found" in i.value for i in at.info)
     shares = shown_shares(at)
     assert (shares["face"] == 0).all()  # everything counts as background
-    verdict(at)  # the whole image is still classified and mapped
+    # The whole image is still classified and mapped, but the headline gives no verdict.
+    said = "\n".join(m.value for m in at.markdown)
+    assert "No face found: this answer is about the whole picture and means little" in said
+    assert not VERDICT.search(said)
+
+
+def test_uploads_are_cropped_by_default_and_keep_their_shape(face_photo, pipeline):
+    at = run("pages/1_Explore.py")
+    assert at.toggle[0].value is False  # FairFace faces are shown as they are
+    at.radio[0].set_value("Upload a photo").run()
+    assert at.toggle[0].value is True
+    assert any("trained on FairFace's face crops" in c.value for c in at.caption)
+    # A wide photo: the raw view pads it to a square instead of squashing the face.
+    wide = Image.new("RGB", (3 * face_photo.width, face_photo.height), (30, 90, 30))
+    wide.paste(face_photo, (face_photo.width, 0))
+    data = encode(wide, "PNG")
+    at.toggle[0].set_value(False).run()
+    at.file_uploader[0].set_value(("wide.png", data, "image/png")).run()
+    assert not at.exception
+    expected = assert_explained_like_library(at, data, pipeline)
+    assert expected.view.invalid_share == pytest.approx(2 / 3, abs=0.02)
+    assert any("beyond the photo's edge" in c.value for c in at.caption)
 
 
 # --- several faces: the user picks one -------------------------------------------------------
