@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+import ui
+
+ui.warm_up()
+
 st.navigation(
     [
         st.Page("pages/0_Home.py", title="Home", icon="🏠", default=True),

@@ -60,7 +60,7 @@ with left:
     st.plotly_chart(charts.confusion_heatmap(accuracy.confusion(rows)), width="stretch")
 with right:
     st.markdown("#### Per class")
-    st.dataframe(
+    ui.table(
         scores.drop(index="all")[["precision", "recall", "f1", "n"]].style.format(
             {"precision": "{:.1%}", "recall": "{:.1%}", "f1": "{:.1%}", "n": "{:,}"}
         ),
@@ -86,7 +86,7 @@ with tab:
         st.info("Fewer than two groups are large enough to compare.")
     st.plotly_chart(charts.interval_dots(table, "accuracy", reference=overall["accuracy"], title="accuracy"),
                     width="stretch", key=f"bars-{name}")
-    st.dataframe(
+    ui.table(
         pd.DataFrame({name: [groups.size_label(g, n, s) for g, n, s in table[["group", "n", "small"]].to_numpy()],
                       f"accuracy ({groups.INTERVALS['proportion']})": [
                           groups.with_interval(*v) for v in table[["accuracy", "accuracy_low", "accuracy_high"]]
@@ -103,6 +103,6 @@ if cache.has_cams:
          for m in cache.methods]
     )
     st.plotly_chart(charts.focus_bars(focus, list(REGIONS)), width="stretch")
-    st.dataframe(focus.set_index("method").style.format("{:.1%}"), width="stretch")
+    ui.table(focus.set_index("method").style.format("{:.1%}"), width="stretch")
     st.caption(f"A face was found in {rows['face_found'].mean():.0%} of these images; where none was found the "
                "whole map counts as background.")

@@ -35,7 +35,7 @@ if entry.name in caches:
     st.markdown(f"**Validation accuracy:** {accuracy} on {overall['n']:,} FairFace validation images "
                 f"({groups.INTERVALS['proportion']}; from `faircam evaluate`'s cache).")
     by_race = groups.ranked(groups.group_table(rows, groups.GROUPINGS["race"]))
-    st.dataframe(pd.DataFrame({
+    ui.table(pd.DataFrame({
         "race": [groups.size_label(g, n, small) for g, n, small in by_race[["group", "n", "small"]].to_numpy()],
         f"accuracy ({groups.INTERVALS['proportion']})": [
             groups.with_interval(*v) for v in by_race[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
@@ -58,12 +58,12 @@ st.caption("Pick one in the sidebar, or compare them on *Compare models*. Accura
            "`faircam evaluate --model NAME` on the validation images all the caches hold; gaps are best minus "
            "worst group among groups of at least 30 images.")
 entries = registry.entries()
-st.dataframe(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights"), hide_index=True,
+ui.table(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights"), hide_index=True,
              width="stretch")
 caches, missing = ui.available_evaluations(list(entries))
 if caches:
     measured = compare.summary(compare.shared_rows(caches))
-    st.dataframe(measured.style.format({c: "{:.1%}" for c in measured.columns
+    ui.table(measured.style.format({c: "{:.1%}" for c in measured.columns
                                         if c.startswith("accuracy") or c.endswith(" gap")},
                                        na_rep="–"), width="stretch")
 if missing:

@@ -95,7 +95,7 @@ with tab:
             st.caption("Each group's women called male (across) and men called male (up), with "
                        f"{groups.INTERVALS['proportion']}s. "
                        "Equal odds would put every group on one point; top left is best.")
-    st.dataframe(rate_table(result, grouping), width="stretch", hide_index=True)
+    ui.table(rate_table(result, grouping), width="stretch", hide_index=True)
 
 st.divider()
 st.markdown("### Take the audit with you")

@@ -78,7 +78,7 @@ else:
                    f"{'; a finding after false discovery rate control' if top['separated'] else '; could be chance'}).")
     st.plotly_chart(audit_charts.parity_heatmap(parity, list(audit.PARITY_KEYS)), width="stretch")
     with st.expander("Spread per region (highest minus lowest group, groups large enough to compare)"):
-        st.dataframe(
+        ui.table(
             spread.drop(columns=["highest_ci", "lowest_ci"]).style.format(
                 {"spread": "{:.1%}", "highest_mean": "{:.1%}", "lowest_mean": "{:.1%}", "highest_q": "{:.3f}",
                  "lowest_q": "{:.3f}"}, na_rep="–"),
@@ -123,7 +123,7 @@ else:
                f"{chance['crop'] * 100:+.1f} points when cropped and {chance['blur'] * 100:+.1f} when blurred, "
                "so compare the groups with each other rather than with zero.")
     with st.expander("The numbers"):
-        st.dataframe(effects.style.format(
+        ui.table(effects.style.format(
             {c: "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
             | {c: "{:+.1%}" for c in effects.columns if c.startswith(("focus_change", "chance_change"))}),
             width="stretch", hide_index=True)

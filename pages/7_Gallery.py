@@ -55,7 +55,7 @@ if data is None or not data.is_dir():
         f"folder the evaluation used ({md(cache.meta['data']['root'], code=True)}), or run `faircam fetch-fairface`. "
         "The mistakes are listed below instead."
     )
-    st.dataframe(shown[["file", "race", "age", "gender", "pred", "prob"]].rename(
+    ui.table(shown[["file", "race", "age", "gender", "pred", "prob"]].rename(
         columns={"gender": "label", "pred": "model says", "prob": "confidence"}).style.format({"confidence": "{:.0%}"}),
         hide_index=True, width="stretch")
     st.stop()

@@ -265,7 +265,7 @@ def _printed(process: subprocess.Popen) -> dict:
     assert process.returncode == 0, err
     result = json.loads(out)
     return {"prediction": result["prediction"], "percent": round(100 * result["probability"]),
-            "face": {m: round(100 * s["face"]) for m, s in result["focus"].items()}}
+            "face": {m: round(100 * s) for m, s in result["focus_score"].items()}}
 
 
 def _assert_same(shown: dict, expected: dict) -> None:
