@@ -130,6 +130,17 @@ def picked() -> dict[str, str] | None:
     return st.session_state.get(PICKED)
 
 
+def use_upload(data: bytes) -> None:
+    """Make an uploaded photo the session's choice (the Classroom's "use your own photo")."""
+    st.session_state[UPLOAD] = data
+    st.session_state["image_source"] = SOURCES[1]
+
+
+def uploaded() -> bytes | None:
+    """The session's uploaded photo when it is the chosen source, whichever page took it."""
+    return st.session_state.get(UPLOAD) if st.session_state.get("image_source") == SOURCES[1] else None
+
+
 def _choose_fairface(data: Path | None) -> dict[str, str] | None:
     splits = available_splits(data)
     if not splits:

@@ -70,10 +70,12 @@ def equalized_odds_plot(groups: pd.DataFrame) -> go.Figure:
 
     Equal odds put every group on the same point; the best corner is top left."""
     data = groups.dropna(subset=["tpr", "fpr"])
-    data = data[~data["small"]]
+    data = data[~data["small"]].sort_values("fpr")
+    # Labels beside the markers, alternating sides along the x axis, so neighbours' labels do not cover them.
+    sides = ["top right", "bottom left"] * len(data)
     fig = go.Figure(
         go.Scatter(
-            x=data["fpr"], y=data["tpr"], mode="markers+text", text=data["group"], textposition="top center",
+            x=data["fpr"], y=data["tpr"], mode="markers+text", text=data["group"], textposition=sides[:len(data)],
             marker=dict(size=10),
             error_x=dict(type="data", array=data["fpr_high"] - data["fpr"], arrayminus=data["fpr"] - data["fpr_low"]),
             error_y=dict(type="data", array=data["tpr_high"] - data["tpr"], arrayminus=data["tpr"] - data["tpr_low"]),

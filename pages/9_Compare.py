@@ -80,15 +80,7 @@ st.caption(f"Computed by `faircam evaluate --model NAME` and read from each mode
            f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "
            f"least {MIN_GROUP_SIZE} images.")
 table = compare.summary(rows)
-proportion = groups.INTERVALS["proportion"]
-ui.table(pd.DataFrame({
-    "model": table.index,
-    f"accuracy ({proportion})": [groups.with_interval(*v) for v in
-                                 table[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
-    "images": [f"{n:,}" for n in table["n"]],
-    **{f"{grouping} gap": [wording.points(g) for g in table[f"{grouping} gap"]] for grouping in groups.GROUPINGS},
-    **{f"{grouping}: worst group": table[f"{grouping} worst"].tolist() for grouping in groups.GROUPINGS},
-}), width="stretch", hide_index=True)
+ui.table(compare.summary_shown(table), width="stretch", hide_index=True)
 
 tab, name = ui.open_tab(list(groups.GROUPINGS), key="compare-grouping")
 by = groups.GROUPINGS[name]
@@ -100,7 +92,7 @@ with tab:
                    side[[f"{model} accuracy", f"{model} accuracy_low", f"{model} accuracy_high",
                          f"{model} n"]].to_numpy()] for model in caches},
     }), width="stretch", hide_index=True)
-    st.caption(f"Each model's accuracy with its {proportion} and n, the number of images.")
+    st.caption(f"Each model's accuracy with its {groups.INTERVALS['proportion']} and n, the number of images.")
     if side["small"].any():
         st.caption(f"⚠ small marks groups under {MIN_GROUP_SIZE} images in some model: read them as "
                    "anecdotes, not rankings.")

@@ -41,6 +41,7 @@ def server():
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "FAIRCAM_PRELOAD": "1"},  # as served to users: the model loads after the first page
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
