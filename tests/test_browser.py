@@ -122,7 +122,7 @@ def test_explore_pick_face_toggle_crop_and_blur(server, page, shots):
     page.get_by_text("The model says").first.wait_for(timeout=120_000)
     page.get_by_text("Download the figure").wait_for()
     body = page.inner_text("body")
-    assert "FairFace label" in body and "Grad-CAM++" in body and "on the face" in body
+    assert "FairFace label" in body and "Grad-CAM++" in body and "focus score" in body
     # The input view and the four overlays, beside the twelve thumbnails.
     assert page.locator("[data-testid='stImage']").count() >= 12 + 5
     page.screenshot(path=shots / "explore.png")
@@ -241,7 +241,7 @@ def test_about_page(server, page, shots):
 # --- two people at once ----------------------------------------------------------------------
 
 SHOWN = re.compile(r"The model says (Female|Male) \((\d+)% sure\)")
-ON_FACE = re.compile(r"(Grad-CAM\+\+|Grad-CAM|XGrad-CAM|LayerCAM): (\d+)% on the face")
+ON_FACE = re.compile(r"(Grad-CAM\+\+|Grad-CAM|XGrad-CAM|LayerCAM): focus score (\d+)%")
 
 
 def _shown(page) -> dict:

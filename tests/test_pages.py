@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from faircam import wording
 from faircam.cams import METHODS
 from faircam.config import PROJECT_ROOT
 from faircam.text import md
@@ -58,8 +59,14 @@ def test_explore_pick_a_face_then_crop_and_blur():
     said = texts(at)
     assert "The model says" in said and "FairFace label" in said
     shares = at.dataframe[0].value
-    assert list(shares.index) == [*METHODS, "chance (even map)"]
-    assert (shares["face"].between(0, 1)).all()
+    assert list(shares.index) == [*METHODS, wording.CHANCE]
+    assert (shares[wording.FACE_COLUMN].between(0, 1)).all()
+    # Every map's caption gives its focus score and its chance level, in the page's one wording.
+    captions = [c for image in at.get("image") for c in image.captions]
+    for method in METHODS:
+        focus = shares.loc[method, wording.FACE_COLUMN]
+        chance = shares.loc[wording.CHANCE, wording.FACE_COLUMN]
+        assert wording.share_caption(method, focus, chance) in captions, captions
     plain = [m.value for m in at.markdown if "The model says" in m.value]
 
     at.toggle[0].set_value(True).run()
@@ -134,10 +141,10 @@ def test_explore_choice_survives_another_page():
 
     at.switch_page("pages/2_Evaluation.py").run()
     assert_clean(at)
-    assert not at.toggle  # Explore's widgets are gone, and Streamlit dropped their keys
+    assert not at.main.toggle  # Explore's widgets are gone, and Streamlit dropped their keys
     at.switch_page("pages/1_Explore.py").run()
     assert_clean(at)
-    assert [t.value for t in at.toggle] == [True, True]
+    assert [t.value for t in at.main.toggle] == [True, True]
     assert at.multiselect[0].value == ["Black"]
     assert at.session_state["picked"] == picked
     assert verdicts(at) == shown  # the same face, cropped and blurred, explained again
