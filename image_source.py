@@ -5,7 +5,7 @@ The choice belongs to the browser session, not to a page: Explore, Inside, Compa
 show the same face with the same toggles, and it survives visits to other pages. Streamlit drops a
 widget's key when a page without that widget runs, so each choice lives under a plain session key
 and its widget is seeded from it before it is drawn (as `ui.MODEL_KEY` does for the model).
-A link `?image=val/123.jpg` to the Explore page opens that FairFace image.
+A link `?image=val/123.jpg` to the Explore, Inside or Compare page opens that FairFace image.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def choose(from_link: bool = False, crop_help: str = "Cut out the face and rotat
            ) -> tuple[Choice | None, DeltaGenerator]:
     """Draw the source, the toggles and the picker (FairFace grid or uploader); return the choice (None
     until an image is picked or uploaded) and a container above the picker for the page's result.
-    `from_link`: open the image named by `?image=` (the Explore page)."""
+    `from_link`: open the image named by `?image=` (Explore, Inside, Compare)."""
     data = settings().data_dir
     if from_link:
         _open_link(data)

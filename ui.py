@@ -44,7 +44,8 @@ WHOLE_TABLE_ROWS = 20
 _LAYOUT_CSS = """
 [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(150px, 100%); }
-[data-testid="stWidgetLabel"] [data-testid="stMarkdownContainer"], [data-testid="stWidgetLabel"] p {
+[data-testid="stWidgetLabel"] [data-testid="stMarkdownContainer"], [data-testid="stWidgetLabel"] p,
+[data-testid="stButton"] button [data-testid="stMarkdownContainer"], [data-testid="stButton"] button p {
   white-space: normal; overflow: visible; }
 """
 _PRESENT_CSS = """

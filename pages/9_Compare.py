@@ -23,7 +23,7 @@ if len(chosen) < 2:
 
 
 st.markdown("## The same face through each model")
-choice, result = image_source.choose(
+choice, result = image_source.choose(from_link=True,
     crop_help="For faircam's model: the other models always get the aligned face they were trained on.")
 truth = None if choice is None else choice.truth
 

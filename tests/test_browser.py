@@ -338,8 +338,8 @@ LABEL_WIDTHS = """e => { const range = document.createRange(); range.selectNodeC
   return [range.getBoundingClientRect().width, box.getBoundingClientRect().width]; }"""
 
 
-def _open_at(browser, url: str, width: int):
-    context = browser.new_context(viewport={"width": width, "height": 900})
+def _open_at(browser, url: str, width: int, height: int = 900):
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.goto(url)
     _settle(page)
@@ -389,8 +389,9 @@ def test_every_page_at_800_and_1440_px(server, browser, shots):
         for present in (False, True):
             for path in PAGES:
                 joiner = "&" if "?" in path else "?"
+                # Tall windows: Streamlit scrolls inside its own box, so a full-page screenshot shows one screen.
                 context, page = _open_at(browser, f"{server}/{path}" + (f"{joiner}present=1" if present else ""),
-                                         width)
+                                         width, height=2400)
                 try:
                     page.wait_for_timeout(1500)  # charts finish drawing
                     _no_exception(page)
