@@ -319,7 +319,8 @@ def sidebar_model() -> None:
                      format_func=lambda n: f"{n}: {entries[n].title}",
                      help="The model every page audits. Compare models side by side on *Compare models*.")
         entry = entries[current]
-        st.caption(f"{md(entry.origin)} · licence {md(entry.licence)} · input {md(entry.input)}")
+        # The input's normalisation is for the About page: a room does not need "(x − 127) / 128".
+        st.caption(f"{md(entry.origin)} · licence {md(entry.licence)}")
         try:
             rows = read_evaluation(current).rows
         except CacheError:

@@ -4,7 +4,7 @@ import streamlit as st
 
 import image_source
 import ui
-from faircam import audit, audit_charts, charts, groups
+from faircam import audit, audit_charts, charts, groups, wording
 from faircam.cache import group_averages, view_column
 from faircam.config import MIN_GROUP_SIZE
 from faircam.figures import overlay
@@ -39,7 +39,8 @@ by = groups.GROUPINGS[grouping]
 
 st.markdown("## Where the maps fall, group by group")
 st.caption("Mean share of each map's heat on each face region (MTCNN landmarks), and on the whole face (the "
-           f"**focus score**), per group, with its {groups.INTERVALS['mean']} (±). Read down a column to compare "
+           f"**{wording.FOCUS_SCORE}**), per group, with its {groups.INTERVALS['mean']} (±). {wording.SUM_RULE} "
+           "Read down a column to compare "
            "groups: red cells are above the groups' average for that region, blue cells below. ★ marks a group "
            "whose share differs from the other images' (Welch's t-test) after "
            f"{groups.MULTIPLE_COMPARISONS} over every group, region and CAM method: with that many comparisons "
