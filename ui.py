@@ -40,7 +40,8 @@ PRESENT_KEY = "faircam_present"
 # Tables up to this many rows are drawn whole (race × gender has 14): nothing hidden from the room.
 WHOLE_TABLE_ROWS = 20
 # From 800 px up: columns wrap instead of shrinking below a readable width (map tiles, face buttons,
-# toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Presentation mode adds larger type, the full width, and wider tiles (two or three to a row at 800 px).
+# toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Presentation
+# mode adds larger type, the full width, and wider tiles (three to a row at 800 px).
 _LAYOUT_CSS = """
 [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(150px, 100%); flex-grow: 0; }
