@@ -37,7 +37,7 @@ THUMBNAIL_SIDE = 224
 
 # Session key of presentation mode (plain, like MODEL_KEY); `?present=1` in a link turns it on.
 PRESENT_KEY = "faircam_present"
-# Tables up to this many rows are drawn whole (race × gender has 14): nothing hidden from the room.
+# Tables up to this many rows are drawn whole (race × gender has 14); in presentation mode all are.
 WHOLE_TABLE_ROWS = 20
 # From 800 px up: columns wrap instead of shrinking below a readable width (map tiles, face buttons,
 # toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Presentation
@@ -46,7 +46,8 @@ _LAYOUT_CSS = """
 [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(150px, 100%); flex-grow: 0; }
 [data-testid="stWidgetLabel"] [data-testid="stMarkdownContainer"], [data-testid="stWidgetLabel"] p,
-[data-testid="stButton"] button [data-testid="stMarkdownContainer"], [data-testid="stButton"] button p {
+[data-testid="stButton"] button [data-testid="stMarkdownContainer"], [data-testid="stButton"] button p,
+[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"], [data-testid="stMetricLabel"] p {
   white-space: normal; overflow: visible; }
 """
 _PRESENT_CSS = """
@@ -71,11 +72,15 @@ def page_setup(title: str, icon: str = "🔍") -> None:
     st.title(title)
 
 
-def table(data: pd.DataFrame | Styler, **kwargs: Any) -> None:
-    """A table drawn whole when it is short or the room is watching (presentation mode), never cut to a
-    scrolling box; `kwargs` go to `st.dataframe`."""
-    whole = presenting() or len(data.index) <= WHOLE_TABLE_ROWS  # a Styler has its data's index too
-    st.dataframe(data, height="content" if whole else "auto", **kwargs)
+def table(data: pd.DataFrame | Styler, hide_index: bool = False, **kwargs: Any) -> None:
+    """A table drawn whole when it is short, never cut to a scrolling box; `kwargs` go to `st.dataframe`.
+    In presentation mode a static table: its text grows with the page's type (a data grid's does not)."""
+    if presenting():
+        styled = data if hasattr(data, "hide") else data.style
+        st.table(styled.hide(axis="index") if hide_index else styled)
+        return
+    whole = len(data.index) <= WHOLE_TABLE_ROWS  # a Styler has its data's index too
+    st.dataframe(data, height="content" if whole else "auto", hide_index=hide_index, **kwargs)
 
 
 def open_tab(labels: list[str], key: str) -> tuple[Any, str]:

@@ -174,3 +174,20 @@ def test_explore_link_to_anything_else_is_refused_in_one_line(value):
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "This link cannot be opened" in errors[0] and "\n" not in errors[0]
     assert "picked" not in at.session_state and not verdicts(at)
+
+
+def test_presentation_mode_from_a_link_then_off_in_the_sidebar():
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Evaluation.py")
+    at.query_params["present"] = "1"
+    at.run()
+    assert_clean(at)
+    assert at.session_state["faircam_present"] and at.sidebar.toggle[0].value
+    # Static tables, whole, in the page's larger type; no scrolling data grid.
+    assert len(at.table) >= 2 and not at.dataframe
+    at.sidebar.toggle[0].set_value(False).run()
+    assert_clean(at)
+    assert not at.session_state["faircam_present"] and not at.table and at.dataframe
+    # The choice belongs to the session: another page keeps it.
+    at.switch_page("pages/3_About.py").run()
+    assert not at.sidebar.toggle[0].value
