@@ -66,9 +66,9 @@ WATCH_RUN = """() => {
   seen.observe(app, {attributes: true});
 }"""
 RUN_DONE = "() => window.faircamDone === true"
-# The pages a session moves between, by their sidebar links (Explore last: it has the face the others show).
-SWITCHES = ("Evaluation", "Fairness", "Attention", "Faithfulness", "Gallery", "Inside the network", "Compare models",
-            "Classroom", "About", "Explore")
+# The pages a session moves between, by their sidebar links' paths (Explore last: the others show its face).
+SWITCHES = ("Evaluation", "Fairness", "Attention", "Faithfulness", "Gallery", "Inside", "Compare", "Classroom", "About",
+            "Explore")
 
 
 def _free_port() -> int:
@@ -150,13 +150,15 @@ def interactions(page, url: str, timeout: float) -> dict:
     for name, label in (("crop on", "Crop and align the face"), ("blur on", "Blur the background"),
                         ("crop off", "Crop and align the face"), ("blur off", "Blur the background")):
         toggles[name] = _timed(page, lambda label=label: page.get_by_text(label).first.click(), timeout)
-    nav = page.locator("[data-testid='stSidebarNav']")
+    def link(path: str):
+        # By the link's path: the sidebar's titles are not always the navigation's (see the README).
+        return page.locator(f"[data-testid='stSidebarNav'] a[href$='/{path}']")
+
     switches = {}
     for visit in ("first", "again"):
         for name in SWITCHES:
-            switches[f"{name} ({visit})"] = _timed(page, lambda name=name: nav.get_by_text(name, exact=True).click(),
-                                                   timeout)
-    _timed(page, lambda: nav.get_by_text("Compare models", exact=True).click(), timeout)
+            switches[f"{name} ({visit})"] = _timed(page, lambda name=name: link(name).click(), timeout)
+    _timed(page, lambda: link("Compare").click(), timeout)
     compare_crop = _timed(page, lambda: page.get_by_text("Crop and align the face").first.click(), timeout)
     warm = [t for name, t in switches.items() if name.endswith("(again)")]
     return {"pick a FairFace face, uncached (s)": picks, "Explore toggles (s)": toggles,
