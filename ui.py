@@ -44,7 +44,7 @@ WHOLE_TABLE_ROWS = 20
 # mode adds larger type, the full width, and wider tiles (three to a row at 800 px).
 _LAYOUT_CSS = """
 [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
-[data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(150px, 100%); flex-grow: 0; }
+[data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(140px, 100%); flex-grow: 0; }
 [data-testid="stWidgetLabel"] [data-testid="stMarkdownContainer"], [data-testid="stWidgetLabel"] p,
 [data-testid="stButton"] button [data-testid="stMarkdownContainer"], [data-testid="stButton"] button p,
 [data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"], [data-testid="stMetricLabel"] p {
