@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+import ui
+from faircam.config import preload_model
+
 st.navigation(
     [
         st.Page("pages/0_Home.py", title="Home", icon="🏠", default=True),
@@ -17,3 +20,6 @@ st.navigation(
         st.Page("pages/3_About.py", title="About", icon="ℹ️", url_path="About"),
     ]
 ).run()
+# After the first page has run, not before: loading torch would slow that page's own work.
+if preload_model():
+    ui.warm_up()

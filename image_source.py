@@ -5,7 +5,7 @@ The choice belongs to the browser session, not to a page: Explore, Inside, Compa
 show the same face with the same toggles, and it survives visits to other pages. Streamlit drops a
 widget's key when a page without that widget runs, so each choice lives under a plain session key
 and its widget is seeded from it before it is drawn (as `ui.MODEL_KEY` does for the model).
-A link `?image=val/123.jpg` to the Explore page opens that FairFace image.
+A link `?image=val/123.jpg` to the Explore, Inside or Compare page opens that FairFace image.
 """
 
 from __future__ import annotations
@@ -130,6 +130,17 @@ def picked() -> dict[str, str] | None:
     return st.session_state.get(PICKED)
 
 
+def use_upload(data: bytes) -> None:
+    """Make an uploaded photo the session's choice (the Classroom's "use your own photo")."""
+    st.session_state[UPLOAD] = data
+    st.session_state["image_source"] = SOURCES[1]
+
+
+def uploaded() -> bytes | None:
+    """The session's uploaded photo when it is the chosen source, whichever page took it."""
+    return st.session_state.get(UPLOAD) if st.session_state.get("image_source") == SOURCES[1] else None
+
+
 def _choose_fairface(data: Path | None) -> dict[str, str] | None:
     splits = available_splits(data)
     if not splits:
@@ -191,7 +202,7 @@ def choose(from_link: bool = False,
            ) -> tuple[Choice | None, DeltaGenerator]:
     """Draw the source, the toggles and the picker (FairFace grid or uploader); return the choice (None
     until an image is picked or uploaded) and a container above the picker for the page's result.
-    `from_link`: open the image named by `?image=` (the Explore page)."""
+    `from_link`: open the image named by `?image=` (Explore, Inside, Compare)."""
     data = settings().data_dir
     if from_link:
         _open_link(data)

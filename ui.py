@@ -26,6 +26,8 @@ from faircam.images import decode_image, read_image
 from faircam.text import md
 
 if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
     # torch comes in with these: only pages that run the model import them, inside `pipeline()`.
     from faircam.explain import Explanation, Pipeline
     from faircam.preprocess import FaceDetector
@@ -33,9 +35,52 @@ if TYPE_CHECKING:
 THUMBNAIL_SIDE = 224
 
 
+# Session key of presentation mode (plain, like MODEL_KEY); `?present=1` in a link turns it on.
+PRESENT_KEY = "faircam_present"
+# Tables up to this many rows are drawn whole (race × gender has 14); in presentation mode all are.
+WHOLE_TABLE_ROWS = 20
+# From 800 px up: columns wrap instead of shrinking below a readable width (map tiles, face buttons,
+# toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Presentation
+# mode adds larger type, the full width, and wider tiles (three to a row at 800 px).
+_LAYOUT_CSS = """
+[data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
+[data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(140px, 100%); flex-grow: 0; }
+[data-testid="stWidgetLabel"] [data-testid="stMarkdownContainer"], [data-testid="stWidgetLabel"] p,
+[data-testid="stButton"] button [data-testid="stMarkdownContainer"], [data-testid="stButton"] button p,
+[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"], [data-testid="stMetricLabel"] p {
+  white-space: normal; overflow: visible; }
+"""
+_PRESENT_CSS = """
+html { font-size: 20px; }
+.block-container { max-width: 100%; padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 2.5rem; }
+[data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(220px, 100%); }
+"""
+
+
+def presenting() -> bool:
+    """Whether the session shows the app for a projector (larger type, sidebar collapsed, whole tables)."""
+    if st.query_params.get("present") == "1":
+        st.session_state[PRESENT_KEY] = True
+    return bool(st.session_state.get(PRESENT_KEY, False))
+
+
 def page_setup(title: str, icon: str = "🔍") -> None:
-    st.set_page_config(page_title=f"{title} · faircam", page_icon=icon, layout="wide")
+    present = presenting()
+    st.set_page_config(page_title=f"{title} · faircam", page_icon=icon, layout="wide",
+                       initial_sidebar_state="collapsed" if present else "auto")
+    st.html(f"<style>{_LAYOUT_CSS}{_PRESENT_CSS if present else ''}</style>")
     st.title(title)
+
+
+def table(data: pd.DataFrame | Styler, hide_index: bool = False, **kwargs: Any) -> None:
+    """A table drawn whole when it is short, never cut to a scrolling box; `kwargs` go to `st.dataframe`.
+    In presentation mode a static table: its text grows with the page's type (a data grid's does not)."""
+    if presenting():
+        styled = data if hasattr(data, "hide") else data.style
+        st.table(styled.hide(axis="index") if hide_index else styled)
+        return
+    whole = len(data.index) <= WHOLE_TABLE_ROWS  # a Styler has its data's index too
+    st.dataframe(data, height="content" if whole else "auto", hide_index=hide_index, **kwargs)
 
 
 def open_tab(labels: list[str], key: str) -> tuple[Any, str]:
@@ -69,6 +114,23 @@ def _pipeline(name: str, weights: str) -> Pipeline:
     from faircam.explain import Pipeline
 
     return Pipeline.load(name, detector=_detector())
+
+
+def _load_default_model() -> None:
+    try:
+        _pipeline(DEFAULT_MODEL_NAME, str(registry.entries()[DEFAULT_MODEL_NAME].weights))
+    except ModelError:
+        pass  # told on the first page that needs the model
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Starts loading the default model and the face detector in the background, once per server process,
+    so the first face a person picks does not wait for them (a page that needs them earlier waits for
+    this load rather than starting a second one: `st.cache_resource` computes each value once)."""
+    thread = threading.Thread(target=_load_default_model, name="faircam-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _model_error(exc: ModelError) -> None:
@@ -243,6 +305,12 @@ def _remember_model() -> None:
     st.session_state[MODEL_KEY] = st.session_state["_model_select"]
 
 
+def _remember_presenting() -> None:
+    st.session_state[PRESENT_KEY] = st.session_state["_present_toggle"]
+    if not st.session_state[PRESENT_KEY] and st.query_params.get("present") == "1":
+        del st.query_params["present"]
+
+
 def sidebar_model() -> None:
     """The model selector and what the registry and the model's cache say about it, on every page.
     Nothing here loads a model."""
@@ -250,11 +318,15 @@ def sidebar_model() -> None:
     names = list(entries)
     current = selected_model()
     with st.sidebar:
+        st.toggle("Presentation mode", value=presenting(), key="_present_toggle", on_change=_remember_presenting,
+                  help="For a projector: larger type, the sidebar folded away, tables shown whole and the maps "
+                       "filling the width. Open the sidebar (› at the top left) to turn it off.")
         st.selectbox("Model", names, index=names.index(current), key="_model_select", on_change=_remember_model,
                      format_func=lambda n: f"{n}: {entries[n].title}",
                      help="The model every page audits. Compare models side by side on *Compare models*.")
         entry = entries[current]
-        st.caption(f"{md(entry.origin)} · licence {md(entry.licence)} · input {md(entry.input)}")
+        # The input's normalisation is for the About page: a room does not need "(x − 127) / 128".
+        st.caption(f"{md(entry.origin)} · licence {md(entry.licence)}")
         try:
             rows = read_evaluation(current).rows
         except CacheError:

@@ -71,19 +71,20 @@ def equalized_odds_plot(groups: pd.DataFrame) -> go.Figure:
     Equal odds put every group on the same point; the best corner is top left."""
     data = groups.dropna(subset=["tpr", "fpr"])
     data = data[~data["small"]]
-    fig = go.Figure(
+    # One trace per group, named in the legend: labels written beside the markers covered each other.
+    fig = go.Figure([
         go.Scatter(
-            x=data["fpr"], y=data["tpr"], mode="markers+text", text=data["group"], textposition="top center",
-            marker=dict(size=10),
-            error_x=dict(type="data", array=data["fpr_high"] - data["fpr"], arrayminus=data["fpr"] - data["fpr_low"]),
-            error_y=dict(type="data", array=data["tpr_high"] - data["tpr"], arrayminus=data["tpr"] - data["tpr_low"]),
-            customdata=data[["men", "women"]],
-            hovertemplate="%{text}<br>TPR %{y:.1%} of %{customdata[0]} men<br>"
-                          "FPR %{x:.1%} of %{customdata[1]} women<extra></extra>",
+            x=[row["fpr"]], y=[row["tpr"]], mode="markers", name=row["group"], marker=dict(size=11),
+            error_x=dict(type="data", array=[row["fpr_high"] - row["fpr"]], arrayminus=[row["fpr"] - row["fpr_low"]]),
+            error_y=dict(type="data", array=[row["tpr_high"] - row["tpr"]], arrayminus=[row["tpr"] - row["tpr_low"]]),
+            hovertemplate=f"{row['group']}<br>TPR %{{y:.1%}} of {row['men']} men<br>"
+                          f"FPR %{{x:.1%}} of {row['women']} women<extra></extra>",
         )
-    )
+        for _, row in data.iterrows()
+    ])
     fig.update_layout(xaxis_title="women called male (FPR)", yaxis_title="men called male (TPR)",
-                      xaxis_tickformat=".0%", yaxis_tickformat=".0%", height=420, margin=dict(l=10, r=10, t=30, b=10))
+                      xaxis_tickformat=".0%", yaxis_tickformat=".0%", height=480, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     return fig
 
 

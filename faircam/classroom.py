@@ -20,22 +20,36 @@ CHILD_AGES = ("0-2", "3-9", "10-19")
 CLEAR_LIFT, SLIGHT_LIFT = 0.15, 0.05
 # An answer this sure is "sure"; a confidence drop larger than LOST counts as "became much less sure".
 SURE, LOST = 0.9, 0.1
+# A fresh set's hesitant face: an answer within this of a coin toss (0.5).
+HESITANT = 0.15
 
 
-def examples(rows: pd.DataFrame, exists: Callable[[str], bool]) -> pd.DataFrame:
-    """Six faces worth a lesson from an evaluation's rows (a face found, the image on disk): the surest
-    right and the surest wrong answer per gender (adults), the most hesitant adult, and the surest child
-    of 3-9. In a fixed shuffled order, so right and wrong are not told apart by position."""
+def examples(rows: pd.DataFrame, exists: Callable[[str], bool], draw: int = 0) -> pd.DataFrame:
+    """Six faces worth a lesson from an evaluation's rows (a face found, the image on disk): a right and a
+    wrong answer per gender (adults), a hesitant adult, and a child of 3-9. Draw 0 takes the surest right
+    and wrong answers, the most hesitant adult and the surest child; every other draw is a fresh set of the
+    same kinds (sure right answers, wrong ones, hesitant ones), reproducible by its number. In a shuffled
+    order, so right and wrong are not told apart by position."""
     found = rows[rows["face_found"] & rows["file"].map(exists)]
     adults = found[~found["age"].isin(CHILD_AGES)]
     right, wrong = adults[adults["correct"]], adults[~adults["correct"]]
-    picks = [
-        right.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
-        wrong.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
-        adults.assign(doubt=(adults["prob"] - 0.5).abs()).sort_values("doubt").drop(columns="doubt").head(1),
-        found[found["age"] == "3-9"].sort_values("prob", ascending=False).head(1),
-    ]
-    return pd.concat(picks).drop_duplicates("file").sample(frac=1, random_state=0).reset_index(drop=True)
+    children = found[found["age"] == "3-9"]
+    doubt = (adults["prob"] - 0.5).abs()
+    if draw == 0:
+        picks = [
+            right.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
+            wrong.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
+            adults.loc[doubt.sort_values(kind="stable").index].head(1),
+            children.sort_values("prob", ascending=False).head(1),
+        ]
+    else:
+        def one_per_gender(pool: pd.DataFrame) -> pd.DataFrame:
+            return pool.sample(frac=1, random_state=draw).drop_duplicates("gender").head(2)
+
+        picks = [one_per_gender(right[right["prob"] > SURE]), one_per_gender(wrong),
+                 adults[doubt < HESITANT].sample(frac=1, random_state=draw).head(1),
+                 children.sample(frac=1, random_state=draw).head(1)]
+    return pd.concat(picks).drop_duplicates("file").sample(frac=1, random_state=draw).reset_index(drop=True)
 
 
 def attention_level(focus: dict[str, float], chance: dict[str, float]) -> str:

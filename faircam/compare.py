@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faircam import groups
+from faircam import groups, wording
 from faircam.cache import EvalCache
 
 
@@ -38,9 +38,22 @@ def summary(rows_by_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
             gap = groups.spread(groups.group_table(rows, by))
             # Fewer than two groups large enough: no gap, shown as a dash rather than ranked.
             record[f"{grouping} gap"] = float("nan") if gap["gap"] is None else gap["gap"]
-            record[f"{grouping} worst"] = "–" if gap["gap"] is None else f"{gap['worst']} (n={gap['worst_n']})"
+            record[f"{grouping} worst"] = ("–" if gap["gap"] is None
+                                           else groups.size_label(gap["worst"], gap["worst_n"], small=False))
         records.append(record)
     return pd.DataFrame.from_records(records).set_index("model")
+
+
+def summary_shown(table: pd.DataFrame) -> pd.DataFrame:
+    """`summary` as the pages show it: accuracy with its interval, n with separators, gaps in points."""
+    return pd.DataFrame({
+        "model": table.index,
+        f"accuracy ({groups.INTERVALS['proportion']})": [
+            groups.with_interval(*v) for v in table[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
+        "images": [f"{n:,}" for n in table["n"]],
+        **{f"{grouping} gap": [wording.points(g) for g in table[f"{grouping} gap"]] for grouping in groups.GROUPINGS},
+        **{f"{grouping}: worst group": table[f"{grouping} worst"].tolist() for grouping in groups.GROUPINGS},
+    })
 
 
 def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str]) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 `FAIRCAM_DATA` points at a FairFace-layout folder, `FAIRCAM_MODEL` at a checkpoint and
 `FAIRCAM_CACHE` at an evaluation cache (both for the default model, "faircam"),
 `FAIRCAM_CACHE_DIR` at the folder of the other registered models' caches;
-`FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints. Without them
+`FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints; `FAIRCAM_PRELOAD=0`
+keeps the dashboard from loading the model in the background. Without them
 faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 (`../shared/fairface`) when it is there.
 """
@@ -54,6 +55,12 @@ class Settings:
     data_dir: Path | None
     model_path: Path
     cache_path: Path
+
+
+def preload_model() -> bool:
+    """Whether the dashboard loads the default model in the background after its first page
+    (`FAIRCAM_PRELOAD=0` turns it off: a server that only shows cached audits never needs torch)."""
+    return os.environ.get("FAIRCAM_PRELOAD", "1").strip() != "0"
 
 
 def registry_path() -> Path:

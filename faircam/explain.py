@@ -12,6 +12,7 @@ from faircam.focus import area_shares, focus_from_masks, region_masks
 from faircam.model import LoadedModel
 from faircam.preprocess import FaceDetector, View, make_view
 from faircam.registry import load_model
+from faircam.wording import CHANCE_KEY, FOCUS_KEY
 
 
 @dataclass
@@ -37,8 +38,12 @@ class Explanation:
             "cropped": self.view.cropped,
             "blurred": self.view.blurred,
             "message": self.view.message,
-            "focus": {m: {k: round(v, 4) for k, v in f.items()} for m, f in self.focus.items()},
-            "chance": {k: round(v, 4) for k, v in self.chance.items()},
+            # Named as every page names them (`faircam.wording`): each map's focus score, its chance level, and
+            # the regions' shares (the face's is the focus score).
+            FOCUS_KEY: {m: round(f["face"], 4) for m, f in self.focus.items()},
+            CHANCE_KEY: round(self.chance["face"], 4),
+            "region_shares": {m: {k: round(v, 4) for k, v in f.items()} for m, f in self.focus.items()},
+            "region_chance": {k: round(v, 4) for k, v in self.chance.items()},
         }
 
 

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from faircam.wording import CHANCE, FOCUS_SCORE
+
 if TYPE_CHECKING:
     from faircam.explain import Explanation
 
@@ -87,7 +89,7 @@ def explanation_figure(explanation: Explanation) -> Image.Image:
     tiles = [("input", draw_face(view.image, explanation), "")]
     for method in explanation.maps:
         focus = explanation.focus[method]
-        caption = f"face {focus['face']:.0%} (chance {focus['face_baseline']:.0%})"
+        caption = f"{FOCUS_SCORE} {focus['face']:.0%} ({CHANCE} {explanation.chance['face']:.0%})"
         tiles.append((method, map_overlay(explanation, method), caption))
     header, footer = 34, 26
     canvas = Image.new("RGB", (TILE * len(tiles), TILE + header + footer + 24), "white")

@@ -19,7 +19,7 @@ race groups. It answers two questions, without any code:
 - **For whom** does it fail? Accuracy per race, gender and age, with sample sizes and intervals.
 """
 )
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 with c1:
     st.page_link("pages/1_Explore.py", label="**Explore a face**", icon="🔍")
     st.caption("Pick a FairFace face or upload a photo; crop, blur, and compare four CAM methods.")
@@ -27,6 +27,10 @@ with c2:
     st.page_link("pages/2_Evaluation.py", label="**Evaluation**", icon="📊")
     st.caption("Confusion matrix and accuracy by race, gender and race × gender.")
 with c3:
+    st.page_link("pages/10_Classroom.py", label="**Classroom**", icon="🎓")
+    st.caption("For a class: one face, step by step, in plain words; with example faces or your own photo. "
+               "Turn on *Presentation mode* in the sidebar for a projector.")
+with c4:
     st.page_link("pages/3_About.py", label="**About the model and the maps**", icon="ℹ️")
     st.caption("The model card, and how to read a class activation map.")
 

@@ -1,8 +1,11 @@
 """Classroom: a guided walk through one face, in plain words, for someone who has never written code.
 
-The model runs only for the chosen face, at the steps that show where it looked; the answer and
-the group numbers come from the cached evaluation.
+The model runs only for the chosen face, at the steps that show where it looked; for a FairFace face the
+answer and the group numbers come from the cached evaluation. The class's own photo works too: its answer
+is computed, and no label or group is claimed for it.
 """
+
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -10,9 +13,10 @@ from PIL import Image
 
 import image_source
 import ui
-from faircam import audit, classroom, groups, registry
+from faircam import audit, classroom, groups, registry, wording
 from faircam.config import settings
 from faircam.data import LABEL_COLUMNS
+from faircam.errors import ImageError
 from faircam.text import md
 
 ui.page_setup("Classroom: one face, step by step", "🎓")
@@ -36,16 +40,15 @@ cache = ui.evaluation_cache()
 if cache is None:
     st.stop()
 data = settings().data_dir
-if data is None or not data.is_dir():
-    st.warning("**The FairFace images are not here.** The lesson walks through one FairFace face, so it needs the "
-               "FairFace folder: set `FAIRCAM_DATA` (or run `faircam fetch-fairface`). The Explore page works with "
-               "your own photos without it.")
-    st.stop()
+has_data = data is not None and data.is_dir()
+if not has_data:
+    st.warning("**The FairFace images are not here.** The lesson's example faces need the FairFace folder: set "
+               "`FAIRCAM_DATA` (or run `faircam fetch-fairface`). Your own photo works without it.")
 
 
 def people(group: pd.Series) -> str:
     """'Black faces labelled female': the group in words, without calling children men or women."""
-    return f"{group['race'].replace('_', ' ')} faces labelled {group['gender'].lower()}"
+    return f"{groups.label(group['race'])} faces labelled {group['gender'].lower()}"
 
 
 def words(region: str) -> str:
@@ -70,42 +73,67 @@ facts = classroom.model_facts(registry.entries()[ui.selected_model()], ui.checkp
 trained_on = f"{facts.train_images:,}" if facts.train_images else "many"
 
 
-def lesson_face() -> dict | None:
-    """The session's face (picked here or on another page), with its cached answer, when the lesson can use it."""
+def lesson_face() -> tuple[image_source.Choice, dict | None] | None:
+    """The session's image (picked or uploaded here or on another page), uncropped, and for a FairFace face its
+    cached row; None when the lesson cannot use it."""
+    own = image_source.uploaded()
+    if own is not None:
+        return image_source.Choice(None, own, None, crop=False, blur=False, face=0), None
     chosen = image_source.picked()
-    if chosen is None or not (data / chosen["file"]).is_file():
+    if chosen is None or not has_data or not (data / chosen["file"]).is_file():
         return None
     row = cache.rows[cache.rows["file"] == chosen["file"]]
-    return None if row.empty else row.iloc[0].to_dict()
+    if row.empty:
+        return None
+    path = data / chosen["file"]
+    return image_source.Choice(path, None, chosen, crop=False, blur=False, face=0), row.iloc[0].to_dict()
+
+
+def use_own_photo() -> None:
+    file = st.session_state["lesson_upload"]
+    if file is not None:
+        image_source.use_upload(file.getvalue())
+        st.session_state["lesson_step"] = 1
 
 
 step = st.session_state.setdefault("lesson_step", 0)
 st.progress((step + 1) / len(STEPS), text=f"Step {step + 1} of {len(STEPS)}: **{STEPS[step]}**")
-picked = lesson_face()
+face = lesson_face()
+choice, picked = face if face is not None else (None, None)
 
 if step == 0:
     st.markdown("A computer program, the **model**, has learnt to guess whether a face is a man's or a woman's "
                 f"from {trained_on} example photos. Let's follow it on one face. **Pick one** below: some it gets "
                 "right, some wrong (you will find out which).")
-    choices = classroom.examples(cache.rows, exists=lambda file: (data / file).is_file())
-    columns = st.columns(len(choices))
-    for column, (_, row) in zip(columns, choices.iterrows()):
-        with column:
-            st.image(str(data / row["file"]), width="stretch")
-            if st.button("This one", key=f"face-{row['file']}", width="stretch"):
-                image_source.pick({c: row[c] for c in LABEL_COLUMNS})
-                st.session_state["lesson_step"] = 1
-                st.rerun()
+    if has_data:
+        draw = st.session_state.setdefault("lesson_draw", 0)
+        choices = classroom.examples(cache.rows, exists=lambda file: (data / file).is_file(), draw=draw)
+        columns = st.columns(len(choices))
+        for column, (_, row) in zip(columns, choices.iterrows()):
+            with column:
+                st.image(str(data / row["file"]), width="stretch")
+                if st.button("This one", key=f"face-{row['file']}", width="stretch"):
+                    image_source.pick({c: row[c] for c in LABEL_COLUMNS})
+                    st.session_state["lesson_step"] = 1
+                    st.rerun()
+        if st.button("🔀 Other faces", help="A fresh set of six: right and wrong answers, for women and men, a "
+                                            "hesitant answer and a child."):
+            st.session_state["lesson_draw"] = draw + 1
+            st.rerun()
+    st.file_uploader("…or use your own photo (it stays in this browser session)", key="lesson_upload",
+                     type=image_source.UPLOAD_TYPES, on_change=use_own_photo)
     if picked is not None:
         st.caption(f"Current face: {md(picked['file'], code=True)}.")
-elif picked is None:
+elif choice is None:
     st.session_state["lesson_step"] = 0
     st.rerun()
-else:
-    path = data / picked["file"]
-    if step == 1:
-        size = facts.input_size
-        small = Image.open(path).convert("RGB").resize((size, size))
+elif step == 1:
+    size = facts.input_size
+    try:
+        small = Image.fromarray(choice.image()).resize((size, size))
+    except ImageError as exc:
+        st.error(f"**This photo cannot be used.** {md(exc)}")
+    else:
         c1, c2 = st.columns([1, 2])
         c1.image(small, caption=f"What the model gets: {size} × {size} dots", width="stretch")
         c2.markdown(
@@ -115,10 +143,24 @@ else:
             "each with a label that people gave it (*Female* or *Male*), and it adjusted itself, millions "
             "of times, to guess those labels well.\n\nNow it has to guess this one."
         )
-    elif step == 2:
+elif step == 2 and picked is None:
+    own = choice.explain()
+    if own is not None:
+        c1, c2 = st.columns([1, 2])
+        c1.image(own.view.image, width="stretch")
+        c2.markdown(
+            f"### The model says **{own.label}**, {own.probability:.0%} sure.\n\n"
+            "Nobody labelled your photo for FairFace, so the app cannot tell whether that is right: you can. "
+            + ("Being sure is not the same as being right: the model can be very sure and still wrong."
+               if classroom.is_sure(own.probability) else
+               "It was not very sure: on faces like this it is close to tossing a coin.")
+            + "\n\nAnd even a label would be a guess: gender is not something a photo shows."
+        )
+else:
+    if step == 2:
         right = picked["pred"] == picked["gender"]
         c1, c2 = st.columns([1, 2])
-        c1.image(str(path), width="stretch")
+        c1.image(str(choice.path), width="stretch")
         c2.markdown(
             f"### The model says **{picked['pred']}**, {picked['prob']:.0%} sure.\n\n"
             f"The people who labelled this photo for FairFace said **{picked['gender']}**: the model is "
@@ -131,7 +173,7 @@ else:
     elif step == 3:
         from faircam.figures import map_overlay  # runs the model: imported only once the lesson needs it
 
-        explanation = ui.explain_file(path, crop=False, blur=False)
+        explanation = choice.explain()
         if explanation is not None:
             focus, chance = explanation.focus[METHOD], explanation.chance
             c1, c2, c3 = st.columns([1, 1, 2])
@@ -141,8 +183,9 @@ else:
             c3.markdown(
                 f"The **heat map** colours the parts of the picture that pushed the model towards "
                 f"*{explanation.label}*: **red** pushed hard, **blue** hardly at all.\n\n"
-                f"**{focus['face']:.0%}** of the heat is on the face. If the model had looked everywhere equally, "
-                f"the face would get {chance['face']:.0%} (its share of the picture). "
+                f"**{focus['face']:.0%}** of the heat is on the face: the map's **{wording.FOCUS_SCORE}**. If the "
+                f"model had looked everywhere equally, the face would get {chance['face']:.0%}, its share of the "
+                f"picture: the **{wording.CHANCE}**. "
                 + attention(focus, chance)
                 + "\n\nThe map is blurry on purpose: the model's last layer sees the picture as a coarse grid, "
                 "so read it as *roughly here*, not as an outline."
@@ -150,8 +193,8 @@ else:
     elif step == 4:
         from faircam.figures import map_overlay  # runs the model: imported only once the lesson needs it
 
-        before = ui.explain_file(path, crop=False, blur=False)
-        after = ui.explain_file(path, crop=True, blur=True)
+        before = choice.explain()
+        after = replace(choice, crop=True, blur=True).explain()
         if before is not None and after is not None:
             c1, c2, c3 = st.columns([1, 1, 2])
             c1.image(map_overlay(before, METHOD), width="stretch",
@@ -163,9 +206,11 @@ else:
                 "Now we change the picture: we **cut out the face** the way FairFace cut its faces (so it barely "
                 "moves) with the eyes level, and **blur everything around it**, so hair, clothes and background "
                 "say less.\n\n"
-                + (f"The answer **changed**, from {before.label} to {after.label} (now "
-                   f"{'right' if after.label == picked['gender'] else 'wrong'}): something around the face counted "
-                   "in its answer, or the blur itself threw it off." if changed else
+                + (f"The answer **changed**, from {before.label} to {after.label}"
+                   + ("" if picked is None else
+                      f" (now {'right' if after.label == picked['gender'] else 'wrong'})")
+                   + ": something around the face counted in its answer, or the blur itself threw it off."
+                   if changed else
                    f"The answer stayed **{after.label}** ({before.probability:.0%} → {after.probability:.0%} sure)."
                    + (" It became much less sure: part of what convinced it was around the face."
                       if classroom.lost_confidence(before.probability, after.probability) else ""))
@@ -180,17 +225,20 @@ else:
     elif step == 5:
         by = groups.GROUPINGS["race × gender"]
         cells = groups.ranked(groups.group_table(cache.rows, by))
-        mine = cells.set_index("group").loc[groups.group_label(picked, by)]
         usable = cells[~cells["small"]]
         overall = groups.group_table(cache.rows, []).at[0, "accuracy"]
-        st.markdown(
-            f"One face is one face. To know whether the model treats people fairly we need **many**: it was tested "
-            f"on **{len(cache.rows):,}** FairFace faces, and it was right for **{overall:.0%}** of them.\n\n"
-            f"For **{people(pd.Series(picked))}**, like this one, it was right **{mine['accuracy']:.0%}** of the "
-            f"time, out of **{mine['n']}** faces. With other faces it could plausibly be anywhere from "
-            f"{mine['accuracy_low']:.0%} to {mine['accuracy_high']:.0%}."
-            + (" That is a small group: read its number with care." if mine["small"] else "")
-        )
+        said = (f"One face is one face. To know whether the model treats people fairly we need **many**: it was "
+                f"tested on **{len(cache.rows):,}** FairFace faces, and it was right for **{overall:.0%}** of them.")
+        if picked is None:
+            said += ("\n\nYour photo has no label and belongs to no group of the test: the app does not guess "
+                     "anyone's race or gender. The groups below are FairFace's.")
+        else:
+            mine = cells.set_index("group").loc[groups.group_label(picked, by)]
+            said += (f"\n\nFor **{people(pd.Series(picked))}**, like this one, it was right "
+                     f"**{mine['accuracy']:.0%}** of the time, out of **{mine['n']}** faces. With other faces it "
+                     f"could plausibly be anywhere from {mine['accuracy_low']:.0%} to {mine['accuracy_high']:.0%}."
+                     + (" That is a small group: read its number with care." if mine["small"] else ""))
+        st.markdown(said)
         if len(usable) >= 2:
             best, worst = usable.iloc[0], usable.iloc[-1]
             st.markdown(

@@ -5,6 +5,7 @@ import streamlit as st
 
 import image_source
 import ui
+from faircam import wording
 from faircam.figures import draw_face, explanation_figure, map_overlay, png_bytes
 from faircam.focus import REGIONS
 
@@ -43,21 +44,21 @@ if explanation is not None:
         tiles[0].image(draw_face(view.image, explanation), caption="What the model sees (face box, landmarks)",
                        width="stretch")
         for tile, method in zip(tiles[1:], explanation.maps):
-            focus = explanation.focus[method]
             tile.image(map_overlay(explanation, method), width="stretch",
-                       caption=f"{method}: {focus['face']:.0%} on the face")
+                       caption=wording.share_caption(method, explanation.focus[method]["face"],
+                                                     explanation.chance["face"]))
         if view.invalid_share > 0:
             st.caption(f"The hatched grey area ({view.invalid_share:.0%} of the view) lies beyond the photo's edge: "
                        "the model sees flat grey there, and no score counts it.")
 
         st.markdown("#### Where the attention falls")
-        st.caption("Share of each map's total heat per region. **Chance** is what a map spread evenly over the "
-                   "image would score: a face share well above chance means the model looked at the face.")
+        st.caption(f"Share of each map's total heat per region. {wording.FOCUS_DEFINITION} {wording.SUM_RULE}")
         if view.face is None:
             st.info("No face was found, so every share counts as background.")
         table = pd.DataFrame(explanation.focus).T
-        chance = pd.DataFrame([explanation.chance], index=["chance (even map)"])
-        st.dataframe(pd.concat([table, chance])[["face", *REGIONS]].style.format("{:.0%}"), width="stretch")
+        chance = pd.DataFrame([explanation.chance], index=[wording.CHANCE])
+        shares = pd.concat([table, chance])[["face", *REGIONS]].rename(columns={"face": wording.FACE_COLUMN})
+        ui.table(shares.style.format("{:.0%}"), width="stretch")
         # Drawn on click only: rendering it on every rerun would cost more than the maps themselves.
         st.download_button("⬇️ Download the figure (PNG)", lambda: png_bytes(explanation_figure(explanation)),
                            file_name="faircam-explanation.png", mime="image/png")

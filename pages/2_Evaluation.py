@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import accuracy, charts, groups
+from faircam import accuracy, charts, groups, wording
 from faircam.cache import focus_column
 from faircam.config import MIN_GROUP_SIZE
 from faircam.data import AGES, GENDERS, RACES, filter_rows
@@ -48,7 +48,7 @@ scores = accuracy.overall_scores(rows)
 overall = scores.loc["all"]
 c1, c2, c3 = st.columns(3)
 c1.metric("Accuracy", f"{overall['accuracy']:.1%}", help="Share of images whose predicted gender matches the label.")
-c2.metric("95% interval", f"{overall['accuracy_low']:.1%}–{overall['accuracy_high']:.1%}",
+c2.metric("95% interval", wording.percent_range(overall["accuracy_low"], overall["accuracy_high"], digits=1),
           help=f"{groups.INTERVALS['proportion']} of the accuracy.")
 c3.metric("Images", f"{int(overall['n']):,}")
 if overall["n"] < MIN_GROUP_SIZE:
@@ -60,7 +60,7 @@ with left:
     st.plotly_chart(charts.confusion_heatmap(accuracy.confusion(rows)), width="stretch")
 with right:
     st.markdown("#### Per class")
-    st.dataframe(
+    ui.table(
         scores.drop(index="all")[["precision", "recall", "f1", "n"]].style.format(
             {"precision": "{:.1%}", "recall": "{:.1%}", "f1": "{:.1%}", "n": "{:,}"}
         ),
@@ -79,14 +79,14 @@ with tab:
     gap = groups.spread(table)
     if gap["gap"] is not None:
         st.markdown(
-            f"Gap between best and worst {name}: **{gap['gap']:.1%}** "
+            f"Gap between best and worst {name}: **{wording.points(gap['gap'])}** "
             f"(best {gap['best']}, n={gap['best_n']:,}; worst {gap['worst']}, n={gap['worst_n']:,})."
         )
     else:
         st.info("Fewer than two groups are large enough to compare.")
     st.plotly_chart(charts.interval_dots(table, "accuracy", reference=overall["accuracy"], title="accuracy"),
                     width="stretch", key=f"bars-{name}")
-    st.dataframe(
+    ui.table(
         pd.DataFrame({name: [groups.size_label(g, n, s) for g, n, s in table[["group", "n", "small"]].to_numpy()],
                       f"accuracy ({groups.INTERVALS['proportion']})": [
                           groups.with_interval(*v) for v in table[["accuracy", "accuracy_low", "accuracy_high"]]
@@ -97,12 +97,13 @@ with tab:
 if cache.has_cams:
     st.markdown("### Where the maps fall, on average")
     st.caption("Mean share of each CAM's heat per face region over the images counted (from landmarks found "
-               "by MTCNN). Compare the face share with the face's share of the image area (chance).")
+               f"by MTCNN). {wording.FOCUS_DEFINITION} {wording.SUM_RULE}")
     focus = pd.DataFrame(
         [{"method": m, **{r: rows[focus_column(m, r)].mean() for r in (*REGIONS, "face", "face_baseline")}}
          for m in cache.methods]
     )
     st.plotly_chart(charts.focus_bars(focus, list(REGIONS)), width="stretch")
-    st.dataframe(focus.set_index("method").style.format("{:.1%}"), width="stretch")
+    ui.table(focus.set_index("method").rename(columns={"face": wording.FACE_COLUMN, "face_baseline": wording.CHANCE})
+             .style.format("{:.1%}"), width="stretch")
     st.caption(f"A face was found in {rows['face_found'].mean():.0%} of these images; where none was found the "
                "whole map counts as background.")

@@ -35,7 +35,7 @@ if entry.name in caches:
     st.markdown(f"**Validation accuracy:** {accuracy} on {overall['n']:,} FairFace validation images "
                 f"({groups.INTERVALS['proportion']}; from `faircam evaluate`'s cache).")
     by_race = groups.ranked(groups.group_table(rows, groups.GROUPINGS["race"]))
-    st.dataframe(pd.DataFrame({
+    ui.table(pd.DataFrame({
         "race": [groups.size_label(g, n, small) for g, n, small in by_race[["group", "n", "small"]].to_numpy()],
         f"accuracy ({groups.INTERVALS['proportion']})": [
             groups.with_interval(*v) for v in by_race[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
@@ -58,14 +58,11 @@ st.caption("Pick one in the sidebar, or compare them on *Compare models*. Accura
            "`faircam evaluate --model NAME` on the validation images all the caches hold; gaps are best minus "
            "worst group among groups of at least 30 images.")
 entries = registry.entries()
-st.dataframe(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights"), hide_index=True,
-             width="stretch")
+# A static table: its text wraps, where a data grid would cut the titles and licences.
+st.table(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights").set_index("name"))
 caches, missing = ui.available_evaluations(list(entries))
 if caches:
-    measured = compare.summary(compare.shared_rows(caches))
-    st.dataframe(measured.style.format({c: "{:.1%}" for c in measured.columns
-                                        if c.startswith("accuracy") or c.endswith(" gap")},
-                                       na_rep="–"), width="stretch")
+    ui.table(compare.summary_shown(compare.summary(compare.shared_rows(caches))), width="stretch", hide_index=True)
 if missing:
     st.caption(f"Not evaluated yet: {md(', '.join(missing))}.")
 
@@ -89,9 +86,10 @@ The four methods differ in how they weigh that layer's channels:
 When the four agree, the picture is clearer; when they disagree, be careful with conclusions.
 
 **Focus score.** faircam finds the face and five landmarks (eyes, nose, mouth corners) with MTCNN and
-measures which share of each map's heat falls on the face and on the eyes, nose, mouth and the rest of
-the face. Compare it with **chance**, the share a map spread evenly over the picture would score:
-a face share of 60% when the face covers 55% of the image says little; 90% says a lot.
+measures which share of each map's heat falls on the face (the **focus score**) and on the eyes, nose,
+mouth and the rest of the face, which add up to the focus score. Compare it with its **chance level**,
+the share a map spread evenly over the picture would score: a focus score of 60% when the face covers
+55% of the image says little; 90% says a lot.
 
 **What a CAM is not.** It shows where the evidence was, not *why* that evidence means "male" or
 "female" to the model, and not whether the model is fair. Use the Evaluation page for that.

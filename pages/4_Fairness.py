@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import charts, groups, metrics, report
+from faircam import charts, groups, metrics, report, wording
 from faircam.text import md
 
 ui.page_setup("Fairness: for whom does the model fail?", "⚖️")
@@ -45,7 +45,7 @@ def gap_metrics(result: metrics.Fairness) -> None:
                 st.metric(name, "not defined", help=metrics.GAP_WORDS[name])
                 st.caption(gap["note"])
                 continue
-            st.metric(name, f"{gap['value'] * 100:.1f} points", help=metrics.GAP_WORDS[name])
+            st.metric(name, wording.points(gap["value"]), help=metrics.GAP_WORDS[name])
             st.caption(f"{groups.INTERVALS['difference']}: {gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f} "
                        "points · "
                        f"{gap['groups_compared']} groups compared  \nhighest: {gap['highest']}  \n"
@@ -60,8 +60,8 @@ def plain_words(result: metrics.Fairness, grouping: str) -> str:
     if pd.isna(gap["value"]):
         return gap["note"]
     return (f"Across {grouping}, accuracy runs from **{gap['lowest']}** to **{gap['highest']}**: a gap of "
-            f"**{gap['value'] * 100:.1f} points**, and with another sample of faces it could plausibly be anywhere "
-            f"from {gap['ci_low'] * 100:.1f} to {gap['ci_high'] * 100:.1f}.")
+            f"**{wording.points(gap['value'])}**, and with another sample of faces it could plausibly be anywhere "
+            f"from {wording.points(gap['ci_low'])} to {wording.points(gap['ci_high'])}.")
 
 
 def rate_table(result: metrics.Fairness, grouping: str) -> pd.DataFrame:
@@ -95,7 +95,7 @@ with tab:
             st.caption("Each group's women called male (across) and men called male (up), with "
                        f"{groups.INTERVALS['proportion']}s. "
                        "Equal odds would put every group on one point; top left is best.")
-    st.dataframe(rate_table(result, grouping), width="stretch", hide_index=True)
+    ui.table(rate_table(result, grouping), width="stretch", hide_index=True)
 
 st.divider()
 st.markdown("### Take the audit with you")

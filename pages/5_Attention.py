@@ -4,7 +4,7 @@ import streamlit as st
 
 import image_source
 import ui
-from faircam import audit, audit_charts, charts, groups
+from faircam import audit, audit_charts, charts, groups, wording
 from faircam.cache import group_averages, view_column
 from faircam.config import MIN_GROUP_SIZE
 from faircam.figures import overlay
@@ -39,7 +39,8 @@ by = groups.GROUPINGS[grouping]
 
 st.markdown("## Where the maps fall, group by group")
 st.caption("Mean share of each map's heat on each face region (MTCNN landmarks), and on the whole face (the "
-           f"**focus score**), per group, with its {groups.INTERVALS['mean']} (±). Read down a column to compare "
+           f"**{wording.FOCUS_SCORE}**), per group, with its {groups.INTERVALS['mean']} (±). {wording.SUM_RULE} "
+           "Read down a column to compare "
            "groups: red cells are above the groups' average for that region, blue cells below. ★ marks a group "
            "whose share differs from the other images' (Welch's t-test) after "
            f"{groups.MULTIPLE_COMPARISONS} over every group, region and CAM method: with that many comparisons "
@@ -78,7 +79,7 @@ else:
                    f"{'; a finding after false discovery rate control' if top['separated'] else '; could be chance'}).")
     st.plotly_chart(audit_charts.parity_heatmap(parity, list(audit.PARITY_KEYS)), width="stretch")
     with st.expander("Spread per region (highest minus lowest group, groups large enough to compare)"):
-        st.dataframe(
+        ui.table(
             spread.drop(columns=["highest_ci", "lowest_ci"]).style.format(
                 {"spread": "{:.1%}", "highest_mean": "{:.1%}", "lowest_mean": "{:.1%}", "highest_q": "{:.3f}",
                  "lowest_q": "{:.3f}"}, na_rep="–"),
@@ -124,7 +125,7 @@ else:
                f"{chance['crop'] * 100:+.1f} points when cropped and {chance['blur'] * 100:+.1f} when blurred, "
                "so compare the groups with each other rather than with zero.")
     with st.expander("The numbers"):
-        st.dataframe(effects.style.format(
+        ui.table(effects.style.format(
             {c: "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
             | {c: "{:+.1%}" for c in effects.columns if c.startswith(("focus_change", "chance_change"))}),
             width="stretch", hide_index=True)

@@ -83,7 +83,7 @@ else:
                f"group, and groups under {MIN_GROUP_SIZE} are marked ⚠ small.")
     st.plotly_chart(charts.interval_dots(chosen, "mean", color="method", percent=False), width="stretch")
     with st.expander("The numbers"):
-        st.dataframe(per_group.style.format({"mean": "{:.3f}", "mean_low": "{:.3f}", "mean_high": "{:.3f}"}),
+        ui.table(per_group.style.format({"mean": "{:.3f}", "mean_low": "{:.3f}", "mean_high": "{:.3f}"}),
                      width="stretch", hide_index=True)
 
 st.markdown("## Do the four maps agree?")
@@ -120,4 +120,4 @@ else:
                        f"{image[AGREEMENT_MEAN]:.2f}")
             image_source.explore_link(image["file"], label="Its four maps on Explore")
     with st.expander("Every pair, for these images"):
-        st.dataframe(worst, width="stretch", hide_index=True)
+        ui.table(worst, width="stretch", hide_index=True)

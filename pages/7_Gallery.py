@@ -6,6 +6,7 @@ import streamlit as st
 
 import image_source
 import ui
+from faircam import groups
 from faircam.config import settings
 from faircam.data import AGES, GENDERS, RACES, filter_rows
 from faircam.text import md
@@ -25,7 +26,7 @@ st.caption(
 )
 
 c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
-races = c1.multiselect("Race", RACES, placeholder="all")
+races = c1.multiselect("Race", RACES, placeholder="all", format_func=groups.label)
 genders = c2.multiselect("FairFace label", GENDERS, placeholder="all")
 ages = c3.multiselect("Age", AGES, placeholder="all")
 order = c4.radio("Sort by the model's confidence", ["most confident first", "least confident first"],
@@ -55,9 +56,9 @@ if data is None or not data.is_dir():
         f"folder the evaluation used ({md(cache.meta['data']['root'], code=True)}), or run `faircam fetch-fairface`. "
         "The mistakes are listed below instead."
     )
-    st.dataframe(shown[["file", "race", "age", "gender", "pred", "prob"]].rename(
-        columns={"gender": "label", "pred": "model says", "prob": "confidence"}).style.format({"confidence": "{:.0%}"}),
-        hide_index=True, width="stretch")
+    listed = shown[["file", "race", "age", "gender", "pred", "prob"]].assign(race=shown["race"].map(groups.label))
+    listed = listed.rename(columns={"gender": "label", "pred": "model says", "prob": "confidence"})
+    ui.table(listed.style.format({"confidence": "{:.0%}"}), hide_index=True, width="stretch")
     st.stop()
 
 missing = 0
@@ -71,7 +72,7 @@ for i, (_, row) in enumerate(shown.iterrows()):
             missing += 1
             st.info(f"{md(row['file'], code=True)} is missing")
         st.markdown(f"Label **{md(row['gender'])}** · model **{md(row['pred'])}** ({row['prob']:.0%} sure)")
-        st.caption(f"{md(row['race'].replace('_', ' '))}, age {md(row['age'])} · {md(row['file'], code=True)}")
+        st.caption(f"{md(groups.label(row['race']))}, age {md(row['age'])} · {md(row['file'], code=True)}")
         image_source.explore_link(row["file"], label="Its maps on Explore")
 if missing:
     st.warning(f"{missing} of these images are not in {md(data, code=True)}: is it the folder the evaluation used "

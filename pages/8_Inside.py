@@ -34,7 +34,7 @@ def _inside(key: str, _choice: image_source.Choice, model_sha: str,
     return view.image, view.message, view.faces_found, _pipeline.model.classes[best], float(probs[best]), stages
 
 
-choice, result_slot = image_source.choose()
+choice, result_slot = image_source.choose(from_link=True)
 result = None
 if choice is not None:
     try:

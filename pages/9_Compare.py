@@ -5,7 +5,7 @@ import streamlit as st
 
 import image_source
 import ui
-from faircam import compare, groups, registry
+from faircam import compare, groups, registry, wording
 from faircam.config import MIN_GROUP_SIZE
 from faircam.figures import draw_face, map_overlay
 from faircam.text import md
@@ -24,6 +24,7 @@ if len(chosen) < 2:
 
 st.markdown("## The same face through each model")
 choice, result = image_source.choose(
+    from_link=True,
     crop_help="Cut the face out the way FairFace cut its faces. The other models always get the aligned "
               "face they were trained on.")
 truth = None if choice is None else choice.truth
@@ -54,14 +55,15 @@ if choice is not None:
                            caption=f"What {name} sees ({size}×{size})")
             for tile, method in zip(tiles[1:], explanation.maps):
                 tile.image(map_overlay(explanation, method), width="stretch",
-                           caption=f"{method}: {explanation.focus[method]['face']:.0%} on the face")
+                           caption=wording.share_caption(method, explanation.focus[method]["face"],
+                                                         explanation.chance["face"]))
             focus_rows[name] = {**{m: focus["face"] for m, focus in explanation.focus.items()},
-                                "chance": explanation.chance["face"]}
+                                wording.CHANCE: explanation.chance["face"]}
         if focus_rows:
-            st.markdown("#### Share of each map on the face")
-            st.caption("**Chance** is the face's share of the image each model sees: the models crop differently, "
-                       "so compare each model's shares with its own chance.")
-            st.dataframe(pd.DataFrame(focus_rows).T.style.format("{:.0%}"), width="stretch")
+            st.markdown(f"#### Each map's {wording.FOCUS_SCORE}")
+            st.caption(f"{wording.FOCUS_DEFINITION} The models crop differently, so compare each model's focus "
+                       "scores with its own chance level.")
+            ui.table(pd.DataFrame(focus_rows).T.style.format("{:.0%}"), width="stretch")
 
 st.markdown("## Evaluations side by side")
 caches, missing = ui.available_evaluations(chosen)
@@ -82,16 +84,19 @@ st.caption(f"Computed by `faircam evaluate --model NAME` and read from each mode
            f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "
            f"least {MIN_GROUP_SIZE} images.")
 table = compare.summary(rows)
-percent = {c: "{:.1%}" for c in table.columns if c.startswith("accuracy") or c.endswith(" gap")}
-st.dataframe(table.style.format(percent, na_rep="–"), width="stretch")
+ui.table(compare.summary_shown(table), width="stretch", hide_index=True)
 
 tab, name = ui.open_tab(list(groups.GROUPINGS), key="compare-grouping")
 by = groups.GROUPINGS[name]
 with tab:
     side = compare.group_table(rows, by)
-    st.dataframe(side.style.format({c: "{:.1%}" for c in side.columns if " accuracy" in c}, na_rep="–"),
-                 width="stretch", hide_index=True)
-    st.caption(f"Intervals: {groups.INTERVALS['proportion']}s.")
+    ui.table(pd.DataFrame({
+        name: [g + groups.small_mark(small) for g, small in side[["group", "small"]].to_numpy()],
+        **{model: [groups.with_interval(*v) + f", n={n:,.0f}" if pd.notna(n) else "–" for *v, n in
+                   side[[f"{model} accuracy", f"{model} accuracy_low", f"{model} accuracy_high",
+                         f"{model} n"]].to_numpy()] for model in caches},
+    }), width="stretch", hide_index=True)
+    st.caption(f"Each model's accuracy with its {groups.INTERVALS['proportion']} and n, the number of images.")
     if side["small"].any():
-        st.caption(f"`small` marks groups under {MIN_GROUP_SIZE} images in some model: read them as "
+        st.caption(f"⚠ small marks groups under {MIN_GROUP_SIZE} images in some model: read them as "
                    "anecdotes, not rankings.")

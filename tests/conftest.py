@@ -33,6 +33,13 @@ def private_model_registry(tmp_path, monkeypatch):
     monkeypatch.setenv("FAIRCAM_REGISTRY", str(tmp_path / "registry.json"))
 
 
+@pytest.fixture(autouse=True)
+def no_background_model_load(monkeypatch):
+    """AppTest runs app.py in the test process: its background model load would race the tests that count
+    model loads or torch imports. tests/test_light_pages.py turns it on where it is the subject."""
+    monkeypatch.setenv("FAIRCAM_PRELOAD", "0")
+
+
 @pytest.fixture(scope="session")
 def fairface() -> Path:
     """The shared FairFace sample; CI provides it, so its absence is a failure, not a skip."""

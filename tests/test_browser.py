@@ -41,6 +41,7 @@ def server():
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "FAIRCAM_PRELOAD": "1"},  # as served to users: the model loads after the first page
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -121,7 +122,7 @@ def test_explore_pick_face_toggle_crop_and_blur(server, page, shots):
     page.get_by_text("The model says").first.wait_for(timeout=120_000)
     page.get_by_text("Download the figure").wait_for()
     body = page.inner_text("body")
-    assert "FairFace label" in body and "Grad-CAM++" in body and "on the face" in body
+    assert "FairFace label" in body and "Grad-CAM++" in body and "focus score" in body
     # The input view and the four overlays, beside the twelve thumbnails.
     assert page.locator("[data-testid='stImage']").count() >= 12 + 5
     page.screenshot(path=shots / "explore.png")
@@ -238,7 +239,7 @@ def test_about_page(server, page, shots):
 # --- two people at once ----------------------------------------------------------------------
 
 SHOWN = re.compile(r"The model says (Female|Male) \((\d+)% sure\)")
-ON_FACE = re.compile(r"(Grad-CAM\+\+|Grad-CAM|XGrad-CAM|LayerCAM): (\d+)% on the face")
+ON_FACE = re.compile(r"(Grad-CAM\+\+|Grad-CAM|XGrad-CAM|LayerCAM): focus score (\d+)%")
 
 
 def _shown(page) -> dict:
@@ -263,7 +264,7 @@ def _printed(process: subprocess.Popen) -> dict:
     assert process.returncode == 0, err
     result = json.loads(out)
     return {"prediction": result["prediction"], "percent": round(100 * result["probability"]),
-            "face": {m: round(100 * s["face"]) for m, s in result["focus"].items()}}
+            "face": {m: round(100 * s) for m, s in result["focus_score"].items()}}
 
 
 def _assert_same(shown: dict, expected: dict) -> None:
@@ -321,3 +322,86 @@ def test_two_sessions_at_once_each_see_their_own_result(server, browser, shots):
     for key, process in cli.items():
         _assert_same(shown[key], _printed(process))
     assert shown["a"]["prediction"] != shown["b"]["prediction"]  # so a mix-up could not pass unseen
+
+
+# --- narrow windows, projectors ----------------------------------------------------------------
+
+PAGES = ("", "Explore?image=val/26.jpg", "Evaluation", "Fairness", "Attention", "Faithfulness", "Gallery",
+         "Inside?image=val/26.jpg", "Compare?image=val/26.jpg", "Classroom", "About")
+IMAGE_WIDTHS = ("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")]"
+                ".map(i => i.getBoundingClientRect().width)")
+
+# The width of a label's text as laid out, and of the box that shows it (an ellipsis hides the difference).
+LABEL_WIDTHS = """e => { const range = document.createRange(); range.selectNodeContents(e);
+  const box = e.closest("[data-testid='stMarkdownContainer']") || e;
+  return [range.getBoundingClientRect().width, box.getBoundingClientRect().width]; }"""
+
+
+def _open_at(browser, url: str, width: int, height: int = 900):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(url)
+    _settle(page)
+    return context, page
+
+
+@pytest.mark.parametrize(("width", "present", "smallest"), [(800, True, 160), (800, False, 120), (1440, True, 240)])
+def test_maps_are_readable_from_800_px_and_on_a_projector(server, browser, shots, width, present, smallest):
+    url = f"{server}/Explore?image=val/26.jpg" + ("&present=1" if present else "")
+    context, page = _open_at(browser, url, width)
+    try:
+        page.get_by_text("The model says").first.wait_for(timeout=120_000)
+        _settle(page)
+        _no_exception(page)
+        # The result (the face and its four maps) is drawn above the picker's thumbnails.
+        tiles = page.evaluate(IMAGE_WIDTHS)[:5]
+        assert len(tiles) == 5 and min(tiles) >= smallest, tiles
+        page.screenshot(path=shots / f"maps-{width}{'-present' if present else ''}.png", full_page=True)
+        # Presentation mode folds the sidebar away (it slides out of the window).
+        box = page.locator("[data-testid='stSidebar']").bounding_box()
+        assert (box is not None and box["x"] + box["width"] > 50) is not present, box
+        # Toggle labels whole: the crop toggle's text fits its box (it wraps rather than ending in "…").
+        text, box = page.get_by_text("Crop and align the face").first.evaluate(LABEL_WIDTHS)
+        assert text <= box + 1, (text, box)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_race_by_gender_table_is_shown_whole(server, browser, shots, present):
+    context, page = _open_at(browser, f"{server}/Evaluation" + ("?present=1" if present else ""), 800)
+    try:
+        page.get_by_role("tab", name="race × gender").click()
+        page.get_by_text("Gap between best and worst race × gender").first.wait_for(timeout=60_000)
+        _settle(page)
+        _no_exception(page)
+        if present:
+            # A static table, whose text grows with the page's type: all fourteen groups, no scroll bar.
+            rows = page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stTable']\")].map("
+                                 "t => [t.querySelectorAll('tbody tr').length, t.scrollHeight - t.clientHeight])")
+            assert [14, 0] in rows, rows
+        else:
+            heights = page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stDataFrame']\")]"
+                                    ".map(e => e.getBoundingClientRect().height)")
+            assert max(heights) >= 15 * 34, heights  # a scrolling box would show about ten rows
+        page.screenshot(path=shots / f"evaluation-800{'-present' if present else ''}.png", full_page=True)
+    finally:
+        context.close()
+
+
+def test_every_page_at_800_and_1440_px(server, browser, shots):
+    """Screenshots to look at: every page, normal and presentation mode, at both widths."""
+    for width in (800, 1440):
+        for present in (False, True):
+            for path in PAGES:
+                joiner = "&" if "?" in path else "?"
+                # Tall windows: Streamlit scrolls inside its own box, so a full-page screenshot shows one screen.
+                context, page = _open_at(browser, f"{server}/{path}" + (f"{joiner}present=1" if present else ""),
+                                         width, height=2400)
+                try:
+                    page.wait_for_timeout(1500)  # charts finish drawing
+                    _no_exception(page)
+                    name = path.split("?")[0] or "Home"
+                    page.screenshot(path=shots / f"{width}{'-present' if present else ''}-{name}.png", full_page=True)
+                finally:
+                    context.close()

@@ -41,6 +41,22 @@ def test_examples_pick_one_face_of_each_kind():
     assert list(picked["file"]) != list(HAND_BUILT["file"].head(6))
 
 
+def test_a_fresh_set_has_the_same_kinds_of_faces(rows):
+    first = classroom.examples(rows, exists=lambda file: True)
+    fresh = [classroom.examples(rows, exists=lambda file: True, draw=draw) for draw in (1, 2)]
+    for picked in fresh:
+        assert len(picked) == 6 and picked["face_found"].all()
+        adults = picked[~picked["age"].isin(classroom.CHILD_AGES)]
+        # Balanced: a sure right answer and a wrong one for each gender, a hesitant adult and a child.
+        assert sorted(adults[adults["correct"] & (adults["prob"] > classroom.SURE)]["gender"]) == ["Female", "Male"]
+        assert set(adults[~adults["correct"]]["gender"]) == {"Female", "Male"}  # the hesitant one may be wrong too
+        assert ((adults["prob"] - 0.5).abs() < classroom.HESITANT).any()
+        assert (picked["age"] == "3-9").sum() == 1
+    # Fresh on request, and the same set again for the same draw.
+    assert set(fresh[0]["file"]) != set(first["file"]) and set(fresh[0]["file"]) != set(fresh[1]["file"])
+    assert list(fresh[0]["file"]) == list(classroom.examples(rows, exists=lambda file: True, draw=1)["file"])
+
+
 def test_examples_skip_images_that_are_not_on_disk():
     picked = classroom.examples(HAND_BUILT, exists=lambda file: file != "sure-wrong-f")
     assert "sure-wrong-f" not in set(picked["file"]) and "wrong-f" in set(picked["file"])

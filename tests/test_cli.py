@@ -52,9 +52,11 @@ def test_explain_writes_figure_and_json(capsys, tmp_path, fairface, pipeline):
     assert result["probability"] == result["probabilities"][result["prediction"]]
     assert result["face_found"] is True  # a FairFace crop: MTCNN finds the face
     assert result["cropped"] is False and result["blurred"] is False
-    assert set(result["focus"]) == set(METHODS)
-    for method, scores in result["focus"].items():
+    assert set(result["region_shares"]) == set(METHODS)
+    for method, scores in result["region_shares"].items():
         assert sum(scores[r] for r in REGIONS) == pytest.approx(1, abs=1e-3), method
+        assert result["focus_score"][method] == scores["face"]
+    assert result["chance_level"] == result["region_chance"]["face"]
     assert result["model"] == pipeline.model.name
     # The command says what the library says about the same photo.
     expected = pipeline.explain(read_image(fairface / IMAGE))
@@ -78,7 +80,7 @@ def test_explain_with_crop_and_blur(capsys, tmp_path, fairface):
     assert result["cropped"] is True and result["blurred"] is True
     assert result["message"] == ""
     assert result["prediction"] in ("Female", "Male")
-    assert set(result["focus"]) == set(METHODS)
+    assert set(result["region_shares"]) == set(METHODS)
     with Image.open(figure) as png:
         assert png.width == 5 * 224
 

@@ -159,3 +159,18 @@ def test_repeated_view_does_no_model_work(counters):
     assert other.session_state["picked"] == at.session_state["picked"]
     assert "The model says" in "\n".join(m.value for m in other.markdown)
     assert (counters["cams"], counters["detect"]) == (2, 2)
+
+
+def test_the_model_loads_in_the_background_after_the_first_page(counters, monkeypatch):
+    import ui
+
+    monkeypatch.setenv("FAIRCAM_PRELOAD", "1")
+    at = _open("pages/2_Evaluation.py")
+    assert not at.exception, [e.value for e in at.exception]
+    ui.warm_up().join(timeout=TIMEOUT)  # started by app.py once the page had run
+    assert (counters["load"], counters["mtcnn"]) == (1, 1)
+    # The first face then reuses that model: no second load.
+    explore = _open("pages/1_Explore.py")
+    explore.button[1].click().run()
+    assert "The model says" in "\n".join(m.value for m in explore.markdown)
+    assert (counters["load"], counters["mtcnn"]) == (1, 1)

@@ -230,7 +230,7 @@ def test_cli_explain_and_evaluate_with_a_third_party_model(capsys, tmp_path, fai
     assert main(["explain", str(fairface / "val/1.jpg"), "--model", "dlib"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == "dlib" and result["cropped"] is True
-    assert set(result["focus"]) == set(METHODS)
+    assert set(result["region_shares"]) == set(METHODS)
     out = tmp_path / "eval.parquet"
     assert main(["evaluate", "--data", str(fairface), "--model", "face-api", "--limit", "4", "--out", str(out)]) == 0
     cache = read_cache(out)

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from faircam import wording
 from faircam.cams import METHODS
 from faircam.config import PROJECT_ROOT
 from faircam.text import md
@@ -58,8 +59,14 @@ def test_explore_pick_a_face_then_crop_and_blur():
     said = texts(at)
     assert "The model says" in said and "FairFace label" in said
     shares = at.dataframe[0].value
-    assert list(shares.index) == [*METHODS, "chance (even map)"]
-    assert (shares["face"].between(0, 1)).all()
+    assert list(shares.index) == [*METHODS, wording.CHANCE]
+    assert (shares[wording.FACE_COLUMN].between(0, 1)).all()
+    # Every map's caption gives its focus score and its chance level, in the page's one wording.
+    captions = [c for image in at.get("image") for c in image.captions]
+    for method in METHODS:
+        focus = shares.loc[method, wording.FACE_COLUMN]
+        chance = shares.loc[wording.CHANCE, wording.FACE_COLUMN]
+        assert wording.share_caption(method, focus, chance) in captions, captions
     plain = [m.value for m in at.markdown if "The model says" in m.value]
 
     at.toggle[0].set_value(True).run()
@@ -134,10 +141,10 @@ def test_explore_choice_survives_another_page():
 
     at.switch_page("pages/2_Evaluation.py").run()
     assert_clean(at)
-    assert not at.toggle  # Explore's widgets are gone, and Streamlit dropped their keys
+    assert not at.main.toggle  # Explore's widgets are gone, and Streamlit dropped their keys
     at.switch_page("pages/1_Explore.py").run()
     assert_clean(at)
-    assert [t.value for t in at.toggle] == [True, True]
+    assert [t.value for t in at.main.toggle] == [True, True]
     assert at.multiselect[0].value == ["Black"]
     assert at.session_state["picked"] == picked
     assert verdicts(at) == shown  # the same face, cropped and blurred, explained again
@@ -167,3 +174,20 @@ def test_explore_link_to_anything_else_is_refused_in_one_line(value):
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "This link cannot be opened" in errors[0] and "\n" not in errors[0]
     assert "picked" not in at.session_state and not verdicts(at)
+
+
+def test_presentation_mode_from_a_link_then_off_in_the_sidebar():
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Evaluation.py")
+    at.query_params["present"] = "1"
+    at.run()
+    assert_clean(at)
+    assert at.session_state["faircam_present"] and at.sidebar.toggle[0].value
+    # Static tables, whole, in the page's larger type; no scrolling data grid.
+    assert len(at.table) >= 2 and not at.dataframe
+    at.sidebar.toggle[0].set_value(False).run()
+    assert_clean(at)
+    assert not at.session_state["faircam_present"] and not at.table and at.dataframe
+    # The choice belongs to the session: another page keeps it.
+    at.switch_page("pages/3_About.py").run()
+    assert not at.sidebar.toggle[0].value

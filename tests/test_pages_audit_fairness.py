@@ -187,6 +187,36 @@ def test_classroom_walks_through_one_face(rows):
     assert at.session_state["lesson_step"] == 0 and not at.exception
 
 
+def test_classroom_offers_a_fresh_set_of_faces():
+    at = run("pages/10_Classroom.py")
+    shown = [b.key for b in at.button if b.label == "This one"]
+    next(b for b in at.button if b.label == "🔀 Other faces").click().run()
+    assert_clean(at)
+    fresh = [b.key for b in at.button if b.label == "This one"]
+    assert len(fresh) == 6 and set(fresh) != set(shown)
+
+
+def test_classroom_walks_through_the_class_own_photo(fairface):
+    at = run("pages/10_Classroom.py")
+    # What the uploader's callback does with the class's photo (AppTest cannot drive an uploader).
+    at.session_state["image_upload"] = (fairface / "val/26.jpg").read_bytes()
+    at.session_state["image_source"] = "Upload a photo"
+    at.session_state["lesson_step"] = 1
+    at.run()
+    assert_clean(at)
+    assert "76,800 numbers" in texts(at)
+    said = []
+    for _ in range(5):
+        next(b for b in at.button if b.label == "Next →").click().run()
+        assert_clean(at)
+        said.append(texts(at))
+    assert "The model says **" in said[0] and "Nobody labelled your photo" in said[0]
+    assert "focus score" in said[1] and "chance level" in said[1]
+    assert "cut out the face" in said[2]
+    assert "belongs to no group" in said[3] and "The worst:" in said[3]
+    assert "Gender is not visible in a face" in said[4]
+
+
 def test_classroom_without_data_folder_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("FAIRCAM_DATA", str(tmp_path / "nowhere"))
     at = run("pages/10_Classroom.py")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -63,15 +65,19 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     assert all("FairFace label" in v for v in verdicts)
     focus = at.dataframe[0].value
     assert list(focus.index) == ["faircam", "dlib", "face-api"]
-    assert list(focus.columns) == [*METHODS, "chance"]
+    assert list(focus.columns) == [*METHODS, "chance level"]
     assert focus.stack().between(0, 1).all()
     summary = at.dataframe[1].value
-    assert list(summary.index) == ["faircam", "dlib", "face-api"]
-    assert (summary["n"] == LIMIT).all()  # compared on the images all three caches hold
+    assert list(summary["model"]) == ["faircam", "dlib", "face-api"]
+    assert (summary["images"] == f"{LIMIT:,}").all()  # compared on the images all three caches hold
+    # Gaps in points, as every page writes them; accuracies with their interval as "82.0% (75.1–87.3%)".
+    assert all(g == "–" or g.endswith(" points") for g in summary["race gap"])
+    assert all(re.fullmatch(r"\d+\.\d% \(\d+\.\d%–\d+\.\d%\)", a) for a in summary.filter(like="accuracy").iloc[:, 0])
     assert f"**{LIMIT}** images every cache holds" in texts(at)
     race = at.dataframe[2].value
-    assert {"faircam accuracy", "dlib n", "face-api accuracy", "small"} <= set(race.columns)
-    assert race["small"].all()  # 12 images: every race group is under MIN_GROUP_SIZE
+    assert list(race.columns) == ["race", "faircam", "dlib", "face-api"]
+    assert race["race"].str.endswith("⚠ small").all()  # 12 images: every race group is under MIN_GROUP_SIZE
+    assert not any("_" in g for g in race["race"])  # human labels: "Latino Hispanic"
 
 
 def test_compare_another_face_and_fewer_models():

@@ -22,6 +22,7 @@ from faircam.cams import METHODS
 from faircam.config import MAX_UPLOAD_MB, PROJECT_ROOT
 from faircam.images import decode_image, read_image
 from faircam.preprocess import NO_FACE_MESSAGE
+from faircam.wording import FACE_COLUMN
 
 VERDICT = re.compile(r"The model says \*\*(Female|Male)\*\* \((\d+)% sure\)")
 # Two real FairFace val faces the bundled model tells apart once cropped: a boy (val/10.jpg) and a
@@ -67,7 +68,7 @@ def assert_explained_like_library(at, data: bytes, pipeline, crop: bool = False,
     assert probability == pytest.approx(expected.probability, abs=0.006)
     shares = shown_shares(at)
     for method in METHODS:
-        assert shares.loc[method, "face"] == pytest.approx(expected.focus[method]["face"], abs=1e-6)
+        assert shares.loc[method, FACE_COLUMN] == pytest.approx(expected.focus[method]["face"], abs=1e-6)
     return expected
 
 
@@ -180,7 +181,7 @@ def test_photo_without_a_face(pipeline):
     assert [w.value for w in at.warning] == [NO_FACE_MESSAGE]
     assert any("No face was found" in i.value for i in at.info)
     shares = shown_shares(at)
-    assert (shares["face"] == 0).all()  # everything counts as background
+    assert (shares[FACE_COLUMN] == 0).all()  # everything counts as background
     # The whole image is still classified and mapped, but the headline gives no verdict.
     said = "\n".join(m.value for m in at.markdown)
     assert "No face found: this answer is about the whole picture and means little" in said
@@ -237,11 +238,11 @@ def test_two_faces_pick_the_second_cropped(two_faces, pipeline):
 
 def test_two_faces_without_crop_scores_follow_the_pick(two_faces, pipeline):
     at = explore_upload("pair.png", two_faces, "image/png")
-    first = shown_shares(at)["face"]
+    first = shown_shares(at)[FACE_COLUMN]
     face_picker(at).set_value(1).run()
     assert_explained_like_library(at, two_faces, pipeline, face=1)
     # The model sees the whole photo either way; the face regions scored are the picked face's.
-    assert not np.allclose(first.to_numpy(float), shown_shares(at)["face"].to_numpy(float))
+    assert not np.allclose(first.to_numpy(float), shown_shares(at)[FACE_COLUMN].to_numpy(float))
 
 
 def test_face_choice_does_not_carry_over_to_the_next_photo(two_faces, fairface, pipeline):
