@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from faircam import registry
+from faircam import groups, registry
 from faircam.cache import EvalCache, read_cache
 from faircam.checkpoint import file_sha256, read_metadata
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, settings
@@ -65,11 +65,13 @@ def presenting() -> bool:
 
 
 def page_setup(title: str, icon: str = "🔍") -> None:
+    """Every page's start: its browser title and layout, its heading, and the sidebar (model selector)."""
     present = presenting()
     st.set_page_config(page_title=f"{title} · faircam", page_icon=icon, layout="wide",
                        initial_sidebar_state="collapsed" if present else "auto")
     st.html(f"<style>{_LAYOUT_CSS}{_PRESENT_CSS if present else ''}</style>")
     st.title(title)
+    sidebar_model()
 
 
 def table(data: pd.DataFrame | Styler, hide_index: bool = False, **kwargs: Any) -> None:
@@ -208,6 +210,14 @@ def evaluation_cache(name: str | None = None) -> EvalCache | None:
         return None
 
 
+def evaluation_or_stop(name: str | None = None) -> EvalCache:
+    """`evaluation_cache`, for pages that show nothing without one: the page stops after saying why."""
+    cache = evaluation_cache(name)
+    if cache is None:
+        st.stop()
+    return cache
+
+
 def left_out_rows(data_meta: dict) -> str:
     """What an evaluation left out, from its cache's `data` metadata: dropped rows named, unreadable images
     counted; Markdown-escaped, as the rows quote label values."""
@@ -333,4 +343,6 @@ def sidebar_model() -> None:
             st.warning("This model has no evaluation cache yet: run `faircam evaluate --model "
                        f"{current}` to measure its accuracy.")
             return
-        st.caption(f"Validation accuracy {rows['correct'].mean():.1%} on {len(rows):,} FairFace images.")
+        overall = groups.group_table(rows, []).iloc[0]
+        accuracy = groups.with_interval(overall["accuracy"], overall["accuracy_low"], overall["accuracy_high"])
+        st.caption(f"Validation accuracy {accuracy} on {int(overall['n']):,} FairFace images.")

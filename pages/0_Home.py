@@ -8,7 +8,6 @@ from faircam.config import cache_path_for, settings
 from faircam.data import available_splits
 
 ui.page_setup("faircam: why does a face classifier decide, and for whom does it fail?", "🔍")
-ui.sidebar_model()
 
 st.markdown(
     """

@@ -20,7 +20,6 @@ from faircam.errors import ImageError
 from faircam.text import md
 
 ui.page_setup("Classroom: one face, step by step", "🎓")
-ui.sidebar_model()
 STEPS = ("Choose a face", "What the model sees", "The model's answer", "Where it looked", "Change the picture",
          "Is it the same for everyone?", "What this does not tell us")
 METHOD = "Grad-CAM"
@@ -36,9 +35,7 @@ def changes_overall() -> str:
             f"**{crop['flip_rate']:.0%}** of the answers and blurring alone **{blur['flip_rate']:.0%}**.")
 
 
-cache = ui.evaluation_cache()
-if cache is None:
-    st.stop()
+cache = ui.evaluation_or_stop()
 data = settings().data_dir
 has_data = data is not None and data.is_dir()
 if not has_data:

@@ -10,7 +10,6 @@ from faircam.figures import draw_face, explanation_figure, map_overlay, png_byte
 from faircam.focus import REGIONS
 
 ui.page_setup("Explore a face")
-ui.sidebar_model()
 # Loaded on opening (the sidebar no longer does it): a broken model is reported at once, and picks are quick.
 ui.pipeline()
 

@@ -12,11 +12,8 @@ from faircam.focus import REGIONS
 from faircam.text import md
 
 ui.page_setup("Evaluation", "📊")
-ui.sidebar_model()
 
-cache = ui.evaluation_cache()
-if cache is None:
-    st.stop()
+cache = ui.evaluation_or_stop()
 
 meta = cache.meta
 model = ui.checkpoint()

@@ -12,7 +12,6 @@ from faircam.config import ASSETS, PROJECT_ROOT
 from faircam.text import md
 
 ui.page_setup("About the model and the maps", "ℹ️")
-ui.sidebar_model()
 entry = registry.entries()[ui.selected_model()]
 # Read from the weights file without loading the network: this page needs no torch.
 model = ui.checkpoint()

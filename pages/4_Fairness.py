@@ -8,11 +8,8 @@ from faircam import charts, groups, metrics, report, wording
 from faircam.text import md
 
 ui.page_setup("Fairness: for whom does the model fail?", "⚖️")
-ui.sidebar_model()
 
-cache = ui.evaluation_cache()
-if cache is None:
-    st.stop()
+cache = ui.evaluation_or_stop()
 meta = cache.meta
 st.caption(
     f"Model **{md(meta['model']['name'])}** on **{meta['rows']:,}** images of the **{md(meta['data']['split'])}** "

@@ -11,11 +11,8 @@ from faircam.figures import overlay
 from faircam.text import md
 
 ui.page_setup("Attention: does the model look at the same things for every group?", "🎯")
-ui.sidebar_model()
 
-cache = ui.evaluation_cache()
-if cache is None:
-    st.stop()
+cache = ui.evaluation_or_stop()
 rows = cache.rows
 if not cache.has_cams:
     st.info("This evaluation cache has no CAMs, so there is nothing to compare here. "

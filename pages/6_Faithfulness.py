@@ -12,11 +12,8 @@ from faircam.config import MIN_GROUP_SIZE, settings
 from faircam.text import md
 
 ui.page_setup("Faithfulness: which map can we trust?", "🧪")
-ui.sidebar_model()
 
-cache = ui.evaluation_cache()
-if cache is None:
-    st.stop()
+cache = ui.evaluation_or_stop()
 rows = cache.rows
 evaluate_hint = f"`{ui.evaluate_command()}`"
 

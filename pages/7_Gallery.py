@@ -12,13 +12,10 @@ from faircam.data import AGES, GENDERS, RACES, filter_rows
 from faircam.text import md
 
 ui.page_setup("Gallery of mistakes", "🖼️")
-ui.sidebar_model()
 PER_PAGE = 24
 COLUMNS = 6
 
-cache = ui.evaluation_cache()
-if cache is None:
-    st.stop()
+cache = ui.evaluation_or_stop()
 st.caption(
     "Every face the model classified wrongly in the cached evaluation, with FairFace's label, the model's answer "
     "and how sure it was. Read from the cache: the model is not run here. Looking at mistakes shows *what kind* of "

@@ -11,7 +11,6 @@ from faircam.inside import StageMaps, feature_maps, first_layer_filters, image_g
 from faircam.text import md
 
 ui.page_setup("Inside the network", "🧠")
-ui.sidebar_model()
 pipeline = ui.pipeline()
 TOP = 8
 

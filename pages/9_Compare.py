@@ -11,7 +11,6 @@ from faircam.figures import draw_face, map_overlay
 from faircam.text import md
 
 ui.page_setup("Compare models", "🆚")
-ui.sidebar_model()
 entries = registry.entries()
 st.caption("The same faces through two or more gender classifiers: what each one sees, what it answers, where "
            "its four CAMs look, and how accurate it is for each group on the same validation images.")
