@@ -18,9 +18,9 @@ import numpy as np
 import streamlit as st
 
 import ui
-from faircam import groups
+from faircam.audit import groups
 from faircam.config import settings
-from faircam.data import (
+from faircam.data.fairface import (
     AGES,
     GENDERS,
     RACES,
@@ -33,14 +33,14 @@ from faircam.data import (
     label_file,
     load_split,
 )
+from faircam.data.images import decode_image, read_image
 from faircam.errors import DataError
-from faircam.images import decode_image, read_image
 from faircam.text import md
 
 if TYPE_CHECKING:
     from streamlit.delta_generator import DeltaGenerator
 
-    from faircam.explain import Explanation
+    from faircam.vision.explain import Explanation
 
 SOURCES = ("FairFace sample", "Upload a photo")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]

@@ -16,21 +16,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from faircam import groups, registry
-from faircam.cache import EvalCache, read_cache
-from faircam.checkpoint import file_sha256, read_metadata
+from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, settings
-from faircam.data import available_splits, describe_dropped
+from faircam.data.fairface import available_splits, describe_dropped
+from faircam.data.images import decode_image, read_image
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
-from faircam.images import decode_image, read_image
+from faircam.evaluation.cache import EvalCache, read_cache
+from faircam.models import registry
+from faircam.models.checkpoint import file_sha256, read_metadata
 from faircam.text import md
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
     # torch comes in with these: only pages that run the model import them, inside `pipeline()`.
-    from faircam.explain import Explanation, Pipeline
-    from faircam.preprocess import FaceDetector
+    from faircam.vision.explain import Explanation, Pipeline
+    from faircam.vision.preprocess import FaceDetector
 
 THUMBNAIL_SIDE = 224
 
@@ -105,7 +106,7 @@ def selected_model() -> str:
 
 @st.cache_resource(show_spinner="Loading the face detector…")
 def _detector() -> FaceDetector:
-    from faircam.preprocess import FaceDetector
+    from faircam.vision.preprocess import FaceDetector
 
     return FaceDetector()
 
@@ -113,7 +114,7 @@ def _detector() -> FaceDetector:
 @st.cache_resource(show_spinner="Loading the model…")
 def _pipeline(name: str, weights: str) -> Pipeline:
     # `weights` is part of the key so that FAIRCAM_MODEL changes reload the default model.
-    from faircam.explain import Pipeline
+    from faircam.vision.explain import Pipeline
 
     return Pipeline.load(name, detector=_detector())
 
@@ -243,7 +244,7 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
     if not st.button(f"Recompute the evaluation now ({split} split of {data}; faithfulness is left to "
                      "`faircam evaluate`)", key=f"recompute-{path}"):
         return
-    from faircam.evaluate import EvalOptions, run_evaluation  # torch: only once asked
+    from faircam.evaluation.evaluate import EvalOptions, run_evaluation  # torch: only once asked
 
     lock = _recompute_lock()
     if not lock.acquire(blocking=False):

@@ -32,7 +32,7 @@ def main() -> None:
     import torch
 
     from bench.common import OUT, load, machine, val_files
-    from faircam.images import read_image
+    from faircam.data.images import read_image
 
     torch.set_num_threads(args.threads)
     results: dict = {"machine": machine(), "torch_threads": args.threads, "load_before": load()}
@@ -41,7 +41,7 @@ def main() -> None:
     pipeline = None
     if {"cams", "evaluate"} & set(parts):
         from faircam.config import settings
-        from faircam.explain import Pipeline
+        from faircam.vision.explain import Pipeline
 
         pipeline = Pipeline.load(settings().model_path)
     for part in parts:

@@ -10,7 +10,7 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from bench.common import median, timings
-from faircam.cams import METHODS
+from faircam.vision.cams import METHODS
 
 
 def run(pipeline, image, repeats: int = 30) -> dict:

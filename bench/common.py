@@ -57,7 +57,7 @@ def data_dir() -> Path:
 
 def val_files(count: int) -> list[Path]:
     """The first `count` val images, the same ones `faircam evaluate --limit` takes."""
-    from faircam.data import load_split
+    from faircam.data.fairface import load_split
 
     split = load_split(data_dir(), "val")
     return [split.path(f) for f in split.rows["file"].head(count)]

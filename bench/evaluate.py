@@ -29,18 +29,18 @@ from contextlib import contextmanager
 import torch
 
 from bench.common import OUT, data_dir, median, val_files
-from faircam.cams import cut_graph
-from faircam.images import read_image
+from faircam.data.images import read_image
+from faircam.vision.cams import cut_graph
 
 # (module, attribute path, stage). Decoding, MTCNN and views run on evaluate's reader thread, beside the rest.
 STAGES = (
-    ("faircam.evaluate", "read_image", "decode (reader thread)"),
-    ("faircam.preprocess", "FaceDetector.detect_batch", "MTCNN detection (reader thread)"),
-    ("faircam.evaluate", "make_view", "views: resize, crop, blur (reader thread)"),
-    ("faircam.cams", "CamExplainer.__call__", "CAM pass (forward, backward, 4 maps)"),
-    ("faircam.explain", "focus_from_masks", "focus scores"),
-    ("faircam.explain", "region_masks", "focus scores"),
-    ("faircam.explain", "area_shares", "focus scores"),
+    ("faircam.evaluation.evaluate", "read_image", "decode (reader thread)"),
+    ("faircam.vision.preprocess", "FaceDetector.detect_batch", "MTCNN detection (reader thread)"),
+    ("faircam.evaluation.evaluate", "make_view", "views: resize, crop, blur (reader thread)"),
+    ("faircam.vision.cams", "CamExplainer.__call__", "CAM pass (forward, backward, 4 maps)"),
+    ("faircam.vision.explain", "focus_from_masks", "focus scores"),
+    ("faircam.vision.explain", "region_masks", "focus scores"),
+    ("faircam.vision.explain", "area_shares", "focus scores"),
 )
 BACKGROUND = {"decode (reader thread)", "MTCNN detection (reader thread)", "views: resize, crop, blur (reader thread)"}
 
@@ -84,7 +84,7 @@ def stage_timers() -> Iterator[dict[str, float]]:
 
 def model_inputs(pipeline, count: int, batch_size: int) -> list[list]:
     """Per batch of `batch_size` images, the views evaluate gives the model (`batch_views`)."""
-    from faircam.evaluate import batch_views
+    from faircam.evaluation.evaluate import batch_views
 
     images = [read_image(f) for f in val_files(count)]
     batches = []
@@ -97,7 +97,7 @@ def model_inputs(pipeline, count: int, batch_size: int) -> list[list]:
 def bare_forward_backward(model, batches: list[list], to_cam_layer: bool, repeats: int = 2) -> tuple[float, float]:
     """Seconds (wall, CPU) of forward + backward alone over the batches of views (median of `repeats`).
 
-    `to_cam_layer`: the least a CAM needs, as `faircam.cams` runs it (no autograd before the CAM
+    `to_cam_layer`: the least a CAM needs, as `faircam.vision.cams` runs it (no autograd before the CAM
     layer, backward from the predicted class's logit to that layer); otherwise a full backward with
     every weight's gradient, as in training.
     """
@@ -126,7 +126,7 @@ def bare_forward_backward(model, batches: list[list], to_cam_layer: bool, repeat
 
 
 def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | None = None, repeats: int = 1) -> dict:
-    from faircam.evaluate import EvalOptions, run_evaluation
+    from faircam.evaluation.evaluate import EvalOptions, run_evaluation
 
     evaluate_kw = dict(evaluate_kw or {})
     fields = {f.name for f in dataclasses.fields(EvalOptions)}

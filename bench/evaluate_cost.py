@@ -16,13 +16,13 @@ import time
 import numpy as np
 import torch
 
-from faircam.agreement import agreement_columns
 from faircam.config import FAITHFULNESS_PER_CELL, settings
-from faircam.data import balanced_sample, load_split
-from faircam.explain import Pipeline, explain_views
-from faircam.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, deletion_insertion, road_scores
-from faircam.images import read_image
-from faircam.preprocess import make_view
+from faircam.data.fairface import balanced_sample, load_split
+from faircam.data.images import read_image
+from faircam.evaluation.agreement import agreement_columns
+from faircam.evaluation.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, deletion_insertion, road_scores
+from faircam.vision.explain import Pipeline, explain_views
+from faircam.vision.preprocess import make_view
 
 
 def timed(costs: dict, name: str, count: int, work):

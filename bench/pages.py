@@ -1,7 +1,7 @@
 """Server time of the Evaluation and Fairness pages for the bundled cache and a synthetic 100,000-row one.
 
 The synthetic cache has the real schema: the bundled cache's rows resampled with replacement (seed 0),
-file names made unique, written by `faircam.cache.write_cache` with the bundled metadata and averages.
+file names made unique, written by `faircam.evaluation.cache.write_cache` with the bundled metadata and averages.
 Each page runs in Streamlit's `AppTest` (the server's script run, no browser): once cold (Streamlit's
 caches cleared, so the cache is read and checked) and then warm (memoised), median of the runs.
 """
@@ -12,8 +12,8 @@ import os
 import time
 
 from bench.common import OUT, median
-from faircam.cache import read_cache, write_cache
 from faircam.config import DEFAULT_CACHE, PROJECT_ROOT
+from faircam.evaluation.cache import read_cache, write_cache
 
 PAGES = ("pages/2_Evaluation.py", "pages/4_Fairness.py")
 

@@ -19,8 +19,8 @@ FAIRFACE_IMAGES = 97_698
 
 def _timed(name: str, count: int, batch_size: int, engine) -> dict:
     from faircam.config import settings
-    from faircam.evaluate import EvalOptions, run_evaluation
-    from faircam.registry import load_model
+    from faircam.evaluation.evaluate import EvalOptions, run_evaluation
+    from faircam.models.registry import load_model
 
     model = load_model(settings().model_path)
     options = EvalOptions(faithfulness_per_cell=0)
@@ -38,8 +38,8 @@ def _timed(name: str, count: int, batch_size: int, engine) -> dict:
 
 
 def run(count: int = 64, batch_size: int = 8) -> dict:
-    from faircam.distributed import ray_runner
-    from faircam.explain import Pipeline
+    from faircam.evaluation.distributed import ray_runner
+    from faircam.vision.explain import Pipeline
 
     def local(model, options):
         pipeline = Pipeline.load(model.path)

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faircam import registry
 from faircam.config import FAITHFULNESS_PER_CELL, cache_path_for, settings
 from faircam.errors import KNOWN_ERRORS, ClusterError, DataError, OutputError
+from faircam.models import registry
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,7 +59,7 @@ def _output(option: str, value: str, suffixes: tuple[str, ...]) -> Path:
 def _cache_output(value: str) -> Path:
     """`--out` of `faircam evaluate`: a .parquet file (`_output`'s checks), or a name without a suffix for a
     folder of parts, which may exist only as an empty folder or an earlier cache folder."""
-    from faircam.cache import FOLDER_META
+    from faircam.evaluation.cache import FOLDER_META
 
     path = Path(value).expanduser()
     if path.suffix:
@@ -76,7 +76,7 @@ def _cache_output(value: str) -> Path:
 def cmd_train(args: argparse.Namespace) -> None:
     _output("--out", args.out, (".pt",))
     data = _data_dir(args.data)
-    from faircam.train import TrainConfig, train
+    from faircam.models.train import TrainConfig, train
 
     config = TrainConfig(
         data=str(data), out=args.out, arch=args.arch, input_size=args.input_size,
@@ -102,14 +102,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise ClusterError("--engine ray needs Ray: pip install -e '.[ray]'.")
     out = _cache_output(args.out)
     data_dir = _data_dir(args.data)
-    from faircam.data import load_split
+    from faircam.data.fairface import load_split
 
     labelled = load_split(data_dir, args.split).rows.head(args.limit)
-    from faircam.evaluate import EvalOptions, run_evaluation
+    from faircam.evaluation.evaluate import EvalOptions, run_evaluation
 
     options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed)
     if args.engine == "ray":
-        from faircam.distributed import ray_runner
+        from faircam.evaluation.distributed import ray_runner
 
         model = registry.load_model(args.model)
         # Each actor loads the model itself: a checkpoint by its absolute path.
@@ -119,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         cache = run_evaluation(data_dir, args.split, out, model, None, limit=args.limit,
                                batch_size=args.batch_size, options=options, runner=runner)
     else:
-        from faircam.explain import Pipeline
+        from faircam.vision.explain import Pipeline
 
         pipeline = Pipeline.load(args.model)
         cache = run_evaluation(data_dir, args.split, out, pipeline.model, pipeline.detector,
@@ -135,7 +135,7 @@ def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) 
     """One stderr line each for label rows dropped and images that could not be read, naming the first few."""
     import pandas as pd
 
-    from faircam.data import describe_dropped
+    from faircam.data.fairface import describe_dropped
 
     if meta["dropped_total"]:
         print(f"faircam: warning: {describe_dropped(pd.DataFrame(meta['dropped']), meta['dropped_total'])}",
@@ -150,11 +150,11 @@ def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) 
 
 def cmd_explain(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".png", ".jpg", ".jpeg", ".webp")) if args.out else None
-    from faircam.images import read_image
+    from faircam.data.images import read_image
 
     image = read_image(args.image)
-    from faircam.explain import Pipeline
-    from faircam.figures import explanation_figure
+    from faircam.charts.figures import explanation_figure
+    from faircam.vision.explain import Pipeline
 
     pipeline = Pipeline.load(args.model)
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face)
@@ -170,9 +170,9 @@ def cmd_template(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".json",))
     data_dir = _data_dir(args.data)
     from faircam.config import TEMPLATE_FRAME
-    from faircam.data import load_split
-    from faircam.images import read_image
-    from faircam.preprocess import FaceDetector, measure_template
+    from faircam.data.fairface import load_split
+    from faircam.data.images import read_image
+    from faircam.vision.preprocess import FaceDetector, measure_template
 
     split = load_split(data_dir, "train")
     files = split.rows["file"].sample(min(args.limit, len(split.rows)), random_state=args.seed).tolist()
@@ -188,7 +188,7 @@ def cmd_template(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:
-    from faircam.fetch import fetch_fairface
+    from faircam.data.fetch import fetch_fairface
 
     counts = fetch_fairface(Path(args.out), limit=args.limit)
     print(json.dumps({"out": args.out, **counts}))
@@ -202,8 +202,8 @@ def _cache_of(model: str | None) -> Path:
 
 def cmd_model_card(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".md",))
-    from faircam.cache import read_cache
-    from faircam.modelcard import model_card
+    from faircam.audit.modelcard import model_card
+    from faircam.evaluation.cache import read_cache
 
     text = model_card(registry.load_model(args.model), read_cache(args.cache or _cache_of(args.model)))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -214,8 +214,8 @@ def cmd_model_card(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".html", ".htm"))
     csv = _output("--csv", args.csv, (".csv",)) if args.csv else None
-    from faircam.cache import read_cache
-    from faircam.report import write_report
+    from faircam.audit.report import write_report
+    from faircam.evaluation.cache import read_cache
 
     cache = read_cache(args.cache or _cache_of(args.model))
     print(json.dumps(write_report(cache, out, csv,

@@ -3,9 +3,9 @@
 import streamlit as st
 
 import ui
-from faircam import registry
 from faircam.config import cache_path_for, settings
-from faircam.data import available_splits
+from faircam.data.fairface import available_splits
+from faircam.models import registry
 
 ui.page_setup("faircam: why does a face classifier decide, and for whom does it fail?", "🔍")
 

@@ -13,10 +13,13 @@ from PIL import Image
 
 import image_source
 import ui
-from faircam import audit, classroom, groups, registry, wording
+from faircam import wording
+from faircam.audit import classroom, groups
+from faircam.audit import explanations as audit
 from faircam.config import settings
-from faircam.data import LABEL_COLUMNS
+from faircam.data.fairface import LABEL_COLUMNS
 from faircam.errors import ImageError
+from faircam.models import registry
 from faircam.text import md
 
 ui.page_setup("Classroom: one face, step by step", "🎓")
@@ -168,7 +171,7 @@ else:
             + "\n\nAnd the label is itself a guess: the labellers only saw the photo too."
         )
     elif step == 3:
-        from faircam.figures import map_overlay  # runs the model: imported only once the lesson needs it
+        from faircam.charts.figures import map_overlay  # runs the model: imported only once the lesson needs it
 
         explanation = choice.explain()
         if explanation is not None:
@@ -188,7 +191,7 @@ else:
                 "so read it as *roughly here*, not as an outline."
             )
     elif step == 4:
-        from faircam.figures import map_overlay  # runs the model: imported only once the lesson needs it
+        from faircam.charts.figures import map_overlay  # runs the model: imported only once the lesson needs it
 
         before = choice.explain()
         after = replace(choice, crop=True, blur=True).explain()

@@ -6,8 +6,8 @@ import streamlit as st
 import image_source
 import ui
 from faircam import wording
-from faircam.figures import draw_face, explanation_figure, map_overlay, png_bytes
-from faircam.focus import REGIONS
+from faircam.charts.figures import draw_face, explanation_figure, map_overlay, png_bytes
+from faircam.vision.focus import REGIONS
 
 ui.page_setup("Explore a face")
 # Loaded on opening (the sidebar no longer does it): a broken model is reported at once, and picks are quick.

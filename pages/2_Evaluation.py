@@ -4,12 +4,14 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import accuracy, charts, groups, wording
-from faircam.cache import focus_column
+from faircam import wording
+from faircam.audit import accuracy, groups
+from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE
-from faircam.data import AGES, GENDERS, RACES, filter_rows
-from faircam.focus import REGIONS
+from faircam.data.fairface import AGES, GENDERS, RACES, filter_rows
+from faircam.evaluation.cache import focus_column
 from faircam.text import md
+from faircam.vision.focus import REGIONS
 
 ui.page_setup("Evaluation", "📊")
 

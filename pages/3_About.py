@@ -7,8 +7,9 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import compare, groups, registry
+from faircam.audit import compare, groups
 from faircam.config import ASSETS, PROJECT_ROOT
+from faircam.models import registry
 from faircam.text import md
 
 ui.page_setup("About the model and the maps", "ℹ️")

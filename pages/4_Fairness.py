@@ -4,7 +4,9 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from faircam import charts, groups, metrics, report, wording
+from faircam import wording
+from faircam.audit import groups, metrics, report
+from faircam.charts import plots as charts
 from faircam.text import md
 
 ui.page_setup("Fairness: for whom does the model fail?", "⚖️")

@@ -4,10 +4,14 @@ import streamlit as st
 
 import image_source
 import ui
-from faircam import audit, audit_charts, charts, groups, wording
-from faircam.cache import group_averages, view_column
+from faircam import wording
+from faircam.audit import explanations as audit
+from faircam.audit import groups
+from faircam.charts import audit_plots as audit_charts
+from faircam.charts import plots as charts
+from faircam.charts.figures import overlay
 from faircam.config import MIN_GROUP_SIZE
-from faircam.figures import overlay
+from faircam.evaluation.cache import group_averages, view_column
 from faircam.text import md
 
 ui.page_setup("Attention: does the model look at the same things for every group?", "🎯")

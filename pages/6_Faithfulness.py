@@ -6,9 +6,12 @@ import streamlit as st
 
 import image_source
 import ui
-from faircam import audit, audit_charts, charts, groups
-from faircam.cache import AGREEMENT_MEAN
+from faircam.audit import explanations as audit
+from faircam.audit import groups
+from faircam.charts import audit_plots as audit_charts
+from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE, settings
+from faircam.evaluation.cache import AGREEMENT_MEAN
 from faircam.text import md
 
 ui.page_setup("Faithfulness: which map can we trust?", "🧪")

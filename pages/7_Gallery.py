@@ -6,9 +6,9 @@ import streamlit as st
 
 import image_source
 import ui
-from faircam import groups
+from faircam.audit import groups
 from faircam.config import settings
-from faircam.data import AGES, GENDERS, RACES, filter_rows
+from faircam.data.fairface import AGES, GENDERS, RACES, filter_rows
 from faircam.text import md
 
 ui.page_setup("Gallery of mistakes", "🖼️")

@@ -6,9 +6,9 @@ import streamlit as st
 import image_source
 import ui
 from faircam.errors import ImageError
-from faircam.explain import Pipeline
-from faircam.inside import StageMaps, feature_maps, first_layer_filters, image_grid, resolution_steps
 from faircam.text import md
+from faircam.vision.explain import Pipeline
+from faircam.vision.inside import StageMaps, feature_maps, first_layer_filters, image_grid, resolution_steps
 
 ui.page_setup("Inside the network", "🧠")
 pipeline = ui.pipeline()

@@ -5,9 +5,11 @@ import streamlit as st
 
 import image_source
 import ui
-from faircam import compare, groups, registry, wording
+from faircam import wording
+from faircam.audit import compare, groups
+from faircam.charts.figures import draw_face, map_overlay
 from faircam.config import MIN_GROUP_SIZE
-from faircam.figures import draw_face, map_overlay
+from faircam.models import registry
 from faircam.text import md
 
 ui.page_setup("Compare models", "🆚")

@@ -54,14 +54,14 @@ def fairface() -> Path:
 @pytest.fixture(scope="session")
 def pipeline(fairface):
     """The bundled checkpoint with MTCNN and the CAM explainer, loaded once."""
-    from faircam.explain import Pipeline
+    from faircam.vision.explain import Pipeline
 
     return Pipeline.load(settings().model_path)
 
 
 @pytest.fixture(scope="session")
 def val_split(fairface):
-    from faircam.data import load_split
+    from faircam.data.fairface import load_split
 
     return load_split(fairface, "val")
 
@@ -69,6 +69,6 @@ def val_split(fairface):
 @pytest.fixture(scope="session")
 def sample_images(fairface) -> list[np.ndarray]:
     """A few real val photos decoded the way the app decodes them."""
-    from faircam.images import read_image
+    from faircam.data.images import read_image
 
     return [read_image(fairface / f) for f in SAMPLE_FILES]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faircam.agreement import agreement_columns, map_agreement
-from faircam.cache import AGREEMENT_MEAN, agreement_column
-from faircam.cams import METHODS
+from faircam.evaluation.agreement import agreement_columns, map_agreement
+from faircam.evaluation.cache import AGREEMENT_MEAN, agreement_column
+from faircam.vision.cams import METHODS
 
 
 def columns_map(cols: list[int]) -> np.ndarray:

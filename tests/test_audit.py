@@ -9,10 +9,17 @@ import pandas as pd
 import pytest
 from scipy.stats import false_discovery_control, ttest_ind
 
-from faircam import audit
-from faircam.cache import AGREEMENT_MEAN, FOCUS_KEYS, agreement_column, focus_column, method_pairs, view_column
-from faircam.cams import METHODS
-from faircam.groups import mean_interval, wilson_interval
+from faircam.audit import explanations as audit
+from faircam.audit.groups import mean_interval, wilson_interval
+from faircam.evaluation.cache import (
+    AGREEMENT_MEAN,
+    FOCUS_KEYS,
+    agreement_column,
+    focus_column,
+    method_pairs,
+    view_column,
+)
+from faircam.vision.cams import METHODS
 
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5th percentile, 2 degrees of freedom
 

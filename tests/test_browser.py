@@ -171,7 +171,7 @@ def test_explore_two_faces_pick_the_second(server, page, shots, tmp_path):
     from PIL import Image
 
     from faircam.config import SHARED_FAIRFACE
-    from faircam.images import read_image
+    from faircam.data.images import read_image
 
     pair = np.concatenate([read_image(SHARED_FAIRFACE / "val" / "26.jpg"),
                            read_image(SHARED_FAIRFACE / "val" / "10.jpg")], axis=1)

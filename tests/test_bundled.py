@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from faircam.cache import group_averages, read_cache
 from faircam.cli import main
 from faircam.config import DEFAULT_CACHE, DEFAULT_MODEL, SHARED_FAIRFACE
-from faircam.data import load_split
-from faircam.model import file_sha256
+from faircam.data.fairface import load_split
+from faircam.evaluation.cache import group_averages, read_cache
+from faircam.models.model import file_sha256
 
 
 def test_bundled_cache_covers_the_shared_validation_split_with_the_bundled_model():

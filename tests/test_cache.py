@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from faircam.averages import GroupAverager
-from faircam.cache import (
+from faircam.errors import CacheError
+from faircam.evaluation.averages import GroupAverager
+from faircam.evaluation.cache import (
     AVERAGES_KEY,
     FOLDER_AVERAGES,
     FOLDER_META,
@@ -28,8 +29,7 @@ from faircam.cache import (
     write_cache_parts,
     write_table_atomic,
 )
-from faircam.cams import METHODS
-from faircam.errors import CacheError
+from faircam.vision.cams import METHODS
 
 
 def small_rows() -> pd.DataFrame:

@@ -8,9 +8,9 @@ import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from faircam.cache import read_cache
-from faircam.cams import METHODS, CamExplainer
 from faircam.config import DEFAULT_CACHE
+from faircam.evaluation.cache import read_cache
+from faircam.vision.cams import METHODS, CamExplainer
 
 
 @pytest.fixture(scope="module")

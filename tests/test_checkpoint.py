@@ -9,7 +9,7 @@ import torch
 from faircam.cli import main
 from faircam.config import DEFAULT_MODEL
 from faircam.errors import ModelError
-from faircam.model import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, state_sha256
+from faircam.models.model import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, state_sha256
 
 IMAGE = "val/1.jpg"
 

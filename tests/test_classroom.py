@@ -1,4 +1,4 @@
-"""The Classroom lesson's rules (faircam.classroom): which faces it offers, how it words attention and
+"""The Classroom lesson's rules (faircam.audit.classroom): which faces it offers, how it words attention and
 confidence, and what it says about the selected model, on the bundled cache and on hand-built rows."""
 
 from __future__ import annotations
@@ -6,11 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from faircam import classroom, registry
-from faircam.cache import read_cache
-from faircam.checkpoint import read_metadata
+from faircam.audit import classroom
 from faircam.config import settings
-from faircam.focus import REGIONS
+from faircam.evaluation.cache import read_cache
+from faircam.models import registry
+from faircam.models.checkpoint import read_metadata
+from faircam.vision.focus import REGIONS
 
 
 @pytest.fixture(scope="module")

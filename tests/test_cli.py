@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faircam.cache import read_cache
-from faircam.cams import METHODS
 from faircam.cli import main
 from faircam.config import PROJECT_ROOT
-from faircam.focus import REGIONS
-from faircam.images import read_image
+from faircam.data.images import read_image
+from faircam.evaluation.cache import read_cache
+from faircam.vision.cams import METHODS
+from faircam.vision.focus import REGIONS
 
 IMAGE = "val/1.jpg"
 

@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from faircam.data import (
+from faircam.data.fairface import (
     AGES,
     GENDERS,
     LABEL_COLUMNS,

@@ -10,9 +10,9 @@ from test_cli import assert_one_line_error
 from test_cli import run as cli
 from test_pages import run, texts
 
-from faircam.cache import read_cache
-from faircam.data import describe_dropped, load_split
+from faircam.data.fairface import describe_dropped, load_split
 from faircam.errors import DataError
+from faircam.evaluation.cache import read_cache
 from faircam.text import md
 
 HEADER = "file,age,gender,race,service_test\n"

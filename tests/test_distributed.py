@@ -10,8 +10,8 @@ import pytest
 import ray
 from test_pages import run
 
-from faircam.cache import FOLDER_META, group_averages, read_cache
 from faircam.cli import main
+from faircam.evaluation.cache import FOLDER_META, group_averages, read_cache
 
 LIMIT = 32
 

@@ -13,7 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from faircam.cache import (
+from faircam.cli import main
+from faircam.config import FACE_REGIONS, settings
+from faircam.data.fairface import balanced_sample
+from faircam.data.images import read_image
+from faircam.errors import CacheError
+from faircam.evaluation.cache import (
     FOCUS_KEYS,
     META_KEY,
     SCHEMA_VERSION,
@@ -24,15 +29,10 @@ from faircam.cache import (
     view_column,
     write_cache,
 )
-from faircam.cams import METHODS
-from faircam.cli import main
-from faircam.config import FACE_REGIONS, settings
-from faircam.data import balanced_sample
-from faircam.errors import CacheError
-from faircam.evaluate import EvalOptions, partial_path, run_evaluation
-from faircam.focus import REGIONS
-from faircam.images import read_image
-from faircam.model import file_sha256
+from faircam.evaluation.evaluate import EvalOptions, partial_path, run_evaluation
+from faircam.models.model import file_sha256
+from faircam.vision.cams import METHODS
+from faircam.vision.focus import REGIONS
 
 LIMIT = 12
 BASE_COLUMNS = ["file", "race", "gender", "age", "pred", "prob", "p_male", "correct", "face_found", "faces_found"]
@@ -214,8 +214,7 @@ def test_group_averages_of_the_crop_view(evaluated):
 
 def counting_explain_views(monkeypatch, interrupt_at: int | None = None) -> list[int]:
     """Count the batches explained; raise KeyboardInterrupt (Ctrl-C) on batch `interrupt_at`."""
-    from faircam import evaluate as module
-
+    from faircam.evaluation import evaluate as module
     calls: list[int] = []
     real = module.explain_views
 
@@ -338,7 +337,7 @@ def test_failed_write_keeps_the_previous_cache(evaluated, tmp_path, monkeypatch)
             f.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("faircam.cache.pq.ParquetWriter", broken_writer)
+    monkeypatch.setattr("faircam.evaluation.cache.pq.ParquetWriter", broken_writer)
     with pytest.raises(OSError, match="disk full"):
         write_cache(cache.rows.head(2), target, {})
     monkeypatch.undo()
@@ -426,7 +425,7 @@ def test_failed_write_removes_its_temporary_file(evaluated, tmp_path, monkeypatc
             f.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("faircam.cache.pq.ParquetWriter", broken_writer)
+    monkeypatch.setattr("faircam.evaluation.cache.pq.ParquetWriter", broken_writer)
     with pytest.raises(OSError, match="disk full"):
         write_cache(evaluated[0].rows, tmp_path / "eval.parquet", {})
     assert os.listdir(tmp_path) == []

@@ -9,8 +9,8 @@ from pytorch_grad_cam.metrics.road import ROADCombined
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from torch import nn
 
-from faircam.cache import focus_column
-from faircam.faithfulness import curve_aucs, deletion_insertion, faithfulness_columns, road_scores
+from faircam.evaluation.cache import focus_column
+from faircam.evaluation.faithfulness import curve_aucs, deletion_insertion, faithfulness_columns, road_scores
 
 SIDE = 4  # 16 pixels
 

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from faircam.data import load_split
+from faircam.data.fairface import load_split
+from faircam.data.fetch import write_layout
+from faircam.data.images import read_image
 from faircam.errors import FetchError
-from faircam.fetch import write_layout
-from faircam.images import read_image
 
 # Integer labels as the hub copy (HuggingFaceM4/FairFace, config 0.25) stores them, with the
 # names its dataset card gives them: gender 0 Male / 1 Female; race 0 East Asian, 1 Indian,

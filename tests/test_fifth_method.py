@@ -1,4 +1,4 @@
-"""A fifth CAM method, registered in `faircam.cams.METHODS` only, reaches every step on real val images.
+"""A fifth CAM method, registered in `faircam.vision.cams.METHODS` only, reaches every step on real val images.
 
 The fixture adds pytorch-grad-cam's EigenCAM to the registry and takes it out afterwards. From there
 it must flow through `explain`, `faircam evaluate`, the cache (its meta, focus, view and agreement
@@ -16,11 +16,11 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from streamlit.testing.v1 import AppTest
 from test_pages import TIMEOUT, assert_clean, texts
 
-from faircam import cams
-from faircam.cache import FOCUS_KEYS, agreement_column, focus_column, group_averages, read_cache, view_column
 from faircam.cli import main
 from faircam.config import PROJECT_ROOT
-from faircam.explain import Pipeline
+from faircam.evaluation.cache import FOCUS_KEYS, agreement_column, focus_column, group_averages, read_cache, view_column
+from faircam.vision import cams
+from faircam.vision.explain import Pipeline
 
 # EigenCAM, not HiResCAM: behind this model's global average pooling the gradient is the same at every
 # position, so HiResCAM's maps equal Grad-CAM's and would not show a fifth map apart from the four.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from faircam.config import FACE_REGIONS
-from faircam.focus import (
+from faircam.vision.focus import (
     FACE,
     REGIONS,
     area_shares,
@@ -23,7 +23,7 @@ LEFT_EYE, RIGHT_EYE, NOSE, MOUTH_LEFT, MOUTH_RIGHT = (60, 80), (100, 80), (80, 1
 
 @dataclass
 class Face:
-    """Stands in for faircam.preprocess.FaceGeometry, which focus only reads duck-typed."""
+    """Stands in for faircam.vision.preprocess.FaceGeometry, which focus only reads duck-typed."""
 
     box: np.ndarray
     landmarks: np.ndarray
@@ -174,8 +174,8 @@ def test_non_finite_landmarks_mean_no_face():
 
 def test_explanations_score_each_map_as_its_own_masks_do(pipeline, sample_images):
     # explain_views draws a view's region masks once for all its maps; the scores must not change.
-    from faircam.explain import explain_views
-    from faircam.preprocess import make_view
+    from faircam.vision.explain import explain_views
+    from faircam.vision.preprocess import make_view
 
     views = [make_view(image, pipeline.model.input_size, pipeline.detector, crop=crop, blur=False)
              for image in sample_images for crop in (False, True)]

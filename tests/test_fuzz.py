@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from faircam.cams import METHODS
 from faircam.config import MAX_IMAGE_SIDE
+from faircam.data.images import decode_image
 from faircam.errors import KNOWN_ERRORS
-from faircam.focus import REGIONS
-from faircam.images import decode_image
+from faircam.vision.cams import METHODS
+from faircam.vision.focus import REGIONS
 
 settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow], database=None)

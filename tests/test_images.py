@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from faircam.config import MAX_IMAGE_SIDE
+from faircam.data.images import decode_image, read_image, resize_square
 from faircam.errors import ImageError
-from faircam.images import decode_image, read_image, resize_square
 
 PHOTO = "val/4.jpg"
 

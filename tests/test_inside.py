@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from faircam.inside import feature_maps, first_conv, first_layer_filters, image_grid, resolution_steps
+from faircam.vision.inside import feature_maps, first_conv, first_layer_filters, image_grid, resolution_steps
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from faircam.checkpoint import read_metadata
 from faircam.config import DEFAULT_MODEL, PROJECT_ROOT
 from faircam.errors import ModelError
+from faircam.models.checkpoint import read_metadata
 
 TIMEOUT = 180
 # Pages that only read the evaluation cache (contracts §3); those not written yet are skipped.
@@ -86,9 +86,9 @@ def test_checkpoint_metadata_refuses_other_files(tmp_path):
 @pytest.fixture
 def counters(monkeypatch):
     """Counts of pipeline loads, MTCNN constructions, CAM passes and detections in this process."""
-    from faircam.cams import CamExplainer
-    from faircam.explain import Pipeline
-    from faircam.preprocess import FaceDetector
+    from faircam.vision.cams import CamExplainer
+    from faircam.vision.explain import Pipeline
+    from faircam.vision.preprocess import FaceDetector
 
     counts = {"load": 0, "mtcnn": 0, "cams": 0, "detect": 0}
 

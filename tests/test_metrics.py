@@ -13,10 +13,8 @@ from scipy.stats import binomtest
 from scipy.stats import t as student_t
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from faircam.accuracy import confusion, overall_scores
-from faircam.cache import read_cache
-from faircam.config import CLASSES, DEFAULT_MODEL_NAME, cache_path_for
-from faircam.groups import (
+from faircam.audit.accuracy import confusion, overall_scores
+from faircam.audit.groups import (
     GROUPINGS,
     INTERVALS,
     MEASURES,
@@ -28,7 +26,9 @@ from faircam.groups import (
     spread,
     wilson_interval,
 )
-from faircam.metrics import GAPS, RATES, bootstrap_intervals, cell_counts, fairness
+from faircam.audit.metrics import GAPS, RATES, bootstrap_intervals, cell_counts, fairness
+from faircam.config import CLASSES, DEFAULT_MODEL_NAME, cache_path_for
+from faircam.evaluation.cache import read_cache
 
 
 def group_accuracy(rows: pd.DataFrame, by: list[str], min_size: int = 30) -> pd.DataFrame:
@@ -190,7 +190,7 @@ def test_accuracy_gap_needs_two_usable_groups():
 
 
 def test_accuracy_tables_match_scikit_learn_scipy_and_fairlearn():
-    """`faircam.accuracy` counts by hand to keep those imports off the Evaluation page; on the bundled
+    """`faircam.audit.accuracy` counts by hand to keep those imports off the Evaluation page; on the bundled
     2,500-image cache and on random subsets it must give the libraries' numbers."""
     everything = read_cache(cache_path_for(DEFAULT_MODEL_NAME)).rows
     rng = np.random.default_rng(0)

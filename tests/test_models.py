@@ -17,15 +17,16 @@ import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from faircam import preprocess, registry
-from faircam.cache import read_cache
-from faircam.cams import METHODS, CamExplainer
 from faircam.cli import main
 from faircam.config import CLASSES, PROJECT_ROOT
+from faircam.data.images import read_image
 from faircam.errors import ModelError
-from faircam.images import read_image
-from faircam.preprocess import FaceGeometry, five_point_chip, make_view
-from faircam.thirdparty import TfSamePad, read_tfjs_weights
+from faircam.evaluation.cache import read_cache
+from faircam.models import registry
+from faircam.models.thirdparty import TfSamePad, read_tfjs_weights
+from faircam.vision import preprocess
+from faircam.vision.cams import METHODS, CamExplainer
+from faircam.vision.preprocess import FaceGeometry, five_point_chip, make_view
 
 REFERENCE = json.loads((PROJECT_ROOT / "tests" / "data" / "faceapi_reference.json").read_text())
 DLIB_ONNX = PROJECT_ROOT / "assets" / "thirdparty" / "dlib-gender" / "gender-v1.onnx"
@@ -156,7 +157,7 @@ def test_truncated_tfjs_weights_are_refused(tmp_path):
 
 
 def test_five_point_chip_maps_a_template_face_onto_the_template():
-    from faircam.preprocess import _DLIB_CHIP_PADDING, _DLIB_MEAN_FACE
+    from faircam.vision.preprocess import _DLIB_CHIP_PADDING, _DLIB_MEAN_FACE
 
     template = (_DLIB_MEAN_FACE + _DLIB_CHIP_PADDING) / (1 + 2 * _DLIB_CHIP_PADDING)
     angle = np.deg2rad(20)
@@ -206,7 +207,7 @@ def test_trained_checkpoints_register_themselves(tmp_path, monkeypatch):
 
 
 def test_registry_and_comparison_do_not_import_torch():
-    code = ("import sys, faircam.registry, faircam.compare; faircam.registry.entries(); "
+    code = ("import sys, faircam.models.registry, faircam.audit.compare; faircam.models.registry.entries(); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                           env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": "/usr/bin:/bin"})

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from faircam.cache import read_cache
+from faircam.audit.groups import GROUPINGS, group_table, size_label, with_interval
+from faircam.audit.modelcard import model_card
+from faircam.audit.report import build_report
 from faircam.config import ASSETS, DEFAULT_MODEL_NAME, PROJECT_ROOT, cache_path_for
-from faircam.groups import GROUPINGS, group_table, size_label, with_interval
-from faircam.modelcard import model_card
-from faircam.registry import load_model
-from faircam.report import build_report
+from faircam.evaluation.cache import read_cache
+from faircam.models.registry import load_model
 
 TIMEOUT = 180
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from faircam.figures import overlay
+from faircam.charts.figures import overlay
 
 
 @pytest.mark.parametrize("weight", [0.5, 0.3, 1.0])
@@ -22,6 +22,7 @@ def test_overlay_equals_show_cam_on_image(weight):
 
 
 def test_figures_import_no_torch():
-    code = "import sys, faircam.figures, faircam.audit, faircam.audit_charts; print('torch' in sys.modules)"
+    code = ("import sys, faircam.charts.figures, faircam.audit.explanations, faircam.charts.audit_plots; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

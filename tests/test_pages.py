@@ -8,9 +8,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from faircam import wording
-from faircam.cams import METHODS
 from faircam.config import PROJECT_ROOT
 from faircam.text import md
+from faircam.vision.cams import METHODS
 
 TIMEOUT = 180
 

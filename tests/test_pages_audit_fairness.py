@@ -8,9 +8,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_pages import linked_images
 
-from faircam.cache import read_cache, view_column
+from faircam.audit.groups import GROUPINGS, label, size_label
 from faircam.config import PROJECT_ROOT, settings
-from faircam.groups import GROUPINGS, label, size_label
+from faircam.evaluation.cache import read_cache, view_column
 
 TIMEOUT = 240
 
@@ -73,7 +73,7 @@ def test_fairness_page_switches_the_rate_shown():
 
 
 def test_fairness_page_on_a_cache_too_small_to_rank(monkeypatch, tmp_path, rows):
-    from faircam.cache import write_cache
+    from faircam.evaluation.cache import write_cache
 
     meta = read_cache(settings().cache_path).meta
     tiny = tmp_path / "tiny.parquet"

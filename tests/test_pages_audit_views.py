@@ -14,10 +14,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_pages import TIMEOUT, assert_clean, linked_images, texts
 
-from faircam import audit
-from faircam.cache import group_averages, read_cache, write_cache
+from faircam.audit import explanations as audit
+from faircam.audit.groups import size_label
 from faircam.config import MIN_GROUP_SIZE, PROJECT_ROOT
-from faircam.groups import size_label
+from faircam.evaluation.cache import group_averages, read_cache, write_cache
 
 LIMIT = 72
 V2_PREFIXES = ("crop: ", "blur: ", "agree | ")
@@ -26,7 +26,7 @@ V2_SUFFIXES = (" | road", " | deletion", " | insertion")
 
 @pytest.fixture(scope="module")
 def cache_path(pipeline, fairface, tmp_path_factory) -> Path:
-    from faircam.evaluate import EvalOptions, run_evaluation
+    from faircam.evaluation.evaluate import EvalOptions, run_evaluation
 
     out = tmp_path_factory.mktemp("audit-pages") / "eval_val.parquet"
     # Two faithfulness images per race x gender cell keep the run short (and under MIN_GROUP_SIZE).

@@ -7,8 +7,8 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from faircam.cams import METHODS
 from faircam.config import PROJECT_ROOT
+from faircam.vision.cams import METHODS
 
 TIMEOUT = 300
 LIMIT = 12
@@ -18,8 +18,8 @@ LIMIT = 12
 def cache_dir(tmp_path_factory, fairface):
     """Real caches of the two third-party models on the first val images (the bundled cache of
     faircam's own model holds all 2,500, so the page must compare on the shared 12)."""
-    from faircam.evaluate import run_evaluation
-    from faircam.explain import Pipeline
+    from faircam.evaluation.evaluate import run_evaluation
+    from faircam.vision.explain import Pipeline
 
     folder = tmp_path_factory.mktemp("caches")
     detector = None

@@ -13,10 +13,10 @@ from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils import detect_face as facenet_stages
 
 from faircam.config import SHARED_FAIRFACE, TEMPLATE_FRAME
-from faircam.data import load_split
-from faircam.focus import FACE, area_shares, region_masks
-from faircam.images import read_image
-from faircam.preprocess import (
+from faircam.data.fairface import load_split
+from faircam.data.images import read_image
+from faircam.vision.focus import FACE, area_shares, region_masks
+from faircam.vision.preprocess import (
     FILL,
     NO_FACE_MESSAGE,
     FaceDetector,

@@ -8,8 +8,8 @@ import shutil
 import pytest
 from test_pages import run
 
-from faircam.cache import read_cache
-from faircam.model import file_sha256, save_checkpoint
+from faircam.evaluation.cache import read_cache
+from faircam.models.model import file_sha256, save_checkpoint
 
 FILES = [f"val/{n}.jpg" for n in range(1, 7)]
 

@@ -11,11 +11,11 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from faircam.cache import EvalCache, read_cache, write_cache
+from faircam.audit.groups import label
+from faircam.audit.report import SECTIONS, Section, build_report, rows_csv
 from faircam.cli import main
 from faircam.config import settings
-from faircam.groups import label
-from faircam.report import SECTIONS, Section, build_report, rows_csv
+from faircam.evaluation.cache import EvalCache, read_cache, write_cache
 
 
 class Resources(HTMLParser):

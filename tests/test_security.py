@@ -23,8 +23,8 @@ from test_cli import run as cli
 from test_data_folders import folder
 from test_pages import run
 
-from faircam.cache import AVERAGES_KEY, META_KEY, read_cache, write_cache
 from faircam.config import PROJECT_ROOT, SHARED_FAIRFACE, settings
+from faircam.evaluation.cache import AVERAGES_KEY, META_KEY, read_cache, write_cache
 
 LINKS = "[click me](https://evil.example/phish) ![](https://evil.example/pixel.png)"
 BREAKOUT = "val/x` ![](https://evil.example/pixel.png) `y.jpg"  # a backtick ends inline code early

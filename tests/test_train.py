@@ -6,11 +6,11 @@ import json
 
 import torch
 
-from faircam import registry
-from faircam.cache import read_cache
 from faircam.cli import main
 from faircam.config import SHARED_FAIRFACE
-from faircam.model import load_checkpoint
+from faircam.evaluation.cache import read_cache
+from faircam.models import registry
+from faircam.models.model import load_checkpoint
 
 
 def train_args(out, epochs: int) -> list[str]:
@@ -19,10 +19,10 @@ def train_args(out, epochs: int) -> list[str]:
 
 
 def test_train_writes_a_usable_checkpoint_then_resumes(tmp_path, capsys, monkeypatch):
-    import faircam.train
+    import faircam.models.train
 
     out = tmp_path / "model.pt"
-    validate = faircam.train._validate
+    validate = faircam.models.train._validate
     calls = []
 
     def interrupted_in_epoch_two(*args):
@@ -32,9 +32,9 @@ def test_train_writes_a_usable_checkpoint_then_resumes(tmp_path, capsys, monkeyp
         return validate(*args)
 
     # A run of two epochs, interrupted (as by Ctrl-C) before its second epoch is saved.
-    monkeypatch.setattr(faircam.train, "_validate", interrupted_in_epoch_two)
+    monkeypatch.setattr(faircam.models.train, "_validate", interrupted_in_epoch_two)
     assert main(train_args(out, 2)) == 130
-    monkeypatch.setattr(faircam.train, "_validate", validate)
+    monkeypatch.setattr(faircam.models.train, "_validate", validate)
     capsys.readouterr()
     model = load_checkpoint(out)
     info = model.info

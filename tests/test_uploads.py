@@ -18,10 +18,10 @@ from PIL import Image
 from test_images import encode, png_declaring
 from test_pages import run
 
-from faircam.cams import METHODS
 from faircam.config import MAX_UPLOAD_MB, PROJECT_ROOT
-from faircam.images import decode_image, read_image
-from faircam.preprocess import NO_FACE_MESSAGE
+from faircam.data.images import decode_image, read_image
+from faircam.vision.cams import METHODS
+from faircam.vision.preprocess import NO_FACE_MESSAGE
 from faircam.wording import FACE_COLUMN
 
 VERDICT = re.compile(r"The model says \*\*(Female|Male)\*\* \((\d+)% sure\)")

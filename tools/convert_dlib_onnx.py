@@ -16,7 +16,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from faircam.thirdparty import DlibGenderNet, dlib_state_from_initializers
+from faircam.models.thirdparty import DlibGenderNet, dlib_state_from_initializers
 
 
 def main(source: str, target: str) -> None:

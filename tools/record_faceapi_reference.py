@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from faircam.config import PROJECT_ROOT, SHARED_FAIRFACE
-from faircam.data import load_split
-from faircam.images import read_image
-from faircam.preprocess import FaceDetector, make_view
-from faircam.registry import load_model
+from faircam.data.fairface import load_split
+from faircam.data.images import read_image
+from faircam.models.registry import load_model
+from faircam.vision.preprocess import FaceDetector, make_view
 
 OUT = PROJECT_ROOT / "tests" / "data" / "faceapi_reference.json"
 

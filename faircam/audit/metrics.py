@@ -1,10 +1,10 @@
 """The fairness audit of an evaluation cache: per-group rates and the gaps between groups.
 
-Per-group rates come from the one group table (`faircam.groups.group_table`), so a group's accuracy
+Per-group rates come from the one group table (`faircam.audit.groups.group_table`), so a group's accuracy
 and its 95% Wilson interval are the same numbers here as on every other page. What this module adds
 is the gaps between groups: their values by fairlearn's definitions (`MetricFrame`,
 `equalized_odds_difference`, `demographic_parity_difference`) over the same groups, and their 95%
-percentile bootstrap intervals (`faircam.groups.INTERVALS["difference"]`). Groups smaller than
+percentile bootstrap intervals (`faircam.audit.groups.INTERVALS["difference"]`). Groups smaller than
 `MIN_GROUP_SIZE` are flagged and left out of gaps, because a gap between two small groups is mostly
 noise.
 
@@ -24,8 +24,8 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
 from sklearn.metrics import accuracy_score
 
+from faircam.audit.groups import N_BOOT, SEED, TASKS, group_table, shown, size_label
 from faircam.config import MIN_GROUP_SIZE
-from faircam.groups import N_BOOT, SEED, TASKS, group_table, shown, size_label
 
 POSITIVE_LABEL = TASKS["gender"].positive
 RATES = ("accuracy", "tpr", "fpr", "selection_rate")
@@ -70,7 +70,7 @@ class Fairness:
 
     `groups`: `group_table`'s rows for `RATES` (the grouping's columns, `group`, `n`, `small`, each
     rate with `_n`, `_low`, `_high`: Wilson intervals) plus `men` and `women`, in the order pages
-    show them (`faircam.groups.shown`: large groups by accuracy, then the small ones).
+    show them (`faircam.audit.groups.shown`: large groups by accuracy, then the small ones).
     `gaps`: one row per name in `GAPS`: `value`, `ci_low`, `ci_high` (bootstrap), `groups_compared`,
     `highest`, `lowest` (group labels with their n), `excluded` (groups left out as too small) and
     `note` (why a gap is not defined, when it is NaN).

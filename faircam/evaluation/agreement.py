@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from faircam.cache import AGREEMENT_MEAN, agreement_column, method_pairs
+from faircam.evaluation.cache import AGREEMENT_MEAN, agreement_column, method_pairs
 
 
 def _shares(maps: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from faircam.groups import size_label
+from faircam.audit.groups import size_label
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
 
@@ -30,7 +30,7 @@ def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, per
                   reference: float | None = None, title: str | None = None) -> go.Figure:
     """An estimate per group as a dot with its 95% interval as a whisker, in the table's order.
 
-    `table` is a group table (`faircam.groups.group_table`, or a long table built from one): `group`,
+    `table` is a group table (`faircam.audit.groups.group_table`, or a long table built from one): `group`,
     `n`, `small`, `value`, `<value>_low`, `<value>_high`. Each label carries the group's n and small
     groups are marked (`size_label`); rows without the estimate (NaN) are left out. With `color`,
     several dots of one group (one per view or method) sit side by side. Dots, not bars: the axis need

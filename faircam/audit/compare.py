@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faircam import groups, wording
-from faircam.cache import EvalCache
+from faircam import wording
+from faircam.audit import groups
+from faircam.evaluation.cache import EvalCache
 
 
 def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:

@@ -33,8 +33,8 @@ from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils import detect_face as _mtcnn_stages
 
 from faircam.config import FACE_TEMPLATE_PATH, TEMPLATE_FRAME
+from faircam.data.images import resize_square
 from faircam.errors import DataError
-from faircam.images import resize_square
 
 # MTCNN's image pyramid is empty (and facenet-pytorch crashes) when the short side is below
 # min_face; small images are upscaled to this short side before detection instead.
@@ -182,7 +182,7 @@ class FaceGeometry:
 
     def transformed(self, matrix: np.ndarray) -> FaceGeometry:
         """The same face after the 2x3 affine `matrix`; the box becomes the bounds of its inscribed
-        ellipse (the face region `faircam.focus` draws) after the matrix. The bounds of the box's
+        ellipse (the face region `faircam.vision.focus` draws) after the matrix. The bounds of the box's
         corners would grow with every rotation, so a levelled face would get a region larger than the face."""
         x1, y1, x2, y2 = (float(v) for v in self.box)
         centre = _apply(matrix, np.array([(x1 + x2) / 2, (y1 + y2) / 2]))[0]

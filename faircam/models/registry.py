@@ -22,7 +22,7 @@ from faircam.config import CLASSES, DEFAULT_MODEL_NAME, THIRDPARTY, registry_pat
 from faircam.errors import ModelError
 
 if TYPE_CHECKING:
-    from faircam.model import LoadedModel
+    from faircam.models.model import LoadedModel
 
 # dlib and face-api.js subtract these channel means (dlib's `input_rgb_image` values).
 _DLIB_MEANS = (122.782, 117.001, 104.298)
@@ -150,16 +150,15 @@ def resolve(name_or_path: str | Path | None) -> ModelEntry:
 def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
     """A registered model (by name) or a checkpoint (by path), ready for the pipeline."""
     entry = resolve(name_or_path)
-    from faircam.checkpoint import file_sha256
-    from faircam.model import LoadedModel, load_checkpoint
+    from faircam.models.checkpoint import file_sha256
+    from faircam.models.model import LoadedModel, load_checkpoint
 
     if entry.kind == "checkpoint":
         return load_checkpoint(entry.weights)
     if not entry.weights.is_file():
         raise ModelError(f"The weights of {entry.name!r} are missing ({entry.weights}): restore them from the "
                          "repository.")
-    from faircam import thirdparty
-
+    from faircam.models import thirdparty
     if entry.kind == "dlib":
         net, arch, std, alignment = thirdparty.load_dlib(entry.weights), "dlib CNN", 256 / 255, "dlib-chip"
     else:

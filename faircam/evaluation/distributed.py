@@ -2,11 +2,11 @@
 
 Ray Data reads the split's file list as one item per batch of rows (so the batches, and the
 faithfulness seed drawn per batch, are the local engine's); `map_batches` runs
-`faircam.evaluate.Evaluator.batch`, the local engine's per-batch code, in an actor pool
+`faircam.evaluation.evaluate.Evaluator.batch`, the local engine's per-batch code, in an actor pool
 (`ActorPoolStrategy`) whose actors load the model and MTCNN once each. CAMs need gradients, so
 nothing around the call turns them off. An actor hands back, per batch, its rows as Arrow IPC
 bytes and the batch's group-average sums as an npz (plain arrays, no pickle); the driver
-(`faircam.evaluate.run_evaluation`) writes the parts and adds the sums in row order, as for the
+(`faircam.evaluation.evaluate.run_evaluation`) writes the parts and adds the sums in row order, as for the
 local engine, so progress, Ctrl-C and resuming work the same. `ray` is an optional extra
 (`pip install -e .[ray]`) imported only here.
 """
@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from faircam.averages import GroupAverager
 from faircam.config import PROJECT_ROOT
-from faircam.data import FairFaceSplit
+from faircam.data.fairface import FairFaceSplit
 from faircam.errors import ClusterError, DataError
-from faircam.evaluate import EvalOptions, Runner
+from faircam.evaluation.averages import GroupAverager
+from faircam.evaluation.evaluate import EvalOptions, Runner
 
 LABEL_COLUMNS = ("file", "race", "gender", "age")
 # Ray's shared object store holds only the batches in flight (file names in, rows out): keep it small.
@@ -41,9 +41,9 @@ class _BatchActor:
                  sampled: set[str], threads: int, device: str) -> None:
         import torch
 
-        from faircam.evaluate import Evaluator
-        from faircam.explain import Pipeline
-        from faircam.preprocess import FaceDetector
+        from faircam.evaluation.evaluate import Evaluator
+        from faircam.vision.explain import Pipeline
+        from faircam.vision.preprocess import FaceDetector
 
         torch.set_num_threads(threads)
         self.pipeline = Pipeline.load(model, detector=FaceDetector(device=device))
@@ -58,7 +58,7 @@ class _BatchActor:
     def __call__(self, item: pd.DataFrame) -> pd.DataFrame:
         from functools import partial
 
-        from faircam.evaluate import batch_views, prepare_batch, release_freed_memory
+        from faircam.evaluation.evaluate import batch_views, prepare_batch, release_freed_memory
 
         first = int(item["first"].iloc[0])
         chunk = pd.DataFrame({c: list(item[c].iloc[0]) for c in LABEL_COLUMNS})

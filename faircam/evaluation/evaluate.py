@@ -4,16 +4,16 @@ For each image MTCNN runs once and gives three views: raw (the whole image), cro
 face) and blur (background blurred). All views of a batch share one forward and backward pass
 of `CamExplainer`; from it come predictions and focus scores per view, the agreement between the
 raw view's maps, the group average faces and maps of the crop view, and, for a balanced sample,
-the faithfulness of the raw view's maps (`faircam.faithfulness`). The schema is in
-`faircam.cache`.
+the faithfulness of the raw view's maps (`faircam.evaluation.faithfulness`). The schema is in
+`faircam.evaluation.cache`.
 
 Rows stream to disk: every `SAVE_EVERY` batches (and on Ctrl-C) the finished rows become the
 next parquet part of the work folder `<out>.partial/`, and the running averages and the rows
 done are saved beside them atomically, keyed on the model, data, split, limit and options. So
 memory holds a few batches, never the split, and a rerun with the same arguments continues after
-the last part. The cache is then written from the parts (`faircam.cache.write_cache_parts`: one
+the last part. The cache is then written from the parts (`faircam.evaluation.cache.write_cache_parts`: one
 file, or a folder of the parts) and the work folder removed. Where the batches run is a `Runner`:
-`local_runner` here, on this machine, or `faircam.distributed.ray_runner` on a Ray cluster, both
+`local_runner` here, on this machine, or `faircam.evaluation.distributed.ray_runner` on a Ray cluster, both
 through `Evaluator.batch`.
 """
 
@@ -39,9 +39,13 @@ import torch
 from tqdm import tqdm
 
 from faircam import __version__
-from faircam.agreement import agreement_columns
-from faircam.averages import AVERAGE_SIZE, GroupAverager
-from faircam.cache import (
+from faircam.config import FAITHFULNESS_PER_CELL
+from faircam.data.fairface import FairFaceSplit, balanced_sample, load_split
+from faircam.data.images import read_image
+from faircam.errors import DataError, ImageError
+from faircam.evaluation.agreement import agreement_columns
+from faircam.evaluation.averages import AVERAGE_SIZE, GroupAverager
+from faircam.evaluation.cache import (
     FAITHFULNESS_KEYS,
     FOCUS_KEYS,
     SCHEMA_VERSION,
@@ -54,15 +58,11 @@ from faircam.cache import (
     write_cache_parts,
     write_table_atomic,
 )
-from faircam.cams import CamExplainer
-from faircam.config import FAITHFULNESS_PER_CELL
-from faircam.data import FairFaceSplit, balanced_sample, load_split
-from faircam.errors import DataError, ImageError
-from faircam.explain import Explanation, explain_views
-from faircam.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, faithfulness_columns
-from faircam.images import read_image
-from faircam.model import LoadedModel
-from faircam.preprocess import FaceDetector, View, make_view
+from faircam.evaluation.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, faithfulness_columns
+from faircam.models.model import LoadedModel
+from faircam.vision.cams import CamExplainer
+from faircam.vision.explain import Explanation, explain_views
+from faircam.vision.preprocess import FaceDetector, View, make_view
 
 SAVE_EVERY = 4
 STATE_FILE = "state.npz"
@@ -383,7 +383,7 @@ def faithfulness_meta(options: EvalOptions, sampled: int) -> dict:
         "seed": options.seed,
         "n": sampled,
         "sample": f"up to {options.faithfulness_per_cell} images per race x gender cell "
-                  f"(faircam.data.balanced_sample, seed {options.seed}); NaN outside it (faith_sampled)",
+                  f"(faircam.data.fairface.balanced_sample, seed {options.seed}); NaN outside it (faith_sampled)",
         "view": "raw",
         "target": "softmax probability of the predicted class",
         "road": {"percentiles": list(options.road_percentiles), "imputation": "noisy linear (pytorch-grad-cam)",

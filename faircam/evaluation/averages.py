@@ -4,7 +4,7 @@
 which keeps running sums and counts only. The sums can be saved and restored, so an interrupted
 evaluation resumes them, and what reaches the cache is the averages alone, never a single
 person's pixels. Averages are kept at `AVERAGE_SIZE` pixels: the maps come from a 5x5 grid of
-activations, so nothing is lost. No torch here; `faircam.cache.group_averages` reads them back.
+activations, so nothing is lost. No torch here; `faircam.evaluation.cache.group_averages` reads them back.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from faircam.cache import MAP_LEVELS, OUTCOMES
-from faircam.data import GENDERS, RACES
+from faircam.data.fairface import GENDERS, RACES
+from faircam.evaluation.cache import MAP_LEVELS, OUTCOMES
 
 AVERAGE_SIZE = 64
 

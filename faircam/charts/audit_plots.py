@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from faircam.charts import MARGIN
-from faircam.groups import size_label
+from faircam.audit.groups import size_label
+from faircam.charts.plots import MARGIN
 
 
 def _share_text(mean: float, high: float, flagged: bool) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faircam.cache import EvalCache
+from faircam.audit.groups import GROUPINGS, INTERVALS, group_table, label, ranked, small_mark, spread, with_interval
 from faircam.config import MIN_GROUP_SIZE
-from faircam.groups import GROUPINGS, INTERVALS, group_table, label, ranked, small_mark, spread, with_interval
-from faircam.model import LoadedModel
+from faircam.evaluation.cache import EvalCache
+from faircam.models.model import LoadedModel
 from faircam.text import md
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from faircam.config import CLASSES, MIN_GROUP_SIZE
-from faircam.data import AGES, GENDERS, RACES
+from faircam.data.fairface import AGES, GENDERS, RACES
 
 # Display name -> the cache columns that define the groups.
 GROUPINGS: dict[str, list[str]] = {

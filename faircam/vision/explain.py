@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from faircam.cams import CamExplainer
-from faircam.focus import area_shares, focus_from_masks, region_masks
-from faircam.model import LoadedModel
-from faircam.preprocess import FaceDetector, View, make_view
-from faircam.registry import load_model
+from faircam.models.model import LoadedModel
+from faircam.models.registry import load_model
+from faircam.vision.cams import CamExplainer
+from faircam.vision.focus import area_shares, focus_from_masks, region_masks
+from faircam.vision.preprocess import FaceDetector, View, make_view
 from faircam.wording import CHANCE_KEY, FOCUS_KEY
 
 

@@ -47,7 +47,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from faircam.errors import CacheError
-from faircam.focus import REGIONS
+from faircam.vision.focus import REGIONS
 
 SCHEMA_VERSION = 2
 FOCUS_KEYS = (*REGIONS, "face", "face_baseline", "face_lift")
@@ -167,7 +167,7 @@ def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any], averages: 
     """One parquet file with provenance and checksum in its metadata, replaced atomically (never a half file).
 
     `averages`, when given, is `group_averages`' table as stored: faces as uint8 pixels and maps
-    as uint8 levels of `MAP_LEVELS` (`faircam.averages.GroupAverager.table` makes it).
+    as uint8 levels of `MAP_LEVELS` (`faircam.evaluation.averages.GroupAverager.table` makes it).
     """
     table = pa.Table.from_pandas(rows, preserve_index=False)
     _write_file(lambda: iter([table]), Path(path), meta, averages)

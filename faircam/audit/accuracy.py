@@ -1,6 +1,6 @@
 """The overall accuracy and the confusion matrix of an evaluation cache, with precision, recall and F1 per class.
 
-Per-group numbers are `faircam.groups.group_table`; the overall accuracy is its one-group case, so
+Per-group numbers are `faircam.audit.groups.group_table`; the overall accuracy is its one-group case, so
 it carries the same 95% Wilson interval. Only numpy and pandas: the Evaluation page is the first
 page most people open (issue #4). The tests check every number here against scikit-learn.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from faircam.groups import TASKS, group_table
+from faircam.audit.groups import TASKS, group_table
 
 
 def confusion(rows: pd.DataFrame, task: str = "gender") -> pd.DataFrame:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from faircam.checkpoint import CHECKPOINT_FORMAT, file_sha256
 from faircam.config import CLASSES
 from faircam.errors import ModelError
+from faircam.models.checkpoint import CHECKPOINT_FORMAT, file_sha256
 
 # EfficientNet-Lite was trained on TF's (x - 127) / 128 scaling; ResNets on ImageNet statistics.
 LITE_NORMALISATION = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3}
@@ -117,7 +117,7 @@ class LoadedModel:
 
     `net` is any module mapping a normalised NCHW batch to logits in `classes` order, with a
     `cam_layer` attribute (its last convolutional stage); `alignment` is the key of
-    `faircam.preprocess.ALIGNMENTS` that says how faces are cut out for it.
+    `faircam.vision.preprocess.ALIGNMENTS` that says how faces are cut out for it.
     """
 
     net: nn.Module

@@ -23,10 +23,7 @@ from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from faircam.cache import EvalCache
-from faircam.config import MIN_GROUP_SIZE
-from faircam.errors import ModelError
-from faircam.groups import (
+from faircam.audit.groups import (
     GROUPINGS,
     INTERVALS,
     N_BOOT,
@@ -38,7 +35,10 @@ from faircam.groups import (
     small_mark,
     with_interval,
 )
-from faircam.metrics import GAP_WORDS, POSITIVE_LABEL, RATE_TITLES, RATE_WORDS, Fairness, fairness
+from faircam.audit.metrics import GAP_WORDS, POSITIVE_LABEL, RATE_TITLES, RATE_WORDS, Fairness, fairness
+from faircam.config import MIN_GROUP_SIZE
+from faircam.errors import ModelError
+from faircam.evaluation.cache import EvalCache
 
 CAVEATS = [
     "FairFace's gender labels are annotators' perceptions on a binary scale, and its race labels are "
@@ -362,8 +362,8 @@ def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str |
 
     Loading a model needs torch, imported here only when a report is written.
     """
-    from faircam.modelcard import model_card
-    from faircam.registry import load_model
+    from faircam.audit.modelcard import model_card
+    from faircam.models.registry import load_model
 
     try:
         model = load_model(model_path)

@@ -21,7 +21,7 @@ import numpy as np
 from faircam.config import FACE_REGIONS
 
 if TYPE_CHECKING:
-    from faircam.preprocess import FaceGeometry
+    from faircam.vision.preprocess import FaceGeometry
 
 REGIONS = (*FACE_REGIONS, "background")
 FACE = "face"

@@ -30,11 +30,11 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from faircam.config import CLASSES
-from faircam.data import FairFaceSplit, load_split
+from faircam.data.fairface import FairFaceSplit, load_split
+from faircam.data.images import read_image, resize_square
 from faircam.errors import ModelError
-from faircam.images import read_image, resize_square
-from faircam.model import ARCHITECTURES, GenderNet, build_model, normalise, save_checkpoint
-from faircam.registry import register_checkpoint
+from faircam.models.model import ARCHITECTURES, GenderNet, build_model, normalise, save_checkpoint
+from faircam.models.registry import register_checkpoint
 
 
 @dataclass

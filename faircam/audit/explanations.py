@@ -1,11 +1,11 @@
 """The audit's aggregates from cache rows: explanation parity, faithfulness, counterfactuals, agreement.
 
-Every number is a mean or a rate over images from the one group table (`faircam.groups.group_table`),
-with its n and a 95% interval of its kind (`faircam.groups.INTERVALS`: t for means, Wilson for
+Every number is a mean or a rate over images from the one group table (`faircam.audit.groups.group_table`),
+with its n and a 95% interval of its kind (`faircam.audit.groups.INTERVALS`: t for means, Wilson for
 rates); groups smaller than `MIN_GROUP_SIZE` carry a `small` flag so pages can show them without
 ranking them. Where groups are flagged out of many comparisons (explanation parity), the false
 discovery rate is controlled with Benjamini-Hochberg. Only pandas, numpy and scipy: pages that read
-these tables open without loading the model. Column names come from `faircam.cache` (schema v2).
+these tables open without loading the model. Column names come from `faircam.evaluation.cache` (schema v2).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import pandas as pd
 from scipy.stats import false_discovery_control
 from scipy.stats import t as student_t
 
-from faircam.cache import (
+from faircam.audit.groups import FDR_LEVEL, Measure, group_table, mean_of
+from faircam.config import MIN_GROUP_SIZE
+from faircam.evaluation.cache import (
     AGREEMENT_MEAN,
     FAITHFULNESS_KEYS,
     agreement_column,
@@ -23,12 +25,10 @@ from faircam.cache import (
     method_pairs,
     view_column,
 )
-from faircam.cache import (
+from faircam.evaluation.cache import (
     OUTCOMES as PREDICTION_OUTCOMES,
 )
-from faircam.config import MIN_GROUP_SIZE
-from faircam.focus import REGIONS
-from faircam.groups import FDR_LEVEL, Measure, group_table, mean_of
+from faircam.vision.focus import REGIONS
 
 OUTCOMES = ("all", *PREDICTION_OUTCOMES)
 # The focus score (share of the map on the face) beside the five regions it is split into.

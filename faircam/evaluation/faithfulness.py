@@ -25,7 +25,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from faircam.cache import focus_column
+from faircam.evaluation.cache import focus_column
 
 # Four of the library's nine default thresholds (10, 20, ..., 90): each threshold costs a
 # sparse solve per image and method, and these four keep the cost of ROAD near half.

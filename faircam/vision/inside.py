@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faircam.model import LoadedModel
+from faircam.models.model import LoadedModel
 
 
 @dataclass

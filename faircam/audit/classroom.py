@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from faircam.focus import REGIONS
-from faircam.registry import ModelEntry
+from faircam.models.registry import ModelEntry
+from faircam.vision.focus import REGIONS
 
 CHILD_AGES = ("0-2", "3-9", "10-19")
 # Focus on the face minus chance: above CLEAR the model looked clearly at the face, above SLIGHT a little.

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from faircam.wording import CHANCE, FOCUS_SCORE
 
 if TYPE_CHECKING:
-    from faircam.explain import Explanation
+    from faircam.vision.explain import Explanation
 
 TILE = 224
 

@@ -1,0 +1,1 @@
+"""Plotly charts and matplotlib figures drawn from the audit's tables and the explanations."""

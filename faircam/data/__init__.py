@@ -1,0 +1,1 @@
+"""Inputs: FairFace folders and their checks, safe image decoding, the FairFace download."""
