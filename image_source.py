@@ -178,7 +178,7 @@ def _choose_fairface(data: Path | None) -> dict[str, str] | None:
     columns = st.columns(6)
     for i, (_, row) in enumerate(sample.iterrows()):
         with columns[i % 6]:
-            thumbnail = ui.thumbnail(data / row["file"])
+            thumbnail = ui.thumbnail(data, row["file"])
             if thumbnail is None:
                 st.warning(f"{md(row['file'], code=True)} cannot be read.")
                 continue

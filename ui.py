@@ -18,7 +18,7 @@ import streamlit as st
 
 from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, settings
-from faircam.data.fairface import available_splits, describe_dropped
+from faircam.data.fairface import available_splits, data_path, describe_dropped
 from faircam.data.images import decode_image, read_image
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.evaluation.cache import EvalCache, read_cache
@@ -293,10 +293,12 @@ def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: st
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def thumbnail(path: Path) -> np.ndarray | None:
-    """A small copy of a dataset image for the picker grid, or None when the file cannot be read."""
+def thumbnail(root: Path, file: str) -> np.ndarray | None:
+    """A small copy of the data image `file` of the folder `root`, or None when it cannot be read or
+    lies outside the folder (file names in a cache come from whoever wrote it)."""
+    path = data_path(root, file)
     try:
-        return read_image(path, max_side=THUMBNAIL_SIDE)
+        return None if path is None else read_image(path, max_side=THUMBNAIL_SIDE)
     except ImageError:
         return None
 

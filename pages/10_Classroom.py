@@ -17,7 +17,7 @@ from faircam import wording
 from faircam.audit import classroom, groups
 from faircam.audit import explanations as audit
 from faircam.config import settings
-from faircam.data.fairface import LABEL_COLUMNS
+from faircam.data.fairface import LABEL_COLUMNS, data_path
 from faircam.errors import ImageError
 from faircam.models import registry
 from faircam.text import md
@@ -80,12 +80,12 @@ def lesson_face() -> tuple[image_source.Choice, dict | None] | None:
     if own is not None:
         return image_source.Choice(None, own, None, crop=False, blur=False, face=0), None
     chosen = image_source.picked()
-    if chosen is None or not has_data or not (data / chosen["file"]).is_file():
+    path = data_path(data, chosen["file"]) if chosen is not None and has_data else None
+    if path is None:
         return None
     row = cache.rows[cache.rows["file"] == chosen["file"]]
     if row.empty:
         return None
-    path = data / chosen["file"]
     return image_source.Choice(path, None, chosen, crop=False, blur=False, face=0), row.iloc[0].to_dict()
 
 
@@ -107,11 +107,13 @@ if step == 0:
                 "right, some wrong (you will find out which).")
     if has_data:
         draw = st.session_state.setdefault("lesson_draw", 0)
-        choices = classroom.examples(cache.rows, exists=lambda file: (data / file).is_file(), draw=draw)
+        choices = classroom.examples(cache.rows, exists=lambda file: data_path(data, file) is not None, draw=draw)
         columns = st.columns(len(choices))
         for column, (_, row) in zip(columns, choices.iterrows()):
             with column:
-                st.image(str(data / row["file"]), width="stretch")
+                image = ui.thumbnail(data, row["file"])
+                if image is not None:
+                    st.image(image, width="stretch")
                 if st.button("This one", key=f"face-{row['file']}", width="stretch"):
                     image_source.pick({c: row[c] for c in LABEL_COLUMNS})
                     st.session_state["lesson_step"] = 1

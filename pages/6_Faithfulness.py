@@ -112,8 +112,9 @@ else:
     columns = st.columns(4)
     for i, image in worst.iterrows():
         with columns[i % 4]:
-            if root is not None:
-                st.image(str(root / image["file"]), width="stretch")
+            thumbnail = None if root is None else ui.thumbnail(root, image["file"])
+            if thumbnail is not None:
+                st.image(thumbnail, width="stretch")
             st.caption(f"{md(image['file'], code=True)} · {md(groups.label(image['race']))}, "
                        f"{md(image['gender'])} · predicted {md(image['pred'])} "
                        f"{'✅' if image['correct'] else '❌'} · agreement "

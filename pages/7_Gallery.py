@@ -62,9 +62,9 @@ missing = 0
 columns = st.columns(COLUMNS)
 for i, (_, row) in enumerate(shown.iterrows()):
     with columns[i % COLUMNS]:
-        path = data / row["file"]
-        if path.is_file():
-            st.image(str(path), width="stretch")
+        image = ui.thumbnail(data, row["file"])
+        if image is not None:
+            st.image(image, width="stretch")
         else:
             missing += 1
             st.info(f"{md(row['file'], code=True)} is missing")

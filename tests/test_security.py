@@ -132,6 +132,23 @@ def test_gallery_and_evaluation_show_cache_values_as_text(monkeypatch, tmp_path,
     assert_plain_text(said, f"computed {LINKS}")
 
 
+def test_pages_show_no_image_from_outside_the_data_folder(monkeypatch, tmp_path, bundled, fairface):
+    # A cache's file names come from whoever wrote it: Gallery must not show a picture beside the data folder.
+    data = folder(tmp_path / "data", fairface)
+    shutil.copyfile(fairface / "val" / "5.jpg", tmp_path / "outside.jpg")
+    rows = bundled.rows.head(40).copy()
+    wrong = rows.index[~rows["correct"]]
+    rows.loc[wrong, "file"] = "../outside.jpg"
+    path = tmp_path / "edited.parquet"
+    edited_cache(bundled, path, rows)
+    monkeypatch.setenv("FAIRCAM_CACHE", str(path))
+    monkeypatch.setenv("FAIRCAM_DATA", str(data))
+    at = run("pages/7_Gallery.py")
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(wrong) > 0 and not at.get("image") and not at.get("imgs")
+    assert sum("is missing" in i.value for i in at.info) == len(wrong)
+
+
 def test_report_of_an_edited_cache_fetches_nothing(tmp_path, capsys, bundled):
     path, out = tmp_path / "edited.parquet", tmp_path / "report.html"
     edited_cache(bundled, path, created=LINKS)

@@ -67,6 +67,15 @@ def file_problem(root: Path, file: str) -> str:
     return "" if regular and os.access(path, os.R_OK) else "image missing or unreadable"
 
 
+def data_path(root: Path, file: str) -> Path | None:
+    """The readable data image `file` under the folder `root`, or None (`file_problem` says why not).
+
+    For file names that come from elsewhere than a checked label file (a cache's rows), so a page
+    never shows a file from outside the data folder."""
+    resolved = Path(os.path.realpath(root))
+    return None if file_problem(resolved, file) else resolved / file
+
+
 def available_splits(root: Path | None) -> list[str]:
     """The splits whose label file exists under `root` (none for a missing folder)."""
     if root is None or not Path(root).is_dir():
