@@ -1,6 +1,6 @@
 """One source for every number: a group's accuracy and interval read from every place that shows it
-(the Evaluation, Fairness and About pages through AppTest, the model card, the HTML report) are the
-same, and are the group table's."""
+(the Evaluation, Fairness, About and Compare pages and the sidebar through AppTest, the model card, the
+HTML report) are the same, and are the group table's."""
 
 from __future__ import annotations
 
@@ -76,6 +76,14 @@ def test_a_groups_accuracy_is_the_same_everywhere(cache):
         "report": report_cell(report, ["Black"]),
     }
     assert found == dict.fromkeys(found, black), found
+    # Compare puts the models side by side, each cell "accuracy (interval), n=…"; the sidebar gives the overall.
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("pages/9_Compare.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (side_by_side,) = [d.value for d in at.dataframe if list(d.value.columns)[:1] == ["race"]]
+    assert side_by_side.set_index("race").loc["Black", DEFAULT_MODEL_NAME].startswith(f"{black}, n=")
+    assert any(f"Validation accuracy {everyone} on" in c.value for c in at.sidebar.caption)
     assert card_cell(card, ["Black", "Female"]) == black_female
     assert report_cell(report, ["Black", "Female"]) == black_female
     assert f"**Accuracy: {everyone}**" in card and everyone in report
