@@ -170,7 +170,9 @@ def checkpoint(name: str | None = None) -> dict[str, Any]:
         _model_error(exc)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+# A resource, not data: st.cache_data would pickle the rows on storing and unpickle a copy on every hit
+# (0.1 s a page at 100,000 rows, bench/pages.py). Pages and faircam only read `EvalCache.rows`.
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _cache(path: str, mtime: float) -> EvalCache:
     return read_cache(path)
 

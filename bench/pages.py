@@ -37,6 +37,7 @@ def _page_seconds(page: str, cold: bool) -> float:
 
     if cold:
         st.cache_data.clear()
+        st.cache_resource.clear()
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=600)
     at.switch_page(page)
     start = time.perf_counter()
