@@ -30,7 +30,7 @@ METHOD = "Grad-CAM"
 
 def changes_overall() -> str:
     """One sentence on how often each change flips the model's answer over the whole evaluation."""
-    if not audit.has_views(cache.rows):
+    if not audit.has_views(cache.rows) or METHOD not in cache.methods:
         return ""
     effects = audit.counterfactual_effects(cache.rows, [], METHOD).set_index("view")
     crop, blur = effects.loc["crop"], effects.loc["blur"]
@@ -48,7 +48,7 @@ if not has_data:
 
 def people(group: pd.Series) -> str:
     """'Black faces labelled female': the group in words, without calling children men or women."""
-    return f"{groups.label(group['race'])} faces labelled {group['gender'].lower()}"
+    return md(f"{groups.label(group['race'])} faces labelled {group['gender'].lower()}")
 
 
 def words(region: str) -> str:
@@ -130,7 +130,7 @@ elif choice is None:
     st.session_state["lesson_step"] = 0
     st.rerun()
 elif step == 1:
-    size = facts.input_size
+    size = facts.input_size or choice.explain().view.image.shape[0]
     try:
         small = Image.fromarray(choice.image()).resize((size, size))
     except ImageError as exc:
@@ -164,8 +164,8 @@ else:
         c1, c2 = st.columns([1, 2])
         c1.image(str(choice.path), width="stretch")
         c2.markdown(
-            f"### The model says **{picked['pred']}**, {picked['prob']:.0%} sure.\n\n"
-            f"The people who labelled this photo for FairFace said **{picked['gender']}**: the model is "
+            f"### The model says **{md(picked['pred'])}**, {picked['prob']:.0%} sure.\n\n"
+            f"The people who labelled this photo for FairFace said **{md(picked['gender'])}**: the model is "
             f"**{'right ✅' if right else 'wrong ❌'}**.\n\n"
             + ("Being sure is not the same as being right: the model can be very sure and still wrong."
                if not right or classroom.is_sure(picked["prob"]) else

@@ -79,7 +79,7 @@ with tab:
     if gap["gap"] is not None:
         st.markdown(
             f"Gap between best and worst {name}: **{wording.points(gap['gap'])}** "
-            f"(best {gap['best']}, n={gap['best_n']:,}; worst {gap['worst']}, n={gap['worst_n']:,})."
+            f"(best {md(gap['best'])}, n={gap['best_n']:,}; worst {md(gap['worst'])}, n={gap['worst_n']:,})."
         )
     else:
         st.info("Fewer than two groups are large enough to compare.")

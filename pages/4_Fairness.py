@@ -42,13 +42,13 @@ def gap_metrics(result: metrics.Fairness) -> None:
         with column:
             if pd.isna(gap["value"]):
                 st.metric(name, "not defined", help=metrics.GAP_WORDS[name])
-                st.caption(gap["note"])
+                st.caption(md(gap["note"]))
                 continue
             st.metric(name, wording.points(gap["value"]), help=metrics.GAP_WORDS[name])
             st.caption(f"{groups.INTERVALS['difference']}: {gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f} "
                        "points · "
-                       f"{gap['groups_compared']} groups compared  \nhighest: {gap['highest']}  \n"
-                       f"lowest: {gap['lowest']}")
+                       f"{gap['groups_compared']} groups compared  \nhighest: {md(gap['highest'])}  \n"
+                       f"lowest: {md(gap['lowest'])}")
     excluded = sorted({gap["excluded"] for _, gap in result.gaps.iterrows() if gap["excluded"]})
     for names in excluded:
         st.warning(f"Left out of the gaps as too small (under {result.min_size}): {md(names)}.")
@@ -57,8 +57,8 @@ def gap_metrics(result: metrics.Fairness) -> None:
 def plain_words(result: metrics.Fairness, grouping: str) -> str:
     gap = result.gaps.loc["accuracy gap"]
     if pd.isna(gap["value"]):
-        return gap["note"]
-    return (f"Across {grouping}, accuracy runs from **{gap['lowest']}** to **{gap['highest']}**: a gap of "
+        return md(gap["note"])
+    return (f"Across {grouping}, accuracy runs from **{md(gap['lowest'])}** to **{md(gap['highest'])}**: a gap of "
             f"**{wording.points(gap['value'])}**, and with another sample of faces it could plausibly be anywhere "
             f"from {wording.points(gap['ci_low'])} to {wording.points(gap['ci_high'])}.")
 

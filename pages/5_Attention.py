@@ -137,9 +137,9 @@ else:
         with column:
             st.markdown(f"**{view}**")
             for _, image in audit.flipped(rows, view).iterrows():
-                group = f"{image['race'].replace('_', ' ')}, {image['gender']}"
-                image_source.explore_link(image["file"], label=f"{image['file']}: {image['pred']} → "
-                                                               f"{image[view_column(view, 'pred')]} ({group})")
+                group = groups.group_label(image, ["race", "gender"])
+                image_source.explore_link(image["file"], label=md(f"{image['file']}: {image['pred']} → "
+                                                                  f"{image[view_column(view, 'pred')]} ({group})"))
 
 st.markdown("## Group average maps")
 averages = group_averages(cache)

@@ -49,7 +49,7 @@ if choice is not None:
                             f"{'✅' if truth['gender'] == explanation.label else '❌'}")
             st.markdown(verdict)
             if view.message:
-                st.warning(md(view.message))
+                st.warning(view.message)
             tiles = st.columns(1 + len(explanation.maps))
             size = view.image.shape[0]
             tiles[0].image(draw_face(view.image, explanation), width="stretch",

@@ -178,6 +178,13 @@ def test_edited_cache_metadata_is_refused(tmp_path, capsys, key, value):
     assert_one_line_error(code, stdout, err, "checksum")
 
 
+
+def test_cam_method_names_in_a_cache_are_plain_names(tmp_path, capsys, bundled):
+    # Method names become headings and captions on the pages: a re-saved cache naming one as markup is refused.
+    path = tmp_path / "eval.parquet"
+    edited_cache(bundled, path, methods=[*bundled.methods[:3], LINKS])
+    code, stdout, err = cli(capsys, "report", "--out", tmp_path / "r.html", "--cache", path)
+    assert_one_line_error(code, stdout, err, "not plain names")
 # --- 4. output paths: checked before any work, never over an input, no temporary files left -----------
 
 

@@ -7,13 +7,17 @@ dates) go through `faircam.text.md`: the card is rendered as Markdown in the app
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from faircam.audit.groups import GROUPINGS, INTERVALS, group_table, label, ranked, small_mark, spread, with_interval
 from faircam.config import MIN_GROUP_SIZE
 from faircam.evaluation.cache import EvalCache
-from faircam.models.model import LoadedModel
 from faircam.text import md
+
+if TYPE_CHECKING:  # torch comes with it; the card only reads its metadata
+    from faircam.models.model import LoadedModel
 
 
 def _group_lines(table: pd.DataFrame, by: list[str]) -> list[str]:

@@ -102,10 +102,6 @@ def _e(value: object) -> str:
     return html.escape(str(value))
 
 
-def _pct(value: float) -> str:
-    return "–" if pd.isna(value) else f"{value:.1%}"
-
-
 def _with_interval(value: float, low: float, high: float) -> str:
     return f"<span class='ci'>{_e(with_interval(value, low, high))}</span>"
 

@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -305,6 +306,9 @@ def read_cache(path: Path | str) -> EvalCache:
     return EvalCache(rows=rows, meta=meta, averages=_averages(path, blob))
 
 
+_METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 +\-]*")
+
+
 def _check_meta(path: Path, meta: Any) -> None:
     if not isinstance(meta, dict):
         raise CacheError(f"{path} has unreadable faircam metadata. Recreate it with `faircam evaluate`.")
@@ -313,6 +317,10 @@ def _check_meta(path: Path, meta: Any) -> None:
             f"{path} was written by another faircam version (schema {meta.get('schema_version')}, "
             f"expected {SCHEMA_VERSION}). Recreate it with `faircam evaluate`."
         )
+    # Method names become column names, page headings and captions: only plain names, never markup.
+    methods = meta.get("methods", [])
+    if not isinstance(methods, list) or not all(isinstance(m, str) and _METHOD_NAME.fullmatch(m) for m in methods):
+        raise CacheError(f"{path} names CAM methods that are not plain names. Recreate it with `faircam evaluate`.")
 
 
 def _changed(path: Path) -> CacheError:
