@@ -104,6 +104,36 @@ def selected_model() -> str:
     return name if name in registry.names() else DEFAULT_MODEL_NAME
 
 
+# Session key of the task chosen in the sidebar: the decision every page audits (gender, race or age).
+TASK_KEY = "faircam_task"
+
+
+def model_tasks(name: str | None = None) -> tuple[str, ...]:
+    """The tasks a model (default: the selected one) predicts, gender first, read from its checkpoint's
+    metadata without torch; third-party models predict gender only."""
+    entry = registry.entries()[name or selected_model()]
+    if entry.kind != "checkpoint":
+        return ("gender",)
+    tasks = checkpoint(entry.name).get("tasks")
+    return tuple(t for t in groups.TASKS if t in tasks) if isinstance(tasks, dict) else ("gender",)
+
+
+def selected_task() -> str:
+    """The task chosen in the sidebar, if the selected model has it; else gender."""
+    task = st.session_state.get(TASK_KEY, "gender")
+    return task if task in model_tasks() else "gender"
+
+
+def task_or_stop(cache: EvalCache, what: str = "numbers") -> str:
+    """The selected task when `cache` holds its predictions; otherwise the page says so in one line and stops."""
+    task = selected_task()
+    if task not in cache.tasks:
+        st.info(f"This evaluation has no {groups.TASKS[task].title} {what}: it holds "
+                f"{', '.join(groups.TASKS[t].title for t in cache.tasks)} only.")
+        st.stop()
+    return task
+
+
 @st.cache_resource(show_spinner="Loading the face detector…")
 def _detector() -> FaceDetector:
     from faircam.vision.preprocess import FaceDetector
@@ -320,6 +350,10 @@ def _remember_model() -> None:
     st.session_state[MODEL_KEY] = st.session_state["_model_select"]
 
 
+def _remember_task() -> None:
+    st.session_state[TASK_KEY] = st.session_state["_task_select"]
+
+
 def _remember_presenting() -> None:
     st.session_state[PRESENT_KEY] = st.session_state["_present_toggle"]
     if not st.session_state[PRESENT_KEY] and st.query_params.get("present") == "1":
@@ -339,6 +373,12 @@ def sidebar_model() -> None:
         st.selectbox("Model", names, index=names.index(current), key="_model_select", on_change=_remember_model,
                      format_func=lambda n: f"{n}: {entries[n].title}",
                      help="The model every page audits. Compare models side by side on *Compare models*.")
+        tasks = model_tasks(current)
+        task = selected_task()
+        st.selectbox("Task", tasks, index=tasks.index(task), key="_task_select", on_change=_remember_task,
+                     format_func=lambda t: groups.TASKS[t].title, disabled=len(tasks) == 1,
+                     help="The decision every page audits: gender, or race or age for a model with those "
+                          "heads. Race and age are here as subjects of the audit, not as features.")
         entry = entries[current]
         # The input's normalisation is for the About page: a room does not need "(x − 127) / 128".
         st.caption(f"{md(entry.origin)} · licence {md(entry.licence)}")
@@ -348,6 +388,10 @@ def sidebar_model() -> None:
             st.warning("This model has no evaluation cache yet: run `faircam evaluate --model "
                        f"{current}` to measure its accuracy.")
             return
-        overall = groups.group_table(rows, []).iloc[0]
+        if task not in read_evaluation(current).tasks:
+            st.caption(f"Its evaluation cache holds no {groups.TASKS[task].title} predictions.")
+            return
+        overall = groups.group_table(rows, [], task=task).iloc[0]
         accuracy = groups.with_interval(overall["accuracy"], overall["accuracy_low"], overall["accuracy_high"])
-        st.caption(f"Validation accuracy {accuracy} on {int(overall['n']):,} FairFace images.")
+        what = "" if task == "gender" else f"{groups.TASKS[task].title} "
+        st.caption(f"Validation {what}accuracy {accuracy} on {int(overall['n']):,} FairFace images.")

@@ -76,15 +76,21 @@ def _cache_output(value: str) -> Path:
 def cmd_train(args: argparse.Namespace) -> None:
     _output("--out", args.out, (".pt",))
     data = _data_dir(args.data)
+    if args.init and not Path(args.init).expanduser().is_file():
+        raise DataError(f"--init {args.init}: no such checkpoint file.")
+    from faircam.models.model import parse_tasks
     from faircam.models.train import TrainConfig, train
+
+    parse_tasks(args.tasks)  # unknown task names stop here, before any work
 
     config = TrainConfig(
         data=str(data), out=args.out, arch=args.arch, input_size=args.input_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, frozen_stages=args.frozen_stages,
         views=args.views, limit=args.limit, seed=args.seed, device=args.device, pretrained=not args.scratch,
+        tasks=args.tasks, init=args.init,
     )
     result = train(config)
-    print(json.dumps({"best_val_accuracy": result["best_val_accuracy"], "out": result["out"]}))
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -107,7 +113,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     labelled = load_split(data_dir, args.split).rows.head(args.limit)
     from faircam.evaluation.evaluate import EvalOptions, run_evaluation
 
-    options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed)
+    options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed,
+                          cam_task=args.cam_task)
     if args.engine == "ray":
         from faircam.evaluation.distributed import ray_runner
 
@@ -124,9 +131,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         pipeline = Pipeline.load(args.model)
         cache = run_evaluation(data_dir, args.split, out, pipeline.model, pipeline.detector,
                                pipeline.explainer, limit=args.limit, batch_size=args.batch_size, options=options)
+    from faircam.evaluation.cache import task_column
+
     rows = cache.rows
     _warn_left_out(cache.meta["data"], labelled, rows)
-    print(json.dumps({"out": args.out, "images": len(rows), "accuracy": round(float(rows["correct"].mean()), 4),
+    accuracies = {("accuracy" if task == "gender" else f"{task}_accuracy"):
+                  round(float(rows[task_column(task, "correct")].mean()), 4) for task in cache.tasks}
+    print(json.dumps({"out": args.out, "images": len(rows), **accuracies,
                       "unreadable": cache.meta["data"]["unreadable"],
                       "dropped_rows": cache.meta["data"]["dropped_total"]}))
 
@@ -157,7 +168,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from faircam.vision.explain import Pipeline
 
     pipeline = Pipeline.load(args.model)
-    explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face)
+    task = pipeline.model.for_task(args.task or "gender")
+    if args.target and args.target not in task.classes:
+        raise DataError(f"--target {args.target}: not a class of {task.task} ({', '.join(task.classes)}).")
+    explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face, task=task.task,
+                                   target=args.target)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         explanation_figure(explanation).save(out)
@@ -235,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faircam", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a gender classifier on a FairFace folder")
+    train = commands.add_parser("train", help="train a classifier (gender, or gender, race and age) on FairFace")
     train.add_argument("--data", help="FairFace folder (default: FAIRCAM_DATA or ../shared/fairface)")
     train.add_argument("--out", required=True, help="checkpoint to write")
     train.add_argument("--arch", default="efficientnet-lite0",
@@ -252,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument("--scratch", action="store_true",
                        help="random initial weights (default: ImageNet; ResNets download theirs)")
+    train.add_argument("--tasks", default="gender",
+                       help="what the network predicts: gender, or gender with race and/or age (gender,race,age)")
+    train.add_argument("--init", help="start from this checkpoint's weights (its trunk, and the heads of the tasks "
+                                      "it has) instead of ImageNet's")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model over a split and write the cache")
@@ -267,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                                f"(slow; 0: off; default {FAITHFULNESS_PER_CELL})")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the faithfulness sample and ROAD's noise")
     evaluate.add_argument("--no-cams", action="store_true", help="predictions only: no maps, focus or faithfulness")
+    evaluate.add_argument("--cam-task", default="gender", choices=["gender", "race", "age"],
+                          help="the decision the maps explain (the model must have that head; default: gender)")
     evaluate.add_argument("--engine", choices=["local", "ray"], default="local",
                           help="where the batches run: this process, or Ray actors (pip install -e '.[ray]')")
     evaluate.add_argument("--address", metavar="ADDR",
@@ -283,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--blur", action="store_true", help="blur the background around the face")
     explain.add_argument("--face", type=int, default=0, help="which face when there are several (0: largest)")
     explain.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
+    explain.add_argument("--task", help="the decision the maps explain: gender (default), or race or age for a model "
+                                        "with those heads")
+    explain.add_argument("--target", metavar="CLASS",
+                         help="explain this class of the task (Female, Indian, 20-29, ...), not the predicted one")
     explain.set_defaults(run=cmd_explain)
 
     template = commands.add_parser("template", help="measure the face template of the crop on FairFace's train split")

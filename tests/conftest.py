@@ -72,3 +72,62 @@ def sample_images(fairface) -> list[np.ndarray]:
     from faircam.data.images import read_image
 
     return [read_image(fairface / f) for f in SAMPLE_FILES]
+
+
+# A small multi-task checkpoint (gender, race, age) trained in the test session on real images, and its
+# evaluation: what the task-aware pages and commands are tested on, whatever model is bundled.
+MULTITASK = "multitask"
+
+
+@pytest.fixture(scope="session")
+def multitask_files(fairface, tmp_path_factory) -> dict:
+    """`faircam train --tasks gender,race,age` for one short epoch, then `faircam evaluate --limit 42` of it:
+    the checkpoint, the cache folder and the two commands' JSON summaries."""
+    import contextlib
+    import io
+    import json
+    import os
+
+    from faircam.cli import main
+
+    folder = tmp_path_factory.mktemp("multitask")
+    checkpoint, caches = folder / f"{MULTITASK}.pt", folder / "caches"
+    summaries = {}
+    previous = os.environ.get("FAIRCAM_REGISTRY")
+    os.environ["FAIRCAM_REGISTRY"] = str(folder / "registry.json")
+    try:
+        for command, args in (
+            ("train", ["--out", str(checkpoint), "--tasks", "gender,race,age", "--limit", "128", "--epochs", "1",
+                       "--batch-size", "32", "--seed", "1"]),
+            ("evaluate", ["--out", str(caches / f"eval_val-{MULTITASK}.parquet"), "--model", str(checkpoint),
+                          "--limit", "42", "--faithfulness-per-cell", "1", "--batch-size", "16"]),
+        ):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                status = main([command, "--data", str(fairface), *args])
+            assert status == 0, out.getvalue()
+            summaries[command] = json.loads(out.getvalue().strip().splitlines()[-1])
+    finally:
+        if previous is None:
+            os.environ.pop("FAIRCAM_REGISTRY", None)
+        else:
+            os.environ["FAIRCAM_REGISTRY"] = previous
+    # The third-party models' bundled caches beside it, as FAIRCAM_CACHE_DIR then serves them all.
+    import shutil
+
+    from faircam.config import ASSETS
+
+    for bundled in ASSETS.glob("eval_val-*.parquet"):
+        shutil.copy(bundled, caches / bundled.name)
+    return {"checkpoint": checkpoint, "caches": caches, **summaries}
+
+
+@pytest.fixture
+def multitask_model(multitask_files, monkeypatch) -> str:
+    """The multi-task checkpoint registered (as "multitask", for this test) with its cache in FAIRCAM_CACHE_DIR;
+    the bundled model and caches stay as they are."""
+    from faircam.models.registry import register_checkpoint
+
+    register_checkpoint(MULTITASK, multitask_files["checkpoint"], 160, "efficientnet-lite0, 1 epoch on 128 images")
+    monkeypatch.setenv("FAIRCAM_CACHE_DIR", str(multitask_files["caches"]))
+    return MULTITASK

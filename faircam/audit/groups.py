@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from faircam.config import CLASSES, MIN_GROUP_SIZE
-from faircam.data.fairface import AGES, GENDERS, RACES
+from faircam.data.fairface import AGES, GENDERS, RACES, TASK_CLASSES
+from faircam.evaluation.cache import task_column
 
 # Display name -> the cache columns that define the groups.
 GROUPINGS: dict[str, list[str]] = {
@@ -49,17 +50,32 @@ MULTIPLE_COMPARISONS = f"Benjamini-Hochberg false discovery rate control at {FDR
 
 @dataclass(frozen=True)
 class Task:
-    """What one classifier head predicts: its truth and prediction columns and its classes."""
+    """What one classifier head predicts: its truth, prediction and correctness columns and its classes.
+
+    `positive` is the class binary measures count (fairlearn's pos_label); a multi-class task has none,
+    and the binary-only measures (TPR, FPR, selection rate, equalized odds, demographic parity) are
+    gender's alone. `ordinal` tasks (age bins) also count a prediction within one class of the truth.
+    """
 
     name: str
     truth: str
     pred: str
+    correct: str
     classes: tuple[str, ...]
-    positive: str
+    positive: str | None
+    ordinal: bool = False
+
+    @property
+    def title(self) -> str:
+        return {"age": "age group"}.get(self.name, self.name)
 
 
-# The race and age heads will be further entries; every function takes the task by name.
-TASKS = {"gender": Task("gender", truth="gender", pred="pred", classes=CLASSES, positive=CLASSES[1])}
+# Every task a faircam model can have; every function takes the task by name, and a cache says which it holds.
+TASKS = {
+    name: Task(name, truth=name, pred=task_column(name, "pred"), correct=task_column(name, "correct"),
+               classes=classes, positive=CLASSES[1] if name == "gender" else None, ordinal=name == "age")
+    for name, classes in TASK_CLASSES.items()
+}
 
 
 @dataclass(frozen=True)
@@ -95,12 +111,25 @@ def _everyone(truth: np.ndarray, pred: np.ndarray, task: Task) -> np.ndarray:
     return np.ones(len(truth), bool)
 
 
+def _within_one(truth: np.ndarray, pred: np.ndarray, task: Task) -> np.ndarray:
+    """Predicted class at most one step from the true one (an ordinal task's classes are in order)."""
+    position = {c: i for i, c in enumerate(task.classes)}
+    return np.abs(np.array([position.get(t, -9) for t in truth]) - np.array([position.get(p, 9) for p in pred])) <= 1
+
+
+def recall_of(cls: str) -> Measure:
+    """The share of the images of class `cls` that the model puts in it (its recall, per group)."""
+    return _proportion(lambda t, p, task: p == cls, lambda t, p, task: t == cls)
+
+
 # Rates of the task's positive class (fairlearn's pos_label): for gender, "Male".
 MEASURES: dict[str, Measure] = {
     "accuracy": _proportion(lambda t, p, task: t == p, _everyone),
     "tpr": _proportion(lambda t, p, task: p == task.positive, lambda t, p, task: t == task.positive),
     "fpr": _proportion(lambda t, p, task: p == task.positive, lambda t, p, task: t != task.positive),
     "selection_rate": _proportion(lambda t, p, task: p == task.positive, _everyone),
+    # For an ordinal task (age): the share predicted in the right bin or a neighbouring one.
+    "within_one": _proportion(_within_one, _everyone),
 }
 
 

@@ -32,6 +32,9 @@ RACES = (
 GENDERS = ("Female", "Male")
 AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
 LABEL_COLUMNS = ("file", "age", "gender", "race")
+# What a model can learn to predict from these labels: each task's label column and its classes, in
+# the order of a network's outputs. Gender comes first: it is the decision faircam audits by default.
+TASK_CLASSES: dict[str, tuple[str, ...]] = {"gender": GENDERS, "race": RACES, "age": AGES}
 
 
 @dataclass

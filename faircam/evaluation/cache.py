@@ -13,14 +13,19 @@ no torch: pages that only read the cache open without loading the model.
 
 Schema 2, one row per image:
 
-- raw view (the whole image resized): file, race, gender, age, pred, prob, p_male, correct,
-  face_found, faces_found, and `focus_column(method, key)` for every CAM method the cache records
-  (`meta["methods"]`, read as `EvalCache.methods`) and `FOCUS_KEYS`;
+- raw view (the whole image resized): file, race, gender, age, pred, prob, p_male, correct (the
+  gender decision), for each other task of the model (`meta["tasks"]`, read as `EvalCache.tasks`)
+  `task_column(task, "pred" | "prob" | "correct")`, face_found, faces_found, and
+  `focus_column(method, key)` for every CAM method the cache records (`meta["methods"]`, read as
+  `EvalCache.methods`) and `FOCUS_KEYS`;
 - counterfactual views "crop" (MTCNN-aligned face) and "blur" (background blurred): the same
   prediction and focus columns named by `view_column(view, ...)`; without a face they equal raw;
 - faithfulness on the raw view, for the predicted class, on a balanced sample (`faith_sampled`,
   NaN elsewhere): `focus_column(method, "road" | "deletion" | "insertion")`;
 - agreement between the maps of the raw view: `agreement_column(a, b)` and `AGREEMENT_MEAN`.
+
+The maps, focus, faithfulness and averages explain the decisions of one task, `meta["cam_task"]`
+(`EvalCache.cam_task`; gender unless `faircam evaluate --cam-task` chose another).
 
 Beside the rows the file holds aggregates only, never per-image pixels: the average aligned face
 and average maps per race x gender x outcome, read with `group_averages`.
@@ -47,6 +52,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from faircam.data.fairface import GENDERS, TASK_CLASSES
 from faircam.errors import CacheError
 from faircam.vision.focus import REGIONS
 
@@ -67,6 +73,17 @@ MAP_LEVELS = 255
 def focus_column(method: str, key: str) -> str:
     """Column name of one method's focus score for one region (or summary or faithfulness key)."""
     return f"{method} | {key}"
+
+
+def task_column(task: str, name: str) -> str:
+    """Column of one task's prediction ("pred", "prob", "correct"): gender's keep their first names, others are
+    prefixed ("race_pred", "age_correct")."""
+    return name if task == "gender" else f"{task}_{name}"
+
+
+def view_columns(tasks: Iterable[str]) -> tuple[str, ...]:
+    """The prediction columns every view has for these tasks (`VIEW_COLUMNS` for gender alone)."""
+    return VIEW_COLUMNS + tuple(task_column(t, k) for t in tasks if t != "gender" for k in ("pred", "prob", "correct"))
 
 
 def view_column(view: str, name: str) -> str:
@@ -100,6 +117,17 @@ class EvalCache:
     @property
     def has_cams(self) -> bool:
         return bool(self.meta.get("with_cams"))
+
+    @property
+    def tasks(self) -> dict[str, tuple[str, ...]]:
+        """The tasks whose predictions the rows hold (`task_column`), with their classes; gender alone for a
+        cache written before there were other tasks."""
+        return {t: tuple(c) for t, c in self.meta.get("tasks", {"gender": GENDERS}).items()}
+
+    @property
+    def cam_task(self) -> str:
+        """The task whose decisions the maps, focus scores, faithfulness and averages explain."""
+        return self.meta.get("cam_task", "gender")
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -321,6 +349,11 @@ def _check_meta(path: Path, meta: Any) -> None:
     methods = meta.get("methods", [])
     if not isinstance(methods, list) or not all(isinstance(m, str) and _METHOD_NAME.fullmatch(m) for m in methods):
         raise CacheError(f"{path} names CAM methods that are not plain names. Recreate it with `faircam evaluate`.")
+    # Task names become column prefixes and labels: FairFace's tasks and classes only.
+    tasks = meta.get("tasks", {"gender": list(GENDERS)})
+    if (not isinstance(tasks, dict) or "gender" not in tasks or meta.get("cam_task", "gender") not in tasks
+            or any(TASK_CLASSES.get(t) != tuple(c) if isinstance(c, list) else True for t, c in tasks.items())):
+        raise CacheError(f"{path} names tasks or classes faircam does not know. Recreate it with `faircam evaluate`.")
 
 
 def _changed(path: Path) -> CacheError:

@@ -49,12 +49,13 @@ from faircam.evaluation.cache import (
     FAITHFULNESS_KEYS,
     FOCUS_KEYS,
     SCHEMA_VERSION,
-    VIEW_COLUMNS,
     EvalCache,
     focus_column,
     part_name,
     read_cache,
+    task_column,
     view_column,
+    view_columns,
     write_cache_parts,
     write_table_atomic,
 )
@@ -83,10 +84,12 @@ class EvalOptions:
 
     `faithfulness_per_cell` images of every race x gender cell (drawn with `seed` by
     `data.balanced_sample`) get ROAD and deletion/insertion AUCs; 0 turns faithfulness off.
-    `cams=False` gives predictions only (no maps, focus, faithfulness or agreement).
+    `cams=False` gives predictions only (no maps, focus, faithfulness or agreement). Every task's
+    predictions are kept; the maps explain `cam_task`'s decision.
     """
 
     cams: bool = True
+    cam_task: str = "gender"
     faithfulness_per_cell: int = FAITHFULNESS_PER_CELL
     seed: int = 0
     road_percentiles: tuple[int, ...] = ROAD_PERCENTILES
@@ -185,39 +188,47 @@ def batch_views(images: list[np.ndarray], model: LoadedModel, detector: FaceDete
     return found, views
 
 
-def _prediction(probs: np.ndarray, classes: tuple[str, ...], truth: str) -> dict:
-    target = int(np.argmax(probs))
-    return {"pred": classes[target], "prob": float(probs[target]), "p_male": float(probs[classes.index("Male")]),
-            "correct": classes[target] == truth}
+def _task_values(answers: dict[str, np.ndarray], tasks: dict[str, tuple[str, ...]], truths: dict[str, str]) -> dict:
+    """Each task's prediction columns of one view (`task_column` names), unprefixed."""
+    values = {}
+    for task, classes in tasks.items():
+        best = int(np.argmax(answers[task]))
+        values.update({task_column(task, "pred"): classes[best], task_column(task, "prob"): float(answers[task][best])})
+        if task == "gender":
+            values["p_male"] = float(answers[task][classes.index("Male")])
+        values[task_column(task, "correct")] = classes[best] == truths[task]
+    return values
 
 
-def _view_values(explanation: Explanation | None, probs: np.ndarray, classes: tuple[str, ...], truth: str) -> dict:
+def _view_values(explanation: Explanation | None, answers: dict[str, np.ndarray], tasks: dict[str, tuple[str, ...]],
+                 truths: dict[str, str]) -> dict:
     """Prediction and focus columns of one view, unprefixed."""
-    if explanation is None:
-        return _prediction(probs, classes, truth)
-    values = _prediction(np.array([explanation.probs[c] for c in classes]), classes, truth)
-    for method, scores in explanation.focus.items():
-        values.update({focus_column(method, k): scores[k] for k in FOCUS_KEYS})
+    values = _task_values(answers, tasks, truths)
+    if explanation is not None:
+        for method, scores in explanation.focus.items():
+            values.update({focus_column(method, k): scores[k] for k in FOCUS_KEYS})
     return values
 
 
 class Evaluator:
     """One batch at a time: the rows it adds and the group averages it feeds (the one per-batch code of
-    every engine)."""
+    every engine). Every task's predictions come from the pass that makes the maps of `model.task`."""
 
     def __init__(self, model: LoadedModel, explainer: CamExplainer | None, options: EvalOptions,
                  sampled: set[str]) -> None:
-        self.model, self.explainer = model, explainer
+        self.model, self.explainer = model.for_task(options.cam_task), explainer
         self.options, self.sampled = options, sampled
         self.methods = tuple(explainer.methods) if explainer else ()
 
-    def _explain(self, views: list[View]) -> tuple[list[Explanation | None], np.ndarray]:
+    def _explain(self, views: list[View]) -> tuple[list[Explanation | None], list[dict[str, np.ndarray]]]:
+        """Each view's explanation (None without CAMs) and every task's probabilities."""
         if not views:
-            return [], np.zeros((0, len(self.model.classes)))
+            return [], []
         if self.explainer is None:
-            return [None] * len(views), self.model.predict_proba([v.image for v in views])
+            probs = self.model.predict_all([v.image for v in views])
+            return [None] * len(views), [{t: p[i] for t, p in probs.items()} for i in range(len(views))]
         explanations = explain_views(views, self.model, self.explainer)
-        return explanations, np.array([[e.probs[c] for c in self.model.classes] for e in explanations])
+        return explanations, [{t: np.array(list(a.values())) for t, a in e.answers.items()} for e in explanations]
 
     def batch(self, first: int, chunk: pd.DataFrame, prepared: _Prepared, averager: GroupAverager) -> pd.DataFrame:
         """The rows of the batch starting at row `first`; its crop views and maps go into `averager`."""
@@ -227,22 +238,24 @@ class Evaluator:
         found, views = prepared.found, prepared.views
         raw = views["raw"]
         # One forward and backward pass for all three views of the batch.
-        explained, probs = self._explain(raw + views["crop"] + views["blur"])
+        explained, answers = self._explain(raw + views["crop"] + views["blur"])
         n, m = len(raw), len(found)
-        classes, truths = self.model.classes, rows["gender"].tolist()
-        values = {"raw": [_view_values(explained[j], probs[j], classes, truths[j]) for j in range(n)]}
+        tasks = self.model.tasks
+        truths = [{task: row[task] for task in tasks} for _, row in rows.iterrows()]
+        values = {"raw": [_view_values(explained[j], answers[j], tasks, truths[j]) for j in range(n)]}
         for v, view in enumerate(("crop", "blur")):
             # Without a face a view is the raw image, so it takes the raw values.
             values[view] = list(values["raw"])
             for pos, j in enumerate(found):
                 at = n + v * m + pos
-                values[view][j] = _view_values(explained[at], probs[at], classes, truths[j])
+                values[view][j] = _view_values(explained[at], answers[at], tasks, truths[j])
 
+        predictions = view_columns(tasks)
         frame = pd.DataFrame.from_records([
             {"file": row["file"], "race": row["race"], "gender": row["gender"], "age": row["age"],
-             **{k: raw_values[k] for k in VIEW_COLUMNS},
+             **{k: raw_values[k] for k in predictions},
              "face_found": view.face is not None, "faces_found": view.faces_found,
-             **{k: v for k, v in raw_values.items() if k not in VIEW_COLUMNS}}
+             **{k: v for k, v in raw_values.items() if k not in predictions}}
             for (_, row), view, raw_values in zip(rows.iterrows(), raw, values["raw"])
         ])
         parts = [frame]
@@ -251,16 +264,19 @@ class Evaluator:
             parts.append(pd.DataFrame.from_records(named))
         if self.explainer is not None:
             raw_maps = {meth: np.stack([e.maps[meth] for e in explained[:n]]) for meth in self.methods}
-            parts += [self._faithfulness(first, frame, raw, raw_maps, probs[:n]),
+            targets = np.array([self.model.classes.index(e.target) for e in explained[:n]])
+            parts += [self._faithfulness(first, frame, raw, raw_maps, targets),
                       pd.DataFrame(agreement_columns(raw_maps))]
+        # The averages split faces by the correctness of the decision their maps explain.
+        outcome = task_column(self.model.task, "correct")
         for pos, j in enumerate(found):
             crop = explained[n + pos]
-            averager.add(rows.iloc[j]["race"], truths[j], values["crop"][j]["correct"],
-                              views["crop"][pos].image, crop.maps if crop is not None else {})
+            averager.add(rows.iloc[j]["race"], rows.iloc[j]["gender"], values["crop"][j][outcome],
+                         views["crop"][pos].image, crop.maps if crop is not None else {})
         return pd.concat(parts, axis=1)
 
     def _faithfulness(self, first: int, frame: pd.DataFrame, raw: list[View], maps: dict[str, np.ndarray],
-                      probs: np.ndarray) -> pd.DataFrame:
+                      targets: np.ndarray) -> pd.DataFrame:
         sampled = frame["file"].isin(self.sampled).to_numpy()
         columns = {focus_column(meth, k): np.full(len(frame), np.nan) for meth in self.methods
                    for k in FAITHFULNESS_KEYS}
@@ -270,8 +286,8 @@ class Evaluator:
             # ROAD's imputation adds noise: a seed per batch makes reruns and resumed runs repeat it.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.options.seed + first)
-                values = faithfulness_columns(self.model.net, inputs, {k: v[idx] for k, v in maps.items()},
-                                              probs[idx].argmax(axis=1), self.options.road_percentiles,
+                values = faithfulness_columns(self.model.head, inputs, {k: v[idx] for k, v in maps.items()},
+                                              targets[idx], self.options.road_percentiles,
                                               self.options.curve_steps, np.stack([raw[j].valid for j in idx]))
             for column, v in values.items():
                 columns[column][idx] = v
@@ -376,7 +392,7 @@ def _run_key(model: LoadedModel, data: FairFaceSplit, limit: int | None, batch_s
     return hashlib.sha256(described.encode()).hexdigest()
 
 
-def faithfulness_meta(options: EvalOptions, sampled: int) -> dict:
+def faithfulness_meta(options: EvalOptions, sampled: int, task: str = "gender") -> dict:
     """How the faithfulness sample was drawn and measured (`meta["faithfulness"]`)."""
     return {
         "per_cell": options.faithfulness_per_cell if options.cams else 0,
@@ -385,7 +401,7 @@ def faithfulness_meta(options: EvalOptions, sampled: int) -> dict:
         "sample": f"up to {options.faithfulness_per_cell} images per race x gender cell "
                   f"(faircam.data.fairface.balanced_sample, seed {options.seed}); NaN outside it (faith_sampled)",
         "view": "raw",
-        "target": "softmax probability of the predicted class",
+        "target": f"softmax probability of the predicted class of {task} (the class the maps explain)",
         "road": {"percentiles": list(options.road_percentiles), "imputation": "noisy linear (pytorch-grad-cam)",
                  "score": "(LeRF - MoRF) / 2 averaged over the percentiles, as ROADCombined",
                  "reading": "higher is more faithful"},
@@ -418,6 +434,7 @@ def run_evaluation(
     called after every batch. Returns the cache as written.
     """
     out = Path(out)
+    model = model.for_task(options.cam_task)
     data = load_split(data_dir, split)
     if limit is not None:
         data = FairFaceSplit(data.root, data.split, data.rows.head(limit), data.dropped)
@@ -460,13 +477,15 @@ def run_evaluation(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "with_cams": options.cams,
         "methods": list(averager.methods),
+        "tasks": {task: list(classes) for task, classes in model.tasks.items()},
+        "cam_task": model.task,
         "model": {"name": model.name, "arch": model.arch, "sha256": model.sha256,
                   "path": str(model.path) if model.path else None},
         "data": {"root": str(data.root.resolve()), "split": split, "limit": limit,
                  "labelled": len(data.rows), "unreadable": len(data.rows) - evaluated,
                  "dropped": data.dropped.to_dict("records")[:50], "dropped_total": len(data.dropped)},
         "views": VIEW_DESCRIPTIONS,
-        "faithfulness": faithfulness_meta(options, sampled_n),
+        "faithfulness": faithfulness_meta(options, sampled_n, model.task),
         "agreement": "histogram intersection of the raw view's maps as heat distributions (1.0 = identical)",
         "averages": {"view": "crop", "size": AVERAGE_SIZE, "faces_found_only": True,
                      "outcome": "correctness of the crop view's prediction, which its maps explain"},

@@ -1,16 +1,18 @@
-"""The gender classifier: its architecture, its checkpoint file, and prediction.
+"""faircam's face classifier: its architecture, its checkpoint file, and prediction for each task.
 
-A `GenderNet` is a trunk (a sequence of stages whose last stage is the CAM target layer)
-followed by a pooled linear classifier. A checkpoint is one torch file holding the weights
-and the metadata needed to use them: architecture, input size, normalisation, class names,
-the data it was trained on and its validation metrics. Checkpoints hold plain types only, so
-they load with `weights_only=True`.
+A `FaceNet` is a trunk (a sequence of stages whose last stage is the CAM target layer) followed by
+one pooled linear layer whose outputs are the logits of every task it predicts, concatenated in
+task order (gender's 2, then race's 7 and age's 9 for a multi-task network). One shared layer keeps
+a gender-only checkpoint a multi-task checkpoint with one task. A checkpoint is one torch file
+holding the weights and the metadata needed to use them: architecture, input size, normalisation,
+tasks with their class names, the data it was trained on and its validation metrics. Checkpoints
+hold plain types only, so they load with `weights_only=True`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from faircam.config import CLASSES
+from faircam.data.fairface import TASK_CLASSES
 from faircam.errors import ModelError
 from faircam.models.checkpoint import CHECKPOINT_FORMAT, file_sha256
 
@@ -28,8 +31,8 @@ IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0
 
 
 
-class GenderNet(nn.Module):
-    """trunk -> global average pool -> dropout -> linear; `trunk[-1]` is the CAM layer."""
+class FaceNet(nn.Module):
+    """trunk -> global average pool -> dropout -> linear (all tasks' logits); `trunk[-1]` is the CAM layer."""
 
     def __init__(self, trunk: nn.Sequential, channels: int, num_classes: int = 2):
         super().__init__()
@@ -56,6 +59,46 @@ class GenderNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_from(x, 0)
+
+
+class TaskHead(nn.Module):
+    """One task's logits of a multi-task network: the slice `outputs` of its concatenated outputs.
+
+    What CAM methods and faithfulness perturbations score: a module mapping a batch to one task's
+    logits, with the network's CAM layer.
+    """
+
+    def __init__(self, net: nn.Module, outputs: slice):
+        super().__init__()
+        self.net = net
+        self.outputs = outputs
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.net.cam_layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[:, self.outputs]
+
+
+def task_slices(tasks: dict[str, tuple[str, ...]]) -> dict[str, slice]:
+    """Where each task's logits sit in a network's concatenated outputs."""
+    slices, start = {}, 0
+    for task, classes in tasks.items():
+        slices[task] = slice(start, start + len(classes))
+        start += len(classes)
+    return slices
+
+
+def parse_tasks(names: str | list[str] | tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Tasks by name ("gender,race,age") with their classes, gender first; `ModelError` names unknown ones."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TASK_CLASSES]
+    if unknown or "gender" not in names:
+        raise ModelError(f"Tasks must include gender and come from {', '.join(TASK_CLASSES)} "
+                         f"(got {', '.join(names) or 'none'}).")
+    return {task: classes for task, classes in TASK_CLASSES.items() if task in names}
 
 
 def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -100,24 +143,26 @@ ARCHITECTURES = {
 }
 
 
-def build_model(arch: str, pretrained: bool = False) -> GenderNet:
-    """A fresh classifier; `pretrained` starts the trunk from ImageNet weights."""
+def build_model(arch: str, pretrained: bool = False, tasks: dict[str, tuple[str, ...]] | None = None) -> FaceNet:
+    """A fresh classifier for `tasks` (default: gender); `pretrained` starts the trunk from ImageNet weights."""
     if arch == "efficientnet-lite0":
         trunk, channels = _lite0_trunk(pretrained)
     elif arch in ARCHITECTURES:
         trunk, channels = _resnet_trunk(arch, pretrained)
     else:
         raise ModelError(f"Unknown architecture {arch!r}: use one of {', '.join(ARCHITECTURES)}.")
-    return GenderNet(trunk, channels, len(CLASSES))
+    outputs = sum(len(c) for c in (tasks or {"gender": CLASSES}).values())
+    return FaceNet(trunk, channels, outputs)
 
 
 @dataclass
 class LoadedModel:
     """A classifier in eval mode with what it needs to be fed and described.
 
-    `net` is any module mapping a normalised NCHW batch to logits in `classes` order, with a
-    `cam_layer` attribute (its last convolutional stage); `alignment` is the key of
-    `faircam.vision.preprocess.ALIGNMENTS` that says how faces are cut out for it.
+    `net` is any module mapping a normalised NCHW batch to the logits of all its `tasks`, concatenated
+    in task order, with a `cam_layer` attribute (its last convolutional stage). `task` is the task that
+    `classes`, `head`, `predict_proba` and the CAMs are about (`for_task` picks another); `alignment`
+    is the key of `faircam.vision.preprocess.ALIGNMENTS` that says how faces are cut out for it.
     """
 
     net: nn.Module
@@ -125,19 +170,45 @@ class LoadedModel:
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    classes: tuple[str, ...]
+    tasks: dict[str, tuple[str, ...]]
     path: Path | None = None
     sha256: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     alignment: str = "image"
+    task: str = "gender"
 
     @property
     def name(self) -> str:
         return self.info.get("name") or (self.path.name if self.path else self.arch)
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        return self.tasks[self.task]
+
+    @property
+    def outputs(self) -> slice:
+        """Where `task`'s logits sit among the network's outputs."""
+        return task_slices(self.tasks)[self.task]
+
+    @property
+    def head(self) -> nn.Module:
+        """The module giving `task`'s logits (the network itself when it has one task)."""
+        return self.net if len(self.tasks) == 1 else TaskHead(self.net, self.outputs)
+
+    @property
     def cam_layer(self) -> nn.Module:
         return self.net.cam_layer
+
+    def for_task(self, task: str) -> LoadedModel:
+        """The same network, about another of its tasks; `ModelError` if it has no such head."""
+        if task not in self.tasks:
+            raise ModelError(f"{self.name} predicts {', '.join(self.tasks)}, not {task}.")
+        return replace(self, task=task)
+
+    def task_probs(self, logits: np.ndarray) -> dict[str, np.ndarray]:
+        """Each task's class probabilities (rows of `logits` split by task and soft-maxed)."""
+        logits = torch.as_tensor(logits)
+        return {task: torch.softmax(logits[:, part], dim=1).numpy() for task, part in task_slices(self.tasks).items()}
 
     def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         """Normalised NCHW batch from RGB uint8 images already at `input_size`, on the network's device."""
@@ -145,9 +216,13 @@ class LoadedModel:
         return normalise(batch.permute(0, 3, 1, 2), self.mean, self.std)
 
     @torch.no_grad()
+    def predict_all(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every task's class probabilities from one forward pass, one row per image."""
+        return self.task_probs(self.net(self.to_tensor(images)).float().cpu())
+
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
-        """Class probabilities, one row per image, columns in `classes` order."""
-        return torch.softmax(self.net(self.to_tensor(images)), dim=1).cpu().numpy()
+        """`task`'s class probabilities, one row per image, columns in `classes` order."""
+        return self.predict_all(images)[self.task]
 
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -161,9 +236,15 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
 
 
 def save_checkpoint(
-    net: GenderNet, path: Path, arch: str, input_size: int, info: dict[str, Any], half: bool = True
+    net: FaceNet, path: Path, arch: str, input_size: int, info: dict[str, Any], half: bool = True,
+    tasks: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
-    """Write weights and metadata atomically; `half` stores float16 weights (half the size)."""
+    """Write weights and metadata atomically; `half` stores float16 weights (half the size).
+
+    `tasks` (default: gender) name the network's heads in output order with their classes; `classes`
+    keeps gender's, as checkpoints had before there were other tasks.
+    """
+    tasks = tasks or {"gender": CLASSES}
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
     norm = ARCHITECTURES[arch]
     payload = {
@@ -172,7 +253,8 @@ def save_checkpoint(
         "input_size": input_size,
         "mean": list(norm["mean"]),
         "std": list(norm["std"]),
-        "classes": list(CLASSES),
+        "classes": list(tasks["gender"]),
+        "tasks": {task: list(classes) for task, classes in tasks.items()},
         "info": info,
         "state_dict": state,
         "state_sha256": state_sha256(state),
@@ -182,6 +264,23 @@ def save_checkpoint(
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def _checkpoint_tasks(payload: dict, path: Path) -> dict[str, tuple[str, ...]]:
+    """The checkpoint's tasks and classes (a checkpoint from before tasks has gender's `classes` only).
+
+    Each task's classes must be FairFace's, in faircam's order: every reader compares predictions
+    with the data's labels by name.
+    """
+    raw = payload.get("tasks") or {"gender": payload["classes"]}
+    try:
+        tasks = {str(task): tuple(str(c) for c in classes) for task, classes in raw.items()}
+    except (AttributeError, TypeError):
+        raise ModelError(f"{path} has unreadable metadata (its tasks and classes).") from None
+    if list(tasks)[:1] != ["gender"] or any(TASK_CLASSES.get(t) != c for t, c in tasks.items()):
+        raise ModelError(f"{path} has inconsistent metadata: its tasks ({', '.join(tasks)}) or their classes "
+                         f"are not FairFace's (gender first).")
+    return tasks
 
 
 def load_checkpoint(path: Path | str) -> LoadedModel:
@@ -207,7 +306,8 @@ def load_checkpoint(path: Path | str) -> LoadedModel:
     if not isinstance(payload["arch"], str) or payload["arch"] not in ARCHITECTURES:
         raise ModelError(f"{path} is for architecture {payload['arch']!r}, which this faircam cannot build "
                          f"({', '.join(ARCHITECTURES)}).")
-    net = build_model(payload["arch"])
+    tasks = _checkpoint_tasks(payload, path)
+    net = build_model(payload["arch"], tasks=tasks)
     try:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError:
@@ -217,18 +317,17 @@ def load_checkpoint(path: Path | str) -> LoadedModel:
         input_size = int(payload["input_size"])
         mean = tuple(float(v) for v in payload["mean"])
         std = tuple(float(v) for v in payload["std"])
-        classes = tuple(str(c) for c in payload["classes"])
     except (TypeError, ValueError):
-        raise ModelError(f"{path} has unreadable metadata (input size, normalisation or classes).") from None
-    if len(mean) != 3 or len(std) != 3 or len(classes) != len(CLASSES) or not 16 <= input_size <= 1024:
-        raise ModelError(f"{path} has inconsistent metadata (input size {input_size}, {len(classes)} classes).")
+        raise ModelError(f"{path} has unreadable metadata (input size or normalisation).") from None
+    if len(mean) != 3 or len(std) != 3 or not 16 <= input_size <= 1024:
+        raise ModelError(f"{path} has inconsistent metadata (input size {input_size}).")
     return LoadedModel(
         net=net,
         arch=payload["arch"],
         input_size=input_size,
         mean=mean,
         std=std,
-        classes=classes,
+        tasks=tasks,
         path=path,
         sha256=file_sha256(path),
         info=payload.get("info") if isinstance(payload.get("info"), dict) else {},

@@ -1,4 +1,5 @@
-"""Training the gender classifier on a FairFace folder (`faircam train`).
+"""Training faircam's classifier on a FairFace folder (`faircam train`): gender, or gender, race and
+age from one network (`tasks`), the loss the sum of each task's cross-entropy.
 
 Two ways to spend the same recipe (AdamW, warm-up then cosine decay, label smoothing,
 random crops, flips and colour jitter, a validation pass per epoch):
@@ -9,7 +10,9 @@ random crops, flips and colour jitter, a validation pass per epoch):
   each epoch draws one copy per image. On a CPU this makes an epoch several times cheaper.
 
 Every epoch ends with a resumable state file in the work folder; a rerun with the same
-settings continues from it. The best epoch by validation accuracy is written as a checkpoint.
+settings continues from it (also from a work folder copied to another machine). The best epoch by
+the mean of the tasks' validation accuracies is written as a checkpoint. `init` starts from a
+checkpoint's weights (its trunk, and the heads of the tasks it has) instead of ImageNet's.
 """
 
 from __future__ import annotations
@@ -29,11 +32,20 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from faircam.config import CLASSES
 from faircam.data.fairface import FairFaceSplit, load_split
 from faircam.data.images import read_image, resize_square
 from faircam.errors import ModelError
-from faircam.models.model import ARCHITECTURES, GenderNet, build_model, normalise, save_checkpoint
+from faircam.models.checkpoint import read_metadata
+from faircam.models.model import (
+    ARCHITECTURES,
+    FaceNet,
+    build_model,
+    load_checkpoint,
+    normalise,
+    parse_tasks,
+    save_checkpoint,
+    task_slices,
+)
 from faircam.models.registry import register_checkpoint
 
 
@@ -56,18 +68,29 @@ class TrainConfig:
     device: str = "cpu"
     pretrained: bool = True
     workers: int = 1
+    tasks: str = "gender"
+    init: str | None = None
+
+    @property
+    def task_classes(self) -> dict[str, tuple[str, ...]]:
+        return parse_tasks(self.tasks)
 
     @property
     def work_dir(self) -> Path:
         return Path(self.out).with_suffix(".work")
 
 
-class FaceImages(Dataset):
-    """uint8 CHW tensors of a split's images, augmented or plainly resized, with labels."""
+def task_labels(split: FairFaceSplit, tasks: dict[str, tuple[str, ...]]) -> np.ndarray:
+    """(images, tasks) class indices: each task's label column read as its class's position."""
+    return np.stack([split.rows[task].map(classes.index).to_numpy() for task, classes in tasks.items()], axis=1)
 
-    def __init__(self, split: FairFaceSplit, size: int, augment: bool):
+
+class FaceImages(Dataset):
+    """uint8 CHW tensors of a split's images, augmented or plainly resized, with each task's label."""
+
+    def __init__(self, split: FairFaceSplit, size: int, augment: bool, tasks: dict[str, tuple[str, ...]]):
         self.split = split
-        self.labels = split.rows["gender"].map(CLASSES.index).to_numpy()
+        self.labels = task_labels(split, tasks)
         self.size = size
         self.augment = (
             v2.Compose([
@@ -82,14 +105,14 @@ class FaceImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = read_image(self.split.path(self.split.rows["file"].iat[index]))
         if self.augment is None:
             image = resize_square(image, self.size)
         tensor = torch.from_numpy(image).permute(2, 0, 1)
         if self.augment is not None:
             tensor = self.augment(tensor)
-        return tensor, int(self.labels[index])
+        return tensor, torch.from_numpy(self.labels[index])
 
 
 def _seed_everything(seed: int) -> None:
@@ -118,7 +141,7 @@ def _loader(dataset: Dataset, cfg: TrainConfig, shuffle: bool, seed: int) -> Dat
 
 
 @torch.no_grad()
-def _prefix_features(net: GenderNet, loader: DataLoader, cfg: TrainConfig, desc: str) -> torch.Tensor:
+def _prefix_features(net: FaceNet, loader: DataLoader, cfg: TrainConfig, desc: str) -> torch.Tensor:
     mean, std = ARCHITECTURES[cfg.arch]["mean"], ARCHITECTURES[cfg.arch]["std"]
     chunks = []
     for images, _ in tqdm(loader, desc=desc, unit="batch"):
@@ -127,22 +150,24 @@ def _prefix_features(net: GenderNet, loader: DataLoader, cfg: TrainConfig, desc:
     return torch.cat(chunks)
 
 
-def _cached_features(net: GenderNet, train: FairFaceSplit, val: FairFaceSplit, cfg: TrainConfig) -> dict:
+def _cached_features(net: FaceNet, train: FairFaceSplit, val: FairFaceSplit, cfg: TrainConfig) -> dict:
     """Frozen-prefix outputs for `views` augmented copies of the training images and for val."""
     path = cfg.work_dir / "features.pt"
     key = json.dumps([cfg.arch, cfg.input_size, cfg.frozen_stages, cfg.views, cfg.limit, cfg.seed,
-                      str(train.root)])
+                      str(train.root), cfg.init])
     if path.is_file():
         cached = _load_work_file(path, cfg)
         if cached.get("key") == key:
             return cached
     net.eval()
     train_views = [
-        _prefix_features(net, _loader(FaceImages(train, cfg.input_size, True), cfg, False, cfg.seed + v),
+        _prefix_features(net, _loader(FaceImages(train, cfg.input_size, True, cfg.task_classes), cfg, False,
+                                      cfg.seed + v),
                          cfg, f"features view {v + 1}/{cfg.views}")
         for v in range(cfg.views)
     ]
-    val_features = _prefix_features(net, _loader(FaceImages(val, cfg.input_size, False), cfg, False, 0),
+    val_features = _prefix_features(net, _loader(FaceImages(val, cfg.input_size, False, cfg.task_classes), cfg,
+                                                 False, 0),
                                      cfg, "features val")
     cached = {"key": key, "train": torch.stack(train_views), "val": val_features}
     _save_work_file(cached, path)
@@ -176,16 +201,16 @@ def _save_work_file(payload: dict, path: Path) -> None:
 class _Batches:
     """Per-epoch (input, label) batches for either way of training, and the stage they enter at."""
 
-    def __init__(self, net: GenderNet, train: FairFaceSplit, val: FairFaceSplit, cfg: TrainConfig):
+    def __init__(self, net: FaceNet, train: FairFaceSplit, val: FairFaceSplit, cfg: TrainConfig):
         self.cfg = cfg
-        self.train_labels = torch.from_numpy(FaceImages(train, 0, False).labels)
-        self.val_labels = torch.from_numpy(FaceImages(val, 0, False).labels)
+        self.train_labels = torch.from_numpy(task_labels(train, cfg.task_classes))
+        self.val_labels = torch.from_numpy(task_labels(val, cfg.task_classes))
         self.start = cfg.frozen_stages
         if self.start:
             self.features = _cached_features(net, train, val, cfg)
         else:
-            self.train_set = FaceImages(train, cfg.input_size, True)
-            self.val_set = FaceImages(val, cfg.input_size, False)
+            self.train_set = FaceImages(train, cfg.input_size, True, cfg.task_classes)
+            self.val_set = FaceImages(val, cfg.input_size, False, cfg.task_classes)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train_labels) / self.cfg.batch_size)
@@ -218,7 +243,7 @@ class _Batches:
                 yield self._prepare(x)
 
 
-def _set_train_mode(net: GenderNet, frozen: int) -> None:
+def _set_train_mode(net: FaceNet, frozen: int) -> None:
     net.train()
     # Frozen stages keep their ImageNet batch-norm statistics.
     for stage in net.trunk[:frozen]:
@@ -226,17 +251,49 @@ def _set_train_mode(net: GenderNet, frozen: int) -> None:
 
 
 @torch.no_grad()
-def _validate(net: GenderNet, batches: _Batches, val: FairFaceSplit) -> dict:
+def _validate(net: FaceNet, batches: _Batches, val: FairFaceSplit, tasks: dict[str, tuple[str, ...]]) -> dict:
+    """Each task's validation accuracy, overall and per race; `accuracy` is gender's, `score` their mean."""
     net.eval()
-    probs = torch.cat([torch.softmax(net.forward_from(x, batches.start), 1).cpu() for x in batches.val()])
-    pred = probs.argmax(1).numpy()
-    rows = val.rows.assign(correct=pred == batches.val_labels.numpy())
-    per_race = rows.groupby("race")["correct"].agg(["mean", "size"])
-    return {
-        "accuracy": float(rows["correct"].mean()),
-        "n": int(len(rows)),
-        "per_race": {race: {"accuracy": float(r["mean"]), "n": int(r["size"])} for race, r in per_race.iterrows()},
-    }
+    logits = torch.cat([net.forward_from(x, batches.start).float().cpu() for x in batches.val()])
+    metrics: dict = {"n": int(len(val.rows)), "tasks": {}}
+    for t, (task, part) in enumerate(task_slices(tasks).items()):
+        rows = val.rows.assign(correct=logits[:, part].argmax(1).numpy() == batches.val_labels[:, t].numpy())
+        per_race = rows.groupby("race")["correct"].agg(["mean", "size"])
+        metrics["tasks"][task] = {
+            "accuracy": float(rows["correct"].mean()),
+            "per_race": {race: {"accuracy": float(r["mean"]), "n": int(r["size"])} for race, r in per_race.iterrows()},
+        }
+    metrics["accuracy"] = metrics["tasks"]["gender"]["accuracy"]
+    metrics["per_race"] = metrics["tasks"]["gender"]["per_race"]
+    metrics["score"] = float(np.mean([m["accuracy"] for m in metrics["tasks"].values()]))
+    return metrics
+
+
+def _task_loss(logits: torch.Tensor, labels: torch.Tensor, slices: dict[str, slice],
+               loss_fn: nn.Module) -> torch.Tensor:
+    """The sum of the tasks' cross-entropies: each head learns its own labels from the shared trunk."""
+    return sum(loss_fn(logits[:, part], labels[:, t]) for t, part in enumerate(slices.values()))
+
+
+def _initialise(net: FaceNet, cfg: TrainConfig) -> dict:
+    """Start from `cfg.init`'s weights: its trunk, and the head rows of each task it shares with this run.
+
+    Returns what the checkpoint records of where it started (the file may be replaced later).
+    """
+    source = load_checkpoint(cfg.init)
+    if source.arch != cfg.arch:
+        raise ModelError(f"{cfg.init} is a {source.arch}, not a {cfg.arch}: train with --arch {source.arch}.")
+    state = net.state_dict()
+    theirs = source.net.state_dict()
+    linear = [k for k in state if k.startswith("classifier.")]
+    state.update({k: v for k, v in theirs.items() if k not in linear})
+    ours, their_slices = task_slices(cfg.task_classes), task_slices(source.tasks)
+    for key in linear:
+        for task in set(ours) & set(their_slices):
+            state[key][ours[task]] = theirs[key][their_slices[task]]
+    net.load_state_dict(state)
+    return {"name": source.name, "sha256": source.sha256, "tasks": list(source.tasks),
+            "training": source.info.get("training", {})}
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -258,7 +315,11 @@ def train(cfg: TrainConfig) -> dict:
     val_split = _limited(load_split(cfg.data, "val"), cfg.limit and max(cfg.limit // 4, 32), cfg.seed)
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
 
-    net = build_model(cfg.arch, pretrained=cfg.pretrained).to(cfg.device)
+    tasks = cfg.task_classes
+    net = build_model(cfg.arch, pretrained=cfg.pretrained and not cfg.init, tasks=tasks)
+    started_from = _initialise(net, cfg) if cfg.init else "ImageNet" if cfg.pretrained else "random weights"
+    net.to(cfg.device)
+    slices = task_slices(tasks)
     for p in net.trunk[: cfg.frozen_stages].parameters():
         p.requires_grad_(False)
     batches = _Batches(net, train_split, val_split, cfg)
@@ -285,34 +346,43 @@ def train(cfg: TrainConfig) -> dict:
         losses = []
         bar = tqdm(batches.train(epoch), total=batches.steps_per_epoch(), desc=f"epoch {epoch + 1}/{cfg.epochs}")
         for x, y in bar:
-            loss = loss_fn(net.forward_from(x, batches.start), y)
+            loss = _task_loss(net.forward_from(x, batches.start), y, slices, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        metrics = _validate(net, batches, val_split)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_accuracy": metrics["accuracy"]})
-        print(f"epoch {epoch + 1}: loss {history[-1]['train_loss']:.4f}, val accuracy {metrics['accuracy']:.4f}")
-        if metrics["accuracy"] > best:
-            best = metrics["accuracy"]
+        metrics = _validate(net, batches, val_split, tasks)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_accuracy": metrics["accuracy"],
+                        **{f"val_{t}_accuracy": m["accuracy"] for t, m in metrics["tasks"].items()}})
+        accuracies = ", ".join(f"{t} {m['accuracy']:.4f}" for t, m in metrics["tasks"].items())
+        print(f"epoch {epoch + 1}: loss {history[-1]['train_loss']:.4f}, val accuracy {accuracies}")
+        if metrics["score"] > best:
+            best = metrics["score"]
             save_checkpoint(net.cpu(), Path(cfg.out), cfg.arch, cfg.input_size, {
-                "name": f"faircam {cfg.arch} {cfg.input_size}px",
+                "name": f"faircam {cfg.arch} {cfg.input_size}px" + (f" ({', '.join(tasks)})" if len(tasks) > 1 else ""),
                 "training": {
                     "data": str(Path(cfg.data).resolve()),
                     "train_images": len(train_split.rows),
                     "val_images": len(val_split.rows),
                     "recipe": settings,
                     "epoch": epoch + 1,
+                    "started_from": started_from,
                 },
                 "metrics": metrics,
                 "history": history,
-            })
+            }, tasks=tasks)
             net.to(cfg.device)
         _save_work_file({"settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch},
                         state_path)
     if best >= 0:
         register_checkpoint(Path(cfg.out).stem, Path(cfg.out), cfg.input_size, f"{cfg.arch}, {cfg.epochs} epochs")
-    return {"best_val_accuracy": best, "history": history, "out": cfg.out}
+    summary = {"out": cfg.out, "history": history}
+    if best >= 0:
+        metrics = read_metadata(cfg.out)["info"]["metrics"]
+        summary["best_val_accuracy"] = metrics["accuracy"]
+        summary.update({f"best_val_{t}_accuracy": m["accuracy"] for t, m in metrics.get("tasks", {}).items()
+                        if t != "gender"})
+    return summary

@@ -41,11 +41,16 @@ METHODS: dict[str, type[BaseCAM]] = {
 
 @dataclass
 class CamBatch:
-    """Probabilities and maps for a batch: `maps[method]` is (N, H, W) in [0, 1]."""
+    """Probabilities and maps for a batch: `maps[method]` is (N, H, W) in [0, 1].
+
+    `probs` and `targets` are about the explained outputs (one task's classes); `logits` are all the
+    network's outputs (every task's), from the same pass.
+    """
 
     probs: np.ndarray
     targets: np.ndarray
     maps: dict[str, np.ndarray]
+    logits: np.ndarray
 
 
 def cut_graph(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
@@ -77,28 +82,31 @@ class CamExplainer:
         # The recorder holds one pass's tensors: concurrent app sessions must take turns.
         self._lock = threading.Lock()
 
-    def __call__(self, inputs: torch.Tensor, target_classes: list[int] | None = None) -> CamBatch:
-        """Maps for `target_classes` (default: each image's predicted class)."""
+    def __call__(self, inputs: torch.Tensor, target_classes: list[int] | None = None,
+                 outputs: slice = slice(None)) -> CamBatch:
+        """Maps for `target_classes` among the network's `outputs` (one task's logits; default: all of them),
+        by default each image's predicted class."""
         with self._lock:
             # Hooks live only for this call, so other forward passes of the net record nothing. The cut
             # comes first, so the library's hooks record (and take the gradient of) the cut output.
             cut = self.target_layer.register_forward_hook(cut_graph, prepend=True)
             recorder = ActivationsAndGradients(self.net, [self.target_layer], None)
             try:
-                return self._run(recorder, inputs, target_classes)
+                return self._run(recorder, inputs, target_classes, outputs)
             finally:
                 recorder.release()
                 cut.remove()
 
     def _run(self, recorder: ActivationsAndGradients, inputs: torch.Tensor,
-             target_classes: list[int] | None) -> CamBatch:
+             target_classes: list[int] | None, explained: slice) -> CamBatch:
         # No graph (and no saved activations) for the layers before the cut, which turns recording back on.
         with torch.no_grad():
             outputs = recorder(inputs)
-        probs = torch.softmax(outputs.detach(), dim=1).cpu().numpy()
+        probs = torch.softmax(outputs.detach()[:, explained], dim=1).cpu().numpy()
         if target_classes is None:
             target_classes = probs.argmax(axis=1).tolist()
-        targets = [ClassifierOutputTarget(c) for c in target_classes]
+        # A class of the explained task is that many places after the task's first output.
+        targets = [ClassifierOutputTarget((explained.start or 0) + c) for c in target_classes]
         self.net.zero_grad()
         sum(t(o) for t, o in zip(targets, outputs)).backward()
         activations = recorder.activations[0].cpu().numpy()
@@ -109,4 +117,5 @@ class CamExplainer:
             layer_map = np.maximum(cam.get_cam_image(inputs, self.target_layer, targets, activations, grads, False), 0)
             scaled = scale_cam_image(layer_map, cam.get_target_width_height(inputs))
             maps[name] = cam.aggregate_multi_layers([scaled[:, None, :]])
-        return CamBatch(probs=probs, targets=np.asarray(target_classes), maps=maps)
+        return CamBatch(probs=probs, targets=np.asarray(target_classes), maps=maps,
+                        logits=outputs.detach().float().cpu().numpy())

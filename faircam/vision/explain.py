@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,12 @@ from faircam.wording import CHANCE_KEY, FOCUS_KEY
 
 @dataclass
 class Explanation:
-    """What the model said about one view, and where each CAM method says it looked."""
+    """What the model said about one view, and where each CAM method says it looked.
+
+    `probs`, `label` and `probability` are the explained task's answer; `answers` every task's
+    probabilities (from the same pass). The maps explain `target`, a class of `task`: the predicted
+    one unless another was asked for.
+    """
 
     view: View
     probs: dict[str, float]
@@ -26,13 +31,19 @@ class Explanation:
     maps: dict[str, np.ndarray]
     focus: dict[str, dict[str, float]]
     chance: dict[str, float]
+    task: str = "gender"
+    target: str = ""
+    answers: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The JSON-ready summary printed by `faircam explain`."""
         return {
+            "task": self.task,
             "prediction": self.label,
             "probability": round(self.probability, 4),
             "probabilities": {k: round(v, 4) for k, v in self.probs.items()},
+            "explained_class": self.target,
+            "answers": {t: {k: round(v, 4) for k, v in p.items()} for t, p in self.answers.items()},
             "face_found": self.view.face is not None,
             "faces_found": self.view.faces_found,
             "cropped": self.view.cropped,
@@ -47,12 +58,18 @@ class Explanation:
         }
 
 
-def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer) -> list[Explanation]:
-    """Prediction, maps and focus scores for a batch of views in one forward and backward pass."""
-    batch = explainer(model.to_tensor([v.image for v in views]))
+def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer,
+                  target: str | None = None) -> list[Explanation]:
+    """Every task's prediction, and maps and focus scores for `model.task`, for a batch of views in one
+    forward and backward pass. The maps explain `target` (a class of the task; default: the predicted one)."""
+    if target is not None and target not in model.classes:
+        raise ValueError(f"{target!r} is not a class of {model.task} ({', '.join(model.classes)}).")
+    targets = None if target is None else [model.classes.index(target)] * len(views)
+    batch = explainer(model.to_tensor([v.image for v in views]), targets, model.outputs)
+    answers = model.task_probs(batch.logits)
     explanations = []
     for i, view in enumerate(views):
-        target = int(batch.targets[i])
+        predicted = int(batch.probs[i].argmax())
         maps = {method: maps[i] for method, maps in batch.maps.items()}
         masks = region_masks(view.face, view.image.shape[:2], view.valid)
         chance = area_shares(masks)
@@ -60,11 +77,14 @@ def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer
             Explanation(
                 view=view,
                 probs={c: float(p) for c, p in zip(model.classes, batch.probs[i])},
-                label=model.classes[target],
-                probability=float(batch.probs[i, target]),
+                label=model.classes[predicted],
+                probability=float(batch.probs[i, predicted]),
                 maps=maps,
                 focus={m: focus_from_masks(cam, masks, chance) for m, cam in maps.items()},
                 chance=chance,
+                task=model.task,
+                target=model.classes[int(batch.targets[i])],
+                answers={task: dict(zip(model.tasks[task], map(float, p[i]))) for task, p in answers.items()},
             )
         )
     return explanations
@@ -89,6 +109,9 @@ class Pipeline:
         return make_view(image, self.model.input_size, self.detector, crop=crop, blur=blur, face_index=face_index,
                          alignment=self.model.alignment)
 
-    def explain(self, image: np.ndarray, crop: bool = False, blur: bool = False, face_index: int = 0) -> Explanation:
-        """`explain_views` for one RGB photo under the chosen crop and blur toggles."""
-        return explain_views([self.view(image, crop, blur, face_index)], self.model, self.explainer)[0]
+    def explain(self, image: np.ndarray, crop: bool = False, blur: bool = False, face_index: int = 0,
+                task: str | None = None, target: str | None = None) -> Explanation:
+        """`explain_views` for one RGB photo under the chosen crop and blur toggles: maps for `task` (default:
+        the model's) and its class `target` (default: the predicted one)."""
+        model = self.model.for_task(task) if task else self.model
+        return explain_views([self.view(image, crop, blur, face_index)], model, self.explainer, target)[0]
