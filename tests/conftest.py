@@ -128,6 +128,7 @@ def multitask_model(multitask_files, monkeypatch) -> str:
     the bundled model and caches stay as they are."""
     from faircam.models.registry import register_checkpoint
 
-    register_checkpoint(MULTITASK, multitask_files["checkpoint"], 160, "efficientnet-lite0, 1 epoch on 128 images")
+    register_checkpoint(MULTITASK, multitask_files["checkpoint"], 160, "efficientnet-lite0, 1 epoch on 128 images",
+                        ("gender", "race", "age"))
     monkeypatch.setenv("FAIRCAM_CACHE_DIR", str(multitask_files["caches"]))
     return MULTITASK

@@ -92,6 +92,14 @@ def _builtin() -> list[ModelEntry]:
     ]
 
 
+def task_classes_text(tasks: list[str] | tuple[str, ...]) -> str:
+    """A checkpoint's classes as `faircam models` and the pages list them: gender's, and the other tasks' counts."""
+    from faircam.data.fairface import TASK_CLASSES
+
+    others = [f"{t} ({len(TASK_CLASSES[t])} classes)" for t in tasks if t != "gender" and t in TASK_CLASSES]
+    return "Female, Male" + (f"; also {' and '.join(others)}" if others else "")
+
+
 def _registered() -> list[ModelEntry]:
     """Checkpoints registered by `faircam train` whose files still exist."""
     path = registry_path()
@@ -102,7 +110,8 @@ def _registered() -> list[ModelEntry]:
     return [
         ModelEntry(name=name, title=name, origin=f"trained with `faircam train` ({item.get('trained', '?')})",
                    licence="yours", input=f"{item.get('input_size', '?')}×{item.get('input_size', '?')} RGB, "
-                   "the whole image (face crop optional)", classes="Female, Male", weights=Path(item["path"]),
+                   "the whole image (face crop optional)", classes=task_classes_text(item.get("tasks", ["gender"])),
+                   weights=Path(item["path"]),
                    kind="checkpoint", input_size=item.get("input_size"))
         for name, item in listed.items()
         if Path(item["path"]).is_file()
@@ -121,13 +130,15 @@ def names() -> list[str]:
     return list(entries())
 
 
-def register_checkpoint(name: str, path: Path, input_size: int, trained: str) -> None:
+def register_checkpoint(name: str, path: Path, input_size: int, trained: str,
+                        tasks: tuple[str, ...] = ("gender",)) -> None:
     """Add (or replace) a trained checkpoint in the registry file, written atomically."""
     if name in {e.name for e in _builtin()}:
         name = f"{name}-trained"
     target = registry_path()
     listed = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
-    listed[name] = {"path": str(Path(path).resolve()), "input_size": input_size, "trained": trained}
+    listed[name] = {"path": str(Path(path).resolve()), "input_size": input_size, "trained": trained,
+                    "tasks": list(tasks)}
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(listed, indent=2), encoding="utf-8")

@@ -378,7 +378,8 @@ def train(cfg: TrainConfig) -> dict:
                          "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch},
                         state_path)
     if best >= 0:
-        register_checkpoint(Path(cfg.out).stem, Path(cfg.out), cfg.input_size, f"{cfg.arch}, {cfg.epochs} epochs")
+        register_checkpoint(Path(cfg.out).stem, Path(cfg.out), cfg.input_size, f"{cfg.arch}, {cfg.epochs} epochs",
+                            tuple(tasks))
     summary = {"out": cfg.out, "history": history}
     if best >= 0:
         metrics = read_metadata(cfg.out)["info"]["metrics"]
