@@ -115,11 +115,11 @@ if predicted is not None:
                                                      explanation.chance["face"]))
             if raw:
                 tile.image(raw_map(explanation, method), width="stretch", caption=f"{method}: the map alone")
-        bar, words = st.columns([1, 2], vertical_alignment="center")
-        bar.image(colour_bar(), width="stretch")
-        words.caption(f"**Blue**: little or no weight toward {named(explanation.target)}; **red**: the strongest. "
-                      "Each map is scaled to 0–1 on its own image, so its colours compare areas of one map, not "
-                      "one map with another.")
+        # At its own size, so its numbers stay legible however narrow the columns above are.
+        st.image(colour_bar(), width="content")
+        st.caption(f"**Blue**: little or no weight toward {named(explanation.target)}; **red**: the strongest. "
+                   "Each map is scaled to 0–1 on its own image, so its colours compare areas of one map, not "
+                   "one map with another.")
         if view.invalid_share > 0:
             st.caption(f"The hatched grey area ({view.invalid_share:.0%} of the view) lies beyond the photo's edge: "
                        "the model sees flat grey there, and no score counts it.")

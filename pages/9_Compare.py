@@ -41,7 +41,7 @@ if choice is not None:
         selector_drawn = False
         for name in chosen:
             if task not in ui.model_tasks(name):
-                st.markdown(f"#### {md(name)} predicts {', '.join(ui.model_tasks(name))} only: it has no {TITLE} "
+                st.markdown(f"**{md(name)}** predicts {', '.join(ui.model_tasks(name))} only: it has no {TITLE} "
                             "answer or maps.")
                 continue
             explanation = choice.explain(model=name, task=task)

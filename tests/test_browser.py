@@ -468,7 +468,7 @@ def test_explore_switches_task_and_explained_class(multitask_server, page, shots
 
     page.get_by_text("Show the raw maps").click()
     _settle(page)
-    page.get_by_text("Grad-CAM: the map alone").wait_for(timeout=60_000)
+    page.get_by_text("Grad-CAM: the map alone", exact=True).wait_for(timeout=60_000)
     assert page.get_by_text(re.compile(r": the map alone$")).count() == 4
     assert page.evaluate(MAP_SOURCES) == other  # the overlays stay; the raw maps come beside them
     _no_exception(page)

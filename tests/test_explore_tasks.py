@@ -166,8 +166,8 @@ def test_compare_shows_the_task_for_models_that_have_it(multitask_model, multita
     expected = multitask_pipeline.explain(read_image(fairface / FACE), task="race")
     said = texts(at)
     assert f"#### {multitask_model} says **{md(groups.label(expected.label))}**" in said
-    assert "#### dlib predicts gender only: it has no race answer or maps." in said
-    assert f"#### {md('face-api')} predicts gender only" in said
+    assert "**dlib** predicts gender only: it has no race answer or maps." in said
+    assert f"**{md('face-api')}** predicts gender only" in said
     assert list(at.dataframe[0].value.index) == [multitask_model]  # focus scores of the maps shown
     assert f"Left out: {md('dlib, face-api')}, whose evaluation holds no race predictions." in said
 
