@@ -72,11 +72,13 @@ class Choice:
         """The decoded image (`ImageError` if it cannot be read)."""
         return read_image(self.path) if self.path is not None else decode_image(self.upload)
 
-    def explain(self, model: str | None = None) -> Explanation | None:
-        """Its explanation, with the chosen toggles and face, by a model (default: the selected one)."""
+    def explain(self, model: str | None = None, task: str | None = None,
+                target: str | None = None) -> Explanation | None:
+        """Its explanation, with the chosen toggles and face, by a model (default: the selected one): the maps
+        explain `task`'s (default: the model's first, gender) class `target` (default: the predicted one)."""
         if self.path is not None:
-            return ui.explain_file(self.path, self.crop, self.blur, self.face, model=model)
-        return ui.explain_upload(self.upload, self.crop, self.blur, self.face, model=model)
+            return ui.explain_file(self.path, self.crop, self.blur, self.face, model=model, task=task, target=target)
+        return ui.explain_upload(self.upload, self.crop, self.blur, self.face, model=model, task=task, target=target)
 
 
 def _widget(name: str) -> str:

@@ -304,21 +304,23 @@ def image_key(data: bytes) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _explain(key: str, _data: bytes | None, path: str | None, crop: bool, blur: bool, face: int,
-             model: str) -> Explanation:
+             model: str, task: str | None, target: str | None) -> Explanation:
     # `key` (the bytes' hash) stands for `_data`, which Streamlit then need not hash itself.
     image = decode_image(_data) if _data is not None else read_image(path)
-    return pipeline(model).explain(image, crop=crop, blur=blur, face_index=face)
+    return pipeline(model).explain(image, crop=crop, blur=blur, face_index=face, task=task, target=target)
 
 
-def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: str | None = None) -> Explanation | None:
-    """Explanation of uploaded bytes by a model (default: the selected one), memoised on their
-    hash, the toggles and the model."""
+def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: str | None = None,
+                   task: str | None = None, target: str | None = None) -> Explanation | None:
+    """Explanation of uploaded bytes by a model (default: the selected one): its maps for `task` (default: the
+    model's first, gender) and its class `target` (default: the predicted one), memoised on the bytes' hash,
+    the toggles, the model, the task and the target."""
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         st.error(f"The file is larger than {MAX_UPLOAD_MB} MB. Please upload a smaller photo.")
         return None
     try:
         with st.spinner("Computing the four maps…"):
-            return _explain(image_key(data), data, None, crop, blur, face, model or selected_model())
+            return _explain(image_key(data), data, None, crop, blur, face, model or selected_model(), task, target)
     except ImageError as exc:
         st.error(f"**This file cannot be used.** {md(exc)}")
         return None
@@ -335,12 +337,14 @@ def thumbnail(root: Path, file: str) -> np.ndarray | None:
         return None
 
 
-def explain_file(path: Path, crop: bool, blur: bool, face: int = 0, model: str | None = None) -> Explanation | None:
-    """Explanation of a dataset image by a model (default: the selected one), memoised on its path,
-    the toggles and the model."""
+def explain_file(path: Path, crop: bool, blur: bool, face: int = 0, model: str | None = None,
+                 task: str | None = None, target: str | None = None) -> Explanation | None:
+    """Explanation of a dataset image by a model (default: the selected one): its maps for `task` (default:
+    the model's first, gender) and its class `target` (default: the predicted one), memoised on its path,
+    the toggles, the model, the task and the target."""
     try:
         with st.spinner("Computing the four maps…"):
-            return _explain(str(path), None, str(path), crop, blur, face, model or selected_model())
+            return _explain(str(path), None, str(path), crop, blur, face, model or selected_model(), task, target)
     except ImageError as exc:
         st.error(f"**This image cannot be used.** {md(exc)}")
         return None

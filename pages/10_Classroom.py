@@ -26,6 +26,9 @@ ui.page_setup("Classroom: one face, step by step", "🎓")
 STEPS = ("Choose a face", "What the model sees", "The model's answer", "Where it looked", "Change the picture",
          "Is it the same for everyone?", "What this does not tell us")
 METHOD = "Grad-CAM"
+if ui.selected_task() != "gender":
+    st.info(f"This lesson follows the model's **gender** answer only; its {groups.TASKS[ui.selected_task()].title} "
+            "answers are on Explore and the audit pages.")
 
 
 def changes_overall() -> str:

@@ -5,6 +5,7 @@ import streamlit as st
 
 import image_source
 import ui
+from faircam.audit import groups
 from faircam.errors import ImageError
 from faircam.text import md
 from faircam.vision.explain import Pipeline
@@ -12,6 +13,7 @@ from faircam.vision.inside import StageMaps, feature_maps, first_layer_filters, 
 
 ui.page_setup("Inside the network", "🧠")
 pipeline = ui.pipeline()
+task = ui.selected_task()
 TOP = 8
 
 st.caption(
@@ -22,15 +24,16 @@ st.caption(
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _inside(key: str, _choice: image_source.Choice, model_sha: str,
+def _inside(key: str, _choice: image_source.Choice, model_sha: str, task: str,
             _pipeline: Pipeline) -> tuple[np.ndarray, str, int, str, float, list[StageMaps]]:
     # `key` (the image, its toggles and face) and `model_sha` stand for the choice and the model, which
     # Streamlit then need not hash themselves.
     view = _pipeline.view(_choice.image(), crop=_choice.crop, blur=_choice.blur, face_index=_choice.face)
-    probs = _pipeline.model.predict_proba([view.image])[0]
+    model = _pipeline.model.for_task(task)
+    probs = model.predict_proba([view.image])[0]
     best = int(probs.argmax())
-    stages = feature_maps(_pipeline.model, view.image, top=TOP)
-    return view.image, view.message, view.faces_found, _pipeline.model.classes[best], float(probs[best]), stages
+    stages = feature_maps(model, view.image, top=TOP)
+    return view.image, view.message, view.faces_found, model.classes[best], float(probs[best]), stages
 
 
 choice, result_slot = image_source.choose(from_link=True)
@@ -39,7 +42,7 @@ if choice is not None:
     try:
         with st.spinner("Running the model stage by stage…"):
             result = _inside(f"{choice.key}|{choice.crop}|{choice.blur}|{choice.face}", choice,
-                             pipeline.model.sha256, pipeline)
+                             pipeline.model.sha256, task, pipeline)
     except ImageError as exc:
         st.error(f"**This image cannot be used.** {md(exc)}")
 
@@ -52,7 +55,10 @@ if result is not None:
             st.warning(message)
         left, right = st.columns([1, 4])
         left.image(image, caption=f"What the model sees ({image.shape[1]}×{image.shape[0]})", width="stretch")
-        right.markdown(f"### The model says **{label}** ({probability:.0%} sure)")
+        says = "The model says" if task == "gender" else f"{groups.TASKS[task].title.capitalize()}: the model says"
+        right.markdown(f"### {says} **{md(groups.label(label))}** ({probability:.0%} sure)")
+        if task != "gender":
+            right.caption("Race and age answers are shown as subjects of the audit, not as facts about a person.")
         right.markdown(
             f"{len(stages)} stages. For each, the **{TOP} channels with the highest mean activation** for this image "
             "are shown, each on its own scale (yellow = strongest, dark blue = weakest). The grids get coarser as "

@@ -14,7 +14,9 @@ from faircam.text import md
 
 ui.page_setup("Compare models", "🆚")
 entries = registry.entries()
-st.caption("The same faces through two or more gender classifiers: what each one sees, what it answers, where "
+task = ui.selected_task()
+TITLE = groups.TASKS[task].title
+st.caption("The same faces through two or more face classifiers: what each one sees, what it answers, where "
            "its four CAMs look, and how accurate it is for each group on the same validation images.")
 chosen = st.multiselect("Models to compare", list(entries), default=list(entries)[:3],
                         format_func=lambda n: f"{n}: {entries[n].title}")
@@ -24,6 +26,9 @@ if len(chosen) < 2:
 
 
 st.markdown("## The same face through each model")
+if task != "gender":
+    st.caption(f"Each model's {TITLE} answer and maps (the task chosen in the sidebar). Race and age answers are "
+               "shown as subjects of the audit, not as facts about a person.")
 choice, result = image_source.choose(
     from_link=True,
     crop_help="Cut the face out the way FairFace cut its faces. The other models always get the aligned "
@@ -33,20 +38,27 @@ truth = None if choice is None else choice.truth
 focus_rows = {}
 if choice is not None:
     with result:
+        selector_drawn = False
         for name in chosen:
-            explanation = choice.explain(model=name)
+            if task not in ui.model_tasks(name):
+                st.markdown(f"**{md(name)}** predicts {', '.join(ui.model_tasks(name))} only: it has no {TITLE} "
+                            "answer or maps.")
+                continue
+            explanation = choice.explain(model=name, task=task)
             if explanation is None:
                 break
             view = explanation.view
-            if name == chosen[0]:
+            if not selector_drawn:
                 # Every model sees the same MTCNN detections, so the first model's count serves them all.
                 image_source.face_selector(choice, view.faces_found)
+                selector_drawn = True
+            label = md(groups.label(explanation.label))
             verdict = (f"#### {name}: no face found: this answer is about the whole picture and means little"
                        if view.face is None else
-                       f"#### {name} says **{explanation.label}** ({explanation.probability:.0%} sure)")
-            if truth is not None:
-                verdict += (f" — FairFace label: {truth['gender']} "
-                            f"{'✅' if truth['gender'] == explanation.label else '❌'}")
+                       f"#### {name} says **{label}** ({explanation.probability:.0%} sure)")
+            if truth is not None and truth.get(task):
+                verdict += (f" — FairFace label: {md(groups.label(truth[task]))} "
+                            f"{'✅' if truth[task] == explanation.label else '❌'}")
             st.markdown(verdict)
             if view.message:
                 st.warning(view.message)
@@ -71,8 +83,12 @@ caches, missing = ui.available_evaluations(chosen)
 for name in missing:
     st.warning(f"**{md(name)}** has no evaluation cache yet: "
                f"`{ui.evaluate_command(name)}`")
+lacking = [name for name, cache in caches.items() if task not in cache.tasks]
+if lacking:
+    st.caption(f"Left out: {md(', '.join(lacking))}, whose evaluation holds no {TITLE} predictions.")
+    caches = {name: cache for name, cache in caches.items() if name not in lacking}
 if len(caches) < 2:
-    st.info("Two or more evaluated models are needed for this table.")
+    st.info(f"Two or more models evaluated on {TITLE} are needed for this table.")
     st.stop()
 
 rows = compare.shared_rows(caches)
@@ -81,23 +97,24 @@ if n == 0:
     st.error("These caches share no image: evaluate the models on the same split and folder.")
     st.stop()
 held = ", ".join(f"{name} {len(cache.rows):,}" for name, cache in caches.items())
-st.caption(f"Computed by `faircam evaluate --model NAME` and read from each model's cache. Compared on the "
+st.caption(f"{TITLE.capitalize()} accuracy, computed by `faircam evaluate --model NAME` and read from each "
+           "model's cache. Compared on the "
            f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "
            f"least {MIN_GROUP_SIZE} images.")
-table = compare.summary(rows)
+table = compare.summary(rows, task)
 ui.table(compare.summary_shown(table), width="stretch", hide_index=True)
 
 tab, name = ui.open_tab(list(groups.GROUPINGS), key="compare-grouping")
 by = groups.GROUPINGS[name]
 with tab:
-    side = compare.group_table(rows, by)
+    side = compare.group_table(rows, by, task)
     ui.table(pd.DataFrame({
         name: [g + groups.small_mark(small) for g, small in side[["group", "small"]].to_numpy()],
         **{model: [groups.with_interval(*v) + f", n={n:,.0f}" if pd.notna(n) else "–" for *v, n in
                    side[[f"{model} accuracy", f"{model} accuracy_low", f"{model} accuracy_high",
                          f"{model} n"]].to_numpy()] for model in caches},
     }), width="stretch", hide_index=True)
-    st.caption(f"Each model's accuracy with its {groups.INTERVALS['proportion']} and n, the number of images.")
+    st.caption(f"Each model's {TITLE} accuracy with its {groups.INTERVALS['proportion']} and n, the number of images.")
     if side["small"].any():
         st.caption(f"⚠ small marks groups under {MIN_GROUP_SIZE} images in some model: read them as "
                    "anecdotes, not rankings.")

@@ -34,14 +34,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+def _serve(env: dict[str, str]):
+    """`streamlit run app.py` on a free port with `env` added to this process's environment: its URL, then
+    the server ends."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "FAIRCAM_PRELOAD": "1"},  # as served to users: the model loads after the first page
+        env={**os.environ, "FAIRCAM_PRELOAD": "1", **env},  # as served to users: the model loads after the first page
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -58,6 +59,11 @@ def server():
     yield url
     process.terminate()
     process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from _serve({})
 
 
 @pytest.fixture(scope="module")
@@ -405,3 +411,65 @@ def test_every_page_at_800_and_1440_px(server, browser, shots):
                     page.screenshot(path=shots / f"{width}{'-present' if present else ''}-{name}.png", full_page=True)
                 finally:
                     context.close()
+
+
+# --- a multi-task model: every answer, any task, any class ------------------------------------------------
+
+MAP_SOURCES = ("() => [...document.querySelectorAll(\"[data-testid='stImage']\")]"
+               ".filter(e => e.innerText.includes('focus score')).map(e => e.querySelector('img').src)")
+
+
+@pytest.fixture(scope="module")
+def multitask_server(multitask_files, tmp_path_factory):
+    """A server whose registry holds the test session's multi-task checkpoint, with its cache folder."""
+    from faircam.models.registry import register_checkpoint
+
+    registry = tmp_path_factory.mktemp("multitask-registry") / "models.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAIRCAM_REGISTRY", str(registry))
+        register_checkpoint("multitask", multitask_files["checkpoint"], 160, "efficientnet-lite0, 1 epoch")
+    yield from _serve({"FAIRCAM_REGISTRY": str(registry), "FAIRCAM_CACHE_DIR": str(multitask_files["caches"])})
+
+
+def _select(page, label: str, option: str | re.Pattern, where=None) -> None:
+    """Pick `option` in the selectbox labelled `label` (in `where`, default the page), as a user clicks it."""
+    (where or page).locator("[data-testid='stSelectbox']").filter(has_text=label).click()
+    page.get_by_role("option", name=option).click()
+    _settle(page)
+
+
+def test_explore_switches_task_and_explained_class(multitask_server, page, shots):
+    page.goto(f"{multitask_server}/Explore?image=val/26.jpg")
+    _settle(page)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    _select(page, "Model", re.compile("^multitask"), sidebar)
+    page.get_by_text("The model says").first.wait_for(timeout=120_000)
+    body = page.inner_text("body")
+    assert "All of the model's answers" in body and "Age group" in body and "subjects of the audit" in body
+    gender = page.evaluate(MAP_SOURCES)
+    assert len(gender) == 4
+
+    _select(page, "Task", "race", sidebar)
+    page.get_by_text("Race: the model says").first.wait_for(timeout=120_000)
+    page.get_by_text("(the model's answer).").first.wait_for()
+    race = page.evaluate(MAP_SOURCES)
+    assert len(race) == 4 and not set(race) & set(gender), (gender, race)
+
+    # Another race class: the maps are redrawn for it, and the page says which class they explain.
+    page.locator("[data-testid='stSelectbox']").filter(has_text="class the maps explain").click()
+    option = page.get_by_role("option").filter(has_not_text="the model's answer").nth(2)
+    asked = option.inner_text().strip()
+    option.click()
+    _settle(page)
+    page.get_by_text("not the model's answer").first.wait_for(timeout=120_000)
+    assert f"The maps explain {asked} (not the model's answer" in page.inner_text("body")
+    other = page.evaluate(MAP_SOURCES)
+    assert len(other) == 4 and not set(other) & set(race), (race, other)
+
+    page.get_by_text("Show the raw maps").click()
+    _settle(page)
+    page.get_by_text("Grad-CAM: the map alone", exact=True).wait_for(timeout=60_000)
+    assert page.get_by_text(re.compile(r": the map alone$")).count() == 4
+    assert page.evaluate(MAP_SOURCES) == other  # the overlays stay; the raw maps come beside them
+    _no_exception(page)
+    page.screenshot(path=shots / "explore-race.png", full_page=True)

@@ -26,17 +26,17 @@ def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
     }
 
 
-def summary(rows_by_model: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per model: accuracy with its interval and n, and the best-minus-worst gap of each
+def summary(rows_by_model: dict[str, pd.DataFrame], task: str = "gender") -> pd.DataFrame:
+    """One row per model: its `task` accuracy with its interval and n, and the best-minus-worst gap of each
     grouping (groups under MIN_GROUP_SIZE left out; NaN and "–" when fewer than two are large
     enough), with the worst group and its n."""
     records = []
     for name, rows in rows_by_model.items():
-        overall = groups.group_table(rows, []).iloc[0]
+        overall = groups.group_table(rows, [], task=task).iloc[0]
         record = {"model": name, "accuracy": overall["accuracy"], "accuracy_low": overall["accuracy_low"],
                   "accuracy_high": overall["accuracy_high"], "n": int(overall["n"])}
         for grouping, by in groups.GROUPINGS.items():
-            gap = groups.spread(groups.group_table(rows, by))
+            gap = groups.spread(groups.group_table(rows, by, task=task))
             # Fewer than two groups large enough: no gap, shown as a dash rather than ranked.
             record[f"{grouping} gap"] = float("nan") if gap["gap"] is None else gap["gap"]
             record[f"{grouping} worst"] = ("–" if gap["gap"] is None
@@ -57,13 +57,14 @@ def summary_shown(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str]) -> pd.DataFrame:
-    """Accuracy, its interval and n per group (rows, in the grouping's order) for each model (columns
+def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str], task: str = "gender") -> pd.DataFrame:
+    """`task` accuracy, its interval and n per group (rows, in the grouping's order) for each model (columns
     `<model> accuracy`, `<model> accuracy_low`, `<model> accuracy_high`, `<model> n`), plus a `small`
     flag for groups under MIN_GROUP_SIZE in any model."""
     merged = None
     for name, rows in rows_by_model.items():
-        table = groups.group_table(rows, by)[["group", "accuracy", "accuracy_low", "accuracy_high", "n", "small"]]
+        table = groups.group_table(rows, by, task=task)
+        table = table[["group", "accuracy", "accuracy_low", "accuracy_high", "n", "small"]]
         table = table.rename(columns={c: f"{name} {c}" for c in table.columns if c != "group"})
         merged = table if merged is None else merged.merge(table, on="group", how="outer", sort=False)
     small_columns = [c for c in merged.columns if c.endswith(" small")]

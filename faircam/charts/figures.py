@@ -1,4 +1,5 @@
-"""Pictures of explanations: CAM overlays and the side-by-side figure of the maps (no torch import)."""
+"""Pictures of explanations: CAM overlays, the raw maps, their colour bar and the side-by-side figure of
+the maps (no torch import)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from faircam.audit.groups import TASKS, label
 from faircam.wording import CHANCE, FOCUS_SCORE
 
 if TYPE_CHECKING:
@@ -17,15 +19,20 @@ if TYPE_CHECKING:
 TILE = 224
 
 
+def heat(cam: np.ndarray) -> np.ndarray:
+    """A map of values in 0..1 in the jet colours every map is drawn in (0 blue, 1 red), as RGB."""
+    return cv2.cvtColor(cv2.applyColorMap(np.uint8(255 * cam), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
 def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.5) -> np.ndarray:
     """The CAM as a jet heat map over the RGB image.
 
     pytorch-grad-cam's `show_cam_on_image` blend (a test checks they are equal), written out
     because that module imports torch, and pages that show stored maps must not.
     """
-    heat = cv2.cvtColor(cv2.applyColorMap(np.uint8(255 * cam), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    heat_map = heat(cam)
     image_weight = 1 - weight  # the library's parametrisation, kept so the floats match exactly
-    blend = (1 - image_weight) * (heat.astype(np.float32) / 255) + image_weight * (image.astype(np.float32) / 255)
+    blend = (1 - image_weight) * (heat_map.astype(np.float32) / 255) + image_weight * (image.astype(np.float32) / 255)
     return np.uint8(255 * blend / blend.max())
 
 
@@ -53,6 +60,29 @@ def map_overlay(explanation: Explanation, method: str) -> np.ndarray:
     """One method's map over the view, with the area beyond the photo hatched."""
     view = explanation.view
     return hatch_invalid(overlay(view.image, explanation.maps[method]), view.valid)
+
+
+def raw_map(explanation: Explanation, method: str) -> np.ndarray:
+    """One method's map alone, in its colours, without the photo under it (the area beyond the photo hatched)."""
+    view = explanation.view
+    return hatch_invalid(heat(explanation.maps[method]), view.valid)
+
+
+def colour_bar(width: int = 300, height: int = 14) -> np.ndarray:
+    """The maps' colour scale as a horizontal bar, 0 (blue) to 1 (red), its ends and middle marked.
+
+    Every map is scaled to 0..1 on its own image, so the bar reads the same for each."""
+    ramp = heat(np.tile(np.linspace(0, 1, width), (height, 1)))
+    margin, text = 8, 20
+    canvas = Image.new("RGB", (width + 2 * margin, height + text + 4), "white")
+    canvas.paste(Image.fromarray(ramp), (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(15)
+    for value, anchor in ((0, "la"), (0.5, "ma"), (1, "ra")):
+        x = margin + value * (width - 1)
+        draw.line([(x, height), (x, height + 3)], fill="black")
+        draw.text((x, height + 4), f"{value:g}", fill="black", font=font, anchor=anchor)
+    return np.asarray(canvas)
 
 
 # Views smaller than this (dlib's 32-pixel chip) are enlarged before drawing, so the marks stay
@@ -94,7 +124,9 @@ def explanation_figure(explanation: Explanation) -> Image.Image:
     header, footer = 34, 26
     canvas = Image.new("RGB", (TILE * len(tiles), TILE + header + footer + 24), "white")
     draw = ImageDraw.Draw(canvas)
-    title = f"Prediction: {explanation.label} ({explanation.probability:.0%})"
+    title = f"{TASKS[explanation.task].title.capitalize()}: {label(explanation.label)} ({explanation.probability:.0%})"
+    if explanation.target and explanation.target != explanation.label:
+        title += f"  ·  maps explain {label(explanation.target)}"
     if view.message:
         title += f"  ·  {view.message}"
     draw.text((8, 6), title, fill="black", font=_font(16))
