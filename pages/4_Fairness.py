@@ -90,7 +90,8 @@ def recall_gaps(result: metrics.Fairness) -> None:
                                    for lo, hi in gaps[["ci_low", "ci_high"]].to_numpy()],
         "groups compared": gaps["groups_compared"].to_numpy(int),
         "highest": gaps["highest"].fillna("–").to_numpy(), "lowest": gaps["lowest"].fillna("–").to_numpy(),
-        f"left out (under {result.min_size}) or why not": [e or n for e, n in gaps[["excluded", "note"]].to_numpy()],
+        f"left out (under {result.min_size} of the class) or why not": [
+            e or n for e, n in gaps[["excluded", "note"]].to_numpy()],
     }), width="stretch", hide_index=True)
 
 

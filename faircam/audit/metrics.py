@@ -223,8 +223,9 @@ def bootstrap_intervals(counts: np.ndarray, large: np.ndarray, both: np.ndarray,
 
 def _gap_row(name: str, value: float, interval: tuple[float, float], table: pd.DataFrame, eligible: np.ndarray,
              rate: str, note: str, counted: str = "") -> dict:
-    """A gap's row; `counted` names what a left-out group had too few of (its count is the rate's n) when that
-    is not its images (a group with none of them is not left out: it has nothing to compare)."""
+    """A gap's row; `counted` names the class whose images a left-out group had too few of ("Male (17 White)":
+    17 White faces; the count is the rate's n), when that is not its images (a group with none of them is not
+    left out: it has nothing to compare)."""
     usable = table[eligible]
     sizes = table[f"{rate}_n"] if counted else table["n"]
     excluded = [size_label(g, n, False) if not counted else f"{g} ({n:,} {counted})"
@@ -354,7 +355,7 @@ def _multiclass(rows: pd.DataFrame, by: list[str], min_size: int, n_boot: int, s
         return float(MEASURES["within_one"].values(pd.DataFrame({spec.truth: t, spec.pred: p}), spec)[0].mean())
 
     scores = {"accuracy gap": ("accuracy", accuracy_score, ""), "within-one gap": ("within_one", within_one, ""),
-              **{_recall_gap(c): (recall_key(c), _recall_score(c), f"labelled {label(c)}") for c in classes}}
+              **{_recall_gap(c): (recall_key(c), _recall_score(c), label(c)) for c in classes}}
     own_label = list(by) == [spec.truth]
     gaps = []
     for name, chosen in eligible.items():
@@ -365,7 +366,7 @@ def _multiclass(rows: pd.DataFrame, by: list[str], min_size: int, n_boot: int, s
                     "of one class only. The accuracy gap compares the classes' recalls.")
         elif chosen.sum() < 2:
             note = (f"Fewer than two groups have {min_size} or more images"
-                    f"{f' {counted}' if counted else ''}.")
+                    f"{f' labelled {counted}' if counted else ''}.")
         if note:
             row = _gap_row(name, np.nan, (np.nan, np.nan), table, chosen, rate, note, counted)
             if own_label and rate.startswith("recall "):

@@ -84,8 +84,10 @@ def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, per
         if low >= 0:  # a rate: rates near zero (women called male) read best from zero
             fig.update_layout(xaxis_range=[0.0 if low < 0.3 else low - 0.05, 1.0])
     if reference is not None:
-        fig.add_vline(x=reference, line_dash="dot",
-                      annotation_text=f"overall {reference:.1%}" if percent and reference else None)
+        # Named in the axis title: written at the line's top it covered the first group's value.
+        fig.add_vline(x=reference, line_dash="dot")
+        if percent:
+            fig.update_layout(xaxis_title=f"{title or value} (dotted line: overall {reference:.1%})")
     return fig
 
 
