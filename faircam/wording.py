@@ -41,3 +41,21 @@ def points(difference: float, digits: int = 1) -> str:
     if difference is None or math.isnan(difference):
         return "–"
     return f"{difference * 100:.{digits}f} points"
+
+
+# What predicting race and age from a face is and is not: said once here, shown by the About page in full and
+# wherever race or age predictions appear in short (the Evaluation and Fairness pages, the model card, the report).
+RACE_AGE_IS = ("A model that predicts race or age from a face learns to reproduce FairFace's labels: seven race "
+               "categories and nine age bins, each given by annotators who looked at the photo. Those labels are "
+               "annotators' perceptions of a face, not a person's identity, ancestry or birth date, and not "
+               "biological facts; the model's answer is a guess at what the annotators would have said.")
+RACE_AGE_MUST_NOT = ("Such predictions must not be used to decide anything about a person: not to sort, admit, "
+                     "refuse, price, police or profile anyone.")
+RACE_AGE_WHY = ("faircam predicts them only to audit its own model: to see where it fails (whose faces it misreads) "
+                "and whether its gender errors follow the faces' perceived race and age, since a network that has "
+                "learned to see race and age can lean on them for its gender answer. An audit looks at them because "
+                "a model that errs more for some groups harms those groups, and one cannot measure that without "
+                "naming the groups.")
+RACE_AGE_CAPTION = ("Race and age predictions are here only as subjects of the audit: FairFace's race and age labels "
+                    "are annotators' perceptions, not identity or biological facts, and such predictions must not be "
+                    "used to decide anything about a person.")

@@ -1,4 +1,4 @@
-"""Evaluation: how often the model is right, for whom it fails, from the cached evaluation."""
+"""Evaluation: how often the model is right for the selected task, for whom it fails, from the cached evaluation."""
 
 import pandas as pd
 import streamlit as st
@@ -16,6 +16,8 @@ from faircam.vision.focus import REGIONS
 ui.page_setup("Evaluation", "📊")
 
 cache = ui.evaluation_or_stop()
+task = ui.task_or_stop(cache)
+spec = groups.TASKS[task]
 
 meta = cache.meta
 model = ui.checkpoint()
@@ -23,7 +25,10 @@ st.caption(
     f"Model **{md(meta['model']['name'])}** on **{meta['rows']:,}** images of the **{md(meta['data']['split'])}** "
     f"split of {md(meta['data']['root'], code=True)} · computed {md(meta['created'])}. Read from the cache: nothing is "
     "recomputed here."
+    + (f" Task: **{spec.title}**." if task != "gender" else "")
 )
+if task != "gender":
+    st.caption(wording.RACE_AGE_CAPTION)
 if meta["model"]["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
                f"Run `{ui.evaluate_command()}` to refresh it.")
@@ -43,38 +48,77 @@ if rows.empty:
     st.warning("No image matches these filters.")
     st.stop()
 
-scores = accuracy.overall_scores(rows)
+scores = accuracy.overall_scores(rows, task)
 overall = scores.loc["all"]
-c1, c2, c3 = st.columns(3)
-c1.metric("Accuracy", f"{overall['accuracy']:.1%}", help="Share of images whose predicted gender matches the label.")
-c2.metric("95% interval", wording.percent_range(overall["accuracy_low"], overall["accuracy_high"], digits=1),
-          help=f"{groups.INTERVALS['proportion']} of the accuracy.")
-c3.metric("Images", f"{int(overall['n']):,}")
+within = groups.group_table(rows, [], ["within_one"], task=task).iloc[0] if spec.ordinal else None
+columns = st.columns(4 if spec.ordinal else 3)
+columns[0].metric("Accuracy", f"{overall['accuracy']:.1%}",
+                  help=f"Share of images whose predicted {spec.title} matches the label.")
+columns[1].metric("95% interval", wording.percent_range(overall["accuracy_low"], overall["accuracy_high"], digits=1),
+                  help=f"{groups.INTERVALS['proportion']} of the accuracy.")
+columns[2].metric("Images", f"{int(overall['n']):,}")
+if within is not None:
+    columns[3].metric("Within one bin", f"{within['within_one']:.1%}",
+                      help="Share of images put in the right age bin or a neighbouring one, with its "
+                           f"{groups.INTERVALS['proportion']}: "
+                           f"{wording.percent_range(within['within_one_low'], within['within_one_high'], digits=1)}.")
 if overall["n"] < MIN_GROUP_SIZE:
     st.warning(f"Only {int(overall['n'])} images: too few for firm conclusions.")
 
-left, right = st.columns([1, 1])
-with left:
-    st.markdown("#### Confusion matrix")
-    st.plotly_chart(charts.confusion_heatmap(accuracy.confusion(rows)), width="stretch")
-with right:
-    st.markdown("#### Per class")
-    ui.table(
-        scores.drop(index="all")[["precision", "recall", "f1", "n"]].style.format(
-            {"precision": "{:.1%}", "recall": "{:.1%}", "f1": "{:.1%}", "n": "{:,}"}
-        ),
-        width="stretch",
-    )
-    st.caption("Recall of *Female* is the share of women classified as women; precision of *Female* the share "
-               "of *Female* predictions that are right.")
 
-st.markdown("### Accuracy by group")
+def class_cell(value: float, low: float, high: float, n: int) -> str:
+    return groups.with_interval(value, low, high) if n else "– (none)"
+
+
+def per_class() -> None:
+    st.markdown("#### Per class")
+    table = scores.drop(index="all")
+    ui.table(pd.DataFrame({
+        "class": [groups.label(c) for c in table.index],
+        "images (n)": table["n"].to_numpy(int),
+        f"precision ({groups.INTERVALS['proportion']})": [
+            class_cell(*v) for v in table[["precision", "precision_low", "precision_high", "precision_n"]].to_numpy()],
+        "predicted as it": table["precision_n"].to_numpy(int),
+        f"recall ({groups.INTERVALS['proportion']})": [
+            class_cell(*v) for v in table[["recall", "recall_low", "recall_high", "recall_n"]].to_numpy()],
+        "F1 (95% bootstrap interval)": [
+            class_cell(*v) for v in table[["f1", "f1_low", "f1_high", "n"]].to_numpy()],
+    }), width="stretch", hide_index=True)
+    first = groups.label(spec.classes[0])
+    st.caption(f"Recall of *{first}* is the share of the images labelled {first} that the model calls {first}; "
+               f"precision of *{first}* the share of its *{first}* answers that are right. Precision and recall are "
+               f"proportions and carry a {groups.INTERVALS['proportion']}; F1, their harmonic mean, is not, and "
+               f"carries a {groups.INTERVALS['difference']} of the images. **n** counts the images labelled as the "
+               "class, *predicted as it* those the model put in it.")
+
+
+def confusion_matrix() -> None:
+    st.markdown("#### Confusion matrix")
+    st.plotly_chart(charts.confusion_heatmap(accuracy.confusion(rows, task)), width="stretch")
+    st.caption("Each cell: how many images of the true class (row) got the predicted class (column), and their share "
+               "of the row; the diagonal holds each class's recall." + (" Age bins in order, youngest first: "
+                                                                        "neighbouring cells are near misses."
+                                                                        if spec.ordinal else ""))
+
+
+if len(spec.classes) <= 2:
+    left, right = st.columns([1, 1])
+    with left:
+        confusion_matrix()
+    with right:
+        per_class()
+else:
+    confusion_matrix()
+    per_class()
+
+st.markdown("### Accuracy by group" + (f" ({spec.title})" if task != "gender" else ""))
 st.caption(f"Dots show accuracy with its {groups.INTERVALS['proportion']}; **n** is the number of images. Groups "
            f"under {MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
 tab, name = ui.open_tab(list(groups.GROUPINGS), key="eval-grouping")
 by = groups.GROUPINGS[name]
 with tab:
-    table = groups.shown(groups.group_table(rows, by), by)
+    measures = ["accuracy", "within_one"] if spec.ordinal else ["accuracy"]
+    table = groups.shown(groups.group_table(rows, by, measures, task=task), by)
     gap = groups.spread(table)
     if gap["gap"] is not None:
         st.markdown(
@@ -85,17 +129,36 @@ with tab:
         st.info("Fewer than two groups are large enough to compare.")
     st.plotly_chart(charts.interval_dots(table, "accuracy", reference=overall["accuracy"], title="accuracy"),
                     width="stretch", key=f"bars-{name}")
-    ui.table(
-        pd.DataFrame({name: [groups.size_label(g, n, s) for g, n, s in table[["group", "n", "small"]].to_numpy()],
-                      f"accuracy ({groups.INTERVALS['proportion']})": [
-                          groups.with_interval(*v) for v in table[["accuracy", "accuracy_low", "accuracy_high"]]
-                          .to_numpy()]}),
-        width="stretch", hide_index=True,
-    )
+    shown = pd.DataFrame({name: [groups.size_label(g, n, s) for g, n, s in table[["group", "n", "small"]].to_numpy()],
+                          f"accuracy ({groups.INTERVALS['proportion']})": [
+                              groups.with_interval(*v) for v in table[["accuracy", "accuracy_low", "accuracy_high"]]
+                              .to_numpy()]})
+    if spec.ordinal:
+        shown[f"within one bin ({groups.INTERVALS['proportion']})"] = [
+            groups.with_interval(*v) for v in table[["within_one", "within_one_low", "within_one_high"]].to_numpy()]
+    ui.table(shown, width="stretch", hide_index=True)
+
+positive = groups.TASKS["gender"].positive
+st.markdown("### Precision and recall at every threshold, per race group")
+if task == "gender":
+    curves = accuracy.pr_curves(rows, groups.GROUPINGS["race"])
+    st.plotly_chart(charts.pr_curves(curves, positive), width="stretch")
+    st.caption(f"The model calls a face *{positive}* when its score p_male passes a threshold (0.5 for the answers "
+               f"above). Each curve moves that threshold over every score in one race group: how many of the group's "
+               f"{positive} faces are found (recall) against how many of the {positive} calls are right (precision). "
+               "A curve lower than the others means that, at any threshold, the group's faces are harder to sort. "
+               "**AP** (average precision) is the area under the curve; **n** counts the group's images. Curves are "
+               "drawn without intervals: read the small groups (⚠) with care.")
+else:
+    st.caption("Drawn for the gender task only: the cache holds a score for every image there (p_male), while for "
+               f"{spec.title} it holds only the probability of the predicted class.")
 
 if cache.has_cams:
     st.markdown("### Where the maps fall, on average")
-    st.caption("Mean share of each CAM's heat per face region over the images counted (from landmarks found "
+    explained = groups.TASKS[cache.cam_task].title
+    st.caption(f"The maps in this evaluation explain the model's **{explained}** decision (its predicted class)"
+               + (f", not the {spec.title} decision counted above" if cache.cam_task != task else "")
+               + ". Mean share of each CAM's heat per face region over the images counted (from landmarks found "
                f"by MTCNN). {wording.FOCUS_DEFINITION} {wording.SUM_RULE}")
     focus = pd.DataFrame(
         [{"method": m, **{r: rows[focus_column(m, r)].mean() for r in (*REGIONS, "face", "face_baseline")}}

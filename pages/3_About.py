@@ -1,4 +1,5 @@
-"""About: the model card of the selected model, the models faircam can audit, and how to read a CAM."""
+"""About: the model card of the selected model (every task's numbers), what race and age predictions are and are not,
+the models faircam can audit, and how to read a CAM."""
 
 import json
 from pathlib import Path
@@ -7,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from faircam import wording
 from faircam.audit import compare, groups
 from faircam.config import ASSETS, PROJECT_ROOT
 from faircam.models import registry
@@ -24,22 +26,53 @@ st.markdown(f"**{md(entry.title)}** · origin: {md(entry.origin)} · licence: {m
 c1, c2, c3 = st.columns(3)
 c1.metric("Architecture", model.get("arch", entry.title))
 c2.metric("Input", f"{model['input_size']}×{model['input_size']} RGB" if "input_size" in model else entry.input)
-c3.metric("Classes", " / ".join(model.get("classes") or ()) or entry.classes)
+tasks = ui.model_tasks(entry.name)
+if len(tasks) > 1:
+    c3.metric("Tasks", ", ".join(groups.TASKS[t].title for t in tasks),
+              help="One network, one head per task: " + "; ".join(
+                  f"{groups.TASKS[t].title}: {' / '.join(groups.label(c) for c in groups.TASKS[t].classes)}"
+                  for t in tasks))
+else:
+    c3.metric("Classes", " / ".join(model.get("classes") or ()) or entry.classes)
 caches, _ = ui.available_evaluations([entry.name])
 if entry.name in caches:
     # The evaluation cache, like the sidebar, the card and every other page; the accuracy the
     # checkpoint recorded during training (in its metadata below) is another measurement.
-    rows = caches[entry.name].rows
+    cache = caches[entry.name]
+    rows = cache.rows
     overall = groups.group_table(rows, []).iloc[0]
     accuracy = groups.with_interval(*overall[["accuracy", "accuracy_low", "accuracy_high"]])
-    st.markdown(f"**Validation accuracy:** {accuracy} on {overall['n']:,} FairFace validation images "
+    what = "gender accuracy" if len(tasks) > 1 else "accuracy"
+    st.markdown(f"**Validation {what}:** {accuracy} on {overall['n']:,} FairFace validation images "
                 f"({groups.INTERVALS['proportion']}; from `faircam evaluate`'s cache).")
-    by_race = groups.ranked(groups.group_table(rows, groups.GROUPINGS["race"]))
-    ui.table(pd.DataFrame({
-        "race": [groups.size_label(g, n, small) for g, n, small in by_race[["group", "n", "small"]].to_numpy()],
-        f"accuracy ({groups.INTERVALS['proportion']})": [
-            groups.with_interval(*v) for v in by_race[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
-    }), hide_index=True)
+    measured = [t for t in tasks if t in cache.tasks]
+    if len(tasks) > 1:
+        table = []
+        for t in measured:
+            spec = groups.TASKS[t]
+            one = groups.group_table(rows, [], ["accuracy", "within_one"] if spec.ordinal else ["accuracy"],
+                                     task=t).iloc[0]
+            table.append({"task": spec.title, "classes": len(spec.classes),
+                          f"accuracy ({groups.INTERVALS['proportion']})": groups.with_interval(
+                              *one[["accuracy", "accuracy_low", "accuracy_high"]]),
+                          "within one bin": groups.with_interval(*one[["within_one", "within_one_low",
+                                                                       "within_one_high"]])
+                          if spec.ordinal else "–", "n": int(one["n"])})
+        ui.table(pd.DataFrame(table), hide_index=True)
+        missing = [groups.TASKS[t].title for t in tasks if t not in cache.tasks]
+        if missing:
+            st.caption(f"Not in this evaluation: {', '.join(missing)}. Run `{ui.evaluate_command(entry.name)}`.")
+    task = ui.selected_task()
+    if task in measured:
+        title = groups.TASKS[task].title
+        if len(tasks) > 1:
+            st.markdown(f"**{title.capitalize()} accuracy by race** (the task chosen in the sidebar)")
+        by_race = groups.ranked(groups.group_table(rows, groups.GROUPINGS["race"], task=task))
+        ui.table(pd.DataFrame({
+            "race": [groups.size_label(g, n, small) for g, n, small in by_race[["group", "n", "small"]].to_numpy()],
+            f"accuracy ({groups.INTERVALS['proportion']})": [
+                groups.with_interval(*v) for v in by_race[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
+        }), hide_index=True)
 if entry.kind == "checkpoint" and "accuracy" not in (info.get("metrics") or {}):
     st.warning("This checkpoint records no validation accuracy: it is a placeholder, not an audited model.")
 if entry.notice is not None and entry.notice.is_file():
@@ -52,6 +85,9 @@ if path.resolve() == (ASSETS / "model.pt").resolve() and card.is_file():
         st.markdown(card.read_text(encoding="utf-8"))
 with st.expander("Checkpoint metadata"):
     st.code(json.dumps({"name": info.get("name") or path.name, **model}, indent=2, default=str), language="json")
+
+st.markdown("## Race and age predictions: what they are and are not")
+st.markdown(f"{wording.RACE_AGE_IS}\n\n**{wording.RACE_AGE_MUST_NOT}**\n\n{wording.RACE_AGE_WHY}")
 
 st.markdown("## Models faircam can audit")
 st.caption("Pick one in the sidebar, or compare them on *Compare models*. Accuracy and gaps are measured by "

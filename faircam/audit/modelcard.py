@@ -1,17 +1,32 @@
 """The model card: a checkpoint's metadata and its cached evaluation, written as Markdown.
 
 Every number in it is read from the checkpoint or computed from the evaluation cache, so
-`faircam model-card` rewrites it whenever either changes. Values read from files (names, labels,
-dates) go through `faircam.text.md`: the card is rendered as Markdown in the app and the report.
+`faircam model-card` rewrites it whenever either changes; the one exception is the table of backbone
+probes (`PROBES`), measurements made once to choose the trunk and kept here as data with their
+source. Each task of the model (gender, and race and age for a multi-task model) gets its accuracy
+with intervals overall and per race, gender and race × gender, from the one group table. Values read
+from files (names, labels, dates, recipe values) go through `faircam.text.md`: the card is rendered as
+Markdown in the app and the report.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from faircam.audit.groups import GROUPINGS, INTERVALS, group_table, label, ranked, small_mark, spread, with_interval
+from faircam import wording
+from faircam.audit.groups import (
+    GROUPINGS,
+    INTERVALS,
+    TASKS,
+    group_table,
+    label,
+    ranked,
+    small_mark,
+    spread,
+    with_interval,
+)
 from faircam.config import MIN_GROUP_SIZE
 from faircam.evaluation.cache import EvalCache
 from faircam.text import md
@@ -19,67 +34,75 @@ from faircam.text import md
 if TYPE_CHECKING:  # torch comes with it; the card only reads its metadata
     from faircam.models.model import LoadedModel
 
+# Linear probes of candidate trunks on FairFace, measured once to choose the model's trunk: from
+# shared/notes/backbone-probes.md (2026-11-30). Frozen trunk, features of the first 6,000 shared training
+# images, scored on the 2,500 shared validation images, 2 CPU cores, one run each.
+PROBES_SOURCE = ("shared/notes/backbone-probes.md, measured 2026-11-30: frozen trunk, features of the first 6,000 "
+                 "shared FairFace training images, scored on the 2,500 shared validation images; 2 CPU cores, one "
+                 "run each")
+PROBES: list[dict[str, str]] = [
+    {"trunk (frozen)": "EfficientNet-Lite0, ImageNet, 224 px", "features": "1280, mean-pooled",
+     "head": "logistic regression", "gender": "73.5%", "race (7)": "31.8%", "age (9)": "30.8%",
+     "cost per image": "54 ms (1 thread)"},
+    {"trunk (frozen)": "dlib face-recognition ResNet, 150 px chip on 5 landmarks", "features": "128-D descriptor",
+     "head": "logistic regression", "gender": "86.0%", "race (7)": "59.5%", "age (9)": "49.0%",
+     "cost per image": "117 ms (HOG detection included)"},
+    {"trunk (frozen)": "same dlib descriptor", "features": "128-D", "head": "RBF SVM (C=3)", "gender": "87.2%",
+     "race (7)": "59.0%", "age (9)": "–", "cost per image": ""},
+    {"trunk (frozen)": "same dlib descriptor", "features": "128-D", "head": "MLP (256)", "gender": "86.8%",
+     "race (7)": "–", "age (9)": "–", "cost per image": ""},
+]
+PROBES_REFERENCE = ("the bundled EfficientNet-Lite0, fine-tuned (first 9 stages frozen, 1 epoch on 20,000 images "
+                    "at 160 px), reaches 87.6% gender on the same validation images.")
+# The machine faircam's own checkpoints were trained on (README, "measured on the development machine").
+DEVELOPMENT_MACHINE = "2 CPU cores"
 
-def _group_lines(table: pd.DataFrame, by: list[str]) -> list[str]:
-    header = " | ".join(by) + " | accuracy (95% interval) | n |"
-    lines = ["| " + header, "|" + "---|" * (len(by) + 2)]
+
+def _v(value: Any) -> str:
+    """A recipe value as Markdown: numbers as they are, text escaped (a checkpoint's metadata is anyone's)."""
+    return str(value) if isinstance(value, int | float | bool) or value is None else md(value)
+
+
+def _task_words(task: str) -> str:
+    """"gender (Female / Male)", "race (7 classes: White, Black, …)"."""
+    spec = TASKS[task]
+    if len(spec.classes) == 2:
+        return f"{spec.title} ({' / '.join(spec.classes)})"
+    return f"{spec.title} ({len(spec.classes)} classes: {', '.join(label(c) for c in spec.classes)})"
+
+
+def _group_lines(table: pd.DataFrame, by: list[str], within_one: bool) -> list[str]:
+    extra = " within one bin (95% interval) |" if within_one else ""
+    header = " | ".join(by) + f" | accuracy (95% interval) |{extra} n |"
+    lines = ["| " + header, "|" + "---|" * (len(by) + 2 + within_one)]
     for _, row in ranked(table).iterrows():
         labels = " | ".join(md(label(row[c])) for c in by)
-        lines.append(f"| {labels} | {with_interval(row['accuracy'], row['accuracy_low'], row['accuracy_high'])} "
-                     f"| {int(row['n']):,}{small_mark(row['small'])} |")
+        within = (f" {with_interval(row['within_one'], row['within_one_low'], row['within_one_high'])} |"
+                  if within_one else "")
+        lines.append(f"| {labels} | {with_interval(row['accuracy'], row['accuracy_low'], row['accuracy_high'])} |"
+                     f"{within} {int(row['n']):,}{small_mark(row['small'])} |")
     return lines
 
 
-def model_card(model: LoadedModel, cache: EvalCache) -> str:
-    """Markdown model card of `model`, with the audit numbers of `cache`."""
-    rows = cache.rows
-    training = model.info.get("training", {})
-    recipe = training.get("recipe", {})
-    overall = group_table(rows, []).iloc[0]
-    by_race = group_table(rows, GROUPINGS["race"])
-    by_cell = group_table(rows, GROUPINGS["race × gender"])
-    race_gap = spread(by_race)
-    large_cells = ranked(by_cell)
+def _task_lines(rows: pd.DataFrame, task: str, heading: str) -> list[str]:
+    """One task's numbers: accuracy (and within one bin), the race gap, the worst race × gender cell, and the
+    tables by race, gender and race × gender."""
+    spec = TASKS[task]
+    measures = ["accuracy", "within_one"] if spec.ordinal else ["accuracy"]
+    overall = group_table(rows, [], measures, task=task).iloc[0]
+    tables = {name: group_table(rows, GROUPINGS[name], measures, task=task)
+              for name in ("race", "gender", "race × gender")}
+    race_gap = spread(tables["race"])
+    large_cells = ranked(tables["race × gender"])
     large_cells = large_cells[~large_cells["small"]]
-    data = cache.meta["data"]
     lines = [
-        f"# Model card: {md(model.name)}",
-        "",
-        "## What it is",
-        f"- A binary gender classifier ({' / '.join(model.classes)}) for face crops, "
-        f"architecture **{md(model.arch)}**, input {model.input_size}×{model.input_size} RGB.",
-        "- Intended use: teaching and auditing (how a face classifier decides, and for whom it fails). "
-        "Not for decisions about people: gender is not visible in a face, and FairFace's labels are "
-        "annotators' perceptions on a binary scale.",
-        *([f"- Origin: {md(model.info['origin'])}; licence: {md(model.info['licence'])}."]
-          if "origin" in model.info else []),
-        f"- Checkpoint sha256 `{model.sha256[:16]}…`.",
-        "",
-        "## Training",
-    ]
-    if recipe:
-        lines += [
-            f"- Data: {training.get('train_images', '?'):,} FairFace training images "
-            f"(validation during training: {training.get('val_images', '?'):,}).",
-            f"- Start: ImageNet EfficientNet-Lite0 weights; the first {recipe.get('frozen_stages')} trunk stages "
-            f"frozen, their outputs computed once for {recipe.get('views')} augmented cop"
-            f"{'y' if recipe.get('views') == 1 else 'ies'} per image (random resized crop, flip, colour jitter).",
-            f"- Recipe: AdamW (lr {recipe.get('lr')}, weight decay {recipe.get('weight_decay')}), warm-up then "
-            f"cosine decay, label smoothing {recipe.get('label_smoothing')}, batch {recipe.get('batch_size')}, "
-            f"seed {recipe.get('seed')}, device {recipe.get('device')}; this checkpoint is epoch "
-            f"{training.get('epoch')} of {recipe.get('epochs')} scheduled (the best validation epoch saved).",
-        ]
-    else:
-        lines.append("- No training record in this checkpoint.")
-    lines += [
-        "",
-        f"## Evaluation on {len(rows):,} FairFace {md(data['split'])} images",
-        f"Computed by `faircam evaluate` ({md(cache.meta['created'])}); {INTERVALS['proportion']}s; groups under "
-        f"{MIN_GROUP_SIZE} images are marked small.",
-        "",
+        heading,
         f"- **Accuracy: {with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high'])}**, "
         f"n = {int(overall['n']):,}.",
     ]
+    if spec.ordinal:
+        within = with_interval(overall["within_one"], overall["within_one_low"], overall["within_one_high"])
+        lines.append(f"- **Within one bin: {within}** (the right age bin or a neighbouring one).")
     if race_gap["gap"] is not None:
         lines.append(
             f"- **Gap between best and worst race group: {race_gap['gap'] * 100:.1f} points** "
@@ -95,13 +118,127 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
             f"{with_interval(worst_cell['accuracy'], worst_cell['accuracy_low'], worst_cell['accuracy_high'])}, "
             f"n = {int(worst_cell['n']):,}."
         )
+    level = "#" * (heading.index(" ") + 1)
+    for name, table in tables.items():
+        lines += ["", f"{level} By {name}", *_group_lines(table, GROUPINGS[name], spec.ordinal)]
+    return lines
+
+
+def _started_from(training: dict, recipe: dict, arch: str) -> str:
+    """Where training started, from the checkpoint's record ("ImageNet", "random weights" or the checkpoint
+    `faircam train --init` copied)."""
+    start = training.get("started_from")
+    if isinstance(start, dict):
+        sha = str(start.get("sha256", ""))[:16]
+        tasks = ", ".join(md(t) for t in start.get("tasks") or [])
+        return (f"the trunk and shared heads of the checkpoint {md(start.get('name', '?'))} (sha256 `{md(sha)}…`; "
+                f"tasks {tasks})")
+    if start in (None, "ImageNet") and recipe.get("pretrained", True):
+        return f"ImageNet {'EfficientNet-Lite0' if arch == 'efficientnet-lite0' else md(arch)} weights"
+    return md(start or "random weights")
+
+
+def _compute(training: dict, recipe: dict) -> str:
+    """What it was trained on: the checkpoint's own record when it has one, else the recipe's device."""
+    compute = training.get("compute")
+    if isinstance(compute, dict) and compute:
+        return ", ".join(f"{md(k)} {_v(v)}" for k, v in compute.items())
+    device = recipe.get("device")
+    if device == "cpu":
+        return ("CPU only, no GPU (the recipe's device); the checkpoint does not record its cores: faircam's own "
+                f"checkpoints are trained on its development machine, {DEVELOPMENT_MACHINE}")
+    return f"device {_v(device)} (the recipe's)" if device else "not recorded"
+
+
+def _training_lines(model: LoadedModel) -> list[str]:
+    training = model.info.get("training", {})
+    recipe = training.get("recipe", {})
+    if not recipe:
+        return ["- No training record in this checkpoint."]
+    views = recipe.get("views")
+    tasks = [t for t in (recipe.get("tasks") or "gender").split(",") if t in TASKS]
+    return [
+        f"- Data: {training.get('train_images', '?'):,} FairFace training images "
+        f"(validation during training: {training.get('val_images', '?'):,}).",
+        f"- Tasks: {'; '.join(_task_words(t) for t in tasks)}, one head each on one shared trunk."
+        if len(tasks) > 1 else f"- Task: {_task_words(tasks[0])}.",
+        f"- Start: {_started_from(training, recipe, model.arch)}; the first {_v(recipe.get('frozen_stages'))} trunk "
+        f"stages frozen, their outputs computed once for {_v(views)} augmented cop{'y' if views == 1 else 'ies'} "
+        "per image (random resized crop, flip, colour jitter).",
+        f"- Recipe: AdamW (lr {_v(recipe.get('lr'))}, weight decay {_v(recipe.get('weight_decay'))}), warm-up then "
+        f"cosine decay, label smoothing {_v(recipe.get('label_smoothing'))}, batch {_v(recipe.get('batch_size'))}, "
+        f"seed {_v(recipe.get('seed'))}, device {_v(recipe.get('device'))}; this checkpoint is epoch "
+        f"{_v(training.get('epoch'))} of {_v(recipe.get('epochs'))} scheduled (the best validation epoch saved).",
+        f"- Compute: {_compute(training, recipe)}.",
+    ]
+
+
+def _probe_lines() -> list[str]:
+    columns = list(PROBES[0])
+    return [
+        "## Backbone probes (measured)",
+        "How much of each task a frozen trunk already carries before any fine-tuning: a linear (or small) head "
+        f"on its features. Source: {PROBES_SOURCE}. A probe does not say where fine-tuning ends.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *["| " + " | ".join(p[c] for c in columns) + " |" for p in PROBES],
+        "",
+        f"For reference, the same note: {PROBES_REFERENCE}",
+        "",
+        "A face-trained trunk starts far ahead of an ImageNet one. A longer run on a GPU (more epochs, deeper "
+        "fine-tuning of the trunk, or a face-trained trunk) is the route to the accuracy targets; what a few CPU "
+        "cores allow is the short run recorded above.",
+    ]
+
+
+def model_card(model: LoadedModel, cache: EvalCache) -> str:
+    """Markdown model card of `model`, with the audit numbers of `cache` for every task both have."""
+    rows = cache.rows
+    tasks = [t for t in TASKS if t in model.tasks]
+    audited = [t for t in tasks if t in cache.tasks]
+    data = cache.meta["data"]
+    multi = len(tasks) > 1
+    what = (f"A face classifier with one head per task ({'; '.join(_task_words(t) for t in tasks)})"
+            if multi else f"A binary gender classifier ({' / '.join(model.tasks['gender'])})")
+    lines = [
+        f"# Model card: {md(model.name)}",
+        "",
+        "## What it is",
+        f"- {what} for face crops, architecture **{md(model.arch)}**, input {model.input_size}×{model.input_size} "
+        "RGB.",
+        "- Intended use: teaching and auditing (how a face classifier decides, and for whom it fails). "
+        "Not for decisions about people: gender is not visible in a face, and FairFace's labels are "
+        "annotators' perceptions on a binary scale.",
+        *([f"- Origin: {md(model.info['origin'])}; licence: {md(model.info['licence'])}."]
+          if "origin" in model.info else []),
+        f"- Checkpoint sha256 `{model.sha256[:16]}…`.",
+        "",
+        "## What it must not be used for",
+        "- Deciding anything about a person from a face: who they are, what gender they are, how they are treated.",
+    ]
+    if set(tasks) - {"gender"}:
+        lines += [
+            "- Race and age prediction exist here only as subjects of the audit: to see where the model fails and "
+            f"whether its gender errors follow them. {wording.RACE_AGE_IS} {wording.RACE_AGE_MUST_NOT}",
+        ]
+    lines += ["", "## Training", *_training_lines(model)]
     lines += [
         "",
-        "### By race",
-        *_group_lines(by_race, ["race"]),
-        "",
-        "### By race × gender",
-        *_group_lines(by_cell, ["race", "gender"]),
+        f"## Evaluation on {len(rows):,} FairFace {md(data['split'])} images",
+        f"Computed by `faircam evaluate` ({md(cache.meta['created'])}); {INTERVALS['proportion']}s; groups under "
+        f"{MIN_GROUP_SIZE} images are marked small.",
+    ]
+    for task in audited:
+        subject = " (a subject of the audit, not a feature)" if task != "gender" else ""
+        lines += ["", *_task_lines(rows, task, f"### {TASKS[task].title.capitalize()}{subject}")]
+    missing = [TASKS[t].title for t in tasks if t not in cache.tasks]
+    if missing:
+        lines += ["", f"This evaluation holds no {', '.join(missing)} predictions: run `faircam evaluate` again "
+                      "with this model to measure them."]
+    if model.info.get("training", {}).get("recipe"):
+        lines += ["", *_probe_lines()]
+    lines += [
         "",
         "## Known weaknesses",
         "- The lowest cells above: read their intervals before ranking them; overlapping intervals are not "

@@ -4,7 +4,10 @@
 (matplotlib), no script and no external resource, so the file opens offline, mails as one
 attachment and prints. It is a list of sections, `SECTIONS`: each is a function that takes the
 `ReportContext` and returns a `Section` (or None when the cache lacks what it needs), so another
-part of the audit is added to the report by adding one function to the list.
+part of the audit is added to the report by adding one function to the list. Every task of the
+model has its section (`_task_section`): accuracy with its interval, the confusion matrix, precision,
+recall and F1 per class, and for race and age the per-group tables and gaps of `metrics.fairness`;
+gender's fairness has the sections by grouping before them.
 Torch-free: the model card is passed in as Markdown (see `model_card_markdown`).
 """
 
@@ -23,11 +26,14 @@ from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from faircam import wording
+from faircam.audit.accuracy import confusion, overall_scores, row_shares
 from faircam.audit.groups import (
     GROUPINGS,
     INTERVALS,
     N_BOOT,
     SEED,
+    TASKS,
     group_table,
     label,
     ranked,
@@ -35,7 +41,18 @@ from faircam.audit.groups import (
     small_mark,
     with_interval,
 )
-from faircam.audit.metrics import GAP_WORDS, POSITIVE_LABEL, RATE_TITLES, RATE_WORDS, Fairness, fairness
+from faircam.audit.metrics import (
+    BINARY_ONLY,
+    GAP_WORDS,
+    POSITIVE_LABEL,
+    RATE_TITLES,
+    RATE_WORDS,
+    Fairness,
+    fairness,
+    gap_words,
+    rate_title,
+    rate_words,
+)
 from faircam.config import MIN_GROUP_SIZE
 from faircam.errors import ModelError
 from faircam.evaluation.cache import EvalCache
@@ -80,12 +97,14 @@ figure{margin:.8rem 0}svg{max-width:100%;height:auto}nav ol{columns:2}
 
 @dataclass
 class ReportContext:
-    """What every section reads: the cache, the fairness audits by grouping, and the model card."""
+    """What every section reads: the cache, gender's fairness audits by grouping, the other tasks' audits
+    (`task_audits[task][grouping]`), and the model card."""
 
     cache: EvalCache
     audits: dict[str, Fairness]
     model_card: str | None = None
     model_card_note: str = ""
+    task_audits: dict[str, dict[str, Fairness]] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,7 +151,9 @@ def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
     ax = fig.subplots()
     for y, (_, row) in enumerate(data.iterrows()):
         colour = "#8c959f" if row["small"] else "#0969da"
-        ax.errorbar(row[rate], y, xerr=[[row[rate] - row[f"{rate}_low"]], [row[f"{rate}_high"] - row[rate]]],
+        # Clipped at 0: at a rate of 0 or 1 the Wilson bound can sit a rounding error inside it.
+        errors = [[max(0.0, row[rate] - row[f"{rate}_low"])], [max(0.0, row[f"{rate}_high"] - row[rate])]]
+        ax.errorbar(row[rate], y, xerr=errors,
                     fmt="o", color=colour, ecolor=colour, capsize=3, markersize=5, linewidth=1.2)
         ax.annotate(f"{row[rate]:.1%}", (row[rate], y), textcoords="offset points", xytext=(0, 5), ha="center",
                     fontsize=7.5, color="#57606a")
@@ -141,7 +162,7 @@ def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
     ax.set_xlim(0 if low < 0.3 else low - 0.05, 1)
     ax.set_ylim(-0.7, len(data) - 0.3)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel(f"{RATE_TITLES[rate]} with its {INTERVALS['proportion']}")
+    ax.set_xlabel(f"{rate_title(rate, audit.task)} with its {INTERVALS['proportion']}")
     ax.grid(axis="x", color="#eaeef2")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
@@ -287,6 +308,110 @@ def _grouping_section(name: str) -> SectionFunction:
     return section
 
 
+def confusion_table(rows: pd.DataFrame, task: str) -> str:
+    """The confusion matrix as a table: true classes down, predicted across, each cell its count and its share
+    of the row (the diagonal, each class's recall, in bold)."""
+    matrix = confusion(rows, task)
+    share = row_shares(matrix)
+    body = []
+    for i, true in enumerate(matrix.index):
+        cells = []
+        for j, predicted in enumerate(matrix.columns):
+            cell = f"{matrix.loc[true, predicted]:,}<br><span class='ci'>{share.loc[true, predicted]:.0%}</span>"
+            cells.append(f"<b>{cell}</b>" if i == j else cell)
+        body.append([f"<b>{_e(label(true))}</b> (n = {matrix.loc[true].sum():,})", *cells])
+    header = ["true \\ predicted", *[label(c) for c in matrix.columns]]
+    return _table(header, body, set(range(1, len(header))))
+
+
+def class_table(rows: pd.DataFrame, task: str, n_boot: int, seed: int) -> str:
+    """Precision and recall per class with their Wilson intervals, F1 with its bootstrap interval, and the n of each."""
+    scores = overall_scores(rows, task, n_boot=n_boot, seed=seed).drop(index="all")
+
+    def cell(value: float, low: float, high: float, n: int) -> str:
+        return _with_interval(value, low, high) if n else "– (none)"
+
+    body = [[_e(label(c)), f"{int(r['n']):,}",
+             cell(r["precision"], r["precision_low"], r["precision_high"], r["precision_n"]),
+             f"{int(r['precision_n']):,}", cell(r["recall"], r["recall_low"], r["recall_high"], r["recall_n"]),
+             cell(r["f1"], r["f1_low"], r["f1_high"], r["n"])] for c, r in scores.iterrows()]
+    header = ["class", "images (n)", f"precision ({INTERVALS['proportion']})", "predicted as it",
+              f"recall ({INTERVALS['proportion']})", f"F1 ({INTERVALS['difference']})"]
+    return _table(header, body, {1, 2, 3, 4, 5})
+
+
+def multiclass_gaps(audit: Fairness) -> str:
+    """A multi-class audit's gaps as one table: each gap with its interval, the groups it compares, the highest and
+    lowest, and what it leaves out or why it is not defined."""
+    body = []
+    for name, gap in audit.gaps.iterrows():
+        defined = not pd.isna(gap["value"])
+        body.append([_e(name), f"{gap['value'] * 100:.1f} points" if defined else "not defined",
+                     f"{gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f}" if defined else "–",
+                     f"{gap['groups_compared']}", _e(gap["highest"] or "–"), _e(gap["lowest"] or "–"),
+                     _e(gap["excluded"] or gap["note"])])
+    header = ["gap", "value", "95% interval (points)", "groups compared", "highest", "lowest",
+              f"left out (under {audit.min_size}) or why not"]
+    return _table(header, body, {1, 2, 3})
+
+
+def multiclass_groups(audit: Fairness) -> str:
+    """Each group's rates of a multi-class audit with their intervals; a class's recall with its own n."""
+    header = [*audit.by, "n", *[rate_title(r, audit.task) for r in audit.rates]]
+    rows, classes = [], []
+    for _, g in audit.groups.iterrows():
+        flag = f" <span class='flag'>{small_mark(True)} (n&lt;{audit.min_size})</span>" if g["small"] else ""
+        labels = [_e(label(g[c])) for c in audit.by]
+        labels[-1] += flag
+        cells = []
+        for r in audit.rates:
+            cell = _with_interval(g[r], g[f"{r}_low"], g[f"{r}_high"])
+            if r.startswith("recall "):
+                cell = f"{cell}, n={g[f'{r}_n']:,}" if g[f"{r}_n"] else "–"
+            cells.append(cell)
+        rows.append([*labels, f"{g['n']:,}", *cells])
+        classes.append("small" if g["small"] else "")
+    return _table(header, rows, set(range(len(audit.by), len(header))), classes)
+
+
+def _task_section(task: str) -> SectionFunction:
+    """One task's section: its accuracy, confusion and per-class numbers; for race and age also the per-group
+    rates and gaps by every grouping (gender's are the fairness sections)."""
+    spec = TASKS[task]
+
+    def section(ctx: ReportContext) -> Section | None:
+        if task not in ctx.cache.tasks:
+            return None
+        rows = ctx.cache.rows
+        boot = next(iter(ctx.audits.values()))
+        measures = {"accuracy": f"{spec.title} accuracy", **({"within_one": "within one bin"} if spec.ordinal else {})}
+        overall = group_table(rows, [], list(measures), task=task).iloc[0]
+        cards = "".join(
+            f"<div class='card'><div>{_e(title)}</div><div class='v'>{overall[m]:.1%}</div><div class='ci'>"
+            f"{_e(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; n = {int(overall['n']):,}"
+            "</div></div>" for m, title in measures.items())
+        parts = [f"<div class='cards'>{cards}</div>"]
+        if task != "gender":
+            words = "".join(f"<li>{_e(rate_words(r, task))}</li>" for r in measures)
+            gaps = "".join(f"<li><b>{_e(n)}</b>: {_e(gap_words(n, task))}</li>"
+                           for n in ("accuracy gap", *(["within-one gap"] * spec.ordinal),
+                                     f"recall gap: {label(spec.classes[0])}"))
+            parts = [f"<p class='note'>{_e(wording.RACE_AGE_CAPTION)} {_e(BINARY_ONLY)}</p>", *parts,
+                     f"<ul>{words}{gaps}</ul>"]
+        parts += ["<h3>Confusion matrix</h3><p>Each cell: the images of the true class (row) given the predicted "
+                  "class (column), and their share of the row; the diagonal holds each class's recall.</p>",
+                  confusion_table(rows, task), "<h3>Per class</h3>", class_table(rows, task, boot.n_boot, boot.seed)]
+        for grouping, audit in ctx.task_audits.get(task, {}).items():
+            parts += [f"<h3>By {_e(grouping)}</h3>", multiclass_gaps(audit), rate_figure(audit, "accuracy"),
+                      multiclass_groups(audit)]
+        title = ("Gender: confusion and per class" if task == "gender"
+                 else f"{spec.title.capitalize()} predictions (a subject of the audit)")
+        return Section(title, "".join(parts))
+
+    section.__name__ = f"{task}_task_section"
+    return section
+
+
 def model_card_section(ctx: ReportContext) -> Section:
     if ctx.model_card is None:
         return Section("Model card", f"<p class='warn'>No model card: {_e(ctx.model_card_note)}</p>")
@@ -308,6 +433,7 @@ SECTIONS: list[SectionFunction] = [
     summary_section,
     definitions_section,
     *[_grouping_section(name) for name in GROUPINGS],
+    *[_task_section(task) for task in TASKS],
     data_section,
     model_card_section,
     caveats_section,
@@ -318,7 +444,11 @@ def build_report(cache: EvalCache, model_card: str | None = None, model_card_not
                  sections: list[SectionFunction] | None = None, n_boot: int = N_BOOT, seed: int = SEED) -> str:
     """The audit of `cache` as one self-contained HTML document."""
     audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed) for name, by in GROUPINGS.items()}
-    ctx = ReportContext(cache=cache, audits=audits, model_card=model_card, model_card_note=model_card_note)
+    task_audits = {task: {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=task)
+                          for name, by in GROUPINGS.items()}
+                   for task in cache.tasks if TASKS[task].positive is None}
+    ctx = ReportContext(cache=cache, audits=audits, model_card=model_card, model_card_note=model_card_note,
+                        task_audits=task_audits)
     built = [s for s in (f(ctx) for f in (sections or SECTIONS)) if s is not None]
     for i, section in enumerate(built):
         section.anchor = section.anchor or f"s{i + 1}"

@@ -6,23 +6,47 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from faircam.audit.groups import size_label
+from faircam.audit.accuracy import row_shares
+from faircam.audit.groups import label, size_label
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
 
 
 def confusion_heatmap(matrix: pd.DataFrame) -> go.Figure:
-    """Counts with row percentages, true class down the side."""
-    share = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
-    text = [[f"{count}<br>({p:.0%} of {t})" for count, p in zip(matrix.loc[t], share.loc[t])] for t in matrix.index]
+    """Counts with each row's shares (true class down the side, in the task's class order), coloured by share.
+
+    Nine age bins make 81 cells: the figure grows with the classes and each cell says its count and its
+    share of the row in two short lines, so the 9×9 matrix stays readable in half a page."""
+    share = row_shares(matrix)
+    names = [label(c) for c in matrix.index]
+    text = [[f"{count:,}<br>{p:.0%}" for count, p in zip(matrix.loc[t], share.loc[t])] for t in matrix.index]
+    k = len(matrix)
     fig = go.Figure(
         go.Heatmap(
-            z=share.values, x=list(matrix.columns), y=list(matrix.index), text=text, texttemplate="%{text}",
-            colorscale="Blues", zmin=0, zmax=1, showscale=False,
+            z=share.values, x=names, y=names, text=text, texttemplate="%{text}",
+            textfont_size=13 if k <= 3 else 11, colorscale="Blues", zmin=0, zmax=1, showscale=False,
+            hovertemplate="true %{y}, predicted %{x}<br>%{text}<extra></extra>",
         )
     )
-    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                      height=340, margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_layout(xaxis_title="predicted", yaxis_title="true (each row's shares add up to 100%)",
+                      yaxis_autorange="reversed", height=max(340, 52 * k + 150), margin=MARGIN,
+                      xaxis_tickangle=-35 if k > 2 else 0, xaxis_side="bottom")
+    return fig
+
+
+def pr_curves(curves: pd.DataFrame, positive: str) -> go.Figure:
+    """One precision-recall curve per group (`faircam.audit.accuracy.pr_curves`), each named with its n,
+    small groups marked, and its average precision (AP)."""
+    fig = go.Figure([
+        go.Scatter(x=row["recall"], y=row["precision"], mode="lines", line_shape="hv",
+                   name=f"{size_label(row['group'], int(row['n']), row['small'])} · AP {row['average_precision']:.2f}",
+                   hovertemplate=f"{row['group']}<br>recall %{{x:.1%}}<br>precision %{{y:.1%}}<extra></extra>")
+        for _, row in curves.iterrows()
+    ])
+    fig.update_layout(xaxis_title=f"recall: share of the group's {positive} faces called {positive}",
+                      yaxis_title=f"precision: share of {positive} calls that are right", xaxis_tickformat=".0%",
+                      yaxis_tickformat=".0%", xaxis_range=[0, 1.01], height=460, margin=MARGIN,
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
     return fig
 
 
@@ -60,8 +84,10 @@ def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, per
         if low >= 0:  # a rate: rates near zero (women called male) read best from zero
             fig.update_layout(xaxis_range=[0.0 if low < 0.3 else low - 0.05, 1.0])
     if reference is not None:
-        fig.add_vline(x=reference, line_dash="dot",
-                      annotation_text=f"overall {reference:.1%}" if percent and reference else None)
+        # Named in the axis title: written at the line's top it covered the first group's value.
+        fig.add_vline(x=reference, line_dash="dot")
+        if percent:
+            fig.update_layout(xaxis_title=f"{title or value} (dotted line: overall {reference:.1%})")
     return fig
 
 
@@ -93,5 +119,5 @@ def focus_bars(table: pd.DataFrame, regions: list[str]) -> go.Figure:
     long = table.melt(id_vars="method", value_vars=regions, var_name="region", value_name="share")
     fig = px.bar(long, x="share", y="method", color="region", orientation="h", text_auto=".0%")
     fig.update_layout(xaxis_tickformat=".0%", xaxis_range=[0, 1], height=260, barmode="stack",
-                      margin=dict(l=10, r=10, t=30, b=10), legend_title=None)
+                      margin=MARGIN, legend_title=None)
     return fig
