@@ -51,7 +51,7 @@ def test_cache_only_page_opens_without_torch(page):
     result = _probe(page)
     assert not result["exceptions"] and not result["errors"], result
     assert result["heavy"] == [], f"{page} imported {result['heavy']}"
-    assert result["sidebar"] == ["Model"]  # the sidebar still names the model, through its selector
+    assert result["sidebar"] == ["Model", "Task"]  # the sidebar names the model and the task, through selectors
 
 
 @pytest.mark.parametrize("page", ["app.py", "pages/2_Evaluation.py"])
