@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+from faircam.audit import groups
 from faircam.config import cache_path_for, settings
 from faircam.data.fairface import available_splits
 from faircam.models import registry
@@ -11,8 +12,9 @@ ui.page_setup("faircam: why does a face classifier decide, and for whom does it 
 
 st.markdown(
     """
-faircam audits a **gender classifier** on faces from **FairFace**, a dataset balanced across seven
-race groups. It answers two questions, without any code:
+faircam audits a **face classifier** on faces from **FairFace**, a dataset balanced across seven
+race groups: its gender decisions, and for a model with those heads its race and age decisions, which are
+here only as subjects of the audit. It answers two questions, without any code:
 
 - **Why** does the model decide what it decides? Class activation maps show where it looked.
 - **For whom** does it fail? Accuracy per race, gender and age, with sample sizes and intervals.
@@ -38,9 +40,12 @@ current = settings()
 splits = available_splits(current.data_dir)
 st.markdown("#### What this app is using")
 model = ui.selected_model()
+tasks = ", ".join(f"**{groups.TASKS[t].title}**" if t == ui.selected_task() else groups.TASKS[t].title
+                  for t in ui.model_tasks(model))
 st.markdown(
     f"- **Model:** `{model}` (`{registry.entries()[model].weights}`; pick another in the sidebar, "
     "or compare them on *Compare models*)\n"
+    f"- **Decisions it makes:** {tasks} (the sidebar's *Task* picks the one every page audits)\n"
     f"- **Evaluation cache:** `{cache_path_for(model)}`\n"
     + (f"- **FairFace folder:** `{current.data_dir}` ({', '.join(splits)})"
        if splits else "- **FairFace folder:** none found: set `FAIRCAM_DATA`, or upload photos on Explore")

@@ -1,4 +1,6 @@
-"""Attention: where the maps fall for each group, what cropping or blurring changes, and group average maps."""
+"""Attention: where the maps fall for each group, what cropping or blurring changes, and group average maps.
+
+The maps explain the cache's `cam_task`; correct and wrong, and the counterfactual flips, are the selected task's."""
 
 import streamlit as st
 
@@ -22,8 +24,14 @@ if not cache.has_cams:
     st.info("This evaluation cache has no CAMs, so there is nothing to compare here. "
             f"Run `{ui.evaluate_command()}` to compute them.")
     st.stop()
+task = ui.task_or_stop(cache, "predictions")
+title, maps_title = groups.TASKS[task].title, groups.TASKS[cache.cam_task].title
+note = audit.maps_note(task, cache.cam_task)
+if note:
+    st.info(note)
 
-OUTCOME_LABELS = {"all": "all images", "correct": "correct predictions", "wrong": "wrong predictions"}
+OUTCOME_LABELS = {"all": "all images", "correct": f"correct {title} predictions",
+                  "wrong": f"wrong {title} predictions"}
 st.caption(
     f"From the cached evaluation of **{len(rows):,}** images ({md(cache.meta['data']['split'])} split): nothing is "
     f"recomputed here. Every number carries its n and a 95% interval (a share of images: "
@@ -46,7 +54,7 @@ st.caption("Mean share of each map's heat on each face region (MTCNN landmarks),
            "whose share differs from the other images' (Welch's t-test) after "
            f"{groups.MULTIPLE_COMPARISONS} over every group, region and CAM method: with that many comparisons "
            "some differences look real by chance alone, and this keeps them from being reported as findings.")
-parity = audit.region_parity(rows, cache.methods, method, by, outcome)
+parity = audit.region_parity(rows, cache.methods, method, by, outcome, task=task)
 spread = audit.region_spread(parity, by)
 if parity.empty or parity["n"].sum() == 0:
     st.warning(f"No {OUTCOME_LABELS[outcome]} in this cache.")
@@ -90,17 +98,18 @@ else:
                "(the face's share of the image) is on the Evaluation page.")
 
 st.markdown("## Counterfactual views: does cropping or blurring change the answer?")
-if not audit.has_views(rows):
+if not audit.has_views(rows, task):
     st.info("This cache has no counterfactual data (cropped and blurred views). Run "
             f"`{ui.evaluate_command()}` with this faircam version to add it.")
 else:
-    effects = audit.counterfactual_effects(rows, by, method)
-    overall = audit.counterfactual_effects(rows, [], method).set_index("view")
+    effects = audit.counterfactual_effects(rows, by, method, task=task)
+    overall = audit.counterfactual_effects(rows, [], method, task=task).set_index("view")
     n_faces = int(overall.loc["crop", "n"])
     st.caption(
         f"Each image was also classified **cropped** (the face cut out the way FairFace cut its faces: its five "
         f"landmarks mapped onto FairFace's mean face, eyes level, flat grey beyond the photo's edge) and with its "
-        f"**background blurred**. A flip is a prediction that changes from the raw image's. Only the {n_faces:,} "
+        f"**background blurred**. A flip is a {title} prediction that changes from the raw image's; the accuracies "
+        f"are the {title} predictions'. Only the {n_faces:,} "
         "images with a face found count: without a face both views equal the raw image."
     )
     cols = st.columns(4)
@@ -131,15 +140,17 @@ else:
             | {c: "{:+.1%}" for c in effects.columns if c.startswith(("focus_change", "chance_change"))}),
             width="stretch", hide_index=True)
     st.markdown("#### Faces whose answer flips")
-    st.caption("The surest answers that cropping or blurring changes: open one on Explore and switch the same "
+    st.caption(f"The surest {title} answers that cropping or blurring changes: open one on Explore and switch the same "
                "toggle to see the maps before and after.")
+    pred = groups.TASKS[task].pred
     for column, view in zip(st.columns(len(audit.COUNTERFACTUAL_VIEWS)), audit.COUNTERFACTUAL_VIEWS):
         with column:
             st.markdown(f"**{view}**")
-            for _, image in audit.flipped(rows, view).iterrows():
+            for _, image in audit.flipped(rows, view, task=task).iterrows():
                 group = groups.group_label(image, ["race", "gender"])
-                image_source.explore_link(image["file"], label=md(f"{image['file']}: {image['pred']} → "
-                                                                  f"{image[view_column(view, 'pred')]} ({group})"))
+                image_source.explore_link(image["file"], label=md(
+                    f"{image['file']}: {groups.label(image[pred])} → {groups.label(image[view_column(view, pred)])} "
+                    f"({group})"))
 
 st.markdown("## Group average maps")
 averages = group_averages(cache)
@@ -149,7 +160,8 @@ if averages.empty:
 else:
     st.caption(f"Faces cropped and aligned by MTCNN, averaged per race × gender, with the average {method} map "
                "on top. Eyes sit at the same place in every aligned face, so the maps can be averaged pixel by "
-               "pixel. Correct and wrong refer to the prediction on the cropped face, which these maps explain. "
+               f"pixel. Correct and wrong refer to the {maps_title} prediction on the cropped face, which these maps "
+               "explain. "
                "Only averages are stored, never a single person's face.")
     for tab, shown in zip(st.tabs(["Correct predictions", "Wrong predictions"]), ("correct", "wrong")):
         with tab:

@@ -1,4 +1,7 @@
-"""Faithfulness: which of the four maps tracks what the model really uses, and where the maps disagree."""
+"""Faithfulness: which of the four maps tracks what the model really uses, and where the maps disagree.
+
+Every number here is about the cached maps, which explain the cache's `cam_task`; the selected task only adds its
+answers to the images whose maps disagree."""
 
 from pathlib import Path
 
@@ -18,6 +21,7 @@ ui.page_setup("Faithfulness: which map can we trust?", "🧪")
 
 cache = ui.evaluation_or_stop()
 rows = cache.rows
+task, cam_task = ui.selected_task(), cache.cam_task
 evaluate_hint = f"`{ui.evaluate_command()}`"
 
 METRIC_TEXT = {
@@ -35,8 +39,12 @@ METRIC_TEXT = {
 
 st.markdown(
     "A map is **faithful** when the pixels it marks are the ones the model really relies on: remove them and "
-    "the model's confidence should drop. Each score below measures that for the predicted class."
+    f"the model's confidence should drop. Each score below measures that for the predicted "
+    f"{groups.TASKS[cam_task].title} class."
 )
+note = audit.maps_note(task, cam_task)
+if note:
+    st.info(note)
 
 st.markdown("## Which map is the most faithful?")
 if not audit.has_faithfulness(rows):
@@ -104,7 +112,10 @@ else:
 
     st.markdown("### Where they disagree most")
     k = st.slider("Images", 4, 24, 8, step=4)
-    worst = audit.least_agreement(rows, cache.methods, k)
+    answers = tuple(dict.fromkeys(t for t in (cam_task, task) if t in cache.tasks))
+    worst = audit.least_agreement(rows, cache.methods, k, tasks=answers)
+    # Gender's answer reads "predicted Male", as a gender-only model's always has; another task's is named.
+    answered = [(groups.TASKS[t], "" if t == "gender" else f"{groups.TASKS[t].title} ") for t in answers]
     roots = [Path(cache.meta["data"]["root"]), settings().data_dir]
     root = next((r for r in roots if r is not None and (r / worst["file"].iloc[0]).is_file()), None)
     if root is None:
@@ -115,10 +126,10 @@ else:
             thumbnail = None if root is None else ui.thumbnail(root, image["file"])
             if thumbnail is not None:
                 st.image(thumbnail, width="stretch")
+            said = [f"{prefix}predicted {md(groups.label(image[spec.pred]))} {'✅' if image[spec.correct] else '❌'}"
+                    for spec, prefix in answered]
             st.caption(f"{md(image['file'], code=True)} · {md(groups.label(image['race']))}, "
-                       f"{md(image['gender'])} · predicted {md(image['pred'])} "
-                       f"{'✅' if image['correct'] else '❌'} · agreement "
-                       f"{image[AGREEMENT_MEAN]:.2f}")
+                       f"{md(image['gender'])} · {' · '.join(said)} · agreement {image[AGREEMENT_MEAN]:.2f}")
             image_source.explore_link(image["file"], label="Its four maps on Explore")
     with st.expander("Every pair, for these images"):
         ui.table(worst, width="stretch", hide_index=True)

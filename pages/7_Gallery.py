@@ -1,4 +1,5 @@
-"""Gallery: the faces the model got wrong, from the cached evaluation, filtered by group and sorted by confidence."""
+"""Gallery: the faces the model got wrong (or right) for the selected task, from the cached evaluation, filtered by
+group and by kind of mistake, sorted by confidence."""
 
 import math
 
@@ -6,55 +7,96 @@ import streamlit as st
 
 import image_source
 import ui
+from faircam.audit import explanations as audit
 from faircam.audit import groups
 from faircam.config import settings
 from faircam.data.fairface import AGES, GENDERS, RACES, filter_rows
+from faircam.evaluation.cache import task_column
 from faircam.text import md
 
 ui.page_setup("Gallery of mistakes", "🖼️")
 PER_PAGE = 24
 COLUMNS = 6
+# The selector lists this many kinds of mistake, the most frequent (race has 42 possible kinds, age 72).
+CONFUSIONS = 12
+# What a tile's caption says besides the task's own label: the other two FairFace labels.
+DESCRIBE = {"race": groups.label, "gender": str, "age": lambda age: f"age {age}"}
 
 cache = ui.evaluation_or_stop()
+task = ui.task_or_stop(cache, "predictions")
+spec = groups.TASKS[task]
+prob = task_column(task, "prob")
 st.caption(
-    "Every face the model classified wrongly in the cached evaluation, with FairFace's label, the model's answer "
-    "and how sure it was. Read from the cache: the model is not run here. Looking at mistakes shows *what kind* of "
-    "faces go wrong (children, profiles, hats, dim light…); the Fairness page says *how often*, per group."
+    f"The faces whose {spec.title} the model got wrong in the cached evaluation, with FairFace's label, the "
+    "model's answer and how sure it was. Read from the cache: the model is not run here. Looking at mistakes shows "
+    "*what kind* of faces go wrong (children, profiles, hats, dim light…); the Fairness page says *how often*, "
+    "per group."
 )
+if task != "gender":
+    st.caption(f"The model's {spec.title} guesses are shown only as a subject of the audit (how often, and for whom, "
+               "such a guess goes wrong), not as something a face can tell.")
 
 c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
-races = c1.multiselect("Race", RACES, placeholder="all", format_func=groups.label)
-genders = c2.multiselect("FairFace label", GENDERS, placeholder="all")
-ages = c3.multiselect("Age", AGES, placeholder="all")
+label_names = {"race": "Race", "gender": "Gender", "age": "Age"}
+label_names[task] = "FairFace label" if task == "gender" else f"{label_names[task]} (FairFace label)"
+races = c1.multiselect(label_names["race"], RACES, placeholder="all", format_func=groups.label)
+genders = c2.multiselect(label_names["gender"], GENDERS, placeholder="all")
+ages = c3.multiselect(label_names["age"], AGES, placeholder="all")
 order = c4.radio("Sort by the model's confidence", ["most confident first", "least confident first"],
-                 help="Confidence is the probability the model gave its (wrong) answer. A confident mistake is "
+                 help="Confidence is the probability the model gave its answer. A confident mistake is "
                       "more worrying than a hesitant one.")
 
 chosen = filter_rows(cache.rows, races, genders, ages)
-wrong = chosen[~chosen["correct"]].sort_values("prob", ascending=order == "least confident first", kind="stable")
 if chosen.empty:
     st.warning("No image matches these filters.")
     st.stop()
-st.markdown(f"**{len(wrong):,} mistakes** among **{len(chosen):,}** images matching the filters "
-            f"({len(wrong) / len(chosen):.1%} wrong).")
-if wrong.empty:
-    st.success("The model got every one of these images right.")
+kinds = audit.confusions(chosen, task).head(CONFUSIONS)
+wrong = audit.select_faces(chosen, task, "wrong")
+counts = {"wrong": len(wrong), "correct": len(chosen) - len(wrong)} | {
+    (k.truth, k.pred): k.n for k in kinds.itertuples()}
+names = {"wrong": "every mistake", "correct": "every correct answer"} | {
+    (k.truth, k.pred): k.name for k in kinds.itertuples()}
+show = st.selectbox(
+    "Show", ["wrong", *[(k.truth, k.pred) for k in kinds.itertuples()], "correct"],
+    format_func=lambda s: f"{names[s]} ({counts[s]:,})",
+    help=f"Every {spec.title} mistake, one kind of mistake (the {CONFUSIONS} most frequent among the images "
+         "matching the filters, with their counts), or the faces the model got right.")
+
+faces = audit.select_faces(chosen, task, show).sort_values(prob, ascending=order == "least confident first",
+                                                           kind="stable")
+share = f"{len(faces) / len(chosen):.1%}"
+if show == "wrong":
+    st.markdown(f"**{len(faces):,} mistakes** among **{len(chosen):,}** images matching the filters ({share} wrong).")
+elif show == "correct":
+    st.markdown(f"**{len(faces):,} correct answers** among **{len(chosen):,}** images matching the filters "
+                f"({share} right).")
+else:
+    st.markdown(f"**{md(names[show])}: {len(faces):,} images** among **{len(chosen):,}** matching the filters "
+                f"({share}; {len(wrong):,} mistakes in all).")
+if faces.empty:
+    if show == "correct":
+        st.info("The model got none of these images right.")
+    else:
+        st.success("The model got every one of these images right.")
     st.stop()
 
-pages = math.ceil(len(wrong) / PER_PAGE)
+pages = math.ceil(len(faces) / PER_PAGE)
 page = st.columns([1, 4])[0].number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
                                           step=1) if pages > 1 else 1
-shown = wrong.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
+shown = faces.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
+others = [c for c in DESCRIBE if c != spec.truth]
 
 data = settings().data_dir
 if data is None or not data.is_dir():
     st.warning(
         "**The FairFace images are not here**, so the faces cannot be shown: set `FAIRCAM_DATA` to the FairFace "
         f"folder the evaluation used ({md(cache.meta['data']['root'], code=True)}), or run `faircam fetch-fairface`. "
-        "The mistakes are listed below instead."
+        "The images are listed below instead."
     )
-    listed = shown[["file", "race", "age", "gender", "pred", "prob"]].assign(race=shown["race"].map(groups.label))
-    listed = listed.rename(columns={"gender": "label", "pred": "model says", "prob": "confidence"})
+    listed = shown[["file", *others, spec.truth, spec.pred, prob]].copy()
+    for column in ("race", spec.truth, spec.pred):
+        listed[column] = listed[column].map(groups.label)
+    listed.columns = ["file", *others, "label", "model says", "confidence"]
     ui.table(listed.style.format({"confidence": "{:.0%}"}), hide_index=True, width="stretch")
     st.stop()
 
@@ -68,8 +110,9 @@ for i, (_, row) in enumerate(shown.iterrows()):
         else:
             missing += 1
             st.info(f"{md(row['file'], code=True)} is missing")
-        st.markdown(f"Label **{md(row['gender'])}** · model **{md(row['pred'])}** ({row['prob']:.0%} sure)")
-        st.caption(f"{md(groups.label(row['race']))}, age {md(row['age'])} · {md(row['file'], code=True)}")
+        st.markdown(f"Label **{md(groups.label(row[spec.truth]))}** · model **{md(groups.label(row[spec.pred]))}** "
+                    f"({row[prob]:.0%} sure)")
+        st.caption(f"{', '.join(md(DESCRIBE[c](row[c])) for c in others)} · {md(row['file'], code=True)}")
         image_source.explore_link(row["file"], label="Its maps on Explore")
 if missing:
     st.warning(f"{missing} of these images are not in {md(data, code=True)}: is it the folder the evaluation used "

@@ -57,6 +57,8 @@ def test_attention_parity_answers_the_mouth_question(monkeypatch, cache_path):
     at = open_page("pages/5_Attention.py", monkeypatch, cache_path)
     assert_clean(at)
     assert not at.error, [e.value for e in at.error]
+    # A gender-only model's maps explain the one task there is: no line about which decision they explain.
+    assert not any("The cached maps explain" in i.value for i in at.info)
     # race x gender: every cell of 72 images is under MIN_GROUP_SIZE, so nothing is ranked.
     assert any("Fewer than two groups" in i.value for i in at.info)
     at.radio[0].set_value("gender").run()
@@ -117,6 +119,7 @@ def test_faithfulness_page(monkeypatch, cache_path):
     assert_clean(at)
     assert not at.error, [e.value for e in at.error]
     said = texts(at)
+    assert not any("The cached maps explain" in i.value for i in at.info)
     if audit.has_faithfulness(cache.rows):
         n = int(cache.rows["faith_sampled"].sum())
         assert f"Scored on a balanced sample of **{n:,}**" in said

@@ -1,4 +1,9 @@
-"""The audit's aggregates from cache rows: explanation parity, faithfulness, counterfactuals, agreement.
+"""The audit's aggregates from cache rows: explanation parity, faithfulness, counterfactuals, agreement, and
+the Gallery's mistakes (which confusions a task's predictions make, and the images of each).
+
+The maps, their focus and faithfulness explain one task's decisions (`EvalCache.cam_task`); the splits by
+outcome, the counterfactual flips and the Gallery's confusions are about whichever task is asked for (`task`,
+a name in `faircam.audit.groups.TASKS`): where does the gender map fall on faces whose race the model got wrong.
 
 Every number is a mean or a rate over images from the one group table (`faircam.audit.groups.group_table`),
 with its n and a 95% interval of its kind (`faircam.audit.groups.INTERVALS`: t for means, Wilson for
@@ -12,10 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import false_discovery_control
-from scipy.stats import t as student_t
 
-from faircam.audit.groups import FDR_LEVEL, Measure, group_table, mean_of
+from faircam.audit.accuracy import confusion
+from faircam.audit.groups import FDR_LEVEL, TASKS, Measure, group_table, label, mean_of
 from faircam.config import MIN_GROUP_SIZE
 from faircam.evaluation.cache import (
     AGREEMENT_MEAN,
@@ -23,6 +27,7 @@ from faircam.evaluation.cache import (
     agreement_column,
     focus_column,
     method_pairs,
+    task_column,
     view_column,
 )
 from faircam.evaluation.cache import (
@@ -52,13 +57,21 @@ def _long(table: pd.DataFrame, by: list[str], keys: dict[str, str], column: str)
     return pd.concat(parts, ignore_index=True)[[*by, "group", column, "mean", "mean_low", "mean_high", "n", "small"]]
 
 
-def select_outcome(rows: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    """All rows, or only the correctly ("correct") or wrongly ("wrong") predicted ones."""
+def select_outcome(rows: pd.DataFrame, outcome: str, task: str = "gender") -> pd.DataFrame:
+    """All rows, or only those whose `task` prediction is right ("correct") or wrong ("wrong")."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
     if outcome == "all":
         return rows
-    return rows[rows["correct"].astype(bool) == (outcome == "correct")]
+    return rows[rows[TASKS[task].correct].astype(bool) == (outcome == "correct")]
+
+
+def maps_note(task: str, cam_task: str) -> str | None:
+    """The line a page of cached map numbers says when the selected `task` is not the one the maps explain."""
+    if task == cam_task:
+        return None
+    return (f"The cached maps explain the model's {TASKS[cam_task].title} decisions; maps for its "
+            f"{TASKS[task].title} decisions are computed per face on Explore.")
 
 
 def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataFrame) -> np.ndarray:
@@ -67,6 +80,9 @@ def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataF
     From per-group sums, so the hundreds of tests of a page take milliseconds (the tests check
     these against SciPy's `ttest_ind`). A test without spread on either side gives p = 1: no evidence.
     """
+    # SciPy (0.6 s to import) only here and in `region_parity`: the Gallery reads this module without it.
+    from scipy.stats import t as student_t
+
     values = rows[column].to_numpy(dtype=np.float64)
     codes = pd.MultiIndex.from_frame(large[by]).get_indexer(pd.MultiIndex.from_frame(rows[by]))
     known = ~np.isnan(values)
@@ -91,9 +107,10 @@ def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataF
 
 def region_parity(
     rows: pd.DataFrame, methods: tuple[str, ...], method: str, by: list[str], outcome: str = "all",
-    min_size: int = MIN_GROUP_SIZE,
+    min_size: int = MIN_GROUP_SIZE, task: str = "gender",
 ) -> pd.DataFrame:
-    """Mean share of `method`'s map per region (and on the whole face) per group, long format.
+    """Mean share of `method`'s map per region (and on the whole face) per group, long format, over all
+    images or those whose `task` prediction is right or wrong (`outcome`).
 
     Columns: the `by` columns, group, region, mean, mean_low, mean_high, n, small, q, flagged.
     `q` is the Benjamini-Hochberg adjusted p-value of the group's mean against all other images
@@ -101,13 +118,15 @@ def region_parity(
     CAM method of `methods` (the cache's); `flagged` is q < `FDR_LEVEL`. Small groups and the ungrouped
     table are not tested.
     """
-    chosen = select_outcome(rows, outcome)
+    chosen = select_outcome(rows, outcome, task)
     table = group_table(chosen, by, {k: mean_of(focus_column(method, k)) for k in PARITY_KEYS}, min_size=min_size)
     parity = _long(table, by, {k: k for k in PARITY_KEYS}, "region")
     parity["q"], parity["flagged"] = np.nan, False
     large = table[~table["small"]]
     if not by or len(large) < 2:
         return parity
+    from scipy.stats import false_discovery_control
+
     tests = {(m, k): _versus_rest(chosen, by, focus_column(m, k), large) for m in methods for k in PARITY_KEYS}
     q = false_discovery_control(np.concatenate(list(tests.values())))
     mine = np.concatenate([np.full(len(p), m == method) for (m, _), p in tests.items()])
@@ -194,40 +213,44 @@ def most_faithful(summary: pd.DataFrame) -> pd.DataFrame:
         "metric", "better", "best", "best_mean", "runner_up", "runner_up_mean", "n", "separated", "tied"])
 
 
-def has_views(rows: pd.DataFrame) -> bool:
-    """Whether the cache holds the cropped and blurred views (schema v2)."""
-    return all(view_column(v, "pred") in rows.columns for v in COUNTERFACTUAL_VIEWS)
+def has_views(rows: pd.DataFrame, task: str = "gender") -> bool:
+    """Whether the cache holds the cropped and blurred views' `task` predictions (schema v2)."""
+    return all(view_column(v, TASKS[task].pred) in rows.columns for v in COUNTERFACTUAL_VIEWS)
 
 
 def counterfactual_effects(
-    rows: pd.DataFrame, by: list[str], method: str, key: str = "face", min_size: int = MIN_GROUP_SIZE
+    rows: pd.DataFrame, by: list[str], method: str, key: str = "face", min_size: int = MIN_GROUP_SIZE,
+    task: str = "gender",
 ) -> pd.DataFrame:
     """What cropping or blurring changes, per group, over the images where a face was found.
 
     Without a face both views equal the raw image, so those images would only dilute the rates.
-    Per group and view: n, flips (prediction differs from raw), `flip_rate` (a proportion, Wilson),
-    `accuracy_raw` and `accuracy_view`, `focus_change` (a mean, t: `method`'s `key` share in the
-    view minus raw), each with `_low` and `_high`, and `chance_change`, the mean change of the
-    face's share of the picture (the focus score's chance level) that cropping or blurring brings by itself.
+    Per group and view: n, flips (the `task` prediction differs from raw), `flip_rate` (a proportion,
+    Wilson), `accuracy_raw` and `accuracy_view` (of `task`), `focus_change` (a mean, t: `method`'s `key`
+    share in the view minus raw; the maps explain the cache's `cam_task`), each with `_low` and `_high`, and
+    `chance_change`, the mean change of the face's share of the picture (the focus score's chance level)
+    that cropping or blurring brings by itself.
     """
+    spec = TASKS[task]
     faces = rows[rows["face_found"].astype(bool)]
     share = focus_column(method, key)
     # The face's share of the picture, which is what an evenly spread map would score.
     chance = focus_column(method, "face_baseline")
     parts = []
     for view in COUNTERFACTUAL_VIEWS:
-        def flipped(group: pd.DataFrame, task, view=view) -> tuple[np.ndarray, np.ndarray]:
-            return (group[view_column(view, "pred")] != group["pred"]).to_numpy(float), np.ones(len(group), bool)
+        def flipped(group: pd.DataFrame, _, view=view) -> tuple[np.ndarray, np.ndarray]:
+            return ((group[view_column(view, spec.pred)] != group[spec.pred]).to_numpy(float),
+                    np.ones(len(group), bool))
 
-        def right(group: pd.DataFrame, task, column: str) -> tuple[np.ndarray, np.ndarray]:
+        def right(group: pd.DataFrame, _, column: str) -> tuple[np.ndarray, np.ndarray]:
             return group[column].astype(bool).to_numpy(float), np.ones(len(group), bool)
 
         changes = faces.assign(_focus=faces[view_column(view, share)] - faces[share],
                                _chance=faces[view_column(view, chance)] - faces[chance])
         table = group_table(changes, by, {
             "flip_rate": Measure("proportion", flipped),
-            "accuracy_raw": Measure("proportion", lambda g, t: right(g, t, "correct")),
-            "accuracy_view": Measure("proportion", lambda g, t, v=view: right(g, t, view_column(v, "correct"))),
+            "accuracy_raw": Measure("proportion", lambda g, t: right(g, t, spec.correct)),
+            "accuracy_view": Measure("proportion", lambda g, t, v=view: right(g, t, view_column(v, spec.correct))),
             "focus_change": mean_of("_focus"), "chance_change": mean_of("_chance"),
         }, min_size=min_size)
         table.insert(len(by) + 1, "view", view)
@@ -239,13 +262,15 @@ def counterfactual_effects(
     return pd.concat(parts, ignore_index=True)[columns]
 
 
-def flipped(rows: pd.DataFrame, view: str, k: int = 4) -> pd.DataFrame:
-    """The `k` images with a face found whose prediction changes in `view`, surest raw answer first:
+def flipped(rows: pd.DataFrame, view: str, k: int = 4, task: str = "gender") -> pd.DataFrame:
+    """The `k` images with a face found whose `task` prediction changes in `view`, surest raw answer first:
     the flips most worth looking at (file, labels, raw and view predictions, raw probability)."""
+    spec = TASKS[task]
+    prob = task_column(task, "prob")
     faces = rows[rows["face_found"].astype(bool)]
-    flips = faces[faces[view_column(view, "pred")] != faces["pred"]]
-    columns = ["file", "race", "gender", "pred", view_column(view, "pred"), "prob"]
-    return flips.nlargest(k, "prob")[columns].reset_index(drop=True)
+    flips = faces[faces[view_column(view, spec.pred)] != faces[spec.pred]]
+    columns = list(dict.fromkeys(["file", "race", "gender", spec.truth, spec.pred, view_column(view, spec.pred), prob]))
+    return flips.nlargest(k, prob)[columns].reset_index(drop=True)
 
 
 def has_agreement(rows: pd.DataFrame) -> bool:
@@ -266,9 +291,44 @@ def agreement_by_group(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GR
     return _long(table, by, {"agreement": "agreement"}, "measure").drop(columns="measure")
 
 
-def least_agreement(rows: pd.DataFrame, methods: tuple[str, ...], k: int = 12) -> pd.DataFrame:
+def least_agreement(rows: pd.DataFrame, methods: tuple[str, ...], k: int = 12,
+                    tasks: tuple[str, ...] = ("gender",)) -> pd.DataFrame:
     """The `k` images whose maps (of the cache's `methods`) agree least ("agree | mean" lowest first),
-    with every pair."""
+    with these `tasks`' predictions and correctness, and every pair."""
     pairs = [agreement_column(a, b) for a, b in method_pairs(methods)]
-    columns = ["file", "race", "gender", "pred", "correct", AGREEMENT_MEAN, *pairs]
+    answers = [c for t in tasks for c in (TASKS[t].pred, TASKS[t].correct)]
+    columns = list(dict.fromkeys(["file", "race", "gender", *answers, AGREEMENT_MEAN, *pairs]))
     return rows.nsmallest(k, AGREEMENT_MEAN)[columns].reset_index(drop=True)
+
+
+# What the Gallery shows of a task's images: its mistakes, its correct answers, or one (true, predicted) pair.
+FACES = ("wrong", "correct")
+
+
+def confusions(rows: pd.DataFrame, task: str = "gender") -> pd.DataFrame:
+    """The kinds of mistake `task`'s predictions make: one row per (true class, predicted class) pair that
+    occurs, most frequent first (ties in the classes' order), from the one confusion matrix
+    (`faircam.audit.accuracy.confusion`). Columns: truth, pred, n, name ("Indian called Middle Eastern")."""
+    matrix = confusion(rows, task)
+    pairs = matrix.stack().rename("n").reset_index().rename(columns={"true": "truth", "predicted": "pred"})
+    pairs = pairs[(pairs["truth"] != pairs["pred"]) & (pairs["n"] > 0)]
+    pairs = pairs.sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
+    pairs["name"] = [confusion_name(t, p) for t, p in zip(pairs["truth"], pairs["pred"])]
+    return pairs[["truth", "pred", "n", "name"]]
+
+
+def confusion_name(truth: str, pred: str) -> str:
+    """A kind of mistake in words: "Indian called Middle Eastern", "20-29 called 30-39"."""
+    return f"{label(truth)} called {label(pred)}"
+
+
+def select_faces(rows: pd.DataFrame, task: str, show: str | tuple[str, str]) -> pd.DataFrame:
+    """The rows whose `task` prediction is "wrong" or "correct" (`FACES`), or those of one (true class,
+    predicted class) pair of `confusions`."""
+    if isinstance(show, str):
+        if show not in FACES:
+            raise ValueError(f"show must be one of {FACES} or a (true, predicted) pair, got {show!r}")
+        return select_outcome(rows, show, task)
+    spec = TASKS[task]
+    truth, pred = show
+    return rows[(rows[spec.truth] == truth) & (rows[spec.pred] == pred)]
