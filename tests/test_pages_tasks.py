@@ -1,6 +1,7 @@
 """Every page for every task: the app through Streamlit's AppTest with the multi-task checkpoint (gender, race
-and age) and with the gender-only bundled model, a FairFace face picked, and the task-aware pages' numbers
-(Gallery's confusions, Attention's splits, Faithfulness's answers) checked against the cache rows.
+and age), with the bundled model for each of its tasks and with a gender-only one (dlib), a FairFace face
+picked, and the task-aware pages' numbers (Gallery's confusions, Attention's splits, Faithfulness's answers)
+checked against the cache rows.
 
 The walk's checks are generic (no exception, no error box, the page drew its title, the picked face is shown)
 so that they hold whatever each page says; the Gallery, Attention and Faithfulness checks are this round's.
@@ -70,8 +71,13 @@ def test_every_page_for_every_task_of_a_multitask_model(multitask_model, task):
     walk(app(multitask_model, task), task)
 
 
-def test_every_page_for_the_gender_only_model():
-    walk(app(None, "gender"), "gender")
+def test_every_page_for_every_task_of_the_bundled_model_and_a_gender_only_one():
+    from faircam.config import settings
+    from faircam.models.checkpoint import read_metadata
+
+    for task in read_metadata(settings().model_path).get("tasks") or ["gender"]:
+        walk(app(None, task), task)
+    walk(app("dlib", "gender"), "gender")
 
 
 def walk(at: AppTest, task: str) -> None:
