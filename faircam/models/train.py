@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -296,6 +298,13 @@ def _initialise(net: FaceNet, cfg: TrainConfig) -> dict:
             "training": source.info.get("training", {})}
 
 
+def _compute(cfg: TrainConfig, history: list[dict]) -> dict:
+    """What the epochs so far ran on, for the model card (the frozen features' one-off pass is not counted)."""
+    gpu = torch.cuda.get_device_name() if cfg.device == "cuda" else "none"
+    return {"device": cfg.device, "GPU": gpu, "CPU cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
+            "training minutes": round(sum(h.get("seconds", 0) for h in history) / 60, 1)}
+
+
 def _lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -342,6 +351,7 @@ def train(cfg: TrainConfig) -> dict:
         print(f"Resuming after epoch {first_epoch} of {cfg.epochs}.")
 
     for epoch in range(first_epoch, cfg.epochs):
+        started = time.monotonic()
         _set_train_mode(net, cfg.frozen_stages)
         losses = []
         bar = tqdm(batches.train(epoch), total=batches.steps_per_epoch(), desc=f"epoch {epoch + 1}/{cfg.epochs}")
@@ -355,6 +365,7 @@ def train(cfg: TrainConfig) -> dict:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         metrics = _validate(net, batches, val_split, tasks)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_accuracy": metrics["accuracy"],
+                        "seconds": round(time.monotonic() - started),
                         **{f"val_{t}_accuracy": m["accuracy"] for t, m in metrics["tasks"].items()}})
         accuracies = ", ".join(f"{t} {m['accuracy']:.4f}" for t, m in metrics["tasks"].items())
         print(f"epoch {epoch + 1}: loss {history[-1]['train_loss']:.4f}, val accuracy {accuracies}")
@@ -369,6 +380,7 @@ def train(cfg: TrainConfig) -> dict:
                     "recipe": settings,
                     "epoch": epoch + 1,
                     "started_from": started_from,
+                    "compute": _compute(cfg, history),
                 },
                 "metrics": metrics,
                 "history": history,
