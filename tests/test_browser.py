@@ -112,7 +112,7 @@ def test_home_page(server, page, shots):
     page.get_by_text("why does a face classifier decide").first.wait_for()
     # The model selector and what the default model's cache says about it.
     sidebar = page.locator("[data-testid='stSidebar']")
-    sidebar.locator("[data-testid='stSelectbox']").wait_for(timeout=120_000)
+    sidebar.locator("[data-testid='stSelectbox']").first.wait_for(timeout=120_000)
     sidebar.get_by_text("Validation accuracy").wait_for(timeout=120_000)
     _no_exception(page)
     page.screenshot(path=shots / "home.png")

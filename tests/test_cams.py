@@ -22,7 +22,8 @@ def inputs(pipeline, sample_images) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def batch(pipeline, inputs):
-    return pipeline.explainer(inputs)
+    """The maps of the model's gender decision (its first task's outputs)."""
+    return pipeline.explainer(inputs, None, pipeline.model.outputs)
 
 
 def library_maps(net: torch.nn.Module, layer: torch.nn.Module, inputs: torch.Tensor, classes) -> dict:
@@ -57,7 +58,7 @@ def test_maps_shape_range_and_probabilities(pipeline, inputs, batch):
     assert batch.probs.shape == (3, len(pipeline.model.classes))
     np.testing.assert_allclose(batch.probs.sum(axis=1), 1.0, atol=1e-6)
     with torch.no_grad():
-        expected = torch.softmax(pipeline.model.net(inputs), dim=1).numpy()
+        expected = torch.softmax(pipeline.model.head(inputs), dim=1).numpy()
     np.testing.assert_allclose(batch.probs, expected, atol=1e-5)
     np.testing.assert_array_equal(batch.targets, expected.argmax(axis=1))
 

@@ -24,7 +24,7 @@ def saved(tmp_path, pipeline):
     """The bundled model saved again by `save_checkpoint`, so with its weights' checksum."""
     model = pipeline.model
     path = tmp_path / "saved.pt"
-    save_checkpoint(model.net, path, model.arch, model.input_size, model.info)
+    save_checkpoint(model.net, path, model.arch, model.input_size, model.info, tasks=model.tasks)
     return path
 
 

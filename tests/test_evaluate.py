@@ -30,16 +30,21 @@ from faircam.evaluation.cache import (
     write_cache,
 )
 from faircam.evaluation.evaluate import EvalOptions, partial_path, run_evaluation
+from faircam.models.checkpoint import read_metadata
 from faircam.models.model import file_sha256
 from faircam.vision.cams import METHODS
 from faircam.vision.focus import REGIONS
 
 LIMIT = 12
-BASE_COLUMNS = ["file", "race", "gender", "age", "pred", "prob", "p_male", "correct", "face_found", "faces_found"]
+# The bundled model's other tasks (race, age), each with its prediction, probability and correctness.
+TASK_COLUMNS = [f"{task}_{c}" for task in read_metadata(settings().model_path).get("tasks", ["gender"])
+                if task != "gender" for c in ("pred", "prob", "correct")]
+BASE_COLUMNS = ["file", "race", "gender", "age", "pred", "prob", "p_male", "correct", *TASK_COLUMNS, "face_found",
+                "faces_found"]
 FOCUS_COLUMNS = [focus_column(m, k) for m in METHODS for k in FOCUS_KEYS]
 # Written out from the contract (notes/contracts.md section 1), not from the code under test.
 VIEW_COLUMNS = [f"{view}: {c}" for view in ("crop", "blur")
-                for c in ["pred", "prob", "p_male", "correct", *FOCUS_COLUMNS]]
+                for c in ["pred", "prob", "p_male", "correct", *TASK_COLUMNS, *FOCUS_COLUMNS]]
 FAITH_COLUMNS = [f"{m} | {k}" for m in METHODS for k in ("road", "deletion", "insertion")]
 PAIRS = [("Grad-CAM", "Grad-CAM++"), ("Grad-CAM", "XGrad-CAM"), ("Grad-CAM", "LayerCAM"),
          ("Grad-CAM++", "XGrad-CAM"), ("Grad-CAM++", "LayerCAM"), ("XGrad-CAM", "LayerCAM")]
@@ -284,7 +289,7 @@ def test_cli_without_cams(tmp_path, capsys):
     cache = read_cache(out)
     assert not cache.has_cams
     assert set(cache.rows.columns) == {*BASE_COLUMNS, *[f"{v}: {c}" for v in ("crop", "blur")
-                                                        for c in ("pred", "prob", "p_male", "correct")]}
+                                                        for c in ("pred", "prob", "p_male", "correct", *TASK_COLUMNS)]}
     assert list(group_averages(cache).columns) == ["race", "gender", "outcome", "n", "face"]
 
 

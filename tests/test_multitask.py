@@ -85,10 +85,10 @@ def test_cams_for_another_task(multitask_files, tmp_path, capsys, fairface):
 
 def test_tasks_a_model_lacks_are_one_line(tmp_path, capsys, fairface):
     assert main(["evaluate", "--data", str(fairface), "--out", str(tmp_path / "x.parquet"), "--limit", "2",
-                 "--cam-task", "race"]) == 2
+                 "--model", "dlib", "--cam-task", "race"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "predicts gender, not race" in err
-    assert main(["explain", str(fairface / "val/5.jpg"), "--target", "Indian"]) == 2
+    assert main(["explain", str(fairface / "val/5.jpg"), "--model", "dlib", "--target", "Indian"]) == 2
     assert "not a class of gender" in capsys.readouterr().err
     assert main(["train", "--data", str(fairface), "--out", str(tmp_path / "m.pt"), "--tasks", "race,shoe"]) == 2
     assert "Tasks must include gender" in capsys.readouterr().err

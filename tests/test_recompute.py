@@ -61,7 +61,8 @@ def test_cache_of_another_model_is_recomputed_for_the_loaded_one(monkeypatch, tm
 
     # The same weights saved again (now with their checksum) are another model file.
     other = tmp_path / "other.pt"
-    save_checkpoint(pipeline.model.net, other, pipeline.model.arch, pipeline.model.input_size, pipeline.model.info)
+    model = pipeline.model
+    save_checkpoint(model.net, other, model.arch, model.input_size, model.info, tasks=model.tasks)
     assert file_sha256(other) != bundled_sha
     monkeypatch.setenv("FAIRCAM_MODEL", str(other))
     at = run("pages/2_Evaluation.py")

@@ -322,7 +322,7 @@ def test_report_has_every_tasks_section(multitask_files, mt_cache, tmp_path, cap
 
 
 def test_report_of_a_gender_only_cache_has_no_race_or_age_section():
-    page = build_report(read_cache(cache_path_for(DEFAULT_MODEL_NAME)), n_boot=50)
+    page = build_report(read_cache(cache_path_for("dlib")), n_boot=50)
     assert ">Gender: confusion and per class</h2>" in page
     assert "Race predictions" not in page and "Age group predictions" not in page
 

@@ -277,7 +277,8 @@ def _checkpoint_tasks(payload: dict, path: Path) -> dict[str, tuple[str, ...]]:
         tasks = {str(task): tuple(str(c) for c in classes) for task, classes in raw.items()}
     except (AttributeError, TypeError):
         raise ModelError(f"{path} has unreadable metadata (its tasks and classes).") from None
-    if list(tasks)[:1] != ["gender"] or any(TASK_CLASSES.get(t) != c for t, c in tasks.items()):
+    if (list(tasks)[:1] != ["gender"] or any(TASK_CLASSES.get(t) != c for t, c in tasks.items())
+            or tuple(map(str, payload["classes"])) != tasks["gender"]):
         raise ModelError(f"{path} has inconsistent metadata: its tasks ({', '.join(tasks)}) or their classes "
                          f"are not FairFace's (gender first).")
     return tasks
