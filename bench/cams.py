@@ -17,7 +17,7 @@ def run(pipeline, image, repeats: int = 30) -> dict:
     model = pipeline.model
     net, layer = model.net, model.net.cam_layer
     inputs = model.to_tensor([pipeline.view(image).image])
-    target = int(pipeline.explainer(inputs).targets[0])
+    target = int(pipeline.explainer(inputs, None, model.outputs).targets[0])
     targets = [ClassifierOutputTarget(target)]
 
     # The library's objects are built once, as an app would keep them; only the calls are timed.
@@ -31,7 +31,7 @@ def run(pipeline, image, repeats: int = 30) -> dict:
         library["Grad-CAM"](input_tensor=inputs, targets=targets)
 
     def shared_pass() -> None:
-        pipeline.explainer(inputs, target_classes=[target])
+        pipeline.explainer(inputs, [target], model.outputs)
 
     def forward_backward() -> None:
         net.zero_grad()

@@ -113,7 +113,7 @@ def test_one_forward_and_one_backward_per_call(pipeline, inputs):
 
 def test_explainer_is_reusable_and_independent_of_batch(pipeline, inputs, batch):
     # A one-image call gives that image's row of the batch call (no state left between calls).
-    single = pipeline.explainer(inputs[1:2])
+    single = pipeline.explainer(inputs[1:2], None, pipeline.model.outputs)
     np.testing.assert_allclose(single.probs[0], batch.probs[1], atol=1e-5)
     for name in METHODS:
         np.testing.assert_allclose(single.maps[name][0], batch.maps[name][1], atol=1e-5, err_msg=name)
@@ -121,7 +121,7 @@ def test_explainer_is_reusable_and_independent_of_batch(pipeline, inputs, batch)
 
 def test_subset_of_methods(pipeline, inputs, batch):
     net = pipeline.model.net
-    result = CamExplainer(net, net.cam_layer, methods=("LayerCAM",))(inputs)
+    result = CamExplainer(net, net.cam_layer, methods=("LayerCAM",))(inputs, None, pipeline.model.outputs)
     assert list(result.maps) == ["LayerCAM"]
     np.testing.assert_allclose(result.maps["LayerCAM"], batch.maps["LayerCAM"], atol=1e-6)
 
