@@ -51,6 +51,8 @@ def test_inside_page(server, page, shots):  # noqa: F811
     page.locator("[data-testid='stButton'] button").nth(1).click()
     page.get_by_text("The model says").first.wait_for(timeout=120_000)
     page.get_by_text("The first layer's filters").wait_for()
+    # Under load the stages can still be arriving when the filters' heading is drawn.
+    page.get_by_text("1280 channels of 5×5").first.wait_for(timeout=60_000)
     body = page.inner_text("body")
     assert "CAM layer" in body and "1280 channels of 5×5" in body
     # The input view, six default stages and the filters.
