@@ -78,6 +78,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     data = _data_dir(args.data)
     if args.init and not Path(args.init).expanduser().is_file():
         raise DataError(f"--init {args.init}: no such checkpoint file.")
+    if not 0 <= args.align_jitter <= 1:
+        raise DataError("--align-jitter must be between 0 and 1.")
     from faircam.models.model import parse_tasks
     from faircam.models.train import TrainConfig, train
 
@@ -87,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         data=str(data), out=args.out, arch=args.arch, input_size=args.input_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, frozen_stages=args.frozen_stages,
         views=args.views, limit=args.limit, seed=args.seed, device=args.device, pretrained=not args.scratch,
-        tasks=args.tasks, init=args.init,
+        tasks=args.tasks, init=args.init, align_jitter=args.align_jitter,
     )
     result = train(config)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
@@ -271,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what the network predicts: gender, or gender with race and/or age (gender,race,age)")
     train.add_argument("--init", help="start from this checkpoint's weights (its trunk, and the heads of the tasks "
                                       "it has) instead of ImageNet's")
+    train.add_argument("--align-jitter", type=float, default=0.5,
+                       help="share of training images rotated and scaled as the aligned crop moves faces (default 0.5)")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model over a split and write the cache")

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from faircam.data.images import FILL
 from faircam.errors import CacheError
 from faircam.evaluation.averages import GroupAverager
 from faircam.evaluation.cache import (
@@ -130,6 +131,31 @@ def test_group_averages_on_known_inputs(tmp_path):
     np.testing.assert_allclose(white["LayerCAM"], round(0.5 * MAP_LEVELS) / MAP_LEVELS)
     assert (black["face"][:, :2] == 0).all() and (black["face"][:, 2:] == 200).all()
     np.testing.assert_allclose(black["LayerCAM"], 1.0)
+
+
+def test_group_averages_leave_out_what_lies_beyond_the_photo():
+    # Two faces: one whose left half lies beyond its photo (the crop's FILL there), one fully valid,
+    # and a third group whose only face has its whole top half invalid.
+    averager = GroupAverager(("Grad-CAM",), size=4)
+    half = np.ones((8, 8), bool)
+    half[:, :4] = False
+    beyond = np.full((8, 8, 3), 40, np.uint8)
+    beyond[~half] = FILL
+    averager.add("White", "Male", True, beyond, {"Grad-CAM": np.zeros((8, 8))}, half)
+    averager.add("White", "Male", True, np.full((8, 8, 3), 80, np.uint8), {"Grad-CAM": np.zeros((8, 8))})
+    top = np.ones((8, 8), bool)
+    top[:4] = False
+    upper = np.full((8, 8, 3), 200, np.uint8)
+    upper[~top] = FILL
+    averager.add("Indian", "Female", True, upper, {"Grad-CAM": np.zeros((8, 8))}, top)
+    white, indian = averager.table()["face"]
+    # Left: only the valid face (80), not a blend with the filler; right: both faces (60).
+    assert (white[:, :2] == 80).all() and (white[:, 2:] == 60).all()
+    # Reached by no photo: the filler grey, not an average that includes it.
+    assert (indian[:2] == FILL).all() and (indian[2:] == 200).all()
+    again = GroupAverager(("Grad-CAM",), size=4)
+    again.load_state({k: np.array(v) for k, v in averager.state().items()})
+    assert all((a == b).all() for a, b in zip(again.table()["face"], averager.table()["face"]))
 
 
 def test_group_averages_state_round_trip():

@@ -130,3 +130,25 @@ def test_only_valid_pixels_move_and_count():
     args = (PixelModel(), ones, zeros, {"m": relevance[None]}, np.array([1]), 4)
     assert float(curve_aucs(*args)["m"][0]) == pytest.approx(7 / 8, abs=1e-5)
     assert float(curve_aucs(*args, valid=valid)["m"][0]) == pytest.approx(1 / 8, abs=1e-5)
+
+
+def test_road_never_imputes_beyond_the_photo():
+    # The model reads only the top-left 3x3 patch, which lies beyond the photo (the crop's filler),
+    # and the map rates it highest. Imputing it changes the answer; leaving it alone, as the mask
+    # asks, leaves MoRF and LeRF the same answer: a score of exactly 0.
+    class Corner(nn.Module):
+        def forward(self, x):
+            p = torch.sigmoid(8 * x[:, 0, :3, :3].mean(dim=(1, 2)))
+            return torch.stack([torch.log(1 - p), torch.log(p)], dim=1)
+
+    inputs = torch.full((1, 3, 10, 10), -0.5)
+    inputs[:, :, :3, :3] = 1.0
+    marks = np.linspace(0, 1, 100, dtype=np.float32).reshape(1, 10, 10)[:, ::-1, ::-1].copy()
+    valid = np.ones((1, 10, 10), dtype=bool)
+    valid[0, :3, :3] = False
+    torch.manual_seed(0)
+    unmasked = road_scores(Corner(), inputs, {"m": marks}, np.array([1]), (20, 50, 80))["m"][0]
+    torch.manual_seed(0)
+    masked = road_scores(Corner(), inputs, {"m": marks}, np.array([1]), (20, 50, 80), valid)["m"][0]
+    assert unmasked > 0.1
+    assert masked == 0.0

@@ -20,6 +20,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from faircam.config import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MAX_UPLOAD_MB
 from faircam.errors import ImageError
 
+# What a view holds where the photo has no pixels: the bundled model's normalisation mean (127 of
+# 255, i.e. 0 after normalising), so the model gets no signal there; dlib and face-api subtract
+# nearly the same means.
+FILL = 127
+
 # Our own size check below comes first; PIL's bomb guard stays as the backstop at the same limit.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 

@@ -4,7 +4,10 @@
 which keeps running sums and counts only. The sums can be saved and restored, so an interrupted
 evaluation resumes them, and what reaches the cache is the averages alone, never a single
 person's pixels. Averages are kept at `AVERAGE_SIZE` pixels: the maps come from a 5x5 grid of
-activations, so nothing is lost. No torch here; `faircam.evaluation.cache.group_averages` reads them back.
+activations, so nothing is lost. A face pixel is averaged over the faces whose photo reaches it
+(their validity masks): the crop's filler beyond a photo's edge is not blended into anyone's face,
+and a pixel no photo reaches is drawn in the filler grey. No torch here;
+`faircam.evaluation.cache.group_averages` reads them back.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from faircam.data.fairface import GENDERS, RACES
+from faircam.data.images import FILL
 from faircam.evaluation.cache import MAP_LEVELS, OUTCOMES
 
 AVERAGE_SIZE = 64
@@ -36,29 +40,37 @@ class GroupAverager:
         self._index = {group: i for i, group in enumerate(self.groups)}
         self.counts = np.zeros(len(self.groups), dtype=np.int64)
         self.faces = np.zeros((len(self.groups), size, size, 3))
+        self.valid = np.zeros((len(self.groups), size, size))
         self.maps = {m: np.zeros((len(self.groups), size, size)) for m in self.methods}
 
-    def add(self, race: str, gender: str, correct: bool, face: np.ndarray, maps: dict[str, np.ndarray]) -> None:
-        """One aligned face (HxWx3 uint8) and its maps (HxW in [0, 1]) into their group."""
+    def add(self, race: str, gender: str, correct: bool, face: np.ndarray, maps: dict[str, np.ndarray],
+            valid: np.ndarray | None = None) -> None:
+        """One aligned face (HxWx3 uint8) with its validity mask (HxW bool; None: all valid) and its
+        maps (HxW in [0, 1]) into their group."""
         i = self._index[(race, gender, OUTCOMES[0] if correct else OUTCOMES[1])]
         self.counts[i] += 1
-        self.faces[i] += _shrink(face, self.size)
+        weight = _shrink(np.ones(face.shape[:2]) if valid is None else valid, self.size)
+        self.valid[i] += weight
+        self.faces[i] += _shrink(face, self.size) * weight[..., None]
         for method in self.methods:
             self.maps[method][i] += _shrink(maps[method], self.size)
 
     def state(self) -> dict[str, np.ndarray]:
         """The sums and counts as plain arrays (for `np.savez`), restored by `load_state`."""
-        return {"counts": self.counts, "faces": self.faces, **{f"map {m}": v for m, v in self.maps.items()}}
+        return {"counts": self.counts, "faces": self.faces, "valid": self.valid,
+                **{f"map {m}": v for m, v in self.maps.items()}}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.counts = np.array(state["counts"], dtype=np.int64)
         self.faces = np.array(state["faces"], dtype=np.float64)
+        self.valid = np.array(state["valid"], dtype=np.float64)
         self.maps = {m: np.array(state[f"map {m}"], dtype=np.float64) for m in self.methods}
 
     def add_state(self, state: dict[str, np.ndarray]) -> None:
         """Another averager's `state` (of the same methods) added to these sums: batches averaged elsewhere."""
         self.counts += np.asarray(state["counts"], dtype=np.int64)
         self.faces += state["faces"]
+        self.valid += state["valid"]
         for method in self.methods:
             self.maps[method] += state[f"map {method}"]
 
@@ -69,8 +81,10 @@ class GroupAverager:
             n = int(self.counts[i])
             if n == 0:
                 continue
+            weight = self.valid[i][..., None]
+            face = np.where(weight > 0, self.faces[i] / np.maximum(weight, 1e-9), FILL)
             record = {"race": race, "gender": gender, "outcome": outcome, "n": n,
-                      "face": np.clip(np.rint(self.faces[i] / n), 0, 255).astype(np.uint8)}
+                      "face": np.clip(np.rint(face), 0, 255).astype(np.uint8)}
             for method in self.methods:
                 levels = np.rint(self.maps[method][i] / n * MAP_LEVELS)
                 record[method] = np.clip(levels, 0, MAP_LEVELS).astype(np.uint8)

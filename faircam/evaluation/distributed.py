@@ -41,10 +41,11 @@ class _BatchActor:
                  sampled: set[str], threads: int, device: str) -> None:
         import torch
 
-        from faircam.evaluation.evaluate import Evaluator
+        from faircam.evaluation.evaluate import Evaluator, steady_allocator
         from faircam.vision.explain import Pipeline
         from faircam.vision.preprocess import FaceDetector
 
+        steady_allocator()
         torch.set_num_threads(threads)
         self.pipeline = Pipeline.load(model, detector=FaceDetector(device=device))
         if self.pipeline.model.sha256 != sha256:

@@ -5,7 +5,9 @@ Both measures follow the probability (softmax) of the class the map explains:
 - ROAD (Rong et al., ICML 2022) with pytorch-grad-cam's own classes: pixels above (MoRF) or
   below (LeRF) a percentile of the map are replaced by noisy linear imputation from their
   neighbours, and the score is (LeRF - MoRF) / 2 averaged over the percentiles, exactly what
-  the library's `ROADCombined` returns. Higher is more faithful (range -0.5 to 0.5).
+  the library's `ROADCombined` returns. Higher is more faithful (range -0.5 to 0.5). The
+  percentile is taken over a view's valid pixels and only those are imputed (the library's
+  metric and imputer with that one change); pixels beyond the photo's edge keep the filler.
 - Deletion and insertion AUC (Petsiuk et al., RISE, 2018): pixels go, most relevant first, from
   the image to the input normalisation's mean colour (deletion) or from a blurred copy to the
   image (insertion), in `CURVE_STEPS` equal steps; the area under the probability curve over the
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+from pytorch_grad_cam.metrics.perturbation_confidence import PerturbationConfidenceMetric
+from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
@@ -37,31 +40,52 @@ INSERTION_BLUR = 0.05
 FORWARD_BATCH = 64
 
 
+class _RemoveValid:
+    """The library's `RemoveMostRelevantFirst` (or, with `most_relevant=False`, `RemoveLeastRelevantFirst`)
+    over a view's valid pixels: invalid pixels are NaN in the map, left out of the percentile and
+    never imputed. With no NaN it removes exactly the library's pixels."""
+
+    def __init__(self, percentile: int, most_relevant: bool) -> None:
+        self.percentile, self.most_relevant = percentile, most_relevant
+        self.imputer = NoisyLinearImputer()
+
+    def __call__(self, image: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
+        relevance = cam.numpy() if self.most_relevant else 1 - cam.numpy()
+        outside = np.isnan(relevance)
+        kept = outside | (relevance < np.nanpercentile(relevance, self.percentile))
+        return self.imputer(image, torch.from_numpy(kept.astype(np.float32)))
+
+
 def road_scores(
     net: nn.Module,
     inputs: torch.Tensor,
     maps: dict[str, np.ndarray],
     targets: np.ndarray,
     percentiles: tuple[int, ...] = ROAD_PERCENTILES,
+    valid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """ROAD combined score per method and image, for the class in `targets` (one per image).
+    """ROAD combined score per method and image, for the class in `targets` (one per image), moving
+    only the `valid` pixels (N x H x W; None: all).
 
     All methods go through the library in one batch. The unperturbed score that the library
-    subtracts from LeRF and MoRF cancels in their difference, so it is not computed; the result
-    equals `ROADCombined(percentiles)` under the same random seed.
+    subtracts from LeRF and MoRF cancels in their difference, so it is not computed; with every
+    pixel valid the result equals `ROADCombined(percentiles)` under the same random seed.
     """
     methods = list(maps)
     n = len(inputs)
     batch = inputs.repeat(len(methods), 1, 1, 1)
     cams = np.concatenate([np.asarray(maps[m], dtype=np.float32) for m in methods])
+    if valid is not None:
+        cams = np.where(np.tile(np.asarray(valid, dtype=bool), (len(methods), 1, 1)), cams, np.nan)
     goals = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets] * len(methods)
 
-    def averaged(metric: type) -> np.ndarray:
-        return np.mean([metric(p)(batch, cams, goals, net, return_diff=False) for p in percentiles], axis=0)
+    def averaged(most_relevant: bool) -> np.ndarray:
+        return np.mean([PerturbationConfidenceMetric(_RemoveValid(p, most_relevant))(
+            batch, cams, goals, net, return_diff=False) for p in percentiles], axis=0)
 
     # LeRF first, as ROADCombined does, so both draw the same imputation noise.
-    lerf = averaged(ROADLeastRelevantFirst)
-    morf = averaged(ROADMostRelevantFirst)
+    lerf = averaged(most_relevant=False)
+    morf = averaged(most_relevant=True)
     combined = (lerf - morf) / 2
     return {m: combined[i * n : (i + 1) * n].astype(np.float64) for i, m in enumerate(methods)}
 
@@ -142,7 +166,7 @@ def faithfulness_columns(
 ) -> dict[str, np.ndarray]:
     """The cache's faithfulness columns (`focus_column(method, "road" | "deletion" | "insertion")`);
     `valid` as in `deletion_insertion`."""
-    road = road_scores(net, inputs, maps, targets, percentiles) if percentiles else {}
+    road = road_scores(net, inputs, maps, targets, percentiles, valid) if percentiles else {}
     deletion, insertion = deletion_insertion(net, inputs, maps, targets, steps, valid)
     columns = {}
     for method in maps:

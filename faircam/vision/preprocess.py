@@ -33,7 +33,7 @@ from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils import detect_face as _mtcnn_stages
 
 from faircam.config import FACE_TEMPLATE_PATH, TEMPLATE_FRAME
-from faircam.data.images import resize_square
+from faircam.data.images import FILL, resize_square
 from faircam.errors import DataError
 
 # MTCNN's image pyramid is empty (and facenet-pytorch crashes) when the short side is below
@@ -58,10 +58,6 @@ _ELLIPSE_GROWTH = 1.25
 _MAX_DIRECT_SIGMA = 6.0
 
 NO_FACE_MESSAGE = "No face found: showing the full image without crop or blur."
-# What a view holds where the photo has no pixels: the bundled model's normalisation mean (127 of
-# 255, i.e. 0 after normalising), so the model gets no signal there; dlib and face-api subtract
-# nearly the same means.
-FILL = 127
 # dlib's mean face (the 68-point template of its get_face_chip_details) at MTCNN's five landmarks:
 # the eye centres (means of dlib's six points per eye), the nose tip (point 30) and the mouth
 # corners (48, 54), in the unit square of an unpadded chip.
