@@ -207,7 +207,7 @@ def size_label(name: str, n: int, small: bool) -> str:
 def levels(values: pd.Series | pd.Index, column: str) -> list:
     """The distinct values of a grouping column in their natural order (unknown values last, sorted)."""
     known = LEVELS.get(column, ())
-    present = set(values)
+    present = set(values.unique())
     return [v for v in known if v in present] + sorted(v for v in present if v not in known)
 
 
