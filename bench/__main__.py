@@ -64,7 +64,8 @@ def main() -> None:
         elif part == "memory":
             from bench import memory
 
-            results[part] = memory.evaluate_peak(args.memory_images, args.batch_size)
+            results[part] = {**memory.evaluate_peak(args.memory_images, args.batch_size),
+                             "mtcnn": memory.mtcnn_batch_peaks()}
         elif part == "ray":
             from bench import ray_engine
 

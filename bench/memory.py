@@ -1,10 +1,12 @@
-"""Peak memory (RSS) of `faircam evaluate --limit N` and `--limit 4N`, the real command in its own process.
+"""Peak memory (RSS) of `faircam evaluate --limit N` and `--limit 4N`, the real command in its own process, and
+MTCNN's peak per batch with glibc's mmap threshold left dynamic and fixed (`steady_allocator`).
 
 The peak is the kernel's high-water mark of the process's resident memory (VmHWM), read until it exits.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -47,3 +49,51 @@ def evaluate_peak(count: int, batch_size: int = 32) -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
     runs = [_peak(n, batch_size) for n in (count, 4 * count)]
     return {"runs": runs, "growth_mb": round(runs[1]["peak_rss_mb"] - runs[0]["peak_rss_mb"], 1)}
+
+
+# Run in a fresh process per setting: once glibc's threshold is set it stays fixed for the process.
+_BATCH_PEAKS = """
+import json, sys
+from faircam.data.fairface import load_split
+from faircam.data.images import read_image
+from faircam.evaluation.evaluate import release_freed_memory, steady_allocator
+from faircam.vision.preprocess import FaceDetector
+
+def kb(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field))
+
+if sys.argv[3] == "fixed":
+    steady_allocator()
+split, detector = load_split(sys.argv[1], "val"), FaceDetector()
+files = list(split.rows["file"][: int(sys.argv[2])])
+batches = [[read_image(split.path(f)) for f in files[i : i + 32]] for i in range(0, len(files), 32)]
+rounds = []
+for _ in range(2):
+    peaks = []
+    for batch in batches:
+        release_freed_memory()
+        base = kb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+        detector.detect_batch(batch)
+        peaks.append(round((kb("VmHWM") - base) / 1024))
+    rounds.append(peaks)
+print(json.dumps(rounds))
+"""
+
+
+def mtcnn_batch_peaks(count: int = 256) -> dict:
+    """MTCNN's peak above the memory in use, per batch of 32 of the first `count` val images, twice over the
+    same batches, with glibc's mmap threshold left dynamic and fixed at 4 MB: (first round, second round) MB."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    results = {}
+    for setting in ("dynamic", "fixed"):
+        done = subprocess.run([sys.executable, "-c", _BATCH_PEAKS, str(data_dir()), str(count), setting], env=env,
+                              cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: error: MTCNN batch peaks failed: {done.stderr.strip().splitlines()[-1:]}")
+        first, second = json.loads(done.stdout.strip().splitlines()[-1])
+        results[f"threshold {setting}: MB per batch (first round, same batches again)"] = [first, second]
+    return results

@@ -161,7 +161,7 @@ def steady_allocator() -> None:
     buffer freed, up to 32 MB, so the image and activation buffers of MTCNN and the CAM pass soon
     come from its heap, which they fragment: measured on 8 batches of 32 val images, MTCNN's peak above
     the memory in use was 265-365 MB and climbed when the same batches ran again (346-393 MB); with the
-    threshold fixed at 4 MB, 175-215 MB both times (bench/memory.py has the whole command).
+    threshold fixed at 4 MB, 175-215 MB both times (`bench/memory.py`, `mtcnn_batch_peaks`).
     """
     libc = _libc()
     if libc is not None:
