@@ -184,3 +184,10 @@ def test_usage_errors_exit_2(capsys):
     assert info.value.code == 2
     assert "usage" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("share", ["-0.1", "1.5"])
+def test_train_refuses_an_align_jitter_outside_0_to_1(capsys, tmp_path, fairface, share):
+    code, out, err = run(capsys, "train", "--data", fairface, "--out", tmp_path / "m.pt", "--align-jitter", share)
+    assert_one_line_error(code, out, err, "--align-jitter", "between 0 and 1")
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.work").exists()

@@ -2,7 +2,8 @@
 age from one network (`tasks`), the loss the sum of each task's cross-entropy.
 
 Two ways to spend the same recipe (AdamW, warm-up then cosine decay, label smoothing,
-random crops, flips and colour jitter, a validation pass per epoch):
+random crops, flips and colour jitter, for a share of the images (`align_jitter`) the rotation and
+scale the aligned crop applies, a validation pass per epoch):
 
 - full fine-tuning (`frozen_stages=0`): every image is augmented afresh each epoch;
 - frozen-prefix training (`frozen_stages=k`): the first k trunk stages keep their ImageNet
