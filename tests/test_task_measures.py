@@ -29,6 +29,7 @@ from faircam import wording
 from faircam.audit import accuracy, groups, metrics
 from faircam.audit.modelcard import model_card
 from faircam.audit.report import build_report
+from faircam.charts import plots
 from faircam.cli import main
 from faircam.config import DEFAULT_MODEL_NAME, PROJECT_ROOT, cache_path_for
 from faircam.data.fairface import AGES, GENDERS, RACES
@@ -185,6 +186,19 @@ def test_pr_curves_match_scikit_learn(source, mt_cache):
         assert curve["average_precision"] == pytest.approx(average_precision_score(part["gender"] == "Male",
                                                                                    part["p_male"]))
         assert curve["n"] == len(part) and curve["positives"] == (part["gender"] == "Male").sum()
+
+
+def test_pr_chart_draws_a_thinned_curve_with_its_ends():
+    # Drawn, a curve keeps at most MAX_CURVE_POINTS of its points, evenly along it, and its two ends.
+    rows = read_cache(cache_path_for(DEFAULT_MODEL_NAME)).rows
+    long = pd.concat([rows] * 8, ignore_index=True).assign(p_male=lambda f: np.random.default_rng(0).random(len(f)))
+    curves = accuracy.pr_curves(long, ["race"])
+    figure = plots.pr_curves(curves, "Male")
+    assert max(len(c) for c in curves["recall"]) > 2 * plots.MAX_CURVE_POINTS
+    for trace, (_, curve) in zip(figure.data, curves.iterrows()):
+        assert len(trace.x) == min(len(curve["recall"]), plots.MAX_CURVE_POINTS)
+        assert (trace.x[0], trace.x[-1]) == (curve["recall"][0], curve["recall"][-1])
+        assert (trace.y[0], trace.y[-1]) == (curve["precision"][0], curve["precision"][-1])
 
 
 # --- pages ----------------------------------------------------------------------------------------------
