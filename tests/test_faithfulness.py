@@ -91,15 +91,24 @@ def test_road_equals_the_library_road_combined():
     np.testing.assert_allclose(ours["b"], library[3:], atol=1e-6)
 
 
-def test_road_rewards_the_map_that_marks_what_matters():
-    # The model reads only the top-left 3x3 patch; a map marking it must beat its reverse.
-    class Corner(nn.Module):
-        def forward(self, x):
-            p = torch.sigmoid(8 * x[:, 0, :3, :3].mean(dim=(1, 2)))
-            return torch.stack([torch.log(1 - p), torch.log(p)], dim=1)
+class Corner(nn.Module):
+    """P(class 1) rises with the mean of the top-left 3x3 patch of the first channel: the only pixels that matter."""
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(8 * x[:, 0, :3, :3].mean(dim=(1, 2)))
+        return torch.stack([torch.log(1 - p), torch.log(p)], dim=1)
+
+
+def corner_inputs() -> torch.Tensor:
+    """A 10x10 image whose top-left patch makes `Corner` sure of class 1."""
     inputs = torch.full((1, 3, 10, 10), -0.5)
     inputs[:, :, :3, :3] = 1.0
+    return inputs
+
+
+def test_road_rewards_the_map_that_marks_what_matters():
+    # The model reads only the top-left 3x3 patch; a map marking it must beat its reverse.
+    inputs = corner_inputs()
     marks = np.zeros((1, 10, 10), dtype=np.float32)
     marks[0, :3, :3] = 1.0
     marks += np.linspace(0, 0.01, 100, dtype=np.float32).reshape(1, 10, 10)
@@ -136,13 +145,7 @@ def test_road_never_imputes_beyond_the_photo():
     # The model reads only the top-left 3x3 patch, which lies beyond the photo (the crop's filler),
     # and the map rates it highest. Imputing it changes the answer; leaving it alone, as the mask
     # asks, leaves MoRF and LeRF the same answer: a score of exactly 0.
-    class Corner(nn.Module):
-        def forward(self, x):
-            p = torch.sigmoid(8 * x[:, 0, :3, :3].mean(dim=(1, 2)))
-            return torch.stack([torch.log(1 - p), torch.log(p)], dim=1)
-
-    inputs = torch.full((1, 3, 10, 10), -0.5)
-    inputs[:, :, :3, :3] = 1.0
+    inputs = corner_inputs()
     marks = np.linspace(0, 1, 100, dtype=np.float32).reshape(1, 10, 10)[:, ::-1, ::-1].copy()
     valid = np.ones((1, 10, 10), dtype=bool)
     valid[0, :3, :3] = False
