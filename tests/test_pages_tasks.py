@@ -108,6 +108,17 @@ def cache_rows(multitask_files):
     return read_cache(multitask_files["caches"] / "eval_val-multitask.parquet").rows
 
 
+def page_saying_which_maps(multitask_model, task: str, page: str) -> AppTest:
+    """`page` opened for `task` of the multi-task model, with no problem and its note that the cached maps
+    explain the gender decisions, not the task's."""
+    at = app(multitask_model, task)
+    at.switch_page(page).run()
+    assert not problems(at), problems(at)
+    title = TASKS[task].title
+    assert any("explain the model's gender decisions" in i.value and title in i.value for i in at.info)
+    return at
+
+
 CONFUSION = re.compile(r"^(.+) called (.+) \(([\d,]+)\)$")
 
 
@@ -152,10 +163,7 @@ def test_gallery_lists_the_tasks_confusions_and_their_faces(multitask_model, mul
 
 def test_attention_splits_by_the_selected_tasks_answers(multitask_model, multitask_files):
     rows = cache_rows(multitask_files)
-    at = app(multitask_model, "race")
-    at.switch_page("pages/5_Attention.py").run()
-    assert not problems(at), problems(at)
-    assert any("explain the model's gender decisions" in i.value and "race" in i.value for i in at.info)
+    at = page_saying_which_maps(multitask_model, "race", "pages/5_Attention.py")
     at.radio[0].set_value("gender").run()
     at.radio[1].set_value("wrong").run()
     assert not problems(at), problems(at)
@@ -176,10 +184,7 @@ def test_attention_splits_by_the_selected_tasks_answers(multitask_model, multita
 
 def test_faithfulness_names_both_answers(multitask_model, multitask_files):
     rows = cache_rows(multitask_files)
-    at = app(multitask_model, "age")
-    at.switch_page("pages/6_Faithfulness.py").run()
-    assert not problems(at), problems(at)
-    assert any("explain the model's gender decisions" in i.value and "age group" in i.value for i in at.info)
+    at = page_saying_which_maps(multitask_model, "age", "pages/6_Faithfulness.py")
     worst = audit.least_agreement(rows, read_cache(multitask_files["caches"] / "eval_val-multitask.parquet").methods,
                                   8, tasks=("gender", "age"))
     captions = {c.value for c in at.caption if "agreement" in c.value and "`val/" in c.value}
