@@ -125,6 +125,12 @@ def _task_lines(rows: pd.DataFrame, task: str, heading: str) -> list[str]:
     return lines
 
 
+def _align_words(recipe: dict) -> str:
+    """The recipe's alignment jitter in words ("" for a recipe without it, as before faircam recorded it)."""
+    share = recipe.get("align_jitter") or 0
+    return f"; {share:.0%} of the images also rotated and scaled as the aligned crop moves faces" if share else ""
+
+
 def _started_from(training: dict, recipe: dict, arch: str) -> str:
     """Where training started, from the checkpoint's record ("ImageNet", "random weights" or the checkpoint
     `faircam train --init` copied)."""
@@ -165,7 +171,7 @@ def _training_lines(model: LoadedModel) -> list[str]:
         if len(tasks) > 1 else f"- Task: {_task_words(tasks[0])}.",
         f"- Start: {_started_from(training, recipe, model.arch)}; the first {_v(recipe.get('frozen_stages'))} trunk "
         f"stages frozen, their outputs computed once for {_v(views)} augmented cop{'y' if views == 1 else 'ies'} "
-        "per image (random resized crop, flip, colour jitter).",
+        f"per image (random resized crop, flip, colour jitter{_align_words(recipe)}).",
         f"- Recipe: AdamW (lr {_v(recipe.get('lr'))}, weight decay {_v(recipe.get('weight_decay'))}), warm-up then "
         f"cosine decay, label smoothing {_v(recipe.get('label_smoothing'))}, batch {_v(recipe.get('batch_size'))}, "
         f"seed {_v(recipe.get('seed'))}, device {_v(recipe.get('device'))}; this checkpoint is epoch "
