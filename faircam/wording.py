@@ -29,6 +29,11 @@ def share_caption(method: str, focus: float, chance: float) -> str:
     return f"{method}: {FOCUS_SCORE} {focus:.0%} ({CHANCE} {chance:.0%})"
 
 
+def small_share(share: float) -> str:
+    """A share that may be a sliver, as people read it: "12%", or "under 1%" rather than a "0%" that is not nothing."""
+    return "under 1%" if 0 < share < 0.005 else f"{share:.0%}"
+
+
 def percent_range(low: float, high: float, digits: int = 0) -> str:
     """An interval as people read it: "82–93%" ("–" when unknown)."""
     if math.isnan(low) or math.isnan(high):

@@ -221,8 +221,8 @@ else:
                       if classroom.lost_confidence(before.probability, after.probability) else ""))
                 + f"\n\nThe face now gets **{after.focus[METHOD]['face']:.0%}** of the heat "
                 f"(before: {before.focus[METHOD]['face']:.0%})."
-                + (f"\n\nThe hatched grey area ({after.view.invalid_share:.0%} of the picture) lies beyond the "
-                   "original photo: the model sees flat grey there, and it counts for nothing."
+                + (f"\n\nThe hatched grey area ({wording.small_share(after.view.invalid_share)} of the picture) lies "
+                   "beyond the original photo: the model sees flat grey there, and it counts for nothing."
                    if after.view.invalid_share > 0 else "")
                 + ("" if after.view.face is not None else "\n\n(No face was found, so nothing could be cut out.)")
                 + changes_overall()

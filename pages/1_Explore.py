@@ -121,8 +121,8 @@ if predicted is not None:
                    "Each map is scaled to 0–1 on its own image, so its colours compare areas of one map, not "
                    "one map with another.")
         if view.invalid_share > 0:
-            st.caption(f"The hatched grey area ({view.invalid_share:.0%} of the view) lies beyond the photo's edge: "
-                       "the model sees flat grey there, and no score counts it.")
+            st.caption(f"The hatched grey area ({wording.small_share(view.invalid_share)} of the view) lies beyond "
+                       "the photo's edge: the model sees flat grey there, and no score counts it.")
 
         st.markdown("#### Where the attention falls")
         st.caption(f"Share of each map's total heat per region. {wording.FOCUS_DEFINITION} {wording.SUM_RULE}")
