@@ -18,6 +18,7 @@ from PIL import Image
 from test_images import encode, png_declaring
 from test_pages import run
 
+from faircam import wording
 from faircam.config import MAX_UPLOAD_MB, PROJECT_ROOT
 from faircam.data.images import decode_image, read_image
 from faircam.vision.cams import METHODS
@@ -203,7 +204,8 @@ def test_uploads_are_cropped_by_default_and_keep_their_shape(face_photo, pipelin
     assert not at.exception
     expected = assert_explained_like_library(at, data, pipeline)
     assert expected.view.invalid_share == pytest.approx(2 / 3, abs=0.02)
-    assert any("beyond the photo's edge" in c.value for c in at.caption)
+    said = f"The hatched grey area ({expected.view.invalid_share:.0%} of the view) lies beyond the photo's edge"
+    assert any(said in c.value for c in at.caption)
 
 
 # --- several faces: the user picks one -------------------------------------------------------
@@ -271,3 +273,8 @@ def test_removing_the_upload_forgets_it(fairface):
     verdict(at)
     at.file_uploader[0].set_value(None).run()
     assert not at.exception and not [m for m in at.markdown if "The model says" in m.value]
+
+
+@pytest.mark.parametrize(("share", "said"), [(0.0031, "under 1%"), (0.0, "0%"), (0.006, "1%"), (2 / 3, "67%")])
+def test_a_sliver_beyond_the_photo_is_not_called_0_percent(share, said):
+    assert wording.small_share(share) == said
