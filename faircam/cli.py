@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faircam.config import FAITHFULNESS_PER_CELL, cache_path_for, settings
+from faircam.config import FAITHFULNESS_PER_CELL, cache_path_for, evaluate_mmap_mb, settings
 from faircam.errors import KNOWN_ERRORS, ClusterError, DataError, OutputError
 from faircam.models import registry
 
@@ -108,6 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise DataError("--address and --gpus-per-worker need --engine ray.")
     if args.engine == "ray" and importlib.util.find_spec("ray") is None:
         raise ClusterError("--engine ray needs Ray: pip install -e '.[ray]'.")
+    evaluate_mmap_mb()  # a bad FAIRCAM_MMAP_MB stops here, before any work
     out = _cache_output(args.out)
     data_dir = _data_dir(args.data)
     from faircam.data.fairface import load_split

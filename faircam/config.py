@@ -4,7 +4,8 @@
 `FAIRCAM_CACHE` at an evaluation cache (both for the default model, "faircam"),
 `FAIRCAM_CACHE_DIR` at the folder of the other registered models' caches;
 `FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints; `FAIRCAM_PRELOAD=0`
-keeps the dashboard from loading the model in the background. Without them
+keeps the dashboard from loading the model in the background; `FAIRCAM_MMAP_MB` sets how `faircam
+evaluate` trades speed for a bounded peak of memory (`evaluate_mmap_mb`). Without them
 faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 (`../shared/fairface`) when it is there.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from faircam.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = PROJECT_ROOT / "assets"
@@ -61,6 +64,17 @@ def preload_model() -> bool:
     """Whether the dashboard loads the default model in the background after its first page
     (`FAIRCAM_PRELOAD=0` turns it off: a server that only shows cached audits never needs torch)."""
     return os.environ.get("FAIRCAM_PRELOAD", "1").strip() != "0"
+
+
+def evaluate_mmap_mb() -> int:
+    """From what size, in MB, `faircam evaluate` gives a buffer its own mapping, handed back to the system when
+    freed (`FAIRCAM_MMAP_MB`, default 4; `faircam.evaluation.evaluate.steady_allocator`): its peak memory then
+    stays at one batch's, whatever the number of images. 0 leaves glibc's own adaptive threshold: faster, with a
+    higher peak that creeps up over a long run (README, "Memory")."""
+    value = os.environ.get("FAIRCAM_MMAP_MB", "").strip() or "4"
+    if not value.isdigit() or int(value) > 32:
+        raise DataError(f"FAIRCAM_MMAP_MB={value!r}: give a whole number of megabytes from 0 (glibc's own) to 32.")
+    return int(value)
 
 
 def registry_path() -> Path:

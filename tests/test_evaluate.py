@@ -434,3 +434,47 @@ def test_failed_write_removes_its_temporary_file(evaluated, tmp_path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         write_cache(evaluated[0].rows, tmp_path / "eval.parquet", {})
     assert os.listdir(tmp_path) == []
+
+
+# Each setting in a process of its own: glibc's threshold, once fixed, stays fixed for the process.
+HELD_AFTER_FREE = """
+import numpy as np
+from faircam.evaluation.evaluate import steady_allocator
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) // 1024
+
+steady_allocator()
+before = rss_mb()
+for _ in range(3):
+    buffer = np.ones(8 << 20, dtype=np.uint8)
+    del buffer
+print(rss_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status") or not hasattr(os, "confstr")
+                    or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""), reason="glibc on Linux")
+@pytest.mark.parametrize(("setting", "held"), [("", range(0, 2)), ("0", range(7, 10))])
+def test_steady_allocator_hands_freed_buffers_back(setting, held):
+    # By default an 8 MB buffer, once freed, is no longer resident; with glibc's own threshold (0) the
+    # second one comes from the heap, which keeps it after it is freed.
+    import subprocess
+    import sys
+
+    from faircam.config import PROJECT_ROOT
+
+    env = {**os.environ, "FAIRCAM_MMAP_MB": setting, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-c", HELD_AFTER_FREE], env=env, capture_output=True, text=True,
+                          check=True)
+    assert int(done.stdout.strip()) in held
+
+
+def test_a_bad_mmap_setting_stops_evaluate_before_any_work(capsys, tmp_path, fairface, monkeypatch):
+    monkeypatch.setenv("FAIRCAM_MMAP_MB", "lots")
+    assert main(["evaluate", "--data", str(fairface), "--out", str(tmp_path / "c.parquet")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == ("faircam: error: FAIRCAM_MMAP_MB='lots': give a whole number of megabytes "
+                                    "from 0 (glibc's own) to 32.")
+    assert not any(tmp_path.iterdir())

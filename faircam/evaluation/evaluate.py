@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from faircam import __version__
-from faircam.config import FAITHFULNESS_PER_CELL
+from faircam.config import FAITHFULNESS_PER_CELL, evaluate_mmap_mb
 from faircam.data.fairface import FairFaceSplit, balanced_sample, load_split
 from faircam.data.images import read_image
 from faircam.errors import DataError, ImageError
@@ -147,25 +147,26 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
-# glibc's `M_MMAP_THRESHOLD` (malloc.h) and the size from which buffers get their own mapping.
+# glibc's `M_MMAP_THRESHOLD` (malloc.h).
 _M_MMAP_THRESHOLD = -3
-_MMAP_FROM = 4 << 20
 
 
 @cache
 def steady_allocator() -> None:
-    """Give every buffer of 4 MB or more its own mapping, returned to the system when freed (once per
-    process; a no-op without glibc).
+    """Give every buffer of `evaluate_mmap_mb()` MB or more (default 4) its own mapping, returned to the system
+    when freed (once per process; a no-op without glibc or with 0).
 
     glibc starts mapping buffers from 128 KB but raises that threshold to the size of each mapped
     buffer freed, up to 32 MB, so the image and activation buffers of MTCNN and the CAM pass soon
     come from its heap, which they fragment: measured on 8 batches of 32 val images, MTCNN's peak above
     the memory in use was 265-365 MB and climbed when the same batches ran again (346-393 MB); with the
-    threshold fixed at 4 MB, 175-215 MB both times (`bench/memory.py`, `mtcnn_batch_peaks`).
+    threshold fixed at 4 MB, 175-215 MB both times (`bench/memory.py`, `mtcnn_batch_peaks`). The price is
+    the kernel's work of mapping and zeroing those buffers afresh (README, "Memory").
     """
     libc = _libc()
-    if libc is not None:
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM)
+    megabytes = evaluate_mmap_mb()
+    if libc is not None and megabytes:
+        libc.mallopt(_M_MMAP_THRESHOLD, megabytes << 20)
 
 
 def release_freed_memory() -> None:
