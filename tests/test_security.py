@@ -111,8 +111,15 @@ def test_explore_shows_label_values_and_file_names_as_text(monkeypatch, tmp_path
     assert_plain_text(warned[0], LINKS, BREAKOUT)
 
 
+def rows_with_mistakes(bundled) -> pd.DataFrame:
+    """40 of the bundled cache's rows, 8 of them wrong answers (the Gallery lists mistakes), in the cache's order."""
+    correct = bundled.rows["correct"].astype(bool)
+    chosen = bundled.rows[~correct].head(8).index.union(bundled.rows[correct].head(32).index)
+    return bundled.rows.loc[chosen].copy()
+
+
 def test_gallery_and_evaluation_show_cache_values_as_text(monkeypatch, tmp_path, bundled, fairface):
-    rows = bundled.rows.head(40).copy()
+    rows = rows_with_mistakes(bundled)
     wrong = rows.index[~rows["correct"]]
     rows.loc[wrong, "file"] = BREAKOUT
     rows.loc[wrong, "age"] = LINKS
@@ -136,7 +143,7 @@ def test_pages_show_no_image_from_outside_the_data_folder(monkeypatch, tmp_path,
     # A cache's file names come from whoever wrote it: Gallery must not show a picture beside the data folder.
     data = folder(tmp_path / "data", fairface)
     shutil.copyfile(fairface / "val" / "5.jpg", tmp_path / "outside.jpg")
-    rows = bundled.rows.head(40).copy()
+    rows = rows_with_mistakes(bundled)
     wrong = rows.index[~rows["correct"]]
     rows.loc[wrong, "file"] = "../outside.jpg"
     path = tmp_path / "edited.parquet"
