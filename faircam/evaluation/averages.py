@@ -49,9 +49,10 @@ class GroupAverager:
         maps (HxW in [0, 1]) into their group."""
         i = self._index[(race, gender, OUTCOMES[0] if correct else OUTCOMES[1])]
         self.counts[i] += 1
-        weight = _shrink(np.ones(face.shape[:2]) if valid is None else valid, self.size)
-        self.valid[i] += weight
-        self.faces[i] += _shrink(face, self.size) * weight[..., None]
+        inside = np.ones(face.shape[:2], np.float32) if valid is None else np.asarray(valid, np.float32)
+        # Weighted before shrinking, so a shrunk pixel straddling the photo's edge takes none of the filler.
+        self.valid[i] += _shrink(inside, self.size)
+        self.faces[i] += _shrink(face * inside[..., None], self.size)
         for method in self.methods:
             self.maps[method][i] += _shrink(maps[method], self.size)
 
