@@ -201,6 +201,14 @@ def test_pr_chart_draws_a_thinned_curve_with_its_ends():
         assert (trace.y[0], trace.y[-1]) == (curve["precision"][0], curve["precision"][-1])
 
 
+def test_interval_dots_put_each_groups_n_on_its_own_line():
+    # One line per label would be cut in a column of an 800-pixel screen ("atino Hispanic / Female (n=191)").
+    rows = read_cache(cache_path_for(DEFAULT_MODEL_NAME)).rows
+    table = groups.group_table(rows, ["race", "gender"], ["accuracy"])
+    labels = list(plots.interval_dots(table, "accuracy").data[0].y)
+    assert sorted(labels) == sorted(f"{g}<br>(n={n:,})" for g, n in zip(table["group"], table["n"]))
+
+
 # --- pages ----------------------------------------------------------------------------------------------
 
 

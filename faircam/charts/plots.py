@@ -66,14 +66,15 @@ def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, per
     """An estimate per group as a dot with its 95% interval as a whisker, in the table's order.
 
     `table` is a group table (`faircam.audit.groups.group_table`, or a long table built from one): `group`,
-    `n`, `small`, `value`, `<value>_low`, `<value>_high`. Each label carries the group's n and small
-    groups are marked (`size_label`); rows without the estimate (NaN) are left out. With `color`,
-    several dots of one group (one per view or method) sit side by side. Dots, not bars: the axis need
+    `n`, `small`, `value`, `<value>_low`, `<value>_high`. Each label carries the group's n (on a line of
+    its own) and small groups are marked (`size_label`); rows without the estimate (NaN) are left out. With
+    `color`, several dots of one group (one per view or method) sit side by side. Dots, not bars: the axis need
     not start at zero to show differences of a few points honestly.
     """
     data = table.dropna(subset=[value]).copy()
     sizes = data.groupby("group", sort=False).agg(n=("n", "max"), small=("small", "any"))
-    names = {g: size_label(g, int(r.n), bool(r.small)) for g, r in sizes.iterrows()}
+    # The n on a second line: "Latino Hispanic / Female (n=191)" on one line is cut in a column of a narrow screen.
+    names = {g: size_label(g, int(r.n), bool(r.small)).replace(" (n=", "<br>(n=") for g, r in sizes.iterrows()}
     data["label"] = data["group"].map(names)
     fig = px.scatter(
         data, x=value, y="label", color=color, error_x=data[f"{value}_high"] - data[value],
