@@ -53,15 +53,12 @@ def evaluate_peak(count: int, batch_size: int = 32) -> dict:
 
 # Run in a fresh process per setting: once glibc's threshold is set it stays fixed for the process.
 _BATCH_PEAKS = """
-import json, sys
+import json, os, sys
+from bench.common import status_kb
 from faircam.data.fairface import load_split
 from faircam.data.images import read_image
 from faircam.evaluation.evaluate import release_freed_memory, steady_allocator
 from faircam.vision.preprocess import FaceDetector
-
-def kb(field):
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field))
 
 steady_allocator()  # with FAIRCAM_MMAP_MB=0, glibc's own threshold
 split, detector = load_split(sys.argv[1], "val"), FaceDetector()
@@ -72,11 +69,11 @@ for _ in range(2):
     peaks = []
     for batch in batches:
         release_freed_memory()
-        base = kb("VmRSS")
+        base = status_kb(os.getpid(), "VmRSS")
         with open("/proc/self/clear_refs", "w") as clear:
             clear.write("5")  # resets VmHWM to the current RSS
         detector.detect_batch(batch)
-        peaks.append(round((kb("VmHWM") - base) / 1024))
+        peaks.append(round((status_kb(os.getpid(), "VmHWM") - base) / 1024))
     rounds.append(peaks)
 print(json.dumps(rounds))
 """
