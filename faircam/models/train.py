@@ -178,8 +178,7 @@ def _cached_features(net: FaceNet, train: FairFaceSplit, val: FairFaceSplit, cfg
     net.eval()
     train_views = [
         _prefix_features(net, _loader(FaceImages(train, cfg.input_size, True, cfg.task_classes, cfg.align_jitter),
-                                      cfg, False,
-                                      cfg.seed + v),
+                                      cfg, False, cfg.seed + v),
                          cfg, f"features view {v + 1}/{cfg.views}")
         for v in range(cfg.views)
     ]
