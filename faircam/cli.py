@@ -73,6 +73,14 @@ def _cache_output(value: str) -> Path:
     return path
 
 
+def _sizes(value: str) -> tuple[int, ...]:
+    """--sizes as pixel sizes, checked before any work."""
+    parts = [p.strip() for p in value.split(",")]
+    if not all(p.isdigit() and 32 <= int(p) <= 1024 for p in parts):
+        raise DataError(f"--sizes {value}: give sizes in pixels from 32 to 1024, separated by commas (e.g. 128,160).")
+    return tuple(int(p) for p in parts)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     _output("--out", args.out, (".pt",))
     data = _data_dir(args.data)
@@ -80,16 +88,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise DataError(f"--init {args.init}: no such checkpoint file.")
     if not 0 <= args.align_jitter <= 1:
         raise DataError("--align-jitter must be between 0 and 1.")
+    sizes = _sizes(args.sizes) if args.sizes else ()
+    if sizes and args.frozen_stages:
+        raise DataError("--sizes needs a full fine-tune (--frozen-stages 0): frozen features are computed once, "
+                        "at one size.")
+    if not 0 <= args.ema < 1:
+        raise DataError("--ema must be at least 0 (off) and below 1 (e.g. 0.998).")
     from faircam.models.model import parse_tasks
     from faircam.models.train import TrainConfig, train
 
     parse_tasks(args.tasks)  # unknown task names stop here, before any work
 
     config = TrainConfig(
-        data=str(data), out=args.out, arch=args.arch, input_size=args.input_size,
+        data=str(data), out=args.out, arch=args.arch, input_size=sizes[-1] if sizes else args.input_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, frozen_stages=args.frozen_stages,
         views=args.views, limit=args.limit, seed=args.seed, device=args.device, pretrained=not args.scratch,
-        tasks=args.tasks, init=args.init, align_jitter=args.align_jitter,
+        tasks=args.tasks, init=args.init, align_jitter=args.align_jitter, sizes=sizes, ema=args.ema,
     )
     result = train(config)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
@@ -117,7 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from faircam.evaluation.evaluate import EvalOptions, run_evaluation
 
     options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed,
-                          cam_task=args.cam_task)
+                          cam_task=args.cam_task, tta=args.tta)
     if args.engine == "ray":
         from faircam.evaluation.distributed import ray_runner
 
@@ -276,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "it has) instead of ImageNet's")
     train.add_argument("--align-jitter", type=float, default=0.5,
                        help="share of training images rotated and scaled as the aligned crop moves faces (default 0.5)")
+    train.add_argument("--sizes", metavar="PX,PX,...",
+                       help="progressive resizing with --frozen-stages 0: the epochs split into runs at these sizes, "
+                            "smallest first (e.g. 128,160; the last is the checkpoint's input size)")
+    train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                       help="keep a moving average of the weights with this decay per step (e.g. 0.998) and save it")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model over a split and write the cache")
@@ -293,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-cams", action="store_true", help="predictions only: no maps, focus or faithfulness")
     evaluate.add_argument("--cam-task", default="gender", choices=["gender", "race", "age"],
                           help="the decision the maps explain (the model must have that head; default: gender)")
+    evaluate.add_argument("--tta", action="store_true",
+                          help="flip test-time augmentation: each answer averaged with the mirror image's "
+                               "(recorded in the cache; the maps explain the averaged answer)")
     evaluate.add_argument("--engine", choices=["local", "ray"], default="local",
                           help="where the batches run: this process, or Ray actors (pip install -e '.[ray]')")
     evaluate.add_argument("--address", metavar="ADDR",

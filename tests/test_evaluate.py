@@ -478,3 +478,31 @@ def test_a_bad_mmap_setting_stops_evaluate_before_any_work(capsys, tmp_path, fai
     assert captured.err.strip() == ("faircam: error: FAIRCAM_MMAP_MB='lots': give a whole number of megabytes "
                                     "from 0 (glibc's own) to 32.")
     assert not any(tmp_path.iterdir())
+
+
+def test_flip_test_time_augmentation_averages_each_answer_with_its_mirror(tmp_path, pipeline, fairface):
+    """`faircam evaluate --tta`: every task's answer is the mean of the image's and its mirror image's
+    probabilities, computed here directly from the network; the cache says so, and the maps explain it."""
+    import torch
+
+    from faircam.data.images import resize_square
+    from faircam.evaluation.cache import task_column
+
+    out = tmp_path / "tta.parquet"
+    assert main(["evaluate", "--data", str(fairface), "--out", str(out), "--limit", "6",
+                 "--faithfulness-per-cell", "0", "--tta"]) == 0
+    cache = read_cache(out)
+    assert cache.meta["model"]["test_time_augmentation"].startswith("horizontal flip")
+    model = pipeline.model
+    images = [resize_square(read_image(fairface / f), model.input_size) for f in cache.rows["file"]]
+    batch = model.to_tensor(images)
+    with torch.no_grad():
+        plain = model.task_probs(model.net(batch).float())
+        mirrored = model.task_probs(model.net(batch.flip(3)).float())
+    for task, classes in model.tasks.items():
+        averaged = (plain[task] + mirrored[task]) / 2
+        expected = [classes[i] for i in averaged.argmax(1)]
+        assert list(cache.rows[task_column(task, "pred")]) == expected, task
+        np.testing.assert_allclose(cache.rows[task_column(task, "prob")], averaged.max(1), atol=1e-4)
+        # A plain run gives the single pass's probabilities, which differ from the averaged ones.
+        assert not np.allclose(averaged.max(1), plain[task].max(1), atol=1e-3), task

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 
 from faircam.cli import main
@@ -82,3 +83,57 @@ def test_align_jitter_turns_faces_as_the_crop_does():
         images = FaceImages(split, 160, True, {"gender": TASK_CLASSES["gender"]}, align_jitter=share)
         counts[share] = sum(grey_corner(images[i][0]) for i in range(32))
     assert counts[0.0] <= 3 and counts[1.0] >= 16, counts
+
+
+def test_full_fine_tune_fast_path_grows_its_images_and_resumes(tmp_path, capsys, monkeypatch):
+    """The full fine-tune's fast path on real images: decoded once into the work folder, channels_last batches,
+    progressive sizes (64 then 96 px), the weights' moving average validated and saved, and a resume that
+    reuses the decoded images."""
+    import faircam.models.train
+    from faircam.models.model import FaceNet
+
+    out = tmp_path / "fast.pt"
+    args = ["train", "--data", str(SHARED_FAIRFACE), "--out", str(out), "--limit", "64", "--epochs", "2",
+            "--batch-size", "32", "--seed", "1", "--frozen-stages", "0", "--sizes", "64,96", "--ema", "0.9",
+            "--tasks", "gender,race,age"]
+    trained, validated = [], []
+    forward_from = FaceNet.forward_from
+
+    def recording_forward(self, x, start):
+        if self.training:
+            trained.append((id(self), x.shape[-1], x.is_contiguous(memory_format=torch.channels_last)))
+        return forward_from(self, x, start)
+
+    validate = faircam.models.train._validate
+
+    def interrupted_in_epoch_two(net, *rest):
+        validated.append(id(net))
+        if len(validated) == 2:
+            raise KeyboardInterrupt
+        return validate(net, *rest)
+
+    monkeypatch.setattr(FaceNet, "forward_from", recording_forward)
+    monkeypatch.setattr(faircam.models.train, "_validate", interrupted_in_epoch_two)
+    assert main(args) == 130
+    decoded = out.with_suffix(".work") / "train-images.npy"
+    stamp = decoded.stat().st_mtime_ns
+    # Every training batch was channels_last, the first epoch's at 64 px, the second's at 96 px.
+    assert {size for _, size, _ in trained} == {64, 96} and all(cl for _, _, cl in trained)
+    assert trained[0][1] == 64 and trained[-1][1] == 96
+    # What was validated is the moving average, not the network being trained.
+    assert validated[0] not in {net for net, _, _ in trained}
+    assert load_checkpoint(out).input_size == 64
+
+    monkeypatch.setattr(faircam.models.train, "_validate", validate)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "Resuming after epoch 1" in capsys.readouterr().out
+    assert decoded.stat().st_mtime_ns == stamp  # the decoded images were reused, not decoded again
+    assert np.load(decoded, mmap_mode="r").shape == (64, 96, 96, 3)
+    state = torch.load(out.with_suffix(".work") / "state.pt", weights_only=True)
+    assert [h["input_size"] for h in state["history"]] == [64, 96] and "ema" in state
+    model = load_checkpoint(out)
+    best = max(state["history"], key=lambda h: np.mean([h[f"val_{t}_accuracy"] for t in ("gender", "race", "age")]))
+    assert model.input_size == best["input_size"] and model.info["training"]["epoch"] == best["epoch"]
+    assert [h["epoch"] for h in model.info["history"]] == [1, 2]  # every epoch, for the model card
+    assert tuple(model.info["training"]["recipe"]["sizes"]) == (64, 96)

@@ -164,19 +164,51 @@ def _training_lines(model: LoadedModel) -> list[str]:
         return ["- No training record in this checkpoint."]
     views = recipe.get("views")
     tasks = [t for t in (recipe.get("tasks") or "gender").split(",") if t in TASKS]
+    augment = f"random resized crop, flip, colour jitter{_align_words(recipe)}"
+    if recipe.get("frozen_stages"):
+        start = (f"the first {_v(recipe.get('frozen_stages'))} trunk stages frozen, their outputs computed once for "
+                 f"{_v(views)} augmented cop{'y' if views == 1 else 'ies'} per image ({augment})")
+    else:
+        sizes = recipe.get("sizes") or []
+        grown = (f"; progressive resizing, the epochs at {' then '.join(_v(s) for s in sizes)} px" if len(sizes) > 1
+                 else "")
+        start = f"every trunk stage trained (full fine-tune), each image augmented afresh each epoch ({augment}){grown}"
+    ema = recipe.get("ema")
     return [
         f"- Data: {training.get('train_images', '?'):,} FairFace training images "
         f"(validation during training: {training.get('val_images', '?'):,}).",
         f"- Tasks: {'; '.join(_task_words(t) for t in tasks)}, one head each on one shared trunk."
         if len(tasks) > 1 else f"- Task: {_task_words(tasks[0])}.",
-        f"- Start: {_started_from(training, recipe, model.arch)}; the first {_v(recipe.get('frozen_stages'))} trunk "
-        f"stages frozen, their outputs computed once for {_v(views)} augmented cop{'y' if views == 1 else 'ies'} "
-        f"per image (random resized crop, flip, colour jitter{_align_words(recipe)}).",
+        f"- Start: {_started_from(training, recipe, model.arch)}; {start}.",
         f"- Recipe: AdamW (lr {_v(recipe.get('lr'))}, weight decay {_v(recipe.get('weight_decay'))}), warm-up then "
         f"cosine decay, label smoothing {_v(recipe.get('label_smoothing'))}, batch {_v(recipe.get('batch_size'))}, "
-        f"seed {_v(recipe.get('seed'))}, device {_v(recipe.get('device'))}; this checkpoint is epoch "
-        f"{_v(training.get('epoch'))} of {_v(recipe.get('epochs'))} scheduled (the best validation epoch saved).",
+        f"seed {_v(recipe.get('seed'))}, device {_v(recipe.get('device'))}"
+        + (f", a moving average of the weights (decay {_v(ema)} per step) validated and saved" if ema else "")
+        + f"; this checkpoint is epoch {_v(training.get('epoch'))} of {_v(recipe.get('epochs'))} scheduled "
+        "(the best validation epoch by the mean of its tasks' accuracies saved).",
         f"- Compute: {_compute(training, recipe)}.",
+        *_epoch_lines(model.info.get("history"), tasks),
+    ]
+
+
+def _epoch_lines(history: Any, tasks: list[str]) -> list[str]:
+    """Every epoch's validation accuracies, as the training recorded them (none for an older checkpoint)."""
+    if not isinstance(history, list) or not history or not all(isinstance(h, dict) for h in history):
+        return []
+
+    def number(value: Any, fmt: str, scale: int = 1) -> str:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return "?"
+        return format(value / scale if scale != 1 else value, fmt)
+
+    columns = ["epoch", "input (px)", *[f"{t} accuracy" for t in tasks], "minutes"]
+    return [
+        "", "Every epoch, validated on the validation images above (at that epoch's input size):", "",
+        "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+        *["| " + " | ".join([number(h.get("epoch"), "d"), number(h.get("input_size"), "d"),
+                             *[number(h.get(f"val_{t}_accuracy"), ".1%") for t in tasks],
+                             number(h.get("seconds"), ".1f", 60)]) + " |"
+          for h in history],
     ]
 
 

@@ -26,7 +26,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cache, partial
 from pathlib import Path
@@ -85,11 +85,13 @@ class EvalOptions:
     `faithfulness_per_cell` images of every race x gender cell (drawn with `seed` by
     `data.balanced_sample`) get ROAD and deletion/insertion AUCs; 0 turns faithfulness off.
     `cams=False` gives predictions only (no maps, focus, faithfulness or agreement). Every task's
-    predictions are kept; the maps explain `cam_task`'s decision.
+    predictions are kept; the maps explain `cam_task`'s decision. `tta` averages every answer with the
+    mirror image's (flip test-time augmentation; the maps then explain the averaged answer).
     """
 
     cams: bool = True
     cam_task: str = "gender"
+    tta: bool = False
     faithfulness_per_cell: int = FAITHFULNESS_PER_CELL
     seed: int = 0
     road_percentiles: tuple[int, ...] = ROAD_PERCENTILES
@@ -239,7 +241,7 @@ class Evaluator:
 
     def __init__(self, model: LoadedModel, explainer: CamExplainer | None, options: EvalOptions,
                  sampled: set[str]) -> None:
-        self.model, self.explainer = model.for_task(options.cam_task), explainer
+        self.model, self.explainer = replace(model.for_task(options.cam_task), tta=options.tta), explainer
         self.options, self.sampled = options, sampled
         self.methods = tuple(explainer.methods) if explainer else ()
 
@@ -504,7 +506,9 @@ def run_evaluation(
         "tasks": {task: list(classes) for task, classes in model.tasks.items()},
         "cam_task": model.task,
         "model": {"name": model.name, "arch": model.arch, "sha256": model.sha256,
-                  "path": str(model.path) if model.path else None},
+                  "path": str(model.path) if model.path else None,
+                  "test_time_augmentation": "horizontal flip (probabilities averaged with the mirror image's)"
+                  if options.tta else "none"},
         "data": {"root": str(data.root.resolve()), "split": split, "limit": limit,
                  "labelled": len(data.rows), "unreadable": len(data.rows) - evaluated,
                  "dropped": data.dropped.to_dict("records")[:50], "dropped_total": len(data.dropped)},

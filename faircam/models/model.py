@@ -176,6 +176,8 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
     alignment: str = "image"
     task: str = "gender"
+    # Flip test-time augmentation: every answer is the mean of the image's and its mirror image's probabilities.
+    tta: bool = False
 
     @property
     def name(self) -> str:
@@ -216,9 +218,18 @@ class LoadedModel:
         return normalise(batch.permute(0, 3, 1, 2), self.mean, self.std)
 
     @torch.no_grad()
+    def answers(self, batch: torch.Tensor, logits: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+        """Every task's class probabilities for a normalised batch (`logits`: its forward pass, if already run),
+        averaged with the mirror image's under flip test-time augmentation (`tta`)."""
+        probs = self.task_probs((self.net(batch) if logits is None else logits).detach().float().cpu())
+        if not self.tta:
+            return probs
+        mirrored = self.task_probs(self.net(batch.flip(3)).float().cpu())
+        return {task: (p + mirrored[task]) / 2 for task, p in probs.items()}
+
     def predict_all(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Every task's class probabilities from one forward pass, one row per image."""
-        return self.task_probs(self.net(self.to_tensor(images)).float().cpu())
+        """Every task's class probabilities, one row per image."""
+        return self.answers(self.to_tensor(images))
 
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
         """`task`'s class probabilities, one row per image, columns in `classes` order."""

@@ -3,12 +3,19 @@ age from one network (`tasks`), the loss the sum of each task's cross-entropy.
 
 Two ways to spend the same recipe (AdamW, warm-up then cosine decay, label smoothing,
 random crops, flips and colour jitter, for a share of the images (`align_jitter`) the rotation and
-scale the aligned crop applies, a validation pass per epoch):
+scale the aligned crop applies, a validation pass per epoch, optionally an exponential moving
+average of the weights (`ema`), which is what is validated and saved):
 
-- full fine-tuning (`frozen_stages=0`): every image is augmented afresh each epoch;
+- full fine-tuning (`frozen_stages=0`): the images are decoded once into a uint8 array in the
+  work folder (memory-mapped, so a resumed run skips the decoding) and augmented afresh each
+  epoch; `sizes` trains the first epochs on smaller images (progressive resizing: cheaper
+  epochs early, the final size last);
 - frozen-prefix training (`frozen_stages=k`): the first k trunk stages keep their ImageNet
   weights, so their output is computed once for `views` augmented copies of every image and
   each epoch draws one copy per image. On a CPU this makes an epoch several times cheaper.
+
+Both run the network in `channels_last` memory format: on a CPU, EfficientNet-Lite0's depthwise
+convolutions take 1.7 s a step of 64 images at 160 px instead of 2.7 s (README, "Training").
 
 Every epoch ends with a resumable state file in the work folder; a rerun with the same
 settings continues from it (also from a work folder copied to another machine). The best epoch by
@@ -25,12 +32,14 @@ import pickle
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
@@ -74,10 +83,20 @@ class TrainConfig:
     tasks: str = "gender"
     init: str | None = None
     align_jitter: float = 0.5
+    # Progressive resizing: the epochs split into len(sizes) runs of (nearly) equal length, each at its size;
+    # empty: every epoch at `input_size`. The checkpoint records the size of the epoch it was saved from.
+    sizes: tuple[int, ...] = ()
+    # Decay per step of the weights' moving average (0: none). Validated and saved instead of the raw weights.
+    ema: float = 0.0
 
     @property
     def task_classes(self) -> dict[str, tuple[str, ...]]:
         return parse_tasks(self.tasks)
+
+    def epoch_size(self, epoch: int) -> int:
+        if not self.sizes:
+            return self.input_size
+        return self.sizes[min(len(self.sizes) - 1, epoch * len(self.sizes) // self.epochs)]
 
     @property
     def work_dir(self) -> Path:
@@ -100,13 +119,15 @@ class FaceImages(Dataset):
     """uint8 CHW tensors of a split's images, augmented or plainly resized, with each task's label.
 
     `align_jitter` is the share of augmented images also rotated and scaled as the aligned crop
-    moves faces, filled with the crop's `FILL` where the photo ends."""
+    moves faces, filled with the crop's `FILL` where the photo ends. `decoded` holds the split's
+    images already decoded (`decode_split`); without it each image is read from its file."""
 
     def __init__(self, split: FairFaceSplit, size: int, augment: bool, tasks: dict[str, tuple[str, ...]],
-                 align_jitter: float = 0.0):
+                 align_jitter: float = 0.0, decoded: np.ndarray | None = None):
         self.split = split
         self.labels = task_labels(split, tasks)
         self.size = size
+        self.decoded = decoded
         self.augment = (
             v2.Compose([
                 v2.RandomApply([v2.RandomAffine(ALIGN_DEGREES, scale=ALIGN_SCALE, fill=FILL)], p=align_jitter),
@@ -122,7 +143,10 @@ class FaceImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = read_image(self.split.path(self.split.rows["file"].iat[index]))
+        if self.decoded is not None:
+            image = np.array(self.decoded[index])
+        else:
+            image = read_image(self.split.path(self.split.rows["file"].iat[index]))
         if self.augment is None:
             image = resize_square(image, self.size)
         tensor = torch.from_numpy(image).permute(2, 0, 1)
@@ -142,6 +166,31 @@ def _limited(split: FairFaceSplit, limit: int | None, seed: int) -> FairFaceSpli
         return split
     rows = split.rows.sample(limit, random_state=seed).reset_index(drop=True)
     return FairFaceSplit(split.root, split.split, rows, split.dropped)
+
+
+def decode_split(split: FairFaceSplit, size: int, path: Path) -> np.ndarray:
+    """The split's images decoded once into a (images, size, size, 3) uint8 array stored at `path`, memory-mapped.
+
+    A full fine-tune reads every image every epoch: decoding the JPEGs each time would cost more CPU than
+    the augmentation. The file is reused while it holds the same images at the same size (a resumed run)."""
+    key = json.dumps([str(split.root.resolve()), split.split, list(split.rows["file"]), size])
+    key_path = path.with_suffix(".json")
+    if path.is_file() and key_path.is_file() and key_path.read_text() == key:
+        return np.load(path, mmap_mode="r")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(split.rows), size, size, 3))
+
+    def decode(index: int) -> None:
+        array[index] = resize_square(read_image(split.path(split.rows["file"].iat[index])), size)
+
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        list(tqdm(pool.map(decode, range(len(split.rows))), total=len(split.rows), desc=f"decode {size}px",
+                  unit="image"))
+    array.flush()
+    tmp.replace(path)
+    key_path.write_text(key)
+    return np.load(path, mmap_mode="r")
 
 
 def _loader(dataset: Dataset, cfg: TrainConfig, shuffle: bool, seed: int) -> DataLoader:
@@ -225,21 +274,25 @@ class _Batches:
         if self.start:
             self.features = _cached_features(net, train, val, cfg)
         else:
-            self.train_set = FaceImages(train, cfg.input_size, True, cfg.task_classes, cfg.align_jitter)
-            self.val_set = FaceImages(val, cfg.input_size, False, cfg.task_classes)
+            self.train_split, self.val_split = train, val
+            self.decoded = decode_split(train, max((*cfg.sizes, cfg.input_size)), cfg.work_dir / "train-images.npy")
 
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train_labels) / self.cfg.batch_size)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.start:
-            return x.float().to(self.cfg.device)
-        norm = ARCHITECTURES[self.cfg.arch]
-        return normalise(x, norm["mean"], norm["std"]).to(self.cfg.device)
+            x = x.float()
+        else:
+            norm = ARCHITECTURES[self.cfg.arch]
+            x = normalise(x, norm["mean"], norm["std"])
+        return x.to(self.cfg.device).contiguous(memory_format=torch.channels_last)
 
     def train(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.start:
-            for x, y in _loader(self.train_set, self.cfg, True, self.cfg.seed * 1000 + epoch):
+            images = FaceImages(self.train_split, self.cfg.epoch_size(epoch), True, self.cfg.task_classes,
+                                self.cfg.align_jitter, self.decoded)
+            for x, y in _loader(images, self.cfg, True, self.cfg.seed * 1000 + epoch):
                 yield self._prepare(x), y.to(self.cfg.device)
             return
         generator = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
@@ -250,12 +303,13 @@ class _Batches:
             x = self.features["train"][views[i : i + self.cfg.batch_size], idx]
             yield self._prepare(x), self.train_labels[idx].to(self.cfg.device)
 
-    def val(self) -> Iterator[torch.Tensor]:
+    def val(self, size: int) -> Iterator[torch.Tensor]:
+        """Validation batches, at `size` (progressive resizing validates each epoch at its own size)."""
         if self.start:
             for i in range(0, len(self.val_labels), self.cfg.batch_size):
                 yield self._prepare(self.features["val"][i : i + self.cfg.batch_size])
         else:
-            for x, _ in _loader(self.val_set, self.cfg, False, 0):
+            for x, _ in _loader(FaceImages(self.val_split, size, False, self.cfg.task_classes), self.cfg, False, 0):
                 yield self._prepare(x)
 
 
@@ -267,10 +321,11 @@ def _set_train_mode(net: FaceNet, frozen: int) -> None:
 
 
 @torch.no_grad()
-def _validate(net: FaceNet, batches: _Batches, val: FairFaceSplit, tasks: dict[str, tuple[str, ...]]) -> dict:
+def _validate(net: FaceNet, batches: _Batches, val: FairFaceSplit, tasks: dict[str, tuple[str, ...]],
+              size: int) -> dict:
     """Each task's validation accuracy, overall and per race; `accuracy` is gender's, `score` their mean."""
     net.eval()
-    logits = torch.cat([net.forward_from(x, batches.start).float().cpu() for x in batches.val()])
+    logits = torch.cat([net.forward_from(x, batches.start).float().cpu() for x in batches.val(size)])
     metrics: dict = {"n": int(len(val.rows)), "tasks": {}}
     for t, (task, part) in enumerate(task_slices(tasks).items()):
         rows = val.rows.assign(correct=logits[:, part].argmax(1).numpy() == batches.val_labels[:, t].numpy())
@@ -326,6 +381,15 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _record_history(out: Path, history: list[dict]) -> None:
+    """Give the saved checkpoint every epoch's record: it was written at its own epoch, before the later ones ran
+    (its model card reports them all)."""
+    payload = torch.load(out, weights_only=True)
+    if payload["info"].get("history") != history:
+        payload["info"]["history"] = history
+        _save_work_file(payload, out)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train, validate each epoch, and write the best epoch's checkpoint to `cfg.out`."""
     if cfg.arch not in ARCHITECTURES:
@@ -341,7 +405,7 @@ def train(cfg: TrainConfig) -> dict:
     tasks = cfg.task_classes
     net = build_model(cfg.arch, pretrained=cfg.pretrained and not cfg.init, tasks=tasks)
     started_from = _initialise(net, cfg) if cfg.init else "ImageNet" if cfg.pretrained else "random weights"
-    net.to(cfg.device)
+    net.to(cfg.device, memory_format=torch.channels_last)
     slices = task_slices(tasks)
     for p in net.trunk[: cfg.frozen_stages].parameters():
         p.requires_grad_(False)
@@ -352,6 +416,8 @@ def train(cfg: TrainConfig) -> dict:
     warmup = max(1, int(cfg.warmup_epochs * batches.steps_per_epoch()))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warmup))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    # Buffers (batch-norm statistics) are averaged too, so the averaged network validates as it is saved.
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
 
     history: list[dict] = []
     best = -1.0
@@ -359,6 +425,8 @@ def train(cfg: TrainConfig) -> dict:
     settings = asdict(cfg)
     if state is not None and state.get("settings") == settings:
         net.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
@@ -375,18 +443,22 @@ def train(cfg: TrainConfig) -> dict:
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(net)
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        metrics = _validate(net, batches, val_split, tasks)
+        size = cfg.epoch_size(epoch)
+        kept = ema.module if ema is not None else net
+        metrics = _validate(kept, batches, val_split, tasks, size)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_accuracy": metrics["accuracy"],
-                        "seconds": round(time.monotonic() - started),
+                        "seconds": round(time.monotonic() - started), "input_size": size,
                         **{f"val_{t}_accuracy": m["accuracy"] for t, m in metrics["tasks"].items()}})
         accuracies = ", ".join(f"{t} {m['accuracy']:.4f}" for t, m in metrics["tasks"].items())
         print(f"epoch {epoch + 1}: loss {history[-1]['train_loss']:.4f}, val accuracy {accuracies}")
         if metrics["score"] > best:
             best = metrics["score"]
-            save_checkpoint(net.cpu(), Path(cfg.out), cfg.arch, cfg.input_size, {
-                "name": f"faircam {cfg.arch} {cfg.input_size}px" + (f" ({', '.join(tasks)})" if len(tasks) > 1 else ""),
+            save_checkpoint(kept.cpu(), Path(cfg.out), cfg.arch, size, {
+                "name": f"faircam {cfg.arch} {size}px" + (f" ({', '.join(tasks)})" if len(tasks) > 1 else ""),
                 "training": {
                     "data": str(Path(cfg.data).resolve()),
                     "train_images": len(train_split.rows),
@@ -399,13 +471,15 @@ def train(cfg: TrainConfig) -> dict:
                 "metrics": metrics,
                 "history": history,
             }, tasks=tasks)
-            net.to(cfg.device)
+            kept.to(cfg.device)
         _save_work_file({"settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                         **({"ema": ema.state_dict()} if ema is not None else {}),
                          "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch},
                         state_path)
     if best >= 0:
-        register_checkpoint(Path(cfg.out).stem, Path(cfg.out), cfg.input_size, f"{cfg.arch}, {cfg.epochs} epochs",
-                            tuple(tasks))
+        _record_history(Path(cfg.out), history)
+        register_checkpoint(Path(cfg.out).stem, Path(cfg.out), read_metadata(cfg.out)["input_size"],
+                            f"{cfg.arch}, {cfg.epochs} epochs", tuple(tasks))
     summary = {"out": cfg.out, "history": history}
     if best >= 0:
         metrics = read_metadata(cfg.out)["info"]["metrics"]

@@ -64,21 +64,29 @@ def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer
     forward and backward pass. The maps explain `target` (a class of the task; default: the predicted one)."""
     if target is not None and target not in model.classes:
         raise ValueError(f"{target!r} is not a class of {model.task} ({', '.join(model.classes)}).")
+    inputs = model.to_tensor([v.image for v in views])
     targets = None if target is None else [model.classes.index(target)] * len(views)
-    batch = explainer(model.to_tensor([v.image for v in views]), targets, model.outputs)
-    answers = model.task_probs(batch.logits)
+    tta_answers = None
+    if model.tta:
+        # The answer is the mirror-averaged one, so the maps explain its class, not the single pass's argmax.
+        tta_answers = model.answers(inputs)
+        if targets is None:
+            targets = [int(i) for i in tta_answers[model.task].argmax(1)]
+    batch = explainer(inputs, targets, model.outputs)
+    answers = tta_answers or model.task_probs(batch.logits)
     explanations = []
     for i, view in enumerate(views):
-        predicted = int(batch.probs[i].argmax())
+        probs = answers[model.task][i]
+        predicted = int(probs.argmax())
         maps = {method: maps[i] for method, maps in batch.maps.items()}
         masks = region_masks(view.face, view.image.shape[:2], view.valid)
         chance = area_shares(masks)
         explanations.append(
             Explanation(
                 view=view,
-                probs={c: float(p) for c, p in zip(model.classes, batch.probs[i])},
+                probs={c: float(p) for c, p in zip(model.classes, probs)},
                 label=model.classes[predicted],
-                probability=float(batch.probs[i, predicted]),
+                probability=float(probs[predicted]),
                 maps=maps,
                 focus={m: focus_from_masks(cam, masks, chance) for m, cam in maps.items()},
                 chance=chance,
