@@ -3,7 +3,7 @@
 Everything that decodes a picture goes through `decode_image`: it refuses what is not an
 image, is animated or is too large before decoding it, applies the EXIF orientation, and converts
 every mode (grayscale, palette, RGBA, CMYK, 16-bit, 32-bit and float) to 8-bit RGB, a tile at a time, so
-memory holds little more than the decoded pixels. `read_image` reads only regular files (never waits
+memory holds little more than the decoded pixels. `read_open_file` reads only regular files (never waits
 on a FIFO or device) and checks their size before reading them.
 """
 
@@ -132,25 +132,31 @@ def decode_image(data: bytes, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     return np.asarray(upright, dtype=np.uint8).copy()
 
 
+def read_open_file(fd: int, name: str, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """`decode_image` for the file open as `fd` (closed here): a regular file of at most `MAX_UPLOAD_MB`, the upload
+    limit. `name` is what messages call it."""
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"Cannot read {name}: not a regular file.")
+        if info.st_size > MAX_UPLOAD_MB * 1024 * 1024:
+            raise ImageError(f"{name} is larger than {MAX_UPLOAD_MB} MB. Please use a smaller copy.")
+        try:
+            data = file.read(MAX_UPLOAD_MB * 1024 * 1024 + 1)
+        except OSError as exc:
+            raise ImageError(f"Cannot read {name}: {exc.strerror or exc}.") from None
+    return decode_image(data, max_side)
+
+
 def read_image(path: Path | str, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
-    """`decode_image` for a regular file on disk of at most `MAX_UPLOAD_MB`, the upload limit."""
-    path = Path(path)
+    """`read_open_file` for a file a person names (`faircam explain`); a data folder's images are read with
+    `faircam.data.fairface.read_data_image`."""
     try:
         # Non-blocking open: opening a FIFO for reading would otherwise wait for a writer forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ImageError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageError(f"Cannot read {path}: not a regular file.")
-        if info.st_size > MAX_UPLOAD_MB * 1024 * 1024:
-            raise ImageError(f"{path} is larger than {MAX_UPLOAD_MB} MB. Please use a smaller copy.")
-        try:
-            data = file.read(MAX_UPLOAD_MB * 1024 * 1024 + 1)
-        except OSError as exc:
-            raise ImageError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    return decode_image(data, max_side)
+    return read_open_file(fd, str(path), max_side)
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:

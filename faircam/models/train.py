@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from faircam.data.fairface import FairFaceSplit, load_split
-from faircam.data.images import FILL, read_image, resize_square
+from faircam.data.fairface import FairFaceSplit, load_split, read_data_image
+from faircam.data.images import FILL, resize_square
 from faircam.errors import ModelError
 from faircam.models.checkpoint import read_metadata
 from faircam.models.model import (
@@ -122,7 +122,7 @@ class FaceImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = read_image(self.split.path(self.split.rows["file"].iat[index]))
+        image = read_data_image(self.split.root, self.split.rows["file"].iat[index])
         if self.augment is None:
             image = resize_square(image, self.size)
         tensor = torch.from_numpy(image).permute(2, 0, 1)
