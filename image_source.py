@@ -32,8 +32,9 @@ from faircam.data.fairface import (
     grid_sample,
     label_file,
     load_split,
+    read_data_image,
 )
-from faircam.data.images import decode_image, read_image
+from faircam.data.images import decode_image
 from faircam.errors import DataError
 from faircam.text import md
 
@@ -52,10 +53,11 @@ PICKED, SHUFFLE, UPLOAD, FACES = "picked", "shuffle", "image_upload", "image_fac
 
 @dataclass(frozen=True)
 class Choice:
-    """The image the person chose, the toggles, and which face; `face_slot` is where the page draws the
-    face selector once it knows how many faces the photo holds."""
+    """The image the person chose (the FairFace face `truth["file"]` of the data folder `root`, or uploaded bytes),
+    the toggles, and which face; `face_slot` is where the page draws the face selector once it knows how many
+    faces the photo holds."""
 
-    path: Path | None
+    root: Path | None
     upload: bytes | None
     truth: dict[str, str] | None
     crop: bool
@@ -66,18 +68,19 @@ class Choice:
     @property
     def key(self) -> str:
         """The image's identity: its path, or the uploaded bytes' hash."""
-        return str(self.path) if self.path is not None else ui.image_key(self.upload)
+        return str(self.root / self.truth["file"]) if self.root is not None else ui.image_key(self.upload)
 
     def image(self) -> np.ndarray:
         """The decoded image (`ImageError` if it cannot be read)."""
-        return read_image(self.path) if self.path is not None else decode_image(self.upload)
+        return read_data_image(self.root, self.truth["file"]) if self.root is not None else decode_image(self.upload)
 
     def explain(self, model: str | None = None, task: str | None = None,
                 target: str | None = None) -> Explanation | None:
         """Its explanation, with the chosen toggles and face, by a model (default: the selected one): the maps
         explain `task`'s (default: the model's first, gender) class `target` (default: the predicted one)."""
-        if self.path is not None:
-            return ui.explain_file(self.path, self.crop, self.blur, self.face, model=model, task=task, target=target)
+        if self.root is not None:
+            return ui.explain_file(self.root, self.truth["file"], self.crop, self.blur, self.face, model=model,
+                                   task=task, target=target)
         return ui.explain_upload(self.upload, self.crop, self.blur, self.face, model=model, task=task, target=target)
 
 
@@ -221,12 +224,12 @@ def choose(from_link: bool = False,
         st.caption("Cropping is on for uploads because the model was trained on FairFace's face crops.")
     # The result is drawn above the picker grid, though it is computed after the pick.
     result = st.container()
-    path, upload, truth = None, None, None
+    root, upload, truth = None, None, None
     if source == SOURCES[0]:
         truth = _choose_fairface(data)
         if truth is None:
             return None, result
-        path = data / truth["file"]
+        root = data
     else:
         # An uploader cannot be given a file back after a page change: the bytes are kept instead.
         shown = st.file_uploader("A photo with a face", type=UPLOAD_TYPES, key=_widget("upload"),
@@ -236,7 +239,7 @@ def choose(from_link: bool = False,
             return None, result
         if shown is None:
             st.caption("Showing the photo you uploaded earlier in this session; upload another to replace it.")
-    choice = Choice(path, upload, truth, crop, blur, 0, face_slot=c3)
+    choice = Choice(root, upload, truth, crop, blur, 0, face_slot=c3)
     # The face choice belongs to one image: another image starts again at its largest face.
     return replace(choice, face=st.session_state.get(FACES, {}).get(choice.key, 0)), result
 

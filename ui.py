@@ -18,8 +18,8 @@ import streamlit as st
 
 from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, settings
-from faircam.data.fairface import available_splits, data_path, describe_dropped
-from faircam.data.images import decode_image, read_image
+from faircam.data.fairface import available_splits, describe_dropped, read_data_image
+from faircam.data.images import decode_image
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.evaluation.cache import EvalCache, read_cache
 from faircam.models import registry
@@ -303,10 +303,10 @@ def image_key(data: bytes) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _explain(key: str, _data: bytes | None, path: str | None, crop: bool, blur: bool, face: int,
+def _explain(key: str, _data: bytes | None, root: str | None, file: str | None, crop: bool, blur: bool, face: int,
              model: str, task: str | None, target: str | None) -> Explanation:
     # `key` (the bytes' hash) stands for `_data`, which Streamlit then need not hash itself.
-    image = decode_image(_data) if _data is not None else read_image(path)
+    image = decode_image(_data) if _data is not None else read_data_image(root, file)
     return pipeline(model).explain(image, crop=crop, blur=blur, face_index=face, task=task, target=target)
 
 
@@ -320,7 +320,8 @@ def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: st
         return None
     try:
         with st.spinner("Computing the four maps…"):
-            return _explain(image_key(data), data, None, crop, blur, face, model or selected_model(), task, target)
+            return _explain(image_key(data), data, None, None, crop, blur, face, model or selected_model(), task,
+                            target)
     except ImageError as exc:
         st.error(f"**This file cannot be used.** {md(exc)}")
         return None
@@ -330,21 +331,22 @@ def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: st
 def thumbnail(root: Path, file: str) -> np.ndarray | None:
     """A small copy of the data image `file` of the folder `root`, or None when it cannot be read or
     lies outside the folder (file names in a cache come from whoever wrote it)."""
-    path = data_path(root, file)
     try:
-        return None if path is None else read_image(path, max_side=THUMBNAIL_SIDE)
+        return read_data_image(root, file, max_side=THUMBNAIL_SIDE)
     except ImageError:
         return None
 
 
-def explain_file(path: Path, crop: bool, blur: bool, face: int = 0, model: str | None = None,
+def explain_file(root: Path, file: str, crop: bool, blur: bool, face: int = 0, model: str | None = None,
                  task: str | None = None, target: str | None = None) -> Explanation | None:
-    """Explanation of a dataset image by a model (default: the selected one): its maps for `task` (default:
-    the model's first, gender) and its class `target` (default: the predicted one), memoised on its path,
+    """Explanation of the image `file` of the data folder `root` by a model (default: the selected one): its maps
+    for `task` (default: the model's first, gender) and its class `target` (default: the predicted one), memoised
+    on its path,
     the toggles, the model, the task and the target."""
     try:
         with st.spinner("Computing the four maps…"):
-            return _explain(str(path), None, str(path), crop, blur, face, model or selected_model(), task, target)
+            return _explain(str(root / file), None, str(root), file, crop, blur, face, model or selected_model(),
+                            task, target)
     except ImageError as exc:
         st.error(f"**This image cannot be used.** {md(exc)}")
         return None

@@ -60,7 +60,7 @@ def val_files(count: int) -> list[Path]:
     from faircam.data.fairface import load_split
 
     split = load_split(data_dir(), "val")
-    return [split.path(f) for f in split.rows["file"].head(count)]
+    return [split.root / f for f in split.rows["file"].head(count)]
 
 
 def status_kb(pid: int, key: str) -> int:

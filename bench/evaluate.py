@@ -34,7 +34,7 @@ from faircam.vision.cams import cut_graph
 
 # (module, attribute path, stage). Decoding, MTCNN and views run on evaluate's reader thread, beside the rest.
 STAGES = (
-    ("faircam.evaluation.evaluate", "read_image", "decode (reader thread)"),
+    ("faircam.evaluation.evaluate", "read_data_image", "decode (reader thread)"),
     ("faircam.vision.preprocess", "FaceDetector.detect_batch", "MTCNN detection (reader thread)"),
     ("faircam.evaluation.evaluate", "make_view", "views: resize, crop, blur (reader thread)"),
     ("faircam.vision.cams", "CamExplainer.__call__", "CAM pass (forward, backward, 4 maps)"),

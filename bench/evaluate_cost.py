@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from faircam.config import FAITHFULNESS_PER_CELL, settings
-from faircam.data.fairface import balanced_sample, load_split
-from faircam.data.images import read_image
+from faircam.data.fairface import balanced_sample, load_split, read_data_image
 from faircam.evaluation.agreement import agreement_columns
 from faircam.evaluation.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, deletion_insertion, road_scores
 from faircam.vision.explain import Pipeline, explain_views
@@ -41,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pipeline = Pipeline.load(settings().model_path)
     split = load_split(settings().data_dir, "val")
-    images = [read_image(split.path(f)) for f in split.rows["file"].head(args.images)]
+    images = [read_data_image(split.root, f) for f in split.rows["file"].head(args.images)]
     pipeline.explain(images[0])  # warm-up
 
     costs: dict[str, tuple[float, float]] = {}

@@ -55,15 +55,14 @@ def evaluate_peak(count: int, batch_size: int = 32) -> dict:
 _BATCH_PEAKS = """
 import json, os, sys
 from bench.common import status_kb
-from faircam.data.fairface import load_split
-from faircam.data.images import read_image
+from faircam.data.fairface import load_split, read_data_image
 from faircam.evaluation.evaluate import release_freed_memory, steady_allocator
 from faircam.vision.preprocess import FaceDetector
 
 steady_allocator()  # with FAIRCAM_MMAP_MB=0, glibc's own threshold
 split, detector = load_split(sys.argv[1], "val"), FaceDetector()
 files = list(split.rows["file"][: int(sys.argv[2])])
-batches = [[read_image(split.path(f)) for f in files[i : i + 32]] for i in range(0, len(files), 32)]
+batches = [[read_data_image(split.root, f) for f in files[i : i + 32]] for i in range(0, len(files), 32)]
 rounds = []
 for _ in range(2):
     peaks = []

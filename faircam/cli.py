@@ -202,13 +202,12 @@ def cmd_template(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".json",))
     data_dir = _data_dir(args.data)
     from faircam.config import TEMPLATE_FRAME
-    from faircam.data.fairface import load_split
-    from faircam.data.images import read_image
+    from faircam.data.fairface import load_split, read_data_image
     from faircam.vision.preprocess import FaceDetector, measure_template
 
     split = load_split(data_dir, "train")
     files = split.rows["file"].sample(min(args.limit, len(split.rows)), random_state=args.seed).tolist()
-    landmarks, found = measure_template([read_image(split.path(f)) for f in files], FaceDetector())
+    landmarks, found = measure_template([read_data_image(split.root, f) for f in files], FaceDetector())
     stored = {"frame": TEMPLATE_FRAME, "landmarks": [[round(v, 3) for v in point] for point in landmarks.tolist()],
               "order": ["left eye", "right eye", "nose", "mouth left", "mouth right"],
               "images": len(files), "faces_found": found, "seed": args.seed,

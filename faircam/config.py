@@ -41,8 +41,9 @@ MIN_GROUP_SIZE = 30
 FAITHFULNESS_PER_CELL = 5
 # Longest side an uploaded photo is reduced to before anything else touches it.
 MAX_IMAGE_SIDE = 2048
-# More pixels than this is refused before decoding (decompression bombs, 12000x12000 scans): a
-# decoded 100-megapixel RGB image already takes 300 MB, per session, on a shared classroom server.
+# More pixels than this is refused before decoding (decompression bombs, 12000x12000 scans): Pillow
+# already holds a decoded 100-megapixel RGB image in 400 MB (4 bytes a pixel), per session, on a shared
+# classroom server; decoding adds at most about 70 MB to that (README, "Handled inputs").
 MAX_IMAGE_PIXELS = 100_000_000
 # Same value as `server.maxUploadSize` in .streamlit/config.toml (a test keeps them equal).
 MAX_UPLOAD_MB = 20

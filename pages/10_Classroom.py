@@ -83,13 +83,12 @@ def lesson_face() -> tuple[image_source.Choice, dict | None] | None:
     if own is not None:
         return image_source.Choice(None, own, None, crop=False, blur=False, face=0), None
     chosen = image_source.picked()
-    path = data_path(data, chosen["file"]) if chosen is not None and has_data else None
-    if path is None:
+    if chosen is None or not has_data or data_path(data, chosen["file"]) is None:
         return None
     row = cache.rows[cache.rows["file"] == chosen["file"]]
     if row.empty:
         return None
-    return image_source.Choice(path, None, chosen, crop=False, blur=False, face=0), row.iloc[0].to_dict()
+    return image_source.Choice(data, None, chosen, crop=False, blur=False, face=0), row.iloc[0].to_dict()
 
 
 def use_own_photo() -> None:
@@ -165,7 +164,11 @@ else:
     if step == 2:
         right = picked["pred"] == picked["gender"]
         c1, c2 = st.columns([1, 2])
-        c1.image(str(choice.path), width="stretch")
+        face_image = ui.thumbnail(data, picked["file"])
+        if face_image is None:
+            c1.warning(f"{md(picked['file'], code=True)} cannot be read.")
+        else:
+            c1.image(face_image, width="stretch")
         c2.markdown(
             f"### The model says **{md(picked['pred'])}**, {picked['prob']:.0%} sure.\n\n"
             f"The people who labelled this photo for FairFace said **{md(picked['gender'])}**: the model is "

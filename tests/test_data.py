@@ -36,7 +36,7 @@ def test_shared_val_split_is_complete(val_split, fairface):
     assert set(rows["age"]) <= set(AGES)
     # Rows are the CSV's rows, in the CSV's order.
     pd.testing.assert_frame_equal(rows, raw[list(LABEL_COLUMNS)].reset_index(drop=True))
-    assert val_split.path(rows["file"].iloc[0]) == fairface / "val" / "1.jpg"
+    assert val_split.root / rows["file"].iloc[0] == fairface / "val" / "1.jpg"
     assert available_splits(fairface) == ["train", "val"]
 
 
@@ -131,7 +131,7 @@ def test_bad_rows_are_dropped_with_reasons(small_folder):
     assert split.rows["gender"].tolist() == ["Male", "Female"]
     reasons = dict(zip(split.dropped["file"], split.dropped["reason"]))
     assert reasons == {"val/404.jpg": "image missing or unreadable", "val/3.jpg": "unknown race 'Martian'"}
-    assert all(split.path(f).is_file() for f in split.rows["file"])
+    assert all((split.root / f).is_file() for f in split.rows["file"])
     assert available_splits(small_folder) == ["val"]
 
 

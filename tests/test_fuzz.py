@@ -29,7 +29,8 @@ settings.register_profile("long", max_examples=3000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 
-# (mode, format) pairs Pillow can write; every one of them must be readable.
+# (mode, format) pairs Pillow can write; every one of them must be readable. "MPO" is a phone's JPEG with a
+# second picture after the photo (a gain map, a preview).
 SAVABLE = [
     ("1", "PNG"), ("1", "BMP"), ("1", "TIFF"), ("1", "GIF"), ("1", "JPEG"),
     ("L", "PNG"), ("L", "JPEG"), ("L", "WEBP"), ("L", "BMP"), ("L", "TIFF"), ("L", "GIF"),
@@ -39,8 +40,9 @@ SAVABLE = [
     ("RGBA", "PNG"), ("RGBA", "WEBP"), ("RGBA", "TIFF"),
     ("CMYK", "JPEG"), ("CMYK", "TIFF"),
     ("I;16", "PNG"), ("I;16", "TIFF"), ("I", "TIFF"), ("F", "TIFF"),
+    ("RGB", "MPO"), ("L", "MPO"),
 ]
-EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
+EXIF_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "MPO")
 SAMPLE = [f"val/{n}.jpg" for n in range(1, 9)]
 
 
@@ -146,6 +148,8 @@ def test_odd_valid_images_are_always_explained(pipeline, sample_images, kind, wi
         exif = Image.Exif()
         exif[0x0112] = orientation
         options["exif"] = exif.tobytes()
+    if fmt == "MPO":
+        options |= {"save_all": True, "append_images": [image.resize((max(1, width // 4), max(1, height // 4)))]}
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     decoded = decode_image(buffer.getvalue())  # a valid image within the limits is never refused

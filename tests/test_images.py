@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from faircam.config import MAX_IMAGE_SIDE
+from faircam.config import MAX_IMAGE_SIDE, PROJECT_ROOT
 from faircam.data.images import decode_image, read_image, resize_square
 from faircam.errors import ImageError
 
@@ -195,3 +199,81 @@ def test_resize_square(photo):
     assert resize_square(image, 224) is image
     assert resize_square(image, 160).shape == (160, 160, 3)
     assert resize_square(image[:100, :50], 160).shape == (160, 160, 3)
+
+
+def test_float_tiff_is_stretched_like_sixteen_bit(photo):
+    # A 32-bit float TIFF (mode "F") of values 0 to 1, as scientific and HDR tools write it, with a NaN,
+    # +inf and -inf: stretched over its finite values, not clipped to black.
+    gray = np.asarray(photo.convert("L"))
+    values = gray.astype(np.float32) / 255
+    values[0, :3] = [np.nan, np.inf, -np.inf]
+    data = encode(Image.fromarray(values), "TIFF")
+    assert Image.open(io.BytesIO(data)).mode == "F"
+    out = decode_image(data)
+    finite = values[np.isfinite(values)].astype(np.float64)
+    low, high = finite.min(), finite.max()
+    expected = ((np.nan_to_num(values.astype(np.float64), nan=low, posinf=high, neginf=low) - low)
+                / (high - low) * 255).astype(np.uint8)
+    for channel in range(3):
+        np.testing.assert_array_equal(out[..., channel], expected)
+    assert list(out[0, :3, 0]) == [0, 255, 0]  # NaN and -inf dark, +inf white
+    assert out.std() > 40  # the photo, not a black frame
+
+
+def test_float_tiff_without_finite_values_is_black():
+    data = encode(Image.fromarray(np.full((20, 30), np.nan, dtype=np.float32)), "TIFF")
+    assert (decode_image(data) == 0).all()
+
+
+def test_phone_jpeg_with_an_embedded_second_image_is_its_first_image(photo):
+    # Phones store a gain map or a preview after the photo (MPF); Pillow reads such a JPEG as a two-frame MPO.
+    buffer = io.BytesIO()
+    photo.save(buffer, "MPO", save_all=True, append_images=[photo.convert("L").resize((56, 56))], quality=95)
+    opened = Image.open(io.BytesIO(buffer.getvalue()))
+    assert (opened.format, opened.n_frames) == ("MPO", 2)
+    out = decode_image(buffer.getvalue())
+    np.testing.assert_array_equal(out, np.asarray(opened.convert("RGB")))
+
+
+# --- memory: a small file declaring nearly the 100-megapixel limit -----------------------------
+
+SIDE = 9999
+# `read_image`, as `faircam explain` and the pages call it, in a process of its own: how much its peak RSS
+# grew (MB) and the seconds it took. The peak is the kernel's VmHWM, which starts afresh at exec; ru_maxrss
+# would start at the forking test process's size.
+DECODE_PEAK = """
+import sys, time
+from faircam.data.images import read_image
+def peak():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+before, start = peak(), time.perf_counter()
+shape = read_image(sys.argv[1]).shape
+print(peak() - before, time.perf_counter() - start, *shape)
+"""
+
+
+def huge_png(path: Path, mode: str) -> Path:
+    """A 9999x9999 PNG of a horizontal ramp, a few hundred kB: 16-bit grayscale ("I;16") or 8-bit "RGB"."""
+    ramp = np.arange(SIDE, dtype=np.uint32)
+    if mode == "I;16":
+        pixels = np.broadcast_to((ramp * 6 % 65536).astype(np.uint16), (SIDE, SIDE))
+    else:
+        pixels = np.broadcast_to((ramp % 256).astype(np.uint8)[None, :, None], (SIDE, SIDE, 3))
+    Image.fromarray(np.ascontiguousarray(pixels)).save(path)
+    return path
+
+
+@pytest.mark.parametrize(("mode", "pixel_bytes"), [("I;16", 2), ("RGB", 4)])
+def test_a_100_megapixel_png_decodes_within_the_readme_bound(tmp_path, mode, pixel_bytes):
+    path = huge_png(tmp_path / "huge.png", mode)
+    assert path.stat().st_size < 400_000 and Image.open(path).mode == mode
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-c", DECODE_PEAK, str(path)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    grown, seconds, *shape = done.stdout.split()
+    assert [int(n) for n in shape] == [MAX_IMAGE_SIDE, MAX_IMAGE_SIDE, 3]
+    # README, "Handled inputs": the pixels as Pillow decodes them (2 bytes a pixel for 16-bit grayscale, 4 for
+    # RGB) and at most about 70 MB more; no full-size copy in another mode (it was 2.2 GB for the 16-bit file).
+    decoded = SIDE * SIDE * pixel_bytes / 1024**2
+    assert float(grown) < decoded + 70, f"{mode}: peak grew {float(grown):.0f} MB in {float(seconds):.1f} s"

@@ -13,7 +13,7 @@ from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils import detect_face as facenet_stages
 
 from faircam.config import SHARED_FAIRFACE, TEMPLATE_FRAME
-from faircam.data.fairface import load_split
+from faircam.data.fairface import load_split, read_data_image
 from faircam.data.images import read_image
 from faircam.vision.focus import FACE, area_shares, region_masks
 from faircam.vision.preprocess import (
@@ -251,7 +251,7 @@ TEMPLATE_TOLERANCE = 3.0
 def test_stored_template_matches_a_recomputed_sample(detector):
     train = load_split(SHARED_FAIRFACE, "train")
     files = train.rows["file"].sample(TEMPLATE_SAMPLE, random_state=1).tolist()
-    measured, found = measure_template([read_image(train.path(f)) for f in files], detector)
+    measured, found = measure_template([read_data_image(train.root, f) for f in files], detector)
     assert found >= 0.9 * TEMPLATE_SAMPLE
     np.testing.assert_allclose(measured, read_template() * TEMPLATE_FRAME, atol=TEMPLATE_TOLERANCE)
 

@@ -161,6 +161,32 @@ def test_sixteen_bit_png(face_photo, pipeline):
     assert_explained_like_library(explore_upload("deep.png", data, "image/png"), data, pipeline)
 
 
+def test_phone_photo_with_an_embedded_gain_map(face_photo, pipeline):
+    # A phone JPEG carrying a second image after the photo (MPF: a gain map, a preview), which Pillow reads as MPO.
+    buffer = io.BytesIO()
+    gain_map = face_photo.convert("L").resize((56, 56))
+    face_photo.save(buffer, "MPO", save_all=True, append_images=[gain_map], quality=95)
+    data = buffer.getvalue()
+    opened = Image.open(io.BytesIO(data))
+    assert (opened.format, opened.n_frames) == ("MPO", 2)
+    expected = assert_explained_like_library(explore_upload("PXL_0001.jpg", data), data, pipeline)
+    assert expected.label == pipeline.explain(np.asarray(face_photo)).label
+
+
+def test_float_tiff(face_photo, pipeline):
+    # A 32-bit float TIFF of values 0 to 1, with a NaN and an infinity: explained like the 8-bit photo it holds.
+    gray = face_photo.convert("L")
+    values = np.asarray(gray, dtype=np.float32) / 255
+    values[0, :2] = [np.nan, np.inf]
+    data = encode(Image.fromarray(values), "TIFF")
+    assert Image.open(io.BytesIO(data)).mode == "F"
+    at = explore_upload("scan.tif", data, "image/tiff")
+    assert_explained_like_library(at, data, pipeline)
+    eight_bit = pipeline.explain(np.asarray(gray.convert("RGB")))
+    label, probability = verdict(at)
+    assert label == eight_bit.label and probability == pytest.approx(eight_bit.probability, abs=0.03)
+
+
 def test_exif_rotated_photo_is_shown_upright(face_photo, pipeline):
     # Pixels stored lying on their side, with the EXIF tag (6: rotate 90 degrees clockwise) a phone writes.
     exif = Image.Exif()

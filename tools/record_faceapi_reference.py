@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from faircam.config import PROJECT_ROOT, SHARED_FAIRFACE
-from faircam.data.fairface import load_split
-from faircam.data.images import read_image
+from faircam.data.fairface import load_split, read_data_image
 from faircam.models.registry import load_model
 from faircam.vision.preprocess import FaceDetector, make_view
 
@@ -36,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = []
         for _, row in rows.iterrows():
-            image = read_image(SHARED_FAIRFACE / row["file"])
+            image = read_data_image(SHARED_FAIRFACE, row["file"])
             faces = detector.detect(image)
             if not faces:
                 continue

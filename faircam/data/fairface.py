@@ -5,7 +5,8 @@ A FairFace folder holds `fairface_label_{train,val}.csv` (columns
 Problems in a folder are reported as `DataError` with a message a person can act on;
 rows that name a missing image or an unknown label are dropped and listed, never fatal.
 Only regular files inside the folder are read (symlinks that stay inside it too): a label file
-made by someone else cannot point faircam at other files, nor learn whether they exist.
+made by someone else cannot point faircam at other files, nor learn whether they exist. Every data image
+is read by `read_data_image`, which checks the file it opened, not a name checked earlier.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from faircam.errors import DataError
+from faircam.config import MAX_IMAGE_SIDE
+from faircam.data.images import read_open_file
+from faircam.errors import DataError, ImageError
 
 SPLITS = ("train", "val")
 RACES = (
@@ -46,12 +50,15 @@ class FairFaceSplit:
     rows: pd.DataFrame
     dropped: pd.DataFrame = field(default_factory=pd.DataFrame)
 
-    def path(self, file: str) -> Path:
-        return self.root / file
-
 
 def label_file(root: Path, split: str) -> Path:
     return Path(root) / f"fairface_label_{split}.csv"
+
+
+def _inside(root: Path, file: str) -> str | None:
+    """The real path of `file` relative to `root` (a resolved folder), links followed; None when it leads out."""
+    path = os.path.realpath(root / file)
+    return os.path.relpath(path, root) if os.path.commonpath([path, root]) == str(root) else None
 
 
 def file_problem(root: Path, file: str) -> str:
@@ -61,22 +68,59 @@ def file_problem(root: Path, file: str) -> str:
     outside the reader's reach; a path leaving the folder is refused before the file is looked at.
     """
     try:
-        path = os.path.realpath(root / file)
-        if os.path.commonpath([path, root]) != str(root):
+        name = _inside(root, file)
+        if name is None:
             return "outside the data folder"
-        regular = stat.S_ISREG(os.stat(path).st_mode)
+        regular = stat.S_ISREG(os.stat(root / name).st_mode)
     except (OSError, ValueError):  # ValueError: a NUL byte in the name
         regular = False
-    return "" if regular and os.access(path, os.R_OK) else "image missing or unreadable"
+    return "" if regular and os.access(root / name, os.R_OK) else "image missing or unreadable"
 
 
 def data_path(root: Path, file: str) -> Path | None:
     """The readable data image `file` under the folder `root`, or None (`file_problem` says why not).
 
     For file names that come from elsewhere than a checked label file (a cache's rows), so a page
-    never shows a file from outside the data folder."""
+    never offers a file from outside the data folder."""
     resolved = Path(os.path.realpath(root))
     return None if file_problem(resolved, file) else resolved / file
+
+
+def _open_beneath(root: Path, name: str) -> int:
+    """A read descriptor of `name` (relative, without links or "..") under the folder `root`: each part is opened
+    under the one before without following links, so a part replaced by a link meanwhile fails to open."""
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        *parents, last = Path(name).parts
+        for part in parents:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        # Non-blocking: a FIFO put in the image's place must not keep the reader waiting.
+        return os.open(last, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def read_data_image(root: Path | str, file: str, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """The decoded image `file` (a label row's name) of the data folder `root`, read only from inside it.
+
+    Links inside the folder are resolved, then the file is opened without following any link: an image
+    replaced by a link to elsewhere after its label row was checked (or during this call) is refused with
+    `ImageError`, and nothing outside the folder is opened.
+    """
+    root = Path(os.path.realpath(root))
+    try:
+        name = _inside(root, file)
+    except ValueError:
+        raise ImageError(f"Cannot read {file!r}: a file name cannot hold a NUL byte.") from None
+    if name is None:
+        raise ImageError(f"Cannot read {file}: it is outside the data folder {root}.")
+    try:
+        fd = _open_beneath(root, name)
+    except OSError as exc:
+        raise ImageError(f"Cannot read {root / file}: {exc.strerror or exc}.") from None
+    return read_open_file(fd, str(root / file), max_side)
 
 
 def available_splits(root: Path | None) -> list[str]:

@@ -40,8 +40,7 @@ from tqdm import tqdm
 
 from faircam import __version__
 from faircam.config import FAITHFULNESS_PER_CELL, evaluate_mmap_mb
-from faircam.data.fairface import FairFaceSplit, balanced_sample, load_split
-from faircam.data.images import read_image
+from faircam.data.fairface import FairFaceSplit, balanced_sample, load_split, read_data_image
 from faircam.errors import DataError, ImageError
 from faircam.evaluation.agreement import agreement_columns
 from faircam.evaluation.averages import AVERAGE_SIZE, GroupAverager
@@ -189,7 +188,7 @@ def prepare_batch(split: FairFaceSplit, chunk: pd.DataFrame, prepare: Callable[[
 
     def load(file: str) -> np.ndarray | None:
         try:
-            return read_image(split.path(file))
+            return read_data_image(split.root, file)
         except ImageError:
             return None
 

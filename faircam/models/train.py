@@ -44,8 +44,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from faircam.data.fairface import FairFaceSplit, load_split
-from faircam.data.images import FILL, read_image, resize_square
+from faircam.data.fairface import FairFaceSplit, load_split, read_data_image
+from faircam.data.images import FILL, resize_square
 from faircam.errors import ModelError
 from faircam.models.checkpoint import read_metadata
 from faircam.models.model import (
@@ -146,7 +146,7 @@ class FaceImages(Dataset):
         if self.decoded is not None:
             image = np.array(self.decoded[index])
         else:
-            image = read_image(self.split.path(self.split.rows["file"].iat[index]))
+            image = read_data_image(self.split.root, self.split.rows["file"].iat[index])
         if self.augment is None:
             image = resize_square(image, self.size)
         tensor = torch.from_numpy(image).permute(2, 0, 1)
@@ -182,7 +182,7 @@ def decode_split(split: FairFaceSplit, size: int, path: Path) -> np.ndarray:
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(split.rows), size, size, 3))
 
     def decode(index: int) -> None:
-        array[index] = resize_square(read_image(split.path(split.rows["file"].iat[index])), size)
+        array[index] = resize_square(read_data_image(split.root, split.rows["file"].iat[index]), size)
 
     with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
         list(tqdm(pool.map(decode, range(len(split.rows))), total=len(split.rows), desc=f"decode {size}px",
