@@ -27,8 +27,6 @@ from faircam.models.checkpoint import file_sha256, read_metadata
 from faircam.text import md
 
 if TYPE_CHECKING:
-    from pandas.io.formats.style import Styler
-
     # torch comes in with these: only pages that run the model import them, inside `pipeline()`.
     from faircam.vision.explain import Explanation, Pipeline
     from faircam.vision.preprocess import FaceDetector
@@ -66,24 +64,41 @@ def presenting() -> bool:
 
 
 def page_setup(title: str, icon: str = "🔍") -> None:
-    """Every page's start: its browser title and layout, its heading, and the sidebar (model selector)."""
+    """Every page's start: its browser title and layout, its heading, and the sidebar (model selector).
+    A model registry that cannot be read stops the page with one warning saying which file to fix."""
     present = presenting()
     st.set_page_config(page_title=f"{title} · faircam", page_icon=icon, layout="wide",
                        initial_sidebar_state="collapsed" if present else "auto")
     st.html(f"<style>{_LAYOUT_CSS}{_PRESENT_CSS if present else ''}</style>")
     st.title(title)
+    try:
+        registry.entries()
+    except ModelError as exc:
+        st.warning(f"**The model registry cannot be used.** {md(exc)}")
+        st.stop()
     sidebar_model()
 
 
-def table(data: pd.DataFrame | Styler, hide_index: bool = False, **kwargs: Any) -> None:
-    """A table drawn whole when it is short, never cut to a scrolling box; `kwargs` go to `st.dataframe`.
-    In presentation mode a static table: its text grows with the page's type (a data grid's does not)."""
-    if presenting():
-        styled = data if hasattr(data, "hide") else data.style
+def _md_label(label: object) -> object:
+    return md(label) if isinstance(label, str) else label
+
+
+def table(data: pd.DataFrame, formats: str | dict[str, str] | None = None, hide_index: bool = False,
+          na_rep: str | None = None, static: bool = False, **kwargs: Any) -> None:
+    """A table drawn whole when it is short, never cut to a scrolling box; `formats` and `na_rep` as pandas'
+    `Styler.format`, `kwargs` to `st.dataframe`. In presentation mode, and with `static`, a static table whose
+    text wraps and grows with the page's type (a data grid's does not): it renders its cells, headers and index
+    as Markdown, so every text in it is escaped (`md`), whatever mode draws it."""
+    if static or presenting():
+        shown = data.map(_md_label).rename(index=_md_label, columns=_md_label)
+        if isinstance(formats, dict):
+            formats = {_md_label(column): format for column, format in formats.items()}
+        styled = shown.style.format(formats, na_rep=na_rep)
         st.table(styled.hide(axis="index") if hide_index else styled)
         return
-    whole = len(data.index) <= WHOLE_TABLE_ROWS  # a Styler has its data's index too
-    st.dataframe(data, height="content" if whole else "auto", hide_index=hide_index, **kwargs)
+    whole = len(data.index) <= WHOLE_TABLE_ROWS
+    shown = data.style.format(formats, na_rep=na_rep) if formats or na_rep else data
+    st.dataframe(shown, height="content" if whole else "auto", hide_index=hide_index, **kwargs)
 
 
 def open_tab(labels: list[str], key: str) -> tuple[Any, str]:
@@ -219,6 +234,11 @@ def evaluate_command(name: str | None = None) -> str:
     return f"faircam evaluate --split val --model {name} --out {cache_path_for(name)}"
 
 
+def evaluate_hint(name: str | None = None) -> str:
+    """`evaluate_command` as inline code for Markdown (a registered model's name is anyone's text)."""
+    return md(evaluate_command(name), code=True)
+
+
 def available_evaluations(names: list[str]) -> tuple[dict[str, EvalCache], list[str]]:
     """The usable caches of these models by name, and the names of those without one."""
     caches, missing = {}, []
@@ -251,11 +271,12 @@ def evaluation_or_stop(name: str | None = None) -> EvalCache:
     return cache
 
 
-def left_out_rows(data_meta: dict) -> str:
-    """What an evaluation left out, from its cache's `data` metadata: dropped rows named, unreadable images
-    counted; Markdown-escaped, as the rows quote label values."""
-    unreadable = int(data_meta.get("unreadable") or 0)
-    said = describe_dropped(pd.DataFrame(data_meta.get("dropped") or []), int(data_meta.get("dropped_total") or 0))
+def left_out_rows(cache: EvalCache) -> str:
+    """What an evaluation left out: dropped rows named, unreadable images counted; Markdown-escaped, as the rows
+    quote label values."""
+    data_meta = cache.data_meta
+    unreadable = data_meta["unreadable"]
+    said = describe_dropped(pd.DataFrame(data_meta["dropped"]), data_meta["dropped_total"])
     if unreadable:
         said += f" {unreadable} image{'s' if unreadable != 1 else ''} could not be read."
     return md(said.strip())
@@ -271,9 +292,9 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
     here, with a progress bar, then reloads."""
     data = settings().data_dir
     if split not in available_splits(data):
-        st.caption(f"To recompute it here, set `FAIRCAM_DATA` to a FairFace folder with a {split} split.")
+        st.caption(f"To recompute it here, set `FAIRCAM_DATA` to a FairFace folder with a {md(split)} split.")
         return
-    if not st.button(f"Recompute the evaluation now ({split} split of {data}; faithfulness is left to "
+    if not st.button(f"Recompute the evaluation now ({split} split of {md(data)}; faithfulness is left to "
                      "`faircam evaluate`)", key=f"recompute-{path}"):
         return
     from faircam.evaluation.evaluate import EvalOptions, run_evaluation  # torch: only once asked
@@ -283,7 +304,7 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
         st.warning("Another session is recomputing the evaluation right now. Reload this page when it is done.")
         return
     try:
-        bar = st.progress(0.0, text=f"Evaluating the {split} split of {data}: a few images a second…")
+        bar = st.progress(0.0, text=f"Evaluating the {split} split of {md(data)}: a few images a second…")
         pipe = pipeline(model)
         # Faithfulness (ROAD) costs seconds per image: left to `faircam evaluate`, so the button ends in minutes.
         run_evaluation(data, split, path, pipe.model, pipe.detector, pipe.explainer, progress=False,
@@ -391,8 +412,8 @@ def sidebar_model() -> None:
         try:
             rows = read_evaluation(current).rows
         except CacheError:
-            st.warning("This model has no evaluation cache yet: run `faircam evaluate --model "
-                       f"{current}` to measure its accuracy.")
+            command = md(f"faircam evaluate --model {current}", code=True)
+            st.warning(f"This model has no evaluation cache yet: run {command} to measure its accuracy.")
             return
         if task not in read_evaluation(current).tasks:
             st.caption(f"Its evaluation cache holds no {groups.TASKS[task].title} predictions.")

@@ -7,6 +7,7 @@ from faircam.audit import groups
 from faircam.config import cache_path_for, settings
 from faircam.data.fairface import available_splits
 from faircam.models import registry
+from faircam.text import md
 
 ui.page_setup("faircam: why does a face classifier decide, and for whom does it fail?", "🔍")
 
@@ -43,10 +44,10 @@ model = ui.selected_model()
 tasks = ", ".join(f"**{groups.TASKS[t].title}**" if t == ui.selected_task() else groups.TASKS[t].title
                   for t in ui.model_tasks(model))
 st.markdown(
-    f"- **Model:** `{model}` (`{registry.entries()[model].weights}`; pick another in the sidebar, "
-    "or compare them on *Compare models*)\n"
+    f"- **Model:** {md(model, code=True)} ({md(registry.entries()[model].weights, code=True)}; pick another in the "
+    "sidebar, or compare them on *Compare models*)\n"
     f"- **Decisions it makes:** {tasks} (the sidebar's *Task* picks the one every page audits)\n"
-    f"- **Evaluation cache:** `{cache_path_for(model)}`\n"
-    + (f"- **FairFace folder:** `{current.data_dir}` ({', '.join(splits)})"
+    f"- **Evaluation cache:** {md(cache_path_for(model), code=True)}\n"
+    + (f"- **FairFace folder:** {md(current.data_dir, code=True)} ({', '.join(splits)})"
        if splits else "- **FairFace folder:** none found: set `FAIRCAM_DATA`, or upload photos on Explore")
 )

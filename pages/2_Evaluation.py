@@ -19,21 +19,21 @@ cache = ui.evaluation_or_stop()
 task = ui.task_or_stop(cache)
 spec = groups.TASKS[task]
 
-meta = cache.meta
+data_meta = cache.data_meta
 model = ui.checkpoint()
 st.caption(
-    f"Model **{md(meta['model']['name'])}** on **{meta['rows']:,}** images of the **{md(meta['data']['split'])}** "
-    f"split of {md(meta['data']['root'], code=True)} · computed {md(meta['created'])}. Read from the cache: nothing is "
+    f"Model **{md(cache.model_meta['name'])}** on **{len(cache.rows):,}** images of the **{md(data_meta['split'])}** "
+    f"split of {md(data_meta['root'], code=True)} · computed {md(cache.created)}. Read from the cache: nothing is "
     "recomputed here."
     + (f" Task: **{spec.title}**." if task != "gender" else "")
 )
 if task != "gender":
     st.caption(wording.RACE_AGE_CAPTION)
-if meta["model"]["sha256"] != model["sha256"]:
+if cache.model_meta["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
-               f"Run `{ui.evaluate_command()}` to refresh it.")
-    ui.offer_recompute(ui.cache_path_for(ui.selected_model()), meta["data"]["split"])
-left_out = ui.left_out_rows(meta["data"])
+               f"Run {ui.evaluate_hint()} to refresh it.")
+    ui.offer_recompute(ui.cache_path_for(ui.selected_model()), data_meta["split"])
+left_out = ui.left_out_rows(cache)
 if left_out:
     st.info(f"{left_out} They are not counted.")
 
@@ -165,7 +165,7 @@ if cache.has_cams:
          for m in cache.methods]
     )
     st.plotly_chart(charts.focus_bars(focus, list(REGIONS)), width="stretch")
-    ui.table(focus.set_index("method").rename(columns={"face": wording.FACE_COLUMN, "face_baseline": wording.CHANCE})
-             .style.format("{:.1%}"), width="stretch")
+    ui.table(focus.set_index("method").rename(columns={"face": wording.FACE_COLUMN, "face_baseline": wording.CHANCE}),
+             "{:.1%}", width="stretch")
     st.caption(f"A face was found in {rows['face_found'].mean():.0%} of these images; where none was found the "
                "whole map counts as background.")

@@ -24,8 +24,9 @@ path = Path(model["path"])
 st.markdown(f"## Model card: {md(entry.name)}")
 st.markdown(f"**{md(entry.title)}** · origin: {md(entry.origin)} · licence: {md(entry.licence)}")
 c1, c2, c3 = st.columns(3)
-c1.metric("Architecture", model.get("arch", entry.title))
-c2.metric("Input", f"{model['input_size']}×{model['input_size']} RGB" if "input_size" in model else entry.input)
+# Metric values render as Markdown: the checkpoint's metadata and the registry's text are escaped.
+c1.metric("Architecture", md(model.get("arch", entry.title)))
+c2.metric("Input", md(f"{model['input_size']}×{model['input_size']} RGB" if "input_size" in model else entry.input))
 tasks = ui.model_tasks(entry.name)
 if len(tasks) > 1:
     c3.metric("Tasks", ", ".join(groups.TASKS[t].title for t in tasks),
@@ -33,7 +34,7 @@ if len(tasks) > 1:
                   f"{groups.TASKS[t].title}: {' / '.join(groups.label(c) for c in groups.TASKS[t].classes)}"
                   for t in tasks))
 else:
-    c3.metric("Classes", " / ".join(model.get("classes") or ()) or entry.classes)
+    c3.metric("Classes", md(" / ".join(model.get("classes") or ()) or entry.classes))
 caches, _ = ui.available_evaluations([entry.name])
 if entry.name in caches:
     # The evaluation cache, like the sidebar, the card and every other page; the accuracy the
@@ -61,7 +62,7 @@ if entry.name in caches:
         ui.table(pd.DataFrame(table), hide_index=True)
         missing = [groups.TASKS[t].title for t in tasks if t not in cache.tasks]
         if missing:
-            st.caption(f"Not in this evaluation: {', '.join(missing)}. Run `{ui.evaluate_command(entry.name)}`.")
+            st.caption(f"Not in this evaluation: {', '.join(missing)}. Run {ui.evaluate_hint(entry.name)}.")
     task = ui.selected_task()
     if task in measured:
         title = groups.TASKS[task].title
@@ -95,7 +96,7 @@ st.caption("Pick one in the sidebar, or compare them on *Compare models*. Accura
            "worst group among groups of at least 30 images.")
 entries = registry.entries()
 # A static table: its text wraps, where a data grid would cut the titles and licences.
-st.table(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights").set_index("name"))
+ui.table(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights").set_index("name"), static=True)
 caches, missing = ui.available_evaluations(list(entries))
 if caches:
     ui.table(compare.summary_shown(compare.summary(compare.shared_rows(caches))), width="stretch", hide_index=True)

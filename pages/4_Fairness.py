@@ -17,12 +17,12 @@ cache = ui.evaluation_or_stop()
 task = ui.task_or_stop(cache)
 spec = groups.TASKS[task]
 binary = spec.positive is not None
-meta = cache.meta
 st.caption(
-    f"Model **{md(meta['model']['name'])}** on **{meta['rows']:,}** images of the **{md(meta['data']['split'])}** "
-    f"split · computed {md(meta['created'])}. Read from the cache: the model is not run here. Every number carries "
-    f"its **n** and a 95% interval: each group's rate a **{groups.INTERVALS['proportion']}** (the same numbers as on "
-    f"the Evaluation page), each gap a **{groups.INTERVALS['difference']}**. Groups under "
+    f"Model **{md(cache.model_meta['name'])}** on **{len(cache.rows):,}** images of the "
+    f"**{md(cache.data_meta['split'])}** split · computed {md(cache.created)}. Read from the cache: the model is not "
+    "run here. Every number carries its **n** and a 95% interval: each group's rate a "
+    f"**{groups.INTERVALS['proportion']}** (the same numbers as on the Evaluation page), each gap a "
+    f"**{groups.INTERVALS['difference']}**. Groups under "
     f"{metrics.MIN_GROUP_SIZE} images are marked ⚠ small, listed last and left out of every gap."
     + (f" Task: **{spec.title}**." if not binary else "")
 )

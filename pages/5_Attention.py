@@ -22,7 +22,7 @@ cache = ui.evaluation_or_stop()
 rows = cache.rows
 if not cache.has_cams:
     st.info("This evaluation cache has no CAMs, so there is nothing to compare here. "
-            f"Run `{ui.evaluate_command()}` to compute them.")
+            f"Run {ui.evaluate_hint()} to compute them.")
     st.stop()
 task = ui.task_or_stop(cache, "predictions")
 title, maps_title = groups.TASKS[task].title, groups.TASKS[cache.cam_task].title
@@ -33,7 +33,7 @@ if note:
 OUTCOME_LABELS = {"all": "all images", "correct": f"correct {title} predictions",
                   "wrong": f"wrong {title} predictions"}
 st.caption(
-    f"From the cached evaluation of **{len(rows):,}** images ({md(cache.meta['data']['split'])} split): nothing is "
+    f"From the cached evaluation of **{len(rows):,}** images ({md(cache.data_meta['split'])} split): nothing is "
     f"recomputed here. Every number carries its n and a 95% interval (a share of images: "
     f"{groups.INTERVALS['proportion']}; a mean: {groups.INTERVALS['mean']}); groups under {MIN_GROUP_SIZE} images "
     "are marked ⚠ small and never ranked."
@@ -76,23 +76,22 @@ else:
                    f"rate over all the comparisons is controlled (q ≥ {groups.FDR_LEVEL}), so the difference could "
                    "be sampling noise.")
         st.markdown(
-            f"{verdict} The share of heat on {noun} ranges from **{a['lowest_mean']:.1%}** for {a['lowest']} "
+            f"{verdict} The share of heat on {noun} ranges from **{a['lowest_mean']:.1%}** for {md(a['lowest'])} "
             f"({a['lowest_ci'][0]:.1%}–{a['lowest_ci'][1]:.1%}, n={a['lowest_n']:,}) to "
-            f"**{a['highest_mean']:.1%}** for {a['highest']} ({a['highest_ci'][0]:.1%}–{a['highest_ci'][1]:.1%}, "
+            f"**{a['highest_mean']:.1%}** for {md(a['highest'])} ({a['highest_ci'][0]:.1%}–{a['highest_ci'][1]:.1%}, "
             f"n={a['highest_n']:,}): **{a['spread'] * 100:.1f} points** across {a['groups_compared']} groups."
         )
     if not spread.empty:
         top = spread.iloc[0]
         st.caption(f"The region whose share differs most across groups is **{top['region']}** "
-                   f"({top['spread'] * 100:.1f} points, {top['highest']} vs {top['lowest']}"
+                   f"({top['spread'] * 100:.1f} points, {md(top['highest'])} vs {md(top['lowest'])}"
                    f"{'; a finding after false discovery rate control' if top['separated'] else '; could be chance'}).")
     st.plotly_chart(audit_charts.parity_heatmap(parity, list(audit.PARITY_KEYS)), width="stretch")
     with st.expander("Spread per region (highest minus lowest group, groups large enough to compare)"):
         ui.table(
-            spread.drop(columns=["highest_ci", "lowest_ci"]).style.format(
-                {"spread": "{:.1%}", "highest_mean": "{:.1%}", "lowest_mean": "{:.1%}", "highest_q": "{:.3f}",
-                 "lowest_q": "{:.3f}"}, na_rep="–"),
-            width="stretch", hide_index=True,
+            spread.drop(columns=["highest_ci", "lowest_ci"]),
+            {"spread": "{:.1%}", "highest_mean": "{:.1%}", "lowest_mean": "{:.1%}", "highest_q": "{:.3f}",
+             "lowest_q": "{:.3f}"}, na_rep="–", width="stretch", hide_index=True,
         )
     st.caption("Shares depend on how large each region is in the picture; the focus score's chance level "
                "(the face's share of the image) is on the Evaluation page.")
@@ -100,7 +99,7 @@ else:
 st.markdown("## Counterfactual views: does cropping or blurring change the answer?")
 if not audit.has_views(rows, task):
     st.info("This cache has no counterfactual data (cropped and blurred views). Run "
-            f"`{ui.evaluate_command()}` with this faircam version to add it.")
+            f"{ui.evaluate_hint()} with this faircam version to add it.")
 else:
     effects = audit.counterfactual_effects(rows, by, method, task=task)
     overall = audit.counterfactual_effects(rows, [], method, task=task).set_index("view")
@@ -135,10 +134,10 @@ else:
                f"{chance['crop'] * 100:+.1f} points when cropped and {chance['blur'] * 100:+.1f} when blurred, "
                "so compare the groups with each other rather than with zero.")
     with st.expander("The numbers"):
-        ui.table(effects.style.format(
-            {c: "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
-            | {c: "{:+.1%}" for c in effects.columns if c.startswith(("focus_change", "chance_change"))}),
-            width="stretch", hide_index=True)
+        ui.table(effects,
+                 {c: "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
+                 | {c: "{:+.1%}" for c in effects.columns if c.startswith(("focus_change", "chance_change"))},
+                 width="stretch", hide_index=True)
     st.markdown("#### Faces whose answer flips")
     st.caption(f"The surest {title} answers that cropping or blurring changes: open one on Explore and switch the same "
                "toggle to see the maps before and after.")
@@ -156,7 +155,7 @@ st.markdown("## Group average maps")
 averages = group_averages(cache)
 if averages.empty:
     st.info("This cache has no group average maps. Run "
-            f"`{ui.evaluate_command()}` with this faircam version to add them.")
+            f"{ui.evaluate_hint()} with this faircam version to add them.")
 else:
     st.caption(f"Faces cropped and aligned by MTCNN, averaged per race × gender, with the average {method} map "
                "on top. Eyes sit at the same place in every aligned face, so the maps can be averaged pixel by "

@@ -3,8 +3,6 @@
 Every number here is about the cached maps, which explain the cache's `cam_task`; the selected task only adds its
 answers to the images whose maps disagree."""
 
-from pathlib import Path
-
 import streamlit as st
 
 import image_source
@@ -14,6 +12,7 @@ from faircam.audit import groups
 from faircam.charts import audit_plots as audit_charts
 from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE, settings
+from faircam.data.fairface import data_path
 from faircam.evaluation.cache import AGREEMENT_MEAN
 from faircam.text import md
 
@@ -22,7 +21,7 @@ ui.page_setup("Faithfulness: which map can we trust?", "🧪")
 cache = ui.evaluation_or_stop()
 rows = cache.rows
 task, cam_task = ui.selected_task(), cache.cam_task
-evaluate_hint = f"`{ui.evaluate_command()}`"
+evaluate_hint = ui.evaluate_hint()
 
 METRIC_TEXT = {
     "road": ("ROAD", "higher is more faithful",
@@ -54,7 +53,7 @@ else:
     described = cache.meta.get("faithfulness") or {}
     summary = audit.faithfulness_summary(rows, cache.methods, [])
     n = int(summary["n"].max())
-    per_cell = f" ({described['per_cell']} per race × gender cell)" if described.get("per_cell") else ""
+    per_cell = f" ({md(described['per_cell'])} per race × gender cell)" if described.get("per_cell") else ""
     st.caption(f"Scored on a balanced sample of **{n:,}** of the {len(rows):,} images{per_cell}: faithfulness "
                f"needs many extra model passes per image. Dots show the mean, whiskers its {groups.INTERVALS['mean']}.")
     best = audit.most_faithful(summary)
@@ -91,8 +90,8 @@ else:
                f"group, and groups under {MIN_GROUP_SIZE} are marked ⚠ small.")
     st.plotly_chart(charts.interval_dots(chosen, "mean", color="method", percent=False), width="stretch")
     with st.expander("The numbers"):
-        ui.table(per_group.style.format({"mean": "{:.3f}", "mean_low": "{:.3f}", "mean_high": "{:.3f}"}),
-                     width="stretch", hide_index=True)
+        ui.table(per_group, {"mean": "{:.3f}", "mean_low": "{:.3f}", "mean_high": "{:.3f}"}, width="stretch",
+                 hide_index=True)
 
 st.markdown("## Do the four maps agree?")
 if not audit.has_agreement(rows):
@@ -116,9 +115,9 @@ else:
     worst = audit.least_agreement(rows, cache.methods, k, tasks=answers)
     # Gender's answer reads "predicted Male", as a gender-only model's always has; another task's is named.
     answered = [(groups.TASKS[t], "" if t == "gender" else f"{groups.TASKS[t].title} ") for t in answers]
-    roots = [Path(cache.meta["data"]["root"]), settings().data_dir]
-    root = next((r for r in roots if r is not None and (r / worst["file"].iloc[0]).is_file()), None)
-    if root is None:
+    # Only the data folder this server was given: the cache's own `data.root` is whatever its writer put there.
+    root = settings().data_dir
+    if root is None or data_path(root, worst["file"].iloc[0]) is None:
         st.caption("The images are not on this machine (set `FAIRCAM_DATA` to the FairFace folder to see them).")
     columns = st.columns(4)
     for i, image in worst.iterrows():

@@ -90,14 +90,14 @@ data = settings().data_dir
 if data is None or not data.is_dir():
     st.warning(
         "**The FairFace images are not here**, so the faces cannot be shown: set `FAIRCAM_DATA` to the FairFace "
-        f"folder the evaluation used ({md(cache.meta['data']['root'], code=True)}), or run `faircam fetch-fairface`. "
+        f"folder the evaluation used ({md(cache.data_meta['root'], code=True)}), or run `faircam fetch-fairface`. "
         "The images are listed below instead."
     )
     listed = shown[["file", *others, spec.truth, spec.pred, prob]].copy()
     for column in ("race", spec.truth, spec.pred):
         listed[column] = listed[column].map(groups.label)
     listed.columns = ["file", *others, "label", "model says", "confidence"]
-    ui.table(listed.style.format({"confidence": "{:.0%}"}), hide_index=True, width="stretch")
+    ui.table(listed, {"confidence": "{:.0%}"}, hide_index=True, width="stretch")
     st.stop()
 
 missing = 0
@@ -116,4 +116,4 @@ for i, (_, row) in enumerate(shown.iterrows()):
         image_source.explore_link(row["file"], label="Its maps on Explore")
 if missing:
     st.warning(f"{missing} of these images are not in {md(data, code=True)}: is it the folder the evaluation used "
-               f"({md(cache.meta['data']['root'], code=True)})?")
+               f"({md(cache.data_meta['root'], code=True)})?")

@@ -53,9 +53,9 @@ if choice is not None:
                 image_source.face_selector(choice, view.faces_found)
                 selector_drawn = True
             label = md(groups.label(explanation.label))
-            verdict = (f"#### {name}: no face found: this answer is about the whole picture and means little"
+            verdict = (f"#### {md(name)}: no face found: this answer is about the whole picture and means little"
                        if view.face is None else
-                       f"#### {name} says **{label}** ({explanation.probability:.0%} sure)")
+                       f"#### {md(name)} says **{label}** ({explanation.probability:.0%} sure)")
             if truth is not None and truth.get(task):
                 verdict += (f" — FairFace label: {md(groups.label(truth[task]))} "
                             f"{'✅' if truth[task] == explanation.label else '❌'}")
@@ -65,7 +65,7 @@ if choice is not None:
             tiles = st.columns(1 + len(explanation.maps))
             size = view.image.shape[0]
             tiles[0].image(draw_face(view.image, explanation), width="stretch",
-                           caption=f"What {name} sees ({size}×{size})")
+                           caption=f"What {md(name)} sees ({size}×{size})")
             for tile, method in zip(tiles[1:], explanation.maps):
                 tile.image(map_overlay(explanation, method), width="stretch",
                            caption=wording.share_caption(method, explanation.focus[method]["face"],
@@ -76,13 +76,12 @@ if choice is not None:
             st.markdown(f"#### Each map's {wording.FOCUS_SCORE}")
             st.caption(f"{wording.FOCUS_DEFINITION} The models crop differently, so compare each model's focus "
                        "scores with its own chance level.")
-            ui.table(pd.DataFrame(focus_rows).T.style.format("{:.0%}"), width="stretch")
+            ui.table(pd.DataFrame(focus_rows).T, "{:.0%}", width="stretch")
 
 st.markdown("## Evaluations side by side")
 caches, missing = ui.available_evaluations(chosen)
 for name in missing:
-    st.warning(f"**{md(name)}** has no evaluation cache yet: "
-               f"`{ui.evaluate_command(name)}`")
+    st.warning(f"**{md(name)}** has no evaluation cache yet: {ui.evaluate_hint(name)}")
 lacking = [name for name, cache in caches.items() if task not in cache.tasks]
 if lacking:
     st.caption(f"Left out: {md(', '.join(lacking))}, whose evaluation holds no {TITLE} predictions.")
@@ -96,7 +95,7 @@ n = len(next(iter(rows.values())))
 if n == 0:
     st.error("These caches share no image: evaluate the models on the same split and folder.")
     st.stop()
-held = ", ".join(f"{name} {len(cache.rows):,}" for name, cache in caches.items())
+held = ", ".join(f"{md(name)} {len(cache.rows):,}" for name, cache in caches.items())
 st.caption(f"{TITLE.capitalize()} accuracy, computed by `faircam evaluate --model NAME` and read from each "
            "model's cache. Compared on the "
            f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "

@@ -25,6 +25,7 @@ from test_pages import run
 
 from faircam.config import PROJECT_ROOT, SHARED_FAIRFACE, settings
 from faircam.evaluation.cache import AVERAGES_KEY, META_KEY, read_cache, write_cache
+from faircam.text import WORD_JOINER
 
 LINKS = "[click me](https://evil.example/phish) ![](https://evil.example/pixel.png)"
 BREAKOUT = "val/x` ![](https://evil.example/pixel.png) `y.jpg"  # a backtick ends inline code early
@@ -52,8 +53,8 @@ def rendered(markdown: str) -> str:
 
 
 def text_of(markdown: str) -> str:
-    """What a reader sees of `markdown`."""
-    return html.unescape(re.sub(r"<[^>]+>", "", rendered(markdown)))
+    """What a reader sees of `markdown` (the escape's word joiners are invisible)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered(markdown))).replace(WORD_JOINER, "")
 
 
 def assert_plain_text(markdown: str, *shown: str) -> None:

@@ -64,6 +64,17 @@ def _v(value: Any) -> str:
     return str(value) if isinstance(value, int | float | bool) or value is None else md(value)
 
 
+def _count(value: Any) -> str:
+    """A count with thousands separators; anything else a checkpoint holds there as `_v` shows it."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _v(value)
+
+
+def _record(value: Any) -> dict:
+    """A part of the checkpoint's training record, a dict as `faircam train` writes it; anything else is read as an
+    empty record (the rest of the card still shows)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _task_words(task: str) -> str:
     """"gender (Female / Male)", "race (7 classes: White, Black, …)"."""
     spec = TASKS[task]
@@ -128,7 +139,10 @@ def _task_lines(rows: pd.DataFrame, task: str, heading: str) -> list[str]:
 def _align_words(recipe: dict) -> str:
     """The recipe's alignment jitter in words ("" for a recipe without it, as before faircam recorded it)."""
     share = recipe.get("align_jitter") or 0
-    return f"; {share:.0%} of the images also rotated and scaled as the aligned crop moves faces" if share else ""
+    if not share:
+        return ""
+    words = f"{share:.0%}" if isinstance(share, int | float) and not isinstance(share, bool) else _v(share)
+    return f"; {words} of the images also rotated and scaled as the aligned crop moves faces"
 
 
 def _started_from(training: dict, recipe: dict, arch: str) -> str:
@@ -137,7 +151,8 @@ def _started_from(training: dict, recipe: dict, arch: str) -> str:
     start = training.get("started_from")
     if isinstance(start, dict):
         sha = str(start.get("sha256", ""))[:16]
-        tasks = ", ".join(md(t) for t in start.get("tasks") or [])
+        listed = start.get("tasks") or []
+        tasks = ", ".join(md(t) for t in listed) if isinstance(listed, list) else _v(listed)
         return (f"the trunk and shared heads of the checkpoint {md(start.get('name', '?'))} (sha256 `{md(sha)}…`; "
                 f"tasks {tasks})")
     if start in (None, "ImageNet") and recipe.get("pretrained", True):
@@ -147,8 +162,8 @@ def _started_from(training: dict, recipe: dict, arch: str) -> str:
 
 def _compute(training: dict, recipe: dict) -> str:
     """What it was trained on: the checkpoint's own record when it has one, else the recipe's device."""
-    compute = training.get("compute")
-    if isinstance(compute, dict) and compute:
+    compute = _record(training.get("compute"))
+    if compute:
         return ", ".join(f"{md(k)} {_v(v)}" for k, v in compute.items())
     device = recipe.get("device")
     if device == "cpu":
@@ -158,25 +173,25 @@ def _compute(training: dict, recipe: dict) -> str:
 
 
 def _training_lines(model: LoadedModel) -> list[str]:
-    training = model.info.get("training", {})
-    recipe = training.get("recipe", {})
+    training = _record(model.info.get("training"))
+    recipe = _record(training.get("recipe"))
     if not recipe:
         return ["- No training record in this checkpoint."]
     views = recipe.get("views")
-    tasks = [t for t in (recipe.get("tasks") or "gender").split(",") if t in TASKS]
+    tasks = [t for t in str(recipe.get("tasks") or "gender").split(",") if t in TASKS] or ["gender"]
     augment = f"random resized crop, flip, colour jitter{_align_words(recipe)}"
     if recipe.get("frozen_stages"):
         start = (f"the first {_v(recipe.get('frozen_stages'))} trunk stages frozen, their outputs computed once for "
                  f"{_v(views)} augmented cop{'y' if views == 1 else 'ies'} per image ({augment})")
     else:
-        sizes = recipe.get("sizes") or []
+        sizes = recipe.get("sizes") if isinstance(recipe.get("sizes"), list | tuple) else []
         grown = (f"; progressive resizing, the epochs at {' then '.join(_v(s) for s in sizes)} px" if len(sizes) > 1
                  else "")
         start = f"every trunk stage trained (full fine-tune), each image augmented afresh each epoch ({augment}){grown}"
     ema = recipe.get("ema")
     return [
-        f"- Data: {training.get('train_images', '?'):,} FairFace training images "
-        f"(validation during training: {training.get('val_images', '?'):,}).",
+        f"- Data: {_count(training.get('train_images', '?'))} FairFace training images "
+        f"(validation during training: {_count(training.get('val_images', '?'))}).",
         f"- Tasks: {'; '.join(_task_words(t) for t in tasks)}, one head each on one shared trunk."
         if len(tasks) > 1 else f"- Task: {_task_words(tasks[0])}.",
         f"- Start: {_started_from(training, recipe, model.arch)}; {start}.",
@@ -236,7 +251,6 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     rows = cache.rows
     tasks = [t for t in TASKS if t in model.tasks]
     audited = [t for t in tasks if t in cache.tasks]
-    data = cache.meta["data"]
     multi = len(tasks) > 1
     what = (f"A face classifier with one head per task ({'; '.join(_task_words(t) for t in tasks)})"
             if multi else f"A binary gender classifier ({' / '.join(model.tasks['gender'])})")
@@ -264,8 +278,8 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     lines += ["", "## Training", *_training_lines(model)]
     lines += [
         "",
-        f"## Evaluation on {len(rows):,} FairFace {md(data['split'])} images",
-        f"Computed by `faircam evaluate` ({md(cache.meta['created'])}); {INTERVALS['proportion']}s; groups under "
+        f"## Evaluation on {len(rows):,} FairFace {md(cache.data_meta['split'])} images",
+        f"Computed by `faircam evaluate` ({md(cache.created)}); {INTERVALS['proportion']}s; groups under "
         f"{MIN_GROUP_SIZE} images are marked small.",
     ]
     for task in audited:
@@ -275,7 +289,7 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     if missing:
         lines += ["", f"This evaluation holds no {', '.join(missing)} predictions: run `faircam evaluate` again "
                       "with this model to measure them."]
-    if model.info.get("training", {}).get("recipe"):
+    if _record(_record(model.info.get("training")).get("recipe")):
         lines += ["", *_probe_lines()]
     lines += [
         "",

@@ -13,7 +13,6 @@ Torch-free: the model card is passed in as Markdown (see `model_card_markdown`).
 
 from __future__ import annotations
 
-import html
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from faircam.audit.metrics import (
 from faircam.config import MIN_GROUP_SIZE
 from faircam.errors import ModelError
 from faircam.evaluation.cache import EvalCache
+from faircam.text import html_text
 
 CAVEATS = [
     "FairFace's gender labels are annotators' perceptions on a binary scale, and its race labels are "
@@ -117,12 +117,8 @@ class Section:
 SectionFunction = Callable[[ReportContext], Section | None]
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value))
-
-
 def _with_interval(value: float, low: float, high: float) -> str:
-    return f"<span class='ci'>{_e(with_interval(value, low, high))}</span>"
+    return f"<span class='ci'>{html_text(with_interval(value, low, high))}</span>"
 
 
 def _svg(fig: Figure) -> str:
@@ -134,7 +130,7 @@ def _svg(fig: Figure) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], numeric: set[int], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
         cells = "".join(f"<td class='num'>{c}</td>" if j in numeric else f"<td>{c}</td>" for j, c in enumerate(row))
@@ -191,17 +187,17 @@ def gap_cards(audit: Fairness) -> str:
     cards = []
     for name, gap in audit.gaps.iterrows():
         if pd.isna(gap["value"]):
-            cards.append(f"<div class='card'><div>{_e(name)}</div><div class='v'>not defined</div>"
-                         f"<div class='ci'>{_e(gap['note'])}</div></div>")
+            cards.append(f"<div class='card'><div>{html_text(name)}</div><div class='v'>not defined</div>"
+                         f"<div class='ci'>{html_text(gap['note'])}</div></div>")
             continue
         cards.append(
-            f"<div class='card'><div>{_e(name)}</div><div class='v'>{gap['value'] * 100:.1f} points</div>"
+            f"<div class='card'><div>{html_text(name)}</div><div class='v'>{gap['value'] * 100:.1f} points</div>"
             f"<div class='ci'>95% interval {gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f}; "
-            f"{gap['groups_compared']} groups compared<br>highest: {_e(gap['highest'])}<br>"
-            f"lowest: {_e(gap['lowest'])}</div></div>"
+            f"{gap['groups_compared']} groups compared<br>highest: {html_text(gap['highest'])}<br>"
+            f"lowest: {html_text(gap['lowest'])}</div></div>"
         )
     excluded = {g["excluded"] for _, g in audit.gaps.iterrows() if g["excluded"]}
-    warn = "".join(f"<div class='warn'>Left out of the gaps as too small: {_e(e)}.</div>" for e in excluded)
+    warn = "".join(f"<div class='warn'>Left out of the gaps as too small: {html_text(e)}.</div>" for e in excluded)
     return f"<div class='cards'>{''.join(cards)}</div>{warn}"
 
 
@@ -210,7 +206,7 @@ def groups_table(audit: Fairness) -> str:
     rows, classes = [], []
     for _, g in audit.groups.iterrows():
         flag = f" <span class='flag'>{small_mark(True)} (n&lt;{audit.min_size})</span>" if g["small"] else ""
-        labels = [_e(label(g[c])) for c in audit.by]
+        labels = [html_text(label(g[c])) for c in audit.by]
         labels[-1] += flag
         rows.append([*labels, f"{g['n']:,}", f"{g['men']:,}", f"{g['women']:,}",
                      *[_with_interval(g[r], g[f"{r}_low"], g[f"{r}_high"])
@@ -229,20 +225,22 @@ def summary_section(ctx: ReportContext) -> Section:
     body = [
         "<div class='cards'>",
         f"<div class='card'><div>accuracy</div><div class='v'>{overall['accuracy']:.1%}</div>"
-        f"<div class='ci'>{_e(with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high']))}"
+        f"<div class='ci'>"
+        f"{html_text(with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high']))}"
         f"; n = {int(overall['n']):,}</div></div>",
     ]
     for name in ("accuracy gap", "equalized odds difference"):
         gap = race.loc[name]
         if not pd.isna(gap["value"]):
-            body.append(f"<div class='card'><div>{_e(name)} across race</div><div class='v'>"
+            body.append(f"<div class='card'><div>{html_text(name)} across race</div><div class='v'>"
                         f"{gap['value'] * 100:.1f} points</div><div class='ci'>95% interval "
                         f"{gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f}</div></div>")
     if len(large):
         worst = large.iloc[0]
         body.append(
-            f"<div class='card'><div>worst race × gender group</div><div class='v'>{_e(worst['group'])}</div>"
-            f"<div class='ci'>{_e(with_interval(worst['accuracy'], worst['accuracy_low'], worst['accuracy_high']))}"
+            f"<div class='card'><div>worst race × gender group</div><div class='v'>{html_text(worst['group'])}</div>"
+            f"<div class='ci'>"
+            f"{html_text(with_interval(worst['accuracy'], worst['accuracy_low'], worst['accuracy_high']))}"
             f", n = {worst['n']:,}</div></div>"
         )
     body.append("</div>")
@@ -260,16 +258,16 @@ def summary_section(ctx: ReportContext) -> Section:
 
 def data_section(ctx: ReportContext) -> Section:
     meta, rows = ctx.cache.meta, ctx.cache.rows
-    data, model = meta.get("data", {}), meta.get("model", {})
+    data, model = ctx.cache.data_meta, ctx.cache.model_meta
     facts = [
-        ("model", f"{_e(model.get('name', '?'))} ({_e(model.get('arch', '?'))}), sha256 "
-                  f"<code>{_e(str(model.get('sha256', '?'))[:16])}…</code>"),
-        ("images", f"{len(rows):,} of the <b>{_e(data.get('split', '?'))}</b> split of FairFace "
-                   f"(<code>{_e(data.get('root', '?'))}</code>)" + (f", first {data['limit']}" if data.get("limit")
-                                                                     else "")),
-        ("computed", f"{_e(meta.get('created', '?'))} by faircam {_e(meta.get('faircam_version', '?'))}, "
-                     f"cache schema {_e(meta.get('schema_version', '?'))}"),
-        ("left out", f"{data.get('dropped_total', 0)} label rows dropped, {data.get('unreadable', 0)} images "
+        ("model", f"{html_text(model['name'])} ({html_text(model['arch'])}), sha256 "
+                  f"<code>{html_text(model['sha256'][:16])}…</code>"),
+        ("images", f"{len(rows):,} of the <b>{html_text(data['split'])}</b> split of FairFace "
+                   f"(<code>{html_text(data['root'])}</code>)"
+                   + (f", first {html_text(data['limit'])}" if data["limit"] else "")),
+        ("computed", f"{html_text(ctx.cache.created)} by faircam {html_text(meta.get('faircam_version', '?'))}, "
+                     f"cache schema {html_text(meta.get('schema_version', '?'))}"),
+        ("left out", f"{html_text(data['dropped_total'])} label rows dropped, {html_text(data['unreadable'])} images "
                      "unreadable"),
         ("faces found", f"MTCNN found a face in {rows['face_found'].mean():.1%} of the images"
          if "face_found" in rows else "not recorded"),
@@ -278,16 +276,16 @@ def data_section(ctx: ReportContext) -> Section:
     counts = rows.groupby(["race", "gender"]).size().unstack(fill_value=0)
     counts["total"] = counts.sum(axis=1)
     composition = _table(["race", *counts.columns],
-                         [[_e(race), *[f"{v:,}" for v in values]] for race, values in counts.iterrows()],
+                         [[html_text(race), *[f"{v:,}" for v in values]] for race, values in counts.iterrows()],
                          set(range(1, len(counts.columns) + 1)))
     ages = group_table(rows, GROUPINGS["age"], [])
-    age_table = _table(["age", "n"], [[_e(a), f"{n:,}"] for a, n in zip(ages["group"], ages["n"])], {1})
+    age_table = _table(["age", "n"], [[html_text(a), f"{n:,}"] for a, n in zip(ages["group"], ages["n"])], {1})
     return Section("The data", f"{table}<h3>Images per race and gender</h3>{composition}"
                                f"<h3>Images per age group</h3>{age_table}")
 
 
 def definitions_section(ctx: ReportContext) -> Section:
-    items = "".join(f"<li>{_e(text)}</li>" for text in (*RATE_WORDS.values(), *GAP_WORDS.values()))
+    items = "".join(f"<li>{html_text(text)}</li>" for text in (*RATE_WORDS.values(), *GAP_WORDS.values()))
     audit = next(iter(ctx.audits.values()))
     return Section("How to read the numbers", f"<ul>{items}</ul><p class='note'>Every number carries its n and a "
                    f"95% interval: a group's rate its {INTERVALS['proportion']}, a gap between groups its 95% "
@@ -319,7 +317,7 @@ def confusion_table(rows: pd.DataFrame, task: str) -> str:
         for j, predicted in enumerate(matrix.columns):
             cell = f"{matrix.loc[true, predicted]:,}<br><span class='ci'>{share.loc[true, predicted]:.0%}</span>"
             cells.append(f"<b>{cell}</b>" if i == j else cell)
-        body.append([f"<b>{_e(label(true))}</b> (n = {matrix.loc[true].sum():,})", *cells])
+        body.append([f"<b>{html_text(label(true))}</b> (n = {matrix.loc[true].sum():,})", *cells])
     header = ["true \\ predicted", *[label(c) for c in matrix.columns]]
     return _table(header, body, set(range(1, len(header))))
 
@@ -331,7 +329,7 @@ def class_table(rows: pd.DataFrame, task: str, n_boot: int, seed: int) -> str:
     def cell(value: float, low: float, high: float, n: int) -> str:
         return _with_interval(value, low, high) if n else "– (none)"
 
-    body = [[_e(label(c)), f"{int(r['n']):,}",
+    body = [[html_text(label(c)), f"{int(r['n']):,}",
              cell(r["precision"], r["precision_low"], r["precision_high"], r["precision_n"]),
              f"{int(r['precision_n']):,}", cell(r["recall"], r["recall_low"], r["recall_high"], r["recall_n"]),
              cell(r["f1"], r["f1_low"], r["f1_high"], r["n"])] for c, r in scores.iterrows()]
@@ -346,10 +344,10 @@ def multiclass_gaps(audit: Fairness) -> str:
     body = []
     for name, gap in audit.gaps.iterrows():
         defined = not pd.isna(gap["value"])
-        body.append([_e(name), f"{gap['value'] * 100:.1f} points" if defined else "not defined",
+        body.append([html_text(name), f"{gap['value'] * 100:.1f} points" if defined else "not defined",
                      f"{gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f}" if defined else "–",
-                     f"{gap['groups_compared']}", _e(gap["highest"] or "–"), _e(gap["lowest"] or "–"),
-                     _e(gap["excluded"] or gap["note"])])
+                     f"{gap['groups_compared']}", html_text(gap["highest"] or "–"), html_text(gap["lowest"] or "–"),
+                     html_text(gap["excluded"] or gap["note"])])
     header = ["gap", "value", "95% interval (points)", "groups compared", "highest", "lowest",
               f"left out (under {audit.min_size}) or why not"]
     return _table(header, body, {1, 2, 3})
@@ -361,7 +359,7 @@ def multiclass_groups(audit: Fairness) -> str:
     rows, classes = [], []
     for _, g in audit.groups.iterrows():
         flag = f" <span class='flag'>{small_mark(True)} (n&lt;{audit.min_size})</span>" if g["small"] else ""
-        labels = [_e(label(g[c])) for c in audit.by]
+        labels = [html_text(label(g[c])) for c in audit.by]
         labels[-1] += flag
         cells = []
         for r in audit.rates:
@@ -387,22 +385,22 @@ def _task_section(task: str) -> SectionFunction:
         measures = {"accuracy": f"{spec.title} accuracy", **({"within_one": "within one bin"} if spec.ordinal else {})}
         overall = group_table(rows, [], list(measures), task=task).iloc[0]
         cards = "".join(
-            f"<div class='card'><div>{_e(title)}</div><div class='v'>{overall[m]:.1%}</div><div class='ci'>"
-            f"{_e(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; n = {int(overall['n']):,}"
-            "</div></div>" for m, title in measures.items())
+            f"<div class='card'><div>{html_text(title)}</div><div class='v'>{overall[m]:.1%}</div><div class='ci'>"
+            f"{html_text(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; "
+            f"n = {int(overall['n']):,}</div></div>" for m, title in measures.items())
         parts = [f"<div class='cards'>{cards}</div>"]
         if task != "gender":
-            words = "".join(f"<li>{_e(rate_words(r, task))}</li>" for r in measures)
-            gaps = "".join(f"<li><b>{_e(n)}</b>: {_e(gap_words(n, task))}</li>"
+            words = "".join(f"<li>{html_text(rate_words(r, task))}</li>" for r in measures)
+            gaps = "".join(f"<li><b>{html_text(n)}</b>: {html_text(gap_words(n, task))}</li>"
                            for n in ("accuracy gap", *(["within-one gap"] * spec.ordinal),
                                      f"recall gap: {label(spec.classes[0])}"))
-            parts = [f"<p class='note'>{_e(wording.RACE_AGE_CAPTION)} {_e(BINARY_ONLY)}</p>", *parts,
+            parts = [f"<p class='note'>{html_text(wording.RACE_AGE_CAPTION)} {html_text(BINARY_ONLY)}</p>", *parts,
                      f"<ul>{words}{gaps}</ul>"]
         parts += ["<h3>Confusion matrix</h3><p>Each cell: the images of the true class (row) given the predicted "
                   "class (column), and their share of the row; the diagonal holds each class's recall.</p>",
                   confusion_table(rows, task), "<h3>Per class</h3>", class_table(rows, task, boot.n_boot, boot.seed)]
         for grouping, audit in ctx.task_audits.get(task, {}).items():
-            parts += [f"<h3>By {_e(grouping)}</h3>", multiclass_gaps(audit), rate_figure(audit, "accuracy"),
+            parts += [f"<h3>By {html_text(grouping)}</h3>", multiclass_gaps(audit), rate_figure(audit, "accuracy"),
                       multiclass_groups(audit)]
         title = ("Gender: confusion and per class" if task == "gender"
                  else f"{spec.title.capitalize()} predictions (a subject of the audit)")
@@ -414,8 +412,8 @@ def _task_section(task: str) -> SectionFunction:
 
 def model_card_section(ctx: ReportContext) -> Section:
     if ctx.model_card is None:
-        return Section("Model card", f"<p class='warn'>No model card: {_e(ctx.model_card_note)}</p>")
-    note = f"<p class='note'>{_e(ctx.model_card_note)}</p>" if ctx.model_card_note else ""
+        return Section("Model card", f"<p class='warn'>No model card: {html_text(ctx.model_card_note)}</p>")
+    note = f"<p class='note'>{html_text(ctx.model_card_note)}</p>" if ctx.model_card_note else ""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(ctx.model_card)
     for token in tokens:  # the card's own headings sit under this section's heading
@@ -426,7 +424,7 @@ def model_card_section(ctx: ReportContext) -> Section:
 
 
 def caveats_section(ctx: ReportContext) -> Section:
-    return Section("Caveats", "<ul>" + "".join(f"<li>{_e(c)}</li>" for c in CAVEATS) + "</ul>")
+    return Section("Caveats", "<ul>" + "".join(f"<li>{html_text(c)}</li>" for c in CAVEATS) + "</ul>")
 
 
 SECTIONS: list[SectionFunction] = [
@@ -452,17 +450,17 @@ def build_report(cache: EvalCache, model_card: str | None = None, model_card_not
     built = [s for s in (f(ctx) for f in (sections or SECTIONS)) if s is not None]
     for i, section in enumerate(built):
         section.anchor = section.anchor or f"s{i + 1}"
-    model = cache.meta.get("model", {}).get("name", "a face classifier")
-    toc = "".join(f"<li><a href='#{s.anchor}'>{_e(s.title)}</a></li>" for s in built)
-    body = "".join(f"<section id='{s.anchor}'><h2>{_e(s.title)}</h2>{s.body}</section>" for s in built)
+    model = cache.model_meta["name"]
+    toc = "".join(f"<li><a href='#{s.anchor}'>{html_text(s.title)}</a></li>" for s in built)
+    body = "".join(f"<section id='{s.anchor}'><h2>{html_text(s.title)}</h2>{s.body}</section>" for s in built)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>faircam audit: {_e(model)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>faircam audit report</h1><p class='lead'>{_e(model)} on {len(cache.rows):,} FairFace "
-        f"{_e(cache.meta.get('data', {}).get('split', ''))} images · report written {now} from the evaluation "
-        f"computed {_e(cache.meta.get('created', '?'))}</p><nav><ol>{toc}</ol></nav>{body}</body></html>"
+        f"<title>faircam audit: {html_text(model)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>faircam audit report</h1><p class='lead'>{html_text(model)} on {len(cache.rows):,} FairFace "
+        f"{html_text(cache.data_meta['split'])} images · report written {now} from the evaluation "
+        f"computed {html_text(cache.created)}</p><nav><ol>{toc}</ol></nav>{body}</body></html>"
     )
 
 
@@ -496,7 +494,7 @@ def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str |
     except ModelError as exc:
         return None, str(exc)
     note = ""
-    if model.sha256 != cache.meta.get("model", {}).get("sha256"):
+    if model.sha256 != cache.model_meta["sha256"]:
         note = (f"The checkpoint {Path(model_path).name} is not the model this evaluation was computed for: "
                 "the card's description is of that checkpoint, its numbers of this evaluation.")
     return model_card(model, cache), note

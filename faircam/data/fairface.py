@@ -166,6 +166,9 @@ def load_split(root: Path | str, split: str = "val", check_files: bool = True) -
         resolved = root.resolve()
         unchecked = reasons == ""
         reasons[unchecked] = [file_problem(resolved, f) for f in labels["file"][unchecked]]
+    # A file listed twice would be counted twice, and its thumbnail's button would share its key with the first's.
+    repeated = labels.loc[reasons == "", "file"].duplicated()
+    reasons[repeated[repeated].index] = "listed again (a repeat of an earlier row)"
     # Line numbers as a spreadsheet shows them: the header is line 1.
     dropped = labels[reasons != ""].assign(reason=reasons[reasons != ""], line=labels.index[reasons != ""] + 2)
     dropped = dropped.reset_index(drop=True)

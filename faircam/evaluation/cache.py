@@ -134,6 +134,22 @@ class EvalCache:
         """The CAM methods whose columns the cache holds, in their order (none without CAMs)."""
         return tuple(self.meta.get("methods", [])) if self.has_cams else ()
 
+    @property
+    def model_meta(self) -> dict[str, Any]:
+        """What the cache says of its model: name, arch and sha256 ("?" where it says nothing)."""
+        return {"name": "?", "arch": "?", "sha256": "?"} | self.meta.get("model", {})
+
+    @property
+    def data_meta(self) -> dict[str, Any]:
+        """What the cache says of its images: root and split ("?" where it says nothing), limit, and the label rows
+        dropped (`dropped`, the first records; `dropped_total`) and images `unreadable`."""
+        return ({"root": "?", "split": "?", "limit": None, "unreadable": 0, "dropped": [], "dropped_total": 0}
+                | self.meta.get("data", {}))
+
+    @property
+    def created(self) -> str:
+        return self.meta.get("created", "?")
+
 
 def _encode_averages(averages: pd.DataFrame) -> bytes:
     """Parquet bytes of the averages table; array cells become raw bytes with their shape in the metadata."""
@@ -354,6 +370,38 @@ def _check_meta(path: Path, meta: Any) -> None:
     if (not isinstance(tasks, dict) or "gender" not in tasks or meta.get("cam_task", "gender") not in tasks
             or any(TASK_CLASSES.get(t) != tuple(c) if isinstance(c, list) else True for t, c in tasks.items())):
         raise CacheError(f"{path} names tasks or classes faircam does not know. Recreate it with `faircam evaluate`.")
+    wrong = _provenance_problems(meta)
+    if wrong:
+        raise CacheError(f"{path} has unreadable faircam metadata ({', '.join(wrong)}: not of the type faircam "
+                         "writes). Recreate it with `faircam evaluate`.")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _provenance_problems(meta: dict[str, Any]) -> list[str]:
+    """The provenance fields (`EvalCache.model_meta`, `data_meta`, `created`, the faithfulness sample) that are not
+    of the type faircam writes: pages, the card and the report read them, and a recomputed checksum lets any
+    value through."""
+    model, data, faithfulness = (meta.get(k, {}) for k in ("model", "data", "faithfulness"))
+    records = {"model": model, "data": data, "faithfulness": faithfulness}
+    wrong = [name for name, record in records.items() if not isinstance(record, dict)]
+    if wrong:
+        return wrong
+    dropped = data.get("dropped", [])
+    checks = {
+        "created": isinstance(meta.get("created", ""), str),
+        **{f"model.{k}": isinstance(model.get(k, ""), str) for k in ("name", "arch", "sha256")},
+        **{f"data.{k}": isinstance(data.get(k, ""), str) for k in ("root", "split")},
+        "data.limit": data.get("limit") is None or _count(data["limit"]),
+        **{f"data.{k}": _count(data.get(k, 0)) for k in ("labelled", "unreadable", "dropped_total")},
+        "data.dropped": isinstance(dropped, list) and all(
+            isinstance(row, dict) and isinstance(row.get("file"), str) and isinstance(row.get("reason"), str)
+            and _count(row.get("line", 0)) for row in dropped),
+        "faithfulness.per_cell": _count(faithfulness.get("per_cell", 0)),
+    }
+    return [name for name, ok in checks.items() if not ok]
 
 
 def _changed(path: Path) -> CacheError:

@@ -61,4 +61,29 @@ def read_metadata(path: Path | str) -> dict[str, Any]:
         raise ModelError(f"{path} is not a readable checkpoint ({type(exc).__name__}).") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a faircam checkpoint (format {CHECKPOINT_FORMAT}).")
+    check_metadata(payload, path)
     return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
+def check_metadata(payload: dict[str, Any], path: Path | str) -> None:
+    """`ModelError` when a field the pages, the sidebar or the model card read is not of the type faircam writes
+    (arch, input_size, classes, tasks, and info's name, origin, licence, training and metrics): a checkpoint's
+    metadata is whatever its maker pickled."""
+    info, tasks = payload.get("info") or {}, payload.get("tasks") or {}
+    checks = {
+        "arch": isinstance(payload.get("arch", ""), str),
+        "input_size": isinstance(payload.get("input_size", 0), int) and not isinstance(payload.get("input_size"), bool),
+        "classes": _texts(payload.get("classes", [])),
+        "tasks": isinstance(tasks, dict) and all(isinstance(t, str) and _texts(c) for t, c in tasks.items()),
+        "info": isinstance(info, dict),
+    }
+    if isinstance(info, dict):
+        checks |= {f"info.{k}": isinstance(info.get(k, ""), str) for k in ("name", "origin", "licence")}
+        checks |= {f"info.{k}": isinstance(info.get(k) or {}, dict) for k in ("training", "metrics")}
+    wrong = [name for name, ok in checks.items() if not ok]
+    if wrong:
+        raise ModelError(f"{path} has unreadable metadata ({', '.join(wrong)}: not of the type faircam writes).")

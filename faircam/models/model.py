@@ -23,7 +23,7 @@ from torch import nn
 from faircam.config import CLASSES
 from faircam.data.fairface import TASK_CLASSES
 from faircam.errors import ModelError
-from faircam.models.checkpoint import CHECKPOINT_FORMAT, file_sha256
+from faircam.models.checkpoint import CHECKPOINT_FORMAT, check_metadata, file_sha256
 
 # EfficientNet-Lite was trained on TF's (x - 127) / 128 scaling; ResNets on ImageNet statistics.
 LITE_NORMALISATION = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3}
@@ -306,6 +306,7 @@ def load_checkpoint(path: Path | str) -> LoadedModel:
         raise ModelError(f"{path} is not a readable checkpoint ({type(exc).__name__}).") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a faircam checkpoint (format {CHECKPOINT_FORMAT}).")
+    check_metadata(payload, path)
     missing = [k for k in ("arch", "input_size", "mean", "std", "classes", "state_dict") if k not in payload]
     if missing:
         raise ModelError(f"{path} is an incomplete checkpoint (missing {', '.join(missing)}).")

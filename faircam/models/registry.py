@@ -113,20 +113,55 @@ def task_classes_text(tasks: list[str] | tuple[str, ...]) -> str:
     return "Female, Male" + (f"; also {' and '.join(others)}" if others else "")
 
 
-def _registered() -> list[ModelEntry]:
-    """Checkpoints registered by `faircam train` whose files still exist."""
-    path = registry_path()
+def _plain_name(name: str) -> bool:
+    """Whether a registered name is a plain file name: it becomes part of its cache's file name
+    (`config.cache_path_for`), so it must not lead out of the cache folder."""
+    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name and name.isprintable()
+
+
+def _entry_problem(name: str, item: object) -> str:
+    """Why a registry entry is not one `register_checkpoint` writes, or ""."""
+    if not _plain_name(name):
+        return "its name is not a plain file name"
+    if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item["path"]:
+        return "it names no checkpoint path"
+    size = item.get("input_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        return "its input_size is not a number"
+    if not isinstance(item.get("trained", ""), str):
+        return "its trained is not text"
+    tasks = item.get("tasks", [])
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        return "its tasks are not a list of names"
+    return ""
+
+
+def _read_registry(path: Path) -> dict[str, dict]:
+    """The registry file's entries by name; `ModelError` in one line when it is not what `register_checkpoint`
+    writes (anyone who can write the file can put any JSON there)."""
     try:
         listed = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except ValueError:
-        raise ModelError(f"The model registry {path} is not valid JSON: fix or delete it.") from None
+    except (OSError, ValueError):
+        raise ModelError(f"The model registry {path} is not readable JSON: fix or delete it.") from None
+    if not isinstance(listed, dict):
+        raise ModelError(f"The model registry {path} is not a JSON object of models by name: fix or delete it.")
+    for name, item in listed.items():
+        problem = _entry_problem(name, item)
+        if problem:
+            raise ModelError(f"The model registry {path} has an unusable entry {name!r} ({problem}): fix or "
+                             "delete it.")
+    return listed
+
+
+def _registered() -> list[ModelEntry]:
+    """Checkpoints registered by `faircam train` whose files still exist."""
     return [
         ModelEntry(name=name, title=name, origin=f"trained with `faircam train` ({item.get('trained', '?')})",
                    licence="yours", input=f"{item.get('input_size', '?')}×{item.get('input_size', '?')} RGB, "
                    "the whole image (face crop optional)", classes=task_classes_text(item.get("tasks", ["gender"])),
                    weights=Path(item["path"]),
                    kind="checkpoint", input_size=item.get("input_size"))
-        for name, item in listed.items()
+        for name, item in _read_registry(registry_path()).items()
         if Path(item["path"]).is_file()
     ]
 
@@ -148,8 +183,10 @@ def register_checkpoint(name: str, path: Path, input_size: int, trained: str,
     """Add (or replace) a trained checkpoint in the registry file, written atomically."""
     if name in {e.name for e in _builtin()}:
         name = f"{name}-trained"
+    if not _plain_name(name):
+        raise ModelError(f"{path} cannot be registered as {name!r}: give the checkpoint a plain file name.")
     target = registry_path()
-    listed = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
+    listed = _read_registry(target)
     listed[name] = {"path": str(Path(path).resolve()), "input_size": input_size, "trained": trained,
                     "tasks": list(tasks)}
     target.parent.mkdir(parents=True, exist_ok=True)
