@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from faircam.config import CLASSES, DEFAULT_MODEL_NAME, THIRDPARTY, registry_path, settings
 from faircam.errors import ModelError
+from faircam.files import write_atomic
 
 if TYPE_CHECKING:
     from faircam.models.model import LoadedModel
@@ -150,12 +151,10 @@ def register_checkpoint(name: str, path: Path, input_size: int, trained: str,
         name = f"{name}-trained"
     target = registry_path()
     listed = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
-    listed[name] = {"path": str(Path(path).resolve()), "input_size": input_size, "trained": trained,
-                    "tasks": list(tasks)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(listed, indent=2), encoding="utf-8")
-    tmp.replace(target)
+    # The file where it was written, never where a link at that name would lead.
+    listed[name] = {"path": str(Path(path).absolute().parent.resolve() / Path(path).name), "input_size": input_size,
+                    "trained": trained, "tasks": list(tasks)}
+    write_atomic(target, json.dumps(listed, indent=2))
 
 
 def resolve(name_or_path: str | Path | None) -> ModelEntry:

@@ -208,10 +208,12 @@ def _load_work_file(path: Path, cfg: TrainConfig) -> dict:
 
 
 def _save_work_file(payload: dict, path: Path) -> None:
-    """`torch.save` through a temporary file and a rename, so a killed run leaves the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    """`torch.save` through a fresh temporary file and a rename (`atomic_file`), so a killed run leaves the old
+    file or the new one, and nothing is written through a name someone planted in the work folder."""
+    from faircam.files import atomic_file
+
+    with atomic_file(path) as file:
+        torch.save(payload, file)
 
 
 class _Batches:
