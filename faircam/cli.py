@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import sys
 import tempfile
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING
 
 from faircam.config import FAITHFULNESS_PER_CELL, cache_path_for, evaluate_mmap_mb, settings
 from faircam.errors import KNOWN_ERRORS, ClusterError, DataError, OutputError
+from faircam.files import atomic_file, output_lock, write_atomic
 from faircam.models import registry
+from faircam.models.checkpoint import ARCHITECTURES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,6 +85,21 @@ def _sizes(value: str) -> tuple[int, ...]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--views", args.views),
+                          ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise DataError(f"{option} must be at least 1.")
+    if args.arch not in ARCHITECTURES:
+        raise DataError(f"--arch {args.arch}: use one of {', '.join(ARCHITECTURES)}.")
+    # 32 px leaves one map cell after the trunks' 32x reduction; FairFace's own images are 448 px at most.
+    if not 32 <= args.input_size <= 1024:
+        raise DataError("--input-size must be between 32 and 1024 pixels.")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise DataError("--lr must be a positive number.")
+    if args.frozen_stages < 0:
+        raise DataError("--frozen-stages must be 0 or more.")
+    if not 0 <= args.seed < 2**32:
+        raise DataError("--seed must be between 0 and 4294967295.")  # numpy's range
     _output("--out", args.out, (".pt",))
     data = _data_dir(args.data)
     if args.init and not Path(args.init).expanduser().is_file():
@@ -105,7 +123,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         views=args.views, limit=args.limit, seed=args.seed, device=args.device, pretrained=not args.scratch,
         tasks=args.tasks, init=args.init, align_jitter=args.align_jitter, sizes=sizes, ema=args.ema,
     )
-    result = train(config)
+    # One run per checkpoint: two would share its work folder.
+    with output_lock(Path(args.out).expanduser()):
+        result = train(config)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
 
 
@@ -128,6 +148,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from faircam.data.fairface import load_split
 
     labelled = load_split(data_dir, args.split).rows.head(args.limit)
+    # Held before torch is imported, so a second run on this output is refused before any work.
+    with output_lock(out):
+        _evaluate(args, out, data_dir, labelled)
+
+
+def _evaluate(args: argparse.Namespace, out: Path, data_dir: Path, labelled: pd.DataFrame) -> None:
     from faircam.evaluation.evaluate import EvalOptions, run_evaluation
 
     options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed,
@@ -191,8 +217,10 @@ def cmd_explain(args: argparse.Namespace) -> None:
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face, task=task.task,
                                    target=args.target)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        explanation_figure(explanation).save(out)
+        from PIL import Image
+
+        with atomic_file(out) as file:
+            explanation_figure(explanation).save(file, format=Image.registered_extensions()[out.suffix.lower()])
     print(json.dumps({"model": pipeline.model.name, **explanation.as_dict()}, indent=2))
 
 
@@ -213,8 +241,7 @@ def cmd_template(args: argparse.Namespace) -> None:
               "images": len(files), "faces_found": found, "seed": args.seed,
               "source": f"MTCNN's landmarks of the largest face, mean over {found} images of FairFace's train split "
                         f"(faircam template --limit {args.limit} --seed {args.seed})"}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(stored, indent=2) + "\n", encoding="utf-8")
+    write_atomic(out, json.dumps(stored, indent=2) + "\n")
     print(json.dumps({"out": args.out, "images": len(files), "faces_found": found}))
 
 
@@ -237,8 +264,7 @@ def cmd_model_card(args: argparse.Namespace) -> None:
     from faircam.evaluation.cache import read_cache
 
     text = model_card(registry.load_model(args.model), read_cache(args.cache or _cache_of(args.model)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    write_atomic(out, text)
     print(json.dumps({"out": args.out}))
 
 

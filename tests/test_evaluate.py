@@ -338,8 +338,7 @@ def test_failed_write_keeps_the_previous_cache(evaluated, tmp_path, monkeypatch)
     shutil.copyfile(path, target)
 
     def broken_writer(where, *args, **kwargs):
-        with open(where, "wb") as f:
-            f.write(b"PAR1 half a file")
+        where.write(b"PAR1 half a file")
         raise OSError("disk full")
 
     monkeypatch.setattr("faircam.evaluation.cache.pq.ParquetWriter", broken_writer)
@@ -426,8 +425,7 @@ def test_unreadable_images_are_skipped_and_counted(pipeline, fairface, tmp_path)
 
 def test_failed_write_removes_its_temporary_file(evaluated, tmp_path, monkeypatch):
     def broken_writer(where, *args, **kwargs):
-        with open(where, "wb") as f:
-            f.write(b"PAR1 half a file")
+        where.write(b"PAR1 half a file")
         raise OSError("disk full")
 
     monkeypatch.setattr("faircam.evaluation.cache.pq.ParquetWriter", broken_writer)

@@ -55,6 +55,7 @@ from faircam.audit.metrics import (
 from faircam.config import MIN_GROUP_SIZE
 from faircam.errors import ModelError
 from faircam.evaluation.cache import EvalCache
+from faircam.files import write_atomic
 from faircam.text import html_text
 
 CAVEATS = [
@@ -503,13 +504,10 @@ def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str |
 def write_report(cache: EvalCache, out: Path, csv: Path | None = None, model_path: Path | str | None = None) -> dict:
     """Write the HTML report (and the CSV); returns what was written, for the CLI to print."""
     card, note = model_card_markdown(cache, model_path) if model_path is not None else (None, "no checkpoint given")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_report(cache, card, note), encoding="utf-8")
+    write_atomic(out, build_report(cache, card, note))
     written = {"out": str(out), "images": len(cache.rows), "model_card": card is not None}
     if csv is not None:
-        Path(csv).parent.mkdir(parents=True, exist_ok=True)
-        Path(csv).write_bytes(rows_csv(cache))
+        write_atomic(csv, rows_csv(cache))
         written["csv"] = str(csv)
     return written
 

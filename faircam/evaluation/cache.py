@@ -33,7 +33,6 @@ and average maps per race x gender x outcome, read with `group_averages`.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
 import json
@@ -54,6 +53,7 @@ import pyarrow.parquet as pq
 
 from faircam.data.fairface import GENDERS, TASK_CLASSES
 from faircam.errors import CacheError
+from faircam.files import atomic_file, atomic_folder
 from faircam.vision.focus import REGIONS
 
 SCHEMA_VERSION = 2
@@ -221,26 +221,21 @@ def write_cache(rows: pd.DataFrame, path: Path, meta: dict[str, Any], averages: 
 def write_cache_parts(parts: list[Path], path: Path, meta: dict[str, Any],
                       averages: pd.DataFrame | None = None) -> None:
     """The cache at `path` from parquet parts of rows, in order, one part in memory at a time: one
-    file (as `write_cache` writes) when `path` ends in .parquet, else a folder of the parts (moved
+    file (as `write_cache` writes) when `path` ends in .parquet, else a folder of the parts (linked
     into it) with its metadata record. Replaces what was at `path`."""
     path = Path(path)
     if not is_folder_target(path):
         _write_file(lambda: (pq.read_table(part) for part in parts), path, meta, averages)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        blob = _encode_averages(averages) if averages is not None else None
+    blob = _encode_averages(averages) if averages is not None else None
+    with atomic_folder(path) as tmp:
         columns, records = None, []
         for i, part in enumerate(parts):
             # Hashed as read back, so dtype conversions cannot break the checksum.
             rows = pq.read_table(part).to_pandas()
             columns = list(rows.columns) if columns is None else columns
             records.append({"file": part_name(i), "rows": len(rows), "checksum": _checksum(rows, None, {})})
-            os.replace(part, tmp / part_name(i))
+            _link_or_copy(part, tmp / part_name(i))
         if blob is not None:
             (tmp / FOLDER_AVERAGES).write_bytes(blob)
         meta = json.loads(json.dumps({**meta, "schema_version": SCHEMA_VERSION,
@@ -249,14 +244,15 @@ def write_cache_parts(parts: list[Path], path: Path, meta: dict[str, Any],
         # The rows are in the checksum through the parts' checksums, which are in the metadata.
         meta["checksum"] = _Checksum(meta["columns"]).finish(blob, meta)
         (tmp / FOLDER_META).write_text(json.dumps(meta))
-        # A folder cannot replace another in one rename: the old one steps aside for a moment.
-        old = path.with_name(f".{path.name}.{os.getpid()}.old")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _link_or_copy(part: Path, target: Path) -> None:
+    """`part` also at `target`: linked, so a run killed while the folder is assembled still has its parts where
+    they were (copied where the file system has no hard links)."""
+    try:
+        os.link(part, target)
+    except OSError:
+        shutil.copyfile(part, target)
 
 
 def _write_file(tables: Callable[[], Iterator[pa.Table]], path: Path, meta: dict[str, Any],
@@ -290,37 +286,11 @@ def write_table_atomic(table: pa.Table, path: Path, file_metadata: dict[bytes, b
 
 def _write_tables_atomic(schema: pa.Schema, tables: Iterator[pa.Table], path: Path,
                          file_metadata: dict[bytes, bytes] | None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for table in tables:
-                writer.write_table(table.replace_schema_metadata(schema.metadata))
-            if file_metadata:
-                writer.add_key_value_metadata(file_metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete the temporary files of earlier writes to `path` whose process is gone (killed mid-write)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    with atomic_file(path) as file, pq.ParquetWriter(file, schema) as writer:
+        for table in tables:
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+        if file_metadata:
+            writer.add_key_value_metadata(file_metadata)
 
 
 def read_cache(path: Path | str) -> EvalCache:
@@ -428,9 +398,10 @@ def _read_folder(path: Path) -> EvalCache:
         meta = None
     _check_meta(path, meta)
     parts = meta.get("parts")
-    # Only plain file names inside the folder: the record must not lead the reader elsewhere.
+    # Only plain file names inside the folder, the record must not lead the reader elsewhere; whole row counts.
     if not isinstance(parts, list) or any(not isinstance(p, dict) or Path(str(p.get("file"))).name != p.get("file")
-                                          or str(p.get("file")).startswith(".") for p in parts):
+                                          or str(p.get("file")).startswith(".") or type(p.get("rows")) is not int
+                                          or p["rows"] < 0 for p in parts):
         raise CacheError(f"{path} has unreadable faircam metadata. Recreate it with `faircam evaluate`.")
     blob_path = path / FOLDER_AVERAGES
     try:
@@ -441,7 +412,7 @@ def _read_folder(path: Path) -> EvalCache:
         raise CacheError(f"The evaluation cache {path} is damaged ({exc}). Recreate it with `faircam evaluate`.") \
             from None
     rows = table.to_pandas()
-    if len(rows) != meta.get("rows") or sum(int(p.get("rows", -1)) for p in parts) != len(rows):
+    if len(rows) != meta.get("rows") or sum(p["rows"] for p in parts) != len(rows):
         raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
     start = 0
     for part in parts:

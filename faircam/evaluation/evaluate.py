@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +58,7 @@ from faircam.evaluation.cache import (
     write_table_atomic,
 )
 from faircam.evaluation.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, faithfulness_columns
+from faircam.files import atomic_file, output_lock
 from faircam.models.model import LoadedModel
 from faircam.vision.cams import CamExplainer
 from faircam.vision.explain import Explanation, explain_views
@@ -372,11 +372,9 @@ class WorkFolder:
                                                     preserve_index=False), part)
             self.parts.append(part)
             self._pending = []
-        tmp = self.folder / f".{STATE_FILE}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_file(self.folder / STATE_FILE) as f:
             np.savez(f, key=np.array(self.key), done=np.array(self.done), parts=np.array(len(self.parts)),
                      **self.averager.state())
-        os.replace(tmp, self.folder / STATE_FILE)
 
     def remove(self) -> None:
         if self.folder.is_dir():
@@ -456,67 +454,70 @@ def run_evaluation(
     `out` is one parquet file, or a folder of parts for a name without .parquet. The batches run
     through `runner` (default: `local_runner` with `detector`). Resumes from `partial_path(out)`
     when an earlier run with the same arguments was interrupted; `on_progress(done, total)` is
-    called after every batch. Returns the cache as written.
+    called after every batch. Another run writing `out` meanwhile is an `OutputError`, at once
+    (`faircam.files.output_lock`). Returns the cache as written.
     """
     out = Path(out)
-    model = model.for_task(options.cam_task)
-    data = load_split(data_dir, split)
-    if limit is not None:
-        data = FairFaceSplit(data.root, data.split, data.rows.head(limit), data.dropped)
-    if options.cams:
-        explainer = explainer or CamExplainer(model.net, model.cam_layer)
-    # The explainer's methods (the registry's, unless a subset was asked for), which every reader follows.
-    averager = GroupAverager(tuple(explainer.methods) if options.cams else ())
-    work = WorkFolder(partial_path(out), _run_key(model, data, limit, batch_size, options), averager)
-    work.resume()
-    sampled = set()
-    if options.cams and options.faithfulness_per_cell > 0:
-        sampled = set(balanced_sample(data.rows, options.faithfulness_per_cell, options.seed)["file"])
-    runner = runner or local_runner(model, detector, explainer if options.cams else None, options, batch_size)
-    total = len(data.rows)
-    bar = tqdm(total=total, initial=work.done, desc=f"evaluate {data.split}", unit="img", disable=not progress)
-    if on_progress:
-        on_progress(work.done, total)
-    batches = runner(data, work.done, sampled, averager)
-    try:
-        for done, rows in batches:
-            bar.update(done - work.done)
-            work.add(done, rows)
-            if on_progress:
-                on_progress(done, total)
-    except KeyboardInterrupt:
+    # One run per output: a second run's parts would mix with this one's.
+    with output_lock(out):
+        model = model.for_task(options.cam_task)
+        data = load_split(data_dir, split)
+        if limit is not None:
+            data = FairFaceSplit(data.root, data.split, data.rows.head(limit), data.dropped)
+        if options.cams:
+            explainer = explainer or CamExplainer(model.net, model.cam_layer)
+        # The explainer's methods (the registry's, unless a subset was asked for), which every reader follows.
+        averager = GroupAverager(tuple(explainer.methods) if options.cams else ())
+        work = WorkFolder(partial_path(out), _run_key(model, data, limit, batch_size, options), averager)
+        work.resume()
+        sampled = set()
+        if options.cams and options.faithfulness_per_cell > 0:
+            sampled = set(balanced_sample(data.rows, options.faithfulness_per_cell, options.seed)["file"])
+        runner = runner or local_runner(model, detector, explainer if options.cams else None, options, batch_size)
+        total = len(data.rows)
+        bar = tqdm(total=total, initial=work.done, desc=f"evaluate {data.split}", unit="img", disable=not progress)
+        if on_progress:
+            on_progress(work.done, total)
+        batches = runner(data, work.done, sampled, averager)
+        try:
+            for done, rows in batches:
+                bar.update(done - work.done)
+                work.add(done, rows)
+                if on_progress:
+                    on_progress(done, total)
+        except KeyboardInterrupt:
+            work.save()
+            raise
+        finally:
+            batches.close()  # a cluster job stops here, on Ctrl-C too
+            bar.close()
         work.save()
-        raise
-    finally:
-        batches.close()  # a cluster job stops here, on Ctrl-C too
-        bar.close()
-    work.save()
-    evaluated = sum(pq.read_metadata(part).num_rows for part in work.parts)
-    if evaluated == 0:
+        evaluated = sum(pq.read_metadata(part).num_rows for part in work.parts)
+        if evaluated == 0:
+            work.remove()
+            raise DataError(f"None of the {len(data.rows)} images of {data.root} ({split}) could be read.")
+        sampled_n = sum(int(pq.read_table(part, columns=["faith_sampled"])["faith_sampled"].to_numpy().sum())
+                        for part in work.parts) if options.cams else 0
+        meta = {
+            "faircam_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "with_cams": options.cams,
+            "methods": list(averager.methods),
+            "tasks": {task: list(classes) for task, classes in model.tasks.items()},
+            "cam_task": model.task,
+            "model": {"name": model.name, "arch": model.arch, "sha256": model.sha256,
+                      "path": str(model.path) if model.path else None,
+                      "test_time_augmentation": "horizontal flip (probabilities averaged with the mirror image's)"
+                      if options.tta else "none"},
+            "data": {"root": str(data.root.resolve()), "split": split, "limit": limit,
+                     "labelled": len(data.rows), "unreadable": len(data.rows) - evaluated,
+                     "dropped": data.dropped.to_dict("records")[:50], "dropped_total": len(data.dropped)},
+            "views": VIEW_DESCRIPTIONS,
+            "faithfulness": faithfulness_meta(options, sampled_n, model.task),
+            "agreement": "histogram intersection of the raw view's maps as heat distributions (1.0 = identical)",
+            "averages": {"view": "crop", "size": AVERAGE_SIZE, "faces_found_only": True,
+                         "outcome": "correctness of the crop view's prediction, which its maps explain"},
+        }
+        write_cache_parts(work.parts, out, meta, averager.table())
         work.remove()
-        raise DataError(f"None of the {len(data.rows)} images of {data.root} ({split}) could be read.")
-    sampled_n = sum(int(pq.read_table(part, columns=["faith_sampled"])["faith_sampled"].to_numpy().sum())
-                    for part in work.parts) if options.cams else 0
-    meta = {
-        "faircam_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "with_cams": options.cams,
-        "methods": list(averager.methods),
-        "tasks": {task: list(classes) for task, classes in model.tasks.items()},
-        "cam_task": model.task,
-        "model": {"name": model.name, "arch": model.arch, "sha256": model.sha256,
-                  "path": str(model.path) if model.path else None,
-                  "test_time_augmentation": "horizontal flip (probabilities averaged with the mirror image's)"
-                  if options.tta else "none"},
-        "data": {"root": str(data.root.resolve()), "split": split, "limit": limit,
-                 "labelled": len(data.rows), "unreadable": len(data.rows) - evaluated,
-                 "dropped": data.dropped.to_dict("records")[:50], "dropped_total": len(data.dropped)},
-        "views": VIEW_DESCRIPTIONS,
-        "faithfulness": faithfulness_meta(options, sampled_n, model.task),
-        "agreement": "histogram intersection of the raw view's maps as heat distributions (1.0 = identical)",
-        "averages": {"view": "crop", "size": AVERAGE_SIZE, "faces_found_only": True,
-                     "outcome": "correctness of the crop view's prediction, which its maps explain"},
-    }
-    write_cache_parts(work.parts, out, meta, averager.table())
-    work.remove()
-    return read_cache(out)
+        return read_cache(out)

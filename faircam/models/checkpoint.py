@@ -1,4 +1,4 @@
-"""What a checkpoint file says about itself, read without torch: its checksum and metadata.
+"""What a checkpoint file says about itself, read without torch: its checksum, metadata and architecture names.
 
 Pages that only show the cached evaluation name the model in the sidebar and compare the cache
 with the model file; importing torch for that would cost seconds per process. A torch checkpoint
@@ -18,6 +18,18 @@ from typing import Any
 from faircam.errors import ModelError
 
 CHECKPOINT_FORMAT = "faircam-checkpoint/1"
+
+# The architectures a checkpoint may name, with their input normalisation: EfficientNet-Lite was trained on
+# TF's (x - 127) / 128 scaling, ResNets on ImageNet statistics. Here, without torch, so `faircam train` checks
+# `--arch` before importing it.
+LITE_NORMALISATION = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3}
+IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+ARCHITECTURES = {
+    "efficientnet-lite0": LITE_NORMALISATION,
+    "resnet18": IMAGENET_NORMALISATION,
+    "resnet34": IMAGENET_NORMALISATION,
+    "resnet50": IMAGENET_NORMALISATION,
+}
 
 
 def file_sha256(path: Path | str) -> str:

@@ -23,12 +23,8 @@ from torch import nn
 from faircam.config import CLASSES
 from faircam.data.fairface import TASK_CLASSES
 from faircam.errors import ModelError
-from faircam.models.checkpoint import CHECKPOINT_FORMAT, check_metadata, file_sha256
-
-# EfficientNet-Lite was trained on TF's (x - 127) / 128 scaling; ResNets on ImageNet statistics.
-LITE_NORMALISATION = {"mean": (127 / 255,) * 3, "std": (128 / 255,) * 3}
-IMAGENET_NORMALISATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-
+from faircam.files import atomic_file
+from faircam.models.checkpoint import ARCHITECTURES, CHECKPOINT_FORMAT, check_metadata, file_sha256
 
 
 class FaceNet(nn.Module):
@@ -133,14 +129,6 @@ def _resnet_trunk(name: str, pretrained: bool) -> tuple[nn.Sequential, int]:
     net = getattr(torchvision.models, name)(weights="IMAGENET1K_V1" if pretrained else None)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     return nn.Sequential(stem, net.layer1, net.layer2, net.layer3, net.layer4), net.fc.in_features
-
-
-ARCHITECTURES = {
-    "efficientnet-lite0": LITE_NORMALISATION,
-    "resnet18": IMAGENET_NORMALISATION,
-    "resnet34": IMAGENET_NORMALISATION,
-    "resnet50": IMAGENET_NORMALISATION,
-}
 
 
 def build_model(arch: str, pretrained: bool = False, tasks: dict[str, tuple[str, ...]] | None = None) -> FaceNet:
@@ -270,11 +258,8 @@ def save_checkpoint(
         "state_dict": state,
         "state_sha256": state_sha256(state),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_file(path) as file:
+        torch.save(payload, file)
 
 
 def _checkpoint_tasks(payload: dict, path: Path) -> dict[str, tuple[str, ...]]:

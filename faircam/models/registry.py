@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from faircam.config import CLASSES, DEFAULT_MODEL_NAME, THIRDPARTY, registry_path, settings
 from faircam.errors import ModelError
+from faircam.files import write_atomic
 
 if TYPE_CHECKING:
     from faircam.models.model import LoadedModel
@@ -187,12 +188,10 @@ def register_checkpoint(name: str, path: Path, input_size: int, trained: str,
         raise ModelError(f"{path} cannot be registered as {name!r}: give the checkpoint a plain file name.")
     target = registry_path()
     listed = _read_registry(target)
-    listed[name] = {"path": str(Path(path).resolve()), "input_size": input_size, "trained": trained,
-                    "tasks": list(tasks)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(listed, indent=2), encoding="utf-8")
-    tmp.replace(target)
+    # The file where it was written, never where a link at that name would lead.
+    listed[name] = {"path": str(Path(path).absolute().parent.resolve() / Path(path).name), "input_size": input_size,
+                    "trained": trained, "tasks": list(tasks)}
+    write_atomic(target, json.dumps(listed, indent=2))
 
 
 def resolve(name_or_path: str | Path | None) -> ModelEntry:

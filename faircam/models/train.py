@@ -47,6 +47,7 @@ from tqdm import tqdm
 from faircam.data.fairface import FairFaceSplit, load_split, read_data_image
 from faircam.data.images import FILL, resize_square
 from faircam.errors import ModelError
+from faircam.files import atomic_file, write_atomic
 from faircam.models.checkpoint import read_metadata
 from faircam.models.model import (
     ARCHITECTURES,
@@ -177,19 +178,17 @@ def decode_split(split: FairFaceSplit, size: int, path: Path) -> np.ndarray:
     key_path = path.with_suffix(".json")
     if path.is_file() and key_path.is_file() and key_path.read_text() == key:
         return np.load(path, mmap_mode="r")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(split.rows), size, size, 3))
+    shape = (len(split.rows), size, size, 3)
 
-    def decode(index: int) -> None:
-        array[index] = resize_square(read_data_image(split.root, split.rows["file"].iat[index]), size)
+    def decode(index: int) -> bytes:
+        return resize_square(read_data_image(split.root, split.rows["file"].iat[index]), size).tobytes()
 
-    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
-        list(tqdm(pool.map(decode, range(len(split.rows))), total=len(split.rows), desc=f"decode {size}px",
-                  unit="image"))
-    array.flush()
-    tmp.replace(path)
-    key_path.write_text(key)
+    # Written in order through a fresh temporary (never through a name planted in the work folder), then renamed.
+    with atomic_file(path) as file, ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        np.lib.format.write_array_header_1_0(file, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        for image in tqdm(pool.map(decode, range(shape[0])), total=shape[0], desc=f"decode {size}px", unit="image"):
+            file.write(image)
+    write_atomic(key_path, key)
     return np.load(path, mmap_mode="r")
 
 
@@ -257,10 +256,10 @@ def _load_work_file(path: Path, cfg: TrainConfig) -> dict:
 
 
 def _save_work_file(payload: dict, path: Path) -> None:
-    """`torch.save` through a temporary file and a rename, so a killed run leaves the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    """`torch.save` through a fresh temporary file and a rename (`atomic_file`), so a killed run leaves the old
+    file or the new one, and nothing is written through a name someone planted in the work folder."""
+    with atomic_file(path) as file:
+        torch.save(payload, file)
 
 
 class _Batches:
