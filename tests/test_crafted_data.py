@@ -182,6 +182,20 @@ def test_report_shows_cache_metadata_text_as_text(tmp_path, capsys, bundled):
     assert TAGS in html.unescape(re.sub(r"<[^>]+>", "", page))
 
 
+@pytest.mark.parametrize("column", ["race", "pred"])
+def test_labels_that_are_not_fairfaces_classes_are_refused(tmp_path, capsys, monkeypatch, bundled, column):
+    # Group names become chart labels: Plotly links `<a href>` in them, matplotlib reads `$…$` as mathematics.
+    rows = bundled.rows.head(40).copy()
+    rows.loc[rows.index[:5], column] = "<a href='http://evil.example'>x</a> $\\frac{$"
+    path = edited_cache(bundled, tmp_path / "edited.parquet", rows)
+    code, stdout, err = cli(capsys, "report", "--out", tmp_path / "report.html", "--cache", path)
+    assert_one_line_error(code, stdout, err, f"{column!r} column", "not FairFace's classes")
+    monkeypatch.setenv("FAIRCAM_CACHE", str(path))
+    at = run("pages/2_Evaluation.py")
+    assert_page_inert(at)
+    assert "No usable evaluation" in at.error[0].value
+
+
 # --- 4. pages: tables in presentation mode, registry fields, checkpoint fields, the faithfulness caption ---------
 
 
@@ -384,4 +398,4 @@ def test_a_file_listed_twice_is_left_out_once_and_explore_opens(monkeypatch, tmp
     assert_page_inert(at)
     (warned,) = [w.value for w in at.warning if "left out" in w.value]
     assert "1 label row dropped" in warned and "listed again" in warned
-    assert len([b for b in at.button if re.search(r", (Female|Male), ", b.label)]) == 4  # one button per image
+    assert len([b for b in at.button if re.search(r"\b(Female|Male)\b", b.label)]) == 4  # one button per image

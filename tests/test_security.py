@@ -122,8 +122,7 @@ def rows_with_mistakes(bundled) -> pd.DataFrame:
 def test_gallery_and_evaluation_show_cache_values_as_text(monkeypatch, tmp_path, bundled, fairface):
     rows = rows_with_mistakes(bundled)
     wrong = rows.index[~rows["correct"]]
-    rows.loc[wrong, "file"] = BREAKOUT
-    rows.loc[wrong, "age"] = LINKS
+    rows.loc[wrong, "file"] = f"{BREAKOUT} {LINKS}"  # labels are FairFace's classes or the cache is refused
     path = tmp_path / "edited.parquet"
     edited_cache(bundled, path, rows, created=LINKS)
     monkeypatch.setenv("FAIRCAM_CACHE", str(path))

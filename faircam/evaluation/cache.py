@@ -317,7 +317,9 @@ def read_cache(path: Path | str) -> EvalCache:
         raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
     if _checksum(rows, blob, meta) != meta.get("checksum"):
         raise _changed(path)
-    return EvalCache(rows=rows, meta=meta, averages=_averages(path, blob))
+    averages = _averages(path, blob)
+    _check_labels(path, rows, averages)
+    return EvalCache(rows=rows, meta=meta, averages=averages)
 
 
 _METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 +\-]*")
@@ -374,6 +376,22 @@ def _provenance_problems(meta: dict[str, Any]) -> list[str]:
     return [name for name, ok in checks.items() if not ok]
 
 
+def _check_labels(path: Path, rows: pd.DataFrame, averages: pd.DataFrame | None) -> None:
+    """Refuse labels and predictions that are not FairFace's classes: they become group names, chart labels and
+    captions on every page and in the report (Plotly and matplotlib read markup in labels), and `faircam evaluate`
+    writes FairFace's classes only."""
+    views = ("raw", "crop", "blur")
+    allowed = [(rows, {column: classes for task, classes in TASK_CLASSES.items()
+                       for column in (task, *(view_column(v, task_column(task, "pred")) for v in views))})]
+    if averages is not None:
+        allowed.append((averages, {"race": TASK_CLASSES["race"], "gender": GENDERS, "outcome": OUTCOMES}))
+    for table, columns in allowed:
+        for column, classes in columns.items():
+            if column in table and not table[column].dropna().isin(classes).all():
+                raise CacheError(f"{path} holds values in its {column!r} column that are not FairFace's classes. "
+                                 "Recreate it with `faircam evaluate`.")
+
+
 def _changed(path: Path) -> CacheError:
     return CacheError(f"{path} does not match its checksum: its rows or metadata were changed after "
                       "`faircam evaluate` wrote it (or an older faircam wrote it). Recreate it.")
@@ -422,7 +440,9 @@ def _read_folder(path: Path) -> EvalCache:
     if list(map(str, rows.columns)) != meta.get("columns") \
             or _Checksum(meta["columns"]).finish(blob, meta) != meta.get("checksum"):
         raise _changed(path)
-    return EvalCache(rows=rows, meta=meta, averages=_averages(path, blob))
+    averages = _averages(path, blob)
+    _check_labels(path, rows, averages)
+    return EvalCache(rows=rows, meta=meta, averages=averages)
 
 
 def group_averages(cache: EvalCache) -> pd.DataFrame:
