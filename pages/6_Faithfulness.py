@@ -129,6 +129,7 @@ else:
                     for spec, prefix in answered]
             st.caption(f"{md(image['file'], code=True)} · {md(groups.label(image['race']))}, "
                        f"{md(image['gender'])} · {' · '.join(said)} · agreement {image[AGREEMENT_MEAN]:.2f}")
-            image_source.explore_link(image["file"], label="Its four maps on Explore")
+            if thumbnail is not None:  # a file the data folder lacks gets no link (the cache names anything)
+                image_source.explore_link(image["file"], label="Its four maps on Explore")
     with st.expander("Every pair, for these images"):
         ui.table(worst, width="stretch", hide_index=True)

@@ -105,15 +105,16 @@ columns = st.columns(COLUMNS)
 for i, (_, row) in enumerate(shown.iterrows()):
     with columns[i % COLUMNS]:
         image = ui.thumbnail(data, row["file"])
-        if image is not None:
-            st.image(image, width="stretch")
-        else:
+        if image is None:
             missing += 1
             st.info(f"{md(row['file'], code=True)} is missing")
+        else:
+            st.image(image, width="stretch")
         st.markdown(f"Label **{md(groups.label(row[spec.truth]))}** · model **{md(groups.label(row[spec.pred]))}** "
                     f"({row[prob]:.0%} sure)")
         st.caption(f"{', '.join(md(DESCRIBE[c](row[c])) for c in others)} · {md(row['file'], code=True)}")
-        image_source.explore_link(row["file"], label="Its maps on Explore")
+        if image is not None:  # a file the data folder lacks gets no link (the cache names anything)
+            image_source.explore_link(row["file"], label="Its maps on Explore")
 if missing:
     st.warning(f"{missing} of these images are not in {md(data, code=True)}: is it the folder the evaluation used "
                f"({md(cache.data_meta['root'], code=True)})?")
