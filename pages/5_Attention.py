@@ -165,6 +165,9 @@ else:
     for tab, shown in zip(st.tabs(["Correct predictions", "Wrong predictions"]), ("correct", "wrong")):
         with tab:
             table = averages[averages["outcome"] == shown].set_index(["race", "gender"])
+            if table.empty:  # a small or strong evaluation can have no wrong answers at all
+                st.caption(f"No {shown} predictions in this cache.")
+                continue
             races = groups.levels(table.index.get_level_values("race"), "race")
             columns = st.columns(len(races))
             for column, race in zip(columns, races):

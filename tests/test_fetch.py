@@ -7,9 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from faircam.data.fairface import load_split
+from faircam.data.fairface import load_split, read_data_image
 from faircam.data.fetch import write_layout
-from faircam.data.images import read_image
 from faircam.errors import FetchError
 
 # Integer labels as the hub copy (HuggingFaceM4/FairFace, config 0.25) stores them, with the
@@ -64,7 +63,7 @@ def test_write_layout(hub_dir, tmp_path, fairface, split, records):
 
     loaded = load_split(out, split)
     assert len(loaded.rows) == len(records) and loaded.dropped.empty
-    assert read_image(loaded.path(loaded.rows["file"].iloc[0])).shape == (224, 224, 3)
+    assert read_data_image(loaded.root, loaded.rows["file"].iloc[0]).shape == (224, 224, 3)
 
 
 def test_write_layout_limit(hub_dir, tmp_path):

@@ -61,7 +61,7 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     verdicts = [m.value for m in at.markdown if " says **" in m.value]
-    assert [v.split()[1] for v in verdicts] == ["faircam", "dlib", "face-api"]
+    assert [v.split()[1].replace("\\", "") for v in verdicts] == ["faircam", "dlib", "face-api"]
     assert all("FairFace label" in v for v in verdicts)
     focus = at.dataframe[0].value
     assert list(focus.index) == ["faircam", "dlib", "face-api"]

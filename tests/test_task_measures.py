@@ -367,7 +367,7 @@ def test_model_card_has_every_tasks_tables(multitask_files, mt_cache):
         if spec.ordinal:
             assert "within one bin (95% interval)" in section and "**Within one bin:" in section
     assert "## Backbone probes (measured)" in card and "| 86.0% | 59.5% | 49.0% |" in card
-    assert "longer run on a GPU" in card and "2 CPU cores" in card
+    assert "more epochs or a larger input are the route further" in card and "2 CPU cores" in card
     assert "Tasks: gender (Female / Male); race (7 classes" in card and "ImageNet EfficientNet-Lite0" in card
     assert "Race and age prediction exist here only as subjects of the audit" in card
 
