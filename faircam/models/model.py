@@ -206,10 +206,10 @@ class LoadedModel:
         return normalise(batch.permute(0, 3, 1, 2), self.mean, self.std)
 
     @torch.no_grad()
-    def answers(self, batch: torch.Tensor, logits: torch.Tensor | None = None) -> dict[str, np.ndarray]:
-        """Every task's class probabilities for a normalised batch (`logits`: its forward pass, if already run),
-        averaged with the mirror image's under flip test-time augmentation (`tta`)."""
-        probs = self.task_probs((self.net(batch) if logits is None else logits).detach().float().cpu())
+    def answers(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """Every task's class probabilities for a normalised batch, averaged with the mirror image's under flip
+        test-time augmentation (`tta`)."""
+        probs = self.task_probs(self.net(batch).float().cpu())
         if not self.tta:
             return probs
         mirrored = self.task_probs(self.net(batch.flip(3)).float().cpu())

@@ -475,13 +475,13 @@ def train(cfg: TrainConfig) -> dict:
                          **({"ema": ema.state_dict()} if ema is not None else {}),
                          "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch},
                         state_path)
-    if best >= 0:
-        _record_history(Path(cfg.out), history)
-        register_checkpoint(Path(cfg.out).stem, Path(cfg.out), read_metadata(cfg.out)["input_size"],
-                            f"{cfg.arch}, {cfg.epochs} epochs", tuple(tasks))
     summary = {"out": cfg.out, "history": history}
     if best >= 0:
-        metrics = read_metadata(cfg.out)["info"]["metrics"]
+        _record_history(Path(cfg.out), history)
+        saved = read_metadata(cfg.out)
+        register_checkpoint(Path(cfg.out).stem, Path(cfg.out), saved["input_size"], f"{cfg.arch}, {cfg.epochs} epochs",
+                            tuple(tasks))
+        metrics = saved["info"]["metrics"]
         summary["best_val_accuracy"] = metrics["accuracy"]
         summary.update({f"best_val_{t}_accuracy": m["accuracy"] for t, m in metrics.get("tasks", {}).items()
                         if t != "gender"})
