@@ -268,6 +268,10 @@ BAD_TRAIN_ARGUMENTS = {
     "lr": (["--lr", "nan"], "--lr"),
     "frozen-stages": (["--frozen-stages", "-1"], "--frozen-stages"),
     "seed": (["--seed", "-1"], "--seed"),
+    "sizes": (["--frozen-stages", "0", "--sizes", "128,,abc"], "--sizes"),
+    "sizes-frozen": (["--sizes", "128,160"], "--frozen-stages 0"),
+    "ema": (["--ema", "1"], "--ema"),
+    "ema-nan": (["--ema", "nan"], "--ema"),
 }
 
 # Every argument in one process: each ends in one line before torch is imported.
