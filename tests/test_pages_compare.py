@@ -70,8 +70,10 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     summary = at.dataframe[1].value
     assert list(summary["model"]) == ["faircam", "dlib", "face-api"]
     assert (summary["images"] == f"{LIMIT:,}").all()  # compared on the images all three caches hold
-    # Gaps in points, as every page writes them; accuracies with their interval as "82.0% (75.1–87.3%)".
-    assert all(g == "–" or g.endswith(" points") for g in summary["race gap"])
+    # Gaps in points with their bootstrap interval, as every page writes them; accuracies with their interval as
+    # "82.0% (75.1–87.3%)".
+    assert all(g == "–" or re.fullmatch(r"\d+\.\d points \(95% interval \d+\.\d–\d+\.\d\)", g)
+               for g in summary["race gap"])
     assert all(re.fullmatch(r"\d+\.\d% \(\d+\.\d%–\d+\.\d%\)", a) for a in summary.filter(like="accuracy").iloc[:, 0])
     assert f"**{LIMIT}** images every cache holds" in texts(at)
     race = at.dataframe[2].value

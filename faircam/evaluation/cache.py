@@ -13,16 +13,24 @@ no torch: pages that only read the cache open without loading the model.
 
 Schema 2, one row per image:
 
-- raw view (the whole image resized): file, race, gender, age, pred, prob, p_male, correct (the
-  gender decision), for each other task of the model (`meta["tasks"]`, read as `EvalCache.tasks`)
-  `task_column(task, "pred" | "prob" | "correct")`, face_found, faces_found, and
+- raw view (the whole image resized): file, race, gender, age, and for each task of the model
+  (`meta["tasks"]`, read as `EvalCache.tasks`) its prediction columns (`faircam.tasks.Task.columns`:
+  pred, prob, p_male, correct for gender; race_pred, race_prob, race_correct, ...), face_found, faces_found,
+  the image quality of the largest face (`faircam.vision.quality`: quality_face_px, quality_sharpness,
+  quality_brightness, quality_yaw, quality_confidence, and each one's level column: "face size", "sharpness",
+  "brightness", "head turn", "detector confidence"), and
   `focus_column(method, key)` for every CAM method the cache records (`meta["methods"]`, read as
   `EvalCache.methods`) and `FOCUS_KEYS`;
 - counterfactual views "crop" (MTCNN-aligned face) and "blur" (background blurred): the same
   prediction and focus columns named by `view_column(view, ...)`; without a face they equal raw;
 - faithfulness on the raw view, for the predicted class, on a balanced sample (`faith_sampled`,
   NaN elsewhere): `focus_column(method, "road" | "deletion" | "insertion")`;
-- agreement between the maps of the raw view: `agreement_column(a, b)` and `AGREEMENT_MEAN`.
+- agreement between the maps of the raw view: `agreement_column(a, b)` and `AGREEMENT_MEAN`;
+- for a labelled folder (`faircam.data.labelled`), its label file's other columns after the labels (and a
+  numeric column's `<name> (binned)` levels).
+
+`meta["attributes"]` lists the groupings beyond the labels (`EvalCache.attributes`: the quality slices and a label
+file's columns), each with its level column and levels in order; `read_cache` makes those columns categorical.
 
 The maps, focus, faithfulness and averages explain the decisions of one task, `meta["cam_task"]`
 (`EvalCache.cam_task`; gender unless `faircam evaluate --cam-task` chose another).
@@ -52,13 +60,13 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from faircam.data.fairface import GENDERS, TASK_CLASSES
+from faircam.data.labelled import Attribute
 from faircam.errors import CacheError
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.vision.focus import REGIONS
 
 SCHEMA_VERSION = 2
 FOCUS_KEYS = (*REGIONS, "face", "face_baseline", "face_lift")
-VIEW_COLUMNS = ("pred", "prob", "p_male", "correct")
 FAITHFULNESS_KEYS = ("road", "deletion", "insertion")
 AGREEMENT_MEAN = "agree | mean"
 OUTCOMES = ("correct", "wrong")
@@ -75,15 +83,9 @@ def focus_column(method: str, key: str) -> str:
     return f"{method} | {key}"
 
 
-def task_column(task: str, name: str) -> str:
-    """Column of one task's prediction ("pred", "prob", "correct"): gender's keep their first names, others are
-    prefixed ("race_pred", "age_correct")."""
-    return name if task == "gender" else f"{task}_{name}"
-
-
 def view_columns(tasks: Iterable[str]) -> tuple[str, ...]:
-    """The prediction columns every view has for these tasks (`VIEW_COLUMNS` for gender alone)."""
-    return VIEW_COLUMNS + tuple(task_column(t, k) for t in tasks if t != "gender" for k in ("pred", "prob", "correct"))
+    """The prediction columns every view has for these tasks (`faircam.tasks.Task.columns`), in task order."""
+    return tuple(c for t in tasks for c in TASKS[t].columns)
 
 
 def view_column(view: str, name: str) -> str:
@@ -120,14 +122,21 @@ class EvalCache:
 
     @property
     def tasks(self) -> dict[str, tuple[str, ...]]:
-        """The tasks whose predictions the rows hold (`task_column`), with their classes; gender alone for a
-        cache written before there were other tasks."""
-        return {t: tuple(c) for t, c in self.meta.get("tasks", {"gender": GENDERS}).items()}
+        """The tasks whose predictions the rows hold (`faircam.tasks.Task.columns`), with their classes; the default
+        task alone for a cache written before there were other tasks."""
+        default = {DEFAULT_TASK: TASKS[DEFAULT_TASK].classes}
+        return {t: tuple(c) for t, c in self.meta.get("tasks", default).items()}
+
+    @property
+    def attributes(self) -> list[Attribute]:
+        """The groupings beyond the task labels (a labelled folder's other columns, the image-quality slices), each
+        with the column of its levels (`read_cache` makes it categorical, in the levels' order)."""
+        return [Attribute.from_meta(a) for a in self.meta.get("attributes", [])]
 
     @property
     def cam_task(self) -> str:
         """The task whose decisions the maps, focus scores, faithfulness and averages explain."""
-        return self.meta.get("cam_task", "gender")
+        return self.meta.get("cam_task", DEFAULT_TASK)
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -331,7 +340,7 @@ def read_cache(path: Path | str) -> EvalCache:
         raise CacheError(f"{path} holds {len(rows)} rows but recorded {meta.get('rows')}; recreate it.")
     if _checksum(rows, blob, meta) != meta.get("checksum"):
         raise _changed(path)
-    return EvalCache(rows=rows, meta=meta, averages=_averages(path, blob))
+    return EvalCache(rows=_typed(path, meta, rows), meta=meta, averages=_averages(path, blob))
 
 
 _METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 +\-]*")
@@ -349,11 +358,31 @@ def _check_meta(path: Path, meta: Any) -> None:
     methods = meta.get("methods", [])
     if not isinstance(methods, list) or not all(isinstance(m, str) and _METHOD_NAME.fullmatch(m) for m in methods):
         raise CacheError(f"{path} names CAM methods that are not plain names. Recreate it with `faircam evaluate`.")
-    # Task names become column prefixes and labels: FairFace's tasks and classes only.
-    tasks = meta.get("tasks", {"gender": list(GENDERS)})
-    if (not isinstance(tasks, dict) or "gender" not in tasks or meta.get("cam_task", "gender") not in tasks
-            or any(TASK_CLASSES.get(t) != tuple(c) if isinstance(c, list) else True for t, c in tasks.items())):
+    # Task names become column prefixes and labels: faircam's tasks (`faircam.tasks.TASKS`) and their classes only.
+    tasks = meta.get("tasks", {DEFAULT_TASK: list(TASKS[DEFAULT_TASK].classes)})
+    if (not isinstance(tasks, dict) or DEFAULT_TASK not in tasks or meta.get("cam_task", DEFAULT_TASK) not in tasks
+            or any(t not in TASKS or TASKS[t].classes != tuple(c) if isinstance(c, list) else True
+                   for t, c in tasks.items())):
         raise CacheError(f"{path} names tasks or classes faircam does not know. Recreate it with `faircam evaluate`.")
+
+
+def _typed(path: Path, meta: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with each attribute's level column categorical, its levels in their stored order (ordered for binned
+    numbers), after checking the attributes' metadata: their names and levels become tab labels, table headers and
+    filters, so only plain text of a bounded size, naming columns the rows have."""
+    records = meta.get("attributes", [])
+    try:
+        attributes = [Attribute.from_meta(r) for r in records] if isinstance(records, list) else None
+    except (KeyError, TypeError, ValueError):
+        attributes = None
+    if attributes is None or any(
+            a.column not in rows or not (0 < len(a.name) <= 100 and a.name.isprintable())
+            or len(a.levels) > 1000 or not all(level.isprintable() and len(level) <= 200 for level in a.levels)
+            for a in attributes):
+        raise CacheError(f"{path} has unreadable attributes in its metadata. Recreate it with `faircam evaluate`.")
+    for a in attributes:
+        rows[a.column] = pd.Categorical(rows[a.column], categories=list(dict.fromkeys(a.levels)), ordered=a.ordered)
+    return rows
 
 
 def _changed(path: Path) -> CacheError:
@@ -403,7 +432,7 @@ def _read_folder(path: Path) -> EvalCache:
     if list(map(str, rows.columns)) != meta.get("columns") \
             or _Checksum(meta["columns"]).finish(blob, meta) != meta.get("checksum"):
         raise _changed(path)
-    return EvalCache(rows=rows, meta=meta, averages=_averages(path, blob))
+    return EvalCache(rows=_typed(path, meta, rows), meta=meta, averages=_averages(path, blob))
 
 
 def group_averages(cache: EvalCache) -> pd.DataFrame:
