@@ -80,6 +80,13 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     assert list(race.columns) == ["race", "faircam", "dlib", "face-api"]
     assert race["race"].str.endswith("⚠ small").all()  # 12 images: every race group is under MIN_GROUP_SIZE
     assert not any("_" in g for g in race["race"])  # human labels: "Latino Hispanic"
+    # Any attribute of the caches groups them too: here an image-quality slice every cache holds.
+    at.session_state["compare-grouping"] = "Group by…"
+    at.run()
+    at.selectbox(key="compare-grouping-by").set_value("head turn").run()
+    assert not at.exception, [e.value for e in at.exception]
+    turn = next(d.value for d in at.dataframe if list(d.value.columns)[:1] == ["head turn"])
+    assert list(turn.columns) == ["head turn", "faircam", "dlib", "face-api"]
 
 
 def test_compare_another_face_and_fewer_models():

@@ -149,7 +149,8 @@ def explained_gap(rows: pd.DataFrame, attribute: Attribute, grouping: str, by: l
         return None
     table = frame.by_group
     eligible = (table["accuracy_n"] >= min_size).to_numpy()
-    levels = pd.Categorical(rows[attribute.column], categories=list(attribute.levels)).codes.astype(np.int64)
+    levels = pd.Categorical(rows[attribute.column].to_numpy(dtype=object),
+                            categories=list(attribute.levels)).codes.astype(np.int64)
     right = rows[spec.correct].astype(bool).to_numpy(np.int64)
     inside = (frame.codes >= 0) & (levels >= 0) & rows[spec.correct].notna().to_numpy()
     g, k = len(table), len(attribute.levels)

@@ -459,7 +459,8 @@ class GroupFrame:
         names = []
         for column in self.by:
             present = levels(rows[column], column)
-            codes = pd.Categorical(rows[column], categories=present).codes.astype(np.int64)
+            # As plain values: recoding a categorical column onto the levels present warns of its unused ones.
+            codes = pd.Categorical(rows[column].to_numpy(dtype=object), categories=present).codes.astype(np.int64)
             known &= codes >= 0
             code = code * max(len(present), 1) + codes
             names.append(present)
