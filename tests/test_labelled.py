@@ -215,3 +215,21 @@ def test_gallery_filters_by_an_extra_column_and_by_a_link(evaluated, monkeypatch
     assert_clean(linked)
     studio = rows[(rows["lighting"] == "studio") & (rows["race"] == "White")]
     assert f"among **{len(studio):,}** images matching the filters" in "\n".join(m.value for m in linked.markdown)
+
+
+def test_a_label_file_with_gender_alone_audits_gender_alone(labelled, tmp_path):
+    """Race and age are optional: their columns stay empty, their tasks are not audited, their groupings not
+    offered, and the faithfulness sample and group averages fall back to the cells there are (gender)."""
+    from faircam.audit.groups import groupings
+    from faircam.data.fairface import balanced_sample
+    from faircam.evaluation.evaluate import labelled_tasks
+    from faircam.tasks import task_classes
+
+    only = tmp_path / "gender.csv"
+    labelled["table"][["file", "gender", "lighting"]].to_csv(only, index=False)
+    split = load_labelled(labelled["root"], only)
+    assert split.rows["race"].isna().all() and split.rows["age"].isna().all()
+    assert list(labelled_tasks(task_classes(), split.rows)) == ["gender"]
+    assert list(groupings(split.rows.assign(lighting=split.rows["lighting"]))) == ["gender"]
+    sample = balanced_sample(split.rows, 3)
+    assert len(sample) == 6 and sorted(sample["gender"].unique()) == ["Female", "Male"]
