@@ -14,6 +14,7 @@ st.navigation(
         st.Page("pages/5_Attention.py", title="Attention", icon="🎯", url_path="Attention"),
         st.Page("pages/6_Faithfulness.py", title="Faithfulness", icon="🧪", url_path="Faithfulness"),
         st.Page("pages/7_Gallery.py", title="Gallery", icon="🖼️", url_path="Gallery"),
+        st.Page("pages/11_Failures.py", title="Where does it fail?", icon="🔦", url_path="Failures"),
         st.Page("pages/8_Inside.py", title="Inside the network", icon="🧠", url_path="Inside"),
         st.Page("pages/9_Compare.py", title="Compare models", icon="🆚", url_path="Compare"),
         st.Page("pages/10_Classroom.py", title="Classroom", icon="🎓", url_path="Classroom"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import ui
@@ -25,16 +26,15 @@ from faircam.data.fairface import (
     GENDERS,
     RACES,
     FairFaceSplit,
-    available_splits,
     describe_dropped,
     filter_rows,
     find_image,
     grid_sample,
     label_file,
-    load_split,
     read_data_image,
 )
 from faircam.data.images import decode_image
+from faircam.data.labelled import data_splits, load_data
 from faircam.errors import DataError
 from faircam.text import md
 
@@ -100,8 +100,14 @@ def _seeded(name: str, default: Any, allowed: list | tuple | None = None) -> dic
 
 
 @st.cache_data(show_spinner=False)
-def _split(root: str, split: str) -> FairFaceSplit:
-    return load_split(root, split)
+def _split(root: str, split: str, labels: str | None) -> FairFaceSplit:
+    return load_data(root, split, labels)
+
+
+def _labels() -> str | None:
+    """The label file of a labelled data folder (`FAIRCAM_LABELS`), or None for FairFace's layout."""
+    labels = settings().labels_path
+    return None if labels is None else str(labels)
 
 
 def _open_link(data: Path | None) -> None:
@@ -111,9 +117,9 @@ def _open_link(data: Path | None) -> None:
     if file is None:
         return
     del st.query_params["image"]
-    for split in available_splits(data):
+    for split in data_splits(data, settings().labels_path):
         try:
-            row = find_image(_split(str(data), split), file)
+            row = find_image(_split(str(data), split, _labels()), file)
         except DataError:
             continue
         pick(row.to_dict(), split)
@@ -147,11 +153,11 @@ def uploaded() -> bytes | None:
 
 
 def _choose_fairface(data: Path | None) -> dict[str, str] | None:
-    splits = available_splits(data)
+    splits = data_splits(data, settings().labels_path)
     if not splits:
         if data is not None:
             try:
-                load_split(data, "val")
+                load_data(data, "val", _labels())
             except DataError as exc:
                 st.error(f"**The data folder cannot be used.** {md(exc)}")
         st.info("No FairFace folder found. Set `FAIRCAM_DATA` to a folder in FairFace's layout "
@@ -163,12 +169,13 @@ def _choose_fairface(data: Path | None) -> dict[str, str] | None:
     genders = c3.multiselect("Gender", GENDERS, placeholder="all", **_seeded("genders", []))
     ages = c4.multiselect("Age", AGES, placeholder="all", **_seeded("ages", []))
     try:
-        labels = _split(str(data), split)
+        labels = _split(str(data), split, _labels())
     except DataError as exc:
         st.error(f"**The data folder cannot be used.** {md(exc)}")
         return None
     if not labels.dropped.empty:
-        st.warning(f"Some rows of {md(label_file(data, split).name, code=True)} are left out. "
+        named = settings().labels_path or label_file(data, split)
+        st.warning(f"Some rows of {md(named.name, code=True)} are left out. "
                    f"{md(describe_dropped(labels.dropped))}")
     rows = filter_rows(labels.rows, races, genders, ages)
     if rows.empty:
@@ -188,7 +195,8 @@ def _choose_fairface(data: Path | None) -> dict[str, str] | None:
                 st.warning(f"{md(row['file'], code=True)} cannot be read.")
                 continue
             st.image(thumbnail, width="stretch")
-            if st.button(md(f"{groups.label(row['race'])}, {row['gender']}, {row['age']}"), key=f"pick{row['file']}"):
+            said = [groups.label(row[c]) for c in ("race", "gender", "age") if pd.notna(row[c])]
+            if st.button(md(", ".join(said) or row["file"]), key=f"pick{row['file']}"):
                 st.session_state[PICKED] = row.to_dict()
     return picked()
 

@@ -18,12 +18,14 @@ import streamlit as st
 
 from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, settings
-from faircam.data.fairface import available_splits, describe_dropped, read_data_image
+from faircam.data.fairface import describe_dropped, read_data_image
 from faircam.data.images import decode_image
+from faircam.data.labelled import data_splits
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.evaluation.cache import EvalCache, read_cache
 from faircam.models import registry
 from faircam.models.checkpoint import file_sha256, read_metadata
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 
 if TYPE_CHECKING:
@@ -108,6 +110,49 @@ def open_tab(labels: list[str], key: str) -> tuple[Any, str]:
     return next((tab, label) for tab, label in zip(tabs, labels) if tab.open)
 
 
+# The last tab of a table page: any grouping of the cache, or the intersection of two.
+GROUP_BY = "Group by…"
+NO_SECOND = "(none)"
+
+
+def choose_grouping(options: dict[str, list[str]], key: str, where: Any = st) -> tuple[str, list[str]]:
+    """A "Group by" choice of any grouping in `options` (`groups.groupings`), the first beyond FairFace's labels
+    by default, and an optional second one: the grouping's name and its columns ("race × lighting": the
+    intersection of two)."""
+    singles = [n for n, by in options.items() if len(by) == 1]
+    default = next((i for i, n in enumerate(singles) if n not in groups.GROUPINGS), 0)
+    first_column, second_column = where.columns(2)
+    first = first_column.selectbox("Group by", singles, key=f"{key}-by", index=default)
+    second = second_column.selectbox("and by (the intersection of two)", [NO_SECOND, *[n for n in singles
+                                                                                        if n != first]],
+                                     key=f"{key}-and")
+    if second == NO_SECOND:
+        return first, options[first]
+    return groups.intersection(first, second), options[first] + options[second]
+
+
+def grouping_tab(options: dict[str, list[str]], key: str) -> tuple[Any, str, list[str]]:
+    """Tabs of FairFace's groupings present in `options` and a last one, `GROUP_BY`, choosing any grouping or the
+    intersection of two (`choose_grouping`): the open tab's container, the grouping's name and its columns."""
+    standard = [n for n in groups.GROUPINGS if n in options]
+    tab, label = open_tab([*standard, GROUP_BY], key=key)
+    if label != GROUP_BY:
+        return tab, label, options[label]
+    with tab:
+        name, by = choose_grouping(options, key)
+    return tab, name, by
+
+
+def grouping_radio(options: dict[str, list[str]], key: str, where: Any = st, default: str = "race",
+                   label: str = "Groups") -> tuple[str, list[str]]:
+    """`grouping_tab` as a radio labelled `label`, for pages that choose a grouping beside other choices."""
+    standard = [n for n in groups.GROUPINGS if n in options]
+    labels = [*standard, GROUP_BY]
+    label = where.radio(label, labels, index=labels.index(default) if default in labels else 0, horizontal=True,
+                        key=key)
+    return (label, options[label]) if label != GROUP_BY else choose_grouping(options, key, where)
+
+
 # Session key of the model chosen in the sidebar (a plain key: widget keys are dropped when
 # the page that drew the widget changes).
 MODEL_KEY = "faircam_model"
@@ -128,23 +173,23 @@ def model_tasks(name: str | None = None) -> tuple[str, ...]:
     metadata without torch; third-party models predict gender only."""
     entry = registry.entries()[name or selected_model()]
     if entry.kind != "checkpoint":
-        return ("gender",)
+        return (DEFAULT_TASK,)
     tasks = checkpoint(entry.name).get("tasks")
-    return tuple(t for t in groups.TASKS if t in tasks) if isinstance(tasks, dict) else ("gender",)
+    return tuple(t for t in TASKS if t in tasks) if isinstance(tasks, dict) else (DEFAULT_TASK,)
 
 
 def selected_task() -> str:
     """The task chosen in the sidebar, if the selected model has it; else gender."""
-    task = st.session_state.get(TASK_KEY, "gender")
-    return task if task in model_tasks() else "gender"
+    task = st.session_state.get(TASK_KEY, DEFAULT_TASK)
+    return task if task in model_tasks() else DEFAULT_TASK
 
 
 def task_or_stop(cache: EvalCache, what: str = "numbers") -> str:
     """The selected task when `cache` holds its predictions; otherwise the page says so in one line and stops."""
     task = selected_task()
     if task not in cache.tasks:
-        st.info(f"This evaluation has no {groups.TASKS[task].title} {what}: it holds "
-                f"{', '.join(groups.TASKS[t].title for t in cache.tasks)} only.")
+        st.info(f"This evaluation has no {TASKS[task].title} {what}: it holds "
+                f"{', '.join(TASKS[t].title for t in cache.tasks)} only.")
         st.stop()
     return task
 
@@ -291,7 +336,7 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
     """A button that recomputes a model's (default: the selected one's) evaluation cache at `path`
     here, with a progress bar, then reloads."""
     data = settings().data_dir
-    if split not in available_splits(data):
+    if split not in data_splits(data, settings().labels_path):
         st.caption(f"To recompute it here, set `FAIRCAM_DATA` to a FairFace folder with a {md(split)} split.")
         return
     if not st.button(f"Recompute the evaluation now ({split} split of {md(data)}; faithfulness is left to "
@@ -308,7 +353,7 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
         pipe = pipeline(model)
         # Faithfulness (ROAD) costs seconds per image: left to `faircam evaluate`, so the button ends in minutes.
         run_evaluation(data, split, path, pipe.model, pipe.detector, pipe.explainer, progress=False,
-                       options=EvalOptions(faithfulness_per_cell=0),
+                       options=EvalOptions(faithfulness_per_cell=0), labels=settings().labels_path,
                        on_progress=lambda done, total: bar.progress(done / max(total, 1),
                                                                     text=f"{done:,} of {total:,} images"))
     except KNOWN_ERRORS as exc:
@@ -403,7 +448,7 @@ def sidebar_model() -> None:
         tasks = model_tasks(current)
         task = selected_task()
         st.selectbox("Task", tasks, index=tasks.index(task), key="_task_select", on_change=_remember_task,
-                     format_func=lambda t: groups.TASKS[t].title, disabled=len(tasks) == 1,
+                     format_func=lambda t: TASKS[t].title, disabled=len(tasks) == 1,
                      help="The decision every page audits: gender, or race or age for a model with those "
                           "heads. Race and age are here as subjects of the audit, not as features.")
         entry = entries[current]
@@ -416,9 +461,10 @@ def sidebar_model() -> None:
             st.warning(f"This model has no evaluation cache yet: run {command} to measure its accuracy.")
             return
         if task not in read_evaluation(current).tasks:
-            st.caption(f"Its evaluation cache holds no {groups.TASKS[task].title} predictions.")
+            st.caption(f"Its evaluation cache holds no {TASKS[task].title} predictions.")
             return
         overall = groups.group_table(rows, [], task=task).iloc[0]
         accuracy = groups.with_interval(overall["accuracy"], overall["accuracy_low"], overall["accuracy_high"])
-        what = "" if task == "gender" else f"{groups.TASKS[task].title} "
-        st.caption(f"Validation {what}accuracy {accuracy} on {int(overall['n']):,} FairFace images.")
+        what = "" if task == DEFAULT_TASK else f"{TASKS[task].title} "
+        source = "labelled" if read_evaluation(current).meta["data"].get("labels") else "FairFace"
+        st.caption(f"Validation {what}accuracy {accuracy} on {int(overall['n']):,} {source} images.")

@@ -47,8 +47,8 @@ def run(count: int = 64, batch_size: int = 8) -> dict:
 
     def on_ray(workers: int):
         def runner(model, options):
-            return {"detector": None, "runner": ray_runner(str(model.path), model.sha256, options, batch_size,
-                                                           workers=workers)}
+            return {"detector": None, "runner": ray_runner(str(model.path), model.sha256, model.tasks, options,
+                                                           batch_size, workers=workers)}
         return runner
 
     results = {"images": count, "batch_size": batch_size,

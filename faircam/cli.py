@@ -22,6 +22,7 @@ from faircam.errors import KNOWN_ERRORS, ClusterError, DataError, OutputError
 from faircam.files import atomic_file, output_lock, write_atomic
 from faircam.models import registry
 from faircam.models.checkpoint import ARCHITECTURES
+from faircam.tasks import DEFAULT_TASK, TASKS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,15 +146,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate_mmap_mb()  # a bad FAIRCAM_MMAP_MB stops here, before any work
     out = _cache_output(args.out)
     data_dir = _data_dir(args.data)
-    from faircam.data.fairface import load_split
+    labels = Path(args.labels).expanduser() if args.labels else settings().labels_path
+    from faircam.data.labelled import load_data
 
-    labelled = load_split(data_dir, args.split).rows.head(args.limit)
+    data = load_data(data_dir, args.split, labels)
+    for note in data.notes:
+        print(f"faircam: warning: {note}", file=sys.stderr)
+    labelled = data.rows.head(args.limit)
     # Held before torch is imported, so a second run on this output is refused before any work.
     with output_lock(out):
-        _evaluate(args, out, data_dir, labelled)
+        _evaluate(args, out, data_dir, labels, labelled)
 
 
-def _evaluate(args: argparse.Namespace, out: Path, data_dir: Path, labelled: pd.DataFrame) -> None:
+def _evaluate(args: argparse.Namespace, out: Path, data_dir: Path, labels: Path | None,
+              labelled: pd.DataFrame) -> None:
     from faircam.evaluation.evaluate import EvalOptions, run_evaluation
 
     options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed,
@@ -164,22 +170,22 @@ def _evaluate(args: argparse.Namespace, out: Path, data_dir: Path, labelled: pd.
         model = registry.load_model(args.model)
         # Each actor loads the model itself: a checkpoint by its absolute path.
         spec = str(Path(args.model).resolve()) if args.model and Path(args.model).is_file() else args.model
-        runner = ray_runner(spec, model.sha256, options, args.batch_size, args.address, args.workers,
+        runner = ray_runner(spec, model.sha256, model.tasks, options, args.batch_size, args.address, args.workers,
                             args.gpus_per_worker)
         cache = run_evaluation(data_dir, args.split, out, model, None, limit=args.limit,
-                               batch_size=args.batch_size, options=options, runner=runner)
+                               batch_size=args.batch_size, options=options, runner=runner, labels=labels)
     else:
         from faircam.vision.explain import Pipeline
 
         pipeline = Pipeline.load(args.model)
         cache = run_evaluation(data_dir, args.split, out, pipeline.model, pipeline.detector,
-                               pipeline.explainer, limit=args.limit, batch_size=args.batch_size, options=options)
-    from faircam.evaluation.cache import task_column
-
+                               pipeline.explainer, limit=args.limit, batch_size=args.batch_size, options=options,
+                               labels=labels)
     rows = cache.rows
     _warn_left_out(cache.meta["data"], labelled, rows)
-    accuracies = {("accuracy" if task == "gender" else f"{task}_accuracy"):
-                  round(float(rows[task_column(task, "correct")].mean()), 4) for task in cache.tasks}
+    # Named as the correctness columns are: "accuracy" for the default task, "race_accuracy" for race.
+    accuracies = {TASKS[task].column("accuracy"): round(float(rows[TASKS[task].correct].mean()), 4)
+                  for task in cache.tasks}
     print(json.dumps({"out": args.out, "images": len(rows), **accuracies,
                       "unreadable": cache.meta["data"]["unreadable"],
                       "dropped_rows": cache.meta["data"]["dropped_total"]}))
@@ -202,6 +208,25 @@ def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) 
               file=sys.stderr)
 
 
+def cmd_add_quality(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be at least 1.")
+    from faircam.evaluation.cache import read_cache
+
+    caches = [Path(c).expanduser() for c in args.cache]
+    for cache in caches:
+        read_cache(cache)  # a missing or damaged cache stops here, before MTCNN loads
+        if cache.is_file():
+            _output("cache", str(cache), (".parquet",))
+    data = Path(args.data).expanduser() if args.data else None
+    if data is not None and not data.is_dir():
+        raise DataError(f"--data {args.data}: no such folder.")
+    from faircam.evaluation.evaluate import add_quality, steady_allocator
+
+    steady_allocator()
+    print(json.dumps(add_quality(caches, data, batch_size=args.batch_size)))
+
+
 def cmd_explain(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".png", ".jpg", ".jpeg", ".webp")) if args.out else None
     from faircam.data.images import read_image
@@ -211,7 +236,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from faircam.vision.explain import Pipeline
 
     pipeline = Pipeline.load(args.model)
-    task = pipeline.model.for_task(args.task or "gender")
+    task = pipeline.model.for_task(args.task or DEFAULT_TASK)
     if args.target and args.target not in task.classes:
         raise DataError(f"--target {args.target}: not a class of {task.task} ({', '.join(task.classes)}).")
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face, task=task.task,
@@ -309,8 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument("--scratch", action="store_true",
                        help="random initial weights (default: ImageNet; ResNets download theirs)")
-    train.add_argument("--tasks", default="gender",
-                       help="what the network predicts: gender, or gender with race and/or age (gender,race,age)")
+    train.add_argument("--tasks", default=DEFAULT_TASK,
+                       help=f"what the network predicts: {DEFAULT_TASK}, or {DEFAULT_TASK} with others, "
+                            f"comma-separated ({','.join(TASKS)})")
     train.add_argument("--init", help="start from this checkpoint's weights (its trunk, and the heads of the tasks "
                                       "it has) instead of ImageNet's")
     train.add_argument("--align-jitter", type=float, default=0.5,
@@ -323,8 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model over a split and write the cache")
-    evaluate.add_argument("--data", help="FairFace folder (default: FAIRCAM_DATA or ../shared/fairface)")
+    evaluate.add_argument("--data", help="FairFace folder, or any folder of faces with --labels (default: "
+                                         "FAIRCAM_DATA or ../shared/fairface)")
     evaluate.add_argument("--split", default="val", choices=["train", "val"])
+    evaluate.add_argument("--labels", metavar="FILE",
+                          help="a CSV of the folder's faces: `file` (relative to --data), gender (and race, age, "
+                               "any other task's label), and any other columns, which become groupings "
+                               "(default: FAIRCAM_LABELS; without: FairFace's layout and --split)")
     evaluate.add_argument("--out", required=True,
                           help="parquet file to write, or a name without suffix for a folder of parquet parts")
     evaluate.add_argument("--limit", type=int, help="only the first N images")
@@ -335,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                                f"(slow; 0: off; default {FAITHFULNESS_PER_CELL})")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the faithfulness sample and ROAD's noise")
     evaluate.add_argument("--no-cams", action="store_true", help="predictions only: no maps, focus or faithfulness")
-    evaluate.add_argument("--cam-task", default="gender", choices=["gender", "race", "age"],
-                          help="the decision the maps explain (the model must have that head; default: gender)")
+    evaluate.add_argument("--cam-task", default=DEFAULT_TASK, choices=list(TASKS),
+                          help="the decision the maps explain (the model must have that head; default: "
+                               f"{DEFAULT_TASK})")
     evaluate.add_argument("--tta", action="store_true",
                           help="flip test-time augmentation: each answer averaged with the mirror image's "
                                "(recorded in the cache; the maps explain the averaged answer)")
@@ -349,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="GPUs per Ray actor (the model and MTCNN then run on CUDA)")
     evaluate.set_defaults(run=cmd_evaluate)
 
+    quality = commands.add_parser("add-quality", help="add the image-quality columns to existing caches from their "
+                                                      "images alone (the model is not run)")
+    quality.add_argument("cache", nargs="+", help="evaluation caches to update in place (files or folders of parts)")
+    quality.add_argument("--data", help="the folder of their images (default: the one each cache was evaluated on)")
+    quality.add_argument("--batch-size", type=int, default=32)
+    quality.set_defaults(run=cmd_add_quality)
+
     explain = commands.add_parser("explain", help="every CAM method's map for one image, as a figure and JSON")
     explain.add_argument("image")
     explain.add_argument("--out", help="PNG figure to write")
@@ -356,8 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--blur", action="store_true", help="blur the background around the face")
     explain.add_argument("--face", type=int, default=0, help="which face when there are several (0: largest)")
     explain.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
-    explain.add_argument("--task", help="the decision the maps explain: gender (default), or race or age for a model "
-                                        "with those heads")
+    explain.add_argument("--task", help=f"the decision the maps explain: {DEFAULT_TASK} (default), or another task "
+                                        "the model has a head for")
     explain.add_argument("--target", metavar="CLASS",
                          help="explain this class of the task (Female, Indian, 20-29, ...), not the predicted one")
     explain.set_defaults(run=cmd_explain)

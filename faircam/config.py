@@ -1,6 +1,7 @@
 """Every setting faircam reads, in one place, with its environment override.
 
-`FAIRCAM_DATA` points at a FairFace-layout folder, `FAIRCAM_MODEL` at a checkpoint and
+`FAIRCAM_DATA` points at a FairFace-layout folder (or, with `FAIRCAM_LABELS` naming its label CSV, at any
+labelled face folder: `faircam.data.labelled`), `FAIRCAM_MODEL` at a checkpoint and
 `FAIRCAM_CACHE` at an evaluation cache (both for the default model, "faircam"),
 `FAIRCAM_CACHE_DIR` at the folder of the other registered models' caches;
 `FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints; `FAIRCAM_PRELOAD=0`
@@ -32,8 +33,6 @@ SHARED_FAIRFACE = PROJECT_ROOT.parent / "shared" / "fairface"
 FACE_TEMPLATE_PATH = ASSETS / "face_template.json"
 TEMPLATE_FRAME = 224
 
-# Class order of faircam's own checkpoints (index 1 is "Male").
-CLASSES = ("Female", "Male")
 FACE_REGIONS = ("eyes", "nose", "mouth", "rest of face")
 # Groups smaller than this get a warning next to their numbers instead of a ranking.
 MIN_GROUP_SIZE = 30
@@ -59,6 +58,7 @@ class Settings:
     data_dir: Path | None
     model_path: Path
     cache_path: Path
+    labels_path: Path | None = None
 
 
 def preload_model() -> bool:
@@ -100,4 +100,5 @@ def settings() -> Settings:
         data_dir=data,
         model_path=_path_from_env("FAIRCAM_MODEL") or DEFAULT_MODEL,
         cache_path=_path_from_env("FAIRCAM_CACHE") or DEFAULT_CACHE,
+        labels_path=_path_from_env("FAIRCAM_LABELS"),
     )

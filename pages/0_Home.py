@@ -3,10 +3,10 @@
 import streamlit as st
 
 import ui
-from faircam.audit import groups
 from faircam.config import cache_path_for, settings
-from faircam.data.fairface import available_splits
+from faircam.data.labelled import data_splits
 from faircam.models import registry
+from faircam.tasks import TASKS
 from faircam.text import md
 
 ui.page_setup("faircam: why does a face classifier decide, and for whom does it fail?", "🔍")
@@ -38,16 +38,18 @@ with c4:
 
 st.divider()
 current = settings()
-splits = available_splits(current.data_dir)
+splits = data_splits(current.data_dir, current.labels_path)
 st.markdown("#### What this app is using")
 model = ui.selected_model()
-tasks = ", ".join(f"**{groups.TASKS[t].title}**" if t == ui.selected_task() else groups.TASKS[t].title
+tasks = ", ".join(f"**{TASKS[t].title}**" if t == ui.selected_task() else TASKS[t].title
                   for t in ui.model_tasks(model))
 st.markdown(
     f"- **Model:** {md(model, code=True)} ({md(registry.entries()[model].weights, code=True)}; pick another in the "
     "sidebar, or compare them on *Compare models*)\n"
     f"- **Decisions it makes:** {tasks} (the sidebar's *Task* picks the one every page audits)\n"
     f"- **Evaluation cache:** {md(cache_path_for(model), code=True)}\n"
-    + (f"- **FairFace folder:** {md(current.data_dir, code=True)} ({', '.join(splits)})"
-       if splits else "- **FairFace folder:** none found: set `FAIRCAM_DATA`, or upload photos on Explore")
+    + (f"- **Labelled folder:** {md(current.data_dir, code=True)} (labels {md(current.labels_path, code=True)})"
+       if splits and current.labels_path
+       else f"- **FairFace folder:** {md(current.data_dir, code=True)} ({', '.join(splits)})" if splits
+       else "- **FairFace folder:** none found: set `FAIRCAM_DATA`, or upload photos on Explore")
 )

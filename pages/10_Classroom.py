@@ -20,14 +20,15 @@ from faircam.config import settings
 from faircam.data.fairface import LABEL_COLUMNS, data_path
 from faircam.errors import ImageError
 from faircam.models import registry
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 
 ui.page_setup("Classroom: one face, step by step", "🎓")
 STEPS = ("Choose a face", "What the model sees", "The model's answer", "Where it looked", "Change the picture",
          "Is it the same for everyone?", "What this does not tell us")
 METHOD = "Grad-CAM"
-if ui.selected_task() != "gender":
-    st.info(f"This lesson follows the model's **gender** answer only; its {groups.TASKS[ui.selected_task()].title} "
+if ui.selected_task() != DEFAULT_TASK:
+    st.info(f"This lesson follows the model's **gender** answer only; its {TASKS[ui.selected_task()].title} "
             "answers are on Explore and the audit pages.")
 
 
@@ -232,8 +233,8 @@ else:
             )
     elif step == 5:
         by = groups.GROUPINGS["race × gender"]
-        cells = groups.ranked(groups.group_table(cache.rows, by))
-        usable = cells[~cells["small"]]
+        frame = groups.GroupFrame(cache.rows, by)
+        cells, gap = groups.ranked(frame.by_group), frame.gap("accuracy gap")
         overall = groups.group_table(cache.rows, []).at[0, "accuracy"]
         said = (f"One face is one face. To know whether the model treats people fairly we need **many**: it was "
                 f"tested on **{len(cache.rows):,}** FairFace faces, and it was right for **{overall:.0%}** of them.")
@@ -247,14 +248,15 @@ else:
                      f"could plausibly be anywhere from {mine['accuracy_low']:.0%} to {mine['accuracy_high']:.0%}."
                      + (" That is a small group: read its number with care." if mine["small"] else ""))
         st.markdown(said)
-        if len(usable) >= 2:
-            best, worst = usable.iloc[0], usable.iloc[-1]
+        if gap.defined:
+            best, worst = gap.highest, gap.lowest
             st.markdown(
                 f"The best group: {people(best)}, right for {best['accuracy']:.0%} of {best['n']}. "
                 f"The worst: {people(worst)}, right for {worst['accuracy']:.0%} of {worst['n']}. "
-                f"That is a gap of **{(best['accuracy'] - worst['accuracy']) * 100:.0f} points**: for every 100 "
-                f"faces, about {(1 - worst['accuracy']) * 100:.0f} from the worst group are misclassified against "
-                f"{(1 - best['accuracy']) * 100:.0f} from the best."
+                f"That is a gap of **{gap.value * 100:.0f} points**: for every 100 faces, about "
+                f"{(1 - worst['accuracy']) * 100:.0f} from the worst group are misclassified against "
+                f"{(1 - best['accuracy']) * 100:.0f} from the best. With other faces the gap could plausibly be "
+                f"anywhere from {gap.low * 100:.0f} to {gap.high * 100:.0f} points."
             )
         st.page_link("pages/4_Fairness.py", label="See every group on the Fairness page", icon="⚖️")
     else:

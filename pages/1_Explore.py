@@ -8,6 +8,7 @@ import ui
 from faircam import wording
 from faircam.audit import groups
 from faircam.charts.figures import colour_bar, draw_face, explanation_figure, map_overlay, png_bytes, raw_map
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 from faircam.vision.focus import REGIONS
 
@@ -15,7 +16,7 @@ ui.page_setup("Explore a face")
 # Loaded on opening (the sidebar no longer does it): a broken model is reported at once, and picks are quick.
 ui.pipeline()
 task = ui.selected_task()
-TITLE = groups.TASKS[task].title
+TITLE = TASKS[task].title
 # Race and age answers: the three likeliest classes (gender has two: its answer says both).
 TOP = 3
 # Per image and task, the class the person chose to explain; absent, the maps explain the model's answer
@@ -38,11 +39,12 @@ def named(cls: str) -> str:
 
 def answer(name: str, probs: dict[str, float], truth: dict[str, str] | None) -> str:
     """One task's answer in Markdown: its likeliest classes with their probabilities, and FairFace's label."""
-    ranked = sorted(probs.items(), key=lambda item: -item[1])[:1 if name == "gender" else TOP]
+    # A binary answer's runner-up is one minus it: only the answer is worth a line.
+    ranked = sorted(probs.items(), key=lambda item: -item[1])[:1 if TASKS[name].binary else TOP]
     lines = [f"**{named(cls)}** {p:.0%}" if i == 0 else f"{named(cls)} {p:.0%}" for i, (cls, p) in enumerate(ranked)]
     if truth is not None and truth.get(name):
         lines.append(f"*FairFace label: {named(truth[name])}*")
-    return f"**{groups.TASKS[name].title.capitalize()}**  \n" + "  \n".join(lines)
+    return f"**{TASKS[name].title.capitalize()}**  \n" + "  \n".join(lines)
 
 
 def _keep_target(slot: str) -> None:
@@ -69,7 +71,7 @@ if predicted is not None:
         if view.face is None:
             verdict = "### No face found: this answer is about the whole picture and means little"
         else:
-            says = "The model says" if task == "gender" else f"{TITLE.capitalize()}: the model says"
+            says = "The model says" if task == DEFAULT_TASK else f"{TITLE.capitalize()}: the model says"
             verdict = f"### {says} **{said}** ({predicted.probability:.0%} sure)"
         if truth is not None and truth.get(task):
             correct = truth[task] == predicted.label

@@ -10,6 +10,7 @@ from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE
 from faircam.data.fairface import AGES, GENDERS, RACES, filter_rows
 from faircam.evaluation.cache import focus_column
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 from faircam.vision.focus import REGIONS
 
@@ -17,7 +18,7 @@ ui.page_setup("Evaluation", "📊")
 
 cache = ui.evaluation_or_stop()
 task = ui.task_or_stop(cache)
-spec = groups.TASKS[task]
+spec = TASKS[task]
 
 data_meta = cache.data_meta
 model = ui.checkpoint()
@@ -25,10 +26,10 @@ st.caption(
     f"Model **{md(cache.model_meta['name'])}** on **{len(cache.rows):,}** images of the **{md(data_meta['split'])}** "
     f"split of {md(data_meta['root'], code=True)} · computed {md(cache.created)}. Read from the cache: nothing is "
     "recomputed here."
-    + (f" Task: **{spec.title}**." if task != "gender" else "")
+    + (f" Task: **{spec.title}**." if task != DEFAULT_TASK else "")
 )
-if task != "gender":
-    st.caption(wording.RACE_AGE_CAPTION)
+if spec.caveat:
+    st.caption(spec.caveat)
 if cache.model_meta["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
                f"Run {ui.evaluate_hint()} to refresh it.")
@@ -111,19 +112,19 @@ else:
     confusion_matrix()
     per_class()
 
-st.markdown("### Accuracy by group" + (f" ({spec.title})" if task != "gender" else ""))
+st.markdown("### Accuracy by group" + (f" ({spec.title})" if task != DEFAULT_TASK else ""))
 st.caption(f"Dots show accuracy with its {groups.INTERVALS['proportion']}; **n** is the number of images. Groups "
            f"under {MIN_GROUP_SIZE} images are marked ⚠ small and left out of the gap.")
-tab, name = ui.open_tab(list(groups.GROUPINGS), key="eval-grouping")
-by = groups.GROUPINGS[name]
+tab, name, by = ui.grouping_tab(groups.groupings(cache.rows, cache.attributes), key="eval-grouping")
 with tab:
     measures = ["accuracy", "within_one"] if spec.ordinal else ["accuracy"]
-    table = groups.shown(groups.group_table(rows, by, measures, task=task), by)
-    gap = groups.spread(table)
-    if gap["gap"] is not None:
+    frame = groups.GroupFrame(rows, by, measures, task=task)
+    table = frame.shown()
+    gap = frame.gap("accuracy gap")
+    if gap.defined:
         st.markdown(
-            f"Gap between best and worst {name}: **{wording.points(gap['gap'])}** "
-            f"(best {md(gap['best'])}, n={gap['best_n']:,}; worst {md(gap['worst'])}, n={gap['worst_n']:,})."
+            f"Gap between best and worst {md(name)}: **{groups.gap_with_interval(gap.value, gap.low, gap.high)}** "
+            f"(best {md(gap.side('highest'))}; worst {md(gap.side('lowest'))}), {groups.INTERVALS['difference']}."
         )
     else:
         st.info("Fewer than two groups are large enough to compare.")
@@ -138,24 +139,26 @@ with tab:
             groups.with_interval(*v) for v in table[["within_one", "within_one_low", "within_one_high"]].to_numpy()]
     ui.table(shown, width="stretch", hide_index=True)
 
-positive = groups.TASKS["gender"].positive
 st.markdown("### Precision and recall at every threshold, per race group")
-if task == "gender":
-    curves = accuracy.pr_curves(rows, groups.GROUPINGS["race"])
+if spec.score:
+    positive = spec.positive
+    curves = accuracy.pr_curves(rows, groups.GROUPINGS["race"], task)
     st.plotly_chart(charts.pr_curves(curves, positive), width="stretch")
-    st.caption(f"The model calls a face *{positive}* when its score p_male passes a threshold (0.5 for the answers "
-               f"above). Each curve moves that threshold over every score in one race group: how many of the group's "
-               f"{positive} faces are found (recall) against how many of the {positive} calls are right (precision). "
+    st.caption(f"The model calls a face *{positive}* when its score {spec.score} passes a threshold (0.5 for the "
+               "answers above). Each curve moves that threshold over every score in one race group: how many of the "
+               f"group's {positive} faces are found (recall) against how many of the {positive} calls are right "
+               "(precision). "
                "A curve lower than the others means that, at any threshold, the group's faces are harder to sort. "
                "**AP** (average precision) is the area under the curve; **n** counts the group's images. Curves are "
                "drawn without intervals: read the small groups (⚠) with care.")
 else:
-    st.caption("Drawn for the gender task only: the cache holds a score for every image there (p_male), while for "
-               f"{spec.title} it holds only the probability of the predicted class.")
+    binary = [t.title for t in TASKS.values() if t.score]
+    st.caption(f"Drawn for {' and '.join(binary)} only: the cache holds a score for every image there (the positive "
+               f"class's probability), while for {spec.title} it holds only the probability of the predicted class.")
 
 if cache.has_cams:
     st.markdown("### Where the maps fall, on average")
-    explained = groups.TASKS[cache.cam_task].title
+    explained = TASKS[cache.cam_task].title
     st.caption(f"The maps in this evaluation explain the model's **{explained}** decision (its predicted class)"
                + (f", not the {spec.title} decision counted above" if cache.cam_task != task else "")
                + ". Mean share of each CAM's heat per face region over the images counted (from landmarks found "

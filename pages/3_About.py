@@ -12,6 +12,7 @@ from faircam import wording
 from faircam.audit import compare, groups
 from faircam.config import ASSETS, PROJECT_ROOT
 from faircam.models import registry
+from faircam.tasks import TASKS
 from faircam.text import md
 
 ui.page_setup("About the model and the maps", "ℹ️")
@@ -29,9 +30,9 @@ c1.metric("Architecture", md(model.get("arch", entry.title)))
 c2.metric("Input", md(f"{model['input_size']}×{model['input_size']} RGB" if "input_size" in model else entry.input))
 tasks = ui.model_tasks(entry.name)
 if len(tasks) > 1:
-    c3.metric("Tasks", ", ".join(groups.TASKS[t].title for t in tasks),
+    c3.metric("Tasks", ", ".join(TASKS[t].title for t in tasks),
               help="One network, one head per task: " + "; ".join(
-                  f"{groups.TASKS[t].title}: {' / '.join(groups.label(c) for c in groups.TASKS[t].classes)}"
+                  f"{TASKS[t].title}: {' / '.join(groups.label(c) for c in TASKS[t].classes)}"
                   for t in tasks))
 else:
     c3.metric("Classes", md(" / ".join(model.get("classes") or ()) or entry.classes))
@@ -50,7 +51,7 @@ if entry.name in caches:
     if len(tasks) > 1:
         table = []
         for t in measured:
-            spec = groups.TASKS[t]
+            spec = TASKS[t]
             one = groups.group_table(rows, [], ["accuracy", "within_one"] if spec.ordinal else ["accuracy"],
                                      task=t).iloc[0]
             table.append({"task": spec.title, "classes": len(spec.classes),
@@ -60,12 +61,12 @@ if entry.name in caches:
                                                                        "within_one_high"]])
                           if spec.ordinal else "–", "n": int(one["n"])})
         ui.table(pd.DataFrame(table), hide_index=True)
-        missing = [groups.TASKS[t].title for t in tasks if t not in cache.tasks]
+        missing = [TASKS[t].title for t in tasks if t not in cache.tasks]
         if missing:
             st.caption(f"Not in this evaluation: {', '.join(missing)}. Run {ui.evaluate_hint(entry.name)}.")
     task = ui.selected_task()
     if task in measured:
-        title = groups.TASKS[task].title
+        title = TASKS[task].title
         if len(tasks) > 1:
             st.markdown(f"**{title.capitalize()} accuracy by race** (the task chosen in the sidebar)")
         by_race = groups.ranked(groups.group_table(rows, groups.GROUPINGS["race"], task=task))

@@ -14,6 +14,7 @@ from faircam.charts import plots as charts
 from faircam.charts.figures import overlay
 from faircam.config import MIN_GROUP_SIZE
 from faircam.evaluation.cache import group_averages, view_column
+from faircam.tasks import TASKS
 from faircam.text import md
 
 ui.page_setup("Attention: does the model look at the same things for every group?", "🎯")
@@ -25,7 +26,7 @@ if not cache.has_cams:
             f"Run {ui.evaluate_hint()} to compute them.")
     st.stop()
 task = ui.task_or_stop(cache, "predictions")
-title, maps_title = groups.TASKS[task].title, groups.TASKS[cache.cam_task].title
+title, maps_title = TASKS[task].title, TASKS[cache.cam_task].title
 note = audit.maps_note(task, cache.cam_task)
 if note:
     st.info(note)
@@ -41,10 +42,9 @@ st.caption(
 
 c1, c2, c3 = st.columns(3)
 method = c1.selectbox("CAM method", cache.methods, help="The methods can disagree; see the Faithfulness page.")
-grouping = c2.radio("Groups", list(groups.GROUPINGS), index=list(groups.GROUPINGS).index("race × gender"),
-                    horizontal=True)
+grouping, by = ui.grouping_radio(groups.groupings(rows, cache.attributes), "attention-groups", c2,
+                                 default="race × gender")
 outcome = c3.radio("Images", audit.OUTCOMES, format_func=OUTCOME_LABELS.get, horizontal=True)
-by = groups.GROUPINGS[grouping]
 
 st.markdown("## Where the maps fall, group by group")
 st.caption("Mean share of each map's heat on each face region (MTCNN landmarks), and on the whole face (the "
@@ -79,19 +79,22 @@ else:
             f"{verdict} The share of heat on {noun} ranges from **{a['lowest_mean']:.1%}** for {md(a['lowest'])} "
             f"({a['lowest_ci'][0]:.1%}–{a['lowest_ci'][1]:.1%}, n={a['lowest_n']:,}) to "
             f"**{a['highest_mean']:.1%}** for {md(a['highest'])} ({a['highest_ci'][0]:.1%}–{a['highest_ci'][1]:.1%}, "
-            f"n={a['highest_n']:,}): **{a['spread'] * 100:.1f} points** across {a['groups_compared']} groups."
+            f"n={a['highest_n']:,}): **{groups.gap_with_interval(a['spread'], a['spread_low'], a['spread_high'])}** "
+            f"across {a['groups_compared']} groups ({groups.INTERVALS['difference']})."
         )
     if not spread.empty:
         top = spread.iloc[0]
         st.caption(f"The region whose share differs most across groups is **{top['region']}** "
-                   f"({top['spread'] * 100:.1f} points, {md(top['highest'])} vs {md(top['lowest'])}"
+                   f"({groups.gap_with_interval(top['spread'], top['spread_low'], top['spread_high'])}, "
+                   f"{md(top['highest'])} vs {md(top['lowest'])}"
                    f"{'; a finding after false discovery rate control' if top['separated'] else '; could be chance'}).")
     st.plotly_chart(audit_charts.parity_heatmap(parity, list(audit.PARITY_KEYS)), width="stretch")
     with st.expander("Spread per region (highest minus lowest group, groups large enough to compare)"):
         ui.table(
             spread.drop(columns=["highest_ci", "lowest_ci"]),
-            {"spread": "{:.1%}", "highest_mean": "{:.1%}", "lowest_mean": "{:.1%}", "highest_q": "{:.3f}",
-             "lowest_q": "{:.3f}"}, na_rep="–", width="stretch", hide_index=True,
+            {"spread": "{:.1%}", "spread_low": "{:.1%}", "spread_high": "{:.1%}", "highest_mean": "{:.1%}",
+             "lowest_mean": "{:.1%}", "highest_q": "{:.3f}", "lowest_q": "{:.3f}"}, na_rep="–", width="stretch",
+            hide_index=True,
         )
     st.caption("Shares depend on how large each region is in the picture; the focus score's chance level "
                "(the face's share of the image) is on the Evaluation page.")
@@ -141,7 +144,7 @@ else:
     st.markdown("#### Faces whose answer flips")
     st.caption(f"The surest {title} answers that cropping or blurring changes: open one on Explore and switch the same "
                "toggle to see the maps before and after.")
-    pred = groups.TASKS[task].pred
+    pred = TASKS[task].pred
     for column, view in zip(st.columns(len(audit.COUNTERFACTUAL_VIEWS)), audit.COUNTERFACTUAL_VIEWS):
         with column:
             st.markdown(f"**{view}**")

@@ -14,6 +14,7 @@ from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE, settings
 from faircam.data.fairface import data_path
 from faircam.evaluation.cache import AGREEMENT_MEAN
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 
 ui.page_setup("Faithfulness: which map can we trust?", "🧪")
@@ -23,23 +24,12 @@ rows = cache.rows
 task, cam_task = ui.selected_task(), cache.cam_task
 evaluate_hint = ui.evaluate_hint()
 
-METRIC_TEXT = {
-    "road": ("ROAD", "higher is more faithful",
-             "pytorch-grad-cam's ROAD score: the confidence kept when the least important pixels are removed, "
-             "minus the confidence kept when the most important are (removed pixels are filled in from their "
-             "neighbours, so the model cannot spot the holes)"),
-    "deletion": ("Deletion AUC", "lower is more faithful",
-                 "the area under the model's confidence as the most important pixels are greyed out step by "
-                 "step, most important first: a faithful map makes it fall fast"),
-    "insertion": ("Insertion AUC", "higher is more faithful",
-                  "the area under the confidence as the most important pixels are put back into a blurred copy "
-                  "of the image, most important first: a faithful map makes it rise fast"),
-}
+SCORES = audit.FAITHFULNESS
 
 st.markdown(
     "A map is **faithful** when the pixels it marks are the ones the model really relies on: remove them and "
     f"the model's confidence should drop. Each score below measures that for the predicted "
-    f"{groups.TASKS[cam_task].title} class."
+    f"{TASKS[cam_task].title} class."
 )
 note = audit.maps_note(task, cam_task)
 if note:
@@ -58,7 +48,7 @@ else:
                f"needs many extra model passes per image. Dots show the mean, whiskers its {groups.INTERVALS['mean']}.")
     best = audit.most_faithful(summary)
     for _, b in best.iterrows():
-        name, direction, _ = METRIC_TEXT[b["metric"]]
+        name, direction = SCORES[b["metric"]].title, SCORES[b["metric"]].reading
         if b["tied"]:
             claim = (f"**{b['best']}** and **{b['runner_up']}** tie for the most faithful by {name} ({direction}) "
                      f"at {b['best_mean']:.3f}")
@@ -71,22 +61,24 @@ else:
         st.markdown(f"- {claim}{caveat}")
     if n < MIN_GROUP_SIZE:
         st.warning(f"Only {n} images were scored: too few for firm conclusions.")
-    for column, (metric, (name, direction, meaning)) in zip(st.columns(3), METRIC_TEXT.items()):
-        with column:
-            st.markdown(f"#### {name}")
-            st.caption(f"{direction.capitalize()}: {meaning}.")
-            table = summary[summary["metric"] == metric]
-            st.plotly_chart(charts.interval_dots(table.assign(group=table["method"]), "mean", percent=False),
-                            width="stretch", key=f"faith-{metric}")
+    scores = list(SCORES.items())
+    # Three to a row, whatever scores the cache holds.
+    for start in range(0, len(scores), 3):
+        for column, (metric, score) in zip(st.columns(3), scores[start:start + 3]):
+            with column:
+                st.markdown(f"#### {score.title}")
+                st.caption(f"{score.reading.capitalize()}: {score.meaning}.")
+                table = summary[summary["metric"] == metric]
+                st.plotly_chart(charts.interval_dots(table.assign(group=table["method"]), "mean", percent=False),
+                                width="stretch", key=f"faith-{metric}")
 
     st.markdown("### Per group")
     c1, c2 = st.columns(2)
-    grouping = c1.radio("Groups", list(groups.GROUPINGS), horizontal=True, key="faith-groups")
-    metric = c2.radio("Score", list(METRIC_TEXT), format_func=lambda m: METRIC_TEXT[m][0], horizontal=True)
-    by = groups.GROUPINGS[grouping]
+    grouping, by = ui.grouping_radio(groups.groupings(rows, cache.attributes), "faith-groups", c1)
+    metric = c2.radio("Score", list(SCORES), format_func=lambda m: SCORES[m].title, horizontal=True)
     per_group = audit.faithfulness_summary(rows, cache.methods, by)
     chosen = per_group[per_group["metric"] == metric]
-    st.caption(f"{METRIC_TEXT[metric][0]}, {METRIC_TEXT[metric][1]}; n counts only the scored images of each "
+    st.caption(f"{SCORES[metric].title}, {SCORES[metric].reading}; n counts only the scored images of each "
                f"group, and groups under {MIN_GROUP_SIZE} are marked ⚠ small.")
     st.plotly_chart(charts.interval_dots(chosen, "mean", color="method", percent=False), width="stretch")
     with st.expander("The numbers"):
@@ -104,8 +96,8 @@ else:
     with left:
         st.plotly_chart(audit_charts.agreement_heatmap(audit.agreement_matrix(rows, cache.methods)), width="stretch")
     with right:
-        by = groups.GROUPINGS[st.radio("Mean agreement per", list(groups.GROUPINGS), horizontal=True,
-                                       key="agree-groups")]
+        _, by = ui.grouping_radio(groups.groupings(rows, cache.attributes), "agree-groups",
+                                  label="Mean agreement per")
         st.plotly_chart(charts.interval_dots(audit.agreement_by_group(rows, by), "mean", percent=False),
                         width="stretch")
 
@@ -113,8 +105,8 @@ else:
     k = st.slider("Images", 4, 24, 8, step=4)
     answers = tuple(dict.fromkeys(t for t in (cam_task, task) if t in cache.tasks))
     worst = audit.least_agreement(rows, cache.methods, k, tasks=answers)
-    # Gender's answer reads "predicted Male", as a gender-only model's always has; another task's is named.
-    answered = [(groups.TASKS[t], "" if t == "gender" else f"{groups.TASKS[t].title} ") for t in answers]
+    # The default task's answer reads "predicted Male", as a gender-only model's always has; another task's is named.
+    answered = [(TASKS[t], "" if t == DEFAULT_TASK else f"{TASKS[t].title} ") for t in answers]
     # Only the data folder this server was given: the cache's own `data.root` is whatever its writer put there.
     root = settings().data_dir
     if root is None or data_path(root, worst["file"].iloc[0]) is None:

@@ -11,11 +11,12 @@ from faircam.audit import explanations as audit
 from faircam.audit import groups
 from faircam.config import settings
 from faircam.data.fairface import AGES, GENDERS, RACES, filter_rows
-from faircam.evaluation.cache import task_column
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 
 ui.page_setup("Gallery of mistakes", "🖼️")
 PER_PAGE = 24
+FILTER = "filter"
 COLUMNS = 6
 # The selector lists this many kinds of mistake, the most frequent (race has 42 possible kinds, age 72).
 CONFUSIONS = 12
@@ -24,29 +25,48 @@ DESCRIBE = {"race": groups.label, "gender": str, "age": lambda age: f"age {age}"
 
 cache = ui.evaluation_or_stop()
 task = ui.task_or_stop(cache, "predictions")
-spec = groups.TASKS[task]
-prob = task_column(task, "prob")
+spec = TASKS[task]
+prob = spec.prob
 st.caption(
     f"The faces whose {spec.title} the model got wrong in the cached evaluation, with FairFace's label, the "
     "model's answer and how sure it was. Read from the cache: the model is not run here. Looking at mistakes shows "
     "*what kind* of faces go wrong (children, profiles, hats, dim light…); the Fairness page says *how often*, "
     "per group."
 )
-if task != "gender":
+if spec.caveat:
     st.caption(f"The model's {spec.title} guesses are shown only as a subject of the audit (how often, and for whom, "
                "such a guess goes wrong), not as something a face can tell.")
 
+# A link `?filter=face size=small face&filter=race=Black` (the "Where does it fail?" page's) opens with those filters.
+options = {"race": RACES, "gender": GENDERS, "age": AGES, **{a.column: a.levels for a in cache.attributes}}
+for item in st.query_params.get_all(FILTER):
+    column, _, value = item.partition("=")
+    if value not in options.get(column, ()):
+        st.warning(f"This link filters by {md(item, code=True)}, which this evaluation does not have.")
+        continue
+    st.session_state[f"gallery-{column}"] = [*st.session_state.get(f"gallery-{column}", []), value]
+if FILTER in st.query_params:
+    del st.query_params[FILTER]
+
 c1, c2, c3, c4 = st.columns([2, 1, 2, 2])
 label_names = {"race": "Race", "gender": "Gender", "age": "Age"}
-label_names[task] = "FairFace label" if task == "gender" else f"{label_names[task]} (FairFace label)"
-races = c1.multiselect(label_names["race"], RACES, placeholder="all", format_func=groups.label)
-genders = c2.multiselect(label_names["gender"], GENDERS, placeholder="all")
-ages = c3.multiselect(label_names["age"], AGES, placeholder="all")
+label_names[task] = "FairFace label" if task == DEFAULT_TASK else f"{label_names[task]} (FairFace label)"
+races = c1.multiselect(label_names["race"], RACES, placeholder="all", format_func=groups.label, key="gallery-race")
+genders = c2.multiselect(label_names["gender"], GENDERS, placeholder="all", key="gallery-gender")
+ages = c3.multiselect(label_names["age"], AGES, placeholder="all", key="gallery-age")
 order = c4.radio("Sort by the model's confidence", ["most confident first", "least confident first"],
                  help="Confidence is the probability the model gave its answer. A confident mistake is "
                       "more worrying than a hesitant one.")
+others = {}
+if cache.attributes:
+    chosen_before = any(st.session_state.get(f"gallery-{a.column}") for a in cache.attributes)
+    with st.expander("More filters: " + md(", ".join(a.name for a in cache.attributes)), expanded=chosen_before):
+        columns = st.columns(3)
+        for i, attribute in enumerate(cache.attributes):
+            others[attribute.column] = columns[i % 3].multiselect(
+                md(attribute.name), list(attribute.levels), placeholder="all", key=f"gallery-{attribute.column}")
 
-chosen = filter_rows(cache.rows, races, genders, ages)
+chosen = filter_rows(cache.rows, races, genders, ages, others)
 if chosen.empty:
     st.warning("No image matches these filters.")
     st.stop()

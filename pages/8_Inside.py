@@ -7,6 +7,7 @@ import image_source
 import ui
 from faircam.audit import groups
 from faircam.errors import ImageError
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 from faircam.vision.explain import Pipeline
 from faircam.vision.inside import StageMaps, feature_maps, first_layer_filters, image_grid, resolution_steps
@@ -55,10 +56,10 @@ if result is not None:
             st.warning(message)
         left, right = st.columns([1, 4])
         left.image(image, caption=f"What the model sees ({image.shape[1]}×{image.shape[0]})", width="stretch")
-        says = "The model says" if task == "gender" else f"{groups.TASKS[task].title.capitalize()}: the model says"
+        says = "The model says" if task == DEFAULT_TASK else f"{TASKS[task].title.capitalize()}: the model says"
         right.markdown(f"### {says} **{md(groups.label(label))}** ({probability:.0%} sure)")
-        if task != "gender":
-            right.caption("Race and age answers are shown as subjects of the audit, not as facts about a person.")
+        if TASKS[task].caveat:
+            right.caption(TASKS[task].caveat)
         right.markdown(
             f"{len(stages)} stages. For each, the **{TOP} channels with the highest mean activation** for this image "
             "are shown, each on its own scale (yellow = strongest, dark blue = weakest). The grids get coarser as "

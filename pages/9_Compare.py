@@ -10,12 +10,13 @@ from faircam.audit import compare, groups
 from faircam.charts.figures import draw_face, map_overlay
 from faircam.config import MIN_GROUP_SIZE
 from faircam.models import registry
+from faircam.tasks import TASKS
 from faircam.text import md
 
 ui.page_setup("Compare models", "🆚")
 entries = registry.entries()
 task = ui.selected_task()
-TITLE = groups.TASKS[task].title
+TITLE = TASKS[task].title
 st.caption("The same faces through two or more face classifiers: what each one sees, what it answers, where "
            "its four CAMs look, and how accurate it is for each group on the same validation images.")
 chosen = st.multiselect("Models to compare", list(entries), default=list(entries)[:3],
@@ -26,9 +27,8 @@ if len(chosen) < 2:
 
 
 st.markdown("## The same face through each model")
-if task != "gender":
-    st.caption(f"Each model's {TITLE} answer and maps (the task chosen in the sidebar). Race and age answers are "
-               "shown as subjects of the audit, not as facts about a person.")
+if TASKS[task].caveat:
+    st.caption(f"Each model's {TITLE} answer and maps (the task chosen in the sidebar). {TASKS[task].caveat}")
 choice, result = image_source.choose(
     from_link=True,
     crop_help="Cut the face out the way FairFace cut its faces. The other models always get the aligned "
@@ -103,8 +103,8 @@ st.caption(f"{TITLE.capitalize()} accuracy, computed by `faircam evaluate --mode
 table = compare.summary(rows, task)
 ui.table(compare.summary_shown(table), width="stretch", hide_index=True)
 
-tab, name = ui.open_tab(list(groups.GROUPINGS), key="compare-grouping")
-by = groups.GROUPINGS[name]
+first = next(iter(caches.values()))
+tab, name, by = ui.grouping_tab(groups.groupings(first.rows, first.attributes), key="compare-grouping")
 with tab:
     side = compare.group_table(rows, by, task)
     ui.table(pd.DataFrame({

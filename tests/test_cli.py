@@ -32,7 +32,7 @@ def assert_one_line_error(code: int, out: str, err: str, *words: str) -> None:
     assert out == ""
     assert "Traceback" not in err
     # Progress bars may precede it (carriage-return lines); the error itself is one last line.
-    lines = [line for line in err.strip().splitlines() if not line.startswith(("evaluate ", "\r"))]
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("evaluate ", "quality ", "\r"))]
     assert len(lines) == 1 and lines[0].startswith("faircam: error: "), err
     for word in words:
         assert word.lower() in lines[0].lower(), lines[0]

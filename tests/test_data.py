@@ -157,7 +157,7 @@ def test_missing_csv_raises(tmp_path):
 
 def test_missing_columns_raise(tmp_path):
     (tmp_path / "fairface_label_val.csv").write_text("file,age\nval/1.jpg,20-29\n")
-    with pytest.raises(DataError, match=r"lacks the column\(s\) gender, race"):
+    with pytest.raises(DataError, match=r"lacks the column\(s\) race, gender"):
         load_split(tmp_path, "val")
 
 

@@ -86,7 +86,7 @@ def test_wrong_layout_names_the_problem(tmp_path, fairface):
         (lambda root: root, ["is not a FairFace folder", "fairface_label_val.csv is missing"]),
         (lambda root: (root / "labels.csv").write_text(HEADER) and root / "labels.csv", ["is a file"]),
         (lambda root: (root / "fairface_label_val.csv").write_text("name;sex\n1.jpg;M\n") and root,
-         ["lacks the column(s) file, age, gender, race"]),
+         ["lacks the column(s) file, race, gender, age"]),
         (lambda root: (root / "fairface_label_val.csv").write_bytes(b"\xff\xd8\xff\xe0 a JPEG named .csv") and root,
          ["cannot be read as CSV"]),
         (lambda root: (root / "fairface_label_val.csv").write_text(HEADER + GOOD[0]) and root,

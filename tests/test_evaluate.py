@@ -39,8 +39,11 @@ LIMIT = 12
 # The bundled model's other tasks (race, age), each with its prediction, probability and correctness.
 TASK_COLUMNS = [f"{task}_{c}" for task in read_metadata(settings().model_path).get("tasks", ["gender"])
                 if task != "gender" for c in ("pred", "prob", "correct")]
+# Image quality of the largest face (issue #24): each number and its level.
+QUALITY_COLUMNS = ["quality_face_px", "quality_sharpness", "quality_brightness", "quality_yaw", "quality_confidence",
+                   "face size", "sharpness", "brightness", "head turn", "detector confidence"]
 BASE_COLUMNS = ["file", "race", "gender", "age", "pred", "prob", "p_male", "correct", *TASK_COLUMNS, "face_found",
-                "faces_found"]
+                "faces_found", *QUALITY_COLUMNS]
 FOCUS_COLUMNS = [focus_column(m, k) for m in METHODS for k in FOCUS_KEYS]
 # Written out from the contract (notes/contracts.md section 1), not from the code under test.
 VIEW_COLUMNS = [f"{view}: {c}" for view in ("crop", "blur")
@@ -84,8 +87,9 @@ def test_rows_have_the_contract_columns(evaluated):
     assert set(rows.columns) == CONTRACT_COLUMNS
     assert list(rows.columns[: len(BASE_COLUMNS) + len(FOCUS_COLUMNS)]) == BASE_COLUMNS + FOCUS_COLUMNS
     assert len(rows) == LIMIT
-    # Only the faithfulness of images outside the sample is missing.
-    assert not rows.drop(columns=FAITH_COLUMNS).isna().any().any()
+    # Only the faithfulness of images outside the sample, and the quality numbers of images without a face, are missing.
+    assert not rows.drop(columns=FAITH_COLUMNS + QUALITY_COLUMNS[:5]).isna().any().any()
+    assert (rows["quality_face_px"].notna() == rows["face_found"]).all()
     assert not rows.loc[rows["faith_sampled"], FAITH_COLUMNS].isna().any().any()
     assert rows.loc[~rows["faith_sampled"], FAITH_COLUMNS].isna().all().all()
     assert rows["faces_found"].dtype.kind == "i" and ((rows["faces_found"] > 0) == rows["face_found"]).all()

@@ -14,6 +14,7 @@ from faircam import wording
 from faircam.audit import groups
 from faircam.config import PROJECT_ROOT
 from faircam.data.images import read_image
+from faircam.tasks import TASKS
 from faircam.text import md
 
 TIMEOUT = 300
@@ -73,7 +74,7 @@ def test_explore_shows_every_answer_and_explains_any_class(multitask_model, mult
     # Every task's answer, whichever task is chosen, and why race and age are shown.
     for name, probs in expected.answers.items():
         best = max(probs, key=probs.get)
-        assert f"**{groups.TASKS[name].title.capitalize()}**  \n**{md(groups.label(best))}** {probs[best]:.0%}" in said
+        assert f"**{TASKS[name].title.capitalize()}**  \n**{md(groups.label(best))}** {probs[best]:.0%}" in said
     assert "subjects of the audit" in said
     # The headline is the chosen task's answer, against FairFace's label of that task.
     truth = at.session_state["picked"][task]
@@ -81,10 +82,10 @@ def test_explore_shows_every_answer_and_explains_any_class(multitask_model, mult
     assert f"**{md(groups.label(expected.label))}** ({expected.probability:.0%} sure)" in verdict
     assert f"FairFace label: {md(groups.label(truth))}" in verdict
     if task != "gender":
-        assert verdict.startswith(f"### {groups.TASKS[task].title.capitalize()}: the model says")
+        assert verdict.startswith(f"### {TASKS[task].title.capitalize()}: the model says")
     # By default the maps explain the model's answer: the page's focus scores are those of Pipeline.explain.
     selector = target_selector(at)
-    assert selector.value == expected.label and len(selector.options) == len(groups.TASKS[task].classes)
+    assert selector.value == expected.label and len(selector.options) == len(TASKS[task].classes)
     assert f"The maps explain **{md(groups.label(expected.label))}** (the model's answer)." in texts(at)
     for method, focus in expected.focus.items():
         assert shares(at).loc[method, wording.FACE_COLUMN] == pytest.approx(focus["face"], abs=1e-6)
@@ -92,7 +93,7 @@ def test_explore_shows_every_answer_and_explains_any_class(multitask_model, mult
     assert len(before) == len(expected.maps)
 
     # Another class: the maps, the words and the scores change to that class's.
-    other = next(c for c in groups.TASKS[task].classes if c != expected.label)
+    other = next(c for c in TASKS[task].classes if c != expected.label)
     selector.set_value(other).run()
     assert_clean(at)
     asked = multitask_pipeline.explain(image, task=task, target=other)
@@ -118,13 +119,13 @@ def test_explore_shows_every_answer_and_explains_any_class(multitask_model, mult
 def test_explore_target_is_kept_per_image_and_task(multitask_model):
     at = run("pages/1_Explore.py", multitask_model, "race")
     predicted = target_selector(at).value
-    other = next(c for c in groups.TASKS["race"].classes if c != predicted)
+    other = next(c for c in TASKS["race"].classes if c != predicted)
     target_selector(at).set_value(other).run()
     # Another task starts at its own answer; coming back finds the class chosen before.
     at.session_state["faircam_task"] = "age"
     at.run()
     assert_clean(at)
-    assert target_selector(at).value in groups.TASKS["age"].classes
+    assert target_selector(at).value in TASKS["age"].classes
     assert "(the model's answer)." in texts(at)
     at.session_state["faircam_task"] = "race"
     at.run()
@@ -139,11 +140,11 @@ def test_bundled_model_offers_its_own_tasks_and_explore_works():
     at = run("pages/1_Explore.py")
     assert_clean(at)
     task_box = next(s for s in at.sidebar.selectbox if s.label == "Task")
-    assert task_box.options == [groups.TASKS[t].title for t in groups.TASKS if t in tasks]
+    assert task_box.options == [TASKS[t].title for t in TASKS if t in tasks]
     assert "The model says **" in texts(at)
     selector = target_selector(at)
-    assert selector.options[[*groups.TASKS["gender"].classes].index(selector.value)].endswith("(the model's answer)")
-    other = next(c for c in groups.TASKS["gender"].classes if c != selector.value)
+    assert selector.options[[*TASKS["gender"].classes].index(selector.value)].endswith("(the model's answer)")
+    other = next(c for c in TASKS["gender"].classes if c != selector.value)
     selector.set_value(other).run()
     assert_clean(at)
     assert f"The maps explain **{other}** (not the model's answer" in texts(at)

@@ -18,22 +18,32 @@ from faircam.audit.groups import (
     GROUPINGS,
     INTERVALS,
     MEASURES,
+    GroupFrame,
     group_table,
     mean_of,
     ranked,
     shown,
     size_label,
-    spread,
     wilson_interval,
 )
-from faircam.audit.metrics import GAPS, RATES, bootstrap_intervals, cell_counts, fairness
-from faircam.config import CLASSES, DEFAULT_MODEL_NAME, cache_path_for
+from faircam.audit.metrics import fairness
+from faircam.config import DEFAULT_MODEL_NAME, cache_path_for
 from faircam.evaluation.cache import read_cache
+from faircam.tasks import TASKS
+
+CLASSES = TASKS["gender"].classes
+RATES = ("accuracy", "tpr", "fpr", "selection_rate")
+GAPS = ("accuracy gap", "equalized odds difference", "demographic parity difference")
 
 
 def group_accuracy(rows: pd.DataFrame, by: list[str], min_size: int = 30) -> pd.DataFrame:
     """Accuracy per group, large groups ranked first: what the Evaluation page lists."""
     return ranked(group_table(rows, by, min_size=min_size))
+
+
+def spread(rows: pd.DataFrame, by: list[str], min_size: int = 30):
+    """The accuracy gap: what the Evaluation page says above its table."""
+    return GroupFrame(rows, by, min_size=min_size, n_boot=200).gap("accuracy gap")
 
 
 def make_rows(groups: list[tuple[str, str, str, str, int]]) -> pd.DataFrame:
@@ -155,9 +165,10 @@ def test_group_accuracy_two_columns():
         ("Black", "Male"): (0.5, 6),
     }
     assert table["small"].tolist() == [n < 5 for n in table["n"]]
-    gap = spread(table)
-    assert gap["best"] == "White / Male" and gap["worst"] == "Black / Male"
-    assert gap["gap"] == pytest.approx(0.5) and gap["groups_compared"] == 3
+    gap = spread(CELLS, ["race", "gender"], min_size=5)
+    assert gap.highest["group"] == "White / Male" and gap.lowest["group"] == "Black / Male"
+    assert gap.value == pytest.approx(0.5) and gap.groups_compared == 3
+    assert gap.low <= gap.value <= gap.high
 
 
 def test_group_accuracy_with_an_empty_cell():
@@ -172,21 +183,21 @@ def test_group_accuracy_with_an_empty_cell():
 
 
 def test_accuracy_gap_ignores_small_groups():
-    gap = spread(group_accuracy(GROUPS, ["race"], min_size=5))
-    assert gap["gap"] == pytest.approx(0.8 - 0.5)  # Indian (0.25, n=4) is left out
-    assert gap["best"] == "White" and gap["best_n"] == 10
-    assert gap["worst"] == "Black" and gap["worst_n"] == 6
-    assert gap["groups_compared"] == 2
+    gap = spread(GROUPS, ["race"], min_size=5)
+    assert gap.value == pytest.approx(0.8 - 0.5)  # Indian (0.25, n=4) is left out
+    assert gap.side("highest") == "White (80.0%, n=10)" and gap.side("lowest") == "Black (50.0%, n=6)"
+    assert gap.groups_compared == 2 and gap.excluded == ["Indian (n=4)"]
 
-    everyone = spread(group_accuracy(GROUPS, ["race"], min_size=1))
-    assert everyone["gap"] == pytest.approx(0.8 - 0.25) and everyone["worst"] == "Indian"
+    everyone = spread(GROUPS, ["race"], min_size=1)
+    assert everyone.value == pytest.approx(0.8 - 0.25) and everyone.lowest["group"] == "Indian"
 
 
 def test_accuracy_gap_needs_two_usable_groups():
-    one = spread(group_accuracy(GROUPS, ["race"], min_size=7))
-    assert one == {"gap": None, "best": None, "worst": None, "groups_compared": 1}
-    none = spread(group_accuracy(GROUPS, ["race"], min_size=100))
-    assert none["gap"] is None and none["groups_compared"] == 0
+    one = spread(GROUPS, ["race"], min_size=7)
+    assert not one.defined and one.groups_compared == 1 and one.highest is None
+    assert one.note == "Fewer than two groups have 7 or more images."
+    none = spread(GROUPS, ["race"], min_size=100)
+    assert not none.defined and none.groups_compared == 0
 
 
 def test_accuracy_tables_match_scikit_learn_scipy_and_fairlearn():
@@ -349,15 +360,14 @@ def test_intervals_cover_the_true_gap_and_rate_about_95_percent_of_the_time():
     truth = {"accuracy gap": 0.075, "equalized odds difference": 0.10, "demographic parity difference": 0.025}
     rng = np.random.default_rng(2024)
     repetitions, hits, tpr_hits = 200, dict.fromkeys(truth, 0), 0
-    everyone = np.ones(2, bool)
     for rep in range(repetitions):
         group, y_true = rng.integers(0, 2, 1000), rng.integers(0, 2, 1000)
         y_pred = (rng.random(1000) < np.where(y_true == 1, tpr[group], fpr[group])).astype(int)
-        intervals = bootstrap_intervals(cell_counts(group, y_true, y_pred, 2), everyone, everyone, 1000, rep)
-        for name, value in truth.items():
-            hits[name] += intervals[name][0] <= value <= intervals[name][1]
         rows = pd.DataFrame({"race": group.astype(str), "gender": np.where(y_true == 1, "Male", "Female"),
                              "pred": np.where(y_pred == 1, "Male", "Female")})
+        gaps = GroupFrame(rows, ["race"], RATES, min_size=1, n_boot=1000, seed=rep).gaps()
+        for name, value in truth.items():
+            hits[name] += gaps.loc[name, "ci_low"] <= value <= gaps.loc[name, "ci_high"]
         second = group_table(rows, ["race"], ["tpr"]).set_index("race").loc["1"]
         tpr_hits += second["tpr_low"] <= tpr[1] <= second["tpr_high"]
     for name, count in hits.items():

@@ -18,12 +18,13 @@ from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from faircam.cli import main
-from faircam.config import CLASSES, PROJECT_ROOT
+from faircam.config import PROJECT_ROOT
 from faircam.data.images import read_image
 from faircam.errors import ModelError
 from faircam.evaluation.cache import read_cache
 from faircam.models import registry
 from faircam.models.thirdparty import TfSamePad, read_tfjs_weights
+from faircam.tasks import TASKS
 from faircam.vision import preprocess
 from faircam.vision.cams import METHODS, CamExplainer
 from faircam.vision.preprocess import FaceGeometry, five_point_chip, make_view
@@ -111,9 +112,9 @@ def test_class_order_is_faircams(fairface, models, val_split, monkeypatch):
     files = [item["file"] for item in REFERENCE["results"]]
     truth = val_split.rows.set_index("file").loc[files, "gender"].tolist()
     for name, model in models.items():
-        assert model.classes == CLASSES
+        assert model.classes == TASKS["gender"].classes
         probabilities = model.predict_proba(recorded_inputs(fairface, model, monkeypatch))
-        predicted = [CLASSES[i] for i in probabilities.argmax(axis=1)]
+        predicted = [TASKS["gender"].classes[i] for i in probabilities.argmax(axis=1)]
         accuracy = np.mean([p == t for p, t in zip(predicted, truth)])
         assert accuracy >= 0.65, (name, accuracy)
 

@@ -9,10 +9,13 @@ import pytest
 import torch
 
 from faircam.cli import main
-from faircam.data.fairface import TASK_CLASSES
-from faircam.evaluation.cache import focus_column, read_cache, task_column, view_column
+from faircam.evaluation.cache import focus_column, read_cache, view_column
 from faircam.models.model import build_model, load_checkpoint, task_slices
+from faircam.tasks import TASKS as SPECS
+from faircam.tasks import task_classes
 from faircam.vision.cams import METHODS
+
+TASK_CLASSES = task_classes()
 
 TASKS = ("gender", "race", "age")
 
@@ -55,9 +58,9 @@ def test_evaluation_holds_every_task(multitask_files):
     assert summary["images"] == len(rows) == 42
     for task in TASKS:
         key = "accuracy" if task == "gender" else f"{task}_accuracy"
-        assert summary[key] == round(float(rows[task_column(task, "correct")].mean()), 4)
+        assert summary[key] == round(float(rows[SPECS[task].correct].mean()), 4)
         for view in ("raw", "crop", "blur"):
-            pred, prob, correct = (view_column(view, task_column(task, k)) for k in ("pred", "prob", "correct"))
+            pred, prob, correct = (view_column(view, SPECS[task].column(k)) for k in ("pred", "prob", "correct"))
             assert set(rows[pred]) <= set(TASK_CLASSES[task])
             assert (rows[correct] == (rows[pred] == rows[task])).all()
             assert rows[prob].between(1 / len(TASK_CLASSES[task]), 1).all()

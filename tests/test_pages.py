@@ -90,7 +90,7 @@ def test_evaluation_shows_counts_and_intervals():
     at = run("pages/2_Evaluation.py")
     assert_clean(at)
     assert [m.label for m in at.metric] == ["Accuracy", "95% interval", "Images"]
-    assert len(at.tabs) == 4
+    assert [t.label for t in at.tabs] == ["race", "gender", "race × gender", "age", "Group by…"]
     assert "Accuracy by group" in texts(at)
 
 

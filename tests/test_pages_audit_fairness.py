@@ -41,7 +41,8 @@ def rows():
 def test_fairness_page_shows_gaps_with_intervals_and_n(rows):
     at = run("pages/4_Fairness.py")
     assert_clean(at)
-    assert [t.label for t in at.tabs] == list(GROUPINGS) == ["race", "gender", "race × gender", "age"]
+    assert [t.label for t in at.tabs] == [*GROUPINGS, "Group by…"] == ["race", "gender", "race × gender", "age",
+                                                                      "Group by…"]
     # Lazy tabs: only the open tab (race, the first) is computed.
     race = {m.label: m.value for m in at.metric}
     assert list(race) == ["accuracy gap", "equalized odds difference", "demographic parity difference"]

@@ -70,14 +70,23 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     summary = at.dataframe[1].value
     assert list(summary["model"]) == ["faircam", "dlib", "face-api"]
     assert (summary["images"] == f"{LIMIT:,}").all()  # compared on the images all three caches hold
-    # Gaps in points, as every page writes them; accuracies with their interval as "82.0% (75.1–87.3%)".
-    assert all(g == "–" or g.endswith(" points") for g in summary["race gap"])
+    # Gaps in points with their bootstrap interval, as every page writes them; accuracies with their interval as
+    # "82.0% (75.1–87.3%)".
+    assert all(g == "–" or re.fullmatch(r"\d+\.\d points \(95% interval \d+\.\d–\d+\.\d\)", g)
+               for g in summary["race gap"])
     assert all(re.fullmatch(r"\d+\.\d% \(\d+\.\d%–\d+\.\d%\)", a) for a in summary.filter(like="accuracy").iloc[:, 0])
     assert f"**{LIMIT}** images every cache holds" in texts(at)
     race = at.dataframe[2].value
     assert list(race.columns) == ["race", "faircam", "dlib", "face-api"]
     assert race["race"].str.endswith("⚠ small").all()  # 12 images: every race group is under MIN_GROUP_SIZE
     assert not any("_" in g for g in race["race"])  # human labels: "Latino Hispanic"
+    # Any attribute of the caches groups them too: here an image-quality slice every cache holds.
+    at.session_state["compare-grouping"] = "Group by…"
+    at.run()
+    at.selectbox(key="compare-grouping-by").set_value("head turn").run()
+    assert not at.exception, [e.value for e in at.exception]
+    turn = next(d.value for d in at.dataframe if list(d.value.columns)[:1] == ["head turn"])
+    assert list(turn.columns) == ["head turn", "faircam", "dlib", "face-api"]
 
 
 def test_compare_another_face_and_fewer_models():

@@ -35,6 +35,7 @@ from faircam.config import DEFAULT_MODEL_NAME, PROJECT_ROOT, cache_path_for
 from faircam.data.fairface import AGES, GENDERS, RACES
 from faircam.evaluation.cache import read_cache
 from faircam.models.registry import load_model
+from faircam.tasks import TASKS as SPECS
 
 TIMEOUT = 240
 TASKS = ("gender", "race", "age")
@@ -69,7 +70,7 @@ def synthetic(n: int = 3000, seed: int = 1) -> pd.DataFrame:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_confusion_and_class_scores_match_scikit_learn(mt_cache, task):
-    rows, spec = mt_cache.rows, groups.TASKS[task]
+    rows, spec = mt_cache.rows, SPECS[task]
     classes = list(spec.classes)
     y_true, y_pred = rows[spec.truth], rows[spec.pred]
     matrix = accuracy.confusion(rows, task)
@@ -129,7 +130,7 @@ def recall_of(cls: str):
 def test_multiclass_fairness_matches_fairlearn(task, grouping):
     rows = synthetic()
     by = groups.GROUPINGS[grouping]
-    spec = groups.TASKS[task]
+    spec = SPECS[task]
     audit = metrics.fairness(rows, by, task=task, n_boot=300)
     frame = MetricFrame(metrics={"accuracy": accuracy_score, **{c: recall_of(c) for c in spec.classes}},
                         y_true=rows[spec.truth], y_pred=rows[spec.pred], sensitive_features=rows[by])
@@ -143,7 +144,7 @@ def test_multiclass_fairness_matches_fairlearn(task, grouping):
     assert gap["value"] == pytest.approx(large["accuracy"].max() - large["accuracy"].min())
     assert gap["ci_low"] <= gap["value"] <= gap["ci_high"]
     for cls in spec.classes:
-        column = metrics.recall_key(cls)
+        column = groups.recall_of(cls).name
         present = table[f"{column}_n"] > 0
         expected = by_group.loc[table.index[present], cls].to_numpy()
         assert table.loc[present, column].to_numpy() == pytest.approx(expected)
@@ -238,7 +239,7 @@ def table_with(at: AppTest, first_column: str) -> pd.DataFrame:
 def test_evaluation_page_for_each_task(multitask_model, mt_cache, task):
     at = run("pages/2_Evaluation.py", task)
     assert_clean(at)
-    rows, spec = mt_cache.rows, groups.TASKS[task]
+    rows, spec = mt_cache.rows, SPECS[task]
     names = [groups.label(c) for c in spec.classes]
     heatmap = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
     assert heatmap["type"] == "heatmap" and heatmap["x"] == names and heatmap["y"] == names
@@ -262,7 +263,7 @@ def test_evaluation_page_for_each_task(multitask_model, mt_cache, task):
     by_race = table_with(at, "race")
     assert len(by_race) == rows["race"].nunique()
     said = texts(at)
-    assert f"explain the model's **{groups.TASKS[mt_cache.cam_task].title}** decision" in said
+    assert f"explain the model's **{SPECS[mt_cache.cam_task].title}** decision" in said
     if task == "age":
         assert "Within one bin" in metric and any(c.startswith("within one bin") for c in by_race.columns)
     if task == "gender":
@@ -287,7 +288,7 @@ def test_fairness_page_for_each_task(multitask_model, mt_cache, task):
     if task == "gender":
         assert metric_labels == ["accuracy gap", "equalized odds difference", "demographic parity difference"]
     else:
-        assert metrics.BINARY_ONLY in texts(at)
+        assert groups.BINARY_ONLY in texts(at)
         assert metric_labels == ["accuracy gap", *(["within-one gap"] if task == "age" else [])]
         # The race tab splits race by race: the recall gaps say once why they are not defined.
         assert "the label itself" in texts(at) if task == "race" else True
@@ -295,7 +296,7 @@ def test_fairness_page_for_each_task(multitask_model, mt_cache, task):
         at.run()
         assert_clean(at)
         gaps = table_with(at, "class")
-        assert gaps["class"].tolist() == [groups.label(c) for c in groups.TASKS[task].classes]
+        assert gaps["class"].tolist() == [groups.label(c) for c in SPECS[task].classes]
         per_group = table_with(at, "gender")
         recall = next(c for c in per_group.columns if c.startswith("recall of"))
         assert all(re.search(r", n=\d+$", v) or v == "–" for v in per_group[recall])
@@ -308,7 +309,7 @@ def test_about_page_for_each_task(multitask_model, mt_cache, task):
     rows = mt_cache.rows
     tasks = table_with(at, "task").set_index("task")
     for name in TASKS:
-        spec = groups.TASKS[name]
+        spec = SPECS[name]
         assert tasks.loc[spec.title, "accuracy (95% Wilson interval)"].startswith(
             f"{accuracy_score(rows[spec.truth], rows[spec.pred]):.1%} (")
         assert tasks.loc[spec.title, "n"] == len(rows)
@@ -354,7 +355,7 @@ def test_model_card_has_every_tasks_tables(multitask_files, mt_cache):
     rows = mt_cache.rows
     for name, heading in (("gender", "### Gender"), ("race", "### Race"), ("age", "### Age group")):
         section = card[card.index(heading):]
-        spec = groups.TASKS[name]
+        spec = SPECS[name]
         overall = groups.group_table(rows, [], task=name).iloc[0]
         assert f"**Accuracy: {groups.with_interval(*overall[['accuracy', 'accuracy_low', 'accuracy_high']])}**" \
             in section

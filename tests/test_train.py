@@ -69,8 +69,9 @@ def test_train_writes_a_usable_checkpoint_then_resumes(tmp_path, capsys, monkeyp
 def test_align_jitter_turns_faces_as_the_crop_does():
     # Rotated or shrunk faces leave corners of the crop's grey filler (colour-jittered: a flat patch of mid
     # grey); FairFace's own photos have flat corners only where FairFace padded them, in black.
-    from faircam.data.fairface import TASK_CLASSES, load_split
+    from faircam.data.fairface import load_split
     from faircam.models.train import FaceImages
+    from faircam.tasks import task_classes
 
     def grey_corner(image: torch.Tensor) -> bool:
         patches = [image[:, :4, :4], image[:, :4, -4:], image[:, -4:, :4], image[:, -4:, -4:]]
@@ -80,7 +81,7 @@ def test_align_jitter_turns_faces_as_the_crop_does():
     counts = {}
     for share in (0.0, 1.0):
         torch.manual_seed(0)
-        images = FaceImages(split, 160, True, {"gender": TASK_CLASSES["gender"]}, align_jitter=share)
+        images = FaceImages(split, 160, True, task_classes(["gender"]), align_jitter=share)
         counts[share] = sum(grey_corner(images[i][0]) for i in range(32))
     assert counts[0.0] <= 3 and counts[1.0] >= 16, counts
 

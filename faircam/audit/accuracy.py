@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from faircam.audit.groups import N_BOOT, SEED, TASKS, bootstrap, group_label, group_table, levels, wilson_interval
+from faircam.audit.groups import N_BOOT, SEED, bootstrap, group_label, group_table, levels, wilson_interval
 from faircam.config import MIN_GROUP_SIZE
+from faircam.tasks import DEFAULT_TASK, TASKS
 
 
-def confusion(rows: pd.DataFrame, task: str = "gender") -> pd.DataFrame:
+def confusion(rows: pd.DataFrame, task: str = DEFAULT_TASK) -> pd.DataFrame:
     """Counts with true classes as rows and predicted classes as columns, in the task's class order
     (age bins youngest first)."""
     spec = TASKS[task]
@@ -44,7 +45,8 @@ def _f1(counts: np.ndarray) -> np.ndarray:
         return 2 * hits / (counts.sum(axis=-1) + counts.sum(axis=-2))
 
 
-def overall_scores(rows: pd.DataFrame, task: str = "gender", n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+def overall_scores(rows: pd.DataFrame, task: str = DEFAULT_TASK, n_boot: int = N_BOOT,
+                   seed: int = SEED) -> pd.DataFrame:
     """Accuracy ("all", with its interval), then precision, recall and F1 per class with their intervals.
 
     Per class: `n` (images labelled as it, the support), `precision` with `precision_n` (images predicted
@@ -101,9 +103,10 @@ def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(-np.sum(np.diff(recall) * precision[:-1]))
 
 
-def pr_curves(rows: pd.DataFrame, by: list[str], task: str = "gender", score: str = "p_male",
+def pr_curves(rows: pd.DataFrame, by: list[str], task: str = DEFAULT_TASK,
               min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
-    """One precision-recall curve per group of a binary task, from a score of its positive class.
+    """One precision-recall curve per group of a binary task, from its score column (the positive class's
+    probability, `faircam.tasks.Task.score`).
 
     For gender: the score is p_male, the positive class *Male*; a point is "of the faces scoring above a
     threshold (called male), the share that are men (precision), and the share of the group's men they
@@ -111,8 +114,9 @@ def pr_curves(rows: pd.DataFrame, by: list[str], task: str = "gender", score: st
     `positives`, `average_precision`, and the curve as arrays in `precision` and `recall`.
     """
     spec = TASKS[task]
-    if spec.positive is None:
-        raise ValueError(f"{spec.title} has no positive class: a precision-recall curve needs a binary task.")
+    if spec.score is None:
+        raise ValueError(f"{spec.title} has no score of a positive class: a precision-recall curve needs one.")
+    score = spec.score
     rows = rows.dropna(subset=[score])
     records = []
     keys = [pd.Series(pd.Categorical(rows[c], categories=levels(rows[c], c)), index=rows.index, name=c) for c in by]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faircam import wording
 from faircam.audit import groups
 from faircam.evaluation.cache import EvalCache
+from faircam.tasks import DEFAULT_TASK
 
 
 def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
@@ -26,21 +26,21 @@ def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
     }
 
 
-def summary(rows_by_model: dict[str, pd.DataFrame], task: str = "gender") -> pd.DataFrame:
+def summary(rows_by_model: dict[str, pd.DataFrame], task: str = DEFAULT_TASK) -> pd.DataFrame:
     """One row per model: its `task` accuracy with its interval and n, and the best-minus-worst gap of each
-    grouping (groups under MIN_GROUP_SIZE left out; NaN and "–" when fewer than two are large
-    enough), with the worst group and its n."""
+    grouping with its bootstrap interval (`<grouping> gap`, `_low`, `_high`; groups under MIN_GROUP_SIZE left
+    out; NaN and "–" when fewer than two are large enough), with the worst group and its n."""
     records = []
     for name, rows in rows_by_model.items():
         overall = groups.group_table(rows, [], task=task).iloc[0]
         record = {"model": name, "accuracy": overall["accuracy"], "accuracy_low": overall["accuracy_low"],
                   "accuracy_high": overall["accuracy_high"], "n": int(overall["n"])}
         for grouping, by in groups.GROUPINGS.items():
-            gap = groups.spread(groups.group_table(rows, by, task=task))
+            gap = groups.GroupFrame(rows, by, task=task).gap("accuracy gap")
             # Fewer than two groups large enough: no gap, shown as a dash rather than ranked.
-            record[f"{grouping} gap"] = float("nan") if gap["gap"] is None else gap["gap"]
-            record[f"{grouping} worst"] = ("–" if gap["gap"] is None
-                                           else groups.size_label(gap["worst"], gap["worst_n"], small=False))
+            record |= {f"{grouping} gap": gap.value, f"{grouping} gap_low": gap.low, f"{grouping} gap_high": gap.high}
+            record[f"{grouping} worst"] = ("–" if not gap.defined
+                                           else groups.size_label(gap.lowest["group"], gap.lowest["n"], small=False))
         records.append(record)
     return pd.DataFrame.from_records(records).set_index("model")
 
@@ -52,12 +52,14 @@ def summary_shown(table: pd.DataFrame) -> pd.DataFrame:
         f"accuracy ({groups.INTERVALS['proportion']})": [
             groups.with_interval(*v) for v in table[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
         "images": [f"{n:,}" for n in table["n"]],
-        **{f"{grouping} gap": [wording.points(g) for g in table[f"{grouping} gap"]] for grouping in groups.GROUPINGS},
+        **{f"{grouping} gap": [groups.gap_with_interval(*v) for v in table[
+            [f"{grouping} gap", f"{grouping} gap_low", f"{grouping} gap_high"]].to_numpy()]
+           for grouping in groups.GROUPINGS},
         **{f"{grouping}: worst group": table[f"{grouping} worst"].tolist() for grouping in groups.GROUPINGS},
     })
 
 
-def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str], task: str = "gender") -> pd.DataFrame:
+def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str], task: str = DEFAULT_TASK) -> pd.DataFrame:
     """`task` accuracy, its interval and n per group (rows, in the grouping's order) for each model (columns
     `<model> accuracy`, `<model> accuracy_low`, `<model> accuracy_high`, `<model> n`), plus a `small`
     flag for groups under MIN_GROUP_SIZE in any model."""

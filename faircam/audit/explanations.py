@@ -3,7 +3,7 @@ the Gallery's mistakes (which confusions a task's predictions make, and the imag
 
 The maps, their focus and faithfulness explain one task's decisions (`EvalCache.cam_task`); the splits by
 outcome, the counterfactual flips and the Gallery's confusions are about whichever task is asked for (`task`,
-a name in `faircam.audit.groups.TASKS`): where does the gender map fall on faces whose race the model got wrong.
+a name in `faircam.tasks.TASKS`): where does the gender map fall on faces whose race the model got wrong.
 
 Every number is a mean or a rate over images from the one group table (`faircam.audit.groups.group_table`),
 with its n and a 95% interval of its kind (`faircam.audit.groups.INTERVALS`: t for means, Wilson for
@@ -15,11 +15,13 @@ these tables open without loading the model. Column names come from `faircam.eva
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from faircam.audit.accuracy import confusion
-from faircam.audit.groups import FDR_LEVEL, TASKS, Measure, group_table, label, mean_of
+from faircam.audit.groups import FDR_LEVEL, GroupFrame, group_table, label, mean_of, share_of
 from faircam.config import MIN_GROUP_SIZE
 from faircam.evaluation.cache import (
     AGREEMENT_MEAN,
@@ -27,20 +29,44 @@ from faircam.evaluation.cache import (
     agreement_column,
     focus_column,
     method_pairs,
-    task_column,
     view_column,
 )
 from faircam.evaluation.cache import (
     OUTCOMES as PREDICTION_OUTCOMES,
 )
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.vision.focus import REGIONS
 
 OUTCOMES = ("all", *PREDICTION_OUTCOMES)
 # The focus score (share of the map on the face) beside the five regions it is split into.
 PARITY_KEYS = (*REGIONS, "face")
 COUNTERFACTUAL_VIEWS = ("crop", "blur")
-# Which direction is more faithful for each faithfulness score in the cache.
-FAITHFULNESS = dict(zip(FAITHFULNESS_KEYS, ("higher", "lower", "higher")))
+
+
+@dataclass(frozen=True)
+class FaithfulnessScore:
+    """One faithfulness score of the cache: its name, which direction is more faithful, and what it measures."""
+
+    title: str
+    better: str
+    meaning: str
+
+    @property
+    def reading(self) -> str:
+        return f"{self.better} is more faithful"
+
+
+# Every faithfulness score the cache holds (`FAITHFULNESS_KEYS`), as pages and the report say it.
+FAITHFULNESS = dict(zip(FAITHFULNESS_KEYS, (
+    FaithfulnessScore("ROAD", "higher", "pytorch-grad-cam's ROAD score: the confidence kept when the least important "
+                      "pixels are removed, minus the confidence kept when the most important are (removed pixels "
+                      "are filled in from their neighbours, so the model cannot spot the holes)"),
+    FaithfulnessScore("Deletion AUC", "lower", "the area under the model's confidence as the most important pixels "
+                      "are greyed out step by step, most important first: a faithful map makes it fall fast"),
+    FaithfulnessScore("Insertion AUC", "higher", "the area under the confidence as the most important pixels are put "
+                      "back into a blurred copy of the image, most important first: a faithful map makes it rise "
+                      "fast"),
+)))
 
 
 def _long(table: pd.DataFrame, by: list[str], keys: dict[str, str], column: str) -> pd.DataFrame:
@@ -57,7 +83,7 @@ def _long(table: pd.DataFrame, by: list[str], keys: dict[str, str], column: str)
     return pd.concat(parts, ignore_index=True)[[*by, "group", column, "mean", "mean_low", "mean_high", "n", "small"]]
 
 
-def select_outcome(rows: pd.DataFrame, outcome: str, task: str = "gender") -> pd.DataFrame:
+def select_outcome(rows: pd.DataFrame, outcome: str, task: str = DEFAULT_TASK) -> pd.DataFrame:
     """All rows, or only those whose `task` prediction is right ("correct") or wrong ("wrong")."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
@@ -107,20 +133,28 @@ def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataF
 
 def region_parity(
     rows: pd.DataFrame, methods: tuple[str, ...], method: str, by: list[str], outcome: str = "all",
-    min_size: int = MIN_GROUP_SIZE, task: str = "gender",
+    min_size: int = MIN_GROUP_SIZE, task: str = DEFAULT_TASK,
 ) -> pd.DataFrame:
     """Mean share of `method`'s map per region (and on the whole face) per group, long format, over all
     images or those whose `task` prediction is right or wrong (`outcome`).
 
-    Columns: the `by` columns, group, region, mean, mean_low, mean_high, n, small, q, flagged.
-    `q` is the Benjamini-Hochberg adjusted p-value of the group's mean against all other images
+    Columns: the `by` columns, group, region, mean, mean_low, mean_high, n, small, q, flagged, and
+    the region's spread between the groups (`GroupFrame.gap`: highest minus lowest mean among the groups
+    large enough to compare) with its bootstrap interval: spread, spread_low, spread_high (NaN without two
+    such groups). `q` is the Benjamini-Hochberg adjusted p-value of the group's mean against all other images
     (Welch's t-test), adjusted over the whole family a reader scans: every large group, region and
     CAM method of `methods` (the cache's); `flagged` is q < `FDR_LEVEL`. Small groups and the ungrouped
     table are not tested.
     """
     chosen = select_outcome(rows, outcome, task)
-    table = group_table(chosen, by, {k: mean_of(focus_column(method, k)) for k in PARITY_KEYS}, min_size=min_size)
-    parity = _long(table, by, {k: k for k in PARITY_KEYS}, "region")
+    columns = {k: focus_column(method, k) for k in PARITY_KEYS}
+    frame = GroupFrame(chosen, by, {c: mean_of(c) for c in columns.values()}, min_size=min_size)
+    table = frame.by_group
+    parity = _long(table, by, columns, "region")
+    spreads = {k: frame.gap(f"{c} spread") for k, c in columns.items()} if by else {}
+    for name, attribute in (("spread", "value"), ("spread_low", "low"), ("spread_high", "high")):
+        parity[name] = parity["region"].map(lambda k, a=attribute: getattr(spreads[k], a) if k in spreads
+                                            else np.nan).astype(float)
     parity["q"], parity["flagged"] = np.nan, False
     large = table[~table["small"]]
     if not by or len(large) < 2:
@@ -139,7 +173,8 @@ def region_parity(
 def region_spread(parity: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per region, the highest and lowest group mean among groups large enough to compare.
 
-    `spread` is highest minus lowest; `separated` says whether either of the two stands apart from
+    `spread` is highest minus lowest, with its bootstrap interval (`spread_low`, `spread_high`, from
+    `region_parity`); `separated` says whether either of the two stands apart from
     the other images after Benjamini-Hochberg control of the false discovery rate (`flagged` in
     `region_parity`), so that one chance difference among many comparisons is not reported as a
     finding. Sorted by spread, largest first; regions with fewer than two comparable groups are left out.
@@ -152,7 +187,8 @@ def region_spread(parity: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         high, low = ordered.iloc[0], ordered.iloc[-1]
         records.append({
             "region": region,
-            "spread": float(high["mean"] - low["mean"]),
+            "spread": float(high["spread"]), "spread_low": float(high["spread_low"]),
+            "spread_high": float(high["spread_high"]),
             "highest": high["group"], "highest_mean": float(high["mean"]), "highest_n": int(high["n"]),
             "highest_ci": (float(high["mean_low"]), float(high["mean_high"])), "highest_q": float(high["q"]),
             "lowest": low["group"], "lowest_mean": float(low["mean"]), "lowest_n": int(low["n"]),
@@ -160,8 +196,9 @@ def region_spread(parity: pd.DataFrame, by: list[str]) -> pd.DataFrame:
             "separated": bool(high["flagged"] or low["flagged"]),
             "groups_compared": len(table),
         })
-    columns = ["region", "spread", "highest", "highest_mean", "highest_n", "highest_ci", "highest_q", "lowest",
-               "lowest_mean", "lowest_n", "lowest_ci", "lowest_q", "separated", "groups_compared"]
+    columns = ["region", "spread", "spread_low", "spread_high", "highest", "highest_mean", "highest_n", "highest_ci",
+               "highest_q", "lowest", "lowest_mean", "lowest_n", "lowest_ci", "lowest_q", "separated",
+               "groups_compared"]
     return pd.DataFrame.from_records(records, columns=columns).sort_values(
         "spread", ascending=False, ignore_index=True)
 
@@ -196,7 +233,8 @@ def most_faithful(summary: pd.DataFrame) -> pd.DataFrame:
     means are equal (two methods can give the same maps).
     """
     records = []
-    for metric, better in FAITHFULNESS.items():
+    for metric, score in FAITHFULNESS.items():
+        better = score.better
         table = summary[summary["metric"] == metric].dropna(subset=["mean"])
         if len(table) < 2:
             continue
@@ -213,14 +251,14 @@ def most_faithful(summary: pd.DataFrame) -> pd.DataFrame:
         "metric", "better", "best", "best_mean", "runner_up", "runner_up_mean", "n", "separated", "tied"])
 
 
-def has_views(rows: pd.DataFrame, task: str = "gender") -> bool:
+def has_views(rows: pd.DataFrame, task: str = DEFAULT_TASK) -> bool:
     """Whether the cache holds the cropped and blurred views' `task` predictions (schema v2)."""
     return all(view_column(v, TASKS[task].pred) in rows.columns for v in COUNTERFACTUAL_VIEWS)
 
 
 def counterfactual_effects(
     rows: pd.DataFrame, by: list[str], method: str, key: str = "face", min_size: int = MIN_GROUP_SIZE,
-    task: str = "gender",
+    task: str = DEFAULT_TASK,
 ) -> pd.DataFrame:
     """What cropping or blurring changes, per group, over the images where a face was found.
 
@@ -238,19 +276,12 @@ def counterfactual_effects(
     chance = focus_column(method, "face_baseline")
     parts = []
     for view in COUNTERFACTUAL_VIEWS:
-        def flipped(group: pd.DataFrame, _, view=view) -> tuple[np.ndarray, np.ndarray]:
-            return ((group[view_column(view, spec.pred)] != group[spec.pred]).to_numpy(float),
-                    np.ones(len(group), bool))
-
-        def right(group: pd.DataFrame, _, column: str) -> tuple[np.ndarray, np.ndarray]:
-            return group[column].astype(bool).to_numpy(float), np.ones(len(group), bool)
-
         changes = faces.assign(_focus=faces[view_column(view, share)] - faces[share],
                                _chance=faces[view_column(view, chance)] - faces[chance])
         table = group_table(changes, by, {
-            "flip_rate": Measure("proportion", flipped),
-            "accuracy_raw": Measure("proportion", lambda g, t: right(g, t, spec.correct)),
-            "accuracy_view": Measure("proportion", lambda g, t, v=view: right(g, t, view_column(v, spec.correct))),
+            "flip_rate": share_of("flip_rate", lambda g, v=view: g[view_column(v, spec.pred)] != g[spec.pred]),
+            "accuracy_raw": share_of("accuracy_raw", lambda g: g[spec.correct].astype(bool)),
+            "accuracy_view": share_of("accuracy_view", lambda g, v=view: g[view_column(v, spec.correct)].astype(bool)),
             "focus_change": mean_of("_focus"), "chance_change": mean_of("_chance"),
         }, min_size=min_size)
         table.insert(len(by) + 1, "view", view)
@@ -262,11 +293,11 @@ def counterfactual_effects(
     return pd.concat(parts, ignore_index=True)[columns]
 
 
-def flipped(rows: pd.DataFrame, view: str, k: int = 4, task: str = "gender") -> pd.DataFrame:
+def flipped(rows: pd.DataFrame, view: str, k: int = 4, task: str = DEFAULT_TASK) -> pd.DataFrame:
     """The `k` images with a face found whose `task` prediction changes in `view`, surest raw answer first:
     the flips most worth looking at (file, labels, raw and view predictions, raw probability)."""
     spec = TASKS[task]
-    prob = task_column(task, "prob")
+    prob = spec.prob
     faces = rows[rows["face_found"].astype(bool)]
     flips = faces[faces[view_column(view, spec.pred)] != faces[spec.pred]]
     columns = list(dict.fromkeys(["file", "race", "gender", spec.truth, spec.pred, view_column(view, spec.pred), prob]))
@@ -292,7 +323,7 @@ def agreement_by_group(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GR
 
 
 def least_agreement(rows: pd.DataFrame, methods: tuple[str, ...], k: int = 12,
-                    tasks: tuple[str, ...] = ("gender",)) -> pd.DataFrame:
+                    tasks: tuple[str, ...] = (DEFAULT_TASK,)) -> pd.DataFrame:
     """The `k` images whose maps (of the cache's `methods`) agree least ("agree | mean" lowest first),
     with these `tasks`' predictions and correctness, and every pair."""
     pairs = [agreement_column(a, b) for a, b in method_pairs(methods)]
@@ -305,7 +336,7 @@ def least_agreement(rows: pd.DataFrame, methods: tuple[str, ...], k: int = 12,
 FACES = ("wrong", "correct")
 
 
-def confusions(rows: pd.DataFrame, task: str = "gender") -> pd.DataFrame:
+def confusions(rows: pd.DataFrame, task: str = DEFAULT_TASK) -> pd.DataFrame:
     """The kinds of mistake `task`'s predictions make: one row per (true class, predicted class) pair that
     occurs, most frequent first (ties in the classes' order), from the one confusion matrix
     (`faircam.audit.accuracy.confusion`). Columns: truth, pred, n, name ("Indian called Middle Eastern")."""

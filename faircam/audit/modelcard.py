@@ -11,6 +11,7 @@ Markdown in the app and the report.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,16 +20,16 @@ from faircam import wording
 from faircam.audit.groups import (
     GROUPINGS,
     INTERVALS,
-    TASKS,
+    GroupFrame,
     group_table,
     label,
     ranked,
     small_mark,
-    spread,
     with_interval,
 )
 from faircam.config import MIN_GROUP_SIZE
 from faircam.evaluation.cache import EvalCache
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 
 if TYPE_CHECKING:  # torch comes with it; the card only reads its metadata
@@ -83,11 +84,12 @@ def _task_words(task: str) -> str:
     return f"{spec.title} ({len(spec.classes)} classes: {', '.join(label(c) for c in spec.classes)})"
 
 
-def _group_lines(table: pd.DataFrame, by: list[str], within_one: bool) -> list[str]:
+def _group_lines(table: pd.DataFrame, by: list[str], within_one: bool, names: list[str] | None = None) -> list[str]:
+    """A Markdown table of groups (ranked, or in the order given with `names`, the groupings' names as headers)."""
     extra = " within one bin (95% interval) |" if within_one else ""
-    header = " | ".join(by) + f" | accuracy (95% interval) |{extra} n |"
+    header = " | ".join(md(n) for n in names or by) + f" | accuracy (95% interval) |{extra} n |"
     lines = ["| " + header, "|" + "---|" * (len(by) + 2 + within_one)]
-    for _, row in ranked(table).iterrows():
+    for _, row in (table if names else ranked(table)).iterrows():
         labels = " | ".join(md(label(row[c])) for c in by)
         within = (f" {with_interval(row['within_one'], row['within_one_low'], row['within_one_high'])} |"
                   if within_one else "")
@@ -102,9 +104,10 @@ def _task_lines(rows: pd.DataFrame, task: str, heading: str) -> list[str]:
     spec = TASKS[task]
     measures = ["accuracy", "within_one"] if spec.ordinal else ["accuracy"]
     overall = group_table(rows, [], measures, task=task).iloc[0]
-    tables = {name: group_table(rows, GROUPINGS[name], measures, task=task)
+    frames = {name: GroupFrame(rows, GROUPINGS[name], measures, task=task)
               for name in ("race", "gender", "race × gender")}
-    race_gap = spread(tables["race"])
+    tables = {name: frame.by_group for name, frame in frames.items()}
+    race_gap = frames["race"].gap("accuracy gap")
     large_cells = ranked(tables["race × gender"])
     large_cells = large_cells[~large_cells["small"]]
     lines = [
@@ -115,11 +118,11 @@ def _task_lines(rows: pd.DataFrame, task: str, heading: str) -> list[str]:
     if spec.ordinal:
         within = with_interval(overall["within_one"], overall["within_one_low"], overall["within_one_high"])
         lines.append(f"- **Within one bin: {within}** (the right age bin or a neighbouring one).")
-    if race_gap["gap"] is not None:
+    if race_gap.defined:
         lines.append(
-            f"- **Gap between best and worst race group: {race_gap['gap'] * 100:.1f} points** "
-            f"({md(race_gap['best'])}, n = {race_gap['best_n']}, vs {md(race_gap['worst'])}, "
-            f"n = {race_gap['worst_n']})."
+            f"- **Gap between best and worst race group: {race_gap.value * 100:.1f} points** (95% interval "
+            f"{race_gap.low * 100:.1f}–{race_gap.high * 100:.1f}; {md(race_gap.highest['group'])}, n = "
+            f"{race_gap.highest['n']}, vs {md(race_gap.lowest['group'])}, n = {race_gap.lowest['n']})."
         )
     if large_cells.empty:
         lines.append(f"- No race × gender cell has {MIN_GROUP_SIZE} or more images: too few to name the worst.")
@@ -178,7 +181,7 @@ def _training_lines(model: LoadedModel) -> list[str]:
     if not recipe:
         return ["- No training record in this checkpoint."]
     views = recipe.get("views")
-    tasks = [t for t in str(recipe.get("tasks") or "gender").split(",") if t in TASKS] or ["gender"]
+    tasks = [t for t in str(recipe.get("tasks") or DEFAULT_TASK).split(",") if t in TASKS] or [DEFAULT_TASK]
     augment = f"random resized crop, flip, colour jitter{_align_words(recipe)}"
     if recipe.get("frozen_stages"):
         start = (f"the first {_v(recipe.get('frozen_stages'))} trunk stages frozen, their outputs computed once for "
@@ -250,9 +253,11 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     rows = cache.rows
     tasks = [t for t in TASKS if t in model.tasks]
     audited = [t for t in tasks if t in cache.tasks]
+    data = cache.data_meta
     multi = len(tasks) > 1
     what = (f"A face classifier with one head per task ({'; '.join(_task_words(t) for t in tasks)})"
-            if multi else f"A binary gender classifier ({' / '.join(model.tasks['gender'])})")
+            if multi else f"A binary {TASKS[DEFAULT_TASK].title} classifier "
+                          f"({' / '.join(model.tasks[DEFAULT_TASK])})")
     lines = [
         f"# Model card: {md(model.name)}",
         "",
@@ -269,7 +274,7 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
         "## What it must not be used for",
         "- Deciding anything about a person from a face: who they are, what gender they are, how they are treated.",
     ]
-    if set(tasks) - {"gender"}:
+    if any(TASKS[t].caveat for t in tasks):
         lines += [
             "- Race and age prediction exist here only as subjects of the audit: to see where the model fails and "
             f"whether its gender errors follow them. {wording.RACE_AGE_IS} {wording.RACE_AGE_MUST_NOT}",
@@ -277,13 +282,29 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     lines += ["", "## Training", *_training_lines(model)]
     lines += [
         "",
-        f"## Evaluation on {len(rows):,} FairFace {md(cache.data_meta['split'])} images",
-        f"Computed by `faircam evaluate` ({md(cache.created)}); {INTERVALS['proportion']}s; groups under "
+        f"## Evaluation on {len(rows):,} "
+        + (f"images of {md(data['root'])} (labels {md(Path(data['labels']).name)})" if data.get("labels")
+           else f"FairFace {md(data['split'])} images"),
+        f"Computed by `faircam evaluate` ({md(cache.created)}); {INTERVALS['proportion']}s; gaps with their "
+        f"{INTERVALS['difference']}; groups under "
         f"{MIN_GROUP_SIZE} images are marked small.",
     ]
     for task in audited:
-        subject = " (a subject of the audit, not a feature)" if task != "gender" else ""
+        subject = " (a subject of the audit, not a feature)" if TASKS[task].caveat else ""
         lines += ["", *_task_lines(rows, task, f"### {TASKS[task].title.capitalize()}{subject}")]
+    if cache.attributes:
+        lines += ["", f"### {TASKS[DEFAULT_TASK].title.capitalize()} accuracy by attribute of the photos",
+                  "Image quality measured on each face by `faircam evaluate` (or `faircam add-quality`), and the label "
+                  "file's other columns."]
+        for attribute in cache.attributes:
+            frame = GroupFrame(rows, [attribute.column])
+            gap = frame.gap("accuracy gap")
+            lines += ["", f"#### By {md(attribute.name)}",
+                      *_group_lines(frame.shown(), [attribute.column], False, names=[attribute.name])]
+            if gap.defined:
+                lines.append(f"\nGap between best and worst: {gap.value * 100:.1f} points (95% interval "
+                             f"{gap.low * 100:.1f}–{gap.high * 100:.1f}; {md(gap.side('highest'))} vs "
+                             f"{md(gap.side('lowest'))}).")
     missing = [TASKS[t].title for t in tasks if t not in cache.tasks]
     if missing:
         lines += ["", f"This evaluation holds no {', '.join(missing)} predictions: run `faircam evaluate` again "

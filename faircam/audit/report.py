@@ -25,37 +25,37 @@ from markdown_it import MarkdownIt
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from faircam import wording
 from faircam.audit.accuracy import confusion, overall_scores, row_shares
+from faircam.audit.failures import (
+    explanation_words,
+    failure_attributes,
+    quality_explanations,
+    slice_name,
+    slices,
+)
 from faircam.audit.groups import (
+    BINARY_ONLY,
     GROUPINGS,
     INTERVALS,
+    MULTIPLE_COMPARISONS,
     N_BOOT,
     SEED,
-    TASKS,
     group_table,
+    groupings,
     label,
+    measure,
     ranked,
     size_label,
     small_mark,
+    task_measures,
     with_interval,
 )
-from faircam.audit.metrics import (
-    BINARY_ONLY,
-    GAP_WORDS,
-    POSITIVE_LABEL,
-    RATE_TITLES,
-    RATE_WORDS,
-    Fairness,
-    fairness,
-    gap_words,
-    rate_title,
-    rate_words,
-)
+from faircam.audit.metrics import Fairness, fairness
 from faircam.config import MIN_GROUP_SIZE
 from faircam.errors import ModelError
 from faircam.evaluation.cache import EvalCache
 from faircam.files import write_atomic
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import html_text
 
 CAVEATS = [
@@ -115,7 +115,12 @@ class Section:
     anchor: str = field(default="")
 
 
-SectionFunction = Callable[[ReportContext], Section | None]
+# A section of the report, or several of a kind (one per task), or None where the cache lacks what it needs.
+SectionFunction = Callable[[ReportContext], Section | list[Section] | None]
+
+
+def _as_list(built: Section | list[Section] | None) -> list[Section]:
+    return built if isinstance(built, list) else [] if built is None else [built]
 
 
 def _with_interval(value: float, low: float, high: float) -> str:
@@ -159,7 +164,7 @@ def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
     ax.set_xlim(0 if low < 0.3 else low - 0.05, 1)
     ax.set_ylim(-0.7, len(data) - 0.3)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel(f"{rate_title(rate, audit.task)} with its {INTERVALS['proportion']}")
+    ax.set_xlabel(f"{measure(rate).title_for(TASKS[audit.task])} with its {INTERVALS['proportion']}")
     ax.grid(axis="x", color="#eaeef2")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
@@ -178,8 +183,9 @@ def equalized_odds_figure(audit: Fairness) -> str:
         ax.annotate(row["group"], (row["fpr"], row["tpr"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel("women called male (FPR): lower is better")
-    ax.set_ylabel("men called male (TPR): higher is better")
+    spec = TASKS[audit.task]
+    ax.set_xlabel(f"{measure('fpr').title_for(spec)}: lower is better")
+    ax.set_ylabel(f"{measure('tpr').title_for(spec)}: higher is better")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
 
@@ -203,26 +209,33 @@ def gap_cards(audit: Fairness) -> str:
 
 
 def groups_table(audit: Fairness) -> str:
-    header = [*audit.by, "n", "men", "women", *[RATE_TITLES[r] for r in ("accuracy", "tpr", "fpr", "selection_rate")]]
+    """Every group's rates with their intervals: a binary task's people counts beside n, a per-class rate (a
+    class's recall) with its own n."""
+    spec = TASKS[audit.task]
+    people = [p for p in reversed(spec.people) if p in audit.groups]
+    header = [*audit.by, "n", *people, *[measure(r).title_for(spec) for r in audit.rates]]
     rows, classes = [], []
     for _, g in audit.groups.iterrows():
         flag = f" <span class='flag'>{small_mark(True)} (n&lt;{audit.min_size})</span>" if g["small"] else ""
         labels = [html_text(label(g[c])) for c in audit.by]
         labels[-1] += flag
-        rows.append([*labels, f"{g['n']:,}", f"{g['men']:,}", f"{g['women']:,}",
-                     *[_with_interval(g[r], g[f"{r}_low"], g[f"{r}_high"])
-                       for r in ("accuracy", "tpr", "fpr", "selection_rate")]])
+        cells = []
+        for r in audit.rates:
+            cell = _with_interval(g[r], g[f"{r}_low"], g[f"{r}_high"])
+            if measure(r).per_class:
+                cell = f"{cell}, n={g[f'{r}_n']:,}" if g[f"{r}_n"] else "–"
+            cells.append(cell)
+        rows.append([*labels, f"{g['n']:,}", *[f"{g[p]:,}" for p in people], *cells])
         classes.append("small" if g["small"] else "")
-    numeric = set(range(len(audit.by), len(header)))
-    return _table(header, rows, numeric, classes)
+    return _table(header, rows, set(range(len(audit.by), len(header))), classes)
 
 
 def summary_section(ctx: ReportContext) -> Section:
     overall = group_table(ctx.cache.rows, []).iloc[0]
-    race = ctx.audits["race"].gaps
-    cell = ctx.audits["race × gender"]
-    large = ranked(cell.groups)
-    large = large[~large["small"]].iloc[::-1]
+    race = ctx.audits["race"].gaps if "race" in ctx.audits else pd.DataFrame(columns=["value"])
+    cell = ctx.audits.get("race × gender")
+    large = ranked(cell.groups) if cell is not None else pd.DataFrame(columns=["small"])
+    large = large[~large["small"].astype(bool)].iloc[::-1]
     body = [
         "<div class='cards'>",
         f"<div class='card'><div>accuracy</div><div class='v'>{overall['accuracy']:.1%}</div>"
@@ -230,7 +243,7 @@ def summary_section(ctx: ReportContext) -> Section:
         f"{html_text(with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high']))}"
         f"; n = {int(overall['n']):,}</div></div>",
     ]
-    for name in ("accuracy gap", "equalized odds difference"):
+    for name in [n for n in ("accuracy gap", "equalized odds difference") if n in race.index]:
         gap = race.loc[name]
         if not pd.isna(gap["value"]):
             body.append(f"<div class='card'><div>{html_text(name)} across race</div><div class='v'>"
@@ -245,14 +258,15 @@ def summary_section(ctx: ReportContext) -> Section:
             f", n = {worst['n']:,}</div></div>"
         )
     body.append("</div>")
-    if not len(large):
+    if cell is not None and not len(large):
         body.append(f"<p class='warn'>No race × gender group has {cell.min_size} or more images: the numbers "
                     "below are too thin to rank anyone.</p>")
+    spec = TASKS[DEFAULT_TASK]
     body.append(
-        f"<p>Positive class for the rates: <b>{POSITIVE_LABEL}</b> (fairlearn's convention). The true positive "
-        "rate (TPR) is the share of men the model calls male, the false positive rate (FPR) the share of women it "
-        "calls male; read the other way, 1 − TPR of men are called female and 1 − FPR of women are called "
-        "female, correctly.</p>"
+        f"<p>Positive class for the rates: <b>{html_text(spec.positive)}</b> (fairlearn's convention). The true "
+        f"positive rate (TPR) is the share of {spec.people[1]} the model calls {spec.called[1]}, the false positive rate (FPR) "
+        f"the share of {spec.people[0]} it calls {spec.called[1]}; read the other way, 1 − TPR of {spec.people[1]} "
+        f"are called {spec.called[0]} and 1 − FPR of {spec.people[0]} are called {spec.called[0]}, correctly.</p>"
     )
     return Section("Summary", "".join(body))
 
@@ -260,12 +274,14 @@ def summary_section(ctx: ReportContext) -> Section:
 def data_section(ctx: ReportContext) -> Section:
     meta, rows = ctx.cache.meta, ctx.cache.rows
     data, model = ctx.cache.data_meta, ctx.cache.model_meta
+    limit = f", first {html_text(data['limit'])}" if data["limit"] else ""
     facts = [
         ("model", f"{html_text(model['name'])} ({html_text(model['arch'])}), sha256 "
                   f"<code>{html_text(model['sha256'][:16])}…</code>"),
-        ("images", f"{len(rows):,} of the <b>{html_text(data['split'])}</b> split of FairFace "
-                   f"(<code>{html_text(data['root'])}</code>)"
-                   + (f", first {html_text(data['limit'])}" if data["limit"] else "")),
+        ("images", (f"{len(rows):,} of the labelled folder <code>{html_text(data['root'])}</code> (labels "
+                    f"<code>{html_text(data['labels'])}</code>)" if data.get("labels") else
+                    f"{len(rows):,} of the <b>{html_text(data['split'])}</b> split of FairFace "
+                    f"(<code>{html_text(data['root'])}</code>)") + limit),
         ("computed", f"{html_text(ctx.cache.created)} by faircam {html_text(meta.get('faircam_version', '?'))}, "
                      f"cache schema {html_text(meta.get('schema_version', '?'))}"),
         ("left out", f"{html_text(data['dropped_total'])} label rows dropped, {html_text(data['unreadable'])} images "
@@ -273,38 +289,71 @@ def data_section(ctx: ReportContext) -> Section:
         ("faces found", f"MTCNN found a face in {rows['face_found'].mean():.1%} of the images"
          if "face_found" in rows else "not recorded"),
     ]
-    table = _table(["", ""], [[f"<b>{k}</b>", v] for k, v in facts], set())
-    counts = rows.groupby(["race", "gender"]).size().unstack(fill_value=0)
-    counts["total"] = counts.sum(axis=1)
-    composition = _table(["race", *counts.columns],
-                         [[html_text(race), *[f"{v:,}" for v in values]] for race, values in counts.iterrows()],
-                         set(range(1, len(counts.columns) + 1)))
-    ages = group_table(rows, GROUPINGS["age"], [])
-    age_table = _table(["age", "n"], [[html_text(a), f"{n:,}"] for a, n in zip(ages["group"], ages["n"])], {1})
-    return Section("The data", f"{table}<h3>Images per race and gender</h3>{composition}"
-                               f"<h3>Images per age group</h3>{age_table}")
+    facts += [(f"grouped by {a.name}", f"{len(a.levels)} levels: " + html_text(", ".join(a.levels)) +
+               (" (image quality, measured on each face)" if a.source == "quality" else ""))
+              for a in ctx.cache.attributes]
+    facts += [("not a grouping", html_text(note)) for note in data.get("notes", [])]
+    table = _table(["", ""], [[f"<b>{html_text(k)}</b>", v] for k, v in facts], set())
+    parts = [table]
+    if rows["race"].notna().any():
+        counts = rows.groupby(["race", "gender"]).size().unstack(fill_value=0)
+        counts["total"] = counts.sum(axis=1)
+        parts += ["<h3>Images per race and gender</h3>", _table(
+            ["race", *counts.columns],
+            [[html_text(race), *[f"{v:,}" for v in values]] for race, values in counts.iterrows()],
+            set(range(1, len(counts.columns) + 1)))]
+    if rows["age"].notna().any():
+        ages = group_table(rows, GROUPINGS["age"], [])
+        parts += ["<h3>Images per age group</h3>",
+                  _table(["age", "n"], [[html_text(a), f"{n:,}"] for a, n in zip(ages["group"], ages["n"])], {1})]
+    return Section("The data", "".join(parts))
 
 
 def definitions_section(ctx: ReportContext) -> Section:
-    items = "".join(f"<li>{html_text(text)}</li>" for text in (*RATE_WORDS.values(), *GAP_WORDS.values()))
     audit = next(iter(ctx.audits.values()))
+    spec, measures = TASKS[audit.task], task_measures(audit.task).values()
+    gaps = {m.gap: m.gap_words_for(spec) for m in measures if m.gap}
+    items = "".join(f"<li>{html_text(text)}</li>" for text in (*[m.words_for(spec) for m in measures], *gaps.values()))
     return Section("How to read the numbers", f"<ul>{items}</ul><p class='note'>Every number carries its n and a "
                    f"95% interval: a group's rate its {INTERVALS['proportion']}, a gap between groups its 95% "
                    f"percentile bootstrap interval ({audit.n_boot:,} resamples, seed {audit.seed}). Groups under "
                    f"{audit.min_size} images are flagged ⚠ small, listed last and left out of the gaps.</p>")
 
 
-def _grouping_section(name: str) -> SectionFunction:
-    def section(ctx: ReportContext) -> Section:
-        audit = ctx.audits[name]
+def grouping_sections(ctx: ReportContext) -> list[Section]:
+    """One section per grouping of the cache (FairFace's, then its attributes: `groups.groupings`): the default
+    task's gaps with their intervals, its accuracy per group, equalized odds and every group's rates."""
+    sections = []
+    for name, audit in ctx.audits.items():
         parts = [gap_cards(audit), rate_figure(audit, "accuracy")]
-        if "gender" not in audit.by:
-            parts += ["<h3>Equalized odds: who is called male</h3>", equalized_odds_figure(audit)]
+        if TASKS[audit.task].binary and TASKS[audit.task].truth not in audit.by:
+            parts += [f"<h3>Equalized odds: who is called {TASKS[audit.task].called[1]}</h3>",
+                      equalized_odds_figure(audit)]
         parts += ["<h3>Every group's rates (95% intervals)</h3>", groups_table(audit)]
-        return Section(f"Fairness by {name}", "".join(parts))
+        sections.append(Section(f"Fairness by {name}", "".join(parts)))
+    return sections
 
-    section.__name__ = f"fairness_{'_'.join(GROUPINGS[name])}_section"
-    return section
+
+def failures_section(ctx: ReportContext) -> Section | None:
+    """Where the model fails: its worst slices (image quality, the label file's columns; alone and with race and
+    gender) with their intervals and Benjamini-Hochberg flags, and whether image quality explains a group gap."""
+    attributes = failure_attributes(ctx.cache.attributes)
+    if not attributes:
+        return None
+    rows = ctx.cache.rows
+    found = slices(rows, attributes)
+    worst = found[~found["small"]].head(15)
+    table = _table(["slice", "n", f"accuracy ({INTERVALS['proportion']})", "the other images", "q", "stands apart"],
+                   [[html_text(slice_name(r["grouping"], r["group"])), f"{r['n']:,}",
+                     _with_interval(r["accuracy"], r["accuracy_low"], r["accuracy_high"]),
+                     f"{r['rest']:.1%}" if pd.notna(r["rest"]) else "–", f"{r['q']:.3f}" if pd.notna(r["q"]) else "–",
+                     "★" if r["flagged"] else ""] for _, r in worst.iterrows()], {1, 2, 3, 4})
+    found_words = explanation_words(quality_explanations(rows, attributes, groupings(rows, ctx.cache.attributes)))
+    words = "".join(f"<li>{html_text(sentence)}</li>" for sentence in found_words)
+    return Section("Where does it fail?", f"<p>The slices of the data with the lowest accuracy, worst first (slices "
+                   f"under {MIN_GROUP_SIZE} images left out); ★: the slice stands apart from the other images after "
+                   f"{MULTIPLE_COMPARISONS} over every slice.</p>{table}"
+                   + (f"<h3>Does image quality explain a group gap?</h3><ul>{words}</ul>" if words else ""))
 
 
 def confusion_table(rows: pd.DataFrame, task: str) -> str:
@@ -339,9 +388,9 @@ def class_table(rows: pd.DataFrame, task: str, n_boot: int, seed: int) -> str:
     return _table(header, body, {1, 2, 3, 4, 5})
 
 
-def multiclass_gaps(audit: Fairness) -> str:
-    """A multi-class audit's gaps as one table: each gap with its interval, the groups it compares, the highest and
-    lowest, and what it leaves out or why it is not defined."""
+def gaps_table(audit: Fairness) -> str:
+    """An audit's gaps as one table: each gap with its interval, the groups it compares, the highest and lowest, and
+    what it leaves out or why it is not defined."""
     body = []
     for name, gap in audit.gaps.iterrows():
         defined = not pd.isna(gap["value"])
@@ -354,61 +403,41 @@ def multiclass_gaps(audit: Fairness) -> str:
     return _table(header, body, {1, 2, 3})
 
 
-def multiclass_groups(audit: Fairness) -> str:
-    """Each group's rates of a multi-class audit with their intervals; a class's recall with its own n."""
-    header = [*audit.by, "n", *[rate_title(r, audit.task) for r in audit.rates]]
-    rows, classes = [], []
-    for _, g in audit.groups.iterrows():
-        flag = f" <span class='flag'>{small_mark(True)} (n&lt;{audit.min_size})</span>" if g["small"] else ""
-        labels = [html_text(label(g[c])) for c in audit.by]
-        labels[-1] += flag
-        cells = []
-        for r in audit.rates:
-            cell = _with_interval(g[r], g[f"{r}_low"], g[f"{r}_high"])
-            if r.startswith("recall "):
-                cell = f"{cell}, n={g[f'{r}_n']:,}" if g[f"{r}_n"] else "–"
-            cells.append(cell)
-        rows.append([*labels, f"{g['n']:,}", *cells])
-        classes.append("small" if g["small"] else "")
-    return _table(header, rows, set(range(len(audit.by), len(header))), classes)
+def task_sections(ctx: ReportContext) -> list[Section]:
+    """One section per task of the cache, in `TASKS`' order (`_task_section`)."""
+    return [_task_section(ctx, task) for task in TASKS if task in ctx.cache.tasks]
 
 
-def _task_section(task: str) -> SectionFunction:
-    """One task's section: its accuracy, confusion and per-class numbers; for race and age also the per-group
-    rates and gaps by every grouping (gender's are the fairness sections)."""
+def _task_section(ctx: ReportContext, task: str) -> Section:
+    """One task's section: its accuracy, confusion and per-class numbers; for a multi-class task also the per-group
+    rates and gaps by every grouping (a binary task's are the fairness sections)."""
     spec = TASKS[task]
-
-    def section(ctx: ReportContext) -> Section | None:
-        if task not in ctx.cache.tasks:
-            return None
-        rows = ctx.cache.rows
-        boot = next(iter(ctx.audits.values()))
-        measures = {"accuracy": f"{spec.title} accuracy", **({"within_one": "within one bin"} if spec.ordinal else {})}
-        overall = group_table(rows, [], list(measures), task=task).iloc[0]
-        cards = "".join(
-            f"<div class='card'><div>{html_text(title)}</div><div class='v'>{overall[m]:.1%}</div><div class='ci'>"
-            f"{html_text(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; "
-            f"n = {int(overall['n']):,}</div></div>" for m, title in measures.items())
-        parts = [f"<div class='cards'>{cards}</div>"]
-        if task != "gender":
-            words = "".join(f"<li>{html_text(rate_words(r, task))}</li>" for r in measures)
-            gaps = "".join(f"<li><b>{html_text(n)}</b>: {html_text(gap_words(n, task))}</li>"
-                           for n in ("accuracy gap", *(["within-one gap"] * spec.ordinal),
-                                     f"recall gap: {label(spec.classes[0])}"))
-            parts = [f"<p class='note'>{html_text(wording.RACE_AGE_CAPTION)} {html_text(BINARY_ONLY)}</p>", *parts,
-                     f"<ul>{words}{gaps}</ul>"]
-        parts += ["<h3>Confusion matrix</h3><p>Each cell: the images of the true class (row) given the predicted "
-                  "class (column), and their share of the row; the diagonal holds each class's recall.</p>",
-                  confusion_table(rows, task), "<h3>Per class</h3>", class_table(rows, task, boot.n_boot, boot.seed)]
-        for grouping, audit in ctx.task_audits.get(task, {}).items():
-            parts += [f"<h3>By {html_text(grouping)}</h3>", multiclass_gaps(audit), rate_figure(audit, "accuracy"),
-                      multiclass_groups(audit)]
-        title = ("Gender: confusion and per class" if task == "gender"
-                 else f"{spec.title.capitalize()} predictions (a subject of the audit)")
-        return Section(title, "".join(parts))
-
-    section.__name__ = f"{task}_task_section"
-    return section
+    rows = ctx.cache.rows
+    boot = next(iter(ctx.audits.values()))
+    measures = {"accuracy": f"{spec.title} accuracy", **({"within_one": "within one bin"} if spec.ordinal else {})}
+    overall = group_table(rows, [], list(measures), task=task).iloc[0]
+    every = task_measures(task).values()
+    cards = "".join(
+        f"<div class='card'><div>{html_text(title)}</div><div class='v'>{overall[m]:.1%}</div><div class='ci'>"
+        f"{html_text(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; n = {int(overall['n']):,}"
+        "</div></div>" for m, title in measures.items())
+    parts = [f"<div class='cards'>{cards}</div>"]
+    if not spec.binary:
+        # The per-class measures are one family: said once, for the first class.
+        said = [m for m in every if not m.per_class] + [next(m for m in every if m.per_class)]
+        words = "".join(f"<li>{html_text(m.words_for(spec))}</li>" for m in said)
+        gaps = "".join(f"<li><b>{html_text(m.gap)}</b>: {html_text(m.gap_words_for(spec))}</li>" for m in said if m.gap)
+        parts = [f"<p class='note'>{html_text(spec.caveat)} {html_text(BINARY_ONLY)}</p>", *parts,
+                 f"<ul>{words}{gaps}</ul>"]
+    parts += ["<h3>Confusion matrix</h3><p>Each cell: the images of the true class (row) given the predicted "
+              "class (column), and their share of the row; the diagonal holds each class's recall.</p>",
+              confusion_table(rows, task), "<h3>Per class</h3>", class_table(rows, task, boot.n_boot, boot.seed)]
+    for grouping, audit in ctx.task_audits.get(task, {}).items():
+        parts += [f"<h3>By {html_text(grouping)}</h3>", gaps_table(audit), rate_figure(audit, "accuracy"),
+                  groups_table(audit)]
+    title = (f"{spec.title.capitalize()} predictions (a subject of the audit)" if spec.caveat
+             else f"{spec.title.capitalize()}: confusion and per class")
+    return Section(title, "".join(parts))
 
 
 def model_card_section(ctx: ReportContext) -> Section:
@@ -431,8 +460,9 @@ def caveats_section(ctx: ReportContext) -> Section:
 SECTIONS: list[SectionFunction] = [
     summary_section,
     definitions_section,
-    *[_grouping_section(name) for name in GROUPINGS],
-    *[_task_section(task) for task in TASKS],
+    grouping_sections,
+    failures_section,
+    task_sections,
     data_section,
     model_card_section,
     caveats_section,
@@ -442,13 +472,14 @@ SECTIONS: list[SectionFunction] = [
 def build_report(cache: EvalCache, model_card: str | None = None, model_card_note: str = "",
                  sections: list[SectionFunction] | None = None, n_boot: int = N_BOOT, seed: int = SEED) -> str:
     """The audit of `cache` as one self-contained HTML document."""
-    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed) for name, by in GROUPINGS.items()}
+    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed)
+              for name, by in groupings(cache.rows, cache.attributes).items()}
     task_audits = {task: {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=task)
-                          for name, by in GROUPINGS.items()}
+                          for name, by in groupings(cache.rows).items()}
                    for task in cache.tasks if TASKS[task].positive is None}
     ctx = ReportContext(cache=cache, audits=audits, model_card=model_card, model_card_note=model_card_note,
                         task_audits=task_audits)
-    built = [s for s in (f(ctx) for f in (sections or SECTIONS)) if s is not None]
+    built = [s for f in (sections or SECTIONS) for s in _as_list(f(ctx))]
     for i, section in enumerate(built):
         section.anchor = section.anchor or f"s{i + 1}"
     model = cache.model_meta["name"]

@@ -8,7 +8,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from faircam.audit.accuracy import row_shares
-from faircam.audit.groups import label, size_label
+from faircam.audit.groups import MEASURES, label, size_label
+from faircam.tasks import Task
 
 MARGIN = dict(l=10, r=10, t=30, b=10)
 
@@ -103,10 +104,12 @@ def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, per
     return fig
 
 
-def equalized_odds_plot(groups: pd.DataFrame) -> go.Figure:
-    """Each group as a point: women called male (FPR) across, men called male (TPR) up, with intervals.
+def equalized_odds_plot(groups: pd.DataFrame, task: Task) -> go.Figure:
+    """Each group as a point of a binary task: its FPR across (women called male), its TPR up (men called male),
+    with intervals, and its negative and positive people counted (`metrics.fairness`' columns).
 
     Equal odds put every group on the same point; the best corner is top left."""
+    negatives, positives = task.people
     data = groups.dropna(subset=["tpr", "fpr"])
     data = data[~data["small"]]
     # One trace per group, named in the legend: labels written beside the markers covered each other.
@@ -115,12 +118,12 @@ def equalized_odds_plot(groups: pd.DataFrame) -> go.Figure:
             x=[row["fpr"]], y=[row["tpr"]], mode="markers", name=row["group"], marker=dict(size=11),
             error_x=dict(type="data", array=[row["fpr_high"] - row["fpr"]], arrayminus=[row["fpr"] - row["fpr_low"]]),
             error_y=dict(type="data", array=[row["tpr_high"] - row["tpr"]], arrayminus=[row["tpr"] - row["tpr_low"]]),
-            hovertemplate=f"{row['group']}<br>TPR %{{y:.1%}} of {row['men']} men<br>"
-                          f"FPR %{{x:.1%}} of {row['women']} women<extra></extra>",
+            hovertemplate=f"{row['group']}<br>TPR %{{y:.1%}} of {row[positives]} {positives}<br>"
+                          f"FPR %{{x:.1%}} of {row[negatives]} {negatives}<extra></extra>",
         )
         for _, row in data.iterrows()
     ])
-    fig.update_layout(xaxis_title="women called male (FPR)", yaxis_title="men called male (TPR)",
+    fig.update_layout(xaxis_title=MEASURES["fpr"].title_for(task), yaxis_title=MEASURES["tpr"].title_for(task),
                       xaxis_tickformat=".0%", yaxis_tickformat=".0%", height=480, margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     return fig

@@ -35,20 +35,25 @@ RACES = (
 )
 GENDERS = ("Female", "Male")
 AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
-LABEL_COLUMNS = ("file", "age", "gender", "race")
-# What a model can learn to predict from these labels: each task's label column and its classes, in
-# the order of a network's outputs. Gender comes first: it is the decision faircam audits by default.
-TASK_CLASSES: dict[str, tuple[str, ...]] = {"gender": GENDERS, "race": RACES, "age": AGES}
+# In the order a cache's rows hold them.
+LABEL_COLUMNS = ("file", "race", "gender", "age")
 
 
 @dataclass
 class FairFaceSplit:
-    """The usable rows of one split, and the rows that were dropped with the reason."""
+    """The usable rows of one split, and the rows that were dropped with the reason.
+
+    A labelled folder (`faircam.data.labelled.load_labelled`) also has its label file (`labels`), the groupings
+    its other columns make (`attributes`, as the cache's metadata stores them) and lines about columns that are
+    not groupings (`notes`); FairFace's layout has none."""
 
     root: Path
     split: str
     rows: pd.DataFrame
     dropped: pd.DataFrame = field(default_factory=pd.DataFrame)
+    attributes: list[dict] = field(default_factory=list)
+    labels: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def label_file(root: Path, split: str) -> Path:
@@ -204,25 +209,28 @@ def filter_rows(
     races: list[str] | None = None,
     genders: list[str] | None = None,
     ages: list[str] | None = None,
+    others: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
-    """Rows matching every given filter; an empty or None filter keeps everything."""
+    """Rows matching every given filter (`others`: any column's chosen values); an empty or None filter keeps
+    everything."""
     keep = pd.Series(True, index=rows.index)
-    for column, values in (("race", races), ("gender", genders), ("age", ages)):
+    for column, values in (("race", races), ("gender", genders), ("age", ages), *(others or {}).items()):
         if values:
             keep &= rows[column].isin(values)
     return rows[keep]
 
 
 def balanced_sample(rows: pd.DataFrame, per_cell: int, seed: int = 0) -> pd.DataFrame:
-    """Up to `per_cell` rows from every race x gender cell, the same rows for the same seed."""
+    """Up to `per_cell` rows from every race x gender cell, the same rows for the same seed (rows without a race
+    label, from a labelled folder without one, make one cell per gender)."""
     shuffled = rows.sample(frac=1, random_state=seed)
-    return shuffled.groupby(["race", "gender"]).head(per_cell).reset_index(drop=True)
+    return shuffled.groupby(["race", "gender"], dropna=False).head(per_cell).reset_index(drop=True)
 
 
 def grid_sample(rows: pd.DataFrame, size: int, seed: int = 0) -> pd.DataFrame:
     """Up to `size` rows for a picker grid: balanced across the race x gender cells present in `rows`,
     in shuffled order, the same rows for the same seed (another seed shows other faces)."""
-    cells = max(1, rows.groupby(["race", "gender"]).ngroups)
+    cells = max(1, rows.groupby(["race", "gender"], dropna=False).ngroups)
     return balanced_sample(rows, max(1, size // cells), seed=seed).sample(frac=1, random_state=seed).head(size)
 
 

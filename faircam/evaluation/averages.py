@@ -47,7 +47,9 @@ class GroupAverager:
             valid: np.ndarray | None = None) -> None:
         """One aligned face (HxWx3 uint8) with its validity mask (HxW bool; None: all valid) and its
         maps (HxW in [0, 1]) into their group."""
-        i = self._index[(race, gender, OUTCOMES[0] if correct else OUTCOMES[1])]
+        i = self._index.get((race, gender, OUTCOMES[0] if correct else OUTCOMES[1]))
+        if i is None:  # a face without a race or gender label (a labelled folder's) has no cell
+            return
         self.counts[i] += 1
         inside = np.ones(face.shape[:2], np.float32) if valid is None else np.asarray(valid, np.float32)
         # Weighted before shrinking, so a shrunk pixel straddling the photo's edge takes none of the filler.

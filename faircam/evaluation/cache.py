@@ -13,16 +13,24 @@ no torch: pages that only read the cache open without loading the model.
 
 Schema 2, one row per image:
 
-- raw view (the whole image resized): file, race, gender, age, pred, prob, p_male, correct (the
-  gender decision), for each other task of the model (`meta["tasks"]`, read as `EvalCache.tasks`)
-  `task_column(task, "pred" | "prob" | "correct")`, face_found, faces_found, and
+- raw view (the whole image resized): file, race, gender, age, and for each task of the model
+  (`meta["tasks"]`, read as `EvalCache.tasks`) its prediction columns (`faircam.tasks.Task.columns`:
+  pred, prob, p_male, correct for gender; race_pred, race_prob, race_correct, ...), face_found, faces_found,
+  the image quality of the largest face (`faircam.vision.quality`: quality_face_px, quality_sharpness,
+  quality_brightness, quality_yaw, quality_confidence, and each one's level column: "face size", "sharpness",
+  "brightness", "head turn", "detector confidence"), and
   `focus_column(method, key)` for every CAM method the cache records (`meta["methods"]`, read as
   `EvalCache.methods`) and `FOCUS_KEYS`;
 - counterfactual views "crop" (MTCNN-aligned face) and "blur" (background blurred): the same
   prediction and focus columns named by `view_column(view, ...)`; without a face they equal raw;
 - faithfulness on the raw view, for the predicted class, on a balanced sample (`faith_sampled`,
   NaN elsewhere): `focus_column(method, "road" | "deletion" | "insertion")`;
-- agreement between the maps of the raw view: `agreement_column(a, b)` and `AGREEMENT_MEAN`.
+- agreement between the maps of the raw view: `agreement_column(a, b)` and `AGREEMENT_MEAN`;
+- for a labelled folder (`faircam.data.labelled`), its label file's other columns after the labels (and a
+  numeric column's `<name> (binned)` levels).
+
+`meta["attributes"]` lists the groupings beyond the labels (`EvalCache.attributes`: the quality slices and a label
+file's columns), each with its level column and levels in order; `read_cache` makes those columns categorical.
 
 The maps, focus, faithfulness and averages explain the decisions of one task, `meta["cam_task"]`
 (`EvalCache.cam_task`; gender unless `faircam evaluate --cam-task` chose another).
@@ -51,14 +59,14 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from faircam.data.fairface import GENDERS, TASK_CLASSES
+from faircam.data.labelled import Attribute
 from faircam.errors import CacheError
 from faircam.files import atomic_file, atomic_folder
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.vision.focus import REGIONS
 
 SCHEMA_VERSION = 2
 FOCUS_KEYS = (*REGIONS, "face", "face_baseline", "face_lift")
-VIEW_COLUMNS = ("pred", "prob", "p_male", "correct")
 FAITHFULNESS_KEYS = ("road", "deletion", "insertion")
 AGREEMENT_MEAN = "agree | mean"
 OUTCOMES = ("correct", "wrong")
@@ -75,15 +83,9 @@ def focus_column(method: str, key: str) -> str:
     return f"{method} | {key}"
 
 
-def task_column(task: str, name: str) -> str:
-    """Column of one task's prediction ("pred", "prob", "correct"): gender's keep their first names, others are
-    prefixed ("race_pred", "age_correct")."""
-    return name if task == "gender" else f"{task}_{name}"
-
-
 def view_columns(tasks: Iterable[str]) -> tuple[str, ...]:
-    """The prediction columns every view has for these tasks (`VIEW_COLUMNS` for gender alone)."""
-    return VIEW_COLUMNS + tuple(task_column(t, k) for t in tasks if t != "gender" for k in ("pred", "prob", "correct"))
+    """The prediction columns every view has for these tasks (`faircam.tasks.Task.columns`), in task order."""
+    return tuple(c for t in tasks for c in TASKS[t].columns)
 
 
 def view_column(view: str, name: str) -> str:
@@ -120,14 +122,21 @@ class EvalCache:
 
     @property
     def tasks(self) -> dict[str, tuple[str, ...]]:
-        """The tasks whose predictions the rows hold (`task_column`), with their classes; gender alone for a
-        cache written before there were other tasks."""
-        return {t: tuple(c) for t, c in self.meta.get("tasks", {"gender": GENDERS}).items()}
+        """The tasks whose predictions the rows hold (`faircam.tasks.Task.columns`), with their classes; the default
+        task alone for a cache written before there were other tasks."""
+        default = {DEFAULT_TASK: TASKS[DEFAULT_TASK].classes}
+        return {t: tuple(c) for t, c in self.meta.get("tasks", default).items()}
+
+    @property
+    def attributes(self) -> list[Attribute]:
+        """The groupings beyond the task labels (a labelled folder's other columns, the image-quality slices), each
+        with the column of its levels (`read_cache` makes it categorical, in the levels' order)."""
+        return [Attribute.from_meta(a) for a in self.meta.get("attributes", [])]
 
     @property
     def cam_task(self) -> str:
         """The task whose decisions the maps, focus scores, faithfulness and averages explain."""
-        return self.meta.get("cam_task", "gender")
+        return self.meta.get("cam_task", DEFAULT_TASK)
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -318,6 +327,7 @@ def read_cache(path: Path | str) -> EvalCache:
     if _checksum(rows, blob, meta) != meta.get("checksum"):
         raise _changed(path)
     averages = _averages(path, blob)
+    rows = _typed(path, meta, rows)
     _check_labels(path, rows, averages)
     return EvalCache(rows=rows, meta=meta, averages=averages)
 
@@ -337,10 +347,11 @@ def _check_meta(path: Path, meta: Any) -> None:
     methods = meta.get("methods", [])
     if not isinstance(methods, list) or not all(isinstance(m, str) and _METHOD_NAME.fullmatch(m) for m in methods):
         raise CacheError(f"{path} names CAM methods that are not plain names. Recreate it with `faircam evaluate`.")
-    # Task names become column prefixes and labels: FairFace's tasks and classes only.
-    tasks = meta.get("tasks", {"gender": list(GENDERS)})
-    if (not isinstance(tasks, dict) or "gender" not in tasks or meta.get("cam_task", "gender") not in tasks
-            or any(TASK_CLASSES.get(t) != tuple(c) if isinstance(c, list) else True for t, c in tasks.items())):
+    # Task names become column prefixes and labels: faircam's tasks (`faircam.tasks.TASKS`) and their classes only.
+    tasks = meta.get("tasks", {DEFAULT_TASK: list(TASKS[DEFAULT_TASK].classes)})
+    if (not isinstance(tasks, dict) or DEFAULT_TASK not in tasks or meta.get("cam_task", DEFAULT_TASK) not in tasks
+            or any(t not in TASKS or TASKS[t].classes != tuple(c) if isinstance(c, list) else True
+                   for t, c in tasks.items())):
         raise CacheError(f"{path} names tasks or classes faircam does not know. Recreate it with `faircam evaluate`.")
     wrong = _provenance_problems(meta)
     if wrong:
@@ -361,11 +372,12 @@ def _provenance_problems(meta: dict[str, Any]) -> list[str]:
     wrong = [name for name, record in records.items() if not isinstance(record, dict)]
     if wrong:
         return wrong
-    dropped = data.get("dropped", [])
+    dropped, notes = data.get("dropped", []), data.get("notes", [])
     checks = {
         "created": isinstance(meta.get("created", ""), str),
         **{f"model.{k}": isinstance(model.get(k, ""), str) for k in ("name", "arch", "sha256")},
-        **{f"data.{k}": isinstance(data.get(k, ""), str) for k in ("root", "split")},
+        **{f"data.{k}": isinstance(data.get(k, ""), str) for k in ("root", "split", "labels")},
+        "data.notes": isinstance(notes, list) and all(isinstance(note, str) for note in notes),
         "data.limit": data.get("limit") is None or _count(data["limit"]),
         **{f"data.{k}": _count(data.get(k, 0)) for k in ("labelled", "unreadable", "dropped_total")},
         "data.dropped": isinstance(dropped, list) and all(
@@ -377,19 +389,39 @@ def _provenance_problems(meta: dict[str, Any]) -> list[str]:
 
 
 def _check_labels(path: Path, rows: pd.DataFrame, averages: pd.DataFrame | None) -> None:
-    """Refuse labels and predictions that are not FairFace's classes: they become group names, chart labels and
+    """Refuse labels and predictions that are not their task's classes: they become group names, chart labels and
     captions on every page and in the report (Plotly and matplotlib read markup in labels), and `faircam evaluate`
-    writes FairFace's classes only."""
+    writes faircam's tasks' classes only."""
     views = ("raw", "crop", "blur")
-    allowed = [(rows, {column: classes for task, classes in TASK_CLASSES.items()
-                       for column in (task, *(view_column(v, task_column(task, "pred")) for v in views))})]
+    allowed = [(rows, {column: task.classes for name, task in TASKS.items()
+                       for column in (name, *(view_column(v, task.pred) for v in views))})]
     if averages is not None:
-        allowed.append((averages, {"race": TASK_CLASSES["race"], "gender": GENDERS, "outcome": OUTCOMES}))
+        allowed.append((averages, {"race": TASKS["race"].classes, "gender": TASKS["gender"].classes,
+                                   "outcome": OUTCOMES}))
     for table, columns in allowed:
         for column, classes in columns.items():
             if column in table and not table[column].dropna().isin(classes).all():
-                raise CacheError(f"{path} holds values in its {column!r} column that are not FairFace's classes. "
-                                 "Recreate it with `faircam evaluate`.")
+                raise CacheError(f"{path} holds values in its {column!r} column that are not faircam's classes "
+                                 "for it. Recreate it with `faircam evaluate`.")
+
+
+def _typed(path: Path, meta: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with each attribute's level column categorical, its levels in their stored order (ordered for binned
+    numbers), after checking the attributes' metadata: their names and levels become tab labels, table headers and
+    filters, so only plain text of a bounded size, naming columns the rows have."""
+    records = meta.get("attributes", [])
+    try:
+        attributes = [Attribute.from_meta(r) for r in records] if isinstance(records, list) else None
+    except (KeyError, TypeError, ValueError):
+        attributes = None
+    if attributes is None or any(
+            a.column not in rows or not (0 < len(a.name) <= 100 and a.name.isprintable())
+            or len(a.levels) > 1000 or not all(level.isprintable() and len(level) <= 200 for level in a.levels)
+            for a in attributes):
+        raise CacheError(f"{path} has unreadable attributes in its metadata. Recreate it with `faircam evaluate`.")
+    for a in attributes:
+        rows[a.column] = pd.Categorical(rows[a.column], categories=list(dict.fromkeys(a.levels)), ordered=a.ordered)
+    return rows
 
 
 def _changed(path: Path) -> CacheError:
@@ -441,6 +473,7 @@ def _read_folder(path: Path) -> EvalCache:
             or _Checksum(meta["columns"]).finish(blob, meta) != meta.get("checksum"):
         raise _changed(path)
     averages = _averages(path, blob)
+    rows = _typed(path, meta, rows)
     _check_labels(path, rows, averages)
     return EvalCache(rows=rows, meta=meta, averages=averages)
 

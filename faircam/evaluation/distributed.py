@@ -27,9 +27,8 @@ from faircam.config import PROJECT_ROOT
 from faircam.data.fairface import FairFaceSplit
 from faircam.errors import ClusterError, DataError
 from faircam.evaluation.averages import GroupAverager
-from faircam.evaluation.evaluate import EvalOptions, Runner
+from faircam.evaluation.evaluate import EvalOptions, Runner, labelled_tasks
 
-LABEL_COLUMNS = ("file", "race", "gender", "age")
 # Ray's shared object store holds only the batches in flight (file names in, rows out): keep it small.
 OBJECT_STORE_BYTES = 500 * 2**20
 
@@ -38,7 +37,7 @@ class _BatchActor:
     """One Ray actor: the model, MTCNN and CAM explainer loaded once, then one batch per call."""
 
     def __init__(self, model: str | None, sha256: str, root: str, split: str, options: EvalOptions,
-                 sampled: set[str], threads: int, device: str) -> None:
+                 sampled: set[str], tasks: dict[str, tuple[str, ...]], threads: int, device: str) -> None:
         import torch
 
         from faircam.evaluation.evaluate import Evaluator, steady_allocator
@@ -54,7 +53,7 @@ class _BatchActor:
         self.pipeline.model.net.to(device)
         self.split = FairFaceSplit(Path(root), split, pd.DataFrame(), pd.DataFrame())
         self.evaluator = Evaluator(self.pipeline.model, self.pipeline.explainer if options.cams else None,
-                                   options, sampled)
+                                   options, sampled, tasks)
 
     def __call__(self, item: pd.DataFrame) -> pd.DataFrame:
         from functools import partial
@@ -62,7 +61,7 @@ class _BatchActor:
         from faircam.evaluation.evaluate import batch_views, prepare_batch, release_freed_memory
 
         first = int(item["first"].iloc[0])
-        chunk = pd.DataFrame({c: list(item[c].iloc[0]) for c in LABEL_COLUMNS})
+        chunk = _from_ipc(item["labels"].iloc[0])
         chunk.index = pd.RangeIndex(first, first + len(chunk))
         prepare = partial(batch_views, model=self.pipeline.model, detector=self.pipeline.detector)
         averager = GroupAverager(self.evaluator.methods)
@@ -79,6 +78,10 @@ def _to_ipc(rows: pd.DataFrame) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _from_ipc(data: bytes) -> pd.DataFrame:
+    return pa.ipc.open_stream(data).read_all().to_pandas()
+
+
 def _to_npz(averager: GroupAverager) -> bytes:
     sums = io.BytesIO()
     np.savez(sums, **averager.state())
@@ -91,12 +94,13 @@ def _message(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def ray_runner(model: str | None, sha256: str, options: EvalOptions, batch_size: int = 32,
-               address: str | None = None, workers: int = 2, gpus_per_worker: float = 0.0) -> Runner:
+def ray_runner(model: str | None, sha256: str, tasks: dict[str, tuple[str, ...]], options: EvalOptions,
+               batch_size: int = 32, address: str | None = None, workers: int = 2,
+               gpus_per_worker: float = 0.0) -> Runner:
     """Batches on a Ray cluster at `address` (None: a local Ray on this machine's cores, no dashboard),
     in `workers` actors with `gpus_per_worker` GPUs each (the model and MTCNN then run on CUDA).
     `model` is what each actor loads (a registered name or a checkpoint path every node can read);
-    its weights must have `sha256`, the driver's model's."""
+    its weights must have `sha256`, the driver's model's, whose `tasks` they are."""
 
     def run(split: FairFaceSplit, start: int, sampled: set[str], averager: GroupAverager
             ) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -122,8 +126,9 @@ def ray_runner(model: str | None, sha256: str, options: EvalOptions, batch_size:
             context.execution_options.preserve_order = True
             context.enable_progress_bars = False
             firsts = range(start, len(split.rows), batch_size)
-            items = [{"first": first, **{c: split.rows[c].iloc[first:first + batch_size].tolist()
-                                         for c in LABEL_COLUMNS}} for first in firsts]
+            # The label rows as Arrow IPC: whatever columns a label file has travel as they are.
+            items = [{"first": first, "labels": _to_ipc(split.rows.iloc[first:first + batch_size])}
+                     for first in firsts]
             if not items:
                 return
             # Locally the cores are shared out; on a cluster each actor asks for one core.
@@ -133,6 +138,7 @@ def ray_runner(model: str | None, sha256: str, options: EvalOptions, batch_size:
                 num_cpus=threads, num_gpus=gpus_per_worker or None,
                 fn_constructor_kwargs={"model": model, "sha256": sha256, "root": str(split.root),
                                        "split": split.split, "options": options, "sampled": sampled,
+                                       "tasks": labelled_tasks(tasks, split.rows),
                                        "threads": threads, "device": "cuda" if gpus_per_worker else "cpu"})
             rows = iter(results.iter_rows())
             while True:
@@ -144,7 +150,7 @@ def ray_runner(model: str | None, sha256: str, options: EvalOptions, batch_size:
                     return
                 with np.load(io.BytesIO(result["sums"]), allow_pickle=False) as sums:
                     averager.add_state(dict(sums))
-                yield int(result["done"]), pa.ipc.open_stream(result["rows"]).read_all().to_pandas()
+                yield int(result["done"]), _from_ipc(result["rows"])
         finally:
             # Also on Ctrl-C: the job's actors end with the driver's connection.
             ray.shutdown()

@@ -23,6 +23,7 @@ import ctypes
 import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -39,7 +40,8 @@ from tqdm import tqdm
 
 from faircam import __version__
 from faircam.config import FAITHFULNESS_PER_CELL, evaluate_mmap_mb
-from faircam.data.fairface import FairFaceSplit, balanced_sample, load_split, read_data_image
+from faircam.data.fairface import FairFaceSplit, balanced_sample, read_data_image
+from faircam.data.labelled import load_data
 from faircam.errors import DataError, ImageError
 from faircam.evaluation.agreement import agreement_columns
 from faircam.evaluation.averages import AVERAGE_SIZE, GroupAverager
@@ -51,7 +53,6 @@ from faircam.evaluation.cache import (
     focus_column,
     part_name,
     read_cache,
-    task_column,
     view_column,
     view_columns,
     write_cache_parts,
@@ -60,9 +61,12 @@ from faircam.evaluation.cache import (
 from faircam.evaluation.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, faithfulness_columns
 from faircam.files import atomic_file, output_lock
 from faircam.models.model import LoadedModel
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.vision.cams import CamExplainer
 from faircam.vision.explain import Explanation, explain_views
 from faircam.vision.preprocess import FaceDetector, View, make_view
+from faircam.vision.quality import SLICES, quality_columns
+from faircam.vision.quality import attributes as quality_attributes
 
 SAVE_EVERY = 4
 STATE_FILE = "state.npz"
@@ -89,7 +93,7 @@ class EvalOptions:
     """
 
     cams: bool = True
-    cam_task: str = "gender"
+    cam_task: str = DEFAULT_TASK
     tta: bool = False
     faithfulness_per_cell: int = FAITHFULNESS_PER_CELL
     seed: int = 0
@@ -100,14 +104,15 @@ class EvalOptions:
 @dataclass
 class _Prepared:
     """A batch made ready on the reader thread: which rows could be read, and `batch_views` of those
-    (`found` counts positions among the readable images)."""
+    (`found` counts positions among the readable images; `quality` has a row per readable image)."""
 
     readable: list[int]
     found: list[int]
     views: dict[str, list[View]]
+    quality: pd.DataFrame
 
 
-Views = tuple[list[int], dict[str, list[View]]]
+Views = tuple[list[int], dict[str, list[View]], pd.DataFrame]
 
 
 def _batches(
@@ -198,7 +203,8 @@ def prepare_batch(split: FairFaceSplit, chunk: pd.DataFrame, prepare: Callable[[
 
 
 def batch_views(images: list[np.ndarray], model: LoadedModel, detector: FaceDetector) -> Views:
-    """(positions of the images with a face, the three views) of a batch: the model's inputs.
+    """(positions of the images with a face, the three views, every image's quality slices) of a batch: the
+    model's inputs, and how large, sharp, bright and turned each face is (`faircam.vision.quality`).
 
     `views["raw"]` has every image; `views["crop"]` and `views["blur"]` only those with a face.
     """
@@ -209,18 +215,18 @@ def batch_views(images: list[np.ndarray], model: LoadedModel, detector: FaceDete
         chosen = range(len(images)) if view == "raw" else found
         views[view] = [make_view(images[j], model.input_size, detector, crop=crop, blur=blur, faces=faces[j],
                                  alignment=model.alignment) for j in chosen]
-    return found, views
+    return found, views, quality_columns(images, faces)
 
 
 def _task_values(answers: dict[str, np.ndarray], tasks: dict[str, tuple[str, ...]], truths: dict[str, str]) -> dict:
-    """Each task's prediction columns of one view (`task_column` names), unprefixed."""
+    """Each task's prediction columns of one view (`faircam.tasks.Task.columns`), unprefixed."""
     values = {}
     for task, classes in tasks.items():
-        best = int(np.argmax(answers[task]))
-        values.update({task_column(task, "pred"): classes[best], task_column(task, "prob"): float(answers[task][best])})
-        if task == "gender":
-            values["p_male"] = float(answers[task][classes.index("Male")])
-        values[task_column(task, "correct")] = classes[best] == truths[task]
+        spec, best = TASKS[task], int(np.argmax(answers[task]))
+        values.update({spec.pred: classes[best], spec.prob: float(answers[task][best])})
+        if spec.score:
+            values[spec.score] = float(answers[task][classes.index(spec.positive)])
+        values[spec.correct] = classes[best] == truths[task]
     return values
 
 
@@ -234,14 +240,20 @@ def _view_values(explanation: Explanation | None, answers: dict[str, np.ndarray]
     return values
 
 
+def labelled_tasks(tasks: dict[str, tuple[str, ...]], rows: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """A model's `tasks` whose labels the data has (a labelled folder may lack race or age): the tasks audited."""
+    return {t: c for t, c in tasks.items() if t in rows and rows[t].notna().all()}
+
+
 class Evaluator:
     """One batch at a time: the rows it adds and the group averages it feeds (the one per-batch code of
-    every engine). Every task's predictions come from the pass that makes the maps of `model.task`."""
+    every engine). Every task's predictions come from the pass that makes the maps of `model.task`; the rows
+    hold those of `tasks` (`labelled_tasks`: the data's labels say whether they are right)."""
 
     def __init__(self, model: LoadedModel, explainer: CamExplainer | None, options: EvalOptions,
-                 sampled: set[str]) -> None:
+                 sampled: set[str], tasks: dict[str, tuple[str, ...]]) -> None:
         self.model, self.explainer = replace(model.for_task(options.cam_task), tta=options.tta), explainer
-        self.options, self.sampled = options, sampled
+        self.options, self.sampled, self.tasks = options, sampled, tasks
         self.methods = tuple(explainer.methods) if explainer else ()
 
     def _explain(self, views: list[View]) -> tuple[list[Explanation | None], list[dict[str, np.ndarray]]]:
@@ -264,7 +276,7 @@ class Evaluator:
         # One forward and backward pass for all three views of the batch.
         explained, answers = self._explain(raw + views["crop"] + views["blur"])
         n, m = len(raw), len(found)
-        tasks = self.model.tasks
+        tasks = self.tasks
         truths = [{task: row[task] for task in tasks} for _, row in rows.iterrows()]
         values = {"raw": [_view_values(explained[j], answers[j], tasks, truths[j]) for j in range(n)]}
         for v, view in enumerate(("crop", "blur")):
@@ -275,12 +287,13 @@ class Evaluator:
                 values[view][j] = _view_values(explained[at], answers[at], tasks, truths[j])
 
         predictions = view_columns(tasks)
+        # The label rows' own columns first (file, labels, any other column of a label file), as they come.
         frame = pd.DataFrame.from_records([
-            {"file": row["file"], "race": row["race"], "gender": row["gender"], "age": row["age"],
-             **{k: raw_values[k] for k in predictions},
-             "face_found": view.face is not None, "faces_found": view.faces_found,
+            {**row.to_dict(), **{k: raw_values[k] for k in predictions},
+             "face_found": view.face is not None, "faces_found": view.faces_found, **quality,
              **{k: v for k, v in raw_values.items() if k not in predictions}}
-            for (_, row), view, raw_values in zip(rows.iterrows(), raw, values["raw"])
+            for (_, row), view, raw_values, quality in zip(rows.iterrows(), raw, values["raw"],
+                                                          prepared.quality.to_dict("records"))
         ])
         parts = [frame]
         for view in ("crop", "blur"):
@@ -292,7 +305,7 @@ class Evaluator:
             parts += [self._faithfulness(first, frame, raw, raw_maps, targets),
                       pd.DataFrame(agreement_columns(raw_maps))]
         # The averages split faces by the correctness of the decision their maps explain.
-        outcome = task_column(self.model.task, "correct")
+        outcome = TASKS[self.model.task].correct
         for pos, j in enumerate(found):
             crop = explained[n + pos]
             averager.add(rows.iloc[j]["race"], rows.iloc[j]["gender"], values["crop"][j][outcome],
@@ -395,7 +408,7 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
     def run(split: FairFaceSplit, start: int, sampled: set[str], averager: GroupAverager
             ) -> Iterator[tuple[int, pd.DataFrame]]:
         steady_allocator()
-        evaluator = Evaluator(model, explainer, options, sampled)
+        evaluator = Evaluator(model, explainer, options, sampled, labelled_tasks(model.tasks, split.rows))
         prepare = partial(batch_views, model=model, detector=detector)
         for first, chunk, prepared in _batches(split, batch_size, prepare, start=start):
             rows = evaluator.batch(first, chunk, prepared, averager)
@@ -415,7 +428,7 @@ def _run_key(model: LoadedModel, data: FairFaceSplit, limit: int | None, batch_s
     return hashlib.sha256(described.encode()).hexdigest()
 
 
-def faithfulness_meta(options: EvalOptions, sampled: int, task: str = "gender") -> dict:
+def faithfulness_meta(options: EvalOptions, sampled: int, task: str = DEFAULT_TASK) -> dict:
     """How the faithfulness sample was drawn and measured (`meta["faithfulness"]`)."""
     return {
         "per_cell": options.faithfulness_per_cell if options.cams else 0,
@@ -448,8 +461,10 @@ def run_evaluation(
     options: EvalOptions = EvalOptions(),
     on_progress: Progress | None = None,
     runner: Runner | None = None,
+    labels: Path | None = None,
 ) -> EvalCache:
-    """Evaluate a split of a FairFace folder and write the cache (what `faircam evaluate` does).
+    """Evaluate a split of a FairFace folder, or a labelled folder (`labels`: its CSV, `split` unused), and write
+    the cache (what `faircam evaluate` does).
 
     `out` is one parquet file, or a folder of parts for a name without .parquet. The batches run
     through `runner` (default: `local_runner` with `detector`). Resumes from `partial_path(out)`
@@ -461,9 +476,13 @@ def run_evaluation(
     # One run per output: a second run's parts would mix with this one's.
     with output_lock(out):
         model = model.for_task(options.cam_task)
-        data = load_split(data_dir, split)
+        data = load_data(data_dir, split, labels)
         if limit is not None:
-            data = FairFaceSplit(data.root, data.split, data.rows.head(limit), data.dropped)
+            data = replace(data, rows=data.rows.head(limit))
+        tasks = labelled_tasks(model.tasks, data.rows)
+        if model.task not in tasks:
+            raise DataError(f"The maps would explain {model.task}, but {data.labels or data.root} has no {model.task} "
+                            "labels: choose another --cam-task.")
         if options.cams:
             explainer = explainer or CamExplainer(model.net, model.cam_layer)
         # The explainer's methods (the registry's, unless a subset was asked for), which every reader follows.
@@ -495,7 +514,7 @@ def run_evaluation(
         evaluated = sum(pq.read_metadata(part).num_rows for part in work.parts)
         if evaluated == 0:
             work.remove()
-            raise DataError(f"None of the {len(data.rows)} images of {data.root} ({split}) could be read.")
+            raise DataError(f"None of the {len(data.rows)} images of {data.root} ({data.split}) could be read.")
         sampled_n = sum(int(pq.read_table(part, columns=["faith_sampled"])["faith_sampled"].to_numpy().sum())
                         for part in work.parts) if options.cams else 0
         meta = {
@@ -503,15 +522,17 @@ def run_evaluation(
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "with_cams": options.cams,
             "methods": list(averager.methods),
-            "tasks": {task: list(classes) for task, classes in model.tasks.items()},
+            "tasks": {task: list(classes) for task, classes in tasks.items()},
             "cam_task": model.task,
             "model": {"name": model.name, "arch": model.arch, "sha256": model.sha256,
                       "path": str(model.path) if model.path else None,
                       "test_time_augmentation": "horizontal flip (probabilities averaged with the mirror image's)"
                       if options.tta else "none"},
-            "data": {"root": str(data.root.resolve()), "split": split, "limit": limit,
+            "data": {"root": str(data.root.resolve()), "split": data.split, "limit": limit,
+                     **({"labels": str(data.labels.resolve()), "notes": data.notes} if data.labels else {}),
                      "labelled": len(data.rows), "unreadable": len(data.rows) - evaluated,
                      "dropped": data.dropped.to_dict("records")[:50], "dropped_total": len(data.dropped)},
+            "attributes": data.attributes + quality_attributes(),
             "views": VIEW_DESCRIPTIONS,
             "faithfulness": faithfulness_meta(options, sampled_n, model.task),
             "agreement": "histogram intersection of the raw view's maps as heat distributions (1.0 = identical)",
@@ -521,3 +542,70 @@ def run_evaluation(
         write_cache_parts(work.parts, out, meta, averager.table())
         work.remove()
         return read_cache(out)
+
+def add_quality(paths: list[Path], data_dir: Path | None = None, batch_size: int = 32, progress: bool = True,
+                detector: FaceDetector | None = None) -> dict:
+    """Add (or recompute) the image-quality columns of existing caches from their images alone: MTCNN on each image,
+    `faircam.vision.quality` on its largest face, as `faircam evaluate` does, without running the model again.
+
+    Each cache is read with its checks, gets the quality numbers and levels after `faces_found` (where `faircam
+    evaluate` puts them) and the slices among its attributes, and is written back to the same path as `faircam
+    evaluate` writes (checksum, atomic replacement; a file stays a file, a folder a folder). The images are found
+    under `data_dir`, or the folder the cache was evaluated on; every one must be readable. Caches of the same
+    images share one pass (the bundled model's and the other models' caches). Returns what was done."""
+    detector = detector or FaceDetector()
+    measured: dict[tuple[str, str], dict] = {}
+    done = []
+    for path in map(Path, paths):
+        cache = read_cache(path)
+        root = Path(data_dir or cache.meta["data"]["root"]).expanduser().resolve()
+        rows = cache.rows.drop(columns=[c for s in SLICES.values() for c in (s.column, s.name) if c in cache.rows])
+        # The attributes' levels back as stored (plain text), the form `faircam evaluate` writes.
+        for column in rows.columns[[isinstance(t, pd.CategoricalDtype) for t in rows.dtypes]]:
+            rows[column] = rows[column].astype(object).where(rows[column].notna(), None)
+        todo = [f for f in dict.fromkeys(rows["file"]) if (str(root), f) not in measured]
+        # Closed on an error too, so the error's line does not follow the bar on the same line.
+        with tqdm(total=len(todo), desc=f"quality {path.name}", unit="img", disable=not progress) as bar:
+            for start in range(0, len(todo), batch_size):
+                files = todo[start:start + batch_size]
+                images = []
+                for file in files:
+                    try:
+                        images.append(read_data_image(root, file))
+                    except ImageError as exc:
+                        raise DataError(f"{exc} Pass the folder {path} was evaluated on with --data.") from None
+                measured |= {(str(root), f): q for f, q in zip(files, quality_columns(
+                    images, detector.detect_batch(images)).to_dict("records"))}
+                release_freed_memory()
+                bar.update(len(files))
+        quality = pd.DataFrame.from_records([measured[(str(root), f)] for f in rows["file"]], index=rows.index)
+        at = rows.columns.get_loc("faces_found") + 1
+        rows = pd.concat([rows.iloc[:, :at], quality, rows.iloc[:, at:]], axis=1)
+        meta = {k: v for k, v in cache.meta.items() if k not in ("schema_version", "rows", "checksum", "columns",
+                                                                 "parts")}
+        meta["attributes"] = [a for a in cache.meta.get("attributes", []) if a.get("source") != "quality"] + \
+            quality_attributes()
+        meta["quality"] = {"added": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "by": f"faircam add-quality (faircam {__version__})", "root": str(root)}
+        disagree = int((rows["face_found"].astype(bool) != quality[SLICES["face size"].column].notna()).sum())
+        with output_lock(path):
+            _rewrite(rows, path, meta, cache.averages)
+        done.append({"cache": str(path), "images": len(rows), "faces": int(quality.iloc[:, 0].notna().sum()),
+                     "face_found_disagrees": disagree})
+    return {"caches": done}
+
+
+def _rewrite(rows: pd.DataFrame, path: Path, meta: dict, averages: pd.DataFrame | None) -> None:
+    """A cache's rows and metadata written back to `path` as `run_evaluation` writes a cache: from parts (a folder
+    stays a folder of parts), with its checksum, replaced atomically."""
+    # A fresh folder of a random name: a link planted at a name known in advance is never written through.
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".quality", dir=path.parent))
+    try:
+        parts = []
+        for i, start in enumerate(range(0, len(rows), 20_000)):
+            part = work / part_name(i)
+            write_table_atomic(pa.Table.from_pandas(rows.iloc[start:start + 20_000], preserve_index=False), part)
+            parts.append(part)
+        write_cache_parts(parts, path, meta, averages)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

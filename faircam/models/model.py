@@ -20,11 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from faircam.config import CLASSES
-from faircam.data.fairface import TASK_CLASSES
 from faircam.errors import ModelError
 from faircam.files import atomic_file
 from faircam.models.checkpoint import ARCHITECTURES, CHECKPOINT_FORMAT, check_metadata, file_sha256
+from faircam.tasks import DEFAULT_TASK, TASKS, task_classes
 
 
 class FaceNet(nn.Module):
@@ -87,14 +86,15 @@ def task_slices(tasks: dict[str, tuple[str, ...]]) -> dict[str, slice]:
 
 
 def parse_tasks(names: str | list[str] | tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """Tasks by name ("gender,race,age") with their classes, gender first; `ModelError` names unknown ones."""
+    """Tasks by name ("gender,race,age") with their classes, in `TASKS`' order (the default task first);
+    `ModelError` names unknown ones."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in names if n not in TASK_CLASSES]
-    if unknown or "gender" not in names:
-        raise ModelError(f"Tasks must include gender and come from {', '.join(TASK_CLASSES)} "
+    unknown = [n for n in names if n not in TASKS]
+    if unknown or DEFAULT_TASK not in names:
+        raise ModelError(f"Tasks must include {DEFAULT_TASK} and come from {', '.join(TASKS)} "
                          f"(got {', '.join(names) or 'none'}).")
-    return {task: classes for task, classes in TASK_CLASSES.items() if task in names}
+    return task_classes(names)
 
 
 def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -139,7 +139,7 @@ def build_model(arch: str, pretrained: bool = False, tasks: dict[str, tuple[str,
         trunk, channels = _resnet_trunk(arch, pretrained)
     else:
         raise ModelError(f"Unknown architecture {arch!r}: use one of {', '.join(ARCHITECTURES)}.")
-    outputs = sum(len(c) for c in (tasks or {"gender": CLASSES}).values())
+    outputs = sum(len(c) for c in (tasks or task_classes([DEFAULT_TASK])).values())
     return FaceNet(trunk, channels, outputs)
 
 
@@ -163,7 +163,7 @@ class LoadedModel:
     sha256: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     alignment: str = "image"
-    task: str = "gender"
+    task: str = DEFAULT_TASK
     # Flip test-time augmentation: every answer is the mean of the image's and its mirror image's probabilities.
     tta: bool = False
 
@@ -243,7 +243,7 @@ def save_checkpoint(
     `tasks` (default: gender) name the network's heads in output order with their classes; `classes`
     keeps gender's, as checkpoints had before there were other tasks.
     """
-    tasks = tasks or {"gender": CLASSES}
+    tasks = tasks or task_classes([DEFAULT_TASK])
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
     norm = ARCHITECTURES[arch]
     payload = {
@@ -252,7 +252,7 @@ def save_checkpoint(
         "input_size": input_size,
         "mean": list(norm["mean"]),
         "std": list(norm["std"]),
-        "classes": list(tasks["gender"]),
+        "classes": list(tasks[DEFAULT_TASK]),
         "tasks": {task: list(classes) for task, classes in tasks.items()},
         "info": info,
         "state_dict": state,
@@ -268,15 +268,15 @@ def _checkpoint_tasks(payload: dict, path: Path) -> dict[str, tuple[str, ...]]:
     Each task's classes must be FairFace's, in faircam's order: every reader compares predictions
     with the data's labels by name.
     """
-    raw = payload.get("tasks") or {"gender": payload["classes"]}
+    raw = payload.get("tasks") or {DEFAULT_TASK: payload["classes"]}
     try:
         tasks = {str(task): tuple(str(c) for c in classes) for task, classes in raw.items()}
     except (AttributeError, TypeError):
         raise ModelError(f"{path} has unreadable metadata (its tasks and classes).") from None
-    if (list(tasks)[:1] != ["gender"] or any(TASK_CLASSES.get(t) != c for t, c in tasks.items())
-            or tuple(map(str, payload["classes"])) != tasks["gender"]):
+    if (list(tasks)[:1] != [DEFAULT_TASK] or any(t not in TASKS or TASKS[t].classes != c for t, c in tasks.items())
+            or tuple(map(str, payload["classes"])) != tasks[DEFAULT_TASK]):
         raise ModelError(f"{path} has inconsistent metadata: its tasks ({', '.join(tasks)}) or their classes "
-                         f"are not FairFace's (gender first).")
+                         f"are not faircam's ({DEFAULT_TASK} first).")
     return tasks
 
 

@@ -19,9 +19,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faircam.config import CLASSES, DEFAULT_MODEL_NAME, THIRDPARTY, registry_path, settings
+from faircam.config import DEFAULT_MODEL_NAME, THIRDPARTY, registry_path, settings
 from faircam.errors import ModelError
 from faircam.files import write_atomic
+from faircam.tasks import DEFAULT_TASK, TASKS, task_classes
 
 if TYPE_CHECKING:
     from faircam.models.model import LoadedModel
@@ -59,9 +60,9 @@ def _checkpoint_tasks(path: Path, mtime: float) -> tuple[str, ...]:
     from faircam.models.checkpoint import read_metadata
 
     try:
-        return tuple(read_metadata(path).get("tasks") or ("gender",))
+        return tuple(read_metadata(path).get("tasks") or (DEFAULT_TASK,))
     except ModelError:
-        return ("gender",)  # the pages say what is wrong with the file when they load it
+        return (DEFAULT_TASK,)  # the pages say what is wrong with the file when they load it
 
 
 def _builtin() -> list[ModelEntry]:
@@ -107,11 +108,10 @@ def _builtin() -> list[ModelEntry]:
 
 
 def task_classes_text(tasks: list[str] | tuple[str, ...]) -> str:
-    """A checkpoint's classes as `faircam models` and the pages list them: gender's, and the other tasks' counts."""
-    from faircam.data.fairface import TASK_CLASSES
-
-    others = [f"{t} ({len(TASK_CLASSES[t])} classes)" for t in tasks if t != "gender" and t in TASK_CLASSES]
-    return "Female, Male" + (f"; also {' and '.join(others)}" if others else "")
+    """A checkpoint's classes as `faircam models` and the pages list them: the default task's, and the other tasks'
+    counts."""
+    others = [f"{t} ({len(TASKS[t].classes)} classes)" for t in tasks if t != DEFAULT_TASK and t in TASKS]
+    return ", ".join(TASKS[DEFAULT_TASK].classes) + (f"; also {' and '.join(others)}" if others else "")
 
 
 def _plain_name(name: str) -> bool:
@@ -159,7 +159,7 @@ def _registered() -> list[ModelEntry]:
     return [
         ModelEntry(name=name, title=name, origin=f"trained with `faircam train` ({item.get('trained', '?')})",
                    licence="yours", input=f"{item.get('input_size', '?')}×{item.get('input_size', '?')} RGB, "
-                   "the whole image (face crop optional)", classes=task_classes_text(item.get("tasks", ["gender"])),
+                   "the whole image (face crop optional)", classes=task_classes_text(item.get("tasks", [DEFAULT_TASK])),
                    weights=Path(item["path"]),
                    kind="checkpoint", input_size=item.get("input_size"))
         for name, item in _read_registry(registry_path()).items()
@@ -180,7 +180,7 @@ def names() -> list[str]:
 
 
 def register_checkpoint(name: str, path: Path, input_size: int, trained: str,
-                        tasks: tuple[str, ...] = ("gender",)) -> None:
+                        tasks: tuple[str, ...] = (DEFAULT_TASK,)) -> None:
     """Add (or replace) a trained checkpoint in the registry file, written atomically."""
     if name in {e.name for e in _builtin()}:
         name = f"{name}-trained"
@@ -230,7 +230,7 @@ def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
         input_size=entry.input_size,
         mean=tuple(m / 255 for m in _DLIB_MEANS),
         std=(std,) * 3,
-        tasks={"gender": CLASSES},
+        tasks=task_classes([DEFAULT_TASK]),
         path=entry.weights,
         sha256=file_sha256(entry.weights),
         info={"name": entry.name, **entry.describe()},

@@ -60,6 +60,7 @@ from faircam.models.model import (
     task_slices,
 )
 from faircam.models.registry import register_checkpoint
+from faircam.tasks import DEFAULT_TASK
 
 
 @dataclass
@@ -81,7 +82,7 @@ class TrainConfig:
     device: str = "cpu"
     pretrained: bool = True
     workers: int = 1
-    tasks: str = "gender"
+    tasks: str = DEFAULT_TASK
     init: str | None = None
     align_jitter: float = 0.5
     # Progressive resizing: the epochs split into len(sizes) runs of (nearly) equal length, each at its size;
@@ -322,7 +323,7 @@ def _set_train_mode(net: FaceNet, frozen: int) -> None:
 @torch.no_grad()
 def _validate(net: FaceNet, batches: _Batches, val: FairFaceSplit, tasks: dict[str, tuple[str, ...]],
               size: int) -> dict:
-    """Each task's validation accuracy, overall and per race; `accuracy` is gender's, `score` their mean."""
+    """Each task's validation accuracy, overall and per race; `accuracy` is the default task's, `score` their mean."""
     net.eval()
     logits = torch.cat([net.forward_from(x, batches.start).float().cpu() for x in batches.val(size)])
     metrics: dict = {"n": int(len(val.rows)), "tasks": {}}
@@ -333,8 +334,8 @@ def _validate(net: FaceNet, batches: _Batches, val: FairFaceSplit, tasks: dict[s
             "accuracy": float(rows["correct"].mean()),
             "per_race": {race: {"accuracy": float(r["mean"]), "n": int(r["size"])} for race, r in per_race.iterrows()},
         }
-    metrics["accuracy"] = metrics["tasks"]["gender"]["accuracy"]
-    metrics["per_race"] = metrics["tasks"]["gender"]["per_race"]
+    metrics["accuracy"] = metrics["tasks"][DEFAULT_TASK]["accuracy"]
+    metrics["per_race"] = metrics["tasks"][DEFAULT_TASK]["per_race"]
     metrics["score"] = float(np.mean([m["accuracy"] for m in metrics["tasks"].values()]))
     return metrics
 
@@ -484,5 +485,5 @@ def train(cfg: TrainConfig) -> dict:
         metrics = saved["info"]["metrics"]
         summary["best_val_accuracy"] = metrics["accuracy"]
         summary.update({f"best_val_{t}_accuracy": m["accuracy"] for t, m in metrics.get("tasks", {}).items()
-                        if t != "gender"})
+                        if t != DEFAULT_TASK})
     return summary

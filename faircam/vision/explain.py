@@ -9,6 +9,7 @@ import numpy as np
 
 from faircam.models.model import LoadedModel
 from faircam.models.registry import load_model
+from faircam.tasks import DEFAULT_TASK
 from faircam.vision.cams import CamExplainer
 from faircam.vision.focus import area_shares, focus_from_masks, region_masks
 from faircam.vision.preprocess import FaceDetector, View, make_view
@@ -31,7 +32,7 @@ class Explanation:
     maps: dict[str, np.ndarray]
     focus: dict[str, dict[str, float]]
     chance: dict[str, float]
-    task: str = "gender"
+    task: str = DEFAULT_TASK
     target: str = ""
     answers: dict[str, dict[str, float]] = field(default_factory=dict)
 
