@@ -26,6 +26,7 @@ st.caption(
     f"Model **{md(cache.model_meta['name'])}** on **{len(cache.rows):,}** images of the **{md(data_meta['split'])}** "
     f"split of {md(data_meta['root'], code=True)} · computed {md(cache.created)}. Read from the cache: nothing is "
     "recomputed here."
+    + (f" {md(cache.answers_note)}" if cache.answers_note else "")
     + (f" Task: **{spec.title}**." if task != DEFAULT_TASK else "")
 )
 if spec.caveat:

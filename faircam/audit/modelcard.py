@@ -287,7 +287,7 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
            else f"FairFace {md(data['split'])} images"),
         f"Computed by `faircam evaluate` ({md(cache.created)}); {INTERVALS['proportion']}s; gaps with their "
         f"{INTERVALS['difference']}; groups under "
-        f"{MIN_GROUP_SIZE} images are marked small.",
+        f"{MIN_GROUP_SIZE} images are marked small." + (f" {md(cache.answers_note)}" if cache.answers_note else ""),
     ]
     for task in audited:
         subject = " (a subject of the audit, not a feature)" if TASKS[task].caveat else ""

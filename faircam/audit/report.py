@@ -264,9 +264,10 @@ def summary_section(ctx: ReportContext) -> Section:
     spec = TASKS[DEFAULT_TASK]
     body.append(
         f"<p>Positive class for the rates: <b>{html_text(spec.positive)}</b> (fairlearn's convention). The true "
-        f"positive rate (TPR) is the share of {spec.people[1]} the model calls {spec.called[1]}, the false positive rate (FPR) "
-        f"the share of {spec.people[0]} it calls {spec.called[1]}; read the other way, 1 − TPR of {spec.people[1]} "
-        f"are called {spec.called[0]} and 1 − FPR of {spec.people[0]} are called {spec.called[0]}, correctly.</p>"
+        f"positive rate (TPR) is the share of {spec.people[1]} the model calls {spec.called[1]}, the false positive "
+        f"rate (FPR) the share of {spec.people[0]} it calls {spec.called[1]}; read the other way, 1 − TPR of "
+        f"{spec.people[1]} are called {spec.called[0]} and 1 − FPR of {spec.people[0]} are called {spec.called[0]}, "
+        "correctly.</p>"
     )
     return Section("Summary", "".join(body))
 
@@ -284,6 +285,7 @@ def data_section(ctx: ReportContext) -> Section:
                     f"(<code>{html_text(data['root'])}</code>)") + limit),
         ("computed", f"{html_text(ctx.cache.created)} by faircam {html_text(meta.get('faircam_version', '?'))}, "
                      f"cache schema {html_text(meta.get('schema_version', '?'))}"),
+        *([("answers", html_text(ctx.cache.answers_note))] if ctx.cache.answers_note else []),
         ("left out", f"{html_text(data['dropped_total'])} label rows dropped, {html_text(data['unreadable'])} images "
                      "unreadable"),
         ("faces found", f"MTCNN found a face in {rows['face_found'].mean():.1%} of the images"

@@ -145,8 +145,15 @@ class EvalCache:
 
     @property
     def model_meta(self) -> dict[str, Any]:
-        """What the cache says of its model: name, arch and sha256 ("?" where it says nothing)."""
-        return {"name": "?", "arch": "?", "sha256": "?"} | self.meta.get("model", {})
+        """What the cache says of its model: name, arch and sha256 ("?" where it says nothing), and its
+        `test_time_augmentation` ("none": each image answered in one pass)."""
+        return {"name": "?", "arch": "?", "sha256": "?", "test_time_augmentation": "none"} | self.meta.get("model", {})
+
+    @property
+    def answers_note(self) -> str:
+        """How the answers were computed, said wherever its accuracies are: "" for one pass per image."""
+        tta = self.model_meta["test_time_augmentation"]
+        return "" if tta == "none" else f"Answers with test-time augmentation: {tta}."
 
     @property
     def data_meta(self) -> dict[str, Any]:
@@ -375,7 +382,8 @@ def _provenance_problems(meta: dict[str, Any]) -> list[str]:
     dropped, notes = data.get("dropped", []), data.get("notes", [])
     checks = {
         "created": isinstance(meta.get("created", ""), str),
-        **{f"model.{k}": isinstance(model.get(k, ""), str) for k in ("name", "arch", "sha256")},
+        **{f"model.{k}": isinstance(model.get(k, ""), str) for k in ("name", "arch", "sha256",
+                                                                              "test_time_augmentation")},
         **{f"data.{k}": isinstance(data.get(k, ""), str) for k in ("root", "split", "labels")},
         "data.notes": isinstance(notes, list) and all(isinstance(note, str) for note in notes),
         "data.limit": data.get("limit") is None or _count(data["limit"]),
