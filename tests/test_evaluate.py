@@ -487,14 +487,18 @@ def test_flip_test_time_augmentation_averages_each_answer_with_its_mirror(tmp_pa
     probabilities, computed here directly from the network; the cache says so, and the maps explain it."""
     import torch
 
+    from faircam.audit.modelcard import model_card
     from faircam.data.images import resize_square
-    from faircam.evaluation.cache import task_column
+    from faircam.tasks import TASKS
 
     out = tmp_path / "tta.parquet"
     assert main(["evaluate", "--data", str(fairface), "--out", str(out), "--limit", "6",
                  "--faithfulness-per-cell", "0", "--tta"]) == 0
     cache = read_cache(out)
     assert cache.meta["model"]["test_time_augmentation"].startswith("horizontal flip")
+    # Said wherever its accuracies are: the model card (and, from the same note, the report and Evaluation).
+    assert cache.answers_note.startswith("Answers with test-time augmentation: horizontal flip")
+    assert "test\\-time augmentation" in model_card(pipeline.model, cache)
     model = pipeline.model
     images = [resize_square(read_image(fairface / f), model.input_size) for f in cache.rows["file"]]
     batch = model.to_tensor(images)
@@ -504,7 +508,7 @@ def test_flip_test_time_augmentation_averages_each_answer_with_its_mirror(tmp_pa
     for task, classes in model.tasks.items():
         averaged = (plain[task] + mirrored[task]) / 2
         expected = [classes[i] for i in averaged.argmax(1)]
-        assert list(cache.rows[task_column(task, "pred")]) == expected, task
-        np.testing.assert_allclose(cache.rows[task_column(task, "prob")], averaged.max(1), atol=1e-4)
+        assert list(cache.rows[TASKS[task].pred]) == expected, task
+        np.testing.assert_allclose(cache.rows[TASKS[task].prob], averaged.max(1), atol=1e-4)
         # A plain run gives the single pass's probabilities, which differ from the averaged ones.
         assert not np.allclose(averaged.max(1), plain[task].max(1), atol=1e-3), task

@@ -89,6 +89,21 @@ def test_a_label_file_is_read_by_name_with_its_attributes(labelled, fairface):
                            "grouping."]
 
 
+def test_numbers_are_named_as_people_write_them(labelled, tmp_path):
+    """A camera's ISO (few values) and a measured size in thousands (quartiles) are named 1,600 and 12,300–45,600,
+    never in exponent notation (a 1600 read as "1.6e+03" was a level name on every page)."""
+    rows = labelled["table"].head(40)[["file", "gender"]].assign(
+        iso=np.resize([100, 400, 1600, 3200], 40), pixels=np.linspace(12_345, 98_765, 40).round())
+    for file in rows["file"]:
+        (tmp_path / file).parent.mkdir(exist_ok=True)
+        shutil.copyfile(labelled["root"] / file, tmp_path / file)
+    rows.to_csv(tmp_path / "labels.csv", index=False)
+    attributes = {a["name"]: a for a in load_labelled(tmp_path, tmp_path / "labels.csv").attributes}
+    assert attributes["iso"]["levels"] == ["100", "400", "1,600", "3,200"]
+    levels = attributes["pixels"]["levels"]
+    assert levels[0].startswith("12,300–") and "e+" not in "".join(levels)
+
+
 @pytest.mark.parametrize(("header", "row", "words"), [
     ("file,race", "photos/000.jpg,White", ["lacks the column 'gender'"]),
     ("file,gender,pred", "photos/000.jpg,Male,Male", ["'pred'", "faircam's own column"]),

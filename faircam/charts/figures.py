@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from faircam.audit.groups import TASKS, label
+from faircam.audit.groups import label
+from faircam.tasks import TASKS
 from faircam.wording import CHANCE, FOCUS_SCORE
 
 if TYPE_CHECKING:

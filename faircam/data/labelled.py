@@ -68,7 +68,9 @@ class Attribute:
 
 
 def _number(value: float) -> str:
-    return f"{value:.3g}"
+    """A level or bin edge as people write it: three significant digits, never in exponent notation
+    (an ISO of 1600 is "1,600", not "1.6e+03")."""
+    return f"{float(f'{value:.3g}'):,.12f}".rstrip("0").rstrip(".")
 
 
 def bin_numbers(name: str, values: pd.Series) -> tuple[Attribute, pd.Series]:
