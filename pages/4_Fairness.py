@@ -91,7 +91,7 @@ def per_class_gaps(result: metrics.Fairness) -> None:
         "groups compared": gaps["groups_compared"].to_numpy(int),
         "highest": gaps["highest"].fillna("–").to_numpy(), "lowest": gaps["lowest"].fillna("–").to_numpy(),
         f"left out (under {result.min_size} of the class) or why not": [
-            e or n for e, n in gaps[["excluded", "note"]].to_numpy()],
+            groups.text_or(e, "") or groups.text_or(n) for e, n in gaps[["excluded", "note"]].to_numpy()],
     }), width="stretch", hide_index=True)
 
 
@@ -118,7 +118,7 @@ def rate_table(result: metrics.Fairness, grouping: str) -> pd.DataFrame:
     for rate in result.rates:
         cells = [groups.with_interval(*v) for v in data[[rate, f"{rate}_low", f"{rate}_high"]].to_numpy()]
         if groups.measure(rate).per_class:  # a class's recall counts the group's faces of that class: its own n
-            cells = [f"{c}, n={n:,}" if n else "–" for c, n in zip(cells, data[f"{rate}_n"])]
+            cells = [groups.class_cell(c, n, result.min_size) for c, n in zip(cells, data[f"{rate}_n"])]
         table[title(rate)] = cells
     return table
 
@@ -167,4 +167,4 @@ c2.download_button("⬇️ Per-image rows (CSV)", lambda: report.rows_csv(cache)
                    mime="text/csv", on_click="ignore")
 
 st.markdown("### Caveats")
-st.markdown("\n".join(f"- {text}" for text in report.CAVEATS))
+st.markdown("\n".join(f"- {md(text)}" for text in report.caveats([task])))
