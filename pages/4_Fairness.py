@@ -46,6 +46,7 @@ with st.expander("How to read these numbers", expanded=False):
         + f"\n\n{len(gaps_said)} numbers sum up how unequal the groups are:\n\n"
         + "\n".join(f"- **{name}**: {words}" for name, words in gaps_said.items()) + f"\n\n{INTERVAL_WORDS}"
     )
+    st.page_link("pages/12_Glossary.py", label="Every term defined once: the Glossary", icon="📖")
 
 
 @st.cache_data(show_spinner="Counting each group and drawing the bootstrap resamples…", max_entries=16)
