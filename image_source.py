@@ -257,9 +257,13 @@ def choose(from_link: bool = False,
             return None, result
         if shown is None:
             st.caption("Showing the photo you uploaded earlier in this session; upload another to replace it.")
-    choice = Choice(root, upload, truth, crop, blur, 0, face_slot=c3)
-    # The face choice belongs to one image: another image starts again at its largest face.
-    return replace(choice, face=st.session_state.get(FACES, {}).get(choice.key, 0)), result
+    return with_chosen_face(Choice(root, upload, truth, crop, blur, 0, face_slot=c3)), result
+
+
+def with_chosen_face(choice: Choice) -> Choice:
+    """The choice with the face the person last chose in its image (Explore's selector); the face choice belongs
+    to one image: another image starts again at its largest face."""
+    return replace(choice, face=st.session_state.get(FACES, {}).get(choice.key, 0))
 
 
 def face_selector(choice: Choice, faces_found: int) -> None:

@@ -19,13 +19,10 @@ from faircam import wording
 from faircam.audit import classroom, groups
 from faircam.audit import explanations as audit
 from faircam.config import settings
-from faircam.data.fairface import LABEL_COLUMNS, data_path, read_data_image
-from faircam.errors import ImageError
+from faircam.data.fairface import LABEL_COLUMNS, data_path
 from faircam.models import registry
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
-from faircam.vision.quality import frontal as frontal_turn
-from faircam.vision.quality import measure
 
 if TYPE_CHECKING:
     from faircam.vision.preprocess import View
@@ -90,11 +87,12 @@ trained_on = f"{facts.train_images:,}" if facts.train_images else "many"
 
 def lesson_face() -> tuple[image_source.Choice, dict | None] | None:
     """The session's image (picked or uploaded here or on another page) and for a FairFace face its cached row;
-    None when the lesson cannot use it. An upload is cropped as Explore crops it (a FairFace face, already a
-    crop, is not: its answer is the evaluation's)."""
+    None when the lesson cannot use it. An upload is cropped as Explore crops it, at the face chosen there (a
+    FairFace face, already a crop, is not: its answer is the evaluation's)."""
     own = image_source.uploaded()
     if own is not None:
-        return image_source.Choice(None, own, None, crop=image_source.crop_setting(True), blur=False, face=0), None
+        choice = image_source.Choice(None, own, None, crop=image_source.crop_setting(True), blur=False, face=0)
+        return image_source.with_chosen_face(choice), None
     chosen = image_source.picked()
     if chosen is None or not has_data or data_path(data, chosen["file"]) is None:
         return None
@@ -102,24 +100,6 @@ def lesson_face() -> tuple[image_source.Choice, dict | None] | None:
     if row.empty:
         return None
     return image_source.Choice(data, None, chosen, crop=False, blur=False, face=0), row.iloc[0].to_dict()
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def turn(file: str) -> float:
-    """The FairFace face's head turn in degrees, from its evaluation row where the cache measured it, else
-    measured here (the lesson asks only for the few faces it offers)."""
-    measured = cache.rows.loc[cache.rows["file"] == file, "quality_yaw"] if "quality_yaw" in cache.rows else None
-    if measured is not None and not measured.empty:
-        return float(measured.iloc[0])
-    image = read_data_image(data, file)
-    return measure(image, ui.pipeline().detector.detect(image))["quality_yaw"]
-
-
-def frontal(file: str) -> bool:
-    try:
-        return frontal_turn(turn(file))
-    except ImageError:
-        return False
 
 
 def use_own_photo() -> None:
@@ -140,8 +120,7 @@ if step == 0:
                 "right, some wrong (you will find out which).")
     if has_data:
         draw = st.session_state.setdefault("lesson_draw", 0)
-        choices = classroom.examples(cache.rows, exists=lambda file: data_path(data, file) is not None,
-                                     frontal=frontal, draw=draw)
+        choices = classroom.examples(cache.rows, exists=lambda file: data_path(data, file) is not None, draw=draw)
         columns = st.columns(len(choices))
         for column, (_, row) in zip(columns, choices.iterrows()):
             with column:
@@ -168,9 +147,8 @@ else:
     if lesson is None or lesson.view.face is None:
         if lesson is not None:
             st.warning("**No face was found in this picture, so the lesson stops here.** The model would still "
-                       "answer "
-                   "*Female* or *Male*: it always does, even for a page of homework or a landscape, and its "
-                       "answer would mean nothing. Choose one of the lesson's faces, or a photo where a face is "
+                       "answer *Female* or *Male*: it always does, even for a page of homework or a landscape, and "
+                       "its answer would mean nothing. Choose one of the lesson's faces, or a photo where a face is "
                        "clearly visible.")
         if st.button("Choose another face", type="primary"):
             st.session_state["lesson_step"] = 0
@@ -186,7 +164,7 @@ if step == 1:
         f"The model does not see a person. It gets a small square picture, **{size} × {size} dots** (pixels), "
         f"and each dot is three numbers: how red, green and blue it is. That is **{size * size * 3:,} "
         "numbers**."
-        + ("\n\nThe face was cut out of your photo first, the way FairFace cut the faces the model learnt from."
+        + ("\n\nThe face was cut out of the photo first, the way the faces the model learnt from were cut."
            if lesson.view.cropped else "")
         + (f"\n\nThe hatched grey ({wording.small_share(lesson.view.invalid_share)} of the square) is not part "
            "of the photo: the photo does not fill the square, and the model gets flat grey there."
@@ -251,8 +229,8 @@ elif step > 1:
             c3.markdown(
                 "Now we change the picture: we **cut out the face** the way FairFace cut its faces, with the eyes "
                 "level, and **blur everything around it**, so hair, clothes and background say less.\n\n"
-                + ("Your photo's face was already cut out (the model gets uploads that way, as on Explore), so "
-                   "only the blur is new." if before.view.cropped else
+                + ("The face was already cut out (the model gets it that way, as Explore shows it), so only the "
+                   "blur is new." if before.view.cropped else
                    classroom.crop_change(before.view, after.view).words())
                 + "\n\n"
                 + (f"The answer **changed**, from {before.label} to {after.label}"

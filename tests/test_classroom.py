@@ -13,8 +13,8 @@ from faircam.models import registry
 from faircam.models.checkpoint import read_metadata
 from faircam.vision.focus import REGIONS
 
-# Every face on disk and turned to the camera.
-ANY = {"exists": lambda file: True, "frontal": lambda file: True}
+# Every face on disk.
+ANY = {"exists": lambda file: True}
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +62,16 @@ def test_a_fresh_set_has_the_same_kinds_of_faces(rows):
 
 
 def test_examples_skip_images_that_are_not_on_disk():
-    picked = classroom.examples(HAND_BUILT, exists=lambda file: file != "sure-wrong-f",
-                                 frontal=lambda file: True)
+    picked = classroom.examples(HAND_BUILT, exists=lambda file: file != "sure-wrong-f")
     assert "sure-wrong-f" not in set(picked["file"]) and "wrong-f" in set(picked["file"])
 
 
 def test_examples_skip_faces_turned_away():
-    picked = classroom.examples(HAND_BUILT, exists=lambda file: True, frontal=lambda file: file != "sure-right-f")
-    assert "sure-right-f" not in set(picked["file"]) and "right-f" in set(picked["file"])
+    # Where the cache measured head turns: a profile (and a face without a measure) is never offered.
+    turned = HAND_BUILT.assign(quality_yaw=[40.0 if f == "sure-right-f" else float("nan") if f == "sure-right-m"
+                                            else -5.0 for f in HAND_BUILT["file"]])
+    picked = classroom.examples(turned, **ANY)
+    assert not {"sure-right-f", "sure-right-m"} & set(picked["file"]) and "right-f" in set(picked["file"])
 
 
 def test_examples_on_the_bundled_cache(rows):

@@ -16,12 +16,14 @@ import pandas as pd
 
 from faircam.models.registry import ModelEntry
 from faircam.vision.focus import REGIONS
-from faircam.vision.quality import frontal, yaw
+from faircam.vision.quality import SLICES, frontal, yaw
 
 if TYPE_CHECKING:  # the lesson reads views' geometry; it imports no torch
     from faircam.vision.preprocess import View
 
 CHILD_AGES = ("0-2", "3-9", "10-19")
+# The cache column of each face's head turn (`faircam evaluate` and `faircam add-quality` measure it).
+TURN = SLICES["head turn"].column
 # Focus on the face minus chance: above CLEAR the model looked clearly at the face, above SLIGHT a little.
 CLEAR_LIFT, SLIGHT_LIFT = 0.15, 0.05
 # An answer this sure is "sure"; a confidence drop larger than LOST counts as "became much less sure".
@@ -35,47 +37,35 @@ COIN_TOSS = 0.6
 TURNED_DEGREES, SIZE_CHANGE = 2.0, 0.1
 
 
-def examples(rows: pd.DataFrame, exists: Callable[[str], bool], frontal: Callable[[str], bool],
-             draw: int = 0) -> pd.DataFrame:
-    """Six faces worth a lesson from an evaluation's rows (a face found, the image on disk, the face turned
-    towards the camera by `frontal(file)`): a right and a wrong answer per gender (adults), a hesitant adult,
-    and a child of 3-9. Draw 0 takes the surest right and wrong answers, the most hesitant adult and the
-    surest child; every other draw is a fresh set of the same kinds (sure right answers, wrong ones,
-    hesitant ones), reproducible by its number. In a shuffled order, so right and wrong are not told apart
-    by position. `frontal` is asked only of candidates in order, until each kind is found (it may measure
-    the face)."""
+def examples(rows: pd.DataFrame, exists: Callable[[str], bool], draw: int = 0) -> pd.DataFrame:
+    """Six faces worth a lesson from an evaluation's rows (a face found, the image on disk, and where the cache
+    measured head turns, `quality_yaw`, a frontal face): a right and a wrong answer per gender (adults), a
+    hesitant adult, and a child of 3-9. Draw 0 takes the surest right and wrong answers, the most hesitant adult
+    and the surest child; every other draw is a fresh set of the same kinds (sure right answers, wrong ones,
+    hesitant ones), reproducible by its number. In a shuffled order, so right and wrong are not told apart by
+    position."""
     found = rows[rows["face_found"] & rows["file"].map(exists)]
+    if TURN in found:
+        # Profile faces are skipped: the lesson names eyes, nose and mouth, which their landmarks misplace.
+        found = found[found[TURN].map(frontal)]
     adults = found[~found["age"].isin(CHILD_AGES)]
     right, wrong = adults[adults["correct"]], adults[~adults["correct"]]
     children = found[found["age"] == "3-9"]
     doubt = (adults["prob"] - 0.5).abs()
-
-    def first(pool: pd.DataFrame, count: int, per_gender: bool = False) -> pd.DataFrame:
-        # Profile faces are skipped: the lesson names eyes, nose and mouth, which their landmarks misplace.
-        taken, genders = [], set()
-        for index, row in pool.iterrows():
-            if len(taken) == count:
-                break
-            if (per_gender and row["gender"] in genders) or not frontal(row["file"]):
-                continue
-            taken.append(index)
-            genders.add(row["gender"])
-        return pool.loc[taken]
-
     if draw == 0:
         picks = [
-            first(right.sort_values("prob", ascending=False), 2, per_gender=True),
-            first(wrong.sort_values("prob", ascending=False), 2, per_gender=True),
-            first(adults.loc[doubt.sort_values(kind="stable").index], 1),
-            first(children.sort_values("prob", ascending=False), 1),
+            right.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
+            wrong.sort_values("prob", ascending=False).drop_duplicates("gender").head(2),
+            adults.loc[doubt.sort_values(kind="stable").index].head(1),
+            children.sort_values("prob", ascending=False).head(1),
         ]
     else:
-        def shuffled(pool: pd.DataFrame) -> pd.DataFrame:
-            return pool.sample(frac=1, random_state=draw)
+        def one_per_gender(pool: pd.DataFrame) -> pd.DataFrame:
+            return pool.sample(frac=1, random_state=draw).drop_duplicates("gender").head(2)
 
-        picks = [first(shuffled(right[right["prob"] > SURE]), 2, per_gender=True),
-                 first(shuffled(wrong), 2, per_gender=True),
-                 first(shuffled(adults[doubt < HESITANT]), 1), first(shuffled(children), 1)]
+        picks = [one_per_gender(right[right["prob"] > SURE]), one_per_gender(wrong),
+                 adults[doubt < HESITANT].sample(frac=1, random_state=draw).head(1),
+                 children.sample(frac=1, random_state=draw).head(1)]
     return pd.concat(picks).drop_duplicates("file").sample(frac=1, random_state=draw).reset_index(drop=True)
 
 
