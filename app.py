@@ -19,6 +19,7 @@ st.navigation(
         st.Page("pages/9_Compare.py", title="Compare models", icon="🆚", url_path="Compare"),
         st.Page("pages/10_Classroom.py", title="Classroom", icon="🎓", url_path="Classroom"),
         st.Page("pages/3_About.py", title="About", icon="ℹ️", url_path="About"),
+        st.Page("pages/12_Glossary.py", title="Glossary", icon="📖", url_path="Glossary"),
     ]
 ).run()
 # After the first page has run, not before: loading torch would slow that page's own work.

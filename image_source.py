@@ -152,6 +152,17 @@ def uploaded() -> bytes | None:
     return st.session_state.get(UPLOAD) if st.session_state.get("image_source") == SOURCES[1] else None
 
 
+def _crop_name(uploading: bool) -> str:
+    return f"crop:{'upload' if uploading else 'fairface'}"
+
+
+def crop_setting(uploading: bool) -> bool:
+    """The crop toggle's setting for uploads or for FairFace faces, as Explore last drew it (the Classroom
+    classifies with it too). On by default for uploads: the model learned from FairFace's face crops, which
+    the crop reproduces; a FairFace image already is such a crop."""
+    return st.session_state.get(f"image_{_crop_name(uploading)}", uploading)
+
+
 def _choose_fairface(data: Path | None) -> dict[str, str] | None:
     splits = data_splits(data, settings().labels_path)
     if not splits:
@@ -222,10 +233,9 @@ def choose(from_link: bool = False,
     source = st.radio("Image source", SOURCES, horizontal=True, **_seeded("source", SOURCES[0], SOURCES))
     c1, c2, c3 = st.columns(3)
     uploading = source == SOURCES[1]
-    # Kept per source, and on by default for uploads: the model learned from FairFace's face crops,
-    # which the crop reproduces; a FairFace image already is such a crop.
+    # Kept per source (`crop_setting`).
     crop = c1.toggle("Crop and align the face (MTCNN)", help=crop_help,
-                     **_seeded(f"crop:{'upload' if uploading else 'fairface'}", uploading))
+                     **_seeded(_crop_name(uploading), crop_setting(uploading)))
     blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.",
                      **_seeded("blur", False))
     if uploading:
@@ -247,9 +257,13 @@ def choose(from_link: bool = False,
             return None, result
         if shown is None:
             st.caption("Showing the photo you uploaded earlier in this session; upload another to replace it.")
-    choice = Choice(root, upload, truth, crop, blur, 0, face_slot=c3)
-    # The face choice belongs to one image: another image starts again at its largest face.
-    return replace(choice, face=st.session_state.get(FACES, {}).get(choice.key, 0)), result
+    return with_chosen_face(Choice(root, upload, truth, crop, blur, 0, face_slot=c3)), result
+
+
+def with_chosen_face(choice: Choice) -> Choice:
+    """The choice with the face the person last chose in its image (Explore's selector); the face choice belongs
+    to one image: another image starts again at its largest face."""
+    return replace(choice, face=st.session_state.get(FACES, {}).get(choice.key, 0))
 
 
 def face_selector(choice: Choice, faces_found: int) -> None:

@@ -24,7 +24,7 @@ here only as subjects of the audit. It answers two questions, without any code:
 c1, c2, c3, c4 = st.columns(4)
 with c1:
     st.page_link("pages/1_Explore.py", label="**Explore a face**", icon="🔍")
-    st.caption("Pick a FairFace face or upload a photo; crop, blur, and compare four CAM methods.")
+    st.caption("Pick a FairFace face or upload a photo; crop, blur, and compare four kinds of heat map.")
 with c2:
     st.page_link("pages/2_Evaluation.py", label="**Evaluation**", icon="📊")
     st.caption("Confusion matrix and accuracy by race, gender and race × gender.")
@@ -35,6 +35,7 @@ with c3:
 with c4:
     st.page_link("pages/3_About.py", label="**About the model and the maps**", icon="ℹ️")
     st.caption("The model card, and how to read a class activation map.")
+st.page_link("pages/12_Glossary.py", label="Glossary: every term of the audit in plain words", icon="📖")
 
 st.divider()
 current = settings()
@@ -44,12 +45,18 @@ model = ui.selected_model()
 tasks = ", ".join(f"**{TASKS[t].title}**" if t == ui.selected_task() else TASKS[t].title
                   for t in ui.model_tasks(model))
 st.markdown(
-    f"- **Model:** {md(model, code=True)} ({md(registry.entries()[model].weights, code=True)}; pick another in the "
-    "sidebar, or compare them on *Compare models*)\n"
+    f"- **Model:** {md(model)} (pick another in the sidebar, or compare them on *Compare models*)\n"
     f"- **Decisions it makes:** {tasks} (the sidebar's *Task* picks the one every page audits)\n"
-    f"- **Evaluation cache:** {md(cache_path_for(model), code=True)}\n"
-    + (f"- **Labelled folder:** {md(current.data_dir, code=True)} (labels {md(current.labels_path, code=True)})"
-       if splits and current.labels_path
-       else f"- **FairFace folder:** {md(current.data_dir, code=True)} ({', '.join(splits)})" if splits
-       else "- **FairFace folder:** none found: set `FAIRCAM_DATA`, or upload photos on Explore")
+    + (f"- **Photos:** a labelled folder of {', '.join(splits)} photos" if splits and current.labels_path
+       else f"- **Photos:** FairFace's {', '.join(splits)} photos" if splits
+       else "- **Photos:** no FairFace folder found; you can still upload your own photos on Explore")
 )
+with st.expander("Details for auditors: files"):
+    st.markdown(
+        f"- **Model weights:** {md(registry.entries()[model].weights, code=True)}\n"
+        f"- **Evaluation cache:** {md(cache_path_for(model), code=True)}\n"
+        + (f"- **Labelled folder:** {md(current.data_dir, code=True)} (labels {md(current.labels_path, code=True)})"
+           if splits and current.labels_path
+           else f"- **FairFace folder:** {md(current.data_dir, code=True)}" if splits
+           else "- **FairFace folder:** none: set `FAIRCAM_DATA`, or run `faircam fetch-fairface`")
+    )

@@ -5,11 +5,13 @@ answer and the group numbers come from the cached evaluation. The class's own ph
 is computed, and no label or group is claimed for it.
 """
 
+from __future__ import annotations
+
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 import image_source
 import ui
@@ -18,10 +20,12 @@ from faircam.audit import classroom, groups
 from faircam.audit import explanations as audit
 from faircam.config import settings
 from faircam.data.fairface import LABEL_COLUMNS, data_path
-from faircam.errors import ImageError
 from faircam.models import registry
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
+
+if TYPE_CHECKING:
+    from faircam.vision.preprocess import View
 
 ui.page_setup("Classroom: one face, step by step", "🎓")
 STEPS = ("Choose a face", "What the model sees", "The model's answer", "Where it looked", "Change the picture",
@@ -67,10 +71,14 @@ VERDICTS = {
 }
 
 
-def attention(focus: dict[str, float], chance: dict[str, float]) -> str:
+def attention(focus: dict[str, float], chance: dict[str, float], view: View) -> str:
+    said = VERDICTS[classroom.attention_level(focus, chance)]
+    if not classroom.landmarks_trusted(view):
+        return (f"{said}\n\nThis face is turned away from the camera, so the points that place its eyes, nose and "
+                "mouth are unreliable: the lesson does not say which of them got the heat.")
     top = classroom.most_looked_at(focus, chance)
-    return (f"{VERDICTS[classroom.attention_level(focus, chance)]}\n\nFor its size, **{words(top)}** got the "
-            f"most heat: {focus[top]:.0%} of the heat on {chance[top]:.0%} of the picture.")
+    return (f"{said}\n\nFor its size, **{words(top)}** got the most heat: {focus[top]:.0%} of the heat on "
+            f"{chance[top]:.0%} of the picture.")
 
 
 facts = classroom.model_facts(registry.entries()[ui.selected_model()], ui.checkpoint())
@@ -78,11 +86,13 @@ trained_on = f"{facts.train_images:,}" if facts.train_images else "many"
 
 
 def lesson_face() -> tuple[image_source.Choice, dict | None] | None:
-    """The session's image (picked or uploaded here or on another page), uncropped, and for a FairFace face its
-    cached row; None when the lesson cannot use it."""
+    """The session's image (picked or uploaded here or on another page) and for a FairFace face its cached row;
+    None when the lesson cannot use it. An upload is cropped as Explore crops it, at the face chosen there (a
+    FairFace face, already a crop, is not: its answer is the evaluation's)."""
     own = image_source.uploaded()
     if own is not None:
-        return image_source.Choice(None, own, None, crop=False, blur=False, face=0), None
+        choice = image_source.Choice(None, own, None, crop=image_source.crop_setting(True), blur=False, face=0)
+        return image_source.with_chosen_face(choice), None
     chosen = image_source.picked()
     if chosen is None or not has_data or data_path(data, chosen["file"]) is None:
         return None
@@ -132,36 +142,47 @@ if step == 0:
 elif choice is None:
     st.session_state["lesson_step"] = 0
     st.rerun()
-elif step == 1:
-    size = facts.input_size or choice.explain().view.image.shape[0]
-    try:
-        small = Image.fromarray(choice.image()).resize((size, size))
-    except ImageError as exc:
-        st.error(f"**This photo cannot be used.** {md(exc)}")
-    else:
-        c1, c2 = st.columns([1, 2])
-        c1.image(small, caption=f"What the model gets: {size} × {size} dots", width="stretch")
-        c2.markdown(
-            f"The model does not see a person. It gets a small square picture, **{size} × {size} dots** (pixels), "
-            f"and each dot is three numbers: how red, green and blue it is. That is **{size * size * 3:,} "
-            f"numbers**.\n\nIt has never seen this person. During training it was shown {trained_on} other faces, "
-            "each with a label that people gave it (*Female* or *Male*), and it adjusted itself, millions "
-            "of times, to guess those labels well.\n\nNow it has to guess this one."
-        )
-elif step == 2 and picked is None:
-    own = choice.explain()
-    if own is not None:
-        c1, c2 = st.columns([1, 2])
-        c1.image(own.view.image, width="stretch")
-        c2.markdown(
-            f"### The model says **{own.label}**, {own.probability:.0%} sure.\n\n"
-            "Nobody labelled your photo for FairFace, so the app cannot tell whether that is right: you can. "
-            + ("Being sure is not the same as being right: the model can be very sure and still wrong."
-               if classroom.is_sure(own.probability) else
-               "It was not very sure: on faces like this it is close to tossing a coin.")
-            + "\n\nAnd even a label would be a guess: gender is not something a photo shows."
-        )
 else:
+    lesson = choice.explain()  # the view every step shows and the answer an upload gets
+    if lesson is None or lesson.view.face is None:
+        if lesson is not None:
+            st.warning("**No face was found in this picture, so the lesson stops here.** The model would still "
+                       "answer *Female* or *Male*: it always does, even for a page of homework or a landscape, and "
+                       "its answer would mean nothing. Choose one of the lesson's faces, or a photo where a face is "
+                       "clearly visible.")
+        if st.button("Choose another face", type="primary"):
+            st.session_state["lesson_step"] = 0
+            st.rerun()
+        st.stop()
+if step == 1:
+    from faircam.charts.figures import model_input
+
+    size = lesson.view.image.shape[0]
+    c1, c2 = st.columns([1, 2])
+    c1.image(model_input(lesson), caption=f"What the model gets: {size} × {size} dots", width="stretch")
+    c2.markdown(
+        f"The model does not see a person. It gets a small square picture, **{size} × {size} dots** (pixels), "
+        f"and each dot is three numbers: how red, green and blue it is. That is **{size * size * 3:,} "
+        "numbers**."
+        + ("\n\nThe face was cut out of the photo first, the way the faces the model learnt from were cut."
+           if lesson.view.cropped else "")
+        + (f"\n\nThe hatched grey ({wording.small_share(lesson.view.invalid_share)} of the square) is not part "
+           "of the photo: the photo does not fill the square, and the model gets flat grey there."
+           if lesson.view.invalid_share > 0 else "")
+        + f"\n\nIt has never seen this person. During training it was shown {trained_on} other faces, "
+        "each with a label that people gave it (*Female* or *Male*), and it adjusted itself, millions "
+        "of times, to guess those labels well.\n\nNow it has to guess this one."
+    )
+elif step == 2 and picked is None:
+    c1, c2 = st.columns([1, 2])
+    c1.image(lesson.view.image, width="stretch")
+    c2.markdown(
+        f"### The model says **{lesson.label}**, {lesson.probability:.0%} sure.\n\n"
+        "Nobody labelled your photo for FairFace, so the app cannot tell whether that is right: you can. "
+        + classroom.confidence_words(lesson.probability, None)
+        + "\n\nAnd even a label would be a guess: gender is not something a photo shows."
+    )
+elif step > 1:
     if step == 2:
         right = picked["pred"] == picked["gender"]
         c1, c2 = st.columns([1, 2])
@@ -174,37 +195,31 @@ else:
             f"### The model says **{md(picked['pred'])}**, {picked['prob']:.0%} sure.\n\n"
             f"The people who labelled this photo for FairFace said **{md(picked['gender'])}**: the model is "
             f"**{'right ✅' if right else 'wrong ❌'}**.\n\n"
-            + ("Being sure is not the same as being right: the model can be very sure and still wrong."
-               if not right or classroom.is_sure(picked["prob"]) else
-               "It was not very sure: on faces like this it is close to tossing a coin.")
+            + classroom.confidence_words(picked["prob"], right)
             + "\n\nAnd the label is itself a guess: the labellers only saw the photo too."
         )
     elif step == 3:
-        from faircam.charts.figures import map_overlay  # runs the model: imported only once the lesson needs it
+        from faircam.charts.figures import map_overlay, model_input
 
-        explanation = choice.explain()
-        if explanation is not None:
-            focus, chance = explanation.focus[METHOD], explanation.chance
-            c1, c2, c3 = st.columns([1, 1, 2])
-            c1.image(explanation.view.image, caption="the picture", width="stretch")
-            c2.image(map_overlay(explanation, METHOD), caption="the heat map",
-                     width="stretch")
-            c3.markdown(
-                f"The **heat map** colours the parts of the picture that pushed the model towards "
-                f"*{explanation.label}*: **red** pushed hard, **blue** hardly at all.\n\n"
-                f"**{focus['face']:.0%}** of the heat is on the face: the map's **{wording.FOCUS_SCORE}**. If the "
-                f"model had looked everywhere equally, the face would get {chance['face']:.0%}, its share of the "
-                f"picture: the **{wording.CHANCE}**. "
-                + attention(focus, chance)
-                + "\n\nThe map is blurry on purpose: the model's last layer sees the picture as a coarse grid, "
-                "so read it as *roughly here*, not as an outline."
-            )
+        focus, chance = lesson.focus[METHOD], lesson.chance
+        c1, c2, c3 = st.columns([1, 1, 2])
+        c1.image(model_input(lesson), caption="the picture", width="stretch")
+        c2.image(map_overlay(lesson, METHOD), caption="the heat map", width="stretch")
+        c3.markdown(
+            f"The **heat map** colours the parts of the picture that pushed the model towards "
+            f"*{lesson.label}*: **red** pushed hard, **blue** hardly at all.\n\n"
+            f"**{focus['face']:.0%}** of the heat is on the face: the map's **{wording.FOCUS_SCORE}**. If the "
+            f"model had looked everywhere equally, the face would get {chance['face']:.0%}, its share of the "
+            f"picture: the **{wording.CHANCE}**. "
+            + attention(focus, chance, lesson.view)
+            + "\n\nThe map is blurry on purpose: the model's last layer sees the picture as a coarse grid, "
+            "so read it as *roughly here*, not as an outline."
+        )
     elif step == 4:
-        from faircam.charts.figures import map_overlay  # runs the model: imported only once the lesson needs it
+        from faircam.charts.figures import map_overlay
 
-        before = choice.explain()
-        after = replace(choice, crop=True, blur=True).explain()
-        if before is not None and after is not None:
+        before, after = lesson, replace(choice, crop=True, blur=True).explain()
+        if after is not None:
             c1, c2, c3 = st.columns([1, 1, 2])
             c1.image(map_overlay(before, METHOD), width="stretch",
                      caption=f"as it was: {before.label}, {before.probability:.0%} sure")
@@ -212,23 +227,25 @@ else:
                      caption=f"face cut out and background blurred: {after.label}, {after.probability:.0%} sure")
             changed = before.label != after.label
             c3.markdown(
-                "Now we change the picture: we **cut out the face** the way FairFace cut its faces (so it barely "
-                "moves) with the eyes level, and **blur everything around it**, so hair, clothes and background "
-                "say less.\n\n"
+                "Now we change the picture: we **cut out the face** the way FairFace cut its faces, with the eyes "
+                "level, and **blur everything around it**, so hair, clothes and background say less.\n\n"
+                + ("The face was already cut out (the model gets it that way, as Explore shows it), so only the "
+                   "blur is new." if before.view.cropped else
+                   classroom.crop_change(before.view, after.view).words())
+                + "\n\n"
                 + (f"The answer **changed**, from {before.label} to {after.label}"
                    + ("" if picked is None else
                       f" (now {'right' if after.label == picked['gender'] else 'wrong'})")
-                   + ": something around the face counted in its answer, or the blur itself threw it off."
+                   + ": the new picture (its framing, its turn, its grey filler or the blur) changed what the "
+                   "model saw, and one photo cannot tell which of them did it."
                    if changed else
                    f"The answer stayed **{after.label}** ({before.probability:.0%} → {after.probability:.0%} sure)."
-                   + (" It became much less sure: part of what convinced it was around the face."
+                   + (" It became much less sure: what changed in the picture mattered to it."
                       if classroom.lost_confidence(before.probability, after.probability) else ""))
                 + f"\n\nThe face now gets **{after.focus[METHOD]['face']:.0%}** of the heat "
                 f"(before: {before.focus[METHOD]['face']:.0%})."
-                + (f"\n\nThe hatched grey area ({wording.small_share(after.view.invalid_share)} of the picture) lies "
-                   "beyond the original photo: the model sees flat grey there, and it counts for nothing."
-                   if after.view.invalid_share > 0 else "")
-                + ("" if after.view.face is not None else "\n\n(No face was found, so nothing could be cut out.)")
+                + ("\n\nThe hatched grey area lies beyond the original photo: the model sees flat grey there, and "
+                   "it counts for nothing." if after.view.invalid_share > 0 else "")
                 + changes_overall()
             )
     elif step == 5:

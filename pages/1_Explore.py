@@ -8,6 +8,7 @@ import ui
 from faircam import wording
 from faircam.audit import groups
 from faircam.charts.figures import colour_bar, draw_face, explanation_figure, map_overlay, png_bytes, raw_map
+from faircam.evaluation import agreement
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 from faircam.vision.focus import REGIONS
@@ -111,17 +112,28 @@ if predicted is not None:
         tiles = st.columns(1 + len(explanation.maps))
         tiles[0].image(draw_face(view.image, explanation), caption="What the model sees (face box, landmarks)",
                        width="stretch")
+        checks = agreement.map_checks(explanation, predicted)
         for tile, method in zip(tiles[1:], explanation.maps):
             tile.image(map_overlay(explanation, method), width="stretch",
                        caption=wording.share_caption(method, explanation.focus[method]["face"],
                                                      explanation.chance["face"]))
+            if checks[method].words():
+                tile.warning(f"Read with care: {checks[method].words()}.", icon="⚠️")
             if raw:
                 tile.image(raw_map(explanation, method), width="stretch", caption=f"{method}: the map alone")
+        agree = agreement.image_agreement(explanation.maps)
+        st.markdown(f"**The {len(explanation.maps)} maps agree at {agree:.0%}**: "
+                    f"{agreement.agreement_words(agree)}.")
+        bar, ranges = st.columns([1, 2], vertical_alignment="center")
         # At its own size, so its numbers stay legible however narrow the columns above are.
-        st.image(colour_bar(), width="content")
+        bar.image(colour_bar(), width="content")
+        ranges.caption("Raw values before stretching to 0–1: " + ", ".join(
+            f"{method} {low:.3g}–{high:.3g}" for method, (low, high) in explanation.raw_ranges.items()))
         st.caption(f"**Blue**: little or no weight toward {named(explanation.target)}; **red**: the strongest. "
-                   "Each map is scaled to 0–1 on its own image, so its colours compare areas of one map, not "
-                   "one map with another.")
+                   "Each map is stretched to 0–1 on its own image, so its colours compare areas of one map, not "
+                   "one map with another: the raw values say how much there was to stretch. Agreement is the "
+                   "share of heat two maps put in the same places (their histogram intersection), averaged over "
+                   "every pair.")
         if view.invalid_share > 0:
             st.caption(f"The hatched grey area ({wording.small_share(view.invalid_share)} of the view) lies beyond "
                        "the photo's edge: the model sees flat grey there, and no score counts it.")

@@ -10,7 +10,7 @@ import streamlit as st
 import ui
 from faircam import wording
 from faircam.audit import compare, groups
-from faircam.config import ASSETS, PROJECT_ROOT
+from faircam.config import ASSETS, MIN_GROUP_SIZE
 from faircam.models import registry
 from faircam.tasks import TASKS
 from faircam.text import md
@@ -46,7 +46,7 @@ if entry.name in caches:
     accuracy = groups.with_interval(*overall[["accuracy", "accuracy_low", "accuracy_high"]])
     what = "gender accuracy" if len(tasks) > 1 else "accuracy"
     st.markdown(f"**Validation {what}:** {accuracy} on {overall['n']:,} FairFace validation images "
-                f"({groups.INTERVALS['proportion']}; from `faircam evaluate`'s cache).")
+                f"({groups.INTERVALS['proportion']}; measured on the saved evaluation).")
     measured = [t for t in tasks if t in cache.tasks]
     if len(tasks) > 1:
         table = []
@@ -78,23 +78,23 @@ if entry.name in caches:
 if entry.kind == "checkpoint" and "accuracy" not in (info.get("metrics") or {}):
     st.warning("This checkpoint records no validation accuracy: it is a placeholder, not an audited model.")
 if entry.notice is not None and entry.notice.is_file():
-    with st.expander(f"Origin and licence notice ({entry.notice.relative_to(PROJECT_ROOT)})"):
+    with st.expander("Origin and licence notice"):
         st.markdown(entry.notice.read_text(encoding="utf-8"))
 
 card = ASSETS / "MODEL_CARD.md"
 if path.resolve() == (ASSETS / "model.pt").resolve() and card.is_file():
-    with st.expander("Full model card (assets/MODEL_CARD.md)", expanded=True):
+    with st.expander("Details for auditors: the full model card (training record, checkpoint hash, probes)"):
         st.markdown(card.read_text(encoding="utf-8"))
-with st.expander("Checkpoint metadata"):
+with st.expander("Details for auditors: the checkpoint's metadata and file"):
     st.code(json.dumps({"name": info.get("name") or path.name, **model}, indent=2, default=str), language="json")
 
 st.markdown("## Race and age predictions: what they are and are not")
 st.markdown(f"{wording.RACE_AGE_IS}\n\n**{wording.RACE_AGE_MUST_NOT}**\n\n{wording.RACE_AGE_WHY}")
 
 st.markdown("## Models faircam can audit")
-st.caption("Pick one in the sidebar, or compare them on *Compare models*. Accuracy and gaps are measured by "
-           "`faircam evaluate --model NAME` on the validation images all the caches hold; gaps are best minus "
-           "worst group among groups of at least 30 images.")
+st.caption("Pick one in the sidebar, or compare them on *Compare models*. Accuracy and gaps are measured on the "
+           "validation images every saved evaluation holds; gaps are best minus worst group among groups of at least "
+           f"{MIN_GROUP_SIZE} images.")
 entries = registry.entries()
 # A static table: its text wraps, where a data grid would cut the titles and licences.
 ui.table(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights").set_index("name"), static=True)
@@ -133,3 +133,4 @@ the share a map spread evenly over the picture would score: a focus score of 60%
 "female" to the model, and not whether the model is fair. Use the Evaluation page for that.
 """
 )
+st.page_link("pages/12_Glossary.py", label="Every term of the audit, defined once: the Glossary", icon="📖")

@@ -46,6 +46,7 @@ with st.expander("How to read these numbers", expanded=False):
         + f"\n\n{len(gaps_said)} numbers sum up how unequal the groups are:\n\n"
         + "\n".join(f"- **{name}**: {words}" for name, words in gaps_said.items()) + f"\n\n{INTERVAL_WORDS}"
     )
+    st.page_link("pages/12_Glossary.py", label="Every term defined once: the Glossary", icon="📖")
 
 
 @st.cache_data(show_spinner="Counting each group and drawing the bootstrap resamples…", max_entries=16)
@@ -91,7 +92,7 @@ def per_class_gaps(result: metrics.Fairness) -> None:
         "groups compared": gaps["groups_compared"].to_numpy(int),
         "highest": gaps["highest"].fillna("–").to_numpy(), "lowest": gaps["lowest"].fillna("–").to_numpy(),
         f"left out (under {result.min_size} of the class) or why not": [
-            e or n for e, n in gaps[["excluded", "note"]].to_numpy()],
+            groups.text_or(e, "") or groups.text_or(n) for e, n in gaps[["excluded", "note"]].to_numpy()],
     }), width="stretch", hide_index=True)
 
 
@@ -118,7 +119,7 @@ def rate_table(result: metrics.Fairness, grouping: str) -> pd.DataFrame:
     for rate in result.rates:
         cells = [groups.with_interval(*v) for v in data[[rate, f"{rate}_low", f"{rate}_high"]].to_numpy()]
         if groups.measure(rate).per_class:  # a class's recall counts the group's faces of that class: its own n
-            cells = [f"{c}, n={n:,}" if n else "–" for c, n in zip(cells, data[f"{rate}_n"])]
+            cells = [groups.class_cell(c, n, result.min_size) for c, n in zip(cells, data[f"{rate}_n"])]
         table[title(rate)] = cells
     return table
 
@@ -167,4 +168,4 @@ c2.download_button("⬇️ Per-image rows (CSV)", lambda: report.rows_csv(cache)
                    mime="text/csv", on_click="ignore")
 
 st.markdown("### Caveats")
-st.markdown("\n".join(f"- {text}" for text in report.CAVEATS))
+st.markdown("\n".join(f"- {md(text)}" for text in report.caveats([task])))

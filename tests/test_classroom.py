@@ -13,6 +13,9 @@ from faircam.models import registry
 from faircam.models.checkpoint import read_metadata
 from faircam.vision.focus import REGIONS
 
+# Every face on disk.
+ANY = {"exists": lambda file: True}
+
 
 @pytest.fixture(scope="module")
 def rows() -> pd.DataFrame:
@@ -34,17 +37,17 @@ HAND_BUILT = pd.DataFrame([
 
 
 def test_examples_pick_one_face_of_each_kind():
-    picked = classroom.examples(HAND_BUILT, exists=lambda file: True)
+    picked = classroom.examples(HAND_BUILT, **ANY)
     assert set(picked["file"]) == {"sure-right-f", "sure-right-m", "sure-wrong-f", "sure-wrong-m", "hesitant",
                                    "child"}
     # The order is shuffled once and for all: right and wrong are not told apart by position.
-    assert list(picked["file"]) == list(classroom.examples(HAND_BUILT, exists=lambda file: True)["file"])
+    assert list(picked["file"]) == list(classroom.examples(HAND_BUILT, **ANY)["file"])
     assert list(picked["file"]) != list(HAND_BUILT["file"].head(6))
 
 
 def test_a_fresh_set_has_the_same_kinds_of_faces(rows):
-    first = classroom.examples(rows, exists=lambda file: True)
-    fresh = [classroom.examples(rows, exists=lambda file: True, draw=draw) for draw in (1, 2)]
+    first = classroom.examples(rows, **ANY)
+    fresh = [classroom.examples(rows, **ANY, draw=draw) for draw in (1, 2)]
     for picked in fresh:
         assert len(picked) == 6 and picked["face_found"].all()
         adults = picked[~picked["age"].isin(classroom.CHILD_AGES)]
@@ -55,7 +58,7 @@ def test_a_fresh_set_has_the_same_kinds_of_faces(rows):
         assert (picked["age"] == "3-9").sum() == 1
     # Fresh on request, and the same set again for the same draw.
     assert set(fresh[0]["file"]) != set(first["file"]) and set(fresh[0]["file"]) != set(fresh[1]["file"])
-    assert list(fresh[0]["file"]) == list(classroom.examples(rows, exists=lambda file: True, draw=1)["file"])
+    assert list(fresh[0]["file"]) == list(classroom.examples(rows, **ANY, draw=1)["file"])
 
 
 def test_examples_skip_images_that_are_not_on_disk():
@@ -63,8 +66,16 @@ def test_examples_skip_images_that_are_not_on_disk():
     assert "sure-wrong-f" not in set(picked["file"]) and "wrong-f" in set(picked["file"])
 
 
+def test_examples_skip_faces_turned_away():
+    # Where the cache measured head turns: a profile (and a face without a measure) is never offered.
+    turned = HAND_BUILT.assign(quality_yaw=[40.0 if f == "sure-right-f" else float("nan") if f == "sure-right-m"
+                                            else -5.0 for f in HAND_BUILT["file"]])
+    picked = classroom.examples(turned, **ANY)
+    assert not {"sure-right-f", "sure-right-m"} & set(picked["file"]) and "right-f" in set(picked["file"])
+
+
 def test_examples_on_the_bundled_cache(rows):
-    picked = classroom.examples(rows, exists=lambda file: True)
+    picked = classroom.examples(rows, **ANY)
     assert len(picked) == 6 and picked["face_found"].all()
     adults = picked[~picked["age"].isin(classroom.CHILD_AGES)]
     # A wrong answer per gender (the hesitant adult may be a third).

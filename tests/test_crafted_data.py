@@ -231,7 +231,9 @@ def test_registry_fields_are_text_on_about_home_and_in_the_sidebar(monkeypatch, 
     assert_page_inert(at)
     at = run("pages/0_Home.py", model=BREAKOUT)
     (using,) = [m.value for m in at.markdown if "**Model:**" in m.value]
-    assert_inert(using, BREAKOUT, str(weights))
+    assert_inert(using, BREAKOUT)
+    (files,) = [m.value for m in at.markdown if "**Model weights:**" in m.value]
+    assert_inert(files, str(weights))
     (warning,) = [w.value for w in at.sidebar.warning]
     assert_inert(warning, f"faircam evaluate --model {BREAKOUT}")
     assert_page_inert(at)

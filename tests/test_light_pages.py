@@ -19,7 +19,7 @@ from faircam.models.checkpoint import read_metadata
 TIMEOUT = 180
 # Pages that only read the evaluation cache (contracts §3); those not written yet are skipped.
 LIGHT_PAGES = ("0_Home", "2_Evaluation", "3_About", "4_Fairness", "5_Attention", "6_Faithfulness", "7_Gallery",
-               "10_Classroom")
+               "10_Classroom", "12_Glossary")
 PRESENT = [f"pages/{name}.py" for name in LIGHT_PAGES if (PROJECT_ROOT / "pages" / f"{name}.py").is_file()]
 
 # Runs in a fresh interpreter: the test process itself imported torch long ago (conftest).

@@ -653,6 +653,17 @@ def shown(table: pd.DataFrame, by: list[str], measure: str = "accuracy", ordinal
     return table.reset_index(drop=True) if ordinal else ranked(table, measure)
 
 
+def class_cell(cell: str, n: int, min_size: int) -> str:
+    """A per-class rate's cell with the n it counts (the group's faces of that class), marked small under
+    `min_size`: "50.0% (9.5–90.5%), n=2 ⚠ small"; "–" without any such face."""
+    return f"{cell}, n={n:,}{small_mark(n < min_size)}" if n else "–"
+
+
+def text_or(value: object, default: str = "–") -> str:
+    """A text cell of a gap table (a group's label, a note), `default` where it is missing (None, NaN or "")."""
+    return default if value is None or (isinstance(value, float) and math.isnan(value)) or value == "" else str(value)
+
+
 def with_interval(value: float, low: float, high: float) -> str:
     """"77.8% (71.3–83.1%)": a proportion as every page, the card and the report write it."""
     return "–" if pd.isna(value) else f"{value:.1%} ({low:.1%}–{high:.1%})"

@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # torch comes with it; the card only reads its metadata
 # Linear probes of candidate trunks on FairFace, measured once to choose the model's trunk: from
 # shared/notes/backbone-probes.md (2026-11-30). Frozen trunk, features of the first 6,000 shared training
 # images, scored on the 2,500 shared validation images, 2 CPU cores, one run each.
-PROBES_SOURCE = ("shared/notes/backbone-probes.md, measured 2026-11-30: frozen trunk, features of the first 6,000 "
+# The card is shown to the public (the About page): it says how they were measured, not where the notes lie.
+PROBES_SOURCE = ("measured 2026-11-30: frozen trunk, features of the first 6,000 "
                  "shared FairFace training images, scored on the 2,500 shared validation images; 2 CPU cores, one "
                  "run each")
 PROBES: list[dict[str, str]] = [
@@ -235,7 +236,7 @@ def _probe_lines() -> list[str]:
     return [
         "## Backbone probes (measured)",
         "How much of each task a frozen trunk already carries before any fine-tuning: a linear (or small) head "
-        f"on its features. Source: {PROBES_SOURCE}. A probe does not say where fine-tuning ends.",
+        f"on its features, {PROBES_SOURCE}. A probe does not say where fine-tuning ends.",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),

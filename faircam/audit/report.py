@@ -14,7 +14,7 @@ Torch-free: the model card is passed in as Markdown (see `model_card_markdown`).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from faircam.audit.groups import (
     MULTIPLE_COMPARISONS,
     N_BOOT,
     SEED,
+    class_cell,
     group_table,
     groupings,
     label,
@@ -48,6 +49,7 @@ from faircam.audit.groups import (
     size_label,
     small_mark,
     task_measures,
+    text_or,
     with_interval,
 )
 from faircam.audit.metrics import Fairness, fairness
@@ -58,22 +60,40 @@ from faircam.files import write_atomic
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import html_text
 
-CAVEATS = [
-    "FairFace's gender labels are annotators' perceptions on a binary scale, and its race labels are "
-    "seven perceived categories. Gender is not visible in a face: an accurate classifier is still "
-    "guessing a label, and this audit measures whose faces it guesses wrong more often.",
+# The caveats of the report and the Fairness page: those of the labels and of the measures are worded per task
+# (`caveats`), the rest hold for any task.
+LABEL_CAVEATS = {
+    DEFAULT_TASK: "FairFace's gender labels are annotators' perceptions on a binary scale. Gender is not visible in "
+                  "a face: an accurate classifier is still guessing a label, and this audit measures whose faces it "
+                  "guesses wrong more often.",
+}
+GENERAL_CAVEATS = [
     f"Numbers hold for the images evaluated (one split of FairFace) and this model only. Groups with fewer "
-    f"than {MIN_GROUP_SIZE} images are marked small and left out of every gap.",
+    f"than {MIN_GROUP_SIZE} images are marked small and left out of every gap; so is every per-class rate that "
+    f"counts fewer than {MIN_GROUP_SIZE} faces of its class.",
     f"A group's rate carries a {INTERVALS['proportion']}; a gap between groups a {INTERVALS['difference']}. "
     "For a best-minus-worst gap the bootstrap is approximate: when several groups are nearly tied at the top or the "
     "bottom, the interval covers the true gap less often than 95% of the time (about 80–90% in our "
     "simulations with accuracies like this model's); overlapping group intervals are not evidence of a "
     "difference.",
-    "Demographic parity ignores the truth: a group with more men in it is called male more often even by a "
-    "perfect model. Read it beside each group's share of men.",
-    "Class activation maps show where the evidence was, not why it means male or female to the model, "
-    "and not whether the model is fair.",
+    "Class activation maps show where the evidence was, not why it means one class rather than another to the "
+    "model, and not whether the model is fair.",
 ]
+
+
+def caveats(tasks: Iterable[str]) -> list[str]:
+    """The caveats for the `tasks` shown: each task's label caveat and, for a binary task, demographic parity's,
+    in its own words; then the general ones."""
+    said = []
+    for task in tasks:
+        spec = TASKS[task]
+        said.append(LABEL_CAVEATS.get(task) or spec.caveat)
+        if spec.binary:
+            said.append(f"Demographic parity ignores the truth: a group with more {spec.people[1]} in it is called "
+                        f"{spec.called[1]} more often even by a perfect model. Read it beside each group's share "
+                        f"of {spec.people[1]}.")
+    return [*dict.fromkeys(said), *GENERAL_CAVEATS]  # race and age share theirs
+
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:1060px;margin:2rem auto;
@@ -195,7 +215,7 @@ def gap_cards(audit: Fairness) -> str:
     for name, gap in audit.gaps.iterrows():
         if pd.isna(gap["value"]):
             cards.append(f"<div class='card'><div>{html_text(name)}</div><div class='v'>not defined</div>"
-                         f"<div class='ci'>{html_text(gap['note'])}</div></div>")
+                         f"<div class='ci'>{html_text(text_or(gap['note']))}</div></div>")
             continue
         cards.append(
             f"<div class='card'><div>{html_text(name)}</div><div class='v'>{gap['value'] * 100:.1f} points</div>"
@@ -223,7 +243,7 @@ def groups_table(audit: Fairness) -> str:
         for r in audit.rates:
             cell = _with_interval(g[r], g[f"{r}_low"], g[f"{r}_high"])
             if measure(r).per_class:
-                cell = f"{cell}, n={g[f'{r}_n']:,}" if g[f"{r}_n"] else "–"
+                cell = class_cell(cell, g[f"{r}_n"], audit.min_size)
             cells.append(cell)
         rows.append([*labels, f"{g['n']:,}", *[f"{g[p]:,}" for p in people], *cells])
         classes.append("small" if g["small"] else "")
@@ -291,7 +311,7 @@ def data_section(ctx: ReportContext) -> Section:
         ("faces found", f"MTCNN found a face in {rows['face_found'].mean():.1%} of the images"
          if "face_found" in rows else "not recorded"),
     ]
-    facts += [(f"grouped by {a.name}", f"{len(a.levels)} levels: " + html_text(", ".join(a.levels)) +
+    facts += [(f"grouped by {a.name}", f"{len(a.levels)} levels: " + html_text(", ".join(map(label, a.levels))) +
                (" (image quality, measured on each face)" if a.source == "quality" else ""))
               for a in ctx.cache.attributes]
     facts += [("not a grouping", html_text(note)) for note in data.get("notes", [])]
@@ -302,7 +322,7 @@ def data_section(ctx: ReportContext) -> Section:
         counts["total"] = counts.sum(axis=1)
         parts += ["<h3>Images per race and gender</h3>", _table(
             ["race", *counts.columns],
-            [[html_text(race), *[f"{v:,}" for v in values]] for race, values in counts.iterrows()],
+            [[html_text(label(race)), *[f"{v:,}" for v in values]] for race, values in counts.iterrows()],
             set(range(1, len(counts.columns) + 1)))]
     if rows["age"].notna().any():
         ages = group_table(rows, GROUPINGS["age"], [])
@@ -396,10 +416,12 @@ def gaps_table(audit: Fairness) -> str:
     body = []
     for name, gap in audit.gaps.iterrows():
         defined = not pd.isna(gap["value"])
+        # An undefined gap names no highest or lowest group; its last cell says why it is not defined.
+        why = " ".join(text_or(t, "") for t in (gap["note"], gap["excluded"] and f"Left out: {gap['excluded']}."))
         body.append([html_text(name), f"{gap['value'] * 100:.1f} points" if defined else "not defined",
                      f"{gap['ci_low'] * 100:.1f} – {gap['ci_high'] * 100:.1f}" if defined else "–",
-                     f"{gap['groups_compared']}", html_text(gap["highest"] or "–"), html_text(gap["lowest"] or "–"),
-                     html_text(gap["excluded"] or gap["note"])])
+                     f"{gap['groups_compared']}", html_text(text_or(gap["highest"])),
+                     html_text(text_or(gap["lowest"])), html_text(why.strip() or "–")])
     header = ["gap", "value", "95% interval (points)", "groups compared", "highest", "lowest",
               f"left out (under {audit.min_size}) or why not"]
     return _table(header, body, {1, 2, 3})
@@ -456,7 +478,8 @@ def model_card_section(ctx: ReportContext) -> Section:
 
 
 def caveats_section(ctx: ReportContext) -> Section:
-    return Section("Caveats", "<ul>" + "".join(f"<li>{html_text(c)}</li>" for c in CAVEATS) + "</ul>")
+    said = caveats(task for task in TASKS if task in ctx.cache.tasks)
+    return Section("Caveats", "<ul>" + "".join(f"<li>{html_text(c)}</li>" for c in said) + "</ul>")
 
 
 SECTIONS: list[SectionFunction] = [

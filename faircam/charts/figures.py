@@ -63,6 +63,19 @@ def map_overlay(explanation: Explanation, method: str) -> np.ndarray:
     return hatch_invalid(overlay(view.image, explanation.maps[method]), view.valid)
 
 
+# The model's input is drawn at least this wide, each of its dots a visible square: a browser would smooth it.
+PIXELATED_SIDE = 480
+
+
+def model_input(explanation: Explanation) -> np.ndarray:
+    """The picture the model gets (the view at its input size, the area beyond the photo hatched), enlarged
+    with each of its dots kept a square, so it looks as coarse as it is."""
+    view = explanation.view
+    factor = max(1, -(-PIXELATED_SIDE // max(view.image.shape[:2])))
+    hatched = hatch_invalid(view.image, view.valid)
+    return np.repeat(np.repeat(hatched, factor, axis=0), factor, axis=1)
+
+
 def raw_map(explanation: Explanation, method: str) -> np.ndarray:
     """One method's map alone, in its colours, without the photo under it (the area beyond the photo hatched)."""
     view = explanation.view

@@ -20,7 +20,7 @@ gigabyte of saved activations.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -44,13 +44,16 @@ class CamBatch:
     """Probabilities and maps for a batch: `maps[method]` is (N, H, W) in [0, 1].
 
     `probs` and `targets` are about the explained outputs (one task's classes); `logits` are all the
-    network's outputs (every task's), from the same pass.
+    network's outputs (every task's), from the same pass. `ranges[method]` is (N, 2): each map's lowest and
+    highest value before it was stretched to [0, 1] (after the methods' clipping at 0), so a map stretched
+    from almost nothing can be told from a strong one.
     """
 
     probs: np.ndarray
     targets: np.ndarray
     maps: dict[str, np.ndarray]
     logits: np.ndarray
+    ranges: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def cut_graph(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
@@ -111,11 +114,13 @@ class CamExplainer:
         sum(t(o) for t, o in zip(targets, outputs)).backward()
         activations = recorder.activations[0].cpu().numpy()
         grads = recorder.gradients[0].cpu().numpy()
-        maps = {}
+        maps, ranges = {}, {}
         for name, cam in self._cams.items():
             # `compute_cam_per_layer` for the one target layer, on the shared record.
             layer_map = np.maximum(cam.get_cam_image(inputs, self.target_layer, targets, activations, grads, False), 0)
+            flat = layer_map.reshape(len(layer_map), -1)
+            ranges[name] = np.stack([flat.min(axis=1), flat.max(axis=1)], axis=1).astype(np.float64)
             scaled = scale_cam_image(layer_map, cam.get_target_width_height(inputs))
             maps[name] = cam.aggregate_multi_layers([scaled[:, None, :]])
         return CamBatch(probs=probs, targets=np.asarray(target_classes), maps=maps,
-                        logits=outputs.detach().float().cpu().numpy())
+                        logits=outputs.detach().float().cpu().numpy(), ranges=ranges)

@@ -35,6 +35,8 @@ class Explanation:
     task: str = DEFAULT_TASK
     target: str = ""
     answers: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Each map's (lowest, highest) value before it was stretched to 0-1 (`CamBatch.ranges`).
+    raw_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The JSON-ready summary printed by `faircam explain`."""
@@ -94,6 +96,7 @@ def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer
                 task=model.task,
                 target=model.classes[int(batch.targets[i])],
                 answers={task: dict(zip(model.tasks[task], map(float, p[i]))) for task, p in answers.items()},
+                raw_ranges={m: (float(r[i, 0]), float(r[i, 1])) for m, r in batch.ranges.items()},
             )
         )
     return explanations

@@ -88,7 +88,7 @@ def measure(image: np.ndarray, faces: list[FaceGeometry]) -> dict[str, float]:
     left, top = max(0, math.floor(x1)), max(0, math.floor(y1))
     right, bottom = min(w, math.ceil(x2)), min(h, math.ceil(y2))
     values = {"quality_face_px": ((x2 - x1) + (y2 - y1)) / 2, "quality_confidence": float(face.score),
-              "quality_yaw": _yaw(face.landmarks)}
+              "quality_yaw": yaw(face.landmarks)}
     if right - left < 2 or bottom - top < 2:  # a box outside the photo: nothing to measure in it
         return values | {"quality_sharpness": math.nan, "quality_brightness": math.nan}
     grey = cv2.cvtColor(np.ascontiguousarray(image[top:bottom, left:right]), cv2.COLOR_RGB2GRAY)
@@ -99,8 +99,9 @@ def measure(image: np.ndarray, faces: list[FaceGeometry]) -> dict[str, float]:
                      "quality_brightness": float(grey.mean())}
 
 
-def _yaw(landmarks: np.ndarray) -> float:
-    """The head's turn in degrees from the five landmarks (left eye, right eye, nose, mouth corners)."""
+def yaw(landmarks: np.ndarray) -> float:
+    """The head's turn in degrees from the five landmarks (left eye, right eye, nose, mouth corners), in any
+    coordinates a similarity transform reaches (the photo's or the model's view): NaN for coincident eyes."""
     left, right, nose = (np.asarray(p, dtype=np.float64) for p in landmarks[:3])
     axis = right - left
     half = np.hypot(*axis) / 2
@@ -121,3 +122,13 @@ def attributes() -> list[dict]:
     """The slices as a cache's attributes (`faircam.data.labelled.Attribute`): levels in order, `NO_FACE` last."""
     return [Attribute(s.name, s.name, (*s.levels, NO_FACE), ordered=True, source="quality", values=s.column).as_meta()
             for s in SLICES.values()]
+
+
+# Below this turn (the "frontal" level of the head-turn slice) the landmarks place eyes, nose and mouth well enough
+# to name them; MTCNN's five points drift on turned faces.
+FRONTAL_DEGREES = SLICES["head turn"].edges[0]
+
+
+def frontal(degrees: float) -> bool:
+    """Whether a head turn (`yaw`) is frontal; False without a measure (NaN)."""
+    return bool(abs(degrees) < FRONTAL_DEGREES)
