@@ -143,13 +143,13 @@ with tab:
             rate = st.radio("Show", shown, format_func=title, horizontal=True, key=f"rate-{grouping}")
         else:
             rate = st.selectbox("Show", shown, format_func=title, key=f"rate-{task}-{grouping}")
-        st.plotly_chart(charts.interval_dots(result.groups, rate, title=title(rate)),
-                        width="stretch", key=f"bars-{grouping}")
+        ui.chart(charts.interval_dots(result.groups, rate, title=title(rate)),
+                 width="stretch", key=f"bars-{grouping}")
         st.caption(groups.measure(rate).words_for(spec))
     if right is not None:
         with right:
             st.markdown("**Equalized odds at a glance**")
-            st.plotly_chart(charts.equalized_odds_plot(result.groups, spec), width="stretch", key=f"eo-{grouping}")
+            ui.chart(charts.equalized_odds_plot(result.groups, spec), width="stretch", key=f"eo-{grouping}")
             st.caption(f"Each group's {title('fpr')} (across) and {title('tpr')} (up), with "
                        f"{groups.INTERVALS['proportion']}s. Equal odds would put every group on one point; top left "
                        "is best.")
