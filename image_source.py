@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 SOURCES = ("FairFace sample", "Upload a photo")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
 GRID = 12
+# The width at which a photo of several faces is shown whole, with its faces numbered.
+WHOLE_PHOTO_SHOWN = 320
 EXPLORE = "pages/1_Explore.py"
 # Plain session keys of the choice (two keep the names Explore gave them before the choice was shared).
 PICKED, SHUFFLE, UPLOAD, FACES = "picked", "shuffle", "image_upload", "image_faces"
@@ -292,9 +294,11 @@ def face_selector(choice: Choice, faces_found: int) -> None:
     if faces_found <= 1:
         return
     image = choice.image()
-    st.image(numbered_faces(image, ui.face_boxes(choice.key, image), choice.face), width="content",
-             caption=f"The whole photo: {faces_found} faces, numbered largest first; face {choice.face + 1} (orange) "
-                     "is the one cropped, kept sharp and scored.")
+    # Small: it sits above the answer, which a pick scrolls to.
+    st.image(numbered_faces(image, ui.face_boxes(choice.key, image), choice.face),
+             width=min(WHOLE_PHOTO_SHOWN, image.shape[1]),
+             caption=f"The whole photo: {faces_found} faces, numbered largest first; face {choice.face + 1} "
+                     "(orange) is the one cropped, kept sharp and scored.")
     st.session_state[_widget("face")] = min(choice.face, faces_found - 1)
     choice.face_slot.selectbox(
         "Face", range(faces_found), key=_widget("face"), on_change=_keep_face, args=(choice.key,),

@@ -131,6 +131,17 @@ def shared_params() -> dict[str, str]:
 
 
 _SCROLLED = "_faircam_scrolled"
+_SCROLL_TO = """<div id="ANCHOR"></div><script>(() => {
+  const wait = setInterval(() => {
+    const here = document.getElementById("ANCHOR");
+    const app = document.querySelector("[data-testid=stApp]");
+    if (!here) { clearInterval(wait); return; }
+    if (app && app.dataset.testScriptState === "notRunning") {
+      clearInterval(wait);
+      here.scrollIntoView({block: "start"});
+    }
+  }, 250);
+})()</script>"""
 
 
 def scroll_here(key: str) -> None:
@@ -140,8 +151,9 @@ def scroll_here(key: str) -> None:
         return
     st.session_state[_SCROLLED] = key
     anchor = f"faircam-{image_key(key.encode())[:16]}"
-    st.html(f'<div id="{anchor}"></div><script>setTimeout(() => document.getElementById("{anchor}")'
-            '?.scrollIntoView({block: "start"}), 300)</script>', unsafe_allow_javascript=True)
+    # Once the run has ended: while the result is computed the browser keeps the clicked grid in view, and the
+    # result's height, added above it, would carry a scroll made earlier away again.
+    st.html(_SCROLL_TO.replace("ANCHOR", anchor), unsafe_allow_javascript=True)
 
 
 def page_link(page: str, label: str, icon: str | None = None, **params: str | list[str]) -> None:

@@ -108,7 +108,7 @@ def test_a_reloaded_link_shows_the_same_view(server, browser, shots):  # noqa: F
         page.get_by_text("The model says").first.wait_for(timeout=WAIT_S * 1000)
         _settle(page)
         assert page.get_by_text("The model says").first.inner_text() == verdict
-        crop = page.locator("[data-testid='stToggle']").filter(has_text="Crop and align").locator("input")
+        crop = page.locator("[data-testid='stCheckbox']").filter(has_text="Crop and align").locator("input")
         assert crop.is_checked()
         assert page.url == address
         _no_exception(page)
