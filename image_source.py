@@ -5,7 +5,8 @@ The choice belongs to the browser session, not to a page: Explore, Inside, Compa
 show the same face with the same toggles, and it survives visits to other pages. Streamlit drops a
 widget's key when a page without that widget runs, so each choice lives under a plain session key
 and its widget is seeded from it before it is drawn (as `ui.MODEL_KEY` does for the model).
-A link `?image=val/123.jpg` to the Explore, Inside or Compare page opens that FairFace image.
+A link `?image=val/123.jpg&crop=1` to the Explore, Inside or Compare page opens that FairFace image with those
+toggles, and those pages keep their choice in the address bar (`ui.link`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import streamlit as st
 
 import ui
 from faircam.audit import groups
+from faircam.charts.figures import numbered_faces
 from faircam.config import settings
 from faircam.data.fairface import (
     AGES,
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 SOURCES = ("FairFace sample", "Upload a photo")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
 GRID = 12
+# The width at which a photo of several faces is shown whole, with its faces numbered.
+WHOLE_PHOTO_SHOWN = 320
 EXPLORE = "pages/1_Explore.py"
 # Plain session keys of the choice (two keep the names Explore gave them before the choice was shared).
 PICKED, SHUFFLE, UPLOAD, FACES = "picked", "shuffle", "image_upload", "image_faces"
@@ -111,12 +115,18 @@ def _labels() -> str | None:
 
 
 def _open_link(data: Path | None) -> None:
-    """Make the FairFace image named by `?image=` the session's choice, once (a later pick in the grid
-    must not be overridden), or say in one line why it cannot be opened."""
-    file = st.query_params.get("image")
-    if file is None:
-        return
-    del st.query_params["image"]
+    """Make the choice a link arrived with the session's: the FairFace image named by `?image=` (or a line saying
+    why it cannot be opened), its crop and blur toggles (`?crop=1`, `?blur=0`); its face is taken in `choose`."""
+    file = ui.arrived("image")
+    if file is not None:
+        _open_image(data, file)
+    source = "upload" if st.session_state.get("image_source") == SOURCES[1] else "fairface"
+    for name, key in (("crop", f"crop:{source}"), ("blur", "blur")):
+        if (value := ui.arrived_flag(name)) is not None:
+            st.session_state[f"image_{key}"] = value
+
+
+def _open_image(data: Path | None, file: str) -> None:
     for split in data_splits(data, settings().labels_path):
         try:
             row = find_image(_split(str(data), split, _labels()), file)
@@ -207,8 +217,11 @@ def _choose_fairface(data: Path | None) -> dict[str, str] | None:
                 continue
             st.image(thumbnail, width="stretch")
             said = [groups.label(row[c]) for c in ("race", "gender", "age") if pd.notna(row[c])]
-            if st.button(md(", ".join(said) or row["file"]), key=f"pick{row['file']}"):
-                st.session_state[PICKED] = row.to_dict()
+            # A callback, so that the pick is the session's before the grid is drawn: the picked face's button is
+            # highlighted in the same run.
+            current = (picked() or {}).get("file") == row["file"]
+            st.button(md(", ".join(said) or row["file"]), key=f"pick{row['file']}", on_click=pick,
+                      args=(row.to_dict(),), type="primary" if current else "secondary", icon="👉" if current else None)
     return picked()
 
 
@@ -226,7 +239,7 @@ def choose(from_link: bool = False,
            ) -> tuple[Choice | None, DeltaGenerator]:
     """Draw the source, the toggles and the picker (FairFace grid or uploader); return the choice (None
     until an image is picked or uploaded) and a container above the picker for the page's result.
-    `from_link`: open the image named by `?image=` (Explore, Inside, Compare)."""
+    `from_link`: open the choice a link carries, and keep the choice in the address bar (Explore, Inside, Compare)."""
     data = settings().data_dir
     if from_link:
         _open_link(data)
@@ -239,13 +252,16 @@ def choose(from_link: bool = False,
     blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.",
                      **_seeded("blur", False))
     if uploading:
-        st.caption("Cropping is on for uploads because the model was trained on FairFace's face crops.")
+        st.caption("Cropping is on for uploads because the model was trained on FairFace's face crops." if crop else
+                   "Cropping is off: the model sees the whole photo, shrunk, unlike the face crops it was trained on.")
     # The result is drawn above the picker grid, though it is computed after the pick.
     result = st.container()
     root, upload, truth = None, None, None
     if source == SOURCES[0]:
         truth = _choose_fairface(data)
         if truth is None:
+            if from_link:
+                _link(None)
             return None, result
         root = data
     else:
@@ -254,10 +270,22 @@ def choose(from_link: bool = False,
                                  on_change=_keep_upload)
         upload = st.session_state.get(UPLOAD)
         if upload is None:
+            if from_link:
+                _link(None)
             return None, result
         if shown is None:
             st.caption("Showing the photo you uploaded earlier in this session; upload another to replace it.")
-    return with_chosen_face(Choice(root, upload, truth, crop, blur, 0, face_slot=c3)), result
+    choice = Choice(root, upload, truth, crop, blur, 0, face_slot=c3)
+    face = ui.arrived("face")
+    if from_link and face is not None and face.isdigit():
+        st.session_state.setdefault(FACES, {})[choice.key] = int(face)
+    choice = with_chosen_face(choice)
+    if from_link:
+        _link(choice)
+    with result:
+        ui.scroll_here(f"{choice.key}|{choice.face}")
+    return choice, result
+
 
 
 def with_chosen_face(choice: Choice) -> Choice:
@@ -266,10 +294,27 @@ def with_chosen_face(choice: Choice) -> Choice:
     return replace(choice, face=st.session_state.get(FACES, {}).get(choice.key, 0))
 
 
+def _link(choice: Choice | None) -> None:
+    """The choice in the address bar: a FairFace image with its toggles and face (an upload cannot travel in a
+    link: its toggles do, the photo does not)."""
+    fairface = choice is not None and choice.root is not None
+    ui.link("image", choice.truth["file"] if fairface else None)
+    ui.link("crop", None if choice is None else choice.crop)
+    ui.link("blur", None if choice is None else choice.blur)
+    ui.link("face", choice.face if choice is not None and choice.face else None)
+
+
 def face_selector(choice: Choice, faces_found: int) -> None:
-    """The selector of which face of a photo with several is cropped, kept sharp and scored."""
+    """The selector of which face of a photo with several is cropped, kept sharp and scored, and here the whole
+    photo with its faces numbered as the selector numbers them (a crop alone shows one face)."""
     if faces_found <= 1:
         return
+    image = choice.image()
+    # Small: it sits above the answer, which a pick scrolls to.
+    st.image(numbered_faces(image, ui.face_boxes(choice.key, image), choice.face),
+             width=min(WHOLE_PHOTO_SHOWN, image.shape[1]),
+             caption=f"The whole photo: {faces_found} faces, numbered largest first; face {choice.face + 1} "
+                     "(orange) is the one cropped, kept sharp and scored.")
     st.session_state[_widget("face")] = min(choice.face, faces_found - 1)
     choice.face_slot.selectbox(
         "Face", range(faces_found), key=_widget("face"), on_change=_keep_face, args=(choice.key,),
@@ -279,6 +324,7 @@ def face_selector(choice: Choice, faces_found: int) -> None:
 
 
 def explore_link(file: str, label: str = "Open on Explore") -> None:
-    """A link that opens a FairFace image (its `file` column) on the Explore page."""
-    st.page_link(EXPLORE, label=label, icon="🔍", query_params={"image": file})
+    """A link that opens a FairFace image (its `file` column) on the Explore page, with the session's model, task
+    and presentation mode."""
+    ui.page_link(EXPLORE, label=label, icon="🔍", image=file)
 

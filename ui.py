@@ -11,10 +11,12 @@ import hashlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, settings
@@ -29,6 +31,8 @@ from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
     # torch comes in with these: only pages that run the model import them, inside `pipeline()`.
     from faircam.vision.explain import Explanation, Pipeline
     from faircam.vision.preprocess import FaceDetector
@@ -42,7 +46,8 @@ PRESENT_KEY = "faircam_present"
 WHOLE_TABLE_ROWS = 20
 # From 800 px up: columns wrap instead of shrinking below a readable width (map tiles, face buttons,
 # toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Presentation
-# mode adds larger type, the full width, and wider tiles (three to a row at 800 px).
+# mode adds larger type, the full width, and wider tiles (three to a row at 800 px); up to 1000 px its columns of
+# text and tables take the whole width, one under another, rather than a narrow column each.
 _LAYOUT_CSS = """
 [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(140px, 100%); flex-grow: 0; }
@@ -55,30 +60,158 @@ _PRESENT_CSS = """
 html { font-size: 20px; }
 .block-container { max-width: 100%; padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 2.5rem; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(220px, 100%); }
+[data-testid="stTable"] { overflow-x: auto; }
+@media (max-width: 1000px) {
+  [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:not(:has([data-testid="stImage"])) { min-width: 100%; }
+}
 """
+
+# The script that folds the sidebar away.
+_FOLD_SIDEBAR = """<script>setTimeout(() => {
+  const bar = document.querySelector('[data-testid="stSidebar"]');
+  if (bar && bar.getAttribute("data-collapsed") === "false")
+    document.querySelector('[data-testid="stSidebarCollapseButton"] button')?.click();
+}, 300)</script>"""
 
 
 def presenting() -> bool:
     """Whether the session shows the app for a projector (larger type, sidebar collapsed, whole tables)."""
-    if st.query_params.get("present") == "1":
-        st.session_state[PRESENT_KEY] = True
     return bool(st.session_state.get(PRESENT_KEY, False))
+
+
+# --- Links that reproduce the view -----------------------------------------------------------------------------
+# The address bar holds what a page shows: the model, the task and presentation mode on every page; on the pages of
+# one face the image, its toggles and which face; on Explore the class the maps explain. Each page writes its part
+# on every run (`link`), so a reload or a copied address shows the same view. The first run of a page in a session
+# (a new tab, a reload, a page link) takes the address's parameters as the session's choices (`arrived`); later runs
+# of the same page do not, as a rerun can carry an address from before the last run's writes. Streamlit empties the
+# address's parameters on a change of page through its menu; the new page then writes its own.
+LINK_PARAMS = ("model", "task", "present", "image", "crop", "blur", "face", "target")
+SHARED_PARAMS = ("model", "task", "present")
+# The page the session last drew; the link parameters this run arrived with; the sidebar's slot for the link.
+_PAGE, _ARRIVED, _LINK_SLOT = "_faircam_page", "_faircam_link_arrived", "_faircam_link_slot"
+
+
+def _receive_link(title: str) -> None:
+    arriving = st.session_state.get(_PAGE) != title
+    st.session_state[_ARRIVED] = {name: st.query_params[name] for name in LINK_PARAMS
+                                  if arriving and name in st.query_params}
+
+
+def arrived(name: str) -> str | None:
+    """The value of the link parameter `name` when this run's address came from a link, not from this session."""
+    return st.session_state.get(_ARRIVED, {}).get(name)
+
+
+def arrived_flag(name: str) -> bool | None:
+    """A yes/no link parameter ("1" or "0") that came with a link; None when absent or anything else."""
+    return {"1": True, "0": False}.get(arrived(name))
+
+
+def link(name: str, value: str | bool | int | None) -> None:
+    """Write one part of the view's state into the address bar (a flag as "1"/"0"; None removes it), and refresh the
+    sidebar's link to this view."""
+    if isinstance(value, bool):
+        value = "1" if value else "0"
+    if value is None:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != str(value):
+        st.query_params[name] = str(value)
+    slot = st.session_state.get(_LINK_SLOT)
+    base = st.context.url
+    if slot is not None and base:
+        query = urlencode({n: st.query_params.get_all(n) for n in st.query_params}, doseq=True)
+        slot.code(f"{base}?{query}" if query else base, language=None, wrap_lines=True)
+
+
+def shared_params() -> dict[str, str]:
+    """The link parameters every page shares (model, task, presentation mode), for a link to another page."""
+    return {name: st.query_params[name] for name in SHARED_PARAMS if name in st.query_params}
+
+
+_SCROLLED = "_faircam_scrolled"
+_SCROLL_TO = """<div id="ANCHOR"></div><script>(() => {
+  const wait = setInterval(() => {
+    const here = document.getElementById("ANCHOR");
+    const app = document.querySelector("[data-testid=stApp]");
+    if (!here) { clearInterval(wait); return; }
+    if (app && app.dataset.testScriptState === "notRunning") {
+      clearInterval(wait);
+      here.scrollIntoView({block: "start"});
+    }
+  }, 250);
+})()</script>"""
+
+
+def scroll_here(key: str) -> None:
+    """Scroll the window to this point of the page when `key` (what is drawn from here on) is new to the session:
+    a pick in a grid draws its result above the grid, off-screen on a projector."""
+    if st.session_state.get(_SCROLLED) == key:
+        return
+    st.session_state[_SCROLLED] = key
+    anchor = f"faircam-{image_key(key.encode())[:16]}"
+    # Once the run has ended: while the result is computed the browser keeps the clicked grid in view, and the
+    # result's height, added above it, would carry a scroll made earlier away again.
+    st.html(_SCROLL_TO.replace("ANCHOR", anchor), unsafe_allow_javascript=True)
+
+
+def page_link(page: str, label: str, icon: str | None = None, **params: str | list[str]) -> None:
+    """`st.page_link` to `page` carrying the session's model, task and presentation mode, and `params`: opened in a
+    new tab, it shows what this session would."""
+    st.page_link(page, label=label, icon=icon, query_params={**shared_params(), **params})
+
+
+def _route_through_app() -> None:
+    # Until some session has called `st.navigation`, Streamlit treats pages/ as its older multipage layout: a deep
+    # link after a server start (/Evaluation) runs that script alone, under a menu built from the file names, and
+    # app.py (the navigation, the model's warm-up) never runs. Leaving that layout and rerunning runs app.py, whose
+    # navigation opens the same page (Streamlit keys a page by its URL path in both), with the same address.
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def page_setup(title: str, icon: str = "🔍") -> None:
     """Every page's start: its browser title and layout, its heading, and the sidebar (model selector).
     A model registry that cannot be read stops the page with one warning saying which file to fix."""
+    _route_through_app()
+    _receive_link(title)
+    if (present := arrived_flag("present")) is not None:
+        st.session_state[PRESENT_KEY] = present
     present = presenting()
     st.set_page_config(page_title=f"{title} · faircam", page_icon=icon, layout="wide",
                        initial_sidebar_state="collapsed" if present else "auto")
     st.html(f"<style>{_LAYOUT_CSS}{_PRESENT_CSS if present else ''}</style>")
+    if present and st.session_state.get(_PAGE) not in (None, title):
+        # Streamlit folds the sidebar on the first page only (`initial_sidebar_state`): on a projector the menu
+        # would then cover the next page once a person has opened it to change page.
+        st.html(_FOLD_SIDEBAR, unsafe_allow_javascript=True)
+    st.session_state[_PAGE] = title
     st.title(title)
     try:
         registry.entries()
     except ModelError as exc:
         st.warning(f"**The model registry cannot be used.** {md(exc)}")
         st.stop()
+    if (model := arrived("model")) in registry.names():
+        st.session_state[MODEL_KEY] = model
+    elif model is not None:
+        st.warning(f"This link names the model {md(model, code=True)}, which this server does not have: showing "
+                   f"{md(selected_model(), code=True)}.")
+    if (task := arrived("task")) in model_tasks():
+        st.session_state[TASK_KEY] = task
+    elif task is not None:
+        st.warning(f"This link names the task {md(task, code=True)}, which {md(selected_model(), code=True)} does "
+                   f"not have: showing {TASKS[selected_task()].title}.")
     sidebar_model()
+    with st.sidebar:
+        st.caption("The link to this view (the copy button at its right): it opens the same page, model, task and "
+                   "image.")
+        st.session_state[_LINK_SLOT] = st.empty()
+    link("model", selected_model())
+    link("task", selected_task())
+    link("present", True if present else None)
 
 
 def _md_label(label: object) -> object:
@@ -101,6 +234,19 @@ def table(data: pd.DataFrame, formats: str | dict[str, str] | None = None, hide_
     whole = len(data.index) <= WHOLE_TABLE_ROWS
     shown = data.style.format(formats, na_rep=na_rep) if formats or na_rep else data
     st.dataframe(shown, height="content" if whole else "auto", hide_index=hide_index, **kwargs)
+
+
+# Presentation mode's chart type against the normal one: the page's 20 px over Plotly's 12.
+PRESENT_CHART_SCALE = 20 / 12
+
+
+def chart(figure: go.Figure, **kwargs: Any) -> None:
+    """`st.plotly_chart` with `kwargs`; in presentation mode the chart's type and markers grow with the page's."""
+    if presenting():
+        from faircam.charts.plots import scaled
+
+        figure = scaled(figure, PRESENT_CHART_SCALE)
+    st.plotly_chart(figure, **kwargs)
 
 
 def open_tab(labels: list[str], key: str) -> tuple[Any, str]:
@@ -199,6 +345,17 @@ def _detector() -> FaceDetector:
     from faircam.vision.preprocess import FaceDetector
 
     return FaceDetector()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _face_boxes(key: str, _image: np.ndarray) -> list[np.ndarray]:
+    return [face.box for face in _detector().detect(_image)]
+
+
+def face_boxes(key: str, image: np.ndarray) -> list[np.ndarray]:
+    """The boxes of the faces the detector finds in `image` (identified by `key`), largest first: the order in which
+    the pages number them and crop face N."""
+    return _face_boxes(key, image)
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -428,8 +585,6 @@ def _remember_task() -> None:
 
 def _remember_presenting() -> None:
     st.session_state[PRESENT_KEY] = st.session_state["_present_toggle"]
-    if not st.session_state[PRESENT_KEY] and st.query_params.get("present") == "1":
-        del st.query_params["present"]
 
 
 def sidebar_model() -> None:

@@ -44,6 +44,9 @@ MAX_IMAGE_SIDE = 2048
 # already holds a decoded 100-megapixel RGB image in 400 MB (4 bytes a pixel), per session, on a shared
 # classroom server; decoding adds at most about 70 MB to that (README, "Handled inputs").
 MAX_IMAGE_PIXELS = 100_000_000
+# A face (or, with none found, a photo) under this many pixels a side: the model sees it enlarged to its input size,
+# so its answer rests on little detail, and the pages say so.
+LOW_DETAIL_SIDE = 64
 # Same value as `server.maxUploadSize` in .streamlit/config.toml (a test keeps them equal).
 MAX_UPLOAD_MB = 20
 

@@ -23,19 +23,19 @@ here only as subjects of the audit. It answers two questions, without any code:
 )
 c1, c2, c3, c4 = st.columns(4)
 with c1:
-    st.page_link("pages/1_Explore.py", label="**Explore a face**", icon="🔍")
+    ui.page_link("pages/1_Explore.py", "**Explore a face**", "🔍")
     st.caption("Pick a FairFace face or upload a photo; crop, blur, and compare four kinds of heat map.")
 with c2:
-    st.page_link("pages/2_Evaluation.py", label="**Evaluation**", icon="📊")
+    ui.page_link("pages/2_Evaluation.py", "**Evaluation**", "📊")
     st.caption("Confusion matrix and accuracy by race, gender and race × gender.")
 with c3:
-    st.page_link("pages/10_Classroom.py", label="**Classroom**", icon="🎓")
+    ui.page_link("pages/10_Classroom.py", "**Classroom**", "🎓")
     st.caption("For a class: one face, step by step, in plain words; with example faces or your own photo. "
                "Turn on *Presentation mode* in the sidebar for a projector.")
 with c4:
-    st.page_link("pages/3_About.py", label="**About the model and the maps**", icon="ℹ️")
+    ui.page_link("pages/3_About.py", "**About the model and the maps**", "ℹ️")
     st.caption("The model card, and how to read a class activation map.")
-st.page_link("pages/12_Glossary.py", label="Glossary: every term of the audit in plain words", icon="📖")
+ui.page_link("pages/12_Glossary.py", "Glossary: every term of the audit in plain words", "📖")
 
 st.divider()
 current = settings()

@@ -275,7 +275,7 @@ elif step > 1:
                 f"{(1 - best['accuracy']) * 100:.0f} from the best. With other faces the gap could plausibly be "
                 f"anywhere from {gap.low * 100:.0f} to {gap.high * 100:.0f} points."
             )
-        st.page_link("pages/4_Fairness.py", label="See every group on the Fairness page", icon="⚖️")
+        ui.page_link("pages/4_Fairness.py", "See every group on the Fairness page", "⚖️")
     else:
         st.markdown(
             "- **Gender is not visible in a face.** The labels are what other people guessed from the same photo, "
@@ -288,7 +288,7 @@ elif step > 1:
             "holiday snaps, profiles or other cameras may go worse.\n"
             "- **Should such a model be used at all?** That is a question for people, not for the numbers."
         )
-        st.page_link("pages/7_Gallery.py", label="Look through the model's mistakes", icon="🖼️")
+        ui.page_link("pages/7_Gallery.py", "Look through the model's mistakes", "🖼️")
 
 st.divider()
 back, restart, forward = st.columns(3)

@@ -42,8 +42,7 @@ def all_slices(rows: pd.DataFrame, task: str) -> pd.DataFrame:
 
 def gallery_link(row: pd.Series, label: str) -> None:
     """A link to the Gallery showing this slice's faces (its mistakes first)."""
-    st.page_link(GALLERY, label=label, icon="🖼️",
-                 query_params={"filter": [f"{column}={value}" for column, value in row["filters"].items()]})
+    ui.page_link(GALLERY, label, "🖼️", filter=[f"{column}={value}" for column, value in row["filters"].items()])
 
 
 def slice_line(row: pd.Series) -> str:
@@ -101,8 +100,8 @@ with tab:
     st.caption(md(f"{attribute.name}: {source}."))
     frame = groups.GroupFrame(cache.rows, [attribute.column], task=task)
     table = frame.shown()
-    st.plotly_chart(charts.interval_dots(table, "accuracy", title="accuracy"), width="stretch",
-                    key=f"slice-{attribute.name}")
+    ui.chart(charts.interval_dots(table, "accuracy", title="accuracy"), width="stretch",
+             key=f"slice-{attribute.name}")
     gap = frame.gap("accuracy gap")
     if gap.defined:
         st.markdown(f"Gap between the best and worst {md(attribute.name)}: "

@@ -8,6 +8,7 @@ import ui
 from faircam import wording
 from faircam.audit import groups
 from faircam.charts.figures import colour_bar, draw_face, explanation_figure, map_overlay, png_bytes, raw_map
+from faircam.config import LOW_DETAIL_SIDE
 from faircam.evaluation import agreement
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
@@ -59,6 +60,8 @@ def _keep_raw() -> None:
 choice, result = image_source.choose(from_link=True)
 truth = None if choice is None else choice.truth
 predicted = None if choice is None else choice.explain(task=task)
+if predicted is None:
+    ui.link("target", None)
 
 if predicted is not None:
     with result:
@@ -66,6 +69,10 @@ if predicted is not None:
         image_source.face_selector(choice, view.faces_found)
         if view.message:
             st.warning(view.message)
+        if view.detail < LOW_DETAIL_SIDE:
+            st.warning(f"Low resolution: the {'face' if view.face is not None else 'photo'} is only about "
+                       f"{view.detail:.0f} pixels across, enlarged to the model's input, so the answer below rests "
+                       "on little detail.")
 
         st.divider()
         said = named(predicted.label)
@@ -89,6 +96,8 @@ if predicted is not None:
 
         classes = list(predicted.probs)
         slot = f"{choice.key}|{task}"
+        if ui.arrived("target") in classes:
+            st.session_state.setdefault(TARGETS, {})[slot] = ui.arrived("target")
         st.session_state["_explore_target"] = st.session_state.get(TARGETS, {}).get(slot, predicted.label)
         pick, raw_toggle = st.columns([2, 1], vertical_alignment="bottom")
         target = pick.selectbox(
@@ -99,6 +108,7 @@ if predicted is not None:
         st.session_state["_explore_raw"] = st.session_state.get(RAW, False)
         raw = raw_toggle.toggle("Show the raw maps", key="_explore_raw", on_change=_keep_raw,
                                 help="Each map alone, in its colours, below its overlay on the picture.")
+        ui.link("target", None if target == predicted.label else target)
         explanation = predicted if target == predicted.label else choice.explain(task=task, target=target)
         if explanation is None:
             st.stop()
@@ -114,9 +124,10 @@ if predicted is not None:
                        width="stretch")
         checks = agreement.map_checks(explanation, predicted)
         for tile, method in zip(tiles[1:], explanation.maps):
+            # Without a face there is no focus score: "0% (chance level 0%)" under every map would say nothing.
             tile.image(map_overlay(explanation, method), width="stretch",
-                       caption=wording.share_caption(method, explanation.focus[method]["face"],
-                                                     explanation.chance["face"]))
+                       caption=method if view.face is None else wording.share_caption(
+                           method, explanation.focus[method]["face"], explanation.chance["face"]))
             if checks[method].words():
                 tile.warning(f"Read with care: {checks[method].words()}.", icon="⚠️")
             if raw:

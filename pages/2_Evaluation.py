@@ -96,7 +96,7 @@ def per_class() -> None:
 
 def confusion_matrix() -> None:
     st.markdown("#### Confusion matrix")
-    st.plotly_chart(charts.confusion_heatmap(accuracy.confusion(rows, task)), width="stretch")
+    ui.chart(charts.confusion_heatmap(accuracy.confusion(rows, task)), width="stretch")
     st.caption("Each cell: how many images of the true class (row) got the predicted class (column), and their share "
                "of the row; the diagonal holds each class's recall." + (" Age bins in order, youngest first: "
                                                                         "neighbouring cells are near misses."
@@ -129,8 +129,8 @@ with tab:
         )
     else:
         st.info("Fewer than two groups are large enough to compare.")
-    st.plotly_chart(charts.interval_dots(table, "accuracy", reference=overall["accuracy"], title="accuracy"),
-                    width="stretch", key=f"bars-{name}")
+    ui.chart(charts.interval_dots(table, "accuracy", reference=overall["accuracy"], title="accuracy"),
+             width="stretch", key=f"bars-{name}")
     shown = pd.DataFrame({name: [groups.size_label(g, n, s) for g, n, s in table[["group", "n", "small"]].to_numpy()],
                           f"accuracy ({groups.INTERVALS['proportion']})": [
                               groups.with_interval(*v) for v in table[["accuracy", "accuracy_low", "accuracy_high"]]
@@ -144,7 +144,7 @@ st.markdown("### Precision and recall at every threshold, per race group")
 if spec.score:
     positive = spec.positive
     curves = accuracy.pr_curves(rows, groups.GROUPINGS["race"], task)
-    st.plotly_chart(charts.pr_curves(curves, positive), width="stretch")
+    ui.chart(charts.pr_curves(curves, positive), width="stretch")
     st.caption(f"The model calls a face *{positive}* when its score {spec.score} passes a threshold (0.5 for the "
                "answers above). Each curve moves that threshold over every score in one race group: how many of the "
                f"group's {positive} faces are found (recall) against how many of the {positive} calls are right "
@@ -168,7 +168,7 @@ if cache.has_cams:
         [{"method": m, **{r: rows[focus_column(m, r)].mean() for r in (*REGIONS, "face", "face_baseline")}}
          for m in cache.methods]
     )
-    st.plotly_chart(charts.focus_bars(focus, list(REGIONS)), width="stretch")
+    ui.chart(charts.focus_bars(focus, list(REGIONS)), width="stretch")
     ui.table(focus.set_index("method").rename(columns={"face": wording.FACE_COLUMN, "face_baseline": wording.CHANCE}),
              "{:.1%}", width="stretch")
     st.caption(f"A face was found in {rows['face_found'].mean():.0%} of these images; where none was found the "

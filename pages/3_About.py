@@ -133,4 +133,4 @@ the share a map spread evenly over the picture would score: a focus score of 60%
 "female" to the model, and not whether the model is fair. Use the Evaluation page for that.
 """
 )
-st.page_link("pages/12_Glossary.py", label="Every term of the audit, defined once: the Glossary", icon="📖")
+ui.page_link("pages/12_Glossary.py", "Every term of the audit, defined once: the Glossary", "📖")

@@ -46,7 +46,7 @@ with st.expander("How to read these numbers", expanded=False):
         + f"\n\n{len(gaps_said)} numbers sum up how unequal the groups are:\n\n"
         + "\n".join(f"- **{name}**: {words}" for name, words in gaps_said.items()) + f"\n\n{INTERVAL_WORDS}"
     )
-    st.page_link("pages/12_Glossary.py", label="Every term defined once: the Glossary", icon="📖")
+    ui.page_link("pages/12_Glossary.py", "Every term defined once: the Glossary", "📖")
 
 
 @st.cache_data(show_spinner="Counting each group and drawing the bootstrap resamples…", max_entries=16)
@@ -144,13 +144,13 @@ with tab:
             rate = st.radio("Show", shown, format_func=title, horizontal=True, key=f"rate-{grouping}")
         else:
             rate = st.selectbox("Show", shown, format_func=title, key=f"rate-{task}-{grouping}")
-        st.plotly_chart(charts.interval_dots(result.groups, rate, title=title(rate)),
-                        width="stretch", key=f"bars-{grouping}")
+        ui.chart(charts.interval_dots(result.groups, rate, title=title(rate)),
+                 width="stretch", key=f"bars-{grouping}")
         st.caption(groups.measure(rate).words_for(spec))
     if right is not None:
         with right:
             st.markdown("**Equalized odds at a glance**")
-            st.plotly_chart(charts.equalized_odds_plot(result.groups, spec), width="stretch", key=f"eo-{grouping}")
+            ui.chart(charts.equalized_odds_plot(result.groups, spec), width="stretch", key=f"eo-{grouping}")
             st.caption(f"Each group's {title('fpr')} (across) and {title('tpr')} (up), with "
                        f"{groups.INTERVALS['proportion']}s. Equal odds would put every group on one point; top left "
                        "is best.")

@@ -88,7 +88,7 @@ else:
                    f"({groups.gap_with_interval(top['spread'], top['spread_low'], top['spread_high'])}, "
                    f"{md(top['highest'])} vs {md(top['lowest'])}"
                    f"{'; a finding after false discovery rate control' if top['separated'] else '; could be chance'}).")
-    st.plotly_chart(audit_charts.parity_heatmap(parity, list(audit.PARITY_KEYS)), width="stretch")
+    ui.chart(audit_charts.parity_heatmap(parity, list(audit.PARITY_KEYS)), width="stretch")
     with st.expander("Spread per region (highest minus lowest group, groups large enough to compare)"):
         ui.table(
             spread.drop(columns=["highest_ci", "lowest_ci"]),
@@ -127,10 +127,10 @@ else:
     left, right = st.columns(2)
     with left:
         st.markdown("#### Flip rate per group")
-        st.plotly_chart(charts.interval_dots(effects, "flip_rate", color="view"), width="stretch")
+        ui.chart(charts.interval_dots(effects, "flip_rate", color="view"), width="stretch")
     with right:
         st.markdown(f"#### Change of {method}'s focus score")
-        st.plotly_chart(charts.interval_dots(effects, "focus_change", color="view", reference=0.0), width="stretch")
+        ui.chart(charts.interval_dots(effects, "focus_change", color="view", reference=0.0), width="stretch")
     chance = overall["chance_change"]
     st.caption(f"Focus change: the share of {method}'s heat on the face in the view minus on the raw image, "
                f"averaged over the group. The face's own share of the picture (the chance level) changes by "

@@ -69,8 +69,8 @@ else:
                 st.markdown(f"#### {score.title}")
                 st.caption(f"{score.reading.capitalize()}: {score.meaning}.")
                 table = summary[summary["metric"] == metric]
-                st.plotly_chart(charts.interval_dots(table.assign(group=table["method"]), "mean", percent=False),
-                                width="stretch", key=f"faith-{metric}")
+                ui.chart(charts.interval_dots(table.assign(group=table["method"]), "mean", percent=False),
+                         width="stretch", key=f"faith-{metric}")
 
     st.markdown("### Per group")
     c1, c2 = st.columns(2)
@@ -80,7 +80,7 @@ else:
     chosen = per_group[per_group["metric"] == metric]
     st.caption(f"{SCORES[metric].title}, {SCORES[metric].reading}; n counts only the scored images of each "
                f"group, and groups under {MIN_GROUP_SIZE} are marked ⚠ small.")
-    st.plotly_chart(charts.interval_dots(chosen, "mean", color="method", percent=False), width="stretch")
+    ui.chart(charts.interval_dots(chosen, "mean", color="method", percent=False), width="stretch")
     with st.expander("The numbers"):
         ui.table(per_group, {"mean": "{:.3f}", "mean_low": "{:.3f}", "mean_high": "{:.3f}"}, width="stretch",
                  hide_index=True)
@@ -94,12 +94,12 @@ else:
                "Where the methods disagree, read any single map with care.")
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(audit_charts.agreement_heatmap(audit.agreement_matrix(rows, cache.methods)), width="stretch")
+        ui.chart(audit_charts.agreement_heatmap(audit.agreement_matrix(rows, cache.methods)), width="stretch")
     with right:
         _, by = ui.grouping_radio(groups.groupings(rows, cache.attributes), "agree-groups",
                                   label="Mean agreement per")
-        st.plotly_chart(charts.interval_dots(audit.agreement_by_group(rows, by), "mean", percent=False),
-                        width="stretch")
+        ui.chart(charts.interval_dots(audit.agreement_by_group(rows, by), "mean", percent=False),
+                 width="stretch")
 
     st.markdown("### Where they disagree most")
     k = st.slider("Images", 4, 24, 8, step=4)

@@ -120,6 +120,28 @@ def draw_face(image: np.ndarray, explanation: Explanation) -> np.ndarray:
     return out
 
 
+# The whole photo of several faces is shown at most this wide or tall.
+WHOLE_PHOTO_SIDE = 720
+CHOSEN_COLOUR, OTHER_COLOUR = (255, 120, 0), (255, 255, 255)
+
+
+def numbered_faces(image: np.ndarray, boxes: list[np.ndarray], chosen: int) -> np.ndarray:
+    """The whole photo with each face's box (x1, y1, x2, y2, in the photo's pixels) numbered from 1, as the face
+    selector numbers them; the chosen face (an index from 0) in orange and thicker."""
+    factor = min(1.0, WHOLE_PHOTO_SIDE / max(image.shape[:2]))
+    out = Image.fromarray(cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+                          if factor < 1 else image.copy())
+    draw = ImageDraw.Draw(out)
+    font = _font(max(14, round(max(out.size) / 30)))
+    for i, box in enumerate(boxes):
+        x1, y1, x2, y2 = (float(v) * factor for v in box)
+        colour = CHOSEN_COLOUR if i == chosen else OTHER_COLOUR
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=4 if i == chosen else 2)
+        draw.text((x1 + 4, max(0.0, y1 - 2)), str(i + 1), fill=colour, font=font, anchor="lb" if y1 > 20 else "lt",
+                  stroke_width=2, stroke_fill="black")
+    return np.asarray(out)
+
+
 def _font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.truetype("DejaVuSans.ttf", size)

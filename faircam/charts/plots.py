@@ -136,3 +136,22 @@ def focus_bars(table: pd.DataFrame, regions: list[str]) -> go.Figure:
     fig.update_layout(xaxis_tickformat=".0%", xaxis_range=[0, 1], height=260, barmode="stack",
                       margin=MARGIN, legend_title=None)
     return fig
+
+
+# Plotly's own type size, which a chart's axes and legend use unless told otherwise.
+BASE_FONT = 12
+
+
+def scaled(fig: go.Figure, factor: float) -> go.Figure:
+    """`fig` with its type, markers and height grown by `factor` (presentation mode: a chart's text does not follow
+    the page's type size)."""
+    fig.update_layout(font_size=round((fig.layout.font.size or BASE_FONT) * factor))
+    if fig.layout.height:
+        fig.update_layout(height=round(fig.layout.height * factor))
+    for trace in fig.data:
+        if getattr(trace, "textfont", None) is not None and isinstance(trace.textfont.size, (int, float)):
+            trace.textfont.size = round(trace.textfont.size * factor)
+        marker = getattr(trace, "marker", None)
+        if marker is not None and isinstance(getattr(marker, "size", None), (int, float)):
+            marker.size = round(marker.size * factor)
+    return fig

@@ -221,6 +221,15 @@ class View:
             self.valid = np.ones(self.image.shape[:2], dtype=bool)
 
     @property
+    def detail(self) -> float:
+        """The side, in the photo's own pixels, of what the model looks at: the face box's longer side, or with no
+        face the photo's shorter side (`LOW_DETAIL_SIDE` says when that is too little)."""
+        scale = float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+        if self.face is not None:
+            return _box_side(self.face) / scale
+        return min(np.count_nonzero(self.valid.any(axis=0)), np.count_nonzero(self.valid.any(axis=1))) / scale
+
+    @property
     def invalid_share(self) -> float:
         """The share of the view beyond the photo's edge (shown as `FILL`)."""
         return 1.0 - float(np.count_nonzero(self.valid)) / self.valid.size
