@@ -255,3 +255,37 @@ def test_an_unknown_answer_is_one_line(tmp_path, fairface, capsys):
     assert main(["import-predictions", str(table), "--data", str(fairface), "--out", str(tmp_path / "a.parquet")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("faircam: error: ") and err.count("\n") == 1 and "'cat'" in err
+
+
+@pytest.fixture
+def imported_cache(tmp_path, fairface, val_split, monkeypatch) -> Path:
+    """A table of answers for 60 val images (one in four wrong), imported as the default model's cache."""
+    rows = val_split.rows.head(60)
+    flipped = {"Female": "Male", "Male": "Female"}
+    table = tmp_path / "answers.csv"
+    pd.DataFrame({"file": rows["file"],
+                  "pred_gender": [flipped[g] if i % 4 == 0 else g for i, g in enumerate(rows["gender"])]}
+                 ).to_csv(table, index=False)
+    out = tmp_path / "answers.parquet"
+    assert main(["import-predictions", str(table), "--data", str(fairface), "--out", str(out)]) == 0
+    monkeypatch.setenv("FAIRCAM_CACHE", str(out))
+    return out
+
+
+@pytest.mark.parametrize("page", ["pages/2_Evaluation.py", "pages/4_Fairness.py", "pages/5_Attention.py",
+                                  "pages/6_Faithfulness.py", "pages/11_Failures.py", "pages/7_Gallery.py",
+                                  "pages/9_Compare.py", "pages/10_Classroom.py"])
+def test_pages_read_a_table_of_answers(imported_cache, page):
+    """The table pages audit it; the map pages say in one line that it has no maps."""
+    from streamlit.testing.v1 import AppTest
+
+    from faircam.config import PROJECT_ROOT
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=180)
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    if page in ("pages/5_Attention.py", "pages/6_Faithfulness.py", "pages/10_Classroom.py"):
+        assert [i.value for i in at.info] == ["This audit is of a table of answers (`faircam import-predictions`): no "
+                                              "model ran, so it has no maps."]
