@@ -289,3 +289,25 @@ def test_pages_read_a_table_of_answers(imported_cache, page):
     if page in ("pages/5_Attention.py", "pages/6_Faithfulness.py", "pages/10_Classroom.py"):
         assert [i.value for i in at.info] == ["This audit is of a table of answers (`faircam import-predictions`): no "
                                               "model ran, so it has no maps."]
+
+
+def test_timm_vit_from_its_json(tmp_path, faces):
+    """A timm ViT (its test-sized one) with Woman/Man classes: answers mapped by name, maps on the input of its
+    last block (norm1), class token dropped, with heat that differs across the image."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_vit", pretrained=False, num_classes=2).eval()
+    save_file(net.state_dict(), tmp_path / "model.safetensors")
+    spec = _spec(tmp_path, format="timm", arch="test_vit", input_size=160, mean=[0.5] * 3, std=[0.5] * 3,
+                 outputs=[{"task": "gender", "classes": ["Woman", "Man"]}])
+    model = load_model(spec)
+    blocks = len(net.blocks)
+    assert model.info["cam_layer"] == f"blocks.{blocks - 1}.norm1"
+    batch = _batch(model, faces)
+    with torch.no_grad():
+        expected = torch.softmax(net(batch), dim=1).numpy()
+    assert np.allclose(model.answers(batch)["gender"], expected, atol=1e-6)
+    maps = CamExplainer(model.net, model.cam_layer)(batch).maps
+    assert all(m.shape == (len(faces), 160, 160) and m.std() > 0 for m in maps.values())
