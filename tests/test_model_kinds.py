@@ -246,7 +246,9 @@ def test_imported_predictions_are_audited_and_reported(tmp_path, fairface, val_s
     assert np.allclose(cache.rows.loc[male, "p_male"], 0.9) and np.allclose(cache.rows.loc[~male, "p_male"], 0.1)
     report = tmp_path / "report.html"
     assert main(["report", "--cache", str(out), "--out", str(report)]) == 0
-    assert report.stat().st_size > 0
+    # The report says what was audited and what was left out.
+    html = report.read_text()
+    assert "<td>predictions</td>" in html and "1 of its files not in the data" in html
 
 
 def test_an_unknown_answer_is_one_line(tmp_path, fairface, capsys):
