@@ -307,9 +307,10 @@ def _timm(spec: ModelSpec, width: int) -> nn.Module:
 
 
 def _without_identities(graph: Any) -> Any:
-    """A copy of the ONNX model with its Identity nodes dropped and their readers wired to their inputs: the same
-    function. torch's exporter writes Identity nodes (opset 19 and later) that onnx2torch has no converter for, and
-    hides weights behind them, where its converters look for initializers."""
+    """A copy of the ONNX model with its Identity nodes dropped (their readers wired to their inputs) and its
+    Constant nodes made initializers: the same function. torch's exporter writes both at opset 19 and later, which
+    onnx2torch has no converters for, and hides weights behind Identity nodes, where its converters look for
+    initializers."""
     model = type(graph)()
     model.CopyFrom(graph)
     outputs = {o.name for o in model.graph.output}
@@ -317,6 +318,11 @@ def _without_identities(graph: Any) -> Any:
     for node in model.graph.node:
         if node.op_type == "Identity" and node.output[0] not in outputs:
             alias[node.output[0]] = alias.get(node.input[0], node.input[0])
+        elif node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            tensor = type(node.attribute[0].t)()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            model.graph.initializer.append(tensor)
         else:
             kept.append(node)
     for node in kept:
