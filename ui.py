@@ -436,6 +436,15 @@ def evaluate_command(name: str | None = None) -> str:
     return f"faircam evaluate --split val --model {name} --out {cache_path_for(name)}"
 
 
+def no_maps_line(cache: EvalCache, what: str = "CAMs") -> str:
+    """What a map page says of a cache without maps: a table of answers has none, any other cache was evaluated
+    without them."""
+    if cache.answers_only:
+        return "This audit is of a table of answers (`faircam import-predictions`): no model ran, so it has no maps."
+    return f"This evaluation cache has no {what}, so there is nothing to compare here. Run {evaluate_hint()} to " \
+        "compute them."
+
+
 def evaluate_hint(name: str | None = None) -> str:
     """`evaluate_command` as inline code for Markdown (a registered model's name is anyone's text)."""
     return md(evaluate_command(name), code=True)

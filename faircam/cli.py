@@ -1,4 +1,5 @@
-"""The `faircam` command: train, evaluate, explain one image, write the audit report, list models, fetch FairFace.
+"""The `faircam` command: train, evaluate, import a table of answers, explain one image, write the audit report, list
+models, fetch FairFace.
 
 Every known failure (bad data folder, unreadable image, damaged checkpoint or cache, an output
 path that cannot be written, no internet) ends with one line on stderr and exit status 2, never a
@@ -27,7 +28,8 @@ from faircam.tasks import DEFAULT_TASK, TASKS
 if TYPE_CHECKING:
     import pandas as pd
 
-MODEL_HELP = "a registered model (see `faircam models`; default: faircam) or a checkpoint path"
+MODEL_HELP = ("a registered model (see `faircam models`; default: faircam), a checkpoint, a Hugging Face folder, or "
+              "a faircam-model.json (or a folder holding one)")
 
 
 def _data_dir(value: str | None) -> Path:
@@ -189,6 +191,24 @@ def _evaluate(args: argparse.Namespace, out: Path, data_dir: Path, labels: Path 
     print(json.dumps({"out": args.out, "images": len(rows), **accuracies,
                       "unreadable": cache.meta["data"]["unreadable"],
                       "dropped_rows": cache.meta["data"]["dropped_total"]}))
+
+
+def cmd_import_predictions(args: argparse.Namespace) -> None:
+    out = _output("--out", args.out, (".parquet",))
+    data_dir = _data_dir(args.data)
+    labels = Path(args.labels).expanduser() if args.labels else settings().labels_path
+    from faircam.evaluation.imported import import_predictions
+
+    cache, counts = import_predictions(Path(args.file), data_dir, args.split, labels, out)
+    if counts["not_in_data"]:
+        n = counts["not_in_data"]
+        print(f"faircam: warning: {n} file{'s' if n != 1 else ''} of {args.file} {'are' if n != 1 else 'is'} not "
+              f"among the data's labelled images and {'are' if n != 1 else 'is'} not counted (listed in the cache): "
+              f"{', '.join(counts['not_in_data_files'])}{' ...' if n > 5 else ''}", file=sys.stderr)
+    accuracies = {TASKS[task].column("accuracy"): round(float(cache.rows[TASKS[task].correct].mean()), 4)
+                  for task in cache.tasks}
+    print(json.dumps({"out": args.out, "images": len(cache.rows), **accuracies,
+                      "unanswered": counts["unanswered"], "not_in_data": counts["not_in_data"]}))
 
 
 def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) -> None:
@@ -380,6 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                           help="GPUs per Ray actor (the model and MTCNN then run on CUDA)")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    imported = commands.add_parser("import-predictions", help="a table of a model's answers (no model) as an "
+                                                              "evaluation cache every table page and the report read")
+    imported.add_argument("file", help="CSV or parquet: `file` (as the data's labels name it), pred_gender (and "
+                                       "pred_race, pred_age: any spelling of a class), optionally prob_<task> (the "
+                                       "probability of the predicted class)")
+    imported.add_argument("--data", help="FairFace folder, or any folder of faces with --labels (default: "
+                                         "FAIRCAM_DATA or ../shared/fairface)")
+    imported.add_argument("--split", default="val", choices=["train", "val"])
+    imported.add_argument("--labels", metavar="FILE", help="the folder's label CSV, as for `faircam evaluate`")
+    imported.add_argument("--out", required=True, help="parquet cache to write")
+    imported.set_defaults(run=cmd_import_predictions)
 
     quality = commands.add_parser("add-quality", help="add the image-quality columns to existing caches from their "
                                                       "images alone (the model is not run)")

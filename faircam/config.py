@@ -6,7 +6,8 @@ labelled face folder: `faircam.data.labelled`), `FAIRCAM_MODEL` at a checkpoint 
 `FAIRCAM_CACHE_DIR` at the folder of the other registered models' caches;
 `FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints; `FAIRCAM_PRELOAD=0`
 keeps the dashboard from loading the model in the background; `FAIRCAM_MMAP_MB` sets how `faircam
-evaluate` trades speed for a bounded peak of memory (`evaluate_mmap_mb`). Without them
+evaluate` trades speed for a bounded peak of memory (`evaluate_mmap_mb`); `FAIRCAM_MAX_MODEL_MB` caps the weights
+of a model brought by its user (`max_model_mb`). Without them
 faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 (`../shared/fairface`) when it is there.
 """
@@ -78,6 +79,16 @@ def evaluate_mmap_mb() -> int:
     value = os.environ.get("FAIRCAM_MMAP_MB", "").strip() or "4"
     if not value.isdigit() or int(value) > 32:
         raise DataError(f"FAIRCAM_MMAP_MB={value!r}: give a whole number of megabytes from 0 (glibc's own) to 32.")
+    return int(value)
+
+
+def max_model_mb() -> int:
+    """The most megabytes of weights faircam loads for a model brought by its user (a Hugging Face folder, a
+    faircam-model.json's weights, an ONNX file): `FAIRCAM_MAX_MODEL_MB`, default 500, so one upload cannot fill a
+    shared server's memory."""
+    value = os.environ.get("FAIRCAM_MAX_MODEL_MB", "").strip() or "500"
+    if not value.isdigit() or int(value) < 1:
+        raise DataError(f"FAIRCAM_MAX_MODEL_MB={value!r}: give a whole number of megabytes, 1 or more.")
     return int(value)
 
 

@@ -47,6 +47,9 @@ def changes_overall() -> str:
 
 
 cache = ui.evaluation_or_stop()
+if cache.answers_only:  # the lesson follows a model on a face, its answer and its maps
+    st.info(ui.no_maps_line(cache))
+    st.stop()
 data = settings().data_dir
 has_data = data is not None and data.is_dir()
 if not has_data:

@@ -22,8 +22,7 @@ ui.page_setup("Attention: does the model look at the same things for every group
 cache = ui.evaluation_or_stop()
 rows = cache.rows
 if not cache.has_cams:
-    st.info("This evaluation cache has no CAMs, so there is nothing to compare here. "
-            f"Run {ui.evaluate_hint()} to compute them.")
+    st.info(ui.no_maps_line(cache))
     st.stop()
 task = ui.task_or_stop(cache, "predictions")
 title, maps_title = TASKS[task].title, TASKS[cache.cam_task].title

@@ -20,6 +20,9 @@ from faircam.text import md
 ui.page_setup("Faithfulness: which map can we trust?", "🧪")
 
 cache = ui.evaluation_or_stop()
+if cache.answers_only:
+    st.info(ui.no_maps_line(cache))
+    st.stop()
 rows = cache.rows
 task, cam_task = ui.selected_task(), cache.cam_task
 evaluate_hint = ui.evaluate_hint()

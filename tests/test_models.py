@@ -244,5 +244,6 @@ def test_cli_unknown_model_is_a_one_line_error(capsys, fairface):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip().splitlines() == [
-        "faircam: error: Unknown model 'no-such-model': use one of faircam, dlib, face-api, or a checkpoint path."
+        "faircam: error: Unknown model 'no-such-model': use one of faircam, dlib, face-api, a checkpoint, a Hugging "
+        "Face folder or a faircam-model.json."
     ]

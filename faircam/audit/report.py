@@ -299,6 +299,9 @@ def data_section(ctx: ReportContext) -> Section:
     facts = [
         ("model", f"{html_text(model['name'])} ({html_text(model['arch'])}), sha256 "
                   f"<code>{html_text(model['sha256'][:16])}…</code>"),
+        *([("kind of model", html_text(model["kind"]) + "".join(
+            f"; {html_text(task)} classes mapped by name: {html_text(mapping)}"
+            for task, mapping in model.get("label_mapping", {}).items()))] if model.get("kind") else []),
         ("images", (f"{len(rows):,} of the labelled folder <code>{html_text(data['root'])}</code> (labels "
                     f"<code>{html_text(data['labels'])}</code>)" if data.get("labels") else
                     f"{len(rows):,} of the <b>{html_text(data['split'])}</b> split of FairFace "
@@ -307,7 +310,9 @@ def data_section(ctx: ReportContext) -> Section:
                      f"cache schema {html_text(meta.get('schema_version', '?'))}"),
         *([("answers", html_text(ctx.cache.answers_note))] if ctx.cache.answers_note else []),
         ("left out", f"{html_text(data['dropped_total'])} label rows dropped, {html_text(data['unreadable'])} images "
-                     "unreadable"),
+                     "unreadable" + (f", {html_text(data['unanswered'])} not answered by the table and "
+                                     f"{html_text(data['not_in_data'])} of its files not in the data"
+                                     if "not_in_data" in data else "")),
         ("faces found", f"MTCNN found a face in {rows['face_found'].mean():.1%} of the images"
          if "face_found" in rows else "not recorded"),
     ]

@@ -168,6 +168,11 @@ def load_labelled(root: Path | str, labels: Path | str, check_files: bool = True
                          labels=csv, notes=notes)
 
 
+def labelled_tasks(tasks: dict[str, tuple[str, ...]], rows: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """A model's `tasks` whose labels the data has (a labelled folder may lack race or age): the tasks audited."""
+    return {t: c for t, c in tasks.items() if t in rows and rows[t].notna().all()}
+
+
 def load_data(root: Path | str, split: str, labels: Path | str | None = None) -> FairFaceSplit:
     """A labelled folder when `labels` names its CSV (`load_labelled`), else `split` of a FairFace folder."""
     return load_labelled(root, labels) if labels is not None else load_split(root, split)

@@ -121,6 +121,11 @@ class EvalCache:
         return bool(self.meta.get("with_cams"))
 
     @property
+    def answers_only(self) -> bool:
+        """Whether the cache is a table of answers (`faircam import-predictions`): no model ran, so it has no maps."""
+        return self.meta.get("model", {}).get("kind") == "predictions"
+
+    @property
     def tasks(self) -> dict[str, tuple[str, ...]]:
         """The tasks whose predictions the rows hold (`faircam.tasks.Task.columns`), with their classes; the default
         task alone for a cache written before there were other tasks."""
@@ -382,8 +387,11 @@ def _provenance_problems(meta: dict[str, Any]) -> list[str]:
     dropped, notes = data.get("dropped", []), data.get("notes", [])
     checks = {
         "created": isinstance(meta.get("created", ""), str),
-        **{f"model.{k}": isinstance(model.get(k, ""), str) for k in ("name", "arch", "sha256",
-                                                                              "test_time_augmentation")},
+        **{f"model.{k}": isinstance(model.get(k, ""), str) for k in (
+            "name", "arch", "sha256", "kind", "cam_layer", "test_time_augmentation")},
+        "model.label_mapping": isinstance(model.get("label_mapping", {}), dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in model.get("label_mapping", {}).items()),
+        **{f"data.{k}": _count(data.get(k, 0)) for k in ("unanswered", "not_in_data")},
         **{f"data.{k}": isinstance(data.get(k, ""), str) for k in ("root", "split", "labels")},
         "data.notes": isinstance(notes, list) and all(isinstance(note, str) for note in notes),
         "data.limit": data.get("limit") is None or _count(data["limit"]),

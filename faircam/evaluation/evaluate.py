@@ -41,7 +41,7 @@ from tqdm import tqdm
 from faircam import __version__
 from faircam.config import FAITHFULNESS_PER_CELL, evaluate_mmap_mb
 from faircam.data.fairface import FairFaceSplit, balanced_sample, read_data_image
-from faircam.data.labelled import load_data
+from faircam.data.labelled import labelled_tasks, load_data
 from faircam.errors import DataError, ImageError
 from faircam.evaluation.agreement import agreement_columns
 from faircam.evaluation.averages import AVERAGE_SIZE, GroupAverager
@@ -238,11 +238,6 @@ def _view_values(explanation: Explanation | None, answers: dict[str, np.ndarray]
         for method, scores in explanation.focus.items():
             values.update({focus_column(method, k): scores[k] for k in FOCUS_KEYS})
     return values
-
-
-def labelled_tasks(tasks: dict[str, tuple[str, ...]], rows: pd.DataFrame) -> dict[str, tuple[str, ...]]:
-    """A model's `tasks` whose labels the data has (a labelled folder may lack race or age): the tasks audited."""
-    return {t: c for t, c in tasks.items() if t in rows and rows[t].notna().all()}
 
 
 class Evaluator:
@@ -526,6 +521,10 @@ def run_evaluation(
             "cam_task": model.task,
             "model": {"name": model.name, "arch": model.arch, "sha256": model.sha256,
                       "path": str(model.path) if model.path else None,
+                      # The kind of model (`faircam.models.kinds.KINDS`) and, for a brought one, how its class
+                      # names were mapped onto faircam's and which layer the maps explain.
+                      "kind": model.info.get("kind", "checkpoint"),
+                      **{k: model.info[k] for k in ("label_mapping", "cam_layer", "view") if k in model.info},
                       "test_time_augmentation": "horizontal flip (probabilities averaged with the mirror image's)"
                       if options.tta else "none"},
             "data": {"root": str(data.root.resolve()), "split": data.split, "limit": limit,

@@ -148,7 +148,8 @@ class LoadedModel:
     """A classifier in eval mode with what it needs to be fed and described.
 
     `net` is any module mapping a normalised NCHW batch to the logits of all its `tasks`, concatenated
-    in task order, with a `cam_layer` attribute (its last convolutional stage). `task` is the task that
+    in task order, with a `cam_layer` attribute (its last convolutional stage; for a brought model,
+    `faircam.models.foreign.Adapted`, also `cam_reshape` for token layers). `task` is the task that
     `classes`, `head`, `predict_proba` and the CAMs are about (`for_task` picks another); `alignment`
     is the key of `faircam.vision.preprocess.ALIGNMENTS` that says how faces are cut out for it.
     """
@@ -198,6 +199,9 @@ class LoadedModel:
     def task_probs(self, logits: np.ndarray) -> dict[str, np.ndarray]:
         """Each task's class probabilities (rows of `logits` split by task and soft-maxed)."""
         logits = torch.as_tensor(logits)
+        # A brought model may answer NaN on some image: one line, never NaN columns in a cache.
+        if not torch.isfinite(logits).all():
+            raise ModelError(f"{self.name} predicts NaN or infinite scores for an image.")
         return {task: torch.softmax(logits[:, part], dim=1).numpy() for task, part in task_slices(self.tasks).items()}
 
     def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:

@@ -6,8 +6,9 @@ out), its original class order and how its weights load offline; `load_model` tu
 the same pipeline, CAMs and cache columns serve every model. Built in: faircam's own bundled
 model ("faircam", the default; FAIRCAM_MODEL overrides its file), dlib's gender classifier
 ("dlib") and face-api.js's ("face-api"). `faircam train` registers its checkpoints in
-`config.registry_path()`. This module imports torch only inside `load_model`, so the sidebar can
-list models without loading one.
+`config.registry_path()`; a path may also name a model its user brings (`faircam.models.kinds`). Each kind loads
+through its entry of `faircam.models.kinds.KINDS`. This module imports torch only inside `load_model`, so the
+sidebar can list models without loading one.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from typing import TYPE_CHECKING
 from faircam.config import DEFAULT_MODEL_NAME, THIRDPARTY, registry_path, settings
 from faircam.errors import ModelError
 from faircam.files import write_atomic
-from faircam.tasks import DEFAULT_TASK, TASKS, task_classes
+from faircam.models.kinds import KINDS, MODEL_JSON, recognise
+from faircam.tasks import DEFAULT_TASK, TASKS
 
 if TYPE_CHECKING:
     from faircam.models.model import LoadedModel
 
-# dlib and face-api.js subtract these channel means (dlib's `input_rgb_image` values).
-_DLIB_MEANS = (122.782, 117.001, 104.298)
 _DLIB_DIR = THIRDPARTY / "dlib-gender"
 _FACEAPI_DIR = THIRDPARTY / "faceapi-age-gender"
 
@@ -44,7 +44,7 @@ class ModelEntry:
     input: str
     classes: str
     weights: Path
-    kind: str  # "checkpoint", "dlib" or "face-api": which loader reads `weights`
+    kind: str  # a key of `faircam.models.kinds.KINDS`: which loader reads `weights`
     notice: Path | None = None
     # The side of the square input in pixels where the registry knows it; a checkpoint's own metadata says it too.
     input_size: int | None = None
@@ -195,44 +195,28 @@ def register_checkpoint(name: str, path: Path, input_size: int, trained: str,
 
 
 def resolve(name_or_path: str | Path | None) -> ModelEntry:
-    """The entry for a registered name or a checkpoint path (None: the default model)."""
+    """The entry for a registered name or a model's path (None: the default model): a checkpoint, a Hugging Face
+    folder, or a faircam-model.json (or a folder holding one), its kind recognised by `kinds.recognise`."""
     known = entries()
     key = DEFAULT_MODEL_NAME if name_or_path is None else str(name_or_path)
     if key in known:
         return known[key]
     path = Path(key).expanduser()
     if path.suffix or os.sep in key or path.exists():
-        return ModelEntry(name=path.stem, title=path.name, origin="a checkpoint file", licence="unknown",
-                          input="from the checkpoint", classes="Female, Male", weights=path, kind="checkpoint")
-    raise ModelError(f"Unknown model {key!r}: use one of {', '.join(known)}, or a checkpoint path.")
+        kind = recognise(path)
+        if kind == "checkpoint":
+            return ModelEntry(name=path.stem, title=path.name, origin="a checkpoint file", licence="unknown",
+                              input="from the checkpoint", classes="Female, Male", weights=path, kind="checkpoint")
+        spec = path / MODEL_JSON if path.is_dir() and kind != "huggingface" else path
+        folder = path if path.is_dir() else path.parent
+        return ModelEntry(name=folder.name if spec.name == MODEL_JSON or path.is_dir() else path.stem,
+                          title=str(path), origin=KINDS[kind].title, licence="unknown", input="from its description",
+                          classes="mapped by name onto faircam's", weights=spec, kind=kind)
+    raise ModelError(f"Unknown model {key!r}: use one of {', '.join(known)}, a checkpoint, a Hugging Face folder or a "
+                     f"{MODEL_JSON}.")
 
 
 def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
-    """A registered model (by name) or a checkpoint (by path), ready for the pipeline."""
+    """A registered model (by name) or a model's path, ready for the pipeline (its kind's loader: `KINDS`)."""
     entry = resolve(name_or_path)
-    from faircam.models.checkpoint import file_sha256
-    from faircam.models.model import LoadedModel, load_checkpoint
-
-    if entry.kind == "checkpoint":
-        return load_checkpoint(entry.weights)
-    if not entry.weights.is_file():
-        raise ModelError(f"The weights of {entry.name!r} are missing ({entry.weights}): restore them from the "
-                         "repository.")
-    from faircam.models import thirdparty
-    if entry.kind == "dlib":
-        net, arch, std, alignment = thirdparty.load_dlib(entry.weights), "dlib CNN", 256 / 255, "dlib-chip"
-    else:
-        manifest = entry.weights.with_name("age_gender_model-weights_manifest.json")
-        net, arch, std, alignment = thirdparty.load_faceapi(manifest, entry.weights), "TinyXception", 1.0, "face-box"
-    return LoadedModel(
-        net=net,
-        arch=arch,
-        input_size=entry.input_size,
-        mean=tuple(m / 255 for m in _DLIB_MEANS),
-        std=(std,) * 3,
-        tasks=task_classes([DEFAULT_TASK]),
-        path=entry.weights,
-        sha256=file_sha256(entry.weights),
-        info={"name": entry.name, **entry.describe()},
-        alignment=alignment,
-    )
+    return KINDS[entry.kind].load(entry)

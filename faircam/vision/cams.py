@@ -20,6 +20,7 @@ gigabyte of saved activations.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,9 +69,13 @@ def cut_graph(module: nn.Module, args: object, output: torch.Tensor) -> torch.Te
 class CamExplainer:
     """The registered CAM methods (or the named subset) of one network from a shared pass."""
 
-    def __init__(self, net: nn.Module, target_layer: nn.Module, methods: tuple[str, ...] | None = None):
+    def __init__(self, net: nn.Module, target_layer: nn.Module, methods: tuple[str, ...] | None = None,
+                 reshape: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.net = net
         self.target_layer = target_layer
+        # A transformer's tokens as a grid (`faircam.models.foreign.TokenGrid`), which a network names as its
+        # `cam_reshape`; None for a layer whose output already is one.
+        self.reshape = reshape if reshape is not None else getattr(net, "cam_reshape", None)
         self.methods = tuple(METHODS) if methods is None else tuple(methods)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
@@ -93,7 +98,7 @@ class CamExplainer:
             # Hooks live only for this call, so other forward passes of the net record nothing. The cut
             # comes first, so the library's hooks record (and take the gradient of) the cut output.
             cut = self.target_layer.register_forward_hook(cut_graph, prepend=True)
-            recorder = ActivationsAndGradients(self.net, [self.target_layer], None)
+            recorder = ActivationsAndGradients(self.net, [self.target_layer], self.reshape)
             try:
                 return self._run(recorder, inputs, target_classes, outputs)
             finally:

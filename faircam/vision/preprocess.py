@@ -462,9 +462,11 @@ def template_crop(image: np.ndarray, face: FaceGeometry, size: int) -> tuple[np.
     return _warp_unit(image, _similarity(face.landmarks.astype(np.float64), read_template()), size)
 
 # How each model wants its face cut out: faircam's own model sees the whole image (the template
-# crop is used only when asked for); the others always get a face cut to their own geometry.
+# crop is used only when asked for); the others always get a face cut to their own geometry (a brought model
+# trained on aligned crops, "face-template": FairFace's mean face always).
 ALIGNMENTS: dict[str, Callable[[np.ndarray, FaceGeometry, int], tuple[np.ndarray, np.ndarray]]] = {
     "image": template_crop,
+    "face-template": template_crop,
     "face-box": align_crop,
     "dlib-chip": five_point_chip,
 }

@@ -1,0 +1,281 @@
+"""The kinds of model faircam audits, in one table: how each recognises its files, loads them, and names its outputs.
+
+A `Kind` is one entry of `KINDS`: faircam's own checkpoint, dlib's and face-api.js's ports (registered by name
+only), and the models a user brings: a Hugging Face image-classification folder (`huggingface`), a torchvision or
+timm architecture with a state dict (`torchvision`, `timm`) and an ONNX graph (`onnx`), the last three described by
+a `faircam-model.json` beside the weights (`read_spec`). `recognise` says which kind a path is; the registry's
+`load_model` hands the entry to its kind's `load`, which returns a `LoadedModel` whose outputs are in faircam's task
+and class order, so the pipeline, CAMs and cache columns serve every kind alike. How each brought model is fed,
+adapted and given a CAM layer is `faircam.models.foreign`'s (torch); this module stays light (no torch), so the
+registry and the command line can recognise a model and check its description before any work.
+
+A model's class names are mapped onto faircam's by name, never by index, through `faircam.tasks.Task.canonical`
+(the one synonym table): `map_outputs` names the task and class of every output, or says in one line which names
+it cannot place. A one-class head is a sigmoid: `["male"]` means p(male). Nothing brought is unpickled: weights are
+read from .safetensors, or from .pt with `weights_only=True`; no remote code runs; and the weights are refused above
+`config.max_model_mb()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from faircam.config import max_model_mb
+from faircam.errors import ModelError
+from faircam.tasks import DEFAULT_TASK, TASKS
+
+if TYPE_CHECKING:
+    from faircam.models.model import LoadedModel
+    from faircam.models.registry import ModelEntry
+
+MODEL_JSON = "faircam-model.json"
+# How a brought model wants its image: "whole" as FairFace's images come, "crop" cut to FairFace's mean face always
+# (the keys of `faircam.vision.preprocess.ALIGNMENTS` they stand for).
+VIEWS = {"whole": "image", "crop": "face-template"}
+SPEC_FORMATS = ("torchvision", "timm", "onnx")
+WEIGHT_SUFFIXES = {"torchvision": (".safetensors", ".pt", ".pth"), "timm": (".safetensors", ".pt", ".pth"),
+                   "onnx": (".onnx",)}
+
+
+@dataclass(frozen=True)
+class Head:
+    """One task's outputs in a model's output vector: `names` as the model calls its classes, `classes` the
+    faircam classes they map onto (same order), from output `start`; a one-class head is a sigmoid."""
+
+    task: str
+    names: tuple[str, ...]
+    classes: tuple[str, ...]
+    start: int
+
+    @property
+    def sigmoid(self) -> bool:
+        return len(self.names) == 1
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+    def mapping(self) -> str:
+        """How its names were mapped, as the cache, the model card and the errors say it."""
+        if self.sigmoid:
+            return f"{self.names[0]} → p({self.classes[0]})"
+        return ", ".join(f"{n} → {c}" for n, c in zip(self.names, self.classes))
+
+
+def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str) -> list[Head]:
+    """The heads of a model's output vector, in order, from (task or None, class names) per head: a head without a
+    task is given the one task all its names belong to. `ModelError` in one line when a name maps onto no class,
+    two names onto one, a head covers only part of its task's classes (other than one sigmoid class of a two-class
+    task), or no head is gender's (faircam audits gender decisions)."""
+    heads, start = [], 0
+    for task, names in outputs:
+        names = [str(n) for n in names]
+        if task is None:
+            task = next((t for t, spec in TASKS.items() if all(spec.canonical(n) for n in names)), None)
+            if task is None:
+                raise ModelError(f"{source}: its classes ({', '.join(names)}) are not one of faircam's tasks "
+                                 f"({'; '.join(f'{t}: ' + ', '.join(s.classes) for t, s in TASKS.items())}).")
+        if task not in TASKS:
+            raise ModelError(f"{source}: unknown task {task!r} (use {', '.join(TASKS)}).")
+        spec = TASKS[task]
+        classes = [spec.canonical(n) for n in names]
+        unknown = [n for n, c in zip(names, classes) if c is None]
+        if unknown:
+            raise ModelError(f"{source}: {', '.join(map(repr, unknown))} is not a {task} class faircam knows "
+                             f"({', '.join(spec.classes)}, or a synonym).")
+        if len(set(classes)) != len(classes):
+            raise ModelError(f"{source}: two of its {task} classes ({', '.join(names)}) map onto one of faircam's.")
+        if len(classes) == 1 and not spec.binary:
+            raise ModelError(f"{source}: a one-class (sigmoid) head needs a two-class task; {task} has "
+                             f"{len(spec.classes)} classes.")
+        if len(classes) > 1 and set(classes) != set(spec.classes):
+            missing = [c for c in spec.classes if c not in classes]
+            raise ModelError(f"{source}: its {task} classes ({', '.join(names)}) lack faircam's "
+                             f"{', '.join(missing)}; a coarser set of classes cannot be audited yet.")
+        if any(h.task == task for h in heads):
+            raise ModelError(f"{source}: two heads for {task}.")
+        heads.append(Head(task, tuple(names), tuple(classes), start))
+        start += len(names)
+    if not any(h.task == DEFAULT_TASK for h in heads):
+        raise ModelError(f"{source}: no {DEFAULT_TASK} head ({', '.join(h.task for h in heads) or 'no outputs'}); "
+                         f"faircam audits {DEFAULT_TASK} decisions, with race and age beside them.")
+    return heads
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A `faircam-model.json`, checked: the model's format, architecture, weights file (inside the JSON's folder),
+    heads, input size, normalisation (0-1 scale) and view."""
+
+    path: Path
+    format: str
+    arch: str
+    weights: Path
+    heads: tuple[Head, ...]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    view: str
+
+
+def _numbers(value: Any, name: str, source: str, positive: bool = False) -> tuple[float, float, float]:
+    if (not isinstance(value, list) or len(value) != 3
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                       and (v > 0 if positive else 0 <= v <= 1) for v in value)):
+        raise ModelError(f"{source}: {name} must be three numbers on the 0-1 scale"
+                         f"{' above 0' if positive else ''} (e.g. [0.485, 0.456, 0.406]).")
+    return tuple(float(v) for v in value)
+
+
+def read_spec(path: Path) -> ModelSpec:
+    """The `faircam-model.json` at `path` (or in the folder `path`), checked; `ModelError` names what is wrong."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / MODEL_JSON
+    source = str(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{source} does not exist.") from None
+    except (OSError, ValueError):
+        raise ModelError(f"{source} is not readable JSON.") from None
+    if not isinstance(raw, dict):
+        raise ModelError(f"{source} is not a JSON object (see README, \"Bring your own model\").")
+    fmt = raw.get("format")
+    if fmt not in SPEC_FORMATS:
+        raise ModelError(f"{source}: format must be one of {', '.join(SPEC_FORMATS)} (got {fmt!r}).")
+    arch = raw.get("arch", "")
+    if fmt != "onnx" and (not isinstance(arch, str) or not arch):
+        raise ModelError(f"{source}: arch must name the {fmt} architecture (e.g. \"resnet50\").")
+    weights = raw.get("weights")
+    if not isinstance(weights, str) or not weights or Path(weights).name != weights or weights.startswith("."):
+        raise ModelError(f"{source}: weights must be a file name beside the JSON (e.g. \"model.safetensors\").")
+    if not weights.lower().endswith(WEIGHT_SUFFIXES[fmt]):
+        raise ModelError(f"{source}: {fmt} weights must be a {' or '.join(WEIGHT_SUFFIXES[fmt])} file.")
+    outputs = raw.get("outputs")
+    if (not isinstance(outputs, list) or not outputs
+            or not all(isinstance(o, dict) and isinstance(o.get("task"), str) and isinstance(o.get("classes"), list)
+                       and o["classes"] and all(isinstance(c, str) for c in o["classes"]) for o in outputs)):
+        raise ModelError(f"{source}: outputs must list the heads, e.g. "
+                         "[{\"task\": \"gender\", \"classes\": [\"female\", \"male\"]}].")
+    size = raw.get("input_size", 224)
+    if not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 1024:
+        raise ModelError(f"{source}: input_size must be a whole number of pixels from 16 to 1024.")
+    view = raw.get("view", "whole")
+    if view not in VIEWS:
+        raise ModelError(f"{source}: view must be \"whole\" or \"crop\" (got {view!r}).")
+    heads = map_outputs([(o["task"], o["classes"]) for o in outputs], source)
+    return ModelSpec(path=path, format=fmt, arch=arch if isinstance(arch, str) else "", weights=path.parent / weights,
+                     heads=tuple(heads), input_size=size,
+                     mean=_numbers(raw.get("mean", [0.485, 0.456, 0.406]), "mean", source),
+                     std=_numbers(raw.get("std", [0.229, 0.224, 0.225]), "std", source, positive=True), view=view)
+
+
+def check_size(paths: list[Path], source: str) -> None:
+    """`ModelError` when the weights are missing, not plain files, or above `config.max_model_mb()` together."""
+    for path in paths:
+        if path.is_symlink() or not path.is_file():
+            raise ModelError(f"{source}: its weights {path.name} are missing or not a plain file.")
+    total = sum(p.stat().st_size for p in paths)
+    if total > max_model_mb() << 20:
+        raise ModelError(f"{source}: its weights are {total / 2**20:.0f} MB, above the limit of {max_model_mb()} MB "
+                         "(FAIRCAM_MAX_MODEL_MB).")
+
+
+def files_sha256(paths: list[Path]) -> str:
+    """One checksum of several files (a folder's model): sha256 over each file's name and bytes, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.name):
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def recognise(path: Path) -> str:
+    """The kind of the model at `path`: a folder or file with a faircam-model.json says its format; a folder with
+    config.json is a Hugging Face folder; any other file is a faircam checkpoint (whose loader says what is wrong)."""
+    path = Path(path).expanduser()
+    if (path / MODEL_JSON).is_file() or path.name == MODEL_JSON or (path.suffix.lower() == ".json" and path.is_file()):
+        return read_spec(path).format
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return "huggingface"
+        raise ModelError(f"{path} is a folder with neither {MODEL_JSON} nor a Hugging Face config.json.")
+    return "checkpoint"
+
+
+# --- loaders -------------------------------------------------------------------------------------------------
+
+
+def _load_checkpoint(entry: ModelEntry) -> LoadedModel:
+    from faircam.models.model import load_checkpoint
+
+    return load_checkpoint(entry.weights)
+
+
+# dlib and face-api.js subtract these channel means (dlib's `input_rgb_image` values).
+_DLIB_MEANS = (122.782, 117.001, 104.298)
+
+
+def _load_port(entry: ModelEntry) -> LoadedModel:
+    """dlib's or face-api.js's port, from the weights shipped in assets/thirdparty."""
+    if not entry.weights.is_file():
+        raise ModelError(f"The weights of {entry.name!r} are missing ({entry.weights}): restore them from the "
+                         "repository.")
+    from faircam.models import thirdparty
+    from faircam.models.checkpoint import file_sha256
+    from faircam.models.model import LoadedModel
+    from faircam.tasks import task_classes
+
+    if entry.kind == "dlib":
+        net, arch, std, alignment = thirdparty.load_dlib(entry.weights), "dlib CNN", 256 / 255, "dlib-chip"
+    else:
+        manifest = entry.weights.with_name("age_gender_model-weights_manifest.json")
+        net, arch, std, alignment = thirdparty.load_faceapi(manifest, entry.weights), "TinyXception", 1.0, "face-box"
+    return LoadedModel(net=net, arch=arch, input_size=entry.input_size, mean=tuple(m / 255 for m in _DLIB_MEANS),
+                       std=(std,) * 3, tasks=task_classes([DEFAULT_TASK]), path=entry.weights,
+                       sha256=file_sha256(entry.weights), info={"name": entry.name, "kind": entry.kind,
+                                                                **entry.describe()},
+                       alignment=alignment)
+
+
+def _load_foreign(entry: ModelEntry) -> LoadedModel:
+    from faircam.models import foreign
+
+    return foreign.load(entry)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of model: what it is (`title`, `supports` for the README's table) and how it loads."""
+
+    name: str
+    title: str
+    supports: str
+    load: Callable[[ModelEntry], LoadedModel]
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("checkpoint", "a faircam checkpoint (`faircam train`)", "every task it was trained for; the four CAMs",
+         _load_checkpoint),
+    Kind("dlib", "dlib's gender classifier (bundled port)", "gender; the four CAMs", _load_port),
+    Kind("face-api", "face-api.js's age/gender net (bundled port)", "gender; the four CAMs", _load_port),
+    Kind("huggingface", "a Hugging Face image-classification folder",
+         "the task its id2label names; the four CAMs (ViT-style token models: on the last block's input)",
+         _load_foreign),
+    Kind("torchvision", "a torchvision architecture and its state dict (faircam-model.json)",
+         "the heads its JSON lists; the four CAMs", _load_foreign),
+    Kind("timm", "a timm architecture and its state dict (faircam-model.json)",
+         "the heads its JSON lists; the four CAMs", _load_foreign),
+    Kind("onnx", "an ONNX graph (faircam-model.json), converted to torch with onnx2torch",
+         "the heads its JSON lists; the four CAMs on the converted graph, whose answers are checked against "
+         "onnxruntime's", _load_foreign),
+)}
