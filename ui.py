@@ -482,6 +482,16 @@ def evaluation_or_stop(name: str | None = None) -> EvalCache:
     return cache
 
 
+def evaluated_images(cache: EvalCache) -> str:
+    """The cache's images in words (Markdown): "2,500 images of the **val** split of `root`", or of a labelled
+    folder with its label file."""
+    data = cache.data_meta
+    if data.get("labels"):
+        return (f"**{len(cache.rows):,}** images of the labelled folder {md(data['root'], code=True)} (labels "
+                f"{md(Path(data['labels']).name, code=True)})")
+    return f"**{len(cache.rows):,}** images of the **{md(data['split'])}** split of {md(data['root'], code=True)}"
+
+
 def left_out_rows(cache: EvalCache) -> str:
     """What an evaluation left out: dropped rows named, unreadable images counted; Markdown-escaped, as the rows
     quote label values."""

@@ -57,7 +57,7 @@ columns = list(dict.fromkeys([a.column for a in attributes] + [c for c in failur
                              + [spec.truth, spec.pred, spec.correct]))
 found = all_slices(cache.rows[columns], task)
 
-st.markdown(f"## The {WORST} worst slices")
+st.markdown(f"## The worst slices (up to {WORST})")
 worst = found[~found["small"]].head(WORST)
 if worst.empty:
     st.info(f"No slice has {MIN_GROUP_SIZE} or more images.")

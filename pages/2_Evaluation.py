@@ -23,8 +23,8 @@ spec = TASKS[task]
 data_meta = cache.data_meta
 model = ui.checkpoint()
 st.caption(
-    f"Model **{md(cache.model_meta['name'])}** on **{len(cache.rows):,}** images of the **{md(data_meta['split'])}** "
-    f"split of {md(data_meta['root'], code=True)} · computed {md(cache.created)}. Read from the cache: nothing is "
+    f"Model **{md(cache.model_meta['name'])}** on {ui.evaluated_images(cache)} · computed {md(cache.created)}. "
+    "Read from the cache: nothing is "
     "recomputed here."
     + (f" {md(cache.answers_note)}" if cache.answers_note else "")
     + (f" Task: **{spec.title}**." if task != DEFAULT_TASK else "")

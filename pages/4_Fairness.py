@@ -18,8 +18,8 @@ task = ui.task_or_stop(cache)
 spec = TASKS[task]
 measures = groups.task_measures(task)
 st.caption(
-    f"Model **{md(cache.model_meta['name'])}** on **{len(cache.rows):,}** images of the "
-    f"**{md(cache.data_meta['split'])}** split · computed {md(cache.created)}. Read from the cache: the model is not "
+    f"Model **{md(cache.model_meta['name'])}** on {ui.evaluated_images(cache)} · computed {md(cache.created)}. "
+    "Read from the cache: the model is not "
     "run here. Every number carries its **n** and a 95% interval: each group's rate a "
     f"**{groups.INTERVALS['proportion']}** (the same numbers as on the Evaluation page), each gap a "
     f"**{groups.INTERVALS['difference']}**. Groups under "

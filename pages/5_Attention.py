@@ -33,7 +33,7 @@ if note:
 OUTCOME_LABELS = {"all": "all images", "correct": f"correct {title} predictions",
                   "wrong": f"wrong {title} predictions"}
 st.caption(
-    f"From the cached evaluation of **{len(rows):,}** images ({md(cache.data_meta['split'])} split): nothing is "
+    f"From the cached evaluation of {ui.evaluated_images(cache)}: nothing is "
     f"recomputed here. Every number carries its n and a 95% interval (a share of images: "
     f"{groups.INTERVALS['proportion']}; a mean: {groups.INTERVALS['mean']}); groups under {MIN_GROUP_SIZE} images "
     "are marked ⚠ small and never ranked."

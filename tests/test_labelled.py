@@ -183,6 +183,9 @@ def first_column_table(at: AppTest, name: str) -> pd.DataFrame:
 def test_table_pages_group_by_an_extra_column_and_its_intersection_with_race(evaluated, monkeypatch, page, key):
     at = app(evaluated, monkeypatch, page)
     assert_clean(at)
+    # The images are named as a labelled folder with its label file, not as a FairFace split called "labels".
+    assert any("images of the labelled folder" in c.value and "labels.csv" in c.value for c in at.caption)
+    assert not any("split" in c.value for c in at.caption)
     assert [t.label for t in at.tabs][-1] == "Group by…"
     at.session_state[key] = "Group by…"
     at.run()
