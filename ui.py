@@ -8,6 +8,7 @@ what is loaded once per process (`st.cache_resource`), what is memoised per inpu
 from __future__ import annotations
 
 import hashlib
+import runpy
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,11 +166,14 @@ def page_link(page: str, label: str, icon: str | None = None, **params: str | li
 def _route_through_app() -> None:
     # Until some session has called `st.navigation`, Streamlit treats pages/ as its older multipage layout: a deep
     # link after a server start (/Evaluation) runs that script alone, under a menu built from the file names, and
-    # app.py (the navigation, the model's warm-up) never runs. Leaving that layout and rerunning runs app.py, whose
-    # navigation opens the same page (Streamlit keys a page by its URL path in both), with the same address.
+    # app.py (the navigation, the model's warm-up) never runs. Leaving that layout and running app.py, whose
+    # navigation opens the same page (Streamlit keys a page by its URL path in both), fixes it. In this same run,
+    # not a rerun: a rerun would drop the click (a button's value) that started this one. AppTest starts every run
+    # in that layout, so there every click goes through here.
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        runpy.run_path(str(Path(__file__).with_name("app.py")), run_name="__main__")
+        st.stop()
 
 
 def page_setup(title: str, icon: str = "🔍") -> None:

@@ -17,6 +17,7 @@ from faircam.config import PROJECT_ROOT, settings
 from faircam.data.fairface import LABEL_COLUMNS
 from faircam.data.images import read_image
 from faircam.evaluation.cache import read_cache, write_cache
+from faircam.models import registry
 from faircam.vision.quality import FRONTAL_DEGREES, measure
 
 TIMEOUT = 600
@@ -96,7 +97,8 @@ def test_a_wide_photo_is_answered_as_explore_answers_it(fairface):
 
     at = lesson(1, upload=photo)
     said = texts(at)
-    assert "The face was cut out of the photo first" in said and "**76,800 numbers**" in said
+    size = registry.load_model(None).input_size  # the model's input: size x size pixels, three numbers each
+    assert "The face was cut out of the photo first" in said and f"**{size * size * 3:,} numbers**" in said
     next(b for b in at.button if b.label == "Next →").click().run()
     assert f"The model says **{explore[1]}**, {explore[2]}% sure." in texts(at)
 

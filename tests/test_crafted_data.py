@@ -189,7 +189,7 @@ def test_labels_that_are_not_fairfaces_classes_are_refused(tmp_path, capsys, mon
     rows.loc[rows.index[:5], column] = "<a href='http://evil.example'>x</a> $\\frac{$"
     path = edited_cache(bundled, tmp_path / "edited.parquet", rows)
     code, stdout, err = cli(capsys, "report", "--out", tmp_path / "report.html", "--cache", path)
-    assert_one_line_error(code, stdout, err, f"{column!r} column", "not FairFace's classes")
+    assert_one_line_error(code, stdout, err, f"{column!r} column", "not its task's classes")
     monkeypatch.setenv("FAIRCAM_CACHE", str(path))
     at = run("pages/2_Evaluation.py")
     assert_page_inert(at)

@@ -417,8 +417,8 @@ def _check_labels(path: Path, rows: pd.DataFrame, averages: pd.DataFrame | None)
     for table, columns in allowed:
         for column, classes in columns.items():
             if column in table and not table[column].dropna().isin(classes).all():
-                raise CacheError(f"{path} holds values in its {column!r} column that are not faircam's classes "
-                                 "for it. Recreate it with `faircam evaluate`.")
+                raise CacheError(f"{path} holds values in its {column!r} column that are not its task's "
+                                 "classes. Recreate it with `faircam evaluate`.")
 
 
 def _typed(path: Path, meta: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:

