@@ -33,14 +33,17 @@ def test_feature_maps_follow_every_trunk_stage(pipeline, face, stages):
             assert stage.channels == list(np.argsort(-means, kind="stable")[:6])
             assert stage.mean_activation == pytest.approx(sorted(means, reverse=True)[:6], rel=1e-5)
     assert stages[0].name == "stem" and stages[-1].name == "CAM layer"
-    assert stages[-1].shape[1:] == (5, 5)  # the 5x5 grid the CAMs are computed on
+    grid = model.input_size // 32  # EfficientNet-Lite0 halves the picture five times
+    assert stages[-1].shape[1:] == (grid, grid)  # the grid the CAMs are computed on (6x6 at 192 px)
 
 
-def test_resolution_steps_keep_the_last_stage_at_each_size(stages):
+def test_resolution_steps_keep_the_last_stage_at_each_size(pipeline, stages):
     steps = resolution_steps(stages)
     sizes = [stages[i].shape[1] for i in steps]
+    side = pipeline.model.input_size
     assert steps[0] == 0 and steps[-1] == len(stages) - 1
-    assert sizes == [80, 80, 40, 20, 10, 5]  # stem, then the last stage at 80, 40, 20, 10 and 5 px
+    # The stem, then the last stage at each size: 96, 48, 24, 12 and 6 px at 192.
+    assert sizes == [side // 2, side // 2, side // 4, side // 8, side // 16, side // 32]
 
 
 def test_first_layer_filters_are_the_first_convolution(pipeline):
@@ -55,7 +58,8 @@ def test_first_layer_filters_are_the_first_convolution(pipeline):
 
 
 def test_feature_maps_refuse_a_wrong_size(pipeline):
-    with pytest.raises(ValueError, match="160x160"):
+    side = pipeline.model.input_size
+    with pytest.raises(ValueError, match=f"{side}x{side}"):
         feature_maps(pipeline.model, np.zeros((100, 100, 3), np.uint8))
 
 
