@@ -11,6 +11,10 @@ from test_pages import linked_images
 from faircam.audit.groups import GROUPINGS, label, size_label
 from faircam.config import PROJECT_ROOT, settings
 from faircam.evaluation.cache import read_cache, view_column
+from faircam.models.checkpoint import read_metadata
+
+# What the Classroom says the model gets: its input's pixels, three numbers each (110,592 at 192 px).
+INPUT_NUMBERS = read_metadata(settings().model_path)["input_size"] ** 2 * 3
 
 TIMEOUT = 240
 
@@ -160,7 +164,7 @@ def test_classroom_walks_through_one_face(rows):
     # The lesson face is the session's image choice, so Explore opens it too.
     face = rows.set_index("file").loc[at.session_state["picked"]["file"]].to_dict()
     face["file"] = at.session_state["picked"]["file"]
-    assert at.session_state["lesson_step"] == 1 and "76,800 numbers" in texts(at)
+    assert at.session_state["lesson_step"] == 1 and f"{INPUT_NUMBERS:,} numbers" in texts(at)
 
     def next_step() -> str:
         next(b for b in at.button if b.label == "Next →").click().run()
@@ -206,7 +210,7 @@ def test_classroom_walks_through_the_class_own_photo(fairface):
     at.session_state["lesson_step"] = 1
     at.run()
     assert_clean(at)
-    assert "76,800 numbers" in texts(at)
+    assert f"{INPUT_NUMBERS:,} numbers" in texts(at)
     said = []
     for _ in range(5):
         next(b for b in at.button if b.label == "Next →").click().run()

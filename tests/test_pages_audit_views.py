@@ -18,6 +18,7 @@ from faircam.audit import explanations as audit
 from faircam.audit.groups import size_label
 from faircam.config import MIN_GROUP_SIZE, PROJECT_ROOT
 from faircam.evaluation.cache import group_averages, read_cache, write_cache
+from faircam.models import registry
 
 LIMIT = 72
 V2_PREFIXES = ("crop: ", "blur: ", "agree | ")
@@ -160,12 +161,14 @@ def test_inside_shows_stages_and_filters(monkeypatch, cache_path):
     said = texts(at)
     assert "The model says" in said and "18 stages" in said
     stage_titles = [m.value for m in at.markdown if "channels of" in m.value]
-    assert stage_titles == ["**stem** · 32 channels of 80×80", "**stage 1** · 16 channels of 80×80",
-                            "**stage 3** · 24 channels of 40×40", "**stage 5** · 40 channels of 20×20",
-                            "**stage 11** · 112 channels of 10×10", "**CAM layer** · 1280 channels of 5×5"]
+    s = [registry.load_model(None).input_size // d for d in (2, 4, 8, 16, 32)]  # 96 to 6 px at 192
+    names = [("stem", 32, 0), ("stage 1", 16, 0), ("stage 3", 24, 1), ("stage 5", 40, 2), ("stage 11", 112, 3),
+             ("CAM layer", 1280, 4)]
+    assert stage_titles == [f"**{name}** · {c} channels of {s[i]}×{s[i]}" for name, c, i in names]
     assert "The 32 filters of the first convolution" in said
     stages(at).set_value(["CAM layer"]).run()
-    assert [m.value for m in at.markdown if "channels of" in m.value] == ["**CAM layer** · 1280 channels of 5×5"]
+    cam_layer = f"**CAM layer** · 1280 channels of {s[4]}×{s[4]}"
+    assert [m.value for m in at.markdown if "channels of" in m.value] == [cam_layer]
     picked = at.session_state["picked"]
     at.toggle[0].set_value(True).run()  # crop: the same face, another view
     assert_clean(at)

@@ -121,7 +121,8 @@ def test_add_quality_refuses_what_it_cannot_read(capsys, small_cache, tmp_path):
     assert_one_line_error(*cli(capsys, "add-quality", tmp_path / "none.parquet"), "No evaluation cache")
     assert_one_line_error(*cli(capsys, "add-quality", path, "--data", tmp_path / "elsewhere"), "no such folder")
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(*cli(capsys, "add-quality", path, "--data", tmp_path / "empty"), "not readable under")
+    assert_one_line_error(*cli(capsys, "add-quality", path, "--data", tmp_path / "empty"),
+                          "cannot read", "was evaluated on with --data")
     assert read_cache(path).rows.shape[0] == 48  # the cache is as it was
 
 
