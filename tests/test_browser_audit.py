@@ -9,6 +9,9 @@ from __future__ import annotations
 import pytest
 from test_browser import _no_exception, _settle, browser, page, server, shots  # noqa: F401 (fixtures)
 
+from faircam.config import settings
+from faircam.models.checkpoint import read_metadata
+
 pytestmark = pytest.mark.browser
 
 
@@ -52,9 +55,10 @@ def test_inside_page(server, page, shots):  # noqa: F811
     page.get_by_text("The model says").first.wait_for(timeout=120_000)
     page.get_by_text("The first layer's filters").wait_for()
     # Under load the stages can still be arriving when the filters' heading is drawn.
-    page.get_by_text("1280 channels of 5×5").first.wait_for(timeout=60_000)
+    grid = read_metadata(settings().model_path)["input_size"] // 32  # the CAM layer's grid: 6×6 at 192 px
+    page.get_by_text(f"1280 channels of {grid}×{grid}").first.wait_for(timeout=60_000)
     body = page.inner_text("body")
-    assert "CAM layer" in body and "1280 channels of 5×5" in body
+    assert "CAM layer" in body and f"1280 channels of {grid}×{grid}" in body
     # The input view, six default stages and the filters.
     assert page.locator("[data-testid='stImage']").count() >= 1 + 6 + 1
     _all_images_loaded(page)
