@@ -13,7 +13,6 @@ tokens into their grid, prefix tokens (class, distillation) dropped.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,16 @@ import torch
 from torch import nn
 
 from faircam.errors import ModelError
-from faircam.models.kinds import VIEWS, Head, ModelSpec, check_size, files_sha256, map_outputs, read_spec
+from faircam.models.kinds import (
+    VIEWS,
+    Head,
+    ModelSpec,
+    check_size,
+    files_sha256,
+    map_outputs,
+    read_json,
+    read_spec,
+)
 from faircam.models.model import LoadedModel
 from faircam.tasks import TASKS
 
@@ -194,12 +202,7 @@ def _hf_preprocessing(folder: Path) -> tuple[int, tuple[float, ...], tuple[float
     """(input size, mean, std) from the folder's preprocessor_config.json: the crop it feeds the network (the
     resized size without a centre crop), its normalisation on the 0-1 scale."""
     path = folder / "preprocessor_config.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{folder} has no preprocessor_config.json (its resize, mean and std).") from None
-    except (OSError, ValueError):
-        raise ModelError(f"{path} is not readable JSON.") from None
+    raw = read_json(path, f"{folder} has no preprocessor_config.json (its resize, mean and std).")
     size = raw.get("crop_size") if raw.get("do_center_crop") else raw.get("size")
     if isinstance(size, dict):
         side = size.get("height", size.get("shortest_edge"))
@@ -227,10 +230,7 @@ def _huggingface(entry: ModelEntry) -> LoadedModel:
     if not weights:
         raise ModelError(f"{folder} holds no .safetensors weights: faircam loads no pickled (.bin) weights.")
     check_size(weights, source)
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise ModelError(f"{folder}/config.json is not readable JSON.") from None
+    config = read_json(folder / "config.json", f"{folder}/config.json is not readable JSON.")
     if not isinstance(config, dict):
         raise ModelError(f"{folder}/config.json is not a JSON object.")
     if "auto_map" in config:

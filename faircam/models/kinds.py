@@ -133,18 +133,24 @@ def _numbers(value: Any, name: str, source: str, positive: bool = False) -> tupl
     return tuple(float(v) for v in value)
 
 
+def read_json(path: Path, missing: str) -> object:
+    """A model's JSON file (its spec, a Hugging Face config): `ModelError` saying `missing` when there is no such
+    file, and that it is not readable JSON when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(missing) from None
+    except (OSError, ValueError):
+        raise ModelError(f"{path} is not readable JSON.") from None
+
+
 def read_spec(path: Path) -> ModelSpec:
     """The `faircam-model.json` at `path` (or in the folder `path`), checked; `ModelError` names what is wrong."""
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / MODEL_JSON
     source = str(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{source} does not exist.") from None
-    except (OSError, ValueError):
-        raise ModelError(f"{source} is not readable JSON.") from None
+    raw = read_json(path, f"{source} does not exist.")
     if not isinstance(raw, dict):
         raise ModelError(f"{source} is not a JSON object (see README, \"Bring your own model\").")
     fmt = raw.get("format")
