@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-import ui
 from faircam.config import preload_model
+from faircam.dashboard import ui
 
 st.navigation(
     [

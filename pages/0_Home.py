@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-import ui
 from faircam.config import cache_path_for, settings
+from faircam.dashboard import ui
 from faircam.data.labelled import data_splits
 from faircam.models import registry
 from faircam.tasks import TASKS

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
-import image_source
-import ui
 from faircam import wording
 from faircam.audit import classroom, groups
 from faircam.audit import explanations as audit
 from faircam.config import settings
+from faircam.dashboard import image_source, ui
 from faircam.data.fairface import LABEL_COLUMNS, data_path
 from faircam.models import registry
 from faircam.tasks import DEFAULT_TASK, TASKS

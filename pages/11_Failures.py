@@ -4,10 +4,10 @@ and gender, worst first, each slice a link to its faces in the Gallery; and whet
 import pandas as pd
 import streamlit as st
 
-import ui
 from faircam.audit import failures, groups
 from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE
+from faircam.dashboard import ui
 from faircam.tasks import TASKS
 from faircam.text import md
 

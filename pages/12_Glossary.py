@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-import ui
+from faircam.dashboard import ui
 from faircam.glossary import TERMS
 from faircam.text import md
 

@@ -3,12 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-import image_source
-import ui
 from faircam import wording
 from faircam.audit import groups
 from faircam.charts.figures import colour_bar, draw_face, explanation_figure, map_overlay, png_bytes, raw_map
 from faircam.config import LOW_DETAIL_SIDE
+from faircam.dashboard import image_source, ui
 from faircam.evaluation import agreement
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md

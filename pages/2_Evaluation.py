@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-import ui
 from faircam import wording
 from faircam.audit import accuracy, groups
 from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE
+from faircam.dashboard import ui
 from faircam.data.fairface import AGES, GENDERS, RACES, filter_rows
 from faircam.evaluation.cache import focus_column
 from faircam.tasks import DEFAULT_TASK, TASKS

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-import ui
 from faircam import wording
 from faircam.audit import compare, groups
 from faircam.config import ASSETS, MIN_GROUP_SIZE
+from faircam.dashboard import ui
 from faircam.models import registry
 from faircam.tasks import TASKS
 from faircam.text import md

@@ -3,11 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-import ui
 from faircam import wording
 from faircam.audit import groups, metrics, report
 from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE
+from faircam.dashboard import ui
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 

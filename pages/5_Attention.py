@@ -4,8 +4,6 @@ The maps explain the cache's `cam_task`; correct and wrong, and the counterfactu
 
 import streamlit as st
 
-import image_source
-import ui
 from faircam import wording
 from faircam.audit import explanations as audit
 from faircam.audit import groups
@@ -13,6 +11,7 @@ from faircam.charts import audit_plots as audit_charts
 from faircam.charts import plots as charts
 from faircam.charts.figures import overlay
 from faircam.config import MIN_GROUP_SIZE
+from faircam.dashboard import image_source, ui
 from faircam.evaluation.cache import group_averages, view_column
 from faircam.tasks import TASKS
 from faircam.text import md

@@ -5,13 +5,12 @@ answers to the images whose maps disagree."""
 
 import streamlit as st
 
-import image_source
-import ui
 from faircam.audit import explanations as audit
 from faircam.audit import groups
 from faircam.charts import audit_plots as audit_charts
 from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE, settings
+from faircam.dashboard import image_source, ui
 from faircam.data.fairface import data_path
 from faircam.evaluation.cache import AGREEMENT_MEAN
 from faircam.tasks import DEFAULT_TASK, TASKS

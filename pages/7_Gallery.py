@@ -5,11 +5,10 @@ import math
 
 import streamlit as st
 
-import image_source
-import ui
 from faircam.audit import explanations as audit
 from faircam.audit import groups
 from faircam.config import settings
+from faircam.dashboard import image_source, ui
 from faircam.data.fairface import AGES, GENDERS, RACES, filter_rows
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md

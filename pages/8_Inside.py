@@ -3,9 +3,8 @@
 import numpy as np
 import streamlit as st
 
-import image_source
-import ui
 from faircam.audit import groups
+from faircam.dashboard import image_source, ui
 from faircam.errors import ImageError
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md

@@ -3,12 +3,11 @@
 import pandas as pd
 import streamlit as st
 
-import image_source
-import ui
 from faircam import wording
 from faircam.audit import compare, groups
 from faircam.charts.figures import draw_face, map_overlay
 from faircam.config import MIN_GROUP_SIZE
+from faircam.dashboard import image_source, ui
 from faircam.models import registry
 from faircam.tasks import TASKS
 from faircam.text import md

@@ -22,8 +22,8 @@ from test_cli import assert_one_line_error
 from test_cli import run as cli
 from test_data_folders import folder
 
-import ui
 from faircam.config import DEFAULT_MODEL, PROJECT_ROOT, settings
+from faircam.dashboard import ui
 from faircam.evaluation.cache import read_cache, write_cache
 from faircam.text import WORD_JOINER
 

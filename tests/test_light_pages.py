@@ -115,7 +115,7 @@ def _open(page: str) -> AppTest:
 
 
 def test_evaluation_page_never_calls_the_pipeline(counters, monkeypatch):
-    import ui
+    from faircam.dashboard import ui
 
     def forbidden():
         raise AssertionError("a cache-only page asked for the model")
@@ -162,7 +162,7 @@ def test_repeated_view_does_no_model_work(counters):
 
 
 def test_the_model_loads_in_the_background_after_the_first_page(counters, monkeypatch):
-    import ui
+    from faircam.dashboard import ui
 
     monkeypatch.setenv("FAIRCAM_PRELOAD", "1")
     at = _open("pages/2_Evaluation.py")

@@ -15,10 +15,10 @@ from urllib.parse import parse_qs
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import image_source
 from faircam.audit import explanations as audit
 from faircam.audit.groups import label
 from faircam.config import PROJECT_ROOT
+from faircam.dashboard import image_source
 from faircam.evaluation.cache import read_cache, view_column
 from faircam.tasks import TASKS
 

@@ -85,7 +85,7 @@ def test_without_data_folder_the_page_says_how(monkeypatch, tmp_path):
 
 
 def test_one_recomputation_at_a_time(monkeypatch, tmp_path, small_data):
-    import ui
+    from faircam.dashboard import ui
 
     monkeypatch.setenv("FAIRCAM_DATA", str(small_data))
     monkeypatch.setenv("FAIRCAM_CACHE", str(tmp_path / "eval.parquet"))

@@ -20,7 +20,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from faircam.audit import groups
-from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, cache_path_for, settings
+from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, PROJECT_ROOT, cache_path_for, settings
 from faircam.data.fairface import describe_dropped, read_data_image
 from faircam.data.images import decode_image
 from faircam.data.labelled import data_splits
@@ -172,7 +172,7 @@ def _route_through_app() -> None:
     # in that layout, so there every click goes through here.
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        runpy.run_path(str(Path(__file__).with_name("app.py")), run_name="__main__")
+        runpy.run_path(str(PROJECT_ROOT / "app.py"), run_name="__main__")
         st.stop()
 
 

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import ui
 from faircam.audit import groups
 from faircam.charts.figures import numbered_faces
 from faircam.config import settings
+from faircam.dashboard import ui
 from faircam.data.fairface import (
     AGES,
     GENDERS,
