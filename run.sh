@@ -23,23 +23,40 @@ install() {  # $1: requirements file
   return 0
 }
 
-browser() {  # Debian's Chromium for the browser tests, when it is missing and we may install it
-  if command -v chromium >/dev/null; then return; fi
+missing() {  # which of Debian's packages $@ are not installed (chromium: the browser tests; libtcmalloc-minimal4:
+            # the allocator of faircam's heavy processes, faircam/allocator.py)
+  local pkg
+  for pkg in "$@"; do
+    case $pkg in
+      chromium) command -v chromium >/dev/null || echo "$pkg" ;;
+      libtcmalloc-minimal4) ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal.so.4 || echo "$pkg" ;;
+    esac
+  done
+}
+
+system_packages() {  # install Debian's packages $@ that are missing, when we may (root, apt-get)
+  local wanted
+  wanted=$(missing "$@")
+  [[ -z "$wanted" ]] && return
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    # shellcheck disable=SC2086
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $wanted >/dev/null; } ||
+      echo "run.sh: could not install $wanted" >&2
   else
-    echo "run.sh: chromium is not installed; browser tests will fail (apt-get install chromium)" >&2
+    echo "run.sh: not installed: $wanted (apt-get install $wanted). Without chromium the browser tests fail;" \
+      "without libtcmalloc-minimal4 faircam runs on glibc's allocator, slower (README, Performance)." >&2
   fi
 }
 
 case "${1:-}" in
   app)
     install requirements.txt
-    exec "$VENV/bin/streamlit" run app.py --server.port "${PORT:-8501}" "${@:2}"
+    system_packages libtcmalloc-minimal4
+    exec "$VENV/bin/python" -m faircam.allocator "$VENV/bin/streamlit" run app.py --server.port "${PORT:-8501}" "${@:2}"
     ;;
   test)
     install requirements-dev.txt
-    browser
+    system_packages chromium libtcmalloc-minimal4
     "$VENV/bin/ruff" check .
     exec "$VENV/bin/python" -m pytest "${@:2}"
     ;;

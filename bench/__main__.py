@@ -29,14 +29,19 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}")
 
+    from faircam.allocator import active, use_tcmalloc
+
+    use_tcmalloc()  # as `faircam evaluate` runs: the bench measures what a user gets
+
     import torch
 
     from bench.common import OUT, load, machine, val_files
     from faircam.data.images import read_image
 
     torch.set_num_threads(args.threads)
-    results: dict = {"machine": machine(), "torch_threads": args.threads, "load_before": load()}
-    print(f"machine: {results['machine']}; torch threads {args.threads}; load average {results['load_before']}")
+    results: dict = {"machine": machine(), "torch_threads": args.threads, "allocator": active(), "load_before": load()}
+    print(f"machine: {results['machine']}; torch threads {args.threads}; allocator {results['allocator']}; "
+          f"load average {results['load_before']}")
     started = time.perf_counter()
     pipeline = None
     if {"cams", "evaluate"} & set(parts):

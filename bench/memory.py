@@ -1,7 +1,9 @@
-"""Peak memory (RSS) of `faircam evaluate --limit N` and `--limit 4N`, the real command in its own process, and
+"""Peak memory (RSS) and CPU time of `faircam evaluate --limit N` and `--limit 4N`, the real command in its own
+process, on each allocator (`faircam.allocator`: tcmalloc where installed, glibc with its fixed mmap threshold), and
 MTCNN's peak per batch with glibc's mmap threshold left dynamic and fixed (`steady_allocator`).
 
-The peak is the kernel's high-water mark of the process's resident memory (VmHWM), read until it exits.
+The peak is the kernel's high-water mark of the process's resident memory (VmHWM), read until it exits; user and
+system time are the child's own (`os.wait4`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import sys
 import time
 
 from bench.common import OUT, data_dir, status_kb
-from faircam.config import PROJECT_ROOT
+from faircam.allocator import tcmalloc_library
+from faircam.config import ALLOCATORS, PROJECT_ROOT
 
 
-def _peak(count: int, batch_size: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+def _peak(count: int, batch_size: int, allocator: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
+           "FAIRCAM_ALLOCATOR": allocator}
     arguments = ["evaluate", "--data", str(data_dir()), "--split", "val", "--limit", str(count), "--batch-size",
                  str(batch_size), "--faithfulness-per-cell", "0", "--out", str(OUT / "bench-memory.parquet")]
     command = [sys.executable, "-c", "import sys; from faircam.cli import main; sys.exit(main())", *arguments]
@@ -27,28 +31,43 @@ def _peak(count: int, batch_size: int) -> dict:
     # The kernel's high-water mark of the process's own memory, read until it exits. Not `ru_maxrss`:
     # a forked child's counts the bench process's RSS at the fork, gigabytes after the evaluate bench.
     peak_kb = 0
-    while process.poll() is None:
+    while True:
+        # Read while it runs, then reap it here: `wait4` gives the child's own CPU time.
         try:
             peak_kb = max(peak_kb, status_kb(process.pid, "VmHWM"))
         except OSError:
+            pass
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
             break
         time.sleep(0.2)
-    errors = process.communicate()[1]
+    process.returncode = os.waitstatus_to_exitcode(status)
+    errors = process.stderr.read()
     if process.returncode != 0:
         raise SystemExit(f"bench: error: faircam evaluate failed: {errors.strip().splitlines()[-1:]}")
     return {
-        "command": f"faircam {' '.join(arguments[:-2])}",
+        "command": f"FAIRCAM_ALLOCATOR={allocator} faircam {' '.join(arguments[:-2])}",
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "wall_s (includes model load, default torch threads)": round(time.perf_counter() - start, 1),
+        "user_s, system_s": [round(usage.ru_utime, 1), round(usage.ru_stime, 1)],
     }
 
 
 def evaluate_peak(count: int, batch_size: int = 32) -> dict:
-    """Peaks for `count` and four times as many images: the peak should be a batch's, not grow with the
-    split. Faithfulness is off: its sample (all images of a run this short) costs seconds per image."""
+    """Per allocator that can run here, peaks for `count` and four times as many images: the peak should be a
+    batch's, not grow with the split. Faithfulness is off: its sample (all images of a run this short) costs
+    seconds per image."""
     OUT.mkdir(parents=True, exist_ok=True)
-    runs = [_peak(n, batch_size) for n in (count, 4 * count)]
-    return {"runs": runs, "growth_mb": round(runs[1]["peak_rss_mb"] - runs[0]["peak_rss_mb"], 1)}
+    results = {}
+    for allocator in ALLOCATORS:
+        if allocator == "tcmalloc" and tcmalloc_library() is None:
+            results[allocator] = "not installed (apt-get install libtcmalloc-minimal4)"
+            continue
+        runs = [_peak(n, batch_size, allocator) for n in (count, 4 * count)]
+        results[allocator] = {"runs": runs, "growth_mb": round(runs[1]["peak_rss_mb"] - runs[0]["peak_rss_mb"], 1),
+                              "system / user time": [round(r["user_s, system_s"][1] / r["user_s, system_s"][0], 3)
+                                                     for r in runs]}
+    return results
 
 
 # Run in a fresh process per setting: once glibc's threshold is set it stays fixed for the process.
@@ -56,7 +75,7 @@ _BATCH_PEAKS = """
 import json, os, sys
 from bench.common import status_kb
 from faircam.data.fairface import load_split, read_data_image
-from faircam.evaluation.evaluate import release_freed_memory, steady_allocator
+from faircam.allocator import release_freed_memory, steady_allocator
 from faircam.vision.preprocess import FaceDetector
 
 steady_allocator()  # with FAIRCAM_MMAP_MB=0, glibc's own threshold

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faircam.config import FAITHFULNESS_PER_CELL, cache_path_for, evaluate_mmap_mb, settings
+from faircam.config import FAITHFULNESS_PER_CELL, allocator_setting, cache_path_for, evaluate_mmap_mb, settings
 from faircam.errors import KNOWN_ERRORS, ClusterError, DataError, OutputError
 from faircam.files import atomic_file, output_lock, write_atomic
 from faircam.models import registry
@@ -241,7 +241,8 @@ def cmd_add_quality(args: argparse.Namespace) -> None:
     data = Path(args.data).expanduser() if args.data else None
     if data is not None and not data.is_dir():
         raise DataError(f"--data {args.data}: no such folder.")
-    from faircam.evaluation.evaluate import add_quality, steady_allocator
+    from faircam.allocator import steady_allocator
+    from faircam.evaluation.evaluate import add_quality
 
     steady_allocator()
     print(json.dumps(add_quality(caches, data, batch_size=args.batch_size)))
@@ -366,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "smallest first (e.g. 128,160; the last is the checkpoint's input size)")
     train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                        help="keep a moving average of the weights with this decay per step (e.g. 0.998) and save it")
-    train.set_defaults(run=cmd_train)
+    train.set_defaults(run=cmd_train, heavy=True)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model over a split and write the cache")
     evaluate.add_argument("--data", help="FairFace folder, or any folder of faces with --labels (default: "
@@ -399,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=int, default=2, metavar="N", help="Ray actors, each with its own model")
     evaluate.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                           help="GPUs per Ray actor (the model and MTCNN then run on CUDA)")
-    evaluate.set_defaults(run=cmd_evaluate)
+    evaluate.set_defaults(run=cmd_evaluate, heavy=True)
 
     imported = commands.add_parser("import-predictions", help="a table of a model's answers (no model) as an "
                                                               "evaluation cache every table page and the report read")
@@ -418,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("cache", nargs="+", help="evaluation caches to update in place (files or folders of parts)")
     quality.add_argument("--data", help="the folder of their images (default: the one each cache was evaluated on)")
     quality.add_argument("--batch-size", type=int, default=32)
-    quality.set_defaults(run=cmd_add_quality)
+    quality.set_defaults(run=cmd_add_quality, heavy=True)
 
     explain = commands.add_parser("explain", help="every CAM method's map for one image, as a figure and JSON")
     explain.add_argument("image")
@@ -431,14 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "the model has a head for")
     explain.add_argument("--target", metavar="CLASS",
                          help="explain this class of the task (Female, Indian, 20-29, ...), not the predicted one")
-    explain.set_defaults(run=cmd_explain)
+    explain.set_defaults(run=cmd_explain, heavy=True)
 
     template = commands.add_parser("template", help="measure the face template of the crop on FairFace's train split")
     template.add_argument("--data", help="FairFace folder (default: FAIRCAM_DATA or ../shared/fairface)")
     template.add_argument("--out", required=True, help="JSON file to write (the crop reads assets/face_template.json)")
     template.add_argument("--limit", type=int, default=2000, help="training images sampled (default 2000)")
     template.add_argument("--seed", type=int, default=0, help="seed of the sample")
-    template.set_defaults(run=cmd_template)
+    template.set_defaults(run=cmd_template, heavy=True)
 
     card = commands.add_parser("model-card", help="write the model card from a checkpoint and its evaluation")
     card.add_argument("--out", required=True, help="Markdown file to write")
@@ -467,6 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "heavy", False):
+            allocator_setting()  # a bad FAIRCAM_ALLOCATOR stops here, before any work
+            if argv is None:
+                # The commands that run a network, as a program of their own (not a call from Python), on tcmalloc.
+                from faircam.allocator import use_tcmalloc
+
+                use_tcmalloc()
         args.run(args)
     except KNOWN_ERRORS as exc:
         print(f"faircam: error: {exc}", file=sys.stderr)

@@ -6,7 +6,8 @@ labelled face folder: `faircam.data.labelled`), `FAIRCAM_MODEL` at a checkpoint 
 `FAIRCAM_CACHE_DIR` at the folder of the other registered models' caches;
 `FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints; `FAIRCAM_PRELOAD=0`
 keeps the dashboard from loading the model in the background; `FAIRCAM_MMAP_MB` sets how `faircam
-evaluate` trades speed for a bounded peak of memory (`evaluate_mmap_mb`); `FAIRCAM_MAX_MODEL_MB` caps the weights
+evaluate` trades speed for a bounded peak of memory under glibc (`evaluate_mmap_mb`), `FAIRCAM_ALLOCATOR` which
+allocator the heavy processes run on (`allocator_setting`); `FAIRCAM_MAX_MODEL_MB` caps the weights
 of a model brought by its user (`max_model_mb`). Without them
 faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 (`../shared/fairface`) when it is there.
@@ -73,13 +74,25 @@ def preload_model() -> bool:
 
 def evaluate_mmap_mb() -> int:
     """From what size, in MB, `faircam evaluate` gives a buffer its own mapping, handed back to the system when
-    freed (`FAIRCAM_MMAP_MB`, default 4; `faircam.evaluation.evaluate.steady_allocator`): its peak memory then
+    freed, under glibc (`FAIRCAM_MMAP_MB`, default 4; `faircam.allocator.steady_allocator`): its peak memory then
     stays at one batch's, whatever the number of images. 0 leaves glibc's own adaptive threshold: faster, with a
     higher peak that creeps up over a long run (README, "Memory")."""
     value = os.environ.get("FAIRCAM_MMAP_MB", "").strip() or "4"
     if not value.isdigit() or int(value) > 32:
         raise DataError(f"FAIRCAM_MMAP_MB={value!r}: give a whole number of megabytes from 0 (glibc's own) to 32.")
     return int(value)
+
+
+ALLOCATORS = ("tcmalloc", "glibc")
+
+
+def allocator_setting() -> str:
+    """The memory allocator faircam's heavy processes ask for (`FAIRCAM_ALLOCATOR`, default "tcmalloc", used where
+    installed; "glibc" keeps the C library's own with `FAIRCAM_MMAP_MB`): `faircam.allocator`."""
+    value = os.environ.get("FAIRCAM_ALLOCATOR", "").strip().lower() or ALLOCATORS[0]
+    if value not in ALLOCATORS:
+        raise DataError(f"FAIRCAM_ALLOCATOR={value!r}: give one of {', '.join(ALLOCATORS)}.")
+    return value
 
 
 def max_model_mb() -> int:

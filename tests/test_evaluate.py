@@ -239,7 +239,8 @@ def counting_explain_views(monkeypatch, interrupt_at: int | None = None) -> list
 
 def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairface, tmp_path, monkeypatch):
     out = tmp_path / "eval.parquet"
-    counting_explain_views(monkeypatch, interrupt_at=3)
+    # Batches of rows 0-2 and 2-4 (the first batch comes in halves: `_batches`), 4-8, then 8-12 is interrupted.
+    counting_explain_views(monkeypatch, interrupt_at=4)
     with pytest.raises(KeyboardInterrupt):
         evaluate(fairface, pipeline, out)
     assert not out.exists() and partial_path(out).is_dir()
@@ -248,7 +249,7 @@ def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairfa
     calls = counting_explain_views(monkeypatch)
     progress: list[tuple[int, int]] = []
     cache = evaluate(fairface, pipeline, out, on_progress=lambda done, total: progress.append((done, total)))
-    assert len(calls) == 1  # only the third batch was left
+    assert len(calls) == 1  # only the last batch was left
     assert progress == [(8, LIMIT), (12, LIMIT)]
     assert not partial_path(out).exists()
     full = evaluated[0]
@@ -271,7 +272,7 @@ def test_rerun_with_other_arguments_starts_over(pipeline, fairface, tmp_path, mo
     assert partial_path(out).is_dir()
     calls = counting_explain_views(monkeypatch)
     cache = evaluate(fairface, pipeline, out, limit=8, options=EvalOptions(faithfulness_per_cell=0, seed=1))
-    assert len(calls) == 2 and len(cache.rows) == 8
+    assert len(calls) == 3 and len(cache.rows) == 8  # from the start: rows 0-2, 2-4 (`batch_bounds`), 4-8
     assert not cache.rows["faith_sampled"].any() and cache.meta["faithfulness"]["n"] == 0
     assert not partial_path(out).exists()
 
@@ -441,7 +442,7 @@ def test_failed_write_removes_its_temporary_file(evaluated, tmp_path, monkeypatc
 # Each setting in a process of its own: glibc's threshold, once fixed, stays fixed for the process.
 HELD_AFTER_FREE = """
 import numpy as np
-from faircam.evaluation.evaluate import steady_allocator
+from faircam.allocator import steady_allocator
 
 def rss_mb():
     with open("/proc/self/status") as status:

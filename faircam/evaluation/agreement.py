@@ -45,12 +45,19 @@ def map_agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"map batches must both be (N, H, W), got {a.shape} and {b.shape}")
-    return np.minimum(_shares(a), _shares(b)).sum(axis=1)
+    return _intersection(_shares(a), _shares(b))
+
+
+def _intersection(shares_a: np.ndarray, shares_b: np.ndarray) -> np.ndarray:
+    return np.minimum(shares_a, shares_b).sum(axis=1)
 
 
 def agreement_columns(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every pair's agreement (`agreement_column`) and their mean (`AGREEMENT_MEAN`) for a batch of maps."""
-    columns = {agreement_column(a, b): map_agreement(maps[a], maps[b]) for a, b in method_pairs(tuple(maps))}
+    # Each method's shares once, not once per pair: `faircam evaluate` runs this on every batch.
+    shares = {method: _shares(m) for method, m in maps.items()}
+    columns = {agreement_column(a, b): _intersection(shares[a], shares[b])
+               for a, b in method_pairs(tuple(maps))}
     columns[AGREEMENT_MEAN] = np.mean(list(columns.values()), axis=0)
     return columns
 

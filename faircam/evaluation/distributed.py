@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from faircam.allocator import preloaded_env
 from faircam.config import PROJECT_ROOT
 from faircam.data.fairface import FairFaceSplit
 from faircam.errors import ClusterError, DataError
 from faircam.evaluation.averages import GroupAverager
-from faircam.evaluation.evaluate import EvalOptions, Runner, labelled_tasks
+from faircam.evaluation.evaluate import EvalOptions, Runner, batch_bounds, labelled_tasks
 
 # Ray's shared object store holds only the batches in flight (file names in, rows out): keep it small.
 OBJECT_STORE_BYTES = 500 * 2**20
@@ -40,7 +41,8 @@ class _BatchActor:
                  sampled: set[str], tasks: dict[str, tuple[str, ...]], threads: int, device: str) -> None:
         import torch
 
-        from faircam.evaluation.evaluate import Evaluator, steady_allocator
+        from faircam.allocator import steady_allocator
+        from faircam.evaluation.evaluate import Evaluator
         from faircam.vision.explain import Pipeline
         from faircam.vision.preprocess import FaceDetector
 
@@ -58,7 +60,8 @@ class _BatchActor:
     def __call__(self, item: pd.DataFrame) -> pd.DataFrame:
         from functools import partial
 
-        from faircam.evaluation.evaluate import batch_views, prepare_batch, release_freed_memory
+        from faircam.allocator import release_freed_memory
+        from faircam.evaluation.evaluate import batch_views, prepare_batch
 
         first = int(item["first"].iloc[0])
         chunk = _from_ipc(item["labels"].iloc[0])
@@ -116,7 +119,8 @@ def ray_runner(model: str | None, sha256: str, tasks: dict[str, tuple[str, ...]]
             else:
                 # Workers import this checkout's faircam, whatever is installed in the environment.
                 ray.init(num_cpus=cores, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                         runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}}, **quiet)
+                         runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT_ROOT), **preloaded_env({})}},
+                         **quiet)
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ClusterError(f"Ray could not start or reach {address or 'a local cluster'}: {_message(exc)}") \
@@ -125,10 +129,10 @@ def ray_runner(model: str | None, sha256: str, tasks: dict[str, tuple[str, ...]]
             context = ray.data.DataContext.get_current()
             context.execution_options.preserve_order = True
             context.enable_progress_bars = False
-            firsts = range(start, len(split.rows), batch_size)
+            bounds = batch_bounds(start, len(split.rows), batch_size)
             # The label rows as Arrow IPC: whatever columns a label file has travel as they are.
-            items = [{"first": first, "labels": _to_ipc(split.rows.iloc[first:first + batch_size])}
-                     for first in firsts]
+            items = [{"first": first, "labels": _to_ipc(split.rows.iloc[first:end])}
+                     for first, end in zip(bounds, bounds[1:])]
             if not items:
                 return
             # Locally the cores are shared out; on a cluster each actor asks for one core.

@@ -19,7 +19,6 @@ through `Evaluator.batch`.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import shutil
@@ -28,7 +27,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,9 @@ import torch
 from tqdm import tqdm
 
 from faircam import __version__
-from faircam.config import FAITHFULNESS_PER_CELL, evaluate_mmap_mb
+from faircam.allocator import active as allocator_in_use
+from faircam.allocator import release_freed_memory, steady_allocator
+from faircam.config import FAITHFULNESS_PER_CELL
 from faircam.data.fairface import FairFaceSplit, balanced_sample, read_data_image
 from faircam.data.labelled import labelled_tasks, load_data
 from faircam.errors import DataError, ImageError
@@ -63,7 +64,7 @@ from faircam.files import atomic_file, output_lock
 from faircam.models.model import LoadedModel
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.vision.cams import CamExplainer
-from faircam.vision.explain import Explanation, explain_views
+from faircam.vision.explain import Explanation, PreparedViews, explain_views, prepare_views
 from faircam.vision.preprocess import FaceDetector, View, make_view
 from faircam.vision.quality import SLICES, quality_columns
 from faircam.vision.quality import attributes as quality_attributes
@@ -110,82 +111,61 @@ class _Prepared:
     found: list[int]
     views: dict[str, list[View]]
     quality: pd.DataFrame
+    model_input: PreparedViews
 
 
-Views = tuple[list[int], dict[str, list[View]], pd.DataFrame]
+Views = tuple[list[int], dict[str, list[View]], pd.DataFrame, PreparedViews]
+
+
+def batch_bounds(start: int, total: int, batch_size: int) -> list[int]:
+    """Where the batches from row `start` begin, and `total` last: every engine's batches (local, Ray).
+
+    A run's first batch (from row 0) comes in two halves: with nothing prepared yet, the local engine prepares them
+    side by side on both cores (`_batches`). A resumed run keeps the batches of the run it resumes, so its rows are an
+    uninterrupted run's: MTCNN's landmarks and the network's numbers move slightly with a batch's make-up.
+    """
+    if start >= total:
+        return [total]
+    first_end = min(start + batch_size, total)
+    halves = [(first_end - start) // 2] if start == 0 and first_end - start > 1 else []
+    return [start, *halves, *range(first_end, total, batch_size), total]
 
 
 def _batches(
     split: FairFaceSplit, batch_size: int, prepare: Callable[[list[np.ndarray]], Views], start: int = 0
 ) -> Iterator[tuple[int, pd.DataFrame, _Prepared]]:
-    """(first row, rows, prepared batch) per batch from row `start`.
+    """(first row, rows, prepared batch) per batch from row `start` (`batch_bounds`).
 
     The next batch is decoded, its faces detected and its views made (`prepare`) on a second
-    thread while the caller runs the CAM pass of this one: MTCNN costs about half as much as the
+    thread while the caller runs the CAM pass of this one: MTCNN costs about as much as the
     three views' forward and backward passes, and overlapping the two takes it off the critical path
-    (bench/evaluate.py).
+    (bench/evaluate.py). At the start there is no CAM pass to overlap with: the first batch's second half is
+    prepared on this thread while the reader prepares the first half, and the first CAM pass starts after half
+    the wait.
     """
 
     load_and_prepare = partial(prepare_batch, split, prepare=prepare)
-    starts = range(start, len(split.rows), batch_size)
+    bounds = batch_bounds(start, len(split.rows), batch_size)
+    starts = bounds[:-1]
+    halved = start == 0 and len(starts) > 1 and starts[1] < batch_size
 
     def chunk(i: int) -> pd.DataFrame:
-        return split.rows.iloc[starts[i] : starts[i] + batch_size]
+        return split.rows.iloc[bounds[i] : bounds[i + 1]]
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Only the next batch is prepared ahead: memory stays at two batches of images.
-        pending = pool.submit(load_and_prepare, chunk(0)) if starts else None
+        reader = pool.submit(load_and_prepare, chunk(0)) if starts else None
+        second = load_and_prepare(chunk(1)) if halved else None
+        following = 2 if second is not None else 1
         for i in range(len(starts)):
-            prepared = pending.result()
-            if i + 1 < len(starts):
-                pending = pool.submit(load_and_prepare, chunk(i + 1))
+            if i == 1 and second is not None:
+                prepared = second
+            else:
+                prepared = reader.result()
+                if following < len(starts):
+                    reader = pool.submit(load_and_prepare, chunk(following))
+                    following += 1
             yield starts[i], chunk(i), prepared
-
-
-@cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 (glibc only)
-        libc.mallopt  # noqa: B018
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-# glibc's `M_MMAP_THRESHOLD` (malloc.h).
-_M_MMAP_THRESHOLD = -3
-
-
-@cache
-def steady_allocator() -> None:
-    """Give every buffer of `evaluate_mmap_mb()` MB or more (default 4) its own mapping, returned to the system
-    when freed (once per process; a no-op without glibc or with 0).
-
-    glibc starts mapping buffers from 128 KB but raises that threshold to the size of each mapped
-    buffer freed, up to 32 MB, so the image and activation buffers of MTCNN and the CAM pass soon
-    come from its heap, which they fragment: measured on 8 batches of 32 val images, MTCNN's peak above
-    the memory in use was 265-365 MB and climbed when the same batches ran again (346-393 MB); with the
-    threshold fixed at 4 MB, 175-215 MB both times (`bench/memory.py`, `mtcnn_batch_peaks`). The price is
-    the kernel's work of mapping and zeroing those buffers afresh (README, "Memory").
-    """
-    libc = _libc()
-    megabytes = evaluate_mmap_mb()
-    if libc is not None and megabytes:
-        libc.mallopt(_M_MMAP_THRESHOLD, megabytes << 20)
-
-
-def release_freed_memory() -> None:
-    """Hand the memory freed by a batch back to the system (glibc's `malloc_trim`); a no-op without glibc.
-
-    glibc keeps freed memory in its arenas for reuse. With the reader thread and torch's threads freeing
-    image-sized buffers, what it keeps fragments, and the peak climbed batch after batch: measured over
-    384 images, 2.09 -> 2.54 GB without trimming, 2.14 -> 2.20 GB (flat from the second batch) with it,
-    and 0.5 GB less held between batches (bench/memory.py).
-    """
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 def prepare_batch(split: FairFaceSplit, chunk: pd.DataFrame, prepare: Callable[[list[np.ndarray]], Views]) -> _Prepared:
@@ -203,8 +183,9 @@ def prepare_batch(split: FairFaceSplit, chunk: pd.DataFrame, prepare: Callable[[
 
 
 def batch_views(images: list[np.ndarray], model: LoadedModel, detector: FaceDetector) -> Views:
-    """(positions of the images with a face, the three views, every image's quality slices) of a batch: the
-    model's inputs, and how large, sharp, bright and turned each face is (`faircam.vision.quality`).
+    """(positions of the images with a face, the three views, every image's quality slices, the views raw, crop,
+    blur `prepare_views`d as one batch) of a batch: the model's input, and how large, sharp, bright and turned each
+    face is (`faircam.vision.quality`).
 
     `views["raw"]` has every image; `views["crop"]` and `views["blur"]` only those with a face.
     """
@@ -215,7 +196,8 @@ def batch_views(images: list[np.ndarray], model: LoadedModel, detector: FaceDete
         chosen = range(len(images)) if view == "raw" else found
         views[view] = [make_view(images[j], model.input_size, detector, crop=crop, blur=blur, faces=faces[j],
                                  alignment=model.alignment) for j in chosen]
-    return found, views, quality_columns(images, faces)
+    return found, views, quality_columns(images, faces), prepare_views([v for name in VIEW_SETTINGS
+                                                                         for v in views[name]], model)
 
 
 def _task_values(answers: dict[str, np.ndarray], tasks: dict[str, tuple[str, ...]], truths: dict[str, str]) -> dict:
@@ -251,13 +233,14 @@ class Evaluator:
         self.options, self.sampled, self.tasks = options, sampled, tasks
         self.methods = tuple(explainer.methods) if explainer else ()
 
-    def _explain(self, views: list[View]) -> tuple[list[Explanation | None], list[dict[str, np.ndarray]]]:
+    def _explain(self, views: PreparedViews) -> tuple[list[Explanation | None], list[dict[str, np.ndarray]]]:
         """Each view's explanation (None without CAMs) and every task's probabilities."""
-        if not views:
+        n = len(views)
+        if not n:
             return [], []
         if self.explainer is None:
-            probs = self.model.predict_all([v.image for v in views])
-            return [None] * len(views), [{t: p[i] for t, p in probs.items()} for i in range(len(views))]
+            probs = self.model.answers(views.inputs)
+            return [None] * n, [{t: p[i] for t, p in probs.items()} for i in range(n)]
         explanations = explain_views(views, self.model, self.explainer)
         return explanations, [{t: np.array(list(a.values())) for t, a in e.answers.items()} for e in explanations]
 
@@ -268,8 +251,8 @@ class Evaluator:
         rows = chunk.iloc[prepared.readable]
         found, views = prepared.found, prepared.views
         raw = views["raw"]
-        # One forward and backward pass for all three views of the batch.
-        explained, answers = self._explain(raw + views["crop"] + views["blur"])
+        # One forward and backward pass for all three views of the batch (raw, crop, blur: `batch_views`).
+        explained, answers = self._explain(prepared.model_input)
         n, m = len(raw), len(found)
         tasks = self.tasks
         truths = [{task: row[task] for task in tasks} for _, row in rows.iterrows()]
@@ -534,6 +517,7 @@ def run_evaluation(
             "attributes": data.attributes + quality_attributes(),
             "views": VIEW_DESCRIPTIONS,
             "faithfulness": faithfulness_meta(options, sampled_n, model.task),
+            "allocator": allocator_in_use(),
             "agreement": "histogram intersection of the raw view's maps as heat distributions (1.0 = identical)",
             "averages": {"view": "crop", "size": AVERAGE_SIZE, "faces_found_only": True,
                          "outcome": "correctness of the crop view's prediction, which its maps explain"},

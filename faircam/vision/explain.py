@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from faircam.vision.cams import CamExplainer
 from faircam.vision.focus import area_shares, focus_from_masks, region_masks
 from faircam.vision.preprocess import FaceDetector, View, make_view
 from faircam.wording import CHANCE_KEY, FOCUS_KEY
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -61,14 +65,37 @@ class Explanation:
         }
 
 
-def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer,
+@dataclass
+class PreparedViews:
+    """What a batch of views needs before the model runs (`prepare_views`): the normalised input batch and each
+    view's face-region masks with their chance levels. Depends on the views alone, so `faircam evaluate` makes it on
+    its reader thread while the model explains the batch before."""
+
+    views: list[View]
+    inputs: torch.Tensor | None  # None for no views (a batch none of whose images could be read)
+    masks: list[dict[str, np.ndarray]]
+    chances: list[dict[str, float]]
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+
+def prepare_views(views: list[View], model: LoadedModel) -> PreparedViews:
+    masks = [region_masks(view.face, view.image.shape[:2], view.valid) for view in views]
+    inputs = model.to_tensor([v.image for v in views]) if views else None
+    return PreparedViews(views, inputs, masks, [area_shares(m) for m in masks])
+
+
+def explain_views(views: list[View] | PreparedViews, model: LoadedModel, explainer: CamExplainer,
                   target: str | None = None) -> list[Explanation]:
-    """Every task's prediction, and maps and focus scores for `model.task`, for a batch of views in one
-    forward and backward pass. The maps explain `target` (a class of the task; default: the predicted one)."""
+    """Every task's prediction, and maps and focus scores for `model.task`, for a batch of views (or the same
+    `prepare_views`d) in one forward and backward pass. The maps explain `target` (a class of the task; default:
+    the predicted one)."""
     if target is not None and target not in model.classes:
         raise ValueError(f"{target!r} is not a class of {model.task} ({', '.join(model.classes)}).")
-    inputs = model.to_tensor([v.image for v in views])
-    targets = None if target is None else [model.classes.index(target)] * len(views)
+    prepared = views if isinstance(views, PreparedViews) else prepare_views(views, model)
+    inputs = prepared.inputs
+    targets = None if target is None else [model.classes.index(target)] * len(prepared.views)
     tta_answers = None
     if model.tta:
         # The answer is the mirror-averaged one, so the maps explain its class, not the single pass's argmax.
@@ -78,12 +105,10 @@ def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer
     batch = explainer(inputs, targets, model.outputs)
     answers = tta_answers or model.task_probs(batch.logits)
     explanations = []
-    for i, view in enumerate(views):
+    for i, (view, masks, chance) in enumerate(zip(prepared.views, prepared.masks, prepared.chances)):
         probs = answers[model.task][i]
         predicted = int(probs.argmax())
         maps = {method: maps[i] for method, maps in batch.maps.items()}
-        masks = region_masks(view.face, view.image.shape[:2], view.valid)
-        chance = area_shares(masks)
         explanations.append(
             Explanation(
                 view=view,

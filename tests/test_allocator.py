@@ -1,0 +1,85 @@
+"""The allocator of faircam's heavy processes (`faircam.allocator`): `faircam evaluate` run as a program re-executes
+itself on tcmalloc where it is installed (and says so in its cache), keeps glibc's when asked, refuses an unknown
+setting in one line; and the first batch of an evaluation is prepared on both cores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from test_cli import assert_one_line_error
+from test_cli import run as cli
+
+from faircam.allocator import tcmalloc_library
+from faircam.config import PROJECT_ROOT
+from faircam.data.fairface import load_split
+from faircam.evaluation.cache import read_cache
+from faircam.evaluation.evaluate import _batches
+
+INSTALLED = "tcmalloc" if tcmalloc_library() else "glibc"
+
+
+def evaluate_as_a_program(fairface, out, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "faircam.cli", "evaluate", "--data", str(fairface), "--split", "val", "--limit", "4",
+         "--faithfulness-per-cell", "0", "--out", str(out)],
+        cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1", **env},
+        capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", INSTALLED), ("glibc", "glibc")])
+def test_evaluate_as_a_program_runs_on_the_allocator_asked_for(fairface, tmp_path, setting, expected):
+    out = tmp_path / "eval.parquet"
+    done = evaluate_as_a_program(fairface, out, FAIRCAM_ALLOCATOR=setting)
+    assert done.returncode == 0, done.stderr
+    cache = read_cache(out)
+    assert cache.meta["allocator"] == expected
+    assert len(cache.rows) == 4
+
+
+def test_an_unknown_allocator_is_one_line(capsys, tmp_path, fairface, monkeypatch):
+    monkeypatch.setenv("FAIRCAM_ALLOCATOR", "jemalloc")
+    out = tmp_path / "eval.parquet"
+    done = evaluate_as_a_program(fairface, out, FAIRCAM_ALLOCATOR="jemalloc")
+    assert_one_line_error(done.returncode, done.stdout, done.stderr, "FAIRCAM_ALLOCATOR='jemalloc'")
+    assert not out.exists()
+    # In-process (as the tests and the pages call it) the setting is read too, before any work.
+    code, stdout, stderr = cli(capsys, "evaluate", "--data", fairface, "--limit", "2", "--out", out)
+    assert_one_line_error(code, stdout, stderr, "give one of tcmalloc, glibc")
+    assert not out.exists()
+
+
+def test_the_launcher_runs_a_command_on_the_allocator():
+    # How `bash run.sh app` starts Streamlit.
+    done = subprocess.run(
+        [sys.executable, "-m", "faircam.allocator", sys.executable, "-c",
+         "from faircam.allocator import active; print(active())"],
+        cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == INSTALLED
+
+
+def test_the_first_batch_is_prepared_in_halves_on_two_threads(fairface):
+    split = load_split(fairface, "val")
+    threads: list[tuple[int, int]] = []
+
+    def prepare(images):
+        threads.append((len(images), threading.get_ident()))
+        return [], {}, pd.DataFrame(index=range(len(images))), None
+
+    limited = replace(split, rows=split.rows.head(20))
+    batches = list(_batches(limited, 8, prepare))
+    assert [(first, len(rows)) for first, rows, _ in batches] == [(0, 4), (4, 4), (8, 8), (16, 4)]
+    # The halves side by side, one on this thread; every later batch on the reader thread alone.
+    here = threading.get_ident()
+    reader = {ident for _, ident in threads[:2]} - {here}
+    assert len(reader) == 1 and here in {ident for _, ident in threads[:2]}
+    assert {ident for _, ident in threads[2:]} == reader
+    # A resumed run keeps the whole batches of the run it resumes (their rows then equal an uninterrupted run's).
+    assert [(first, len(rows)) for first, rows, _ in _batches(limited, 8, prepare, start=8)] == [(8, 8), (16, 4)]
