@@ -39,11 +39,13 @@ STAGES = (
     ("faircam.evaluation.evaluate", "read_data_image", "decode (reader thread)"),
     ("faircam.vision.preprocess", "FaceDetector.detect_batch", "MTCNN detection (reader thread)"),
     ("faircam.evaluation.evaluate", "make_view", "views: resize, crop, blur (reader thread)"),
+    ("faircam.vision.explain", "region_masks", "region masks (reader thread)"),
     ("faircam.vision.cams", "CamExplainer.__call__", "CAM pass (forward, backward, 4 maps)"),
-    ("faircam.vision.explain", "focus_from_masks", "focus scores"),
-    ("faircam.vision.explain", "region_masks", "focus scores"),
-    ("faircam.vision.explain", "area_shares", "focus scores"),
+    ("faircam.vision.explain", "focus_from_masks", "rows: focus scores, agreement (finisher thread)"),
+    ("faircam.evaluation.evaluate", "agreement_columns", "rows: focus scores, agreement (finisher thread)"),
 )
+BACKGROUND = {"decode (reader thread)", "MTCNN detection (reader thread)", "views: resize, crop, blur (reader thread)",
+              "region masks (reader thread)", "rows: focus scores, agreement (finisher thread)"}
 T = TypeVar("T")
 BACKGROUND = {"decode (reader thread)", "MTCNN detection (reader thread)", "views: resize, crop, blur (reader thread)"}
 
@@ -183,7 +185,7 @@ def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | No
     full_wall, _ = bare_forward_backward(pipeline.model, batches, to_cam_layer=False)
     foreground = sum(v for k, v in split.items() if k not in BACKGROUND)
     split_ms = {k: round(1000 * v / count, 2) for k, v in sorted(split.items(), key=lambda kv: -kv[1])}
-    split_ms["other (main thread: rows, tensors, threads)"] = round(1000 * max(wall - foreground, 0.0) / count, 2)
+    split_ms["other (main thread: waits, threads)"] = round(1000 * max(wall - foreground, 0.0) / count, 2)
     throughput = count / wall
     return {
         "images": count,

@@ -221,11 +221,11 @@ def test_group_averages_of_the_crop_view(evaluated):
 # --- resuming ---------------------------------------------------------------------------------
 
 
-def counting_explain_views(monkeypatch, interrupt_at: int | None = None) -> list[int]:
-    """Count the batches explained; raise KeyboardInterrupt (Ctrl-C) on batch `interrupt_at`."""
+def counting_passes(monkeypatch, interrupt_at: int | None = None) -> list[int]:
+    """Count the batches' CAM passes; raise KeyboardInterrupt (Ctrl-C) on batch `interrupt_at`."""
     from faircam.evaluation import evaluate as module
     calls: list[int] = []
-    real = module.explain_views
+    real = module.run_pass
 
     def explain(views, model, explainer):
         calls.append(len(views))
@@ -233,20 +233,20 @@ def counting_explain_views(monkeypatch, interrupt_at: int | None = None) -> list
             raise KeyboardInterrupt
         return real(views, model, explainer)
 
-    monkeypatch.setattr(module, "explain_views", explain)
+    monkeypatch.setattr(module, "run_pass", explain)
     return calls
 
 
 def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairface, tmp_path, monkeypatch):
     out = tmp_path / "eval.parquet"
     # Batches of rows 0-2 and 2-4 (the first batch comes in halves: `_batches`), 4-8, then 8-12 is interrupted.
-    counting_explain_views(monkeypatch, interrupt_at=4)
+    counting_passes(monkeypatch, interrupt_at=4)
     with pytest.raises(KeyboardInterrupt):
         evaluate(fairface, pipeline, out)
     assert not out.exists() and partial_path(out).is_dir()
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
 
-    calls = counting_explain_views(monkeypatch)
+    calls = counting_passes(monkeypatch)
     progress: list[tuple[int, int]] = []
     cache = evaluate(fairface, pipeline, out, on_progress=lambda done, total: progress.append((done, total)))
     assert len(calls) == 1  # only the last batch was left
@@ -266,11 +266,11 @@ def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairfa
 def test_rerun_with_other_arguments_starts_over(pipeline, fairface, tmp_path, monkeypatch):
     out = tmp_path / "eval.parquet"
     quick = EvalOptions(faithfulness_per_cell=0)
-    counting_explain_views(monkeypatch, interrupt_at=2)
+    counting_passes(monkeypatch, interrupt_at=2)
     with pytest.raises(KeyboardInterrupt):
         evaluate(fairface, pipeline, out, limit=8, options=quick)
     assert partial_path(out).is_dir()
-    calls = counting_explain_views(monkeypatch)
+    calls = counting_passes(monkeypatch)
     cache = evaluate(fairface, pipeline, out, limit=8, options=EvalOptions(faithfulness_per_cell=0, seed=1))
     assert len(calls) == 3 and len(cache.rows) == 8  # from the start: rows 0-2, 2-4 (`batch_bounds`), 4-8
     assert not cache.rows["faith_sampled"].any() and cache.meta["faithfulness"]["n"] == 0

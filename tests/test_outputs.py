@@ -232,9 +232,9 @@ def test_an_interrupted_assembly_loses_no_work(tmp_path, capsys, monkeypatch):
     monkeypatch.undo()
     # The rerun finds every part where the interrupted run left it: no image is evaluated again.
     batches = []
-    batch = faircam.evaluation.evaluate.Evaluator.batch
-    monkeypatch.setattr(faircam.evaluation.evaluate.Evaluator, "batch",
-                        lambda self, *args: batches.append(1) or batch(self, *args))
+    explain = faircam.evaluation.evaluate.Evaluator.explain
+    monkeypatch.setattr(faircam.evaluation.evaluate.Evaluator, "explain",
+                        lambda self, *args: batches.append(1) or explain(self, *args))
     code, stdout, err = cli(capsys, *evaluate_argv(out, 4))
     assert code == 0, err
     assert batches == [] and len(read_cache(out).rows) == 4

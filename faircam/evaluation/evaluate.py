@@ -63,8 +63,8 @@ from faircam.evaluation.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, faith
 from faircam.files import atomic_file, output_lock
 from faircam.models.model import LoadedModel
 from faircam.tasks import DEFAULT_TASK, TASKS
-from faircam.vision.cams import CamExplainer
-from faircam.vision.explain import Explanation, PreparedViews, explain_views, prepare_views
+from faircam.vision.cams import CamBatch, CamExplainer
+from faircam.vision.explain import Explanation, PreparedViews, explanations, prepare_views, run_pass
 from faircam.vision.preprocess import FaceDetector, View, make_view
 from faircam.vision.quality import SLICES, quality_columns
 from faircam.vision.quality import attributes as quality_attributes
@@ -115,6 +115,16 @@ class _Prepared:
 
 
 Views = tuple[list[int], dict[str, list[View]], pd.DataFrame, PreparedViews]
+
+
+@dataclass
+class _Pass:
+    """A batch's `Evaluator.explain`: the CAM pass (None without CAMs or views), every task's probabilities per
+    view (raw, crop, blur), and the faithfulness columns of its raw views (None without CAMs)."""
+
+    batch: CamBatch | None
+    answers: dict[str, np.ndarray]
+    faithfulness: pd.DataFrame | None
 
 
 def batch_bounds(start: int, total: int, batch_size: int) -> list[int]:
@@ -233,26 +243,35 @@ class Evaluator:
         self.options, self.sampled, self.tasks = options, sampled, tasks
         self.methods = tuple(explainer.methods) if explainer else ()
 
-    def _explain(self, views: PreparedViews) -> tuple[list[Explanation | None], list[dict[str, np.ndarray]]]:
-        """Each view's explanation (None without CAMs) and every task's probabilities."""
-        n = len(views)
-        if not n:
-            return [], []
+    def explain(self, first: int, chunk: pd.DataFrame, prepared: _Prepared) -> _Pass:
+        """The model's work on a batch: one forward and backward pass for all three views (raw, crop, blur:
+        `batch_views`), and the faithfulness measures of its sampled images."""
+        views = prepared.model_input
+        if not len(views):
+            return _Pass(None, {}, None)
         if self.explainer is None:
-            probs = self.model.answers(views.inputs)
-            return [None] * n, [{t: p[i] for t, p in probs.items()} for i in range(n)]
-        explanations = explain_views(views, self.model, self.explainer)
-        return explanations, [{t: np.array(list(a.values())) for t, a in e.answers.items()} for e in explanations]
+            return _Pass(None, self.model.answers(views.inputs), None)
+        batch, answers = run_pass(views, self.model, self.explainer)
+        n = len(prepared.views["raw"])
+        files = chunk.iloc[prepared.readable]["file"]
+        faithfulness = self._faithfulness(first, files, prepared.views["raw"],
+                                          {m: batch.maps[m][:n] for m in self.methods}, batch.targets[:n])
+        return _Pass(batch, answers, faithfulness)
 
-    def batch(self, first: int, chunk: pd.DataFrame, prepared: _Prepared, averager: GroupAverager) -> pd.DataFrame:
-        """The rows of the batch starting at row `first`; its crop views and maps go into `averager`."""
+    def finish(self, chunk: pd.DataFrame, prepared: _Prepared, passed: _Pass, averager: GroupAverager
+               ) -> pd.DataFrame:
+        """The rows of a batch from its `explain`ed pass; its crop views and maps go into `averager`. No model work:
+        the local engine runs it beside the next batch's pass."""
         if not prepared.readable:
             return pd.DataFrame()
         rows = chunk.iloc[prepared.readable]
         found, views = prepared.found, prepared.views
         raw = views["raw"]
-        # One forward and backward pass for all three views of the batch (raw, crop, blur: `batch_views`).
-        explained, answers = self._explain(prepared.model_input)
+        if passed.batch is not None:
+            explained = explanations(prepared.model_input, self.model, passed.batch, passed.answers)
+        else:
+            explained = [None] * len(prepared.model_input)
+        answers = [{t: p[i] for t, p in passed.answers.items()} for i in range(len(explained))]
         n, m = len(raw), len(found)
         tasks = self.tasks
         truths = [{task: row[task] for task in tasks} for _, row in rows.iterrows()]
@@ -277,11 +296,9 @@ class Evaluator:
         for view in ("crop", "blur"):
             named = [{view_column(view, k): v for k, v in record.items()} for record in values[view]]
             parts.append(pd.DataFrame.from_records(named))
-        if self.explainer is not None:
-            raw_maps = {meth: np.stack([e.maps[meth] for e in explained[:n]]) for meth in self.methods}
-            targets = np.array([self.model.classes.index(e.target) for e in explained[:n]])
-            parts += [self._faithfulness(first, frame, raw, raw_maps, targets),
-                      pd.DataFrame(agreement_columns(raw_maps))]
+        if passed.batch is not None:
+            parts += [passed.faithfulness,
+                      pd.DataFrame(agreement_columns({meth: passed.batch.maps[meth][:n] for meth in self.methods}))]
         # The averages split faces by the correctness of the decision their maps explain.
         outcome = TASKS[self.model.task].correct
         for pos, j in enumerate(found):
@@ -290,10 +307,14 @@ class Evaluator:
                          views["crop"][pos].image, crop.maps if crop is not None else {}, views["crop"][pos].valid)
         return pd.concat(parts, axis=1)
 
-    def _faithfulness(self, first: int, frame: pd.DataFrame, raw: list[View], maps: dict[str, np.ndarray],
+    def batch(self, first: int, chunk: pd.DataFrame, prepared: _Prepared, averager: GroupAverager) -> pd.DataFrame:
+        """The rows of the batch starting at row `first` (`explain`, then `finish`)."""
+        return self.finish(chunk, prepared, self.explain(first, chunk, prepared), averager)
+
+    def _faithfulness(self, first: int, files: pd.Series, raw: list[View], maps: dict[str, np.ndarray],
                       targets: np.ndarray) -> pd.DataFrame:
-        sampled = frame["file"].isin(self.sampled).to_numpy()
-        columns = {focus_column(meth, k): np.full(len(frame), np.nan) for meth in self.methods
+        sampled = files.isin(self.sampled).to_numpy()
+        columns = {focus_column(meth, k): np.full(len(files), np.nan) for meth in self.methods
                    for k in FAITHFULNESS_KEYS}
         idx = np.flatnonzero(sampled)
         if len(idx):
@@ -388,10 +409,27 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
         steady_allocator()
         evaluator = Evaluator(model, explainer, options, sampled, labelled_tasks(model.tasks, split.rows))
         prepare = partial(batch_views, model=model, detector=detector)
-        for first, chunk, prepared in _batches(split, batch_size, prepare, start=start):
-            rows = evaluator.batch(first, chunk, prepared, averager)
-            release_freed_memory()
-            yield first + len(chunk), rows
+
+        def finish(first: int, chunk: pd.DataFrame, prepared: _Prepared, passed: _Pass) -> tuple[int, pd.DataFrame]:
+            return first + len(chunk), evaluator.finish(chunk, prepared, passed, averager)
+
+        # A batch's rows (focus scores, agreement, averages) are made on a thread of their own while this one runs
+        # the next batch's pass: this thread then does little but the model's work (bench/evaluate.py).
+        with ThreadPoolExecutor(max_workers=1) as finisher:
+            pending = None
+            for first, chunk, prepared in _batches(split, batch_size, prepare, start=start):
+                try:
+                    passed = evaluator.explain(first, chunk, prepared)
+                except BaseException:
+                    if pending is not None:  # the batch before is kept (Ctrl-C saves it for the rerun)
+                        yield pending.result()
+                    raise
+                if pending is not None:
+                    yield pending.result()
+                    release_freed_memory()
+                pending = finisher.submit(finish, first, chunk, prepared, passed)
+            if pending is not None:
+                yield pending.result()
 
     return run
 

@@ -11,7 +11,7 @@ import numpy as np
 from faircam.models.model import LoadedModel
 from faircam.models.registry import load_model
 from faircam.tasks import DEFAULT_TASK
-from faircam.vision.cams import CamExplainer
+from faircam.vision.cams import CamBatch, CamExplainer
 from faircam.vision.focus import area_shares, focus_from_masks, region_masks
 from faircam.vision.preprocess import FaceDetector, View, make_view
 from faircam.wording import CHANCE_KEY, FOCUS_KEY
@@ -86,30 +86,33 @@ def prepare_views(views: list[View], model: LoadedModel) -> PreparedViews:
     return PreparedViews(views, inputs, masks, [area_shares(m) for m in masks])
 
 
-def explain_views(views: list[View] | PreparedViews, model: LoadedModel, explainer: CamExplainer,
-                  target: str | None = None) -> list[Explanation]:
-    """Every task's prediction, and maps and focus scores for `model.task`, for a batch of views (or the same
-    `prepare_views`d) in one forward and backward pass. The maps explain `target` (a class of the task; default:
-    the predicted one)."""
+def run_pass(views: PreparedViews, model: LoadedModel, explainer: CamExplainer, target: str | None = None
+             ) -> tuple[CamBatch, dict[str, np.ndarray]]:
+    """The one forward and backward pass of a batch of views: the explainer's maps of `target` (a class of
+    `model.task`; default: the predicted one) and every task's probabilities. The model's work, apart from what
+    `explanations` makes of it, so `faircam evaluate` can run the next batch's pass meanwhile."""
     if target is not None and target not in model.classes:
         raise ValueError(f"{target!r} is not a class of {model.task} ({', '.join(model.classes)}).")
-    prepared = views if isinstance(views, PreparedViews) else prepare_views(views, model)
-    inputs = prepared.inputs
-    targets = None if target is None else [model.classes.index(target)] * len(prepared.views)
+    targets = None if target is None else [model.classes.index(target)] * len(views)
     tta_answers = None
     if model.tta:
         # The answer is the mirror-averaged one, so the maps explain its class, not the single pass's argmax.
-        tta_answers = model.answers(inputs)
+        tta_answers = model.answers(views.inputs)
         if targets is None:
             targets = [int(i) for i in tta_answers[model.task].argmax(1)]
-    batch = explainer(inputs, targets, model.outputs)
-    answers = tta_answers or model.task_probs(batch.logits)
-    explanations = []
-    for i, (view, masks, chance) in enumerate(zip(prepared.views, prepared.masks, prepared.chances)):
+    batch = explainer(views.inputs, targets, model.outputs)
+    return batch, tta_answers or model.task_probs(batch.logits)
+
+
+def explanations(views: PreparedViews, model: LoadedModel, batch: CamBatch, answers: dict[str, np.ndarray]
+                 ) -> list[Explanation]:
+    """Each view's `Explanation` from its `run_pass`: its answers, maps and focus scores."""
+    explained = []
+    for i, (view, masks, chance) in enumerate(zip(views.views, views.masks, views.chances)):
         probs = answers[model.task][i]
         predicted = int(probs.argmax())
         maps = {method: maps[i] for method, maps in batch.maps.items()}
-        explanations.append(
+        explained.append(
             Explanation(
                 view=view,
                 probs={c: float(p) for c, p in zip(model.classes, probs)},
@@ -124,7 +127,15 @@ def explain_views(views: list[View] | PreparedViews, model: LoadedModel, explain
                 raw_ranges={m: (float(r[i, 0]), float(r[i, 1])) for m, r in batch.ranges.items()},
             )
         )
-    return explanations
+    return explained
+
+
+def explain_views(views: list[View], model: LoadedModel, explainer: CamExplainer,
+                  target: str | None = None) -> list[Explanation]:
+    """Every task's prediction, and maps and focus scores for `model.task`, for a batch of views in one forward and
+    backward pass. The maps explain `target` (a class of the task; default: the predicted one)."""
+    prepared = prepare_views(views, model)
+    return explanations(prepared, model, *run_pass(prepared, model, explainer, target))
 
 
 @dataclass
