@@ -7,7 +7,8 @@ labelled face folder: `faircam.data.labelled`), `FAIRCAM_MODEL` at a checkpoint 
 `FAIRCAM_REGISTRY` at the file where `faircam train` registers its checkpoints; `FAIRCAM_PRELOAD=0`
 keeps the dashboard from loading the model in the background; `FAIRCAM_MMAP_MB` sets how `faircam
 evaluate` trades speed for a bounded peak of memory (`evaluate_mmap_mb`); `FAIRCAM_MAX_MODEL_MB` caps the weights
-of a model brought by its user (`max_model_mb`). Without them
+of a model brought by its user (`max_model_mb`); `FAIRCAM_STORE` at the server folder where models uploaded on the
+"Audit a model" page, their caches and their evaluation jobs live (`model_store`). Without them
 faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 (`../shared/fairface`) when it is there.
 """
@@ -92,6 +93,27 @@ def max_model_mb() -> int:
     return int(value)
 
 
+# An uploaded archive (a zipped Hugging Face folder) may hold at most this many files; its unpacked bytes are bounded
+# by `max_model_mb()` like the weights' (`faircam.models.store`).
+MAX_ARCHIVE_FILES = 64
+
+
+# A brought model's evaluation cache, in its folder.
+BROUGHT_CACHE = "eval_val.parquet"
+
+
+def model_store() -> Path:
+    """The server folder of the models brought from the "Audit a model" page (`faircam.models.store`): each in its
+    own folder under `brought/`, with its evaluation cache, and the evaluation jobs' state under `jobs/`
+    (`FAIRCAM_STORE`, default the git-ignored runs/)."""
+    return _path_from_env("FAIRCAM_STORE") or PROJECT_ROOT / "runs"
+
+
+def brought_folder(name: str) -> Path:
+    """Where the store keeps the model `name` brought from the page (a plain name: `faircam.models.store`)."""
+    return model_store() / "brought" / name
+
+
 def registry_path() -> Path:
     """The file listing checkpoints registered by `faircam train` (git-ignored runs/ by default)."""
     return _path_from_env("FAIRCAM_REGISTRY") or PROJECT_ROOT / "runs" / "models.json"
@@ -99,9 +121,12 @@ def registry_path() -> Path:
 
 def cache_path_for(name: str) -> Path:
     """The evaluation cache of a registered model: FAIRCAM_CACHE or the bundled cache for the
-    default model, `eval_val-<name>.parquet` in FAIRCAM_CACHE_DIR (default `assets/`) for the others."""
+    default model, `eval_val.parquet` in the folder of a model brought from the page (`brought_folder`),
+    `eval_val-<name>.parquet` in FAIRCAM_CACHE_DIR (default `assets/`) for the others."""
     if name == DEFAULT_MODEL_NAME:
         return settings().cache_path
+    if name and "/" not in name and not name.startswith(".") and brought_folder(name).is_dir():
+        return brought_folder(name) / BROUGHT_CACHE
     return (_path_from_env("FAIRCAM_CACHE_DIR") or ASSETS) / f"eval_val-{name}.parquet"
 
 
