@@ -507,9 +507,11 @@ def left_out_rows(cache: EvalCache) -> str:
     return md(said.strip())
 
 
-@st.cache_resource
 def _recompute_lock() -> threading.Lock:
-    return threading.Lock()
+    """The server's one evaluation at a time, shared with the background jobs of the "Audit a model" page."""
+    from faircam.evaluation.jobs import evaluation_lock
+
+    return evaluation_lock()
 
 
 def offer_recompute(path: Path, split: str = "val", model: str | None = None) -> None:
@@ -526,7 +528,7 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
 
     lock = _recompute_lock()
     if not lock.acquire(blocking=False):
-        st.warning("Another session is recomputing the evaluation right now. Reload this page when it is done.")
+        st.warning("Another evaluation is running on this server right now. Reload this page when it is done.")
         return
     try:
         bar = st.progress(0.0, text=f"Evaluating the {split} split of {md(data)}: a few images a second…")
