@@ -26,7 +26,7 @@ from faircam.data.images import decode_image
 from faircam.data.labelled import data_splits
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.evaluation.cache import EvalCache, read_cache
-from faircam.models import registry
+from faircam.models import registry, store
 from faircam.models.checkpoint import file_sha256, read_metadata
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
@@ -322,6 +322,9 @@ def model_tasks(name: str | None = None) -> tuple[str, ...]:
     """The tasks a model (default: the selected one) predicts, gender first, read from its checkpoint's
     metadata without torch; third-party models predict gender only."""
     entry = registry.entries()[name or selected_model()]
+    if (brought := store.get(entry.name)) is not None:
+        tasks = brought.facts.get("tasks") or {}
+        return tuple(t for t in TASKS if t in tasks) or (DEFAULT_TASK,)
     if entry.kind != "checkpoint":
         return (DEFAULT_TASK,)
     tasks = checkpoint(entry.name).get("tasks")
@@ -413,6 +416,9 @@ def checkpoint(name: str | None = None) -> dict[str, Any]:
     """A model's weights file: its sha256 and, for faircam checkpoints, their metadata (arch,
     input_size, classes, info), read without loading torch; stops the page if the file is unusable."""
     entry = registry.entries()[name or selected_model()]
+    if (brought := store.get(entry.name)) is not None:
+        # What its install recognised (a Hugging Face model is a folder, not one weights file).
+        return {"path": str(brought.model), **{k: v for k, v in brought.facts.items() if v is not None}}
     try:
         if not entry.weights.is_file():
             raise ModelError(f"The weights of {entry.name!r} are missing ({entry.weights}).")

@@ -28,13 +28,18 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faircam.config import BROUGHT_CACHE as CACHE
 from faircam.config import MAX_ARCHIVE_FILES, brought_folder, max_model_mb, model_store, settings
 from faircam.errors import DataError, ModelError
 from faircam.files import output_lock, write_atomic
 from faircam.models.kinds import MODEL_JSON, SPEC_FORMATS, VIEWS, WEIGHT_SUFFIXES, read_spec, recognise
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from faircam.vision.explain import Pipeline
 
 MANIFEST = "installed.json"
 MODEL_DIR = "model"
@@ -355,3 +360,47 @@ def install_answers(name: str, data: bytes | Path, source: str, data_dir: Path |
     except BaseException:
         staging.discard()
         raise
+
+
+def preview(pipeline: Pipeline, data_dir: Path, per_cell: int = 1, seed: int = 0) -> pd.DataFrame:
+    """A few FairFace validation faces of each race x gender group (`per_cell` each) with a loaded model's gender
+    answers, before any run, so a swapped mapping shows at once: per face its `file`, `race`, `gender`, the
+    answer in faircam's class (`answer`) and in the model's own name for it (`said`), its probability, and
+    whether it is right."""
+    import pandas as pd
+
+    from faircam.data.fairface import balanced_sample, read_data_image
+    from faircam.data.labelled import load_data
+    from faircam.tasks import DEFAULT_TASK
+
+    rows = balanced_sample(load_data(data_dir, "val").rows, per_cell, seed).sort_values(["gender", "race"])
+    model = pipeline.model.for_task(DEFAULT_TASK)
+    views = [pipeline.view(read_data_image(data_dir, f)).image for f in rows["file"]]
+    probs = model.predict_proba(views)
+    answers = [model.classes[i] for i in probs.argmax(axis=1)]
+    # The model's own names, from the head its answers were mapped from (`faircam.models.foreign.Adapted`).
+    head = next((h for h in getattr(model.net, "heads", []) if h.task == DEFAULT_TASK), None)
+
+    def said(answer: str) -> str:
+        if head is None:
+            return answer
+        if head.sigmoid:
+            return head.names[0] if answer == head.classes[0] else f"not {head.names[0]}"
+        return head.names[head.classes.index(answer)]
+
+    return pd.DataFrame({"file": rows["file"].to_numpy(), "race": rows["race"].to_numpy(),
+                         "gender": rows["gender"].to_numpy(), "answer": answers,
+                         "said": [said(a) for a in answers], "probability": probs.max(axis=1),
+                         "right": [a == g for a, g in zip(answers, rows["gender"])]})
+
+
+def architectures(fmt: str) -> list[str]:
+    """The classification architectures a state dict can be installed for, as its library lists them (nothing is
+    downloaded: the weights come from the upload)."""
+    if fmt == "timm":
+        import timm
+
+        return timm.list_models()
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
