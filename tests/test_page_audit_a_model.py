@@ -128,6 +128,10 @@ def test_a_table_of_answers_is_audited_at_once_and_removed(page, val_split):
     at = upload(page, ANSWERS, [("api.csv", table.to_csv(index=False).encode())], "vendor API")
     assert "no maps" in shown(ok(at))
     audited_on_evaluation_and_compare(at, "vendor API", 40)
+    # A page that runs a model says in one line that a table has none.
+    at.switch_page("pages/1_Explore.py").run()
+    assert [i.value for i in ok(at).info] == [f"{md('vendor API', code=True)} is a table of answers: no model ran, "
+                                              "so it has no maps and cannot answer other faces."]
     at.switch_page("pages/13_Audit_a_model.py").run()
     button(at, "Remove vendor API").click().run()
     assert "vendor API" not in registry.entries() and nothing_left()

@@ -390,20 +390,33 @@ def warm_up() -> threading.Thread:
     return thread
 
 
-def _model_error(exc: ModelError) -> None:
-    st.error(f"**The model cannot be loaded.** {md(exc)}\n\nSet `FAIRCAM_MODEL` to a faircam checkpoint, "
-             "or restore the model files in `assets/` from the repository.")
+def _model_error(exc: ModelError, name: str | None = None) -> None:
+    fix = ("Remove it on *Audit a model* and bring it again." if name and store.get(name) else
+           "Set `FAIRCAM_MODEL` to a faircam checkpoint, or restore the model files in `assets/` from the repository.")
+    st.error(f"**The model cannot be loaded.** {md(exc)}\n\n{fix}")
     st.stop()
+
+
+def answers_only(name: str) -> bool:
+    """Whether the registered model `name` is a table of answers brought to the store (no model to run)."""
+    return registry.entries()[name].kind == store.ANSWERS
 
 
 def pipeline(name: str | None = None) -> Pipeline:
     """A model (default: the selected one) with the shared detector and its explainer, loaded once
-    per process; stops the page if the model is unusable."""
+    per process; stops the page if the model is unusable or a table of answers."""
     name = name or selected_model()
+    if answers_only(name):
+        st.info(f"{md(name, code=True)} is a table of answers: no model ran, so it has no maps and cannot answer "
+                "other faces.")
+        st.stop()
     try:
-        return _pipeline(name, str(registry.entries()[name].weights))
+        # A model brought again under a removed one's name is another model at the same path: its install time
+        # is part of the key.
+        brought = store.get(name)
+        return _pipeline(name, str(registry.entries()[name].weights) + (f"@{brought.installed}" if brought else ""))
     except ModelError as exc:
-        _model_error(exc)
+        _model_error(exc, name)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from faircam.config import BROUGHT_CACHE as CACHE
 from faircam.config import MAX_ARCHIVE_FILES, brought_folder, max_model_mb, model_store, settings
 from faircam.errors import DataError, ModelError
+from faircam.evaluation.imported import KIND as ANSWERS
 from faircam.files import output_lock, write_atomic
 from faircam.models.kinds import MODEL_JSON, SPEC_FORMATS, VIEWS, WEIGHT_SUFFIXES, read_spec, recognise
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 MANIFEST = "installed.json"
 MODEL_DIR = "model"
-ANSWERS = "predictions"
 # A model's name becomes its folder's and is shown on every page: letters, digits, spaces and a few marks.
 _NAME = re.compile(r"\w(?:[\w .()+-]{0,62}[\w)])?")
 # The upload kinds the page and `faircam install-model` take, as they name them.
