@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import stat
+import threading
 import zipfile
 from pathlib import Path
 
@@ -122,6 +123,7 @@ def _archive(entries: list[tuple[str, bytes, int]]) -> bytes:
     ("empty", "is empty"),
     ("nothing", "upload.zip is a folder with neither faircam-model.json nor a Hugging Face config.json"),
     ("bad-json", "faircam-model.json is not readable JSON"),
+    ("twice", "names a file twice"),
 ])
 def test_bad_archives_are_refused_and_leave_nothing(made, tmp_path, monkeypatch, case, said):
     monkeypatch.setenv("FAIRCAM_MAX_MODEL_MB", "1")
@@ -137,6 +139,7 @@ def test_bad_archives_are_refused_and_leave_nothing(made, tmp_path, monkeypatch,
         "empty": lambda: _archive([]),
         "nothing": lambda: _archive([("readme.txt", b"hello", plain)]),
         "bad-json": lambda: _archive([("faircam-model.json", b"{not json", plain)]),
+        "twice": lambda: _archive([("config.json", b"{}", plain), ("config.json", b"{}", plain)]),
     }
     blob = data[case]()
     with pytest.raises(ModelError) as raised:
@@ -146,7 +149,7 @@ def test_bad_archives_are_refused_and_leave_nothing(made, tmp_path, monkeypatch,
     assert not (tmp_path.parent / "evil.txt").exists()
 
 
-def test_bad_models_are_refused_and_leave_nothing(made):
+def test_bad_models_are_refused_and_leave_nothing(made, monkeypatch):
     """Wrong class names, weights of another architecture, an upload above the size limit, a taken name."""
     with pytest.raises(ModelError, match=r"its classes \(cat, male\) are not one of faircam's tasks"):
         store.weights_spec("torchvision", "resnet18", "", ["cat", "male"])
@@ -155,12 +158,43 @@ def test_bad_models_are_refused_and_leave_nothing(made):
         store.install_weights("wrong", made["state"], "weights.safetensors", spec)
     with pytest.raises(ModelError, match="torchvision weights must be a .safetensors or .pt or .pth file"):
         store.install_weights("wrong", made["onnx"], "weights.onnx", spec)
+    monkeypatch.setenv("FAIRCAM_MAX_MODEL_MB", "1")  # ResNet-18's weights are about 45 MB
+    spec = store.weights_spec("torchvision", "resnet18", "", ["female", "male"], input_size=SIZE)
+    with pytest.raises(ModelError, match=r"weights.safetensors is 43 MB, above the limit of 1 MB per model"):
+        store.install_weights("big", made["state"], "weights.safetensors", spec)
+    monkeypatch.delenv("FAIRCAM_MAX_MODEL_MB")
     assert nothing_left()
     store.install_archive("taken", zipped(made["vit"], top=None), "vit.zip")
     for name in ("taken", "faircam", "../up", ".hidden", "a/b", ""):
         with pytest.raises(ModelError, match="exists already|cannot name a model"):
             store.install_archive(name, zipped(made["vit"]), "vit.zip")
     assert [m.name for m in store.installed()] == ["taken"]
+
+
+def test_a_model_being_evaluated_is_not_removed(made):
+    from faircam.errors import OutputError
+    from faircam.files import output_lock
+
+    model = store.install_archive("busy", zipped(made["vit"]), "vit.zip")
+    held, release = threading.Event(), threading.Event()
+
+    def evaluation() -> None:  # holds the cache as a running job does, on its own thread
+        with output_lock(cache_path_for("busy")):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=evaluation)
+    thread.start()
+    held.wait(30)
+    try:
+        with pytest.raises(OutputError, match="being written by another faircam run"):
+            store.remove("busy")
+    finally:
+        release.set()
+        thread.join()
+    assert store.get("busy") == model
+    store.remove("busy")
+    assert store.get("busy") is None
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
