@@ -49,8 +49,12 @@ MAX_IMAGE_PIXELS = 100_000_000
 # A face (or, with none found, a photo) under this many pixels a side: the model sees it enlarged to its input size,
 # so its answer rests on little detail, and the pages say so.
 LOW_DETAIL_SIDE = 64
-# Same value as `server.maxUploadSize` in .streamlit/config.toml (a test keeps them equal).
+# The largest photo an uploader takes (its `max_upload_size`), checked again in code.
 MAX_UPLOAD_MB = 20
+# Same value as `server.maxUploadSize` in .streamlit/config.toml (a test keeps them equal): the largest upload the
+# server takes at all, a model brought on "Audit a model" (`max_model_mb`'s default); every photo uploader asks for
+# MAX_UPLOAD_MB instead.
+SERVER_UPLOAD_MB = 500
 
 
 def _path_from_env(name: str) -> Path | None:
