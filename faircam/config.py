@@ -8,7 +8,8 @@ labelled face folder: `faircam.data.labelled`), `FAIRCAM_MODEL` at a checkpoint 
 keeps the dashboard from loading the model in the background; `FAIRCAM_MMAP_MB` sets how `faircam
 evaluate` trades speed for a bounded peak of memory (`evaluate_mmap_mb`); `FAIRCAM_MAX_MODEL_MB` caps the weights
 of a model brought by its user (`max_model_mb`); `FAIRCAM_STORE` at the server folder where models uploaded on the
-"Audit a model" page, their caches and their evaluation jobs live (`model_store`). Without them
+"Audit a model" page, their caches and their evaluation jobs live (`model_store`), `FAIRCAM_AUDIT_FACES` at how
+many faces that page evaluates them on (`audit_faces`). Without them
 faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 (`../shared/fairface`) when it is there.
 """
@@ -116,6 +117,15 @@ def model_store() -> Path:
 def brought_folder(name: str) -> Path:
     """Where the store keeps the model `name` brought from the page (a plain name: `faircam.models.store`)."""
     return model_store() / "brought" / name
+
+
+def audit_faces() -> int:
+    """How many FairFace validation faces, stratified by race x gender, "Audit a model" evaluates a brought model on
+    unless all are asked for (`FAIRCAM_AUDIT_FACES`, default 700: 50 per race x gender group)."""
+    value = os.environ.get("FAIRCAM_AUDIT_FACES", "").strip() or "700"
+    if not value.isdigit() or int(value) < 1:
+        raise DataError(f"FAIRCAM_AUDIT_FACES={value!r}: give a whole number of faces, 1 or more.")
+    return int(value)
 
 
 def registry_path() -> Path:

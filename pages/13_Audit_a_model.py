@@ -5,7 +5,7 @@ shows."""
 
 import streamlit as st
 
-from faircam.config import max_model_mb, settings
+from faircam.config import audit_faces, max_model_mb, settings
 from faircam.dashboard import ui
 from faircam.data.fairface import GENDERS, RACES
 from faircam.errors import KNOWN_ERRORS
@@ -23,7 +23,7 @@ st.caption("Bring the face classifier you want to audit. faircam checks what it 
 
 ZIP, WEIGHTS, ONNX, ANSWERS = ("A Hugging Face model (a zip of its folder)", "A state dict and its architecture",
                                "An ONNX file and its description", "A table of answers (CSV)")
-JUST = "audit_just_installed"  # the model installed last in this session: the one shown below
+SHOWN = "audit_model"  # the brought model shown below: the one installed last in this session, or chosen
 
 st.markdown("## Bring a model")
 what = st.radio("What do you have?", [ZIP, WEIGHTS, ONNX, ANSWERS], key="audit_what")
@@ -85,7 +85,7 @@ if st.button("Install", type="primary", disabled=not ready, key="audit_install")
     except KNOWN_ERRORS as exc:
         st.error(f"**Not installed.** {md(exc)}")
     else:
-        st.session_state[JUST] = installed.name
+        st.session_state[SHOWN] = installed.name
         st.success(f"Installed **{md(installed.name)}**.")
 
 brought = {m.name: m for m in store.installed()}
@@ -94,9 +94,9 @@ if not brought:
 
 st.markdown("## Your models on this server")
 names = list(brought)
-current = st.session_state.get(JUST)
-chosen = st.selectbox("Model", names, index=names.index(current) if current in names else len(names) - 1,
-                      key="audit_model")
+if st.session_state.get(SHOWN) not in names:  # none yet, or removed in another session
+    st.session_state[SHOWN] = names[-1]
+chosen = st.selectbox("Model", names, key=SHOWN)
 model = brought[chosen]
 facts = model.facts
 recognised = {
@@ -145,7 +145,7 @@ else:
                                    f"({face['probability']:.0%}) {'✓' if face['right'] else '✗'}")
 
     st.markdown("### Evaluate it")
-    faces = st.radio("Faces", [jobs.DEFAULT_FACES, None], horizontal=True, key=f"audit_faces_{model.name}",
+    faces = st.radio("Faces", [audit_faces(), None], horizontal=True, key=f"audit_faces_{model.name}",
                      format_func=lambda n: f"{n} faces, stratified by race × gender" if n else
                      "every validation face (slow on a CPU)")
 
@@ -191,5 +191,5 @@ if st.button(f"Remove {md(model.name)} and its evaluation", key=f"audit_remove_{
         st.error(md(exc))
     else:
         jobs.forget(model.name)
-        st.session_state.pop(JUST, None)
+        st.session_state.pop(SHOWN, None)
         st.rerun()

@@ -27,7 +27,7 @@ ZIP, WEIGHTS, ONNX, ANSWERS = ("A Hugging Face model (a zip of its folder)", "A 
 @pytest.fixture
 def page(fairface, monkeypatch) -> AppTest:
     monkeypatch.setenv("FAIRCAM_DATA", str(fairface))
-    monkeypatch.setattr(jobs, "DEFAULT_FACES", 14)  # one face per race x gender group: a quick evaluation
+    monkeypatch.setenv("FAIRCAM_AUDIT_FACES", "14")  # one face per race x gender group: a quick evaluation
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=180)
     at.switch_page("pages/13_Audit_a_model.py")
     return at.run()

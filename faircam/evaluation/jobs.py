@@ -1,7 +1,7 @@
 """Background evaluations of the models brought to the store (`faircam.models.store`), one at a time per server.
 
 The "Audit a model" page submits a job (a model's name and how many FairFace validation faces: a sample stratified
-by race x gender, default `DEFAULT_FACES`, or all) and only reads its state, so a job outlives the page, its
+by race x gender, `config.audit_faces()` by default, or all) and only reads its state, so a job outlives the page, its
 session and a reload: the jobs run on one worker thread of the server's process, in the order they came (the
 others are told their place in the queue), and their state (faces done, the time left, how it ended) is written
 to `<model_store()>/jobs/<name>.json` after every batch. An evaluation holds `evaluation_lock`, the one lock the
@@ -29,7 +29,6 @@ from faircam.config import cache_path_for, model_store, settings
 from faircam.errors import KNOWN_ERRORS, DataError
 from faircam.files import write_atomic
 
-DEFAULT_FACES = 700
 # The states a job's file records; "running" and "queued" only while this process has the job.
 ENDED = ("done", "cancelled", "failed", "stopped")
 
@@ -182,7 +181,7 @@ def _evaluate(state: Job, batch_size: int, cancelled: Callable[[], bool]) -> Job
     return current[0]
 
 
-def submit(name: str, faces: int | None = DEFAULT_FACES, batch_size: int = 16) -> Job:
+def submit(name: str, faces: int | None, batch_size: int = 16) -> Job:
     """Queue the evaluation of the brought model `name` on `faces` stratified FairFace validation faces (None:
     all); a job already queued or running for it is returned as it is."""
     return _WORKER.submit(name, faces, batch_size)
