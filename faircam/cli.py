@@ -346,9 +346,12 @@ def cmd_install_model(args: argparse.Namespace) -> None:
                                          Path(args.labels).expanduser() if args.labels else settings().labels_path)
     else:
         if args.json:
-            spec = store.read_description(Path(args.json).expanduser().read_bytes(), Path(args.json).name)
+            described = Path(args.json).expanduser()
+            if not described.is_file():
+                raise DataError(f"--json {args.json}: no such file.")
+            spec = store.read_description(described.read_bytes(), described.name)
         elif suffix == ".onnx" or args.arch:
-            spec = store.weights_spec("onnx" if suffix == ".onnx" else args.format, args.arch or "", "",
+            spec = store.weights_spec("onnx" if suffix == ".onnx" else args.format, args.arch or "",
                                       (args.classes or "").split(","), args.task, args.input_size,
                                       _numbers("--mean", args.mean), _numbers("--std", args.std), args.view)
         else:

@@ -52,7 +52,7 @@ elif what == WEIGHTS:
                     format_func=lambda v: {"whole": "whole FairFace-style images", "crop": "aligned face crops"}[v])
     half = [0.5] * 3
     try:
-        spec = store.weights_spec(fmt, arch, "", classes.split(","), input_size=int(size),
+        spec = store.weights_spec(fmt, arch, classes.split(","), input_size=int(size),
                                   mean=None if norm == "ImageNet's" else half,
                                   std=None if norm == "ImageNet's" else half,
                                   view=view)
@@ -77,7 +77,10 @@ if st.button("Install", type="primary", disabled=not ready, key="audit_install")
             if what == ZIP:
                 installed = store.install_archive(name, upload.getvalue(), upload.name)
             elif what == ANSWERS:
-                installed, _ = store.install_answers(name, upload.getvalue(), upload.name)
+                installed, counts = store.install_answers(name, upload.getvalue(), upload.name)
+                if counts["not_in_data"]:
+                    st.warning(f"{counts['not_in_data']} of its files are not among FairFace's validation faces and "
+                               f"are not counted (the first: {md(', '.join(counts['not_in_data_files']))}).")
             else:
                 if what == ONNX:
                     spec = store.read_description(description.getvalue(), description.name)
@@ -190,6 +193,5 @@ if st.button(f"Remove {md(model.name)} and its evaluation", key=f"audit_remove_{
     except KNOWN_ERRORS as exc:
         st.error(md(exc))
     else:
-        jobs.forget(model.name)
         st.session_state.pop(SHOWN, None)
         st.rerun()

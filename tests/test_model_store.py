@@ -69,7 +69,7 @@ def test_a_zipped_hugging_face_folder_installs_and_is_listed(made):
 
 
 def test_a_state_dict_with_an_architecture_and_classes_installs(made):
-    spec = store.weights_spec("torchvision", "resnet18", "", ["female", "male"], input_size=SIZE)
+    spec = store.weights_spec("torchvision", "resnet18", ["female", "male"], input_size=SIZE)
     model = store.install_weights("resnet", made["state"].read_bytes(), "weights.safetensors", spec)
     assert model.kind == "torchvision" and model.facts["cam_layer"] == "layer4"
     assert json.loads((model.folder / "model" / "faircam-model.json").read_text())["weights"] == "model.safetensors"
@@ -152,14 +152,14 @@ def test_bad_archives_are_refused_and_leave_nothing(made, tmp_path, monkeypatch,
 def test_bad_models_are_refused_and_leave_nothing(made, monkeypatch):
     """Wrong class names, weights of another architecture, an upload above the size limit, a taken name."""
     with pytest.raises(ModelError, match=r"its classes \(cat, male\) are not one of faircam's tasks"):
-        store.weights_spec("torchvision", "resnet18", "", ["cat", "male"])
-    spec = store.weights_spec("torchvision", "resnet34", "", ["female", "male"], input_size=SIZE)
+        store.weights_spec("torchvision", "resnet18", ["cat", "male"])
+    spec = store.weights_spec("torchvision", "resnet34", ["female", "male"], input_size=SIZE)
     with pytest.raises(ModelError, match="the weights do not fit torchvision resnet34"):
         store.install_weights("wrong", made["state"], "weights.safetensors", spec)
     with pytest.raises(ModelError, match="torchvision weights must be a .safetensors or .pt or .pth file"):
         store.install_weights("wrong", made["onnx"], "weights.onnx", spec)
     monkeypatch.setenv("FAIRCAM_MAX_MODEL_MB", "1")  # ResNet-18's weights are about 45 MB
-    spec = store.weights_spec("torchvision", "resnet18", "", ["female", "male"], input_size=SIZE)
+    spec = store.weights_spec("torchvision", "resnet18", ["female", "male"], input_size=SIZE)
     with pytest.raises(ModelError, match=r"weights.safetensors is 43 MB, above the limit of 1 MB per model"):
         store.install_weights("big", made["state"], "weights.safetensors", spec)
     monkeypatch.delenv("FAIRCAM_MAX_MODEL_MB")
@@ -230,6 +230,8 @@ def test_cli_installs_lists_and_removes(made, tmp_path, fairface, capsys, val_sp
     (["install-model", "{state}", "--name", "x", "--arch", "resnet18", "--classes", "cat,dog"], "(cat, dog)"),
     (["install-model", "{bad_zip}", "--name", "x"], "holds a link"),
     (["models", "--remove", "nothing-here"], "No model named 'nothing-here'"),
+    (["install-model", "{state}", "--name", "x", "--json", "missing.json"], "--json missing.json: no such file"),
+    (["install-model", "missing.zip", "--name", "x"], "missing.zip: no such file"),
 ])
 def test_cli_bad_uploads_are_one_line_and_exit_2(made, tmp_path, capsys, args, said):
     (tmp_path / "vit.zip").write_bytes(zipped(made["vit"]))

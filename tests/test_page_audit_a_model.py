@@ -124,9 +124,12 @@ def test_an_onnx_file_with_its_description(page, tmp_path):
 
 def test_a_table_of_answers_is_audited_at_once_and_removed(page, val_split):
     rows = val_split.rows.head(40)
-    table = pd.DataFrame({"file": rows["file"], "pred_gender": rows["gender"].map({"Female": "woman", "Male": "man"})})
+    table = pd.DataFrame({"file": [*rows["file"], "val/not-there.jpg"],
+                          "pred_gender": [*rows["gender"].map({"Female": "woman", "Male": "man"}), "man"]})
     at = upload(page, ANSWERS, [("api.csv", table.to_csv(index=False).encode())], "vendor API")
     assert "no maps" in shown(ok(at))
+    assert ("1 of its files are not among FairFace's validation faces and are not counted (the first: "
+            f"{md('val/not-there.jpg')}).") in shown(at)
     audited_on_evaluation_and_compare(at, "vendor API", 40)
     # A page that runs a model says in one line that a table has none.
     at.switch_page("pages/1_Explore.py").run()

@@ -106,17 +106,21 @@ def get(name: str) -> Installed | None:
 
 
 def remove(name: str) -> None:
-    """Remove a model brought to the store, with its cache and unfinished evaluation; `ModelError` if there is no
-    such model. The folder is first renamed to a hidden name, so it leaves the registry at once and whole."""
+    """Remove a model brought to the store, with its cache, unfinished evaluation and job record; `ModelError` if
+    there is no such model. The folder is first renamed to a hidden name, so it leaves the registry at once and
+    whole."""
     model = get(name)
     if model is None:
         names = ", ".join(m.name for m in installed()) or "none"
         raise ModelError(f"No model named {name!r} was brought to this server (brought: {names}).")
+    from faircam.evaluation import jobs
+
     # An evaluation running on it holds its cache (`output_lock`): refused with the lock's own line.
     with output_lock(model.folder / CACHE):
         gone = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".removed", dir=model.folder.parent))
         os.replace(model.folder, gone / name)
     shutil.rmtree(gone, ignore_errors=True)
+    jobs.forget(name)
 
 
 # --- uploads --------------------------------------------------------------------------------------------------
@@ -193,11 +197,12 @@ def _model_root(folder: Path) -> Path:
             return folder
 
 
-def weights_spec(fmt: str, arch: str, weights: str, classes: list[str], task: str | None = None,
+def weights_spec(fmt: str, arch: str, classes: list[str], task: str | None = None,
                  input_size: int = 224, mean: list[float] | None = None, std: list[float] | None = None,
                  view: str = "whole") -> dict[str, Any]:
     """The `faircam-model.json` the page writes for a state dict and an architecture picked from a list, or an ONNX
-    file: one head whose task is `task` (None: the task all its classes belong to)."""
+    file: one head whose task is `task` (None: the task all its classes belong to); `install_weights` names the
+    weights."""
     from faircam.models.kinds import map_outputs
 
     if fmt not in SPEC_FORMATS:
@@ -208,7 +213,7 @@ def weights_spec(fmt: str, arch: str, weights: str, classes: list[str], task: st
     head = map_outputs([(task, classes)], "The model")[0]
     if view not in VIEWS:
         raise ModelError(f"view must be \"whole\" or \"crop\" (got {view!r}).")
-    return {"format": fmt, "arch": arch, "weights": weights, "outputs": [{"task": head.task, "classes": classes}],
+    return {"format": fmt, "arch": arch, "outputs": [{"task": head.task, "classes": classes}],
             "input_size": input_size, "mean": mean or [0.485, 0.456, 0.406], "std": std or [0.229, 0.224, 0.225],
             "view": view}
 
