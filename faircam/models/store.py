@@ -9,10 +9,11 @@ lists the folders that have one (`faircam.models.registry.entries`), so every pa
 offer them.
 
 An upload is installed safely on a shared server: it is unpacked into a hidden folder beside the store's models,
-checked, moved into place, and loaded as every page will load it (`faircam.models.kinds.KINDS`: no unpickling, no
-remote code); anything wrong is a `ModelError` in one line and the folder is removed, so a model is installed whole
-or not at all. An archive may not hold paths outside itself, links, more than `config.MAX_ARCHIVE_FILES` files or
-more than `config.max_model_mb()` unpacked; an upload above that size is refused before it is written.
+checked and loaded as every page will load it (`faircam.models.kinds.KINDS`: no unpickling, no remote code), then
+moved into place and listed; anything wrong is a `ModelError` in one line and the folder is removed, so a model is
+installed whole or not at all. An archive may not hold paths outside itself, links, more than
+`config.MAX_ARCHIVE_FILES` files or more than `config.max_model_mb()` unpacked; an upload above that size is
+refused before it is written.
 """
 
 from __future__ import annotations
@@ -259,9 +260,9 @@ def _plain(message: str, folder: Path, source: str) -> str:
         .replace(str(folder) + "/", "").replace(str(folder), source)
 
 
-def _finish(staging: _Staging, kind: str, model: Path, source: str, facts: dict[str, Any]) -> Installed:
+def _finish(staging: _Staging, kind: str, relative: Path, source: str, facts: dict[str, Any]) -> Installed:
+    """The staged model moved into place and listed: its manifest, written last."""
     folder = staging.commit()
-    relative = model.relative_to(staging.final) if model.is_relative_to(staging.final) else model
     installed_at = datetime.now(UTC).isoformat(timespec="seconds")
     write_atomic(folder / MANIFEST, json.dumps({"kind": kind, "model": str(relative), "source": source,
                                                 "installed": installed_at, "facts": facts}, indent=2))
@@ -277,21 +278,21 @@ def _check_model(staging: _Staging, root: Path, source: str) -> Installed:
     try:
         kind = recognise(root)  # a folder: a Hugging Face one or a faircam-model.json's, else a ModelError
         target = root if kind == "huggingface" else root / MODEL_JSON
-        folder = staging.folder
-        moved = staging.final / target.relative_to(folder)
-        staging.commit()
         loaded = KINDS[kind].load(ModelEntry(name=staging.name, title=staging.name, origin="", licence="", input="",
-                                             classes="", weights=moved, kind=kind))
+                                             classes="", weights=target, kind=kind))
     except ModelError as exc:
         staging.discard()
         raise ModelError(_plain(str(exc), staging.folder, source)) from None
+    except BaseException:
+        staging.discard()
+        raise
     facts = {"arch": loaded.arch, "tasks": {t: list(c) for t, c in loaded.tasks.items()},
              "label_mapping": loaded.info.get("label_mapping", {}), "input_size": loaded.input_size,
              "mean": list(loaded.mean), "std": list(loaded.std), "view": loaded.info.get("view", "whole"),
              "cam_layer": loaded.info.get("cam_layer", ""), "sha256": loaded.sha256}
     try:
-        return _finish(staging, kind, moved, source, facts)
-    except OSError:
+        return _finish(staging, kind, target.relative_to(staging.folder), source, facts)
+    except BaseException:
         staging.discard()
         raise
 
@@ -358,7 +359,7 @@ def install_answers(name: str, data: bytes | Path, source: str, data_dir: Path |
         facts = {"arch": "a table of answers", "tasks": {t: list(c) for t, c in cache.tasks.items()},
                  "label_mapping": {}, "input_size": None, "view": None, "cam_layer": "",
                  "sha256": cache.model_meta["sha256"], "counts": counts}
-        return _finish(staging, ANSWERS, folder / table.name, source, facts), counts
+        return _finish(staging, ANSWERS, Path(table.name), source, facts), counts
     except (DataError, ModelError) as exc:
         staging.discard()
         raise type(exc)(_plain(str(exc), staging.folder, source)) from None
