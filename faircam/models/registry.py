@@ -182,7 +182,7 @@ def _brought() -> list[ModelEntry]:
         mapping = "; ".join(str(m) for m in (facts.get("label_mapping") or {}).values())
         tasks = facts.get("tasks") or {}
         found.append(ModelEntry(
-            name=model.name, title=f"{model.name} ({KINDS[model.kind].title if model.kind in KINDS else model.kind})",
+            name=model.name, title=f"{facts.get('arch') or model.kind} (brought)",
             origin=f"brought to this server ({model.source}, {model.installed[:10]})", licence="as its owner says",
             input=f"{size}×{size} RGB, {'aligned face crop' if facts.get('view') == 'crop' else 'the whole image'}"
             if isinstance(size, int) else "no images (a table of answers)",
