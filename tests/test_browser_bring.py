@@ -60,3 +60,26 @@ def test_bring_a_zip_and_a_table_then_audit_them(served, page, shots, tmp_path, 
         page.get_by_text(f"Model {name} on {images} images").wait_for(timeout=120_000)
         _no_exception(page)
     page.screenshot(path=shots / "audit-a-model-evaluation.png", full_page=True)
+
+
+def test_bring_a_state_dict_larger_than_a_photo(served, page, tmp_path):  # noqa: F811
+    """A ResNet-18 state dict (about 45 MB, above the 20 MB a photo may have) with its architecture picked from
+    torchvision's list: the server takes it and the page installs it."""
+    from safetensors.torch import save_file
+    from test_model_kinds import _resnet
+
+    weights = tmp_path / "resnet-weights.safetensors"
+    save_file(_resnet(2).state_dict(), weights)
+    assert weights.stat().st_size > 40 << 20
+    page.goto(f"{served}/Audit_a_model")
+    _settle(page)
+    page.get_by_text("A state dict and its architecture").click()
+    _settle(page)
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Architecture").click()
+    page.keyboard.type("resnet18")
+    page.keyboard.press("Enter")
+    _settle(page)
+    _install(page, weights)
+    body = page.inner_text("body")
+    assert "female → Female, male → Male" in body and "torchvision resnet18" in body and "layer4" in body
+    _no_exception(page)
