@@ -148,7 +148,12 @@ else:
                                    f"({face['probability']:.0%}) {'✓' if face['right'] else '✗'}")
 
     st.markdown("### Evaluate it")
-    faces = st.radio("Faces", [audit_faces(), None], horizontal=True, key=f"audit_faces_{model.name}",
+    try:
+        default_faces = audit_faces()
+    except KNOWN_ERRORS as exc:
+        st.error(md(exc))
+        st.stop()
+    faces = st.radio("Faces", [default_faces, None], horizontal=True, key=f"audit_faces_{model.name}",
                      format_func=lambda n: f"{n} faces, stratified by race × gender" if n else
                      "every validation face (slow on a CPU)")
 

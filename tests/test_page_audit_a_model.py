@@ -152,3 +152,13 @@ def test_a_bad_upload_is_one_line_and_installs_nothing(page, what, files, said):
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.error) == 1 and md(said) in at.error[0].value and "\n" not in at.error[0].value, at.error
     assert "bad" not in registry.entries() and nothing_left()
+
+
+def test_a_bad_number_of_faces_setting_is_one_line(page, tmp_path, monkeypatch):
+    from faircam.models import store
+
+    store.install_archive("vit", zipped(_vit(tmp_path / "vit", ["female", "male"])), "vit.zip")
+    monkeypatch.setenv("FAIRCAM_AUDIT_FACES", "lots")
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert [e.value for e in page.error] == [md("FAIRCAM_AUDIT_FACES='lots': give a whole number of faces, 1 or more.")]
