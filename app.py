@@ -17,6 +17,7 @@ st.navigation(
         st.Page("pages/11_Failures.py", title="Where does it fail?", icon="🔦", url_path="Failures"),
         st.Page("pages/8_Inside.py", title="Inside the network", icon="🧠", url_path="Inside"),
         st.Page("pages/9_Compare.py", title="Compare models", icon="🆚", url_path="Compare"),
+        st.Page("pages/13_Audit_a_model.py", title="Audit a model", icon="🧰", url_path="Audit_a_model"),
         st.Page("pages/10_Classroom.py", title="Classroom", icon="🎓", url_path="Classroom"),
         st.Page("pages/3_About.py", title="About", icon="ℹ️", url_path="About"),
         st.Page("pages/12_Glossary.py", title="Glossary", icon="📖", url_path="Glossary"),

@@ -1,5 +1,5 @@
 """The `faircam` command: train, evaluate, import a table of answers, explain one image, write the audit report, list
-models, fetch FairFace.
+models, bring one to the server's store and remove it, fetch FairFace.
 
 Every known failure (bad data folder, unreadable image, damaged checkpoint or cache, an output
 path that cannot be written, no internet) ends with one line on stderr and exit status 2, never a
@@ -324,8 +324,54 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(json.dumps(write_report(cache, out, csv,
                                   model_path=args.model or registry.resolve(None).name)))
 
+def _numbers(option: str, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise DataError(f"{option} {value}: give three numbers separated by commas (e.g. 0.5,0.5,0.5).") from None
+
+
+def cmd_install_model(args: argparse.Namespace) -> None:
+    path = Path(args.file).expanduser()
+    if not path.is_file():
+        raise DataError(f"{args.file}: no such file.")
+    from faircam.models import store
+
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        model = store.install_archive(args.name, path, path.name)
+    elif suffix in (".csv", ".parquet"):
+        model, _ = store.install_answers(args.name, path, path.name, _data_dir(args.data), args.split,
+                                         Path(args.labels).expanduser() if args.labels else settings().labels_path)
+    else:
+        if args.json:
+            described = Path(args.json).expanduser()
+            if not described.is_file():
+                raise DataError(f"--json {args.json}: no such file.")
+            spec = store.read_description(described.read_bytes(), described.name)
+        elif suffix == ".onnx" or args.arch:
+            spec = store.weights_spec("onnx" if suffix == ".onnx" else args.format, args.arch or "",
+                                      (args.classes or "").split(","), args.task, args.input_size,
+                                      _numbers("--mean", args.mean), _numbers("--std", args.std), args.view)
+        else:
+            raise DataError(f"{path.name}: a state dict needs --arch (and --classes), or --json naming its "
+                            "faircam-model.json.")
+        model = store.install_weights(args.name, path, path.name, spec)
+    print(json.dumps({"name": model.name, "kind": model.kind, "folder": str(model.folder), **model.facts},
+                     ensure_ascii=False))
+
+
 def cmd_models(args: argparse.Namespace) -> None:
-    rows = [entry.describe() | {"cache": str(cache_path_for(entry.name))} for entry in registry.entries().values()]
+    if args.remove:
+        from faircam.models import store
+
+        store.remove(args.remove)
+        print(json.dumps({"removed": args.remove}, ensure_ascii=False))
+        return
+    rows = [entry.describe() | {"kind": entry.kind, "cache": str(cache_path_for(entry.name))}
+            for entry in registry.entries().values()]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -456,6 +502,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the models faircam can audit")
     models.add_argument("--json", action="store_true", help="print JSON instead of text")
+    models.add_argument("--remove", metavar="NAME", help="remove a model brought with install-model or the page")
+
+    install = commands.add_parser("install-model", help="bring a model to this server's store (as the \"Audit a "
+                                                        "model\" page does): every page can then audit it")
+    install.add_argument("file", help="a .zip of a Hugging Face folder (or of a faircam-model.json with its "
+                                      "weights), a state dict (.safetensors, .pt), an .onnx file, or a table of "
+                                      "answers (.csv, .parquet)")
+    install.add_argument("--name", required=True, help="the name the pages list it by")
+    install.add_argument("--json", metavar="FILE", help="the weights' faircam-model.json (instead of --arch ...)")
+    install.add_argument("--format", default="torchvision", choices=["torchvision", "timm"],
+                         help="where --arch comes from (default torchvision)")
+    install.add_argument("--arch", help="the state dict's architecture (e.g. resnet50)")
+    install.add_argument("--classes", help="its class names in output order, comma-separated (e.g. female,male)")
+    install.add_argument("--task", choices=list(TASKS), help="the task of its classes (default: found from them)")
+    install.add_argument("--input-size", type=int, default=224)
+    install.add_argument("--mean", help="three numbers on the 0-1 scale (default ImageNet's)")
+    install.add_argument("--std", help="three numbers on the 0-1 scale (default ImageNet's)")
+    install.add_argument("--view", default="whole", choices=["whole", "crop"],
+                         help="whole FairFace-style images, or aligned face crops")
+    install.add_argument("--data", help="for a table of answers: the data folder (default: FAIRCAM_DATA)")
+    install.add_argument("--split", default="val", choices=["train", "val"])
+    install.add_argument("--labels", metavar="FILE", help="for a table of answers: the folder's label CSV")
+    install.set_defaults(run=cmd_install_model)
     models.set_defaults(run=cmd_models)
 
     fetch = commands.add_parser("fetch-fairface", help="download FairFace (needs internet)")

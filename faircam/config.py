@@ -8,7 +8,9 @@ labelled face folder: `faircam.data.labelled`), `FAIRCAM_MODEL` at a checkpoint 
 keeps the dashboard from loading the model in the background; `FAIRCAM_MMAP_MB` sets how `faircam
 evaluate` trades speed for a bounded peak of memory under glibc (`evaluate_mmap_mb`), `FAIRCAM_ALLOCATOR` which
 allocator the heavy processes run on (`allocator_setting`); `FAIRCAM_MAX_MODEL_MB` caps the weights
-of a model brought by its user (`max_model_mb`). Without them
+of a model brought by its user (`max_model_mb`); `FAIRCAM_STORE` at the server folder where models uploaded on the
+"Audit a model" page, their caches and their evaluation jobs live (`model_store`), `FAIRCAM_AUDIT_FACES` at how
+many faces that page evaluates them on (`audit_faces`). Without them
 faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 (`../shared/fairface`) when it is there.
 """
@@ -49,8 +51,12 @@ MAX_IMAGE_PIXELS = 100_000_000
 # A face (or, with none found, a photo) under this many pixels a side: the model sees it enlarged to its input size,
 # so its answer rests on little detail, and the pages say so.
 LOW_DETAIL_SIDE = 64
-# Same value as `server.maxUploadSize` in .streamlit/config.toml (a test keeps them equal).
+# The largest photo an uploader takes (its `max_upload_size`), checked again in code.
 MAX_UPLOAD_MB = 20
+# Same value as `server.maxUploadSize` in .streamlit/config.toml (a test keeps them equal): the largest upload the
+# server takes at all, a model brought on "Audit a model" (`max_model_mb`'s default); every photo uploader asks for
+# MAX_UPLOAD_MB instead.
+SERVER_UPLOAD_MB = 500
 
 
 def _path_from_env(name: str) -> Path | None:
@@ -105,6 +111,36 @@ def max_model_mb() -> int:
     return int(value)
 
 
+# An uploaded archive (a zipped Hugging Face folder) may hold at most this many files; its unpacked bytes are bounded
+# by `max_model_mb()` like the weights' (`faircam.models.store`).
+MAX_ARCHIVE_FILES = 64
+
+
+# A brought model's evaluation cache, in its folder.
+BROUGHT_CACHE = "eval_val.parquet"
+
+
+def model_store() -> Path:
+    """The server folder of the models brought from the "Audit a model" page (`faircam.models.store`): each in its
+    own folder under `brought/`, with its evaluation cache, and the evaluation jobs' state under `jobs/`
+    (`FAIRCAM_STORE`, default the git-ignored runs/)."""
+    return _path_from_env("FAIRCAM_STORE") or PROJECT_ROOT / "runs"
+
+
+def brought_folder(name: str) -> Path:
+    """Where the store keeps the model `name` brought from the page (a plain name: `faircam.models.store`)."""
+    return model_store() / "brought" / name
+
+
+def audit_faces() -> int:
+    """How many FairFace validation faces, stratified by race x gender, "Audit a model" evaluates a brought model on
+    unless all are asked for (`FAIRCAM_AUDIT_FACES`, default 700: 50 per race x gender group)."""
+    value = os.environ.get("FAIRCAM_AUDIT_FACES", "").strip() or "700"
+    if not value.isdigit() or int(value) < 1:
+        raise DataError(f"FAIRCAM_AUDIT_FACES={value!r}: give a whole number of faces, 1 or more.")
+    return int(value)
+
+
 def registry_path() -> Path:
     """The file listing checkpoints registered by `faircam train` (git-ignored runs/ by default)."""
     return _path_from_env("FAIRCAM_REGISTRY") or PROJECT_ROOT / "runs" / "models.json"
@@ -112,9 +148,12 @@ def registry_path() -> Path:
 
 def cache_path_for(name: str) -> Path:
     """The evaluation cache of a registered model: FAIRCAM_CACHE or the bundled cache for the
-    default model, `eval_val-<name>.parquet` in FAIRCAM_CACHE_DIR (default `assets/`) for the others."""
+    default model, `eval_val.parquet` in the folder of a model brought from the page (`brought_folder`),
+    `eval_val-<name>.parquet` in FAIRCAM_CACHE_DIR (default `assets/`) for the others."""
     if name == DEFAULT_MODEL_NAME:
         return settings().cache_path
+    if name and "/" not in name and not name.startswith(".") and brought_folder(name).is_dir():
+        return brought_folder(name) / BROUGHT_CACHE
     return (_path_from_env("FAIRCAM_CACHE_DIR") or ASSETS) / f"eval_val-{name}.parquet"
 
 

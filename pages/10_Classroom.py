@@ -16,7 +16,7 @@ import streamlit as st
 from faircam import wording
 from faircam.audit import classroom, groups
 from faircam.audit import explanations as audit
-from faircam.config import settings
+from faircam.config import MAX_UPLOAD_MB, settings
 from faircam.dashboard import image_source, ui
 from faircam.data.fairface import LABEL_COLUMNS, data_path
 from faircam.models import registry
@@ -138,7 +138,7 @@ if step == 0:
             st.session_state["lesson_draw"] = draw + 1
             st.rerun()
     st.file_uploader("…or use your own photo (it stays in this browser session)", key="lesson_upload",
-                     type=image_source.UPLOAD_TYPES, on_change=use_own_photo)
+                     type=image_source.UPLOAD_TYPES, on_change=use_own_photo, max_upload_size=MAX_UPLOAD_MB)
     if picked is not None:
         st.caption(f"Current face: {md(picked['file'], code=True)}.")
 elif choice is None:

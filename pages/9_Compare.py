@@ -43,6 +43,9 @@ if choice is not None:
                 st.markdown(f"**{md(name)}** predicts {', '.join(ui.model_tasks(name))} only: it has no {TITLE} "
                             "answer or maps.")
                 continue
+            if ui.answers_only(name):
+                st.markdown(f"**{md(name)}** is a table of answers: it has no answer or maps for this face.")
+                continue
             explanation = choice.explain(model=name, task=task)
             if explanation is None:
                 break

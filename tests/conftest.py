@@ -29,8 +29,10 @@ SAMPLE_FILES = ("val/1.jpg", "val/2.jpg", "val/3.jpg")
 
 @pytest.fixture(autouse=True)
 def private_model_registry(tmp_path, monkeypatch):
-    """`faircam train` registers its checkpoints; in tests they go to a throwaway registry."""
+    """`faircam train` registers its checkpoints and the "Audit a model" page installs models; in tests they go to
+    a throwaway registry and store."""
     monkeypatch.setenv("FAIRCAM_REGISTRY", str(tmp_path / "registry.json"))
+    monkeypatch.setenv("FAIRCAM_STORE", str(tmp_path / "store"))
 
 
 @pytest.fixture(autouse=True)

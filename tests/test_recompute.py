@@ -89,12 +89,15 @@ def test_one_recomputation_at_a_time(monkeypatch, tmp_path, small_data):
 
     monkeypatch.setenv("FAIRCAM_DATA", str(small_data))
     monkeypatch.setenv("FAIRCAM_CACHE", str(tmp_path / "eval.parquet"))
-    lock = ui._recompute_lock()  # the lock the app's sessions share, held here as by another session
-    assert lock.acquire(blocking=False)
+    from faircam.evaluation.jobs import evaluation_lock
+
+    # The lock the app's sessions share with the background jobs of "Audit a model", held here as by a job.
+    lock = evaluation_lock()
+    assert lock is ui._recompute_lock() and lock.acquire(blocking=False)
     try:
         at = recompute_button(run("pages/2_Evaluation.py")).click().run()
     finally:
         lock.release()
     assert not at.exception
-    assert any("Another session is recomputing" in w.value for w in at.warning)
+    assert any("Another evaluation is running on this server" in w.value for w in at.warning)
     assert not (tmp_path / "eval.parquet").exists()

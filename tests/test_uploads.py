@@ -19,7 +19,7 @@ from test_images import encode, png_declaring
 from test_pages import run
 
 from faircam import wording
-from faircam.config import MAX_UPLOAD_MB, PROJECT_ROOT
+from faircam.config import MAX_UPLOAD_MB, PROJECT_ROOT, SERVER_UPLOAD_MB
 from faircam.data.images import decode_image, read_image
 from faircam.vision.cams import METHODS
 from faircam.vision.preprocess import NO_FACE_MESSAGE
@@ -127,9 +127,15 @@ def test_file_over_the_upload_limit(fairface):
     assert_refused(explore_upload("huge.jpg", data), f"larger than {MAX_UPLOAD_MB} MB")
 
 
-def test_upload_limit_in_config_matches_code():
+def test_upload_limit_in_config_matches_code(fairface):
+    """The server takes a brought model's upload; the photo uploaders still ask for MAX_UPLOAD_MB."""
     config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB
+    assert config["server"]["maxUploadSize"] == SERVER_UPLOAD_MB
+    for page in ("pages/1_Explore.py", "pages/10_Classroom.py"):
+        at = run(page)
+        if page == "pages/1_Explore.py":
+            at.radio[0].set_value("Upload a photo").run()
+        assert [u.proto.max_upload_size_mb for u in at.file_uploader] == [MAX_UPLOAD_MB], page
 
 
 # --- odd but valid uploads -------------------------------------------------------------------

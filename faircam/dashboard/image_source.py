@@ -21,7 +21,7 @@ import streamlit as st
 
 from faircam.audit import groups
 from faircam.charts.figures import numbered_faces
-from faircam.config import settings
+from faircam.config import MAX_UPLOAD_MB, settings
 from faircam.dashboard import ui
 from faircam.data.fairface import (
     AGES,
@@ -267,7 +267,7 @@ def choose(from_link: bool = False,
     else:
         # An uploader cannot be given a file back after a page change: the bytes are kept instead.
         shown = st.file_uploader("A photo with a face", type=UPLOAD_TYPES, key=_widget("upload"),
-                                 on_change=_keep_upload)
+                                 on_change=_keep_upload, max_upload_size=MAX_UPLOAD_MB)
         upload = st.session_state.get(UPLOAD)
         if upload is None:
             if from_link:

@@ -26,7 +26,7 @@ from faircam.data.images import decode_image
 from faircam.data.labelled import data_splits
 from faircam.errors import KNOWN_ERRORS, CacheError, ImageError, ModelError
 from faircam.evaluation.cache import EvalCache, read_cache
-from faircam.models import registry
+from faircam.models import registry, store
 from faircam.models.checkpoint import file_sha256, read_metadata
 from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
@@ -322,6 +322,9 @@ def model_tasks(name: str | None = None) -> tuple[str, ...]:
     """The tasks a model (default: the selected one) predicts, gender first, read from its checkpoint's
     metadata without torch; third-party models predict gender only."""
     entry = registry.entries()[name or selected_model()]
+    if (brought := store.get(entry.name)) is not None:
+        tasks = brought.facts.get("tasks") or {}
+        return tuple(t for t in TASKS if t in tasks) or (DEFAULT_TASK,)
     if entry.kind != "checkpoint":
         return (DEFAULT_TASK,)
     tasks = checkpoint(entry.name).get("tasks")
@@ -387,20 +390,33 @@ def warm_up() -> threading.Thread:
     return thread
 
 
-def _model_error(exc: ModelError) -> None:
-    st.error(f"**The model cannot be loaded.** {md(exc)}\n\nSet `FAIRCAM_MODEL` to a faircam checkpoint, "
-             "or restore the model files in `assets/` from the repository.")
+def _model_error(exc: ModelError, name: str | None = None) -> None:
+    fix = ("Remove it on *Audit a model* and bring it again." if name and store.get(name) else
+           "Set `FAIRCAM_MODEL` to a faircam checkpoint, or restore the model files in `assets/` from the repository.")
+    st.error(f"**The model cannot be loaded.** {md(exc)}\n\n{fix}")
     st.stop()
+
+
+def answers_only(name: str) -> bool:
+    """Whether the registered model `name` is a table of answers brought to the store (no model to run)."""
+    return registry.entries()[name].kind == store.ANSWERS
 
 
 def pipeline(name: str | None = None) -> Pipeline:
     """A model (default: the selected one) with the shared detector and its explainer, loaded once
-    per process; stops the page if the model is unusable."""
+    per process; stops the page if the model is unusable or a table of answers."""
     name = name or selected_model()
+    if answers_only(name):
+        st.info(f"{md(name, code=True)} is a table of answers: no model ran, so it has no maps and cannot answer "
+                "other faces.")
+        st.stop()
     try:
-        return _pipeline(name, str(registry.entries()[name].weights))
+        # A model brought again under a removed one's name is another model at the same path: its install time
+        # is part of the key.
+        brought = store.get(name)
+        return _pipeline(name, str(registry.entries()[name].weights) + (f"@{brought.installed}" if brought else ""))
     except ModelError as exc:
-        _model_error(exc)
+        _model_error(exc, name)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -413,6 +429,9 @@ def checkpoint(name: str | None = None) -> dict[str, Any]:
     """A model's weights file: its sha256 and, for faircam checkpoints, their metadata (arch,
     input_size, classes, info), read without loading torch; stops the page if the file is unusable."""
     entry = registry.entries()[name or selected_model()]
+    if (brought := store.get(entry.name)) is not None:
+        # What its install recognised (a Hugging Face model is a folder, not one weights file).
+        return {"path": str(brought.model), **{k: v for k, v in brought.facts.items() if v is not None}}
     try:
         if not entry.weights.is_file():
             raise ModelError(f"The weights of {entry.name!r} are missing ({entry.weights}).")
@@ -507,9 +526,11 @@ def left_out_rows(cache: EvalCache) -> str:
     return md(said.strip())
 
 
-@st.cache_resource
 def _recompute_lock() -> threading.Lock:
-    return threading.Lock()
+    """The server's one evaluation at a time, shared with the background jobs of the "Audit a model" page."""
+    from faircam.evaluation.jobs import evaluation_lock
+
+    return evaluation_lock()
 
 
 def offer_recompute(path: Path, split: str = "val", model: str | None = None) -> None:
@@ -526,7 +547,7 @@ def offer_recompute(path: Path, split: str = "val", model: str | None = None) ->
 
     lock = _recompute_lock()
     if not lock.acquire(blocking=False):
-        st.warning("Another session is recomputing the evaluation right now. Reload this page when it is done.")
+        st.warning("Another evaluation is running on this server right now. Reload this page when it is done.")
         return
     try:
         bar = st.progress(0.0, text=f"Evaluating the {split} split of {md(data)}: a few images a second…")

@@ -23,7 +23,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -478,6 +478,7 @@ def run_evaluation(
     on_progress: Progress | None = None,
     runner: Runner | None = None,
     labels: Path | None = None,
+    files: Collection[str] | None = None,
 ) -> EvalCache:
     """Evaluate a split of a FairFace folder, or a labelled folder (`labels`: its CSV, `split` unused), and write
     the cache (what `faircam evaluate` does).
@@ -485,14 +486,19 @@ def run_evaluation(
     `out` is one parquet file, or a folder of parts for a name without .parquet. The batches run
     through `runner` (default: `local_runner` with `detector`). Resumes from `partial_path(out)`
     when an earlier run with the same arguments was interrupted; `on_progress(done, total)` is
-    called after every batch. Another run writing `out` meanwhile is an `OutputError`, at once
-    (`faircam.files.output_lock`). Returns the cache as written.
+    called after every batch (a `KeyboardInterrupt` it raises stops the run as Ctrl-C does, its work saved for the
+    rerun). `files` keeps only those of the data's images (a sample: `faircam.evaluation.jobs`), in its order.
+    Another run writing `out` meanwhile is an `OutputError`, at once (`faircam.files.output_lock`).
+    Returns the cache as written.
     """
     out = Path(out)
     # One run per output: a second run's parts would mix with this one's.
     with output_lock(out):
         model = model.for_task(options.cam_task)
         data = load_data(data_dir, split, labels)
+        if files is not None:
+            # Before the run key is taken: it hashes the rows, so a rerun resumes only on the same sample.
+            data = replace(data, rows=data.rows[data.rows["file"].isin(set(files))].reset_index(drop=True))
         if limit is not None:
             data = replace(data, rows=data.rows.head(limit))
         tasks = labelled_tasks(model.tasks, data.rows)

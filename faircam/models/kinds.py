@@ -253,6 +253,11 @@ def _load_port(entry: ModelEntry) -> LoadedModel:
                        alignment=alignment)
 
 
+def _no_model(entry: ModelEntry) -> LoadedModel:
+    raise ModelError(f"{entry.name!r} is a table of answers: no model ran, so there is nothing to explain or to run "
+                     "on other images.")
+
+
 def _load_foreign(entry: ModelEntry) -> LoadedModel:
     from faircam.models import foreign
 
@@ -284,4 +289,6 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("onnx", "an ONNX graph (faircam-model.json), converted to torch with onnx2torch",
          "the heads its JSON lists; the four CAMs on the converted graph, whose answers are checked against "
          "onnxruntime's", _load_foreign),
+    Kind("predictions", "a table of answers (`faircam import-predictions`, or uploaded on \"Audit a model\")",
+         "the tasks it answers; no maps", _no_model),
 )}

@@ -171,10 +171,30 @@ def _registered() -> list[ModelEntry]:
     ]
 
 
+def _brought() -> list[ModelEntry]:
+    """The models brought to this server's store from the "Audit a model" page (`faircam.models.store`)."""
+    from faircam.models import store
+
+    found = []
+    for model in store.installed():
+        facts = model.facts
+        size = facts.get("input_size")
+        mapping = "; ".join(str(m) for m in (facts.get("label_mapping") or {}).values())
+        tasks = facts.get("tasks") or {}
+        found.append(ModelEntry(
+            name=model.name, title=f"{facts.get('arch') or model.kind} (brought)",
+            origin=f"brought to this server ({model.source}, {model.installed[:10]})", licence="as its owner says",
+            input=f"{size}×{size} RGB, {'aligned face crop' if facts.get('view') == 'crop' else 'the whole image'}"
+            if isinstance(size, int) else "no images (a table of answers)",
+            classes=mapping or "; ".join(f"{t}: {', '.join(map(str, c))}" for t, c in tasks.items()),
+            weights=model.model, kind=model.kind, input_size=size if isinstance(size, int) else None))
+    return found
+
+
 def entries() -> dict[str, ModelEntry]:
-    """Every registered model by name, built-in models first."""
+    """Every registered model by name, built-in models first, then trained checkpoints, then brought models."""
     found: dict[str, ModelEntry] = {}
-    for entry in [*_builtin(), *_registered()]:
+    for entry in [*_builtin(), *_registered(), *_brought()]:
         found.setdefault(entry.name, entry)
     return found
 
