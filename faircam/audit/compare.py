@@ -11,7 +11,7 @@ import pandas as pd
 
 from faircam.audit import groups
 from faircam.evaluation.cache import EvalCache
-from faircam.tasks import DEFAULT_TASK
+from faircam.tasks import DEFAULT_TASK, Task
 
 
 def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
@@ -26,7 +26,7 @@ def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
     }
 
 
-def summary(rows_by_model: dict[str, pd.DataFrame], task: str = DEFAULT_TASK) -> pd.DataFrame:
+def summary(rows_by_model: dict[str, pd.DataFrame], task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
     """One row per model: its `task` accuracy with its interval and n, and the best-minus-worst gap of each
     grouping with its bootstrap interval (`<grouping> gap`, `_low`, `_high`; groups under MIN_GROUP_SIZE left
     out; NaN and "–" when fewer than two are large enough), with the worst group and its n."""
@@ -59,7 +59,7 @@ def summary_shown(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str], task: str = DEFAULT_TASK) -> pd.DataFrame:
+def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str], task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
     """`task` accuracy, its interval and n per group (rows, in the grouping's order) for each model (columns
     `<model> accuracy`, `<model> accuracy_low`, `<model> accuracy_high`, `<model> n`), plus a `small`
     flag for groups under MIN_GROUP_SIZE in any model."""

@@ -57,7 +57,7 @@ from faircam.config import MIN_GROUP_SIZE
 from faircam.errors import ModelError
 from faircam.evaluation.cache import EvalCache
 from faircam.files import write_atomic
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, TASKS, Task, as_task
 from faircam.text import html_text
 
 # The caveats of the report and the Fairness page: those of the labels and of the measures are worded per task
@@ -184,7 +184,7 @@ def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
     ax.set_xlim(0 if low < 0.3 else low - 0.05, 1)
     ax.set_ylim(-0.7, len(data) - 0.3)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel(f"{measure(rate).title_for(TASKS[audit.task])} with its {INTERVALS['proportion']}")
+    ax.set_xlabel(f"{measure(rate).title_for(as_task(audit.task))} with its {INTERVALS['proportion']}")
     ax.grid(axis="x", color="#eaeef2")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
@@ -203,7 +203,7 @@ def equalized_odds_figure(audit: Fairness) -> str:
         ax.annotate(row["group"], (row["fpr"], row["tpr"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    spec = TASKS[audit.task]
+    spec = as_task(audit.task)
     ax.set_xlabel(f"{measure('fpr').title_for(spec)}: lower is better")
     ax.set_ylabel(f"{measure('tpr').title_for(spec)}: higher is better")
     ax.spines[["top", "right"]].set_visible(False)
@@ -231,7 +231,7 @@ def gap_cards(audit: Fairness) -> str:
 def groups_table(audit: Fairness) -> str:
     """Every group's rates with their intervals: a binary task's people counts beside n, a per-class rate (a
     class's recall) with its own n."""
-    spec = TASKS[audit.task]
+    spec = as_task(audit.task)
     people = [p for p in reversed(spec.people) if p in audit.groups]
     header = [*audit.by, "n", *people, *[measure(r).title_for(spec) for r in audit.rates]]
     rows, classes = [], []
@@ -338,7 +338,7 @@ def data_section(ctx: ReportContext) -> Section:
 
 def definitions_section(ctx: ReportContext) -> Section:
     audit = next(iter(ctx.audits.values()))
-    spec, measures = TASKS[audit.task], task_measures(audit.task).values()
+    spec, measures = as_task(audit.task), task_measures(audit.task).values()
     gaps = {m.gap: m.gap_words_for(spec) for m in measures if m.gap}
     items = "".join(f"<li>{html_text(text)}</li>" for text in (*[m.words_for(spec) for m in measures], *gaps.values()))
     return Section("How to read the numbers", f"<ul>{items}</ul><p class='note'>Every number carries its n and a "
@@ -353,8 +353,8 @@ def grouping_sections(ctx: ReportContext) -> list[Section]:
     sections = []
     for name, audit in ctx.audits.items():
         parts = [gap_cards(audit), rate_figure(audit, "accuracy")]
-        if TASKS[audit.task].binary and TASKS[audit.task].truth not in audit.by:
-            parts += [f"<h3>Equalized odds: who is called {TASKS[audit.task].called[1]}</h3>",
+        if as_task(audit.task).binary and as_task(audit.task).label_column not in audit.by:
+            parts += [f"<h3>Equalized odds: who is called {as_task(audit.task).called[1]}</h3>",
                       equalized_odds_figure(audit)]
         parts += ["<h3>Every group's rates (95% intervals)</h3>", groups_table(audit)]
         sections.append(Section(f"Fairness by {name}", "".join(parts)))
@@ -383,7 +383,7 @@ def failures_section(ctx: ReportContext) -> Section | None:
                    + (f"<h3>Does image quality explain a group gap?</h3><ul>{words}</ul>" if words else ""))
 
 
-def confusion_table(rows: pd.DataFrame, task: str) -> str:
+def confusion_table(rows: pd.DataFrame, task: str | Task) -> str:
     """The confusion matrix as a table: true classes down, predicted across, each cell its count and its share
     of the row (the diagonal, each class's recall, in bold)."""
     matrix = confusion(rows, task)
@@ -399,7 +399,7 @@ def confusion_table(rows: pd.DataFrame, task: str) -> str:
     return _table(header, body, set(range(1, len(header))))
 
 
-def class_table(rows: pd.DataFrame, task: str, n_boot: int, seed: int) -> str:
+def class_table(rows: pd.DataFrame, task: str | Task, n_boot: int, seed: int) -> str:
     """Precision and recall per class with their Wilson intervals, F1 with its bootstrap interval, and the n of each."""
     scores = overall_scores(rows, task, n_boot=n_boot, seed=seed).drop(index="all")
 
@@ -440,17 +440,19 @@ def task_sections(ctx: ReportContext) -> list[Section]:
 def _task_section(ctx: ReportContext, task: str) -> Section:
     """One task's section: its accuracy, confusion and per-class numbers; for a multi-class task also the per-group
     rates and gaps by every grouping (a binary task's are the fairness sections)."""
-    spec = TASKS[task]
+    spec = ctx.cache.task(task)
     rows = ctx.cache.rows
     boot = next(iter(ctx.audits.values()))
     measures = {"accuracy": f"{spec.title} accuracy", **({"within_one": "within one bin"} if spec.ordinal else {})}
-    overall = group_table(rows, [], list(measures), task=task).iloc[0]
-    every = task_measures(task).values()
+    overall = group_table(rows, [], list(measures), task=spec).iloc[0]
+    every = task_measures(spec).values()
     cards = "".join(
         f"<div class='card'><div>{html_text(title)}</div><div class='v'>{overall[m]:.1%}</div><div class='ci'>"
-        f"{html_text(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; n = {int(overall['n']):,}"
-        "</div></div>" for m, title in measures.items())
+        f"{html_text(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; n = "
+        f"{int(overall[f'{m}_n']):,}</div></div>" for m, title in measures.items())
     parts = [f"<div class='cards'>{cards}</div>"]
+    if ctx.cache.mapping_note(task):
+        parts.insert(0, f"<p class='warn'>{html_text(ctx.cache.mapping_note(task))}</p>")
     if not spec.binary:
         # The per-class measures are one family: said once, for the first class.
         said = [m for m in every if not m.per_class] + [next(m for m in every if m.per_class)]
@@ -460,7 +462,7 @@ def _task_section(ctx: ReportContext, task: str) -> Section:
                  f"<ul>{words}{gaps}</ul>"]
     parts += ["<h3>Confusion matrix</h3><p>Each cell: the images of the true class (row) given the predicted "
               "class (column), and their share of the row; the diagonal holds each class's recall.</p>",
-              confusion_table(rows, task), "<h3>Per class</h3>", class_table(rows, task, boot.n_boot, boot.seed)]
+              confusion_table(rows, spec), "<h3>Per class</h3>", class_table(rows, spec, boot.n_boot, boot.seed)]
     for grouping, audit in ctx.task_audits.get(task, {}).items():
         parts += [f"<h3>By {html_text(grouping)}</h3>", gaps_table(audit), rate_figure(audit, "accuracy"),
                   groups_table(audit)]
@@ -504,7 +506,7 @@ def build_report(cache: EvalCache, model_card: str | None = None, model_card_not
     """The audit of `cache` as one self-contained HTML document."""
     audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed)
               for name, by in groupings(cache.rows, cache.attributes).items()}
-    task_audits = {task: {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=task)
+    task_audits = {task: {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=cache.task(task))
                           for name, by in groupings(cache.rows).items()}
                    for task in cache.tasks if TASKS[task].positive is None}
     ctx = ReportContext(cache=cache, audits=audits, model_card=model_card, model_card_note=model_card_note,

@@ -641,8 +641,8 @@ def sidebar_model() -> None:
         if task not in read_evaluation(current).tasks:
             st.caption(f"Its evaluation cache holds no {TASKS[task].title} predictions.")
             return
-        overall = groups.group_table(rows, [], task=task).iloc[0]
+        overall = groups.group_table(rows, [], task=read_evaluation(current).task(task)).iloc[0]
         accuracy = groups.with_interval(overall["accuracy"], overall["accuracy_low"], overall["accuracy_high"])
         what = "" if task == DEFAULT_TASK else f"{TASKS[task].title} "
         source = "labelled" if read_evaluation(current).meta["data"].get("labels") else "FairFace"
-        st.caption(f"Validation {what}accuracy {accuracy} on {int(overall['n']):,} {source} images.")
+        st.caption(f"Validation {what}accuracy {accuracy} on {int(overall['accuracy_n']):,} {source} images.")

@@ -61,7 +61,7 @@ from faircam.evaluation.cache import (
 from faircam.evaluation.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, faithfulness_columns
 from faircam.files import atomic_file, output_lock
 from faircam.models.model import LoadedModel
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, TASKS, Task
 from faircam.vision.cams import CamExplainer
 from faircam.vision.explain import Explanation, explain_views
 from faircam.vision.preprocess import FaceDetector, View, make_view
@@ -218,19 +218,20 @@ def batch_views(images: list[np.ndarray], model: LoadedModel, detector: FaceDete
     return found, views, quality_columns(images, faces)
 
 
-def _task_values(answers: dict[str, np.ndarray], tasks: dict[str, tuple[str, ...]], truths: dict[str, str]) -> dict:
-    """Each task's prediction columns of one view (`faircam.tasks.Task.columns`), unprefixed."""
+def _task_values(answers: dict[str, np.ndarray], tasks: dict[str, Task], truths: dict[str, str]) -> dict:
+    """Each task's prediction columns of one view (`faircam.tasks.Task.columns`), unprefixed; right or wrong as
+    `Task.judge` says (in a coarser model's own classes)."""
     values = {}
-    for task, classes in tasks.items():
-        spec, best = TASKS[task], int(np.argmax(answers[task]))
-        values.update({spec.pred: classes[best], spec.prob: float(answers[task][best])})
+    for task, spec in tasks.items():
+        best = int(np.argmax(answers[task]))
+        values.update({spec.pred: spec.classes[best], spec.prob: float(answers[task][best])})
         if spec.score:
-            values[spec.score] = float(answers[task][classes.index(spec.positive)])
-        values[spec.correct] = classes[best] == truths[task]
+            values[spec.score] = float(answers[task][spec.classes.index(spec.positive)])
+        values[spec.correct] = spec.judge(spec.classes[best], truths[task])
     return values
 
 
-def _view_values(explanation: Explanation | None, answers: dict[str, np.ndarray], tasks: dict[str, tuple[str, ...]],
+def _view_values(explanation: Explanation | None, answers: dict[str, np.ndarray], tasks: dict[str, Task],
                  truths: dict[str, str]) -> dict:
     """Prediction and focus columns of one view, unprefixed."""
     values = _task_values(answers, tasks, truths)
@@ -271,7 +272,7 @@ class Evaluator:
         # One forward and backward pass for all three views of the batch.
         explained, answers = self._explain(raw + views["crop"] + views["blur"])
         n, m = len(raw), len(found)
-        tasks = self.tasks
+        tasks = {t: self.model.specs[t] for t in self.tasks}
         truths = [{task: row[task] for task in tasks} for _, row in rows.iterrows()]
         values = {"raw": [_view_values(explained[j], answers[j], tasks, truths[j]) for j in range(n)]}
         for v, view in enumerate(("crop", "blur")):
@@ -525,6 +526,8 @@ def run_evaluation(
                       # names were mapped onto faircam's and which layer the maps explain.
                       "kind": model.info.get("kind", "checkpoint"),
                       **{k: model.info[k] for k in ("label_mapping", "cam_layer", "view") if k in model.info},
+                      # A coarser model's tasks: each faircam class's counterpart among its classes, or null.
+                      **({"onto": {t: m for t, m in model.onto.items() if t in tasks}} if model.onto else {}),
                       "test_time_augmentation": "horizontal flip (probabilities averaged with the mirror image's)"
                       if options.tta else "none"},
             "data": {"root": str(data.root.resolve()), "split": data.split, "limit": limit,

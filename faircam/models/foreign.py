@@ -77,7 +77,9 @@ class Adapted(nn.Module):
         parts = []
         for head in self.heads:
             spec = TASKS[head.task]
-            if head.sigmoid:
+            if head.onto:  # a coarser head: its own classes, in its own order
+                parts.append(logits[:, head.start:head.start + head.width])
+            elif head.sigmoid:
                 half = logits[:, head.start:head.start + 1] / 2
                 parts.append(torch.cat([half, -half] if head.classes[0] == spec.classes[0] else [-half, half], dim=1))
             else:
@@ -186,9 +188,10 @@ def _loaded(net: nn.Module, heads: list[Head], entry: ModelEntry, arch: str, inp
             mean: tuple[float, ...], std: tuple[float, ...], view: str, files: list[Path], source: str,
             **info: Any) -> LoadedModel:
     adapted, layer = _adapt(net, heads, input_size, source)
-    tasks = {h.task: TASKS[h.task].classes for h in adapted.heads}
+    tasks = {h.task: h.spec.classes for h in adapted.heads}
     return LoadedModel(
         net=adapted, arch=arch, input_size=input_size, mean=tuple(mean), std=tuple(std), tasks=tasks,
+        onto={h.task: dict(h.onto) for h in heads if h.onto},
         path=entry.weights, sha256=files_sha256(files), alignment=VIEWS[view],
         info={"name": entry.name, "kind": entry.kind, "cam_layer": layer, "view": view,
               "label_mapping": {h.task: h.mapping() for h in heads}, **info},

@@ -1,0 +1,202 @@
+"""What a brought model's classes mean: a model whose classes are coarser than FairFace's (five races) is audited in
+its own classes through a mapping faircam proposes and its faircam-model.json may override, stated on the pages,
+in the model card and in the report; the model card and report say which kind of model it was. Real networks the
+tests build (nothing downloaded), audited by the command line on real FairFace faces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from faircam.cli import main
+from faircam.evaluation.cache import read_cache
+from faircam.models.registry import load_model
+
+SIZE = 64
+# The first 24 val faces: two of them (val/16.jpg, val/20.jpg) are Middle Eastern, which five races leave out.
+FAST = ["--limit", "24", "--faithfulness-per-cell", "0", "--batch-size", "12", "--no-cams"]
+FIVE = ["african", "asian", "caucasian", "hispanic", "indian"]
+PROPOSED = {"White": "caucasian", "Black": "african", "Latino_Hispanic": "hispanic", "East Asian": "asian",
+            "Southeast Asian": "asian", "Indian": "indian", "Middle Eastern": None}
+
+
+def _five_races(folder: Path, **fields: object) -> Path:
+    """A torchvision ResNet-18 with a gender head and a five-race head (the AutoTrain model's classes), saved as
+    its maker would: a state dict and its faircam-model.json."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(3)
+    net = torchvision.models.resnet18(num_classes=2 + len(FIVE)).eval()
+    save_file(net.state_dict(), folder / "model.safetensors")
+    spec = {"format": "torchvision", "arch": "resnet18", "weights": "model.safetensors", "input_size": SIZE,
+            "outputs": [{"task": "gender", "classes": ["female", "male"]}, {"task": "race", "classes": FIVE}]}
+    (folder / "faircam-model.json").write_text(json.dumps(spec | fields))
+    return folder / "faircam-model.json"
+
+
+@pytest.fixture(scope="module")
+def five(tmp_path_factory, fairface) -> dict:
+    """The five-race model with faircam's proposed mapping, and with Middle Eastern mapped onto caucasian by its
+    JSON, each evaluated on the first 24 val faces."""
+    root = tmp_path_factory.mktemp("five")
+    made = {"spec": _five_races(root / "proposed"),
+            "override": _five_races(root / "override", mapping={"race": {"middle eastern": "caucasian"}})}
+    for key in ("spec", "override"):
+        out = root / f"{key}.parquet"
+        assert main(["evaluate", "--data", str(fairface), "--model", str(made[key]), "--out", str(out), *FAST]) == 0
+        made[f"{key}_cache"] = out
+    return made
+
+
+def test_five_races_get_a_proposed_mapping(five):
+    model = load_model(five["spec"])
+    assert model.tasks == {"gender": ("Female", "Male"), "race": tuple(FIVE)}
+    assert model.onto == {"race": PROPOSED}
+    assert model.info["label_mapping"]["race"] == (
+        "Black → african; East Asian, Southeast Asian → asian; White → caucasian; Latino_Hispanic → hispanic; "
+        "Indian → indian; Middle Eastern: no counterpart (left out of its accuracy)")
+
+
+def test_coarse_answers_are_compared_in_the_models_classes(five):
+    """`race_correct` is the model's answer against the label's counterpart among its classes; the Middle Eastern
+    faces have none and are left out (neither right nor wrong), and the cache records the mapping."""
+    cache = read_cache(five["spec_cache"])
+    rows = cache.rows
+    assert cache.meta["model"]["onto"] == {"race": PROPOSED} and cache.tasks["race"] == tuple(FIVE)
+    assert set(rows["race_pred"]) <= set(FIVE)
+    middle = rows["race"] == "Middle Eastern"
+    assert middle.sum() == 2 and rows.loc[middle, "race_correct"].isna().all()
+    expected = rows.loc[~middle, "race"].map(PROPOSED) == rows.loc[~middle, "race_pred"]
+    assert (rows.loc[~middle, "race_correct"].astype(bool) == expected).all()
+    from faircam.audit.accuracy import confusion, overall_scores
+
+    spec = cache.task("race")
+    matrix = confusion(rows, spec)
+    assert list(matrix.index) == FIVE and matrix.to_numpy().sum() == 22
+    scores = overall_scores(rows, spec, n_boot=50)
+    assert scores.loc["all", "n"] == 22 and scores.loc["all", "accuracy"] == pytest.approx(expected.mean())
+    assert "2 of 24 faces have no counterpart" in cache.mapping_note("race")
+    assert cache.mapping_note("gender") == ""
+
+
+def test_the_json_mapping_overrides_the_proposal(five):
+    cache = read_cache(five["override_cache"])
+    assert cache.meta["model"]["onto"]["race"]["Middle Eastern"] == "caucasian"
+    rows = cache.rows
+    middle = rows["race"] == "Middle Eastern"
+    assert rows.loc[middle, "race_correct"].notna().all()
+    assert ((rows["race_pred"] == rows["race"].map(PROPOSED | {"Middle Eastern": "caucasian"}))
+            == rows["race_correct"].astype(bool)).all()
+
+
+@pytest.mark.parametrize(("mapping", "said"), [
+    ({"race": {"Martian": "asian"}}, "mapping.race names 'Martian', not a race class faircam knows"),
+    ({"race": {"White": "european"}}, "maps 'White' onto 'european', which is not one of the model's classes"),
+    ({"age": {"0-2": "baby"}}, "its mapping names 'age', which none of its heads predicts"),
+])
+def test_a_bad_mapping_is_one_line_and_exit_2(tmp_path, fairface, capsys, mapping, said):
+    spec = _five_races(tmp_path / "bad", mapping=mapping)
+    out = tmp_path / "out.parquet"
+    assert main(["evaluate", "--data", str(fairface), "--model", str(spec), "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("faircam: error: ") and err.count("\n") == 1 and said in err, err
+    assert not out.exists()
+
+
+def test_an_unknown_coarse_class_asks_for_a_mapping(tmp_path, fairface, capsys):
+    spec = _five_races(tmp_path / "unknown", outputs=[{"task": "gender", "classes": ["female", "male"]},
+                                                     {"task": "race", "classes": [*FIVE[:4], "martian"]}])
+    assert main(["evaluate", "--data", str(fairface), "--model", str(spec), "--out", str(tmp_path / "o.parquet"),
+                 *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "'martian' is not a race class faircam knows" in err and '"mapping"' in err and err.count("\n") == 1
+
+
+def test_report_and_model_card_state_the_kind_and_the_mapping(five, tmp_path):
+    report = tmp_path / "report.html"
+    assert main(["report", "--cache", str(five["spec_cache"]), "--model", str(five["spec"]), "--out",
+                 str(report)]) == 0
+    html = report.read_text()
+    assert "torchvision; gender classes mapped by name: female → Female, male → Male" in html
+    assert "East Asian, Southeast Asian → asian" in html
+    assert "2 of 24 faces have no counterpart and are left out of its race accuracy" in html
+    card = tmp_path / "card.md"
+    assert main(["model-card", "--model", str(five["spec"]), "--cache", str(five["spec_cache"]), "--out",
+                 str(card)]) == 0
+    text = card.read_text().replace("\\", "")  # Markdown escapes, read as rendered
+    assert "Kind of model: **torchvision**" in text and "East Asian, Southeast Asian → asian" in text
+    assert "left out of its race accuracy" in text
+
+
+def test_a_class_name_with_markup_is_refused(tmp_path, fairface, capsys):
+    spec = _five_races(tmp_path / "markup", outputs=[{"task": "gender", "classes": ["female", "male"]},
+                                                    {"task": "race", "classes": [*FIVE[:4], "<b>indian</b>"]}],
+                       mapping={"race": {"Indian": "<b>indian</b>"}})
+    assert main(["evaluate", "--data", str(fairface), "--model", str(spec), "--out", str(tmp_path / "o.parquet"),
+                 *FAST]) == 2
+    assert "is not a plain name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("page", ["pages/2_Evaluation.py", "pages/4_Fairness.py"])
+def test_pages_compare_in_the_models_classes_and_say_so(five, page, monkeypatch):
+    """Evaluation and Fairness audit race in the model's five classes, say how they were mapped and how many
+    faces were left out; the sidebar's accuracy is the same number."""
+    from streamlit.testing.v1 import AppTest
+
+    from faircam.config import PROJECT_ROOT
+
+    monkeypatch.setenv("FAIRCAM_CACHE", str(five["spec_cache"]))
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=300)
+    at.session_state["faircam_task"] = "race"
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    said = " ".join(i.value for i in at.info).replace("\\", "")
+    assert "compared in its own classes (african, asian, caucasian, hispanic, indian)" in said
+    assert "2 of 24 faces have no counterpart" in said
+    rows = read_cache(five["spec_cache"]).rows
+    accuracy = rows["race_correct"].dropna().astype(bool).mean()
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert f"accuracy {accuracy:.1%}" in sidebar and "on 22 FairFace images" in sidebar
+    if page == "pages/2_Evaluation.py":
+        assert at.metric[0].value == f"{accuracy:.1%}"
+
+
+def test_huggingface_convnext_man_woman(tmp_path, fairface):
+    """A small ConvNeXt saved by transformers with labels Man/Woman (the other order): audited by name, maps on
+    its last stage."""
+    from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
+
+    torch.manual_seed(0)
+    folder = tmp_path / "convnext"
+    config = ConvNextConfig(num_channels=3, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32,
+                            id2label={0: "Man", 1: "Woman"}, label2id={"Man": 0, "Woman": 1})
+    ConvNextForImageClassification(config).eval().save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0, image_mean=[0.5] * 3,
+                           image_std=[0.5] * 3).save_pretrained(folder)
+    model = load_model(folder)
+    assert model.info["label_mapping"] == {"gender": "Man → Male, Woman → Female"}
+    out = tmp_path / "convnext.parquet"
+    assert main(["evaluate", "--data", str(fairface), "--model", str(folder), "--out", str(out), "--limit", "8",
+                 "--faithfulness-per-cell", "0", "--batch-size", "8"]) == 0
+    cache = read_cache(out)
+    assert cache.has_cams and cache.meta["model"]["kind"] == "huggingface"
+    assert cache.meta["model"]["label_mapping"] == {"gender": "Man → Male, Woman → Female"}
+    assert cache.rows["Grad-CAM | face"].notna().all()
+    # The answers are the network's, its Woman column read as Female.
+    from faircam.data.fairface import read_data_image
+    from faircam.vision.preprocess import fit_square
+
+    faces = [fit_square(read_data_image(fairface, f), model.input_size)[0] for f in cache.rows["file"][:4]]
+    with torch.no_grad():
+        raw = torch.softmax(model.net.net(model.to_tensor(faces)).logits, dim=1).numpy()
+    assert np.allclose(cache.rows["prob"][:4], raw.max(axis=1), atol=1e-5)
+    assert (cache.rows["pred"][:4] == pd.Series(np.where(raw[:, 1] > raw[:, 0], "Female", "Male"))).all()
