@@ -200,3 +200,94 @@ def test_huggingface_convnext_man_woman(tmp_path, fairface):
         raw = torch.softmax(model.net.net(model.to_tensor(faces)).logits, dim=1).numpy()
     assert np.allclose(cache.rows["prob"][:4], raw.max(axis=1), atol=1e-5)
     assert (cache.rows["pred"][:4] == pd.Series(np.where(raw[:, 1] > raw[:, 0], "Female", "Male"))).all()
+
+
+AGES_SAID = ["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
+
+
+@pytest.fixture(scope="module")
+def age_only(tmp_path_factory, fairface) -> dict:
+    """An age-only torchvision model (no gender head), evaluated with its maps on the first 24 val faces."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("age")
+    torch.manual_seed(5)
+    net = torchvision.models.resnet18(num_classes=len(AGES_SAID)).eval()
+    save_file(net.state_dict(), root / "model.safetensors")
+    (root / "faircam-model.json").write_text(json.dumps({
+        "format": "torchvision", "arch": "resnet18", "weights": "model.safetensors", "input_size": SIZE,
+        "outputs": [{"task": "age", "classes": AGES_SAID}]}))
+    out = root / "age.parquet"
+    assert main(["evaluate", "--data", str(fairface), "--model", str(root), "--out", str(out), "--limit", "24",
+                 "--faithfulness-per-cell", "0", "--batch-size", "12"]) == 0
+    return {"spec": root / "faircam-model.json", "cache": out}
+
+
+def test_an_age_only_model_is_audited_on_age(age_only):
+    """No gender head: the maps explain its age decisions, and the cache holds age alone."""
+    cache = read_cache(age_only["cache"])
+    assert list(cache.tasks) == ["age"] and cache.cam_task == "age" and cache.main_task == "age"
+    assert cache.has_cams and "pred" not in cache.rows and cache.rows["age_pred"].notna().all()
+    assert cache.rows["Grad-CAM | face"].notna().all()
+
+
+def test_report_and_card_of_an_age_only_model(age_only, tmp_path):
+    report = tmp_path / "report.html"
+    assert main(["report", "--cache", str(age_only["cache"]), "--model", str(age_only["spec"]), "--out",
+                 str(report)]) == 0
+    html = report.read_text()
+    assert "has no gender head: this report audits its age group decisions" in html
+    rows = read_cache(age_only["cache"]).rows
+    assert f"<div class='v'>{rows['age_correct'].mean():.1%}</div>" in html
+    card = tmp_path / "card.md"
+    assert main(["model-card", "--model", str(age_only["spec"]), "--cache", str(age_only["cache"]), "--out",
+                 str(card)]) == 0
+    assert "with no gender head" in card.read_text()
+
+
+LACKS = ("This evaluation has no gender {what}: its model has no gender head or its data no gender labels. It "
+         "holds age group only.")
+
+
+@pytest.mark.parametrize(("page", "what"), [
+    ("pages/2_Evaluation.py", "numbers"), ("pages/4_Fairness.py", "numbers"), ("pages/5_Attention.py", "predictions"),
+    ("pages/7_Gallery.py", "predictions"), ("pages/11_Failures.py", "numbers"), ("pages/10_Classroom.py", "answers"),
+    ("pages/3_About.py", "numbers"), ("pages/6_Faithfulness.py", None), ("pages/9_Compare.py", None),
+])
+def test_pages_name_the_task_an_age_only_model_lacks(age_only, page, what, monkeypatch):
+    """With gender chosen in the sidebar, each page says in one line that the model has no gender head (not an error,
+    not 0%); with age chosen, the task pages audit it."""
+    from streamlit.testing.v1 import AppTest
+
+    from faircam.config import PROJECT_ROOT
+
+    monkeypatch.setenv("FAIRCAM_CACHE", str(age_only["cache"]))
+    for task in ("gender", "age"):
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=300)
+        at.session_state["faircam_task"] = task
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, (task, [e.value for e in at.exception])
+        assert not at.error, (task, [e.value for e in at.error])
+        said = [i.value for i in at.info]
+        if what and task == "gender":
+            assert LACKS.format(what=what) in said, said
+        elif what:
+            assert not any("has no age group" in s for s in said), said
+    if page == "pages/2_Evaluation.py":
+        rows = read_cache(age_only["cache"]).rows
+        assert at.metric[0].value == f"{rows['age_correct'].mean():.1%}"
+
+
+def test_a_table_of_age_answers_alone(tmp_path, fairface, val_split):
+    """A table of answers with pred_age and no pred_gender is imported and reported."""
+    rows = val_split.rows.head(20)
+    table = tmp_path / "ages.csv"
+    pd.DataFrame({"file": rows["file"], "pred_age": rows["age"].replace({"more than 70": "70+"})}).to_csv(
+        table, index=False)
+    out = tmp_path / "ages.parquet"
+    assert main(["import-predictions", str(table), "--data", str(fairface), "--out", str(out)]) == 0
+    cache = read_cache(out)
+    assert list(cache.tasks) == ["age"] and cache.rows["age_correct"].all()
+    assert main(["report", "--cache", str(out), "--out", str(tmp_path / "r.html")]) == 0

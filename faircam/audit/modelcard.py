@@ -270,7 +270,8 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     multi = len(tasks) > 1
     what = (f"A face classifier with one head per task ({'; '.join(_task_words(model.specs[t]) for t in tasks)})"
             if multi else f"A binary {TASKS[DEFAULT_TASK].title} classifier "
-                          f"({' / '.join(model.tasks[DEFAULT_TASK])})")
+                          f"({' / '.join(model.tasks[DEFAULT_TASK])})" if tasks == [DEFAULT_TASK]
+            else f"A classifier of {_task_words(model.specs[tasks[0]])} with no {TASKS[DEFAULT_TASK].title} head,")
     lines = [
         f"# Model card: {md(model.name)}",
         "",
@@ -306,12 +307,14 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     for task in audited:
         subject = " (a subject of the audit, not a feature)" if TASKS[task].caveat else ""
         lines += ["", *_task_lines(cache, task, f"### {TASKS[task].title.capitalize()}{subject}")]
+    # By attribute: gender's accuracy, or a model without a gender head's first task's.
+    main = DEFAULT_TASK if DEFAULT_TASK in cache.tasks else next(iter(cache.tasks))
     if cache.attributes:
-        lines += ["", f"### {TASKS[DEFAULT_TASK].title.capitalize()} accuracy by attribute of the photos",
+        lines += ["", f"### {TASKS[main].title.capitalize()} accuracy by attribute of the photos",
                   "Image quality measured on each face by `faircam evaluate` (or `faircam add-quality`), and the label "
                   "file's other columns."]
         for attribute in cache.attributes:
-            frame = GroupFrame(rows, [attribute.column])
+            frame = GroupFrame(rows, [attribute.column], task=cache.task(main))
             gap = frame.gap("accuracy gap")
             lines += ["", f"#### By {md(attribute.name)}",
                       *_group_lines(frame.shown(), [attribute.column], False, names=[attribute.name])]

@@ -251,17 +251,19 @@ def groups_table(audit: Fairness) -> str:
 
 
 def summary_section(ctx: ReportContext) -> Section:
-    overall = group_table(ctx.cache.rows, []).iloc[0]
+    spec = ctx.cache.task(ctx.cache.main_task)
+    overall = group_table(ctx.cache.rows, [], task=spec).iloc[0]
     race = ctx.audits["race"].gaps if "race" in ctx.audits else pd.DataFrame(columns=["value"])
     cell = ctx.audits.get("race × gender")
     large = ranked(cell.groups) if cell is not None else pd.DataFrame(columns=["small"])
     large = large[~large["small"].astype(bool)].iloc[::-1]
     body = [
         "<div class='cards'>",
-        f"<div class='card'><div>accuracy</div><div class='v'>{overall['accuracy']:.1%}</div>"
+        f"<div class='card'><div>{'' if spec.name == DEFAULT_TASK else html_text(spec.title) + ' '}accuracy</div>"
+        f"<div class='v'>{overall['accuracy']:.1%}</div>"
         f"<div class='ci'>"
         f"{html_text(with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high']))}"
-        f"; n = {int(overall['n']):,}</div></div>",
+        f"; n = {int(overall['accuracy_n']):,}</div></div>",
     ]
     for name in [n for n in ("accuracy gap", "equalized odds difference") if n in race.index]:
         gap = race.loc[name]
@@ -281,14 +283,20 @@ def summary_section(ctx: ReportContext) -> Section:
     if cell is not None and not len(large):
         body.append(f"<p class='warn'>No race × gender group has {cell.min_size} or more images: the numbers "
                     "below are too thin to rank anyone.</p>")
-    spec = TASKS[DEFAULT_TASK]
-    body.append(
-        f"<p>Positive class for the rates: <b>{html_text(spec.positive)}</b> (fairlearn's convention). The true "
-        f"positive rate (TPR) is the share of {spec.people[1]} the model calls {spec.called[1]}, the false positive "
-        f"rate (FPR) the share of {spec.people[0]} it calls {spec.called[1]}; read the other way, 1 − TPR of "
-        f"{spec.people[1]} are called {spec.called[0]} and 1 − FPR of {spec.people[0]} are called {spec.called[0]}, "
-        "correctly.</p>"
-    )
+    if spec.name != DEFAULT_TASK:
+        body.append(f"<p class='warn'>{html_text(ctx.cache.model_meta['name'])} has no {TASKS[DEFAULT_TASK].title} "
+                    f"head: this report audits its {html_text(spec.title)} decisions "
+                    f"({html_text(', '.join(ctx.cache.task(t).title for t in ctx.cache.tasks))} only).</p>")
+    if ctx.cache.mapping_note(spec.name):
+        body.append(f"<p class='warn'>{html_text(ctx.cache.mapping_note(spec.name))}</p>")
+    if spec.binary:
+        body.append(
+            f"<p>Positive class for the rates: <b>{html_text(spec.positive)}</b> (fairlearn's convention). The true "
+            f"positive rate (TPR) is the share of {spec.people[1]} the model calls {spec.called[1]}, the false "
+            f"positive rate (FPR) the share of {spec.people[0]} it calls {spec.called[1]}; read the other way, 1 − TPR "
+            f"of {spec.people[1]} are called {spec.called[0]} and 1 − FPR of {spec.people[0]} are called "
+            f"{spec.called[0]}, correctly.</p>"
+        )
     return Section("Summary", "".join(body))
 
 
@@ -367,15 +375,16 @@ def failures_section(ctx: ReportContext) -> Section | None:
     attributes = failure_attributes(ctx.cache.attributes)
     if not attributes:
         return None
-    rows = ctx.cache.rows
-    found = slices(rows, attributes)
+    rows, spec = ctx.cache.rows, ctx.cache.task(ctx.cache.main_task)
+    found = slices(rows, attributes, task=spec)
     worst = found[~found["small"]].head(15)
     table = _table(["slice", "n", f"accuracy ({INTERVALS['proportion']})", "the other images", "q", "stands apart"],
                    [[html_text(slice_name(r["grouping"], r["group"])), f"{r['n']:,}",
                      _with_interval(r["accuracy"], r["accuracy_low"], r["accuracy_high"]),
                      f"{r['rest']:.1%}" if pd.notna(r["rest"]) else "–", f"{r['q']:.3f}" if pd.notna(r["q"]) else "–",
                      "★" if r["flagged"] else ""] for _, r in worst.iterrows()], {1, 2, 3, 4})
-    found_words = explanation_words(quality_explanations(rows, attributes, groupings(rows, ctx.cache.attributes)))
+    found_words = explanation_words(quality_explanations(rows, attributes, groupings(rows, ctx.cache.attributes),
+                                                         task=spec))
     words = "".join(f"<li>{html_text(sentence)}</li>" for sentence in found_words)
     return Section("Where does it fail?", f"<p>The slices of the data with the lowest accuracy, worst first (slices "
                    f"under {MIN_GROUP_SIZE} images left out); ★: the slice stands apart from the other images after "
@@ -504,11 +513,13 @@ SECTIONS: list[SectionFunction] = [
 def build_report(cache: EvalCache, model_card: str | None = None, model_card_note: str = "",
                  sections: list[SectionFunction] | None = None, n_boot: int = N_BOOT, seed: int = SEED) -> str:
     """The audit of `cache` as one self-contained HTML document."""
-    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed)
+    # The fairness sections audit gender, or the first task of a model without a gender head (`main_task`); each
+    # other multi-class task's groups are in its own section.
+    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=cache.task(cache.main_task))
               for name, by in groupings(cache.rows, cache.attributes).items()}
     task_audits = {task: {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=cache.task(task))
                           for name, by in groupings(cache.rows).items()}
-                   for task in cache.tasks if TASKS[task].positive is None}
+                   for task in cache.tasks if TASKS[task].positive is None and task != cache.main_task}
     ctx = ReportContext(cache=cache, audits=audits, model_card=model_card, model_card_note=model_card_note,
                         task_audits=task_audits)
     built = [s for f in (sections or SECTIONS) for s in _as_list(f(ctx))]

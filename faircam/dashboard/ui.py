@@ -319,27 +319,39 @@ TASK_KEY = "faircam_task"
 
 
 def model_tasks(name: str | None = None) -> tuple[str, ...]:
-    """The tasks a model (default: the selected one) predicts, gender first, read from its checkpoint's
-    metadata without torch; third-party models predict gender only."""
+    """The tasks a model (default: the selected one) predicts, in `TASKS`' order, read without torch: a checkpoint's
+    from its metadata, another kind's from its evaluation cache (a brought model may have no gender head); gender
+    where neither says."""
     entry = registry.entries()[name or selected_model()]
-    if entry.kind != "checkpoint":
-        return (DEFAULT_TASK,)
-    tasks = checkpoint(entry.name).get("tasks")
-    return tuple(t for t in TASKS if t in tasks) if isinstance(tasks, dict) else (DEFAULT_TASK,)
+    if entry.kind == "checkpoint":
+        tasks = checkpoint(entry.name).get("tasks")
+    else:
+        try:
+            tasks = read_evaluation(entry.name).tasks
+        except CacheError:
+            tasks = None
+    return tuple(t for t in TASKS if t in tasks) if isinstance(tasks, dict) and tasks else (DEFAULT_TASK,)
 
 
 def selected_task() -> str:
-    """The task chosen in the sidebar, if the selected model has it; else gender."""
+    """The task chosen in the sidebar, if the selected model has it; else gender, or the model's first task."""
     task = st.session_state.get(TASK_KEY, DEFAULT_TASK)
-    return task if task in model_tasks() else DEFAULT_TASK
+    tasks = model_tasks()
+    return task if task in tasks else DEFAULT_TASK if DEFAULT_TASK in tasks else tasks[0]
+
+
+def lacking(cache: EvalCache, task: str, what: str = "numbers") -> str:
+    """One line naming a task an evaluation lacks (its model has no such head, or its data no such labels) and the
+    tasks it has: said instead of an error or a 0%."""
+    return (f"This evaluation has no {TASKS[task].title} {what}: its model has no {TASKS[task].title} head or its "
+            f"data no {TASKS[task].title} labels. It holds {', '.join(TASKS[t].title for t in cache.tasks)} only.")
 
 
 def task_or_stop(cache: EvalCache, what: str = "numbers") -> str:
     """The selected task when `cache` holds its predictions; otherwise the page says so in one line and stops."""
     task = selected_task()
     if task not in cache.tasks:
-        st.info(f"This evaluation has no {TASKS[task].title} {what}: it holds "
-                f"{', '.join(TASKS[t].title for t in cache.tasks)} only.")
+        st.info(lacking(cache, task, what))
         st.stop()
     return task
 

@@ -133,6 +133,12 @@ class EvalCache:
         return {t: tuple(c) for t, c in self.meta.get("tasks", default).items()}
 
     @property
+    def main_task(self) -> str:
+        """The task audited first (the report's summary and fairness sections): gender, or the first task of a
+        model without a gender head."""
+        return DEFAULT_TASK if DEFAULT_TASK in self.tasks else next(iter(self.tasks))
+
+    @property
     def onto(self) -> dict[str, dict[str, str | None]]:
         """Per task whose classes are the model's own, coarser ones: each faircam class's counterpart, or None."""
         return self.meta.get("model", {}).get("onto", {})
@@ -383,7 +389,7 @@ def _check_meta(path: Path, meta: Any) -> None:
     tasks = meta.get("tasks", {DEFAULT_TASK: list(TASKS[DEFAULT_TASK].classes)})
     model = meta.get("model", {})
     onto = model.get("onto", {}) if isinstance(model, dict) else {}
-    if (not isinstance(tasks, dict) or DEFAULT_TASK not in tasks or meta.get("cam_task", DEFAULT_TASK) not in tasks
+    if (not isinstance(tasks, dict) or not tasks or meta.get("cam_task", DEFAULT_TASK) not in tasks
             or not isinstance(onto, dict)
             or any(t not in TASKS or (not _coarse_ok(t, c, onto[t]) if t in onto else TASKS[t].classes != tuple(c))
                    if isinstance(c, list) else True for t, c in tasks.items())

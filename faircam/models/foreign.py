@@ -192,7 +192,7 @@ def _loaded(net: nn.Module, heads: list[Head], entry: ModelEntry, arch: str, inp
     return LoadedModel(
         net=adapted, arch=arch, input_size=input_size, mean=tuple(mean), std=tuple(std), tasks=tasks,
         onto={h.task: dict(h.onto) for h in heads if h.onto},
-        path=entry.weights, sha256=files_sha256(files), alignment=VIEWS[view],
+        path=entry.weights, sha256=files_sha256(files), alignment=VIEWS[view], task=next(iter(tasks)),
         info={"name": entry.name, "kind": entry.kind, "cam_layer": layer, "view": view,
               "label_mapping": {h.task: h.mapping() for h in heads}, **info},
     )

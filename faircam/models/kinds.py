@@ -122,9 +122,9 @@ def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str,
     """The heads of a model's output vector, in order, from (task or None, class names) per head: a head without a
     task is given the one task all its names belong to. A head whose names are not its task's classes one for one
     is coarser: faircam proposes a mapping of its task's classes onto its names, and `mapping` (a description's
-    `{"race": {"Middle Eastern": "caucasian"}}`) overrides it. `ModelError` in one line when a name maps onto no
-    class, two names onto one, a one-class head is not of a two-class task, or no head is gender's (faircam audits
-    gender decisions)."""
+    `{"race": {"Middle Eastern": "caucasian"}}`) overrides it. A model may predict any of faircam's tasks (an
+    age-only model has no gender head: the pages name the tasks it lacks). `ModelError` in one line when a name
+    maps onto no class, two names onto one, or a one-class head is not of a two-class task."""
     heads, start = [], 0
     mapping = mapping or {}
     for task, names in outputs:
@@ -160,9 +160,6 @@ def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str,
     if extra:
         raise ModelError(f"{source}: its mapping names {', '.join(map(repr, extra))}, which none of its heads "
                          "predicts.")
-    if not any(h.task == DEFAULT_TASK for h in heads):
-        raise ModelError(f"{source}: no {DEFAULT_TASK} head ({', '.join(h.task for h in heads) or 'no outputs'}); "
-                         f"faircam audits {DEFAULT_TASK} decisions, with race and age beside them.")
     return heads
 
 

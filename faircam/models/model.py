@@ -171,6 +171,11 @@ class LoadedModel:
     onto: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
     @property
+    def default_task(self) -> str:
+        """The task audited unless another is asked for: gender, or the first a model without a gender head has."""
+        return DEFAULT_TASK if DEFAULT_TASK in self.tasks else next(iter(self.tasks))
+
+    @property
     def specs(self) -> dict[str, Task]:
         """Each task as this model has it (`faircam.tasks.task_spec`: coarsened where `onto` maps it)."""
         return {t: task_spec(t, c, self.onto.get(t)) for t, c in self.tasks.items()}
