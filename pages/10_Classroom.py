@@ -46,6 +46,7 @@ def changes_overall() -> str:
 
 
 cache = ui.evaluation_or_stop()
+ui.map_kind_note(cache.methods)
 if DEFAULT_TASK not in cache.tasks:  # the lesson follows a gender answer
     st.info(ui.lacking(cache, DEFAULT_TASK, "answers"))
     st.stop()

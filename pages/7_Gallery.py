@@ -23,6 +23,7 @@ CONFUSIONS = 12
 DESCRIBE = {"race": groups.label, "gender": str, "age": lambda age: f"age {age}"}
 
 cache = ui.evaluation_or_stop()
+ui.map_kind_note(cache.methods)
 task = ui.task_or_stop(cache, "predictions")
 spec = cache.task(task)
 prob = spec.prob

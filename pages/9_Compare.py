@@ -46,6 +46,7 @@ if choice is not None:
             explanation = choice.explain(model=name, task=task)
             if explanation is None:
                 break
+            ui.map_kind_note(explanation.maps)
             view = explanation.view
             if not selector_drawn:
                 # Every model sees the same MTCNN detections, so the first model's count serves them all.

@@ -291,3 +291,90 @@ def test_a_table_of_age_answers_alone(tmp_path, fairface, val_split):
     cache = read_cache(out)
     assert list(cache.tasks) == ["age"] and cache.rows["age_correct"].all()
     assert main(["report", "--cache", str(out), "--out", str(tmp_path / "r.html")]) == 0
+
+
+@pytest.fixture(scope="module")
+def black_box(tmp_path_factory, fairface) -> dict:
+    """A ResNet-18 exported to ONNX with its pooling as GlobalMaxPool, a standard operator onnx2torch has no
+    converter for (onnxruntime runs it), evaluated with its occlusion maps on the first 8 val faces."""
+    import onnx
+    import torchvision
+
+    root = tmp_path_factory.mktemp("blackbox")
+    torch.manual_seed(7)
+    net = torchvision.models.resnet18(num_classes=2).eval()
+    net.avgpool = torch.nn.AdaptiveMaxPool2d(1)
+    torch.onnx.export(net, torch.zeros(1, 3, SIZE, SIZE), root / "model.onnx", dynamo=False, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    graph = onnx.load(str(root / "model.onnx"))
+    pool = [n for n in graph.graph.node if n.op_type == "MaxPool"][-1]  # the head's pooling over the whole grid
+    pool.op_type = "GlobalMaxPool"
+    del pool.attribute[:]
+    onnx.save(graph, str(root / "model.onnx"))
+    (root / "faircam-model.json").write_text(json.dumps({
+        "format": "onnx", "weights": "model.onnx", "input_size": SIZE,
+        "outputs": [{"task": "gender", "classes": ["Woman", "Man"]}]}))
+    out = root / "bb.parquet"
+    assert main(["evaluate", "--data", str(fairface), "--model", str(root), "--out", str(out), "--limit", "8",
+                 "--faithfulness-per-cell", "0", "--batch-size", "8"]) == 0
+    return {"spec": root / "faircam-model.json", "onnx": root / "model.onnx", "net": net, "cache": out}
+
+
+def test_onnx2torch_lacks_the_operator(black_box):
+    """The graph fails to convert on GlobalMaxPool itself (after the Identity nodes faircam drops first)."""
+    import onnx
+    from onnx2torch import convert
+
+    from faircam.models.foreign import _without_identities
+
+    with pytest.raises(NotImplementedError, match="GlobalMaxPool"):
+        convert(_without_identities(onnx.load(str(black_box["onnx"]))))
+
+
+def test_a_black_box_answers_as_onnxruntime(black_box, fairface):
+    """Its answers are onnxruntime's (and the torch network's it was exported from), mapped by name; it has no CAM
+    layer, so its maps are occlusion maps of the predicted class: where hiding the face lowers that answer."""
+    import onnxruntime
+
+    from faircam.data.fairface import read_data_image
+    from faircam.vision.occlusion import explainer_for
+    from faircam.vision.preprocess import fit_square
+    from faircam.wording import OCCLUSION
+
+    model = load_model(black_box["spec"])
+    assert model.cam_layer is None and "occlusion" in model.info["maps"] and "cam_layer" not in model.info
+    faces = [fit_square(read_data_image(fairface, f"val/{i}.jpg"), SIZE)[0] for i in range(1, 5)]
+    batch = model.to_tensor(faces)
+    session = onnxruntime.InferenceSession(str(black_box["onnx"]), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"input": batch.numpy()})[0]
+    expected = torch.softmax(torch.from_numpy(logits), dim=1).numpy()[:, [0, 1]]  # Woman, Man = Female, Male
+    assert np.allclose(model.answers(batch)["gender"], expected, atol=1e-6)
+    with torch.no_grad():
+        assert np.allclose(torch.softmax(black_box["net"](batch), dim=1).numpy(), expected, atol=1e-4)
+    result = explainer_for(model.net, model.cam_layer)(batch)
+    maps = result.maps[OCCLUSION]
+    assert list(result.maps) == [OCCLUSION] and maps.shape == (4, SIZE, SIZE)
+    assert maps.min() >= 0 and maps.max() <= 1 and all(m.std() > 0 for m in maps)
+    assert (result.targets == expected.argmax(axis=1)).all()
+
+
+def test_a_black_box_is_audited_with_occlusion_maps_named_as_such(black_box, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from faircam.config import PROJECT_ROOT
+    from faircam.wording import OCCLUSION, OCCLUSION_MAPS
+
+    cache = read_cache(black_box["cache"])
+    assert cache.methods == (OCCLUSION,) and "occlusion" in cache.meta["model"]["maps"]
+    assert cache.rows[f"{OCCLUSION} | face"].between(0, 1).all()
+    report = tmp_path / "report.html"
+    assert main(["report", "--cache", str(black_box["cache"]), "--model", str(black_box["spec"]), "--out",
+                 str(report)]) == 0
+    assert "occlusion maps, not CAMs" in report.read_text()
+    monkeypatch.setenv("FAIRCAM_CACHE", str(black_box["cache"]))
+    for page in ("pages/5_Attention.py", "pages/6_Faithfulness.py", "pages/7_Gallery.py", "pages/10_Classroom.py"):
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=300)
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert OCCLUSION_MAPS in [i.value for i in at.info], page

@@ -59,6 +59,7 @@ from faircam.evaluation.cache import EvalCache
 from faircam.files import write_atomic
 from faircam.tasks import DEFAULT_TASK, TASKS, Task, as_task
 from faircam.text import html_text
+from faircam.wording import OCCLUSION, OCCLUSION_MAPS
 
 # The caveats of the report and the Fairness page: those of the labels and of the measures are worded per task
 # (`caveats`), the rest hold for any task.
@@ -310,6 +311,7 @@ def data_section(ctx: ReportContext) -> Section:
         *([("kind of model", html_text(model["kind"]) + "".join(
             f"; {html_text(task)} classes mapped by name: {html_text(mapping)}"
             for task, mapping in model.get("label_mapping", {}).items()))] if model.get("kind") else []),
+        *([("maps", html_text(OCCLUSION_MAPS.replace("**", "")))] if OCCLUSION in ctx.cache.methods else []),
         ("images", (f"{len(rows):,} of the labelled folder <code>{html_text(data['root'])}</code> (labels "
                     f"<code>{html_text(data['labels'])}</code>)" if data.get("labels") else
                     f"{len(rows):,} of the <b>{html_text(data['split'])}</b> split of FairFace "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import runpy
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from faircam import wording
 from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, PROJECT_ROOT, cache_path_for, settings
 from faircam.data.fairface import describe_dropped, read_data_image
@@ -345,6 +347,13 @@ def lacking(cache: EvalCache, task: str, what: str = "numbers") -> str:
     tasks it has: said instead of an error or a 0%."""
     return (f"This evaluation has no {TASKS[task].title} {what}: its model has no {TASKS[task].title} head or its "
             f"data no {TASKS[task].title} labels. It holds {', '.join(TASKS[t].title for t in cache.tasks)} only.")
+
+
+def map_kind_note(methods: Iterable[str]) -> None:
+    """On every page that shows maps: one line saying they are a black box's occlusion maps, not CAMs, where they
+    are."""
+    if wording.OCCLUSION in methods:
+        st.info(wording.OCCLUSION_MAPS)
 
 
 def task_or_stop(cache: EvalCache, what: str = "numbers") -> str:

@@ -49,7 +49,10 @@ def map_agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def agreement_columns(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every pair's agreement (`agreement_column`) and their mean (`AGREEMENT_MEAN`) for a batch of maps."""
+    """Every pair's agreement (`agreement_column`) and their mean (`AGREEMENT_MEAN`) for a batch of maps; none for
+    one method (a black box's occlusion maps)."""
+    if len(maps) < 2:
+        return {}
     columns = {agreement_column(a, b): map_agreement(maps[a], maps[b]) for a, b in method_pairs(tuple(maps))}
     columns[AGREEMENT_MEAN] = np.mean(list(columns.values()), axis=0)
     return columns

@@ -64,6 +64,7 @@ from faircam.models.model import LoadedModel
 from faircam.tasks import DEFAULT_TASK, TASKS, Task
 from faircam.vision.cams import CamExplainer
 from faircam.vision.explain import Explanation, explain_views
+from faircam.vision.occlusion import explainer_for
 from faircam.vision.preprocess import FaceDetector, View, make_view
 from faircam.vision.quality import SLICES, quality_columns
 from faircam.vision.quality import attributes as quality_attributes
@@ -480,7 +481,7 @@ def run_evaluation(
             raise DataError(f"The maps would explain {model.task}, but {data.labels or data.root} has no {model.task} "
                             "labels: choose another --cam-task.")
         if options.cams:
-            explainer = explainer or CamExplainer(model.net, model.cam_layer)
+            explainer = explainer or explainer_for(model.net, model.cam_layer)
         # The explainer's methods (the registry's, unless a subset was asked for), which every reader follows.
         averager = GroupAverager(tuple(explainer.methods) if options.cams else ())
         work = WorkFolder(partial_path(out), _run_key(model, data, limit, batch_size, options), averager)
@@ -525,7 +526,7 @@ def run_evaluation(
                       # The kind of model (`faircam.models.kinds.KINDS`) and, for a brought one, how its class
                       # names were mapped onto faircam's and which layer the maps explain.
                       "kind": model.info.get("kind", "checkpoint"),
-                      **{k: model.info[k] for k in ("label_mapping", "cam_layer", "view") if k in model.info},
+                      **{k: model.info[k] for k in ("label_mapping", "cam_layer", "view", "maps") if k in model.info},
                       # A coarser model's tasks: each faircam class's counterpart among its classes, or null.
                       **({"onto": {t: m for t, m in model.onto.items() if t in tasks}} if model.onto else {}),
                       "test_time_augmentation": "horizontal flip (probabilities averaged with the mirror image's)"

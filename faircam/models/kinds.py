@@ -342,5 +342,6 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "the heads its JSON lists; the four CAMs", _load_foreign),
     Kind("onnx", "an ONNX graph (faircam-model.json), converted to torch with onnx2torch",
          "the heads its JSON lists; the four CAMs on the converted graph, whose answers are checked against "
-         "onnxruntime's", _load_foreign),
+         "onnxruntime's; a graph onnx2torch cannot convert runs in onnxruntime as a black box, with occlusion maps",
+         _load_foreign),
 )}
