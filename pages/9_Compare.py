@@ -100,13 +100,17 @@ st.caption(f"{TITLE.capitalize()} accuracy, computed by `faircam evaluate --mode
            "model's cache. Compared on the "
            f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "
            f"least {MIN_GROUP_SIZE} images.")
-table = compare.summary(rows, task)
+for name, cache in caches.items():
+    if cache.mapping_note(task):
+        st.info(f"**{md(name)}**: {md(cache.mapping_note(task))}")
+specs = {name: cache.task(task) for name, cache in caches.items()}
+table = compare.summary(rows, specs)
 ui.table(compare.summary_shown(table), width="stretch", hide_index=True)
 
 first = next(iter(caches.values()))
 tab, name, by = ui.grouping_tab(groups.groupings(first.rows, first.attributes), key="compare-grouping")
 with tab:
-    side = compare.group_table(rows, by, task)
+    side = compare.group_table(rows, by, specs)
     ui.table(pd.DataFrame({
         name: [g + groups.small_mark(small) for g, small in side[["group", "small"]].to_numpy()],
         **{model: [groups.with_interval(*v) + f", n={n:,.0f}" if pd.notna(n) else "–" for *v, n in

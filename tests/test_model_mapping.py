@@ -378,3 +378,49 @@ def test_a_black_box_is_audited_with_occlusion_maps_named_as_such(black_box, tmp
         at.run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert OCCLUSION_MAPS in [i.value for i in at.info], page
+
+
+def test_compare_counts_each_model_in_its_own_classes(five):
+    """Compare's table gives each model's race accuracy as its own pages do: the proposed and the overriding
+    mapping count different faces."""
+    from faircam.audit import compare
+
+    caches = {"proposed": read_cache(five["spec_cache"]), "override": read_cache(five["override_cache"])}
+    table = compare.summary(compare.shared_rows(caches), {n: c.task("race") for n, c in caches.items()})
+    for name, cache in caches.items():
+        assert table.loc[name, "accuracy"] == pytest.approx(cache.rows["race_correct"].dropna().astype(bool).mean())
+
+
+def test_a_sigmoid_head_is_audited_through_the_command_and_pages(tmp_path, fairface, monkeypatch):
+    """A one-output model (`["male"]`: p(male)) through `faircam evaluate --model`: its p_male is the sigmoid of its
+    logit, and Evaluation, Fairness and the report read its cache."""
+    import torchvision
+    from safetensors.torch import save_file
+    from streamlit.testing.v1 import AppTest
+
+    from faircam.config import PROJECT_ROOT
+
+    torch.manual_seed(11)
+    net = torchvision.models.resnet18(num_classes=1).eval()
+    save_file(net.state_dict(), tmp_path / "model.safetensors")
+    (tmp_path / "faircam-model.json").write_text(json.dumps({
+        "format": "torchvision", "arch": "resnet18", "weights": "model.safetensors", "input_size": SIZE,
+        "outputs": [{"task": "gender", "classes": ["male"]}]}))
+    out = tmp_path / "sigmoid.parquet"
+    assert main(["evaluate", "--data", str(fairface), "--model", str(tmp_path), "--out", str(out), *FAST]) == 0
+    cache = read_cache(out)
+    assert cache.meta["model"]["label_mapping"] == {"gender": "male → p(Male)"}
+    rows = cache.rows
+    assert ((rows["p_male"] >= 0.5) == (rows["pred"] == "Male")).all()
+    assert np.allclose(rows["prob"], np.maximum(rows["p_male"], 1 - rows["p_male"]))
+    report = tmp_path / "report.html"
+    assert main(["report", "--cache", str(out), "--model", str(tmp_path), "--out", str(report)]) == 0
+    assert "male → p(Male)" in report.read_text()
+    monkeypatch.setenv("FAIRCAM_CACHE", str(out))
+    for page in ("pages/2_Evaluation.py", "pages/4_Fairness.py"):
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=300)
+        at.switch_page(page)
+        at.run()
+        assert not at.exception and not at.error, page
+        if page == "pages/2_Evaluation.py":
+            assert at.metric[0].value == f"{rows['correct'].mean():.1%}"
