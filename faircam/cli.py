@@ -264,7 +264,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from faircam.vision.explain import Pipeline
 
     pipeline = Pipeline.load(args.model)
-    task = pipeline.model.for_task(args.task or DEFAULT_TASK)
+    task = pipeline.model.for_task(args.task or pipeline.model.default_task)
     if args.target and args.target not in task.classes:
         raise DataError(f"--target {args.target}: not a class of {task.task} ({', '.join(task.classes)}).")
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face, task=task.task,
@@ -435,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--blur", action="store_true", help="blur the background around the face")
     explain.add_argument("--face", type=int, default=0, help="which face when there are several (0: largest)")
     explain.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
-    explain.add_argument("--task", help=f"the decision the maps explain: {DEFAULT_TASK} (default), or another task "
+    explain.add_argument("--task", help=f"the decision the maps explain: {DEFAULT_TASK} (default; a model without a "
+                                        f"{DEFAULT_TASK} head: its first task), or another task "
                                         "the model has a head for")
     explain.add_argument("--target", metavar="CLASS",
                          help="explain this class of the task (Female, Indian, 20-29, ...), not the predicted one")

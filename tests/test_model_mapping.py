@@ -224,8 +224,14 @@ def age_only(tmp_path_factory, fairface) -> dict:
     return {"spec": root / "faircam-model.json", "cache": out}
 
 
-def test_an_age_only_model_is_audited_on_age(age_only):
-    """No gender head: the maps explain its age decisions, and the cache holds age alone."""
+def test_an_age_only_model_is_audited_on_age(age_only, fairface, capsys):
+    """No gender head: the maps explain its age decisions (in the cache and in `faircam explain`), and the cache
+    holds age alone."""
+    capsys.readouterr()
+    assert main(["explain", str(fairface / "val" / "1.jpg"), "--model", str(age_only["spec"])]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["task"] == "age" and said["prediction"] in ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59",
+                                                            "60-69", "more than 70")
     cache = read_cache(age_only["cache"])
     assert list(cache.tasks) == ["age"] and cache.cam_task == "age" and cache.main_task == "age"
     assert cache.has_cams and "pred" not in cache.rows and cache.rows["age_pred"].notna().all()
