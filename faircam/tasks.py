@@ -33,7 +33,7 @@ from faircam.wording import RACE_AGE_CAPTION
 PLAIN_CLASS = re.compile(r"\w[\w .+\-()/']{0,39}")
 # A model's catch-all class, onto which `Task.propose` maps the classes no other name covers.
 _OTHER = ("other", "others")
-# The decision faircam audits by default and every model predicts.
+# The decision faircam audits by default (a model without a head for it: its first task).
 DEFAULT_TASK = "gender"
 
 
@@ -95,11 +95,9 @@ class Task:
         """The data's label column (faircam's classes), which groupings read."""
         return self.name
 
-    def truth_of(self, label: object) -> str | None:
+    def truth_of(self, label: object) -> object:
         """The class a data label counts as: itself, or for a coarsened task its counterpart (None: none)."""
-        if self.onto:
-            return dict(self.onto).get(str(label))
-        return str(label) if label in self.classes else None
+        return dict(self.onto).get(str(label)) if self.onto else label
 
     def judge(self, pred: str, label: object) -> bool | None:
         """Whether `pred` is right for a face labelled `label`; None when the label has no counterpart among the

@@ -29,6 +29,11 @@ Schema 2, one row per image:
 - for a labelled folder (`faircam.data.labelled`), its label file's other columns after the labels (and a
   numeric column's `<name> (binned)` levels).
 
+A model whose classes for a task are coarser than FairFace's (five races) has its own classes in `meta["tasks"]`
+and the mapping of FairFace's onto them in `meta["model"]["onto"]` (`faircam.tasks.Task.coarsened`); its
+`<task>_correct` is null for faces whose label has no counterpart, and `read_cache` adds `<task>_truth`, the label
+in the model's classes, which `EvalCache.task` compares with.
+
 `meta["attributes"]` lists the groupings beyond the labels (`EvalCache.attributes`: the quality slices and a label
 file's columns), each with its level column and levels in order; `read_cache` makes those columns categorical.
 
