@@ -100,6 +100,7 @@ def test_the_json_mapping_overrides_the_proposal(five):
     ({"race": {"Martian": "asian"}}, "mapping.race names 'Martian', not a race class faircam knows"),
     ({"race": {"White": "european"}}, "maps 'White' onto 'european', which is not one of the model's classes"),
     ({"age": {"0-2": "baby"}}, "its mapping names 'age', which none of its heads predicts"),
+    ({"gender": {"Female": "female"}}, "its mapping names gender, whose two classes need none"),
 ])
 def test_a_bad_mapping_is_one_line_and_exit_2(tmp_path, fairface, capsys, mapping, said):
     spec = _five_races(tmp_path / "bad", mapping=mapping)

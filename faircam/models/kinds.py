@@ -149,6 +149,9 @@ def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str,
         if exact and task not in mapping:
             heads.append(Head(task, tuple(names), tuple(classes), start))
         elif spec.binary:
+            if exact:
+                raise ModelError(f"{source}: its mapping names {task}, whose two classes need none (they are mapped "
+                                 "by name).")
             unknown = [n for n, c in zip(names, classes) if c is None]
             raise ModelError(f"{source}: {', '.join(map(repr, unknown))} is not a {task} class faircam knows "
                              f"({', '.join(spec.classes)}, or a synonym).")
