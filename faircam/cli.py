@@ -28,6 +28,9 @@ from faircam.tasks import DEFAULT_TASK, TASKS
 if TYPE_CHECKING:
     import pandas as pd
 
+    from faircam.evaluation.evaluate import EvalOptions
+    from faircam.models.model import LoadedModel
+
 MODEL_HELP = ("a registered model (see `faircam models`; default: faircam), a checkpoint, a Hugging Face folder, or "
               "a faircam-model.json (or a folder holding one)")
 
@@ -164,12 +167,16 @@ def _evaluate(args: argparse.Namespace, out: Path, data_dir: Path, labels: Path 
               labelled: pd.DataFrame) -> None:
     from faircam.evaluation.evaluate import EvalOptions, run_evaluation
 
-    options = EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed,
-                          cam_task=args.cam_task, tta=args.tta)
+    def options_for(model: LoadedModel) -> EvalOptions:
+        # The maps explain gender unless asked otherwise, or the first task of a model without a gender head.
+        return EvalOptions(cams=not args.no_cams, faithfulness_per_cell=args.faithfulness_per_cell, seed=args.seed,
+                           cam_task=args.cam_task or model.default_task, tta=args.tta)
+
     if args.engine == "ray":
         from faircam.evaluation.distributed import ray_runner
 
         model = registry.load_model(args.model)
+        options = options_for(model)
         # Each actor loads the model itself: a checkpoint by its absolute path.
         spec = str(Path(args.model).resolve()) if args.model and Path(args.model).is_file() else args.model
         runner = ray_runner(spec, model.sha256, model.tasks, options, args.batch_size, args.address, args.workers,
@@ -181,7 +188,8 @@ def _evaluate(args: argparse.Namespace, out: Path, data_dir: Path, labels: Path 
 
         pipeline = Pipeline.load(args.model)
         cache = run_evaluation(data_dir, args.split, out, pipeline.model, pipeline.detector,
-                               pipeline.explainer, limit=args.limit, batch_size=args.batch_size, options=options,
+                               pipeline.explainer, limit=args.limit, batch_size=args.batch_size,
+                               options=options_for(pipeline.model),
                                labels=labels)
     rows = cache.rows
     _warn_left_out(cache.meta["data"], labelled, rows)
@@ -257,7 +265,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from faircam.vision.explain import Pipeline
 
     pipeline = Pipeline.load(args.model)
-    task = pipeline.model.for_task(args.task or DEFAULT_TASK)
+    task = pipeline.model.for_task(args.task or pipeline.model.default_task)
     if args.target and args.target not in task.classes:
         raise DataError(f"--target {args.target}: not a class of {task.task} ({', '.join(task.classes)}).")
     explanation = pipeline.explain(image, crop=args.crop, blur=args.blur, face_index=args.face, task=task.task,
@@ -433,9 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                                f"(slow; 0: off; default {FAITHFULNESS_PER_CELL})")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the faithfulness sample and ROAD's noise")
     evaluate.add_argument("--no-cams", action="store_true", help="predictions only: no maps, focus or faithfulness")
-    evaluate.add_argument("--cam-task", default=DEFAULT_TASK, choices=list(TASKS),
+    evaluate.add_argument("--cam-task", choices=list(TASKS),
                           help="the decision the maps explain (the model must have that head; default: "
-                               f"{DEFAULT_TASK})")
+                               f"{DEFAULT_TASK}, or a model's first task when it has no {DEFAULT_TASK} head)")
     evaluate.add_argument("--tta", action="store_true",
                           help="flip test-time augmentation: each answer averaged with the mirror image's "
                                "(recorded in the cache; the maps explain the averaged answer)")
@@ -474,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--blur", action="store_true", help="blur the background around the face")
     explain.add_argument("--face", type=int, default=0, help="which face when there are several (0: largest)")
     explain.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
-    explain.add_argument("--task", help=f"the decision the maps explain: {DEFAULT_TASK} (default), or another task "
+    explain.add_argument("--task", help=f"the decision the maps explain: {DEFAULT_TASK} (default; a model without a "
+                                        f"{DEFAULT_TASK} head: its first task), or another task "
                                         "the model has a head for")
     explain.add_argument("--target", metavar="CLASS",
                          help="explain this class of the task (Female, Indian, 20-29, ...), not the predicted one")

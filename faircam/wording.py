@@ -64,3 +64,10 @@ RACE_AGE_WHY = ("faircam predicts them only to audit its own model: to see where
 RACE_AGE_CAPTION = ("Race and age predictions are here only as subjects of the audit: FairFace's race and age labels "
                     "are annotators' perceptions, not identity or biological facts, and such predictions must not be "
                     "used to decide anything about a person.")
+
+# A black box's maps (`faircam.vision.occlusion`): the method's name, and what every page showing them says.
+OCCLUSION = "Occlusion"
+OCCLUSION_MAPS = ("These are **occlusion maps, not CAMs**: the model runs as a black box (onnxruntime, its graph has "
+                  "an operator faircam cannot convert to torch), so faircam hides one square of the image at a time "
+                  "(Captum's Occlusion) and maps how much the answer's probability falls. They show what the answer "
+                  "depends on at the square's scale, not what a layer saw.")

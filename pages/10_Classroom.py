@@ -46,6 +46,10 @@ def changes_overall() -> str:
 
 
 cache = ui.evaluation_or_stop()
+ui.map_kind_note(cache.methods)
+if DEFAULT_TASK not in cache.tasks:  # the lesson follows a gender answer
+    st.info(ui.lacking(cache, DEFAULT_TASK, "answers"))
+    st.stop()
 if cache.answers_only:  # the lesson follows a model on a face, its answer and its maps
     st.info(ui.no_maps_line(cache))
     st.stop()

@@ -8,7 +8,7 @@ from faircam.audit import failures, groups
 from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE
 from faircam.dashboard import ui
-from faircam.tasks import TASKS
+from faircam.tasks import Task
 from faircam.text import md
 
 ui.page_setup("Where does it fail?", "🔦")
@@ -17,7 +17,7 @@ WORST = 10
 
 cache = ui.evaluation_or_stop()
 task = ui.task_or_stop(cache)
-spec = TASKS[task]
+spec = cache.task(task)
 attributes = failures.failure_attributes(cache.attributes)
 if not any(a.source == "quality" for a in attributes):
     st.info("This evaluation has no image-quality columns (face size, sharpness, brightness, head turn, detector "
@@ -36,7 +36,7 @@ st.caption(
 
 
 @st.cache_data(show_spinner="Counting every slice…", max_entries=8)
-def all_slices(rows: pd.DataFrame, task: str) -> pd.DataFrame:
+def all_slices(rows: pd.DataFrame, task: Task) -> pd.DataFrame:
     return failures.slices(rows, attributes, task)
 
 
@@ -55,7 +55,7 @@ def slice_line(row: pd.Series) -> str:
 
 columns = list(dict.fromkeys([a.column for a in attributes] + [c for c in failures.CROSSED if c in cache.rows]
                              + [spec.truth, spec.pred, spec.correct]))
-found = all_slices(cache.rows[columns], task)
+found = all_slices(cache.rows[columns], spec)
 
 st.markdown(f"## The worst slices (up to {WORST})")
 worst = found[~found["small"]].head(WORST)
@@ -98,7 +98,7 @@ attribute = next(a for a in attributes if a.name == name)
 with tab:
     source = "image quality, measured on each face" if attribute.source == "quality" else "a column of the label file"
     st.caption(md(f"{attribute.name}: {source}."))
-    frame = groups.GroupFrame(cache.rows, [attribute.column], task=task)
+    frame = groups.GroupFrame(cache.rows, [attribute.column], task=spec)
     table = frame.shown()
     ui.chart(charts.interval_dots(table, "accuracy", title="accuracy"), width="stretch",
              key=f"slice-{attribute.name}")

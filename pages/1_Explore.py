@@ -63,6 +63,7 @@ if predicted is None:
     ui.link("target", None)
 
 if predicted is not None:
+    ui.map_kind_note(predicted.maps)
     with result:
         view = predicted.view
         image_source.face_selector(choice, view.faces_found)

@@ -18,7 +18,7 @@ ui.page_setup("Evaluation", "📊")
 
 cache = ui.evaluation_or_stop()
 task = ui.task_or_stop(cache)
-spec = TASKS[task]
+spec = cache.task(task)
 
 data_meta = cache.data_meta
 model = ui.checkpoint()
@@ -31,6 +31,8 @@ st.caption(
 )
 if spec.caveat:
     st.caption(spec.caveat)
+if cache.mapping_note(task):
+    st.info(md(cache.mapping_note(task)))
 if cache.model_meta["sha256"] != model["sha256"]:
     st.warning("This evaluation was computed for a different model file than the one loaded now. "
                f"Run {ui.evaluate_hint()} to refresh it.")
@@ -50,9 +52,9 @@ if rows.empty:
     st.warning("No image matches these filters.")
     st.stop()
 
-scores = accuracy.overall_scores(rows, task)
+scores = accuracy.overall_scores(rows, spec)
 overall = scores.loc["all"]
-within = groups.group_table(rows, [], ["within_one"], task=task).iloc[0] if spec.ordinal else None
+within = groups.group_table(rows, [], ["within_one"], task=spec).iloc[0] if spec.ordinal else None
 columns = st.columns(4 if spec.ordinal else 3)
 columns[0].metric("Accuracy", f"{overall['accuracy']:.1%}",
                   help=f"Share of images whose predicted {spec.title} matches the label.")
@@ -96,7 +98,7 @@ def per_class() -> None:
 
 def confusion_matrix() -> None:
     st.markdown("#### Confusion matrix")
-    ui.chart(charts.confusion_heatmap(accuracy.confusion(rows, task)), width="stretch")
+    ui.chart(charts.confusion_heatmap(accuracy.confusion(rows, spec)), width="stretch")
     st.caption("Each cell: how many images of the true class (row) got the predicted class (column), and their share "
                "of the row; the diagonal holds each class's recall." + (" Age bins in order, youngest first: "
                                                                         "neighbouring cells are near misses."
@@ -119,7 +121,7 @@ st.caption(f"Dots show accuracy with its {groups.INTERVALS['proportion']}; **n**
 tab, name, by = ui.grouping_tab(groups.groupings(cache.rows, cache.attributes), key="eval-grouping")
 with tab:
     measures = ["accuracy", "within_one"] if spec.ordinal else ["accuracy"]
-    frame = groups.GroupFrame(rows, by, measures, task=task)
+    frame = groups.GroupFrame(rows, by, measures, task=spec)
     table = frame.shown()
     gap = frame.gap("accuracy gap")
     if gap.defined:
@@ -143,7 +145,7 @@ with tab:
 st.markdown("### Precision and recall at every threshold, per race group")
 if spec.score:
     positive = spec.positive
-    curves = accuracy.pr_curves(rows, groups.GROUPINGS["race"], task)
+    curves = accuracy.pr_curves(rows, groups.GROUPINGS["race"], spec)
     ui.chart(charts.pr_curves(curves, positive), width="stretch")
     st.caption(f"The model calls a face *{positive}* when its score {spec.score} passes a threshold (0.5 for the "
                "answers above). Each curve moves that threshold over every score in one race group: how many of the "

@@ -12,7 +12,7 @@ from faircam.audit import compare, groups
 from faircam.config import ASSETS, MIN_GROUP_SIZE
 from faircam.dashboard import ui
 from faircam.models import registry
-from faircam.tasks import TASKS
+from faircam.tasks import DEFAULT_TASK, TASKS
 from faircam.text import md
 
 ui.page_setup("About the model and the maps", "ℹ️")
@@ -42,24 +42,27 @@ if entry.name in caches:
     # checkpoint recorded during training (in its metadata below) is another measurement.
     cache = caches[entry.name]
     rows = cache.rows
-    overall = groups.group_table(rows, []).iloc[0]
-    accuracy = groups.with_interval(*overall[["accuracy", "accuracy_low", "accuracy_high"]])
-    what = "gender accuracy" if len(tasks) > 1 else "accuracy"
-    st.markdown(f"**Validation {what}:** {accuracy} on {overall['n']:,} FairFace validation images "
-                f"({groups.INTERVALS['proportion']}; measured on the saved evaluation).")
+    if DEFAULT_TASK in cache.tasks:
+        overall = groups.group_table(rows, []).iloc[0]
+        accuracy = groups.with_interval(*overall[["accuracy", "accuracy_low", "accuracy_high"]])
+        what = "gender accuracy" if len(tasks) > 1 else "accuracy"
+        st.markdown(f"**Validation {what}:** {accuracy} on {overall['n']:,} FairFace validation images "
+                    f"({groups.INTERVALS['proportion']}; measured on the saved evaluation).")
+    else:
+        st.info(ui.lacking(cache, DEFAULT_TASK))
     measured = [t for t in tasks if t in cache.tasks]
     if len(tasks) > 1:
         table = []
         for t in measured:
-            spec = TASKS[t]
+            spec = cache.task(t)
             one = groups.group_table(rows, [], ["accuracy", "within_one"] if spec.ordinal else ["accuracy"],
-                                     task=t).iloc[0]
+                                     task=spec).iloc[0]
             table.append({"task": spec.title, "classes": len(spec.classes),
                           f"accuracy ({groups.INTERVALS['proportion']})": groups.with_interval(
                               *one[["accuracy", "accuracy_low", "accuracy_high"]]),
                           "within one bin": groups.with_interval(*one[["within_one", "within_one_low",
                                                                        "within_one_high"]])
-                          if spec.ordinal else "–", "n": int(one["n"])})
+                          if spec.ordinal else "–", "n": int(one["accuracy_n"])})
         ui.table(pd.DataFrame(table), hide_index=True)
         missing = [TASKS[t].title for t in tasks if t not in cache.tasks]
         if missing:
@@ -69,7 +72,7 @@ if entry.name in caches:
         title = TASKS[task].title
         if len(tasks) > 1:
             st.markdown(f"**{title.capitalize()} accuracy by race** (the task chosen in the sidebar)")
-        by_race = groups.ranked(groups.group_table(rows, groups.GROUPINGS["race"], task=task))
+        by_race = groups.ranked(groups.group_table(rows, groups.GROUPINGS["race"], task=cache.task(task)))
         ui.table(pd.DataFrame({
             "race": [groups.size_label(g, n, small) for g, n, small in by_race[["group", "n", "small"]].to_numpy()],
             f"accuracy ({groups.INTERVALS['proportion']})": [
@@ -99,8 +102,14 @@ entries = registry.entries()
 # A static table: its text wraps, where a data grid would cut the titles and licences.
 ui.table(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights").set_index("name"), static=True)
 caches, missing = ui.available_evaluations(list(entries))
+# The table compares gender decisions: a model without a gender head is named below it.
+without = [name for name, cache in caches.items() if DEFAULT_TASK not in cache.tasks]
+caches = {name: cache for name, cache in caches.items() if name not in without}
 if caches:
     ui.table(compare.summary_shown(compare.summary(compare.shared_rows(caches))), width="stretch", hide_index=True)
+if without:
+    st.caption(f"Not in this {TASKS[DEFAULT_TASK].title} table: {md(', '.join(without))}, whose evaluation holds no "
+               f"{TASKS[DEFAULT_TASK].title} predictions (no {TASKS[DEFAULT_TASK].title} head).")
 if missing:
     st.caption(f"Not evaluated yet: {md(', '.join(missing))}.")
 

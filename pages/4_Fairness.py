@@ -8,15 +8,15 @@ from faircam.audit import groups, metrics, report
 from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE
 from faircam.dashboard import ui
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, Task
 from faircam.text import md
 
 ui.page_setup("Fairness: for whom does the model fail?", "⚖️")
 
 cache = ui.evaluation_or_stop()
 task = ui.task_or_stop(cache)
-spec = TASKS[task]
-measures = groups.task_measures(task)
+spec = cache.task(task)
+measures = groups.task_measures(spec)
 st.caption(
     f"Model **{md(cache.model_meta['name'])}** on {ui.evaluated_images(cache)} · computed {md(cache.created)}. "
     "Read from the cache: the model is not "
@@ -28,6 +28,8 @@ st.caption(
 )
 if spec.caveat:
     st.caption(spec.caveat)
+if cache.mapping_note(task):
+    st.info(md(cache.mapping_note(task)))
 if not spec.binary:
     st.info(groups.BINARY_ONLY)
 
@@ -50,7 +52,7 @@ with st.expander("How to read these numbers", expanded=False):
 
 
 @st.cache_data(show_spinner="Counting each group and drawing the bootstrap resamples…", max_entries=16)
-def audit(rows: pd.DataFrame, by: tuple[str, ...], task: str, names: tuple[str, ...]) -> metrics.Fairness:
+def audit(rows: pd.DataFrame, by: tuple[str, ...], task: Task, names: tuple[str, ...]) -> metrics.Fairness:
     # `names`, the task's measures, keys the memo: a measure added to the registry is computed, not remembered.
     return metrics.fairness(rows, list(by), task=task)
 
@@ -128,7 +130,7 @@ tab, grouping, by = ui.grouping_tab(groups.groupings(cache.rows, cache.attribute
 # Only what the audit reads: the cached function hashes its arguments.
 rows = cache.rows[list(dict.fromkeys([*by, spec.truth, spec.pred]))]
 with tab:
-    result = audit(rows, tuple(by), task, tuple(measures))
+    result = audit(rows, tuple(by), spec, tuple(measures))
     gap_metrics(result)
     st.markdown(plain_words(result, grouping))
     if not result.per_class.empty:

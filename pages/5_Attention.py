@@ -19,6 +19,7 @@ from faircam.text import md
 ui.page_setup("Attention: does the model look at the same things for every group?", "🎯")
 
 cache = ui.evaluation_or_stop()
+ui.map_kind_note(cache.methods)
 rows = cache.rows
 if not cache.has_cams:
     st.info(ui.no_maps_line(cache))

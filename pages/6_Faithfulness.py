@@ -19,6 +19,7 @@ from faircam.text import md
 ui.page_setup("Faithfulness: which map can we trust?", "🧪")
 
 cache = ui.evaluation_or_stop()
+ui.map_kind_note(cache.methods)
 if cache.answers_only:
     st.info(ui.no_maps_line(cache))
     st.stop()

@@ -10,7 +10,7 @@ from faircam.audit import groups
 from faircam.config import settings
 from faircam.dashboard import image_source, ui
 from faircam.data.fairface import AGES, GENDERS, RACES, filter_rows
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK
 from faircam.text import md
 
 ui.page_setup("Gallery of mistakes", "🖼️")
@@ -23,8 +23,9 @@ CONFUSIONS = 12
 DESCRIBE = {"race": groups.label, "gender": str, "age": lambda age: f"age {age}"}
 
 cache = ui.evaluation_or_stop()
+ui.map_kind_note(cache.methods)
 task = ui.task_or_stop(cache, "predictions")
-spec = TASKS[task]
+spec = cache.task(task)
 prob = spec.prob
 st.caption(
     f"The faces whose {spec.title} the model got wrong in the cached evaluation, with FairFace's label, the "
@@ -69,7 +70,7 @@ chosen = filter_rows(cache.rows, races, genders, ages, others)
 if chosen.empty:
     st.warning("No image matches these filters.")
     st.stop()
-kinds = audit.confusions(chosen, task).head(CONFUSIONS)
+kinds = audit.confusions(chosen, spec).head(CONFUSIONS)
 wrong = audit.select_faces(chosen, task, "wrong")
 counts = {"wrong": len(wrong), "correct": len(chosen) - len(wrong)} | {
     (k.truth, k.pred): k.n for k in kinds.itertuples()}

@@ -13,6 +13,10 @@ from faircam.vision.inside import StageMaps, feature_maps, first_layer_filters, 
 
 ui.page_setup("Inside the network", "🧠")
 pipeline = ui.pipeline()
+if pipeline.model.cam_layer is None:
+    st.info(f"{md(pipeline.model.name)} runs as a black box (onnxruntime): faircam cannot see its layers, so there is "
+            "nothing to show inside it. Its maps elsewhere are occlusion maps, not CAMs.")
+    st.stop()
 task = ui.selected_task()
 TOP = 8
 

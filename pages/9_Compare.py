@@ -49,6 +49,7 @@ if choice is not None:
             explanation = choice.explain(model=name, task=task)
             if explanation is None:
                 break
+            ui.map_kind_note(explanation.maps)
             view = explanation.view
             if not selector_drawn:
                 # Every model sees the same MTCNN detections, so the first model's count serves them all.
@@ -102,13 +103,17 @@ st.caption(f"{TITLE.capitalize()} accuracy, computed by `faircam evaluate --mode
            "model's cache. Compared on the "
            f"**{n:,}** images every cache holds ({held}). Gaps are best minus worst group among groups of at "
            f"least {MIN_GROUP_SIZE} images.")
-table = compare.summary(rows, task)
+for name, cache in caches.items():
+    if cache.mapping_note(task):
+        st.info(f"**{md(name)}**: {md(cache.mapping_note(task))}")
+specs = {name: cache.task(task) for name, cache in caches.items()}
+table = compare.summary(rows, specs)
 ui.table(compare.summary_shown(table), width="stretch", hide_index=True)
 
 first = next(iter(caches.values()))
 tab, name, by = ui.grouping_tab(groups.groupings(first.rows, first.attributes), key="compare-grouping")
 with tab:
-    side = compare.group_table(rows, by, task)
+    side = compare.group_table(rows, by, specs)
     ui.table(pd.DataFrame({
         name: [g + groups.small_mark(small) for g, small in side[["group", "small"]].to_numpy()],
         **{model: [groups.with_interval(*v) + f", n={n:,.0f}" if pd.notna(n) else "–" for *v, n in

@@ -16,13 +16,13 @@ import pandas as pd
 
 from faircam.audit.groups import N_BOOT, SEED, bootstrap, group_label, group_table, levels, wilson_interval
 from faircam.config import MIN_GROUP_SIZE
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, Task, as_task
 
 
-def confusion(rows: pd.DataFrame, task: str = DEFAULT_TASK) -> pd.DataFrame:
+def confusion(rows: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
     """Counts with true classes as rows and predicted classes as columns, in the task's class order
     (age bins youngest first)."""
-    spec = TASKS[task]
+    spec = as_task(task)
     classes = list(spec.classes)
     truth = pd.Categorical(rows[spec.truth], categories=classes)
     pred = pd.Categorical(rows[spec.pred], categories=classes)
@@ -45,7 +45,7 @@ def _f1(counts: np.ndarray) -> np.ndarray:
         return 2 * hits / (counts.sum(axis=-1) + counts.sum(axis=-2))
 
 
-def overall_scores(rows: pd.DataFrame, task: str = DEFAULT_TASK, n_boot: int = N_BOOT,
+def overall_scores(rows: pd.DataFrame, task: str | Task = DEFAULT_TASK, n_boot: int = N_BOOT,
                    seed: int = SEED) -> pd.DataFrame:
     """Accuracy ("all", with its interval), then precision, recall and F1 per class with their intervals.
 
@@ -54,7 +54,7 @@ def overall_scores(rows: pd.DataFrame, task: str = DEFAULT_TASK, n_boot: int = N
     percentile bootstrap interval (`f1_low`, `f1_high`). A value is 0 where undefined (scikit-learn's
     zero_division default), its interval NaN.
     """
-    classes = list(TASKS[task].classes)
+    classes = list(as_task(task).classes)
     matrix = confusion(rows, task).to_numpy()
     hits, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -75,7 +75,7 @@ def overall_scores(rows: pd.DataFrame, task: str = DEFAULT_TASK, n_boot: int = N
     everyone = group_table(rows, [], task=task).iloc[0]
     accuracy = pd.DataFrame(
         {"accuracy": [everyone["accuracy"]], "accuracy_low": [everyone["accuracy_low"]],
-         "accuracy_high": [everyone["accuracy_high"]], "n": [everyone["n"]]},
+         "accuracy_high": [everyone["accuracy_high"]], "n": [everyone["accuracy_n"]]},
         index=pd.Index(["all"], name="class"),
     )
     return pd.concat([accuracy, table])
@@ -103,7 +103,7 @@ def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(-np.sum(np.diff(recall) * precision[:-1]))
 
 
-def pr_curves(rows: pd.DataFrame, by: list[str], task: str = DEFAULT_TASK,
+def pr_curves(rows: pd.DataFrame, by: list[str], task: str | Task = DEFAULT_TASK,
               min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
     """One precision-recall curve per group of a binary task, from its score column (the positive class's
     probability, `faircam.tasks.Task.score`).
@@ -113,7 +113,7 @@ def pr_curves(rows: pd.DataFrame, by: list[str], task: str = DEFAULT_TASK,
     hold (recall)". One row per group present with positives: the `by` columns, `group`, `n`, `small`,
     `positives`, `average_precision`, and the curve as arrays in `precision` and `recall`.
     """
-    spec = TASKS[task]
+    spec = as_task(task)
     if spec.score is None:
         raise ValueError(f"{spec.title} has no score of a positive class: a precision-recall curve needs one.")
     score = spec.score

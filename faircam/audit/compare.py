@@ -11,7 +11,7 @@ import pandas as pd
 
 from faircam.audit import groups
 from faircam.evaluation.cache import EvalCache
-from faircam.tasks import DEFAULT_TASK
+from faircam.tasks import DEFAULT_TASK, Task
 
 
 def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
@@ -26,17 +26,25 @@ def shared_rows(caches: dict[str, EvalCache]) -> dict[str, pd.DataFrame]:
     }
 
 
-def summary(rows_by_model: dict[str, pd.DataFrame], task: str = DEFAULT_TASK) -> pd.DataFrame:
+# A task for every model, or per model (`EvalCache.task`: a coarser model's compares in its own classes).
+ModelTasks = str | Task | dict[str, Task]
+
+
+def _task_of(task: ModelTasks, model: str) -> str | Task:
+    return task[model] if isinstance(task, dict) else task
+
+
+def summary(rows_by_model: dict[str, pd.DataFrame], task: ModelTasks = DEFAULT_TASK) -> pd.DataFrame:
     """One row per model: its `task` accuracy with its interval and n, and the best-minus-worst gap of each
     grouping with its bootstrap interval (`<grouping> gap`, `_low`, `_high`; groups under MIN_GROUP_SIZE left
     out; NaN and "–" when fewer than two are large enough), with the worst group and its n."""
     records = []
     for name, rows in rows_by_model.items():
-        overall = groups.group_table(rows, [], task=task).iloc[0]
+        overall = groups.group_table(rows, [], task=_task_of(task, name)).iloc[0]
         record = {"model": name, "accuracy": overall["accuracy"], "accuracy_low": overall["accuracy_low"],
                   "accuracy_high": overall["accuracy_high"], "n": int(overall["n"])}
         for grouping, by in groups.GROUPINGS.items():
-            gap = groups.GroupFrame(rows, by, task=task).gap("accuracy gap")
+            gap = groups.GroupFrame(rows, by, task=_task_of(task, name)).gap("accuracy gap")
             # Fewer than two groups large enough: no gap, shown as a dash rather than ranked.
             record |= {f"{grouping} gap": gap.value, f"{grouping} gap_low": gap.low, f"{grouping} gap_high": gap.high}
             record[f"{grouping} worst"] = ("–" if not gap.defined
@@ -59,13 +67,14 @@ def summary_shown(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str], task: str = DEFAULT_TASK) -> pd.DataFrame:
+def group_table(rows_by_model: dict[str, pd.DataFrame], by: list[str], task: ModelTasks = DEFAULT_TASK
+                ) -> pd.DataFrame:
     """`task` accuracy, its interval and n per group (rows, in the grouping's order) for each model (columns
     `<model> accuracy`, `<model> accuracy_low`, `<model> accuracy_high`, `<model> n`), plus a `small`
     flag for groups under MIN_GROUP_SIZE in any model."""
     merged = None
     for name, rows in rows_by_model.items():
-        table = groups.group_table(rows, by, task=task)
+        table = groups.group_table(rows, by, task=_task_of(task, name))
         table = table[["group", "accuracy", "accuracy_low", "accuracy_high", "n", "small"]]
         table = table.rename(columns={c: f"{name} {c}" for c in table.columns if c != "group"})
         merged = table if merged is None else merged.merge(table, on="group", how="outer", sort=False)

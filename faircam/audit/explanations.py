@@ -34,7 +34,7 @@ from faircam.evaluation.cache import (
 from faircam.evaluation.cache import (
     OUTCOMES as PREDICTION_OUTCOMES,
 )
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, TASKS, Task, as_task
 from faircam.vision.focus import REGIONS
 
 OUTCOMES = ("all", *PREDICTION_OUTCOMES)
@@ -83,21 +83,21 @@ def _long(table: pd.DataFrame, by: list[str], keys: dict[str, str], column: str)
     return pd.concat(parts, ignore_index=True)[[*by, "group", column, "mean", "mean_low", "mean_high", "n", "small"]]
 
 
-def select_outcome(rows: pd.DataFrame, outcome: str, task: str = DEFAULT_TASK) -> pd.DataFrame:
+def select_outcome(rows: pd.DataFrame, outcome: str, task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
     """All rows, or only those whose `task` prediction is right ("correct") or wrong ("wrong")."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
     if outcome == "all":
         return rows
-    return rows[rows[TASKS[task].correct].astype(bool) == (outcome == "correct")]
+    return rows[rows[as_task(task).correct].astype(bool) == (outcome == "correct")]
 
 
-def maps_note(task: str, cam_task: str) -> str | None:
+def maps_note(task: str | Task, cam_task: str) -> str | None:
     """The line a page of cached map numbers says when the selected `task` is not the one the maps explain."""
     if task == cam_task:
         return None
     return (f"The cached maps explain the model's {TASKS[cam_task].title} decisions; maps for its "
-            f"{TASKS[task].title} decisions are computed per face on Explore.")
+            f"{as_task(task).title} decisions are computed per face on Explore.")
 
 
 def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataFrame) -> np.ndarray:
@@ -133,7 +133,7 @@ def _versus_rest(rows: pd.DataFrame, by: list[str], column: str, large: pd.DataF
 
 def region_parity(
     rows: pd.DataFrame, methods: tuple[str, ...], method: str, by: list[str], outcome: str = "all",
-    min_size: int = MIN_GROUP_SIZE, task: str = DEFAULT_TASK,
+    min_size: int = MIN_GROUP_SIZE, task: str | Task = DEFAULT_TASK,
 ) -> pd.DataFrame:
     """Mean share of `method`'s map per region (and on the whole face) per group, long format, over all
     images or those whose `task` prediction is right or wrong (`outcome`).
@@ -251,14 +251,14 @@ def most_faithful(summary: pd.DataFrame) -> pd.DataFrame:
         "metric", "better", "best", "best_mean", "runner_up", "runner_up_mean", "n", "separated", "tied"])
 
 
-def has_views(rows: pd.DataFrame, task: str = DEFAULT_TASK) -> bool:
+def has_views(rows: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> bool:
     """Whether the cache holds the cropped and blurred views' `task` predictions (schema v2)."""
-    return all(view_column(v, TASKS[task].pred) in rows.columns for v in COUNTERFACTUAL_VIEWS)
+    return all(view_column(v, as_task(task).pred) in rows.columns for v in COUNTERFACTUAL_VIEWS)
 
 
 def counterfactual_effects(
     rows: pd.DataFrame, by: list[str], method: str, key: str = "face", min_size: int = MIN_GROUP_SIZE,
-    task: str = DEFAULT_TASK,
+    task: str | Task = DEFAULT_TASK,
 ) -> pd.DataFrame:
     """What cropping or blurring changes, per group, over the images where a face was found.
 
@@ -269,7 +269,7 @@ def counterfactual_effects(
     `chance_change`, the mean change of the face's share of the picture (the focus score's chance level)
     that cropping or blurring brings by itself.
     """
-    spec = TASKS[task]
+    spec = as_task(task)
     faces = rows[rows["face_found"].astype(bool)]
     share = focus_column(method, key)
     # The face's share of the picture, which is what an evenly spread map would score.
@@ -293,10 +293,10 @@ def counterfactual_effects(
     return pd.concat(parts, ignore_index=True)[columns]
 
 
-def flipped(rows: pd.DataFrame, view: str, k: int = 4, task: str = DEFAULT_TASK) -> pd.DataFrame:
+def flipped(rows: pd.DataFrame, view: str, k: int = 4, task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
     """The `k` images with a face found whose `task` prediction changes in `view`, surest raw answer first:
     the flips most worth looking at (file, labels, raw and view predictions, raw probability)."""
-    spec = TASKS[task]
+    spec = as_task(task)
     prob = spec.prob
     faces = rows[rows["face_found"].astype(bool)]
     flips = faces[faces[view_column(view, spec.pred)] != faces[spec.pred]]
@@ -336,7 +336,7 @@ def least_agreement(rows: pd.DataFrame, methods: tuple[str, ...], k: int = 12,
 FACES = ("wrong", "correct")
 
 
-def confusions(rows: pd.DataFrame, task: str = DEFAULT_TASK) -> pd.DataFrame:
+def confusions(rows: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
     """The kinds of mistake `task`'s predictions make: one row per (true class, predicted class) pair that
     occurs, most frequent first (ties in the classes' order), from the one confusion matrix
     (`faircam.audit.accuracy.confusion`). Columns: truth, pred, n, name ("Indian called Middle Eastern")."""
@@ -353,13 +353,13 @@ def confusion_name(truth: str, pred: str) -> str:
     return f"{label(truth)} called {label(pred)}"
 
 
-def select_faces(rows: pd.DataFrame, task: str, show: str | tuple[str, str]) -> pd.DataFrame:
+def select_faces(rows: pd.DataFrame, task: str | Task, show: str | tuple[str, str]) -> pd.DataFrame:
     """The rows whose `task` prediction is "wrong" or "correct" (`FACES`), or those of one (true class,
     predicted class) pair of `confusions`."""
     if isinstance(show, str):
         if show not in FACES:
             raise ValueError(f"show must be one of {FACES} or a (true, predicted) pair, got {show!r}")
         return select_outcome(rows, show, task)
-    spec = TASKS[task]
+    spec = as_task(task)
     truth, pred = show
     return rows[(rows[spec.truth] == truth) & (rows[spec.pred] == pred)]

@@ -22,7 +22,7 @@ import pandas as pd
 from faircam.audit.groups import FDR_LEVEL, GroupFrame, bootstrap, label, spread_of
 from faircam.config import MIN_GROUP_SIZE
 from faircam.data.labelled import Attribute
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, Task, as_task
 from faircam.wording import points
 
 # The labels every slice is crossed with, when the cache has them.
@@ -36,7 +36,7 @@ def failure_attributes(attributes: list[Attribute]) -> list[Attribute]:
     return sorted(attributes, key=lambda a: a.source != "quality")
 
 
-def slices(rows: pd.DataFrame, attributes: list[Attribute], task: str = DEFAULT_TASK,
+def slices(rows: pd.DataFrame, attributes: list[Attribute], task: str | Task = DEFAULT_TASK,
            min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
     """Every slice's accuracy: each attribute's levels, and each level crossed with race and with gender.
 
@@ -46,7 +46,7 @@ def slices(rows: pd.DataFrame, attributes: list[Attribute], task: str = DEFAULT_
     (Benjamini-Hochberg over every large slice), `flagged` (q < `FDR_LEVEL`: it stands apart) and `small`. Large
     slices first, worst accuracy first; the small ones last, untested.
     """
-    spec = TASKS[task]
+    spec = as_task(task)
     known = rows[spec.correct].notna()
     total_hits, total = float(rows.loc[known, spec.correct].astype(bool).sum()), int(known.sum())
     parts = []
@@ -138,11 +138,12 @@ class Explained:
                 f"mixed by {self.attribute} as the whole set is, it would be {standard}, against {raw}.")
 
 
-def explained_gap(rows: pd.DataFrame, attribute: Attribute, grouping: str, by: list[str], task: str = DEFAULT_TASK,
-                  min_size: int = MIN_GROUP_SIZE, n_boot: int = 2000, seed: int = 0) -> Explained | None:
+def explained_gap(rows: pd.DataFrame, attribute: Attribute, grouping: str, by: list[str],
+                  task: str | Task = DEFAULT_TASK, min_size: int = MIN_GROUP_SIZE, n_boot: int = 2000,
+                  seed: int = 0) -> Explained | None:
     """Whether `attribute`'s mix of levels explains the accuracy gap between the groups of `by` (None when the gap
     is not defined: fewer than two groups large enough)."""
-    spec = TASKS[task]
+    spec = as_task(task)
     frame = GroupFrame(rows, by, task=task, min_size=min_size, n_boot=n_boot, seed=seed)
     raw = frame.gap("accuracy gap")
     if not raw.defined:
@@ -186,7 +187,7 @@ def explained_gap(rows: pd.DataFrame, attribute: Attribute, grouping: str, by: l
 
 
 def quality_explanations(rows: pd.DataFrame, attributes: list[Attribute], groupings: dict[str, list[str]],
-                         task: str = DEFAULT_TASK) -> list[Explained]:
+                         task: str | Task = DEFAULT_TASK) -> list[Explained]:
     """`explained_gap` of every image-quality slice for each of FairFace's groupings present among `groupings`
     (race, gender), the largest share explained first."""
     found = [explained_gap(rows, a, name, groupings[name], task) for a in attributes if a.source == "quality"

@@ -33,7 +33,7 @@ import pandas as pd
 
 from faircam.config import MIN_GROUP_SIZE
 from faircam.data.fairface import AGES, GENDERS, RACES
-from faircam.tasks import DEFAULT_TASK, TASKS, Task
+from faircam.tasks import DEFAULT_TASK, TASKS, Task, as_task
 
 if TYPE_CHECKING:
     from faircam.data.labelled import Attribute
@@ -152,7 +152,7 @@ def _binary(task: Task) -> bool:
 def _by_label(note: str) -> Callable[[Task, list[str]], str]:
     """A binary measure's gap note for groupings that split the task's own label (each group has one class)."""
     def split_note(task: Task, by: list[str]) -> str:
-        return note.format(**_words(task)) if task.truth in by else ""
+        return note.format(**_words(task)) if task.label_column in by else ""
 
     return split_note
 
@@ -239,7 +239,7 @@ def recall_of(cls: str) -> Measure:
         gap=f"recall gap: {label(cls)}", counted=f"labelled {name}", per_class=True,
         gap_words=f"Highest minus lowest recall of {name} among the groups with at least {{min}} faces labelled "
                   f"{name}: 0 means the model recognises {name} faces equally well in every group.",
-        split_note=lambda t, by: split.format(**_words(t)) if list(by) == [t.truth] else "")
+        split_note=lambda t, by: split.format(**_words(t)) if list(by) == [t.label_column] else "")
 
 
 def measure(name: str) -> Measure:
@@ -247,9 +247,9 @@ def measure(name: str) -> Measure:
     return recall_of(name.removeprefix(RECALL)) if name.startswith(RECALL) else MEASURES[name]
 
 
-def task_measures(task: str) -> dict[str, Measure]:
+def task_measures(task: str | Task) -> dict[str, Measure]:
     """Every measure of `MEASURES` that applies to `task`, then, for a multi-class task, each class's recall."""
-    spec = TASKS[task]
+    spec = as_task(task)
     chosen = {n: m for n, m in MEASURES.items() if m.applies(spec)}
     return chosen | ({} if spec.binary else {m.name: m for m in map(recall_of, spec.classes)})
 
@@ -442,9 +442,9 @@ class GroupFrame:
     """
 
     def __init__(self, rows: pd.DataFrame, by: Iterable[str], measures: Iterable[str] | dict[str, Measure] =
-                 ("accuracy",), task: str = DEFAULT_TASK, min_size: int = MIN_GROUP_SIZE, n_boot: int = N_BOOT,
+                 ("accuracy",), task: str | Task = DEFAULT_TASK, min_size: int = MIN_GROUP_SIZE, n_boot: int = N_BOOT,
                  seed: int = SEED) -> None:
-        self.by, self.task, self.min_size, self.n_boot, self.seed = list(by), TASKS[task], min_size, n_boot, seed
+        self.by, self.task, self.min_size, self.n_boot, self.seed = list(by), as_task(task), min_size, n_boot, seed
         self.measures = dict(measures) if isinstance(measures, dict) else {m: measure(m) for m in measures}
         self.rows = rows
         self.groups, self.codes = self._groups(rows)
@@ -635,7 +635,7 @@ class GroupFrame:
 
 
 def group_table(rows: pd.DataFrame, by: list[str], measures: dict[str, Measure] | Iterable[str] = ("accuracy",),
-                task: str = DEFAULT_TASK, min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
+                task: str | Task = DEFAULT_TASK, min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame:
     """`GroupFrame(...).by_group`: groups x measures, one row per group present, in the grouping's natural order."""
     return GroupFrame(rows, by, measures, task, min_size).by_group
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from faircam.audit.groups import N_BOOT, SEED, GroupFrame, measure, task_measures
 from faircam.config import MIN_GROUP_SIZE
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, Task, as_task
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,13 @@ class Fairness:
     min_size: int
     n_boot: int
     seed: int
-    task: str = DEFAULT_TASK
+    task: str | Task = DEFAULT_TASK
 
     @property
     def rates(self) -> list[str]:
         """The rates of `groups` worth showing, in order: split by a task's own label (race by race), each group's
         only class recall is its accuracy, so the per-class measures are left out of what is shown."""
-        own_label = self.by == [TASKS[self.task].truth]
+        own_label = self.by == [as_task(self.task).label_column]
         return [r for r in task_measures(self.task) if not (own_label and measure(r).per_class)]
 
     @property
@@ -60,9 +60,9 @@ class Fairness:
 
 
 def fairness(rows: pd.DataFrame, by: list[str], min_size: int = MIN_GROUP_SIZE, n_boot: int = N_BOOT,
-             seed: int = SEED, task: str = DEFAULT_TASK) -> Fairness:
+             seed: int = SEED, task: str | Task = DEFAULT_TASK) -> Fairness:
     """The task's rates per group and the gaps between groups, with 95% intervals (`GroupFrame`)."""
-    spec = TASKS[task]
+    spec = as_task(task)
     frame = GroupFrame(rows, by, task_measures(task), task, min_size, n_boot, seed)
     table = frame.shown()
     if "tpr" in frame.measures and "fpr" in frame.measures:

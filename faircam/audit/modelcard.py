@@ -29,7 +29,7 @@ from faircam.audit.groups import (
 )
 from faircam.config import MIN_GROUP_SIZE
 from faircam.evaluation.cache import EvalCache
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, TASKS, Task
 from faircam.text import md
 
 if TYPE_CHECKING:  # torch comes with it; the card only reads its metadata
@@ -77,12 +77,23 @@ def _record(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _task_words(task: str) -> str:
+def _task_words(spec: Task) -> str:
     """"gender (Female / Male)", "race (7 classes: White, Black, …)"."""
-    spec = TASKS[task]
     if len(spec.classes) == 2:
         return f"{spec.title} ({' / '.join(spec.classes)})"
     return f"{spec.title} ({len(spec.classes)} classes: {', '.join(label(c) for c in spec.classes)})"
+
+
+def _kind_lines(cache: EvalCache) -> list[str]:
+    """What kind of model the evaluation ran (`faircam.models.kinds.KINDS`, or a table of answers) and how each of
+    its tasks' class names were mapped onto FairFace's, as the cache records them."""
+    model = cache.model_meta
+    if "kind" not in model:
+        return []
+    mapped = model.get("label_mapping", {})
+    return [f"- Kind of model: **{md(model['kind'])}**" + (", its classes mapped by name onto FairFace's:" if mapped
+                                                          else "."),
+            *[f"  - {md(task)}: {md(mapping)}" for task, mapping in mapped.items()]]
 
 
 def _group_lines(table: pd.DataFrame, by: list[str], within_one: bool, names: list[str] | None = None) -> list[str]:
@@ -99,13 +110,13 @@ def _group_lines(table: pd.DataFrame, by: list[str], within_one: bool, names: li
     return lines
 
 
-def _task_lines(rows: pd.DataFrame, task: str, heading: str) -> list[str]:
+def _task_lines(cache: EvalCache, task: str, heading: str) -> list[str]:
     """One task's numbers: accuracy (and within one bin), the race gap, the worst race × gender cell, and the
-    tables by race, gender and race × gender."""
-    spec = TASKS[task]
+    tables by race, gender and race × gender; compared in the model's classes where they are coarser (said)."""
+    rows, spec = cache.rows, cache.task(task)
     measures = ["accuracy", "within_one"] if spec.ordinal else ["accuracy"]
-    overall = group_table(rows, [], measures, task=task).iloc[0]
-    frames = {name: GroupFrame(rows, GROUPINGS[name], measures, task=task)
+    overall = group_table(rows, [], measures, task=spec).iloc[0]
+    frames = {name: GroupFrame(rows, GROUPINGS[name], measures, task=spec)
               for name in ("race", "gender", "race × gender")}
     tables = {name: frame.by_group for name, frame in frames.items()}
     race_gap = frames["race"].gap("accuracy gap")
@@ -113,8 +124,9 @@ def _task_lines(rows: pd.DataFrame, task: str, heading: str) -> list[str]:
     large_cells = large_cells[~large_cells["small"]]
     lines = [
         heading,
+        *([f"- {md(cache.mapping_note(task))}"] if cache.mapping_note(task) else []),
         f"- **Accuracy: {with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high'])}**, "
-        f"n = {int(overall['n']):,}.",
+        f"n = {int(overall['accuracy_n']):,}.",
     ]
     if spec.ordinal:
         within = with_interval(overall["within_one"], overall["within_one_low"], overall["within_one_high"])
@@ -196,8 +208,8 @@ def _training_lines(model: LoadedModel) -> list[str]:
     return [
         f"- Data: {_count(training.get('train_images', '?'))} FairFace training images "
         f"(validation during training: {_count(training.get('val_images', '?'))}).",
-        f"- Tasks: {'; '.join(_task_words(t) for t in tasks)}, one head each on one shared trunk."
-        if len(tasks) > 1 else f"- Task: {_task_words(tasks[0])}.",
+        f"- Tasks: {'; '.join(_task_words(TASKS[t]) for t in tasks)}, one head each on one shared trunk."
+        if len(tasks) > 1 else f"- Task: {_task_words(TASKS[tasks[0]])}.",
         f"- Start: {_started_from(training, recipe, model.arch)}; {start}.",
         f"- Recipe: AdamW (lr {_v(recipe.get('lr'))}, weight decay {_v(recipe.get('weight_decay'))}), warm-up then "
         f"cosine decay, label smoothing {_v(recipe.get('label_smoothing'))}, batch {_v(recipe.get('batch_size'))}, "
@@ -256,9 +268,10 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     audited = [t for t in tasks if t in cache.tasks]
     data = cache.data_meta
     multi = len(tasks) > 1
-    what = (f"A face classifier with one head per task ({'; '.join(_task_words(t) for t in tasks)})"
+    what = (f"A face classifier with one head per task ({'; '.join(_task_words(model.specs[t]) for t in tasks)})"
             if multi else f"A binary {TASKS[DEFAULT_TASK].title} classifier "
-                          f"({' / '.join(model.tasks[DEFAULT_TASK])})")
+                          f"({' / '.join(model.tasks[DEFAULT_TASK])})" if tasks == [DEFAULT_TASK]
+            else f"A classifier of {_task_words(model.specs[tasks[0]])} with no {TASKS[DEFAULT_TASK].title} head,")
     lines = [
         f"# Model card: {md(model.name)}",
         "",
@@ -271,6 +284,7 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
         *([f"- Origin: {md(model.info['origin'])}; licence: {md(model.info['licence'])}."]
           if "origin" in model.info else []),
         f"- Checkpoint sha256 `{model.sha256[:16]}…`.",
+        *_kind_lines(cache),
         "",
         "## What it must not be used for",
         "- Deciding anything about a person from a face: who they are, what gender they are, how they are treated.",
@@ -292,13 +306,15 @@ def model_card(model: LoadedModel, cache: EvalCache) -> str:
     ]
     for task in audited:
         subject = " (a subject of the audit, not a feature)" if TASKS[task].caveat else ""
-        lines += ["", *_task_lines(rows, task, f"### {TASKS[task].title.capitalize()}{subject}")]
+        lines += ["", *_task_lines(cache, task, f"### {TASKS[task].title.capitalize()}{subject}")]
+    # By attribute: gender's accuracy, or a model without a gender head's first task's.
+    main = DEFAULT_TASK if DEFAULT_TASK in cache.tasks else next(iter(cache.tasks))
     if cache.attributes:
-        lines += ["", f"### {TASKS[DEFAULT_TASK].title.capitalize()} accuracy by attribute of the photos",
+        lines += ["", f"### {TASKS[main].title.capitalize()} accuracy by attribute of the photos",
                   "Image quality measured on each face by `faircam evaluate` (or `faircam add-quality`), and the label "
                   "file's other columns."]
         for attribute in cache.attributes:
-            frame = GroupFrame(rows, [attribute.column])
+            frame = GroupFrame(rows, [attribute.column], task=cache.task(main))
             gap = frame.gap("accuracy gap")
             lines += ["", f"#### By {md(attribute.name)}",
                       *_group_lines(frame.shown(), [attribute.column], False, names=[attribute.name])]

@@ -57,8 +57,9 @@ from faircam.config import MIN_GROUP_SIZE
 from faircam.errors import ModelError
 from faircam.evaluation.cache import EvalCache
 from faircam.files import write_atomic
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, TASKS, Task, as_task
 from faircam.text import html_text
+from faircam.wording import OCCLUSION, OCCLUSION_MAPS
 
 # The caveats of the report and the Fairness page: those of the labels and of the measures are worded per task
 # (`caveats`), the rest hold for any task.
@@ -184,7 +185,7 @@ def rate_figure(audit: Fairness, rate: str = "accuracy") -> str:
     ax.set_xlim(0 if low < 0.3 else low - 0.05, 1)
     ax.set_ylim(-0.7, len(data) - 0.3)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel(f"{measure(rate).title_for(TASKS[audit.task])} with its {INTERVALS['proportion']}")
+    ax.set_xlabel(f"{measure(rate).title_for(as_task(audit.task))} with its {INTERVALS['proportion']}")
     ax.grid(axis="x", color="#eaeef2")
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
@@ -203,7 +204,7 @@ def equalized_odds_figure(audit: Fairness) -> str:
         ax.annotate(row["group"], (row["fpr"], row["tpr"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    spec = TASKS[audit.task]
+    spec = as_task(audit.task)
     ax.set_xlabel(f"{measure('fpr').title_for(spec)}: lower is better")
     ax.set_ylabel(f"{measure('tpr').title_for(spec)}: higher is better")
     ax.spines[["top", "right"]].set_visible(False)
@@ -231,7 +232,7 @@ def gap_cards(audit: Fairness) -> str:
 def groups_table(audit: Fairness) -> str:
     """Every group's rates with their intervals: a binary task's people counts beside n, a per-class rate (a
     class's recall) with its own n."""
-    spec = TASKS[audit.task]
+    spec = as_task(audit.task)
     people = [p for p in reversed(spec.people) if p in audit.groups]
     header = [*audit.by, "n", *people, *[measure(r).title_for(spec) for r in audit.rates]]
     rows, classes = [], []
@@ -251,17 +252,19 @@ def groups_table(audit: Fairness) -> str:
 
 
 def summary_section(ctx: ReportContext) -> Section:
-    overall = group_table(ctx.cache.rows, []).iloc[0]
+    spec = ctx.cache.task(ctx.cache.main_task)
+    overall = group_table(ctx.cache.rows, [], task=spec).iloc[0]
     race = ctx.audits["race"].gaps if "race" in ctx.audits else pd.DataFrame(columns=["value"])
     cell = ctx.audits.get("race × gender")
     large = ranked(cell.groups) if cell is not None else pd.DataFrame(columns=["small"])
     large = large[~large["small"].astype(bool)].iloc[::-1]
     body = [
         "<div class='cards'>",
-        f"<div class='card'><div>accuracy</div><div class='v'>{overall['accuracy']:.1%}</div>"
+        f"<div class='card'><div>{'' if spec.name == DEFAULT_TASK else html_text(spec.title) + ' '}accuracy</div>"
+        f"<div class='v'>{overall['accuracy']:.1%}</div>"
         f"<div class='ci'>"
         f"{html_text(with_interval(overall['accuracy'], overall['accuracy_low'], overall['accuracy_high']))}"
-        f"; n = {int(overall['n']):,}</div></div>",
+        f"; n = {int(overall['accuracy_n']):,}</div></div>",
     ]
     for name in [n for n in ("accuracy gap", "equalized odds difference") if n in race.index]:
         gap = race.loc[name]
@@ -281,14 +284,20 @@ def summary_section(ctx: ReportContext) -> Section:
     if cell is not None and not len(large):
         body.append(f"<p class='warn'>No race × gender group has {cell.min_size} or more images: the numbers "
                     "below are too thin to rank anyone.</p>")
-    spec = TASKS[DEFAULT_TASK]
-    body.append(
-        f"<p>Positive class for the rates: <b>{html_text(spec.positive)}</b> (fairlearn's convention). The true "
-        f"positive rate (TPR) is the share of {spec.people[1]} the model calls {spec.called[1]}, the false positive "
-        f"rate (FPR) the share of {spec.people[0]} it calls {spec.called[1]}; read the other way, 1 − TPR of "
-        f"{spec.people[1]} are called {spec.called[0]} and 1 − FPR of {spec.people[0]} are called {spec.called[0]}, "
-        "correctly.</p>"
-    )
+    if spec.name != DEFAULT_TASK:
+        body.append(f"<p class='warn'>{html_text(ctx.cache.model_meta['name'])} has no {TASKS[DEFAULT_TASK].title} "
+                    f"head: this report audits its {html_text(spec.title)} decisions "
+                    f"({html_text(', '.join(ctx.cache.task(t).title for t in ctx.cache.tasks))} only).</p>")
+    if ctx.cache.mapping_note(spec.name):
+        body.append(f"<p class='warn'>{html_text(ctx.cache.mapping_note(spec.name))}</p>")
+    if spec.binary:
+        body.append(
+            f"<p>Positive class for the rates: <b>{html_text(spec.positive)}</b> (fairlearn's convention). The true "
+            f"positive rate (TPR) is the share of {spec.people[1]} the model calls {spec.called[1]}, the false "
+            f"positive rate (FPR) the share of {spec.people[0]} it calls {spec.called[1]}; read the other way, 1 − TPR "
+            f"of {spec.people[1]} are called {spec.called[0]} and 1 − FPR of {spec.people[0]} are called "
+            f"{spec.called[0]}, correctly.</p>"
+        )
     return Section("Summary", "".join(body))
 
 
@@ -302,6 +311,7 @@ def data_section(ctx: ReportContext) -> Section:
         *([("kind of model", html_text(model["kind"]) + "".join(
             f"; {html_text(task)} classes mapped by name: {html_text(mapping)}"
             for task, mapping in model.get("label_mapping", {}).items()))] if model.get("kind") else []),
+        *([("maps", html_text(OCCLUSION_MAPS.replace("**", "")))] if OCCLUSION in ctx.cache.methods else []),
         ("images", (f"{len(rows):,} of the labelled folder <code>{html_text(data['root'])}</code> (labels "
                     f"<code>{html_text(data['labels'])}</code>)" if data.get("labels") else
                     f"{len(rows):,} of the <b>{html_text(data['split'])}</b> split of FairFace "
@@ -338,7 +348,7 @@ def data_section(ctx: ReportContext) -> Section:
 
 def definitions_section(ctx: ReportContext) -> Section:
     audit = next(iter(ctx.audits.values()))
-    spec, measures = TASKS[audit.task], task_measures(audit.task).values()
+    spec, measures = as_task(audit.task), task_measures(audit.task).values()
     gaps = {m.gap: m.gap_words_for(spec) for m in measures if m.gap}
     items = "".join(f"<li>{html_text(text)}</li>" for text in (*[m.words_for(spec) for m in measures], *gaps.values()))
     return Section("How to read the numbers", f"<ul>{items}</ul><p class='note'>Every number carries its n and a "
@@ -353,8 +363,8 @@ def grouping_sections(ctx: ReportContext) -> list[Section]:
     sections = []
     for name, audit in ctx.audits.items():
         parts = [gap_cards(audit), rate_figure(audit, "accuracy")]
-        if TASKS[audit.task].binary and TASKS[audit.task].truth not in audit.by:
-            parts += [f"<h3>Equalized odds: who is called {TASKS[audit.task].called[1]}</h3>",
+        if as_task(audit.task).binary and as_task(audit.task).label_column not in audit.by:
+            parts += [f"<h3>Equalized odds: who is called {as_task(audit.task).called[1]}</h3>",
                       equalized_odds_figure(audit)]
         parts += ["<h3>Every group's rates (95% intervals)</h3>", groups_table(audit)]
         sections.append(Section(f"Fairness by {name}", "".join(parts)))
@@ -367,15 +377,16 @@ def failures_section(ctx: ReportContext) -> Section | None:
     attributes = failure_attributes(ctx.cache.attributes)
     if not attributes:
         return None
-    rows = ctx.cache.rows
-    found = slices(rows, attributes)
+    rows, spec = ctx.cache.rows, ctx.cache.task(ctx.cache.main_task)
+    found = slices(rows, attributes, task=spec)
     worst = found[~found["small"]].head(15)
     table = _table(["slice", "n", f"accuracy ({INTERVALS['proportion']})", "the other images", "q", "stands apart"],
                    [[html_text(slice_name(r["grouping"], r["group"])), f"{r['n']:,}",
                      _with_interval(r["accuracy"], r["accuracy_low"], r["accuracy_high"]),
                      f"{r['rest']:.1%}" if pd.notna(r["rest"]) else "–", f"{r['q']:.3f}" if pd.notna(r["q"]) else "–",
                      "★" if r["flagged"] else ""] for _, r in worst.iterrows()], {1, 2, 3, 4})
-    found_words = explanation_words(quality_explanations(rows, attributes, groupings(rows, ctx.cache.attributes)))
+    found_words = explanation_words(quality_explanations(rows, attributes, groupings(rows, ctx.cache.attributes),
+                                                         task=spec))
     words = "".join(f"<li>{html_text(sentence)}</li>" for sentence in found_words)
     return Section("Where does it fail?", f"<p>The slices of the data with the lowest accuracy, worst first (slices "
                    f"under {MIN_GROUP_SIZE} images left out); ★: the slice stands apart from the other images after "
@@ -383,7 +394,7 @@ def failures_section(ctx: ReportContext) -> Section | None:
                    + (f"<h3>Does image quality explain a group gap?</h3><ul>{words}</ul>" if words else ""))
 
 
-def confusion_table(rows: pd.DataFrame, task: str) -> str:
+def confusion_table(rows: pd.DataFrame, task: str | Task) -> str:
     """The confusion matrix as a table: true classes down, predicted across, each cell its count and its share
     of the row (the diagonal, each class's recall, in bold)."""
     matrix = confusion(rows, task)
@@ -399,7 +410,7 @@ def confusion_table(rows: pd.DataFrame, task: str) -> str:
     return _table(header, body, set(range(1, len(header))))
 
 
-def class_table(rows: pd.DataFrame, task: str, n_boot: int, seed: int) -> str:
+def class_table(rows: pd.DataFrame, task: str | Task, n_boot: int, seed: int) -> str:
     """Precision and recall per class with their Wilson intervals, F1 with its bootstrap interval, and the n of each."""
     scores = overall_scores(rows, task, n_boot=n_boot, seed=seed).drop(index="all")
 
@@ -440,17 +451,19 @@ def task_sections(ctx: ReportContext) -> list[Section]:
 def _task_section(ctx: ReportContext, task: str) -> Section:
     """One task's section: its accuracy, confusion and per-class numbers; for a multi-class task also the per-group
     rates and gaps by every grouping (a binary task's are the fairness sections)."""
-    spec = TASKS[task]
+    spec = ctx.cache.task(task)
     rows = ctx.cache.rows
     boot = next(iter(ctx.audits.values()))
     measures = {"accuracy": f"{spec.title} accuracy", **({"within_one": "within one bin"} if spec.ordinal else {})}
-    overall = group_table(rows, [], list(measures), task=task).iloc[0]
-    every = task_measures(task).values()
+    overall = group_table(rows, [], list(measures), task=spec).iloc[0]
+    every = task_measures(spec).values()
     cards = "".join(
         f"<div class='card'><div>{html_text(title)}</div><div class='v'>{overall[m]:.1%}</div><div class='ci'>"
-        f"{html_text(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; n = {int(overall['n']):,}"
-        "</div></div>" for m, title in measures.items())
+        f"{html_text(with_interval(overall[m], overall[f'{m}_low'], overall[f'{m}_high']))}; n = "
+        f"{int(overall[f'{m}_n']):,}</div></div>" for m, title in measures.items())
     parts = [f"<div class='cards'>{cards}</div>"]
+    if ctx.cache.mapping_note(task):
+        parts.insert(0, f"<p class='warn'>{html_text(ctx.cache.mapping_note(task))}</p>")
     if not spec.binary:
         # The per-class measures are one family: said once, for the first class.
         said = [m for m in every if not m.per_class] + [next(m for m in every if m.per_class)]
@@ -460,7 +473,7 @@ def _task_section(ctx: ReportContext, task: str) -> Section:
                  f"<ul>{words}{gaps}</ul>"]
     parts += ["<h3>Confusion matrix</h3><p>Each cell: the images of the true class (row) given the predicted "
               "class (column), and their share of the row; the diagonal holds each class's recall.</p>",
-              confusion_table(rows, task), "<h3>Per class</h3>", class_table(rows, task, boot.n_boot, boot.seed)]
+              confusion_table(rows, spec), "<h3>Per class</h3>", class_table(rows, spec, boot.n_boot, boot.seed)]
     for grouping, audit in ctx.task_audits.get(task, {}).items():
         parts += [f"<h3>By {html_text(grouping)}</h3>", gaps_table(audit), rate_figure(audit, "accuracy"),
                   groups_table(audit)]
@@ -502,11 +515,13 @@ SECTIONS: list[SectionFunction] = [
 def build_report(cache: EvalCache, model_card: str | None = None, model_card_note: str = "",
                  sections: list[SectionFunction] | None = None, n_boot: int = N_BOOT, seed: int = SEED) -> str:
     """The audit of `cache` as one self-contained HTML document."""
-    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed)
+    # The fairness sections audit gender, or the first task of a model without a gender head (`main_task`); each
+    # other multi-class task's groups are in its own section.
+    audits = {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=cache.task(cache.main_task))
               for name, by in groupings(cache.rows, cache.attributes).items()}
-    task_audits = {task: {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=task)
+    task_audits = {task: {name: fairness(cache.rows, by, n_boot=n_boot, seed=seed, task=cache.task(task))
                           for name, by in groupings(cache.rows).items()}
-                   for task in cache.tasks if TASKS[task].positive is None}
+                   for task in cache.tasks if TASKS[task].positive is None and task != cache.main_task}
     ctx = ReportContext(cache=cache, audits=audits, model_card=model_card, model_card_note=model_card_note,
                         task_audits=task_audits)
     built = [s for f in (sections or SECTIONS) for s in _as_list(f(ctx))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import runpy
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from faircam import wording
 from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, PROJECT_ROOT, cache_path_for, settings
 from faircam.data.fairface import describe_dropped, read_data_image
@@ -319,30 +321,48 @@ TASK_KEY = "faircam_task"
 
 
 def model_tasks(name: str | None = None) -> tuple[str, ...]:
-    """The tasks a model (default: the selected one) predicts, gender first, read from its checkpoint's
-    metadata without torch; third-party models predict gender only."""
+    """The tasks a model (default: the selected one) predicts, in `TASKS`' order, read without torch: a checkpoint's
+    from its metadata, another kind's from its evaluation cache (a brought model may have no gender head); gender
+    where neither says."""
     entry = registry.entries()[name or selected_model()]
     if (brought := store.get(entry.name)) is not None:
-        tasks = brought.facts.get("tasks") or {}
-        return tuple(t for t in TASKS if t in tasks) or (DEFAULT_TASK,)
-    if entry.kind != "checkpoint":
-        return (DEFAULT_TASK,)
-    tasks = checkpoint(entry.name).get("tasks")
-    return tuple(t for t in TASKS if t in tasks) if isinstance(tasks, dict) else (DEFAULT_TASK,)
+        tasks = brought.facts.get("tasks")
+    elif entry.kind == "checkpoint":
+        tasks = checkpoint(entry.name).get("tasks")
+    else:
+        try:
+            tasks = read_evaluation(entry.name).tasks
+        except CacheError:
+            tasks = None
+    return tuple(t for t in TASKS if t in tasks) if isinstance(tasks, dict) and tasks else (DEFAULT_TASK,)
 
 
 def selected_task() -> str:
-    """The task chosen in the sidebar, if the selected model has it; else gender."""
+    """The task chosen in the sidebar, if the selected model has it; else gender, or the model's first task."""
     task = st.session_state.get(TASK_KEY, DEFAULT_TASK)
-    return task if task in model_tasks() else DEFAULT_TASK
+    tasks = model_tasks()
+    return task if task in tasks else DEFAULT_TASK if DEFAULT_TASK in tasks else tasks[0]
+
+
+def lacking(cache: EvalCache, task: str, what: str = "numbers") -> str:
+    """One line naming a task an evaluation lacks (its model has no such head, or its data no such labels) and the
+    tasks it has: said instead of an error or a 0%."""
+    return (f"This evaluation has no {TASKS[task].title} {what}: its model has no {TASKS[task].title} head or its "
+            f"data no {TASKS[task].title} labels. It holds {', '.join(TASKS[t].title for t in cache.tasks)} only.")
+
+
+def map_kind_note(methods: Iterable[str]) -> None:
+    """On every page that shows maps: one line saying they are a black box's occlusion maps, not CAMs, where they
+    are."""
+    if wording.OCCLUSION in methods:
+        st.info(wording.OCCLUSION_MAPS)
 
 
 def task_or_stop(cache: EvalCache, what: str = "numbers") -> str:
     """The selected task when `cache` holds its predictions; otherwise the page says so in one line and stops."""
     task = selected_task()
     if task not in cache.tasks:
-        st.info(f"This evaluation has no {TASKS[task].title} {what}: it holds "
-                f"{', '.join(TASKS[t].title for t in cache.tasks)} only.")
+        st.info(lacking(cache, task, what))
         st.stop()
     return task
 
@@ -662,8 +682,8 @@ def sidebar_model() -> None:
         if task not in read_evaluation(current).tasks:
             st.caption(f"Its evaluation cache holds no {TASKS[task].title} predictions.")
             return
-        overall = groups.group_table(rows, [], task=task).iloc[0]
+        overall = groups.group_table(rows, [], task=read_evaluation(current).task(task)).iloc[0]
         accuracy = groups.with_interval(overall["accuracy"], overall["accuracy_low"], overall["accuracy_high"])
         what = "" if task == DEFAULT_TASK else f"{TASKS[task].title} "
         source = "labelled" if read_evaluation(current).meta["data"].get("labels") else "FairFace"
-        st.caption(f"Validation {what}accuracy {accuracy} on {int(overall['n']):,} {source} images.")
+        st.caption(f"Validation {what}accuracy {accuracy} on {int(overall['accuracy_n']):,} {source} images.")

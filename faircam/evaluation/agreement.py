@@ -53,7 +53,10 @@ def _intersection(shares_a: np.ndarray, shares_b: np.ndarray) -> np.ndarray:
 
 
 def agreement_columns(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every pair's agreement (`agreement_column`) and their mean (`AGREEMENT_MEAN`) for a batch of maps."""
+    """Every pair's agreement (`agreement_column`) and their mean (`AGREEMENT_MEAN`) for a batch of maps; none for
+    one method (a black box's occlusion maps)."""
+    if len(maps) < 2:
+        return {}
     # Each method's shares once, not once per pair: `faircam evaluate` runs this on every batch.
     shares = {method: _shares(m) for method, m in maps.items()}
     columns = {agreement_column(a, b): _intersection(shares[a], shares[b])

@@ -29,6 +29,11 @@ Schema 2, one row per image:
 - for a labelled folder (`faircam.data.labelled`), its label file's other columns after the labels (and a
   numeric column's `<name> (binned)` levels).
 
+A model whose classes for a task are coarser than FairFace's (five races) has its own classes in `meta["tasks"]`
+and the mapping of FairFace's onto them in `meta["model"]["onto"]` (`faircam.tasks.Task.coarsened`); its
+`<task>_correct` is null for faces whose label has no counterpart, and `read_cache` adds `<task>_truth`, the label
+in the model's classes, which `EvalCache.task` compares with.
+
 `meta["attributes"]` lists the groupings beyond the labels (`EvalCache.attributes`: the quality slices and a label
 file's columns), each with its level column and levels in order; `read_cache` makes those columns categorical.
 
@@ -62,7 +67,7 @@ import pyarrow.parquet as pq
 from faircam.data.labelled import Attribute
 from faircam.errors import CacheError
 from faircam.files import atomic_file, atomic_folder
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, PLAIN_CLASS, TASKS, Task, task_spec
 from faircam.vision.focus import REGIONS
 
 SCHEMA_VERSION = 2
@@ -131,6 +136,33 @@ class EvalCache:
         task alone for a cache written before there were other tasks."""
         default = {DEFAULT_TASK: TASKS[DEFAULT_TASK].classes}
         return {t: tuple(c) for t, c in self.meta.get("tasks", default).items()}
+
+    @property
+    def main_task(self) -> str:
+        """The task audited first (the report's summary and fairness sections): gender, or the first task of a
+        model without a gender head."""
+        return DEFAULT_TASK if DEFAULT_TASK in self.tasks else next(iter(self.tasks))
+
+    @property
+    def onto(self) -> dict[str, dict[str, str | None]]:
+        """Per task whose classes are the model's own, coarser ones: each faircam class's counterpart, or None."""
+        return self.meta.get("model", {}).get("onto", {})
+
+    def task(self, name: str) -> Task:
+        """The task `name` as this cache's model has it (`faircam.tasks.task_spec`): its classes, and the columns
+        its comparisons read (a coarsened task's labels in the model's classes)."""
+        return task_spec(name, self.tasks.get(name), self.onto.get(name))
+
+    def mapping_note(self, name: str) -> str:
+        """Said wherever the task's accuracy is shown: for a model with coarser classes, that it is compared in
+        them, through which mapping, and how many faces were left out for lack of a counterpart ("" otherwise)."""
+        if name not in self.onto:
+            return ""
+        spec = self.task(name)
+        left = int(self.rows[spec.label_column].isin([f for f, m in spec.onto if m is None]).sum())
+        return (f"The model's {spec.title} classes are coarser than FairFace's, so its answers are compared in its "
+                f"own classes ({', '.join(spec.classes)}): {spec.mapping_text()}. {left:,} of {len(self.rows):,} "
+                f"faces have no counterpart and are left out of its {spec.title} accuracy.")
 
     @property
     def attributes(self) -> list[Attribute]:
@@ -340,8 +372,7 @@ def read_cache(path: Path | str) -> EvalCache:
         raise _changed(path)
     averages = _averages(path, blob)
     rows = _typed(path, meta, rows)
-    _check_labels(path, rows, averages)
-    return EvalCache(rows=rows, meta=meta, averages=averages)
+    return _checked(path, rows, meta, averages)
 
 
 _METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 +\-]*")
@@ -361,14 +392,26 @@ def _check_meta(path: Path, meta: Any) -> None:
         raise CacheError(f"{path} names CAM methods that are not plain names. Recreate it with `faircam evaluate`.")
     # Task names become column prefixes and labels: faircam's tasks (`faircam.tasks.TASKS`) and their classes only.
     tasks = meta.get("tasks", {DEFAULT_TASK: list(TASKS[DEFAULT_TASK].classes)})
-    if (not isinstance(tasks, dict) or DEFAULT_TASK not in tasks or meta.get("cam_task", DEFAULT_TASK) not in tasks
-            or any(t not in TASKS or TASKS[t].classes != tuple(c) if isinstance(c, list) else True
-                   for t, c in tasks.items())):
+    model = meta.get("model", {})
+    onto = model.get("onto", {}) if isinstance(model, dict) else {}
+    if (not isinstance(tasks, dict) or not tasks or meta.get("cam_task", DEFAULT_TASK) not in tasks
+            or not isinstance(onto, dict)
+            or any(t not in TASKS or (not _coarse_ok(t, c, onto[t]) if t in onto else TASKS[t].classes != tuple(c))
+                   if isinstance(c, list) else True for t, c in tasks.items())
+            or any(t not in tasks for t in onto)):
         raise CacheError(f"{path} names tasks or classes faircam does not know. Recreate it with `faircam evaluate`.")
     wrong = _provenance_problems(meta)
     if wrong:
         raise CacheError(f"{path} has unreadable faircam metadata ({', '.join(wrong)}: not of the type faircam "
                          "writes). Recreate it with `faircam evaluate`.")
+
+
+def _coarse_ok(task: str, classes: list, onto: Any) -> bool:
+    """Whether a coarser model's classes are plain names and its mapping maps each of the task's classes onto one
+    of them or none, as `faircam.models.kinds` writes it."""
+    return (len(classes) >= 2 and all(isinstance(c, str) and PLAIN_CLASS.fullmatch(c) for c in classes)
+            and len(set(classes)) == len(classes) and isinstance(onto, dict)
+            and list(onto) == list(TASKS[task].classes) and all(v is None or v in classes for v in onto.values()))
 
 
 def _count(value: Any) -> bool:
@@ -404,13 +447,25 @@ def _provenance_problems(meta: dict[str, Any]) -> list[str]:
     return [name for name, ok in checks.items() if not ok]
 
 
-def _check_labels(path: Path, rows: pd.DataFrame, averages: pd.DataFrame | None) -> None:
+def _checked(path: Path, rows: pd.DataFrame, meta: dict[str, Any], averages: pd.DataFrame | None) -> EvalCache:
+    """The cache, its labels and predictions checked (`_check_labels`), with each coarsened task's labels in the
+    model's classes (`Task.truth`), which its comparisons read."""
+    cache = EvalCache(rows=rows, meta=meta, averages=averages)
+    _check_labels(path, cache, averages)
+    for name in cache.onto:
+        spec = cache.task(name)
+        rows[spec.truth] = rows[name].astype(object).map(spec.truth_of)
+    return cache
+
+
+def _check_labels(path: Path, cache: EvalCache, averages: pd.DataFrame | None) -> None:
     """Refuse labels and predictions that are not their task's classes: they become group names, chart labels and
     captions on every page and in the report (Plotly and matplotlib read markup in labels), and `faircam evaluate`
-    writes faircam's tasks' classes only."""
+    writes faircam's tasks' classes only (a coarser model's, which `_check_meta` checked, for its tasks)."""
     views = ("raw", "crop", "blur")
-    allowed = [(rows, {column: task.classes for name, task in TASKS.items()
-                       for column in (name, *(view_column(v, task.pred) for v in views))})]
+    rows = cache.rows
+    allowed = [(rows, {name: task.classes for name, task in TASKS.items()}
+                | {view_column(v, cache.task(name).pred): cache.task(name).classes for name in TASKS for v in views})]
     if averages is not None:
         allowed.append((averages, {"race": TASKS["race"].classes, "gender": TASKS["gender"].classes,
                                    "outcome": OUTCOMES}))
@@ -490,8 +545,7 @@ def _read_folder(path: Path) -> EvalCache:
         raise _changed(path)
     averages = _averages(path, blob)
     rows = _typed(path, meta, rows)
-    _check_labels(path, rows, averages)
-    return EvalCache(rows=rows, meta=meta, averages=averages)
+    return _checked(path, rows, meta, averages)
 
 
 def group_averages(cache: EvalCache) -> pd.DataFrame:

@@ -62,9 +62,10 @@ from faircam.evaluation.cache import (
 from faircam.evaluation.faithfulness import CURVE_STEPS, ROAD_PERCENTILES, faithfulness_columns
 from faircam.files import atomic_file, output_lock
 from faircam.models.model import LoadedModel
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, TASKS, Task
 from faircam.vision.cams import CamBatch, CamExplainer
 from faircam.vision.explain import Explanation, PreparedViews, explanations, prepare_views, run_pass
+from faircam.vision.occlusion import explainer_for
 from faircam.vision.preprocess import FaceDetector, View, make_view
 from faircam.vision.quality import SLICES, quality_columns
 from faircam.vision.quality import attributes as quality_attributes
@@ -210,19 +211,20 @@ def batch_views(images: list[np.ndarray], model: LoadedModel, detector: FaceDete
                                                                          for v in views[name]], model)
 
 
-def _task_values(answers: dict[str, np.ndarray], tasks: dict[str, tuple[str, ...]], truths: dict[str, str]) -> dict:
-    """Each task's prediction columns of one view (`faircam.tasks.Task.columns`), unprefixed."""
+def _task_values(answers: dict[str, np.ndarray], tasks: dict[str, Task], truths: dict[str, str]) -> dict:
+    """Each task's prediction columns of one view (`faircam.tasks.Task.columns`), unprefixed; right or wrong as
+    `Task.judge` says (in a coarser model's own classes)."""
     values = {}
-    for task, classes in tasks.items():
-        spec, best = TASKS[task], int(np.argmax(answers[task]))
-        values.update({spec.pred: classes[best], spec.prob: float(answers[task][best])})
+    for task, spec in tasks.items():
+        best = int(np.argmax(answers[task]))
+        values.update({spec.pred: spec.classes[best], spec.prob: float(answers[task][best])})
         if spec.score:
-            values[spec.score] = float(answers[task][classes.index(spec.positive)])
-        values[spec.correct] = classes[best] == truths[task]
+            values[spec.score] = float(answers[task][spec.classes.index(spec.positive)])
+        values[spec.correct] = spec.judge(spec.classes[best], truths[task])
     return values
 
 
-def _view_values(explanation: Explanation | None, answers: dict[str, np.ndarray], tasks: dict[str, tuple[str, ...]],
+def _view_values(explanation: Explanation | None, answers: dict[str, np.ndarray], tasks: dict[str, Task],
                  truths: dict[str, str]) -> dict:
     """Prediction and focus columns of one view, unprefixed."""
     values = _task_values(answers, tasks, truths)
@@ -273,7 +275,7 @@ class Evaluator:
             explained = [None] * len(prepared.model_input)
         answers = [{t: p[i] for t, p in passed.answers.items()} for i in range(len(explained))]
         n, m = len(raw), len(found)
-        tasks = self.tasks
+        tasks = {t: self.model.specs[t] for t in self.tasks}
         truths = [{task: row[task] for task in tasks} for _, row in rows.iterrows()]
         values = {"raw": [_view_values(explained[j], answers[j], tasks, truths[j]) for j in range(n)]}
         for v, view in enumerate(("crop", "blur")):
@@ -506,7 +508,7 @@ def run_evaluation(
             raise DataError(f"The maps would explain {model.task}, but {data.labels or data.root} has no {model.task} "
                             "labels: choose another --cam-task.")
         if options.cams:
-            explainer = explainer or CamExplainer(model.net, model.cam_layer)
+            explainer = explainer or explainer_for(model.net, model.cam_layer)
         # The explainer's methods (the registry's, unless a subset was asked for), which every reader follows.
         averager = GroupAverager(tuple(explainer.methods) if options.cams else ())
         work = WorkFolder(partial_path(out), _run_key(model, data, limit, batch_size, options), averager)
@@ -551,7 +553,9 @@ def run_evaluation(
                       # The kind of model (`faircam.models.kinds.KINDS`) and, for a brought one, how its class
                       # names were mapped onto faircam's and which layer the maps explain.
                       "kind": model.info.get("kind", "checkpoint"),
-                      **{k: model.info[k] for k in ("label_mapping", "cam_layer", "view") if k in model.info},
+                      **{k: model.info[k] for k in ("label_mapping", "cam_layer", "view", "maps") if k in model.info},
+                      # A coarser model's tasks: each faircam class's counterpart among its classes, or null.
+                      **({"onto": {t: m for t, m in model.onto.items() if t in tasks}} if model.onto else {}),
                       "test_time_augmentation": "horizontal flip (probabilities averaged with the mirror image's)"
                       if options.tta else "none"},
             "data": {"root": str(data.root.resolve()), "split": data.split, "limit": limit,

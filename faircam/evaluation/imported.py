@@ -1,13 +1,14 @@
 """`faircam import-predictions`: a table of a model's answers, with no model at all, as an evaluation cache.
 
 The table (CSV or parquet) names each image by `file`, as the data folder's labels do, and gives per task predicted
-`pred_<task>` (`pred_gender`, `pred_race`, `pred_age`), its values in any spelling `faircam.tasks.Task.canonical`
-knows ("woman", "F", "70+"), and optionally `prob_<task>`, the probability of the predicted class. The answers are
-joined to the data's labels by file name and written with the cache writer every cache goes through
-(`faircam.evaluation.cache.write_cache`: schema, checksum, atomic replacement), so every table page, the report and
-Compare read it as they read `faircam evaluate`'s; it holds no maps (`EvalCache.has_cams` is false), which the map
-pages say. Files the data folder lacks are counted and the first of them recorded in the cache (`meta["data"]`);
-images the table does not answer are left out of the audit and counted too. Imports no torch.
+`pred_<task>` (`pred_gender`, `pred_race`, `pred_age`: at least one), its values in any spelling
+`faircam.tasks.Task.canonical` knows ("woman", "F", "70+"), and optionally `prob_<task>`, the probability of the
+predicted class. The answers are joined to the data's labels by file name and written with the cache writer every
+cache goes through (`faircam.evaluation.cache.write_cache`: schema, checksum, atomic replacement), so every table
+page, the report and Compare read it as they read `faircam evaluate`'s; it holds no maps (`EvalCache.has_cams` is
+false), which the map pages say. Files the data folder lacks are counted and the first of them recorded in the
+cache (`meta["data"]`); images the table does not answer are left out of the audit and counted too. Imports no
+torch.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ def read_answers(path: Path) -> pd.DataFrame:
         raise DataError(f"{path} cannot be read as a {'parquet' if path.suffix.lower() == '.parquet' else 'CSV'} "
                         f"table ({type(exc).__name__}).") from None
     table.columns = [str(c).strip() for c in table.columns]
-    for column in ("file", f"pred_{DEFAULT_TASK}"):
-        if column not in table.columns:
-            raise DataError(f"{path.name} lacks the column {column!r}: a table of answers needs `file` (the image's "
-                            f"path as the data's labels name it) and `pred_{DEFAULT_TASK}` (and pred_race, pred_age, "
-                            "prob_<task> where it has them).")
+    if "file" not in table.columns or not any(f"pred_{t}" in table.columns for t in TASKS):
+        missing = "file" if "file" not in table.columns else f"pred_{DEFAULT_TASK}"
+        raise DataError(f"{path.name} lacks the column {missing!r}: a table of answers needs `file` (the image's "
+                        f"path as the data's labels name it) and a prediction column per task it answers "
+                        f"({', '.join(f'pred_{t}' for t in TASKS)}; prob_<task> where it has them).")
     table = table.apply(lambda column: column.str.strip())
     twice = table["file"][table["file"].duplicated()]
     if len(twice):
@@ -98,8 +99,9 @@ def import_predictions(path: Path, data_dir: Path, split: str, labels: Path | No
                         f"{data.rows['file'].iloc[0]}).")
     predicted = [t for t in TASKS if f"pred_{t}" in table]
     tasks = labelled_tasks(task_classes(predicted), answered)
-    if DEFAULT_TASK not in tasks:
-        raise DataError(f"{data.labels or data.root} has no {DEFAULT_TASK} labels to check the answers against.")
+    if not tasks:
+        raise DataError(f"{data.labels or data.root} has no {' or '.join(predicted)} labels to check the answers "
+                        "against.")
     rows = data.rows.loc[data.rows["file"].isin(answered["file"])].reset_index(drop=True)
     for task in tasks:
         for column, values in _task_columns(answered, task, answered[task], path.name).items():
@@ -110,7 +112,7 @@ def import_predictions(path: Path, data_dir: Path, split: str, labels: Path | No
         "with_cams": False,
         "methods": [],
         "tasks": {task: list(classes) for task, classes in tasks.items()},
-        "cam_task": DEFAULT_TASK,
+        "cam_task": DEFAULT_TASK if DEFAULT_TASK in tasks else next(iter(tasks)),
         "model": {"name": path.stem, "arch": "a table of answers", "sha256": file_sha256(path),
                   "path": str(path.resolve()), "kind": KIND},
         "data": {"root": str(data.root.resolve()), "split": data.split, "limit": None,

@@ -3,12 +3,13 @@
 
 Each loader reads only tensors (safetensors, `torch.load(weights_only=True)`, ONNX initializers) and runs no code
 that came with the model (`trust_remote_code` is never set; an ONNX graph is rebuilt from its operators by
-onnx2torch, and its answers are checked against onnxruntime's). `Adapted` puts the network's outputs in faircam's
-task and class order, matched by name (`kinds.map_outputs`), a sigmoid head becoming two logits, so every reader of
-a `LoadedModel` works unchanged. `find_cam_layer` gives any torch network its CAM layer from one dummy forward, as
-torch-cam does: the last module whose output keeps a spatial grid, or, for transformers whose layers output tokens
-(ViT, DeiT, BEiT, SigLIP, Swin), the input of the last block (its first normalisation) with a reshape of its patch
-tokens into their grid, prefix tokens (class, distillation) dropped.
+onnx2torch, and its answers are checked against onnxruntime's; a graph onnx2torch cannot convert runs in onnxruntime
+as a black box, `OnnxRuntimeNet`, whose maps are `faircam.vision.occlusion`'s occlusion maps). `Adapted` puts the
+network's outputs in faircam's task and class order, matched by name (`kinds.map_outputs`), a sigmoid head becoming
+two logits, so every reader of a `LoadedModel` works unchanged. `find_cam_layer` gives any torch network its CAM
+layer from one dummy forward, as torch-cam does: the last module whose output keeps a spatial grid, or, for
+transformers whose layers output tokens (ViT, DeiT, BEiT, SigLIP, Swin), the input of the last block (its first
+normalisation) with a reshape of its patch tokens into their grid, prefix tokens (class, distillation) dropped.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ class Adapted(nn.Module):
         parts = []
         for head in self.heads:
             spec = TASKS[head.task]
-            if head.sigmoid:
+            if head.onto:  # a coarser head: its own classes, in its own order
+                parts.append(logits[:, head.start:head.start + head.width])
+            elif head.sigmoid:
                 half = logits[:, head.start:head.start + 1] / 2
                 parts.append(torch.cat([half, -half] if head.classes[0] == spec.classes[0] else [-half, half], dim=1))
             else:
@@ -159,9 +162,25 @@ def _block_input(finished: list[tuple[str, nn.Module, tuple[int, ...]]], modules
                      "to explain.")
 
 
-def _adapt(net: nn.Module, heads: list[Head], input_size: int, source: str) -> tuple[Adapted, str]:
+class OnnxRuntimeNet(nn.Module):
+    """An ONNX graph run by onnxruntime as a black box: answers without layers or gradients, so its maps are
+    occlusion maps (`faircam.vision.occlusion`), not CAMs."""
+
+    def __init__(self, session: Any):
+        super().__init__()
+        self.session = session
+        self.input = session.get_inputs()[0].name
+        # No weights torch can see: this empty tensor says which device batches are on (`LoadedModel.to_tensor`).
+        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input: x.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
+
+
+def _adapt(net: nn.Module, heads: list[Head], input_size: int, source: str) -> tuple[Adapted, str | None]:
     """`net` in eval mode, checked (its output width is the heads' and its answers are numbers), adapted to
-    faircam's order with its CAM layer; and the layer's name."""
+    faircam's order with its CAM layer; and the layer's name (None for a black box, which has none)."""
     net = net.float().eval()
     width = sum(h.width for h in heads)
     with torch.no_grad():
@@ -175,6 +194,8 @@ def _adapt(net: nn.Module, heads: list[Head], input_size: int, source: str) -> t
         raise ModelError(f"{source}: its output is {shape} per batch, but its classes name {width} outputs.")
     if not torch.isfinite(logits).all():
         raise ModelError(f"{source} predicts NaN or infinite scores on a test image.")
+    if isinstance(net, OnnxRuntimeNet):
+        return Adapted(net, heads, None, None), None
     try:
         name, layer, reshape = find_cam_layer(net, input_size)
     except ModelError as exc:
@@ -186,11 +207,13 @@ def _loaded(net: nn.Module, heads: list[Head], entry: ModelEntry, arch: str, inp
             mean: tuple[float, ...], std: tuple[float, ...], view: str, files: list[Path], source: str,
             **info: Any) -> LoadedModel:
     adapted, layer = _adapt(net, heads, input_size, source)
-    tasks = {h.task: TASKS[h.task].classes for h in adapted.heads}
+    tasks = {h.task: h.spec.classes for h in adapted.heads}
     return LoadedModel(
         net=adapted, arch=arch, input_size=input_size, mean=tuple(mean), std=tuple(std), tasks=tasks,
-        path=entry.weights, sha256=files_sha256(files), alignment=VIEWS[view],
-        info={"name": entry.name, "kind": entry.kind, "cam_layer": layer, "view": view,
+        onto={h.task: dict(h.onto) for h in heads if h.onto},
+        path=entry.weights, sha256=files_sha256(files), alignment=VIEWS[view], task=next(iter(tasks)),
+        info={"name": entry.name, "kind": entry.kind, "view": view,
+              **({"cam_layer": layer} if layer else {"maps": "occlusion (black box: no layer to explain)"}),
               "label_mapping": {h.task: h.mapping() for h in heads}, **info},
     )
 
@@ -334,7 +357,8 @@ def _without_identities(graph: Any) -> Any:
 
 
 def _onnx(spec: ModelSpec, width: int) -> nn.Module:
-    """The graph converted to torch by onnx2torch, its answers checked against onnxruntime's on a test batch."""
+    """The graph converted to torch by onnx2torch, its answers checked against onnxruntime's on a test batch; a
+    graph onnx2torch cannot convert runs in onnxruntime as a black box (`OnnxRuntimeNet`, occlusion maps)."""
     import onnx
     import onnxruntime
 
@@ -350,14 +374,16 @@ def _onnx(spec: ModelSpec, width: int) -> nn.Module:
         raise ModelError(f"{source}: the graph takes more than one input; faircam feeds one image batch.")
     from onnx2torch import convert
 
-    try:
-        net = convert(_without_identities(graph))
-    except Exception as exc:  # onnx2torch raises NotImplementedError and others for what it cannot convert
-        raise ModelError(f"{source}: the graph does not convert to torch ({_first_line(exc)}), so faircam cannot "
-                         "compute its maps; it cannot audit this graph yet.") from None
     batch = torch.rand(2, 3, spec.input_size, spec.input_size, generator=torch.Generator().manual_seed(0))
     try:
         session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors for a graph it cannot run
+        raise ModelError(f"{source}: onnxruntime cannot run the graph ({_first_line(exc)}).") from None
+    try:
+        net = convert(_without_identities(graph))
+    except Exception:  # onnx2torch raises NotImplementedError and others for what it cannot convert
+        return OnnxRuntimeNet(session)
+    try:
         expected = session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
         with torch.no_grad():
             got = _logits(net.eval()(batch)).numpy()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from faircam.config import max_model_mb
 from faircam.errors import ModelError
-from faircam.tasks import DEFAULT_TASK, TASKS
+from faircam.tasks import DEFAULT_TASK, PLAIN_CLASS, TASKS, Task, task_spec
 
 if TYPE_CHECKING:
     from faircam.models.model import LoadedModel
@@ -46,12 +46,15 @@ WEIGHT_SUFFIXES = {"torchvision": (".safetensors", ".pt", ".pth"), "timm": (".sa
 @dataclass(frozen=True)
 class Head:
     """One task's outputs in a model's output vector: `names` as the model calls its classes, `classes` the
-    faircam classes they map onto (same order), from output `start`; a one-class head is a sigmoid."""
+    faircam classes they map onto (same order), from output `start`; a one-class head is a sigmoid. A head whose
+    classes are coarser than the task's keeps its own names as `classes`, and `onto` maps each of faircam's classes
+    onto one of them or none (`faircam.tasks.Task.coarsened`)."""
 
     task: str
     names: tuple[str, ...]
     classes: tuple[str, ...]
     start: int
+    onto: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def sigmoid(self) -> bool:
@@ -61,23 +64,73 @@ class Head:
     def width(self) -> int:
         return len(self.names)
 
+    @property
+    def spec(self) -> Task:
+        """The task as this head has it (coarsened onto its classes where it maps them)."""
+        return task_spec(self.task, self.classes, dict(self.onto))
+
     def mapping(self) -> str:
         """How its names were mapped, as the cache, the model card and the errors say it."""
+        if self.onto:
+            return self.spec.mapping_text()
         if self.sigmoid:
             return f"{self.names[0]} → p({self.classes[0]})"
         return ", ".join(f"{n} → {c}" for n, c in zip(self.names, self.classes))
 
 
-def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str) -> list[Head]:
+def _coarse_onto(task: str, names: list[str], given: object, source: str) -> tuple[tuple[str, str | None], ...]:
+    """The mapping of `task`'s classes onto a coarser head's `names`: faircam's proposal (`Task.propose`), with the
+    description's `mapping` for this task (faircam's class, in any spelling -> one of `names` or null) over it."""
+    spec = TASKS[task]
+    bad = [n for n in names if not PLAIN_CLASS.fullmatch(n)]
+    if bad:
+        raise ModelError(f"{source}: its {task} class {bad[0]!r} is not a plain name (letters, digits, spaces, "
+                         "up to 40 characters).")
+    onto = spec.propose(names)
+    if given is not None:
+        if not isinstance(given, dict):
+            raise ModelError(f"{source}: mapping.{task} must map {task} classes onto the model's (e.g. "
+                             f"{{\"{spec.classes[0]}\": \"{names[0]}\"}}).")
+        for key, value in given.items():
+            cls = spec.canonical(key)
+            if cls is None:
+                raise ModelError(f"{source}: mapping.{task} names {key!r}, not a {task} class faircam knows "
+                                 f"({', '.join(spec.classes)}).")
+            if value is not None and value not in names:
+                raise ModelError(f"{source}: mapping.{task} maps {key!r} onto {value!r}, which is not one of the "
+                                 f"model's classes ({', '.join(names)}).")
+            onto[cls] = value
+    placed = set(onto.values())
+    unknown = [n for n in names if n not in placed and not spec.recognises(n)]
+    if unknown:
+        raise ModelError(f"{source}: {', '.join(map(repr, unknown))} is not a {task} class faircam knows "
+                         f"({', '.join(spec.classes)}, or a synonym); map {task} classes onto it with "
+                         f"\"mapping\": {{\"{task}\": {{...}}}} in its {MODEL_JSON}.")
+    if not placed - {None}:
+        raise ModelError(f"{source}: none of faircam's {task} classes maps onto its classes ({', '.join(names)}).")
+    return tuple((c, onto[c]) for c in spec.classes)
+
+
+def _task_of(names: list[str]) -> str | None:
+    """The one task all `names` belong to (`Task.recognises`), at least one of them by its own class."""
+    return next((t for t, spec in TASKS.items() if all(spec.recognises(n) for n in names)
+                 and any(spec.canonical(n) for n in names)), None)
+
+
+def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str,
+                mapping: dict[str, object] | None = None) -> list[Head]:
     """The heads of a model's output vector, in order, from (task or None, class names) per head: a head without a
-    task is given the one task all its names belong to. `ModelError` in one line when a name maps onto no class,
-    two names onto one, a head covers only part of its task's classes (other than one sigmoid class of a two-class
-    task), or no head is gender's (faircam audits gender decisions)."""
+    task is given the one task all its names belong to. A head whose names are not its task's classes one for one
+    is coarser: faircam proposes a mapping of its task's classes onto its names, and `mapping` (a description's
+    `{"race": {"Middle Eastern": "caucasian"}}`) overrides it. A model may predict any of faircam's tasks (an
+    age-only model has no gender head: the pages name the tasks it lacks). `ModelError` in one line when a name
+    maps onto no class, two names onto one, or a one-class head is not of a two-class task."""
     heads, start = [], 0
+    mapping = mapping or {}
     for task, names in outputs:
         names = [str(n) for n in names]
         if task is None:
-            task = next((t for t, spec in TASKS.items() if all(spec.canonical(n) for n in names)), None)
+            task = _task_of(names)
             if task is None:
                 raise ModelError(f"{source}: its classes ({', '.join(names)}) are not one of faircam's tasks "
                                  f"({'; '.join(f'{t}: ' + ', '.join(s.classes) for t, s in TASKS.items())}).")
@@ -85,26 +138,31 @@ def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str) -> lis
             raise ModelError(f"{source}: unknown task {task!r} (use {', '.join(TASKS)}).")
         spec = TASKS[task]
         classes = [spec.canonical(n) for n in names]
-        unknown = [n for n, c in zip(names, classes) if c is None]
-        if unknown:
-            raise ModelError(f"{source}: {', '.join(map(repr, unknown))} is not a {task} class faircam knows "
-                             f"({', '.join(spec.classes)}, or a synonym).")
-        if len(set(classes)) != len(classes):
-            raise ModelError(f"{source}: two of its {task} classes ({', '.join(names)}) map onto one of faircam's.")
         if len(classes) == 1 and not spec.binary:
             raise ModelError(f"{source}: a one-class (sigmoid) head needs a two-class task; {task} has "
                              f"{len(spec.classes)} classes.")
-        if len(classes) > 1 and set(classes) != set(spec.classes):
-            missing = [c for c in spec.classes if c not in classes]
-            raise ModelError(f"{source}: its {task} classes ({', '.join(names)}) lack faircam's "
-                             f"{', '.join(missing)}; a coarser set of classes cannot be audited yet.")
+        if len(set(names)) != len(names) or len({c for c in classes if c}) != len([c for c in classes if c]):
+            raise ModelError(f"{source}: two of its {task} classes ({', '.join(names)}) map onto one of faircam's.")
         if any(h.task == task for h in heads):
             raise ModelError(f"{source}: two heads for {task}.")
-        heads.append(Head(task, tuple(names), tuple(classes), start))
+        exact = None not in classes and (len(classes) == 1 or set(classes) == set(spec.classes))
+        if exact and task not in mapping:
+            heads.append(Head(task, tuple(names), tuple(classes), start))
+        elif spec.binary:
+            if exact:
+                raise ModelError(f"{source}: its mapping names {task}, whose two classes need none (they are mapped "
+                                 "by name).")
+            unknown = [n for n, c in zip(names, classes) if c is None]
+            raise ModelError(f"{source}: {', '.join(map(repr, unknown))} is not a {task} class faircam knows "
+                             f"({', '.join(spec.classes)}, or a synonym).")
+        else:
+            onto = _coarse_onto(task, names, mapping.get(task), source)
+            heads.append(Head(task, tuple(names), tuple(names), start, onto))
         start += len(names)
-    if not any(h.task == DEFAULT_TASK for h in heads):
-        raise ModelError(f"{source}: no {DEFAULT_TASK} head ({', '.join(h.task for h in heads) or 'no outputs'}); "
-                         f"faircam audits {DEFAULT_TASK} decisions, with race and age beside them.")
+    extra = [t for t in mapping if t not in {h.task for h in heads}]
+    if extra:
+        raise ModelError(f"{source}: its mapping names {', '.join(map(repr, extra))}, which none of its heads "
+                         "predicts.")
     return heads
 
 
@@ -176,7 +234,11 @@ def read_spec(path: Path) -> ModelSpec:
     view = raw.get("view", "whole")
     if view not in VIEWS:
         raise ModelError(f"{source}: view must be \"whole\" or \"crop\" (got {view!r}).")
-    heads = map_outputs([(o["task"], o["classes"]) for o in outputs], source)
+    mapping = raw.get("mapping", {})
+    if not isinstance(mapping, dict):
+        raise ModelError(f"{source}: mapping must map a task onto its classes' mapping, e.g. "
+                         "{\"race\": {\"Middle Eastern\": \"caucasian\"}}.")
+    heads = map_outputs([(o["task"], o["classes"]) for o in outputs], source, mapping)
     return ModelSpec(path=path, format=fmt, arch=arch if isinstance(arch, str) else "", weights=path.parent / weights,
                      heads=tuple(heads), input_size=size,
                      mean=_numbers(raw.get("mean", [0.485, 0.456, 0.406]), "mean", source),
@@ -288,7 +350,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "the heads its JSON lists; the four CAMs", _load_foreign),
     Kind("onnx", "an ONNX graph (faircam-model.json), converted to torch with onnx2torch",
          "the heads its JSON lists; the four CAMs on the converted graph, whose answers are checked against "
-         "onnxruntime's", _load_foreign),
+         "onnxruntime's; a graph onnx2torch cannot convert runs in onnxruntime as a black box, with occlusion maps",
+         _load_foreign),
     Kind("predictions", "a table of answers (`faircam import-predictions`, or uploaded on \"Audit a model\")",
          "the tasks it answers; no maps", _no_model),
 )}

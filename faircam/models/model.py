@@ -23,7 +23,7 @@ from torch import nn
 from faircam.errors import ModelError
 from faircam.files import atomic_file
 from faircam.models.checkpoint import ARCHITECTURES, CHECKPOINT_FORMAT, check_metadata, file_sha256
-from faircam.tasks import DEFAULT_TASK, TASKS, task_classes
+from faircam.tasks import DEFAULT_TASK, TASKS, Task, task_classes, task_spec
 
 
 class FaceNet(nn.Module):
@@ -167,6 +167,18 @@ class LoadedModel:
     task: str = DEFAULT_TASK
     # Flip test-time augmentation: every answer is the mean of the image's and its mirror image's probabilities.
     tta: bool = False
+    # Per task whose classes are coarser than faircam's: each faircam class's counterpart among them, or None.
+    onto: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    @property
+    def default_task(self) -> str:
+        """The task audited unless another is asked for: gender, or the first a model without a gender head has."""
+        return DEFAULT_TASK if DEFAULT_TASK in self.tasks else next(iter(self.tasks))
+
+    @property
+    def specs(self) -> dict[str, Task]:
+        """Each task as this model has it (`faircam.tasks.task_spec`: coarsened where `onto` maps it)."""
+        return {t: task_spec(t, c, self.onto.get(t)) for t, c in self.tasks.items()}
 
     @property
     def name(self) -> str:

@@ -13,6 +13,7 @@ from faircam.models.registry import load_model
 from faircam.tasks import DEFAULT_TASK
 from faircam.vision.cams import CamBatch, CamExplainer
 from faircam.vision.focus import area_shares, focus_from_masks, region_masks
+from faircam.vision.occlusion import explainer_for
 from faircam.vision.preprocess import FaceDetector, View, make_view
 from faircam.wording import CHANCE_KEY, FOCUS_KEY
 
@@ -151,7 +152,7 @@ class Pipeline:
         """A registered model by name or a checkpoint by path (None: the default model); pass a
         `detector` to share one MTCNN between pipelines."""
         loaded = load_model(model)
-        return cls(loaded, detector or FaceDetector(), CamExplainer(loaded.net, loaded.cam_layer))
+        return cls(loaded, detector or FaceDetector(), explainer_for(loaded.net, loaded.cam_layer))
 
     def view(self, image: np.ndarray, crop: bool = False, blur: bool = False, face_index: int = 0) -> View:
         return make_view(image, self.model.input_size, self.detector, crop=crop, blur=blur, face_index=face_index,
