@@ -162,8 +162,9 @@ if cache.has_cams:
     explained = TASKS[cache.cam_task].title
     st.caption(f"The maps in this evaluation explain the model's **{explained}** decision (its predicted class)"
                + (f", not the {spec.title} decision counted above" if cache.cam_task != task else "")
-               + ". Mean share of each CAM's heat per face region over the images counted (from landmarks found "
-               f"by MTCNN). {wording.FOCUS_DEFINITION} {wording.SUM_RULE}")
+               + ". Mean share of each CAM's heat per face region over the images counted (placed from the eyes, "
+               f"nose and mouth the {ui.glossary_link('MTCNN', 'face detector')} finds). {wording.FOCUS_DEFINITION} "
+               f"{wording.SUM_RULE}")
     focus = pd.DataFrame(
         [{"method": m, **{r: rows[focus_column(m, r)].mean() for r in (*REGIONS, "face", "face_baseline")}}
          for m in cache.methods]

@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from faircam import glossary
 from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, PROJECT_ROOT, cache_path_for, settings
 from faircam.data.fairface import describe_dropped, read_data_image
@@ -155,6 +156,14 @@ def scroll_here(key: str) -> None:
     # Once the run has ended: while the result is computed the browser keeps the clicked grid in view, and the
     # result's height, added above it, would carry a scroll made earlier away again.
     st.html(_SCROLL_TO.replace("ANCHOR", anchor), unsafe_allow_javascript=True)
+
+
+def glossary_link(term: str, text: str | None = None) -> str:
+    """A Markdown link, worded `text` (the term's name by default), to the Glossary opened at `term`, carrying the
+    session's model, task and presentation mode. Relative, so it holds under a server's base path; Streamlit opens
+    it in a new tab, which keeps the reader's place."""
+    name = glossary.find(term).name
+    return f"[{md(text or name)}](Glossary?{urlencode({**shared_params(), 'term': name})})"
 
 
 def page_link(page: str, label: str, icon: str | None = None, **params: str | list[str]) -> None:
