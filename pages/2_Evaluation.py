@@ -85,7 +85,7 @@ def per_class() -> None:
             class_cell(*v) for v in table[["recall", "recall_low", "recall_high", "recall_n"]].to_numpy()],
         "F1 (95% bootstrap interval)": [
             class_cell(*v) for v in table[["f1", "f1_low", "f1_high", "n"]].to_numpy()],
-    }), width="stretch", hide_index=True)
+    }), hide_index=True, static=True)  # static: its cells wrap, so recall and F1 stay in a narrow column's view
     first = groups.label(spec.classes[0])
     st.caption(f"Recall of *{first}* is the share of the images labelled {first} that the model calls {first}; "
                f"precision of *{first}* the share of its *{first}* answers that are right. Precision and recall are "

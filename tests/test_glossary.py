@@ -103,3 +103,9 @@ def test_a_link_to_a_term_opens_the_glossary_at_that_term():
     at.query_params["term"] = "no such term"
     at.run()
     assert not at.info and not at.exception
+
+
+def test_explores_toggles_name_no_detector():
+    at = run("pages/1_Explore.py")
+    labels = [t.label for t in at.main.toggle]
+    assert "Crop and align the face" in labels and not any("MTCNN" in label for label in labels), labels

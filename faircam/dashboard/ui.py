@@ -47,22 +47,30 @@ PRESENT_KEY = "faircam_present"
 # Tables up to this many rows are drawn whole (race × gender has 14); in presentation mode all are.
 WHOLE_TABLE_ROWS = 20
 # From 800 px up: columns wrap instead of shrinking below a readable width (map tiles, face buttons,
-# toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Presentation
-# mode adds larger type, the full width, and wider tiles (three to a row at 800 px); up to 1000 px its columns of
-# text and tables take the whole width, one under another, rather than a narrow column each.
+# toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Where the page's
+# own width is narrow (an 800 px window with the sidebar open leaves it about 500 px; a container query, as the
+# window's width does not say whether the sidebar is open), its columns of text and tables take the whole width,
+# one under another. Labels and metric values wrap rather than end in "…"; a static table too wide scrolls.
+# Presentation mode adds larger type, the full width, and wider tiles (three to a row at 800 px); up to 1000 px
+# its columns of text and tables take the whole width too.
 _LAYOUT_CSS = """
+[data-testid="stMainBlockContainer"] { container-type: inline-size; }
 [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(140px, 100%); flex-grow: 0; }
+@container (max-width: 640px) {
+  [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:not(:has([data-testid="stImage"])) { min-width: 100%; }
+}
 [data-testid="stWidgetLabel"] [data-testid="stMarkdownContainer"], [data-testid="stWidgetLabel"] p,
 [data-testid="stButton"] button [data-testid="stMarkdownContainer"], [data-testid="stButton"] button p,
-[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"], [data-testid="stMetricLabel"] p {
+[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"], [data-testid="stMetricLabel"] p,
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * {
   white-space: normal; overflow: visible; }
+[data-testid="stTable"] { overflow-x: auto; }
 """
 _PRESENT_CSS = """
 html { font-size: 20px; }
 .block-container { max-width: 100%; padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 2.5rem; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(220px, 100%); }
-[data-testid="stTable"] { overflow-x: auto; }
 @media (max-width: 1000px) {
   [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:not(:has([data-testid="stImage"])) { min-width: 100%; }
 }
@@ -241,8 +249,7 @@ def table(data: pd.DataFrame, formats: str | dict[str, str] | None = None, hide_
         shown = data.map(_md_label).rename(index=_md_label, columns=_md_label)
         if isinstance(formats, dict):
             formats = {_md_label(column): format for column, format in formats.items()}
-        styled = shown.style.format(formats, na_rep=na_rep)
-        st.table(styled.hide(axis="index") if hide_index else styled)
+        st.table(shown.style.format(formats, na_rep=na_rep), hide_index=hide_index)
         return
     whole = len(data.index) <= WHOLE_TABLE_ROWS
     shown = data.style.format(formats, na_rep=na_rep) if formats or na_rep else data
