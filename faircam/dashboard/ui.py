@@ -572,6 +572,13 @@ def _explain(key: str, _data: bytes | None, root: str | None, file: str | None, 
     return pipeline(model).explain(image, crop=crop, blur=blur, face_index=face, task=task, target=target)
 
 
+def _computing(model: str) -> str:
+    """The spinner's words while the maps are computed: sessions take turns at the CAM pass (`Turns`), so in a
+    full room it says how many are ahead."""
+    ahead = pipeline(model).explainer.turns.ahead
+    return (f"Busy: {ahead} ahead of you. " if ahead else "") + "Computing the four maps…"
+
+
 def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: str | None = None,
                    task: str | None = None, target: str | None = None) -> Explanation | None:
     """Explanation of uploaded bytes by a model (default: the selected one): its maps for `task` (default: the
@@ -580,10 +587,10 @@ def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: st
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         st.error(f"The file is larger than {MAX_UPLOAD_MB} MB. Please upload a smaller photo.")
         return None
+    model = model or selected_model()
     try:
-        with st.spinner("Computing the four maps…"):
-            return _explain(image_key(data), data, None, None, crop, blur, face, model or selected_model(), task,
-                            target)
+        with st.spinner(_computing(model)):
+            return _explain(image_key(data), data, None, None, crop, blur, face, model, task, target)
     except ImageError as exc:
         st.error(f"**This file cannot be used.** {md(exc)}")
         return None
@@ -605,10 +612,10 @@ def explain_file(root: Path, file: str, crop: bool, blur: bool, face: int = 0, m
     for `task` (default: the model's first, gender) and its class `target` (default: the predicted one), memoised
     on its path,
     the toggles, the model, the task and the target."""
+    model = model or selected_model()
     try:
-        with st.spinner("Computing the four maps…"):
-            return _explain(str(root / file), None, str(root), file, crop, blur, face, model or selected_model(),
-                            task, target)
+        with st.spinner(_computing(model)):
+            return _explain(str(root / file), None, str(root), file, crop, blur, face, model, task, target)
     except ImageError as exc:
         st.error(f"**This image cannot be used.** {md(exc)}")
         return None
