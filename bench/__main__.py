@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-PARTS = ("cams", "evaluate", "app", "memory", "ray", "pages", "room")
+PARTS = ("cams", "evaluate", "app", "memory", "ray", "pages", "room", "first")
 
 
 def main() -> None:
@@ -79,6 +79,10 @@ def main() -> None:
             from bench import room
 
             results[part] = room.run(students=args.students)
+        elif part == "first":
+            from bench import first
+
+            results[part] = first.run()
         print(json.dumps(results[part], indent=2), flush=True)
     results["load_after"] = load()
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)

@@ -31,14 +31,14 @@ VERDICT = "The model says"
 BUSY = re.compile(r"Busy: (\d+) ahead of you")
 
 
-def start_server(timeout: float = 180) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free loopback port, as served to users (the model warms up after the first
-    page); its process and URL once healthy."""
+def start_server(script: str = "app.py", timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    """`streamlit run` of `script` (a path from the checkout's root) on a free loopback port, as served to users
+    (faircam's model warms up after the first page); its process and URL once healthy."""
     port = _free_port()
     env = {**os.environ, "FAIRCAM_PRELOAD": "1",
            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
