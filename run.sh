@@ -17,6 +17,8 @@ install() {  # $1: requirements file
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -r "$1"
   "$VENV/bin/python" -m pip install --quiet --no-deps -e .
+  # pip compiles the packages it installs, not an editable checkout: a cold server's first page would pay it.
+  "$VENV/bin/python" -m compileall -q app.py pages faircam
   echo "$want" > "$stamp"
   # The dev requirements include the app's, so the app's install is done too (no reinstall on `run.sh app`).
   [[ "$1" == requirements-dev.txt ]] && echo "$want" > "$VENV/.installed-requirements.txt"

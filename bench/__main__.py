@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-PARTS = ("cams", "evaluate", "app", "memory", "ray", "pages")
+PARTS = ("cams", "evaluate", "app", "memory", "ray", "pages", "room", "first")
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per contender in the CAM bench")
     parser.add_argument("--evaluate-kw", default="{}",
                         help='JSON options passed to run_evaluation, e.g. \'{"faithfulness": 0}\'')
+    parser.add_argument("--students", type=int, default=30, help="sessions at once in the room bench")
     parser.add_argument("--shots", type=Path, help="folder for the browser bench's screenshots")
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -79,6 +80,14 @@ def main() -> None:
             from bench import pages
 
             results[part] = pages.run()
+        elif part == "room":
+            from bench import room
+
+            results[part] = room.run(students=args.students)
+        elif part == "first":
+            from bench import first
+
+            results[part] = first.run()
         print(json.dumps(results[part], indent=2), flush=True)
     results["load_after"] = load()
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)

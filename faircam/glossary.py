@@ -2,7 +2,8 @@
 
 A term already defined elsewhere for the pages (the focus score and its chance level in `faircam.wording`, the
 faithfulness scores in `faircam.audit.explanations`) is taken from there, so each has one definition. The
-Glossary page shows `TERMS` in their order; `pages` names where each term is used, for its links.
+Glossary page shows `TERMS` in their order; `pages` names where each term is used, for its links. A page links a
+term inline (`faircam.dashboard.ui.glossary_link`), and the Glossary opens with that term first.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ TERMS: tuple[Term, ...] = (
     Term("demographic parity", "Whether every group is given the positive class equally often, whatever the "
          "labels: its difference is the largest gap in that share.", ("Fairness",)),
     Term("MTCNN", "The face detector faircam uses: it finds each face's box and five landmarks (the eyes, the nose "
-         "tip and the mouth corners).", ("Explore", "Classroom")),
+         "tip and the mouth corners).", ("Explore", "Evaluation", "Attention", "Classroom")),
     Term("crop", "Cutting the face out of a photo the way FairFace cut its faces, with the eyes level. Where the "
          "cut reaches beyond the photo, the model gets flat grey filler (hatched on the pages).",
          ("Explore", "Classroom")),
@@ -100,3 +101,11 @@ TERMS: tuple[Term, ...] = (
     Term("Welch's t-test", "The test of whether a group's mean (a focus score, say) differs from the other "
          "images' mean, when the two may vary by different amounts.", ("Attention",)),
 )
+
+
+def find(name: str) -> Term:
+    """The term called `name` (any case). KeyError for a name the Glossary lacks: a link to it would lead nowhere."""
+    for term in TERMS:
+        if term.name.lower() == name.lower():
+            return term
+    raise KeyError(f"the Glossary has no term {name!r}")

@@ -87,7 +87,7 @@ def per_class() -> None:
             class_cell(*v) for v in table[["recall", "recall_low", "recall_high", "recall_n"]].to_numpy()],
         "F1 (95% bootstrap interval)": [
             class_cell(*v) for v in table[["f1", "f1_low", "f1_high", "n"]].to_numpy()],
-    }), width="stretch", hide_index=True)
+    }), hide_index=True, static=True)  # static: its cells wrap, so recall and F1 stay in a narrow column's view
     first = groups.label(spec.classes[0])
     st.caption(f"Recall of *{first}* is the share of the images labelled {first} that the model calls {first}; "
                f"precision of *{first}* the share of its *{first}* answers that are right. Precision and recall are "
@@ -164,8 +164,9 @@ if cache.has_cams:
     explained = TASKS[cache.cam_task].title
     st.caption(f"The maps in this evaluation explain the model's **{explained}** decision (its predicted class)"
                + (f", not the {spec.title} decision counted above" if cache.cam_task != task else "")
-               + ". Mean share of each CAM's heat per face region over the images counted (from landmarks found "
-               f"by MTCNN). {wording.FOCUS_DEFINITION} {wording.SUM_RULE}")
+               + ". Mean share of each CAM's heat per face region over the images counted (placed from the eyes, "
+               f"nose and mouth the {ui.glossary_link('MTCNN', 'face detector')} finds). {wording.FOCUS_DEFINITION} "
+               f"{wording.SUM_RULE}")
     focus = pd.DataFrame(
         [{"method": m, **{r: rows[focus_column(m, r)].mean() for r in (*REGIONS, "face", "face_baseline")}}
          for m in cache.methods]

@@ -152,10 +152,14 @@ with tab:
     if right is not None:
         with right:
             st.markdown("**Equalized odds at a glance**")
-            ui.chart(charts.equalized_odds_plot(result.groups, spec), width="stretch", key=f"eo-{grouping}")
-            st.caption(f"Each group's {title('fpr')} (across) and {title('tpr')} (up), with "
-                       f"{groups.INTERVALS['proportion']}s. Equal odds would put every group on one point; top left "
-                       "is best.")
+            odds_gap = result.gaps.loc["equalized odds difference"]
+            if pd.isna(odds_gap["value"]):  # no group to place: an empty chart would say nothing
+                st.caption(f"Nothing to draw: {md(odds_gap['note'])}")
+            else:
+                ui.chart(charts.equalized_odds_plot(result.groups, spec), width="stretch", key=f"eo-{grouping}")
+                st.caption(f"Each group's {title('fpr')} (across) and {title('tpr')} (up), with "
+                           f"{groups.INTERVALS['proportion']}s. Equal odds would put every group on one point; top "
+                           "left is best.")
     ui.table(rate_table(result, grouping), width="stretch", hide_index=True)
 
 st.divider()

@@ -30,6 +30,7 @@ note = audit.maps_note(task, cache.cam_task)
 if note:
     st.info(note)
 
+WELCH = "Welch's t-test"
 OUTCOME_LABELS = {"all": "all images", "correct": f"correct {title} predictions",
                   "wrong": f"wrong {title} predictions"}
 st.caption(
@@ -46,13 +47,16 @@ grouping, by = ui.grouping_radio(groups.groupings(rows, cache.attributes), "atte
 outcome = c3.radio("Images", audit.OUTCOMES, format_func=OUTCOME_LABELS.get, horizontal=True)
 
 st.markdown("## Where the maps fall, group by group")
-st.caption("Mean share of each map's heat on each face region (MTCNN landmarks), and on the whole face (the "
-           f"**{wording.FOCUS_SCORE}**), per group, with its {groups.INTERVALS['mean']} (±). {wording.SUM_RULE} "
-           "Read down a column to compare "
+st.caption("Mean share of each map's heat on each face region (placed from the eyes, nose and mouth the "
+           f"{ui.glossary_link('MTCNN', 'face detector')} finds), and on the whole face (the "
+           f"**{ui.glossary_link(wording.FOCUS_SCORE)}**), per group, with its {groups.INTERVALS['mean']} (±). "
+           f"{wording.SUM_RULE} Read down a column to compare "
            "groups: red cells are above the groups' average for that region, blue cells below. ★ marks a group "
-           "whose share differs from the other images' (Welch's t-test) after "
-           f"{groups.MULTIPLE_COMPARISONS} over every group, region and CAM method: with that many comparisons "
-           "some differences look real by chance alone, and this keeps them from being reported as findings.")
+           "whose share differs from the other images' by more than chance explains "
+           f"({ui.glossary_link(WELCH, 'a test of the two means')}), allowing for the comparisons "
+           "made over every group, region and CAM method: with that many comparisons some differences look real "
+           f"by chance alone, and this keeps them from being reported as findings ({ui.glossary_link('q value')} "
+           f"under {groups.FDR_LEVEL}).")
 parity = audit.region_parity(rows, cache.methods, method, by, outcome, task=task)
 spread = audit.region_spread(parity, by)
 if parity.empty or parity["n"].sum() == 0:
@@ -68,12 +72,14 @@ else:
                 "Coarser groups (race, or gender) or all images instead of one outcome give larger groups.")
     else:
         a = answer.iloc[0]
-        verdict = ("**Yes**: this group stands apart from the other images after false discovery rate control "
-                   f"(q = {min(a['highest_q'], a['lowest_q']):.3f}), so the difference is larger than sampling noise."
+        q = min(a["highest_q"], a["lowest_q"])
+        verdict = ("**Yes**: this group stands apart from the other images even allowing for all the comparisons "
+                   f"made ({ui.glossary_link('q value')} {'under 0.001' if q < 0.001 else f'{q:.3f}'}), so the "
+                   "difference is larger than sampling noise."
                    if a["separated"] else
-                   "**Not clearly**: neither group stands apart from the other images once the false discovery "
-                   f"rate over all the comparisons is controlled (q ≥ {groups.FDR_LEVEL}), so the difference could "
-                   "be sampling noise.")
+                   "**Not clearly**: neither group stands apart from the other images once all the comparisons "
+                   f"made are allowed for ({ui.glossary_link('q value')} {groups.FDR_LEVEL} or more), so the "
+                   "difference could be sampling noise.")
         st.markdown(
             f"{verdict} The share of heat on {noun} ranges from **{a['lowest_mean']:.1%}** for {md(a['lowest'])} "
             f"({a['lowest_ci'][0]:.1%}–{a['lowest_ci'][1]:.1%}, n={a['lowest_n']:,}) to "
@@ -86,14 +92,16 @@ else:
         st.caption(f"The region whose share differs most across groups is **{top['region']}** "
                    f"({groups.gap_with_interval(top['spread'], top['spread_low'], top['spread_high'])}, "
                    f"{md(top['highest'])} vs {md(top['lowest'])}"
-                   f"{'; a finding after false discovery rate control' if top['separated'] else '; could be chance'}).")
+                   f"{'; larger than chance explains' if top['separated'] else '; could be chance'}).")
     ui.chart(audit_charts.parity_heatmap(parity, list(audit.PARITY_KEYS)), width="stretch")
     with st.expander("Spread per region (highest minus lowest group, groups large enough to compare)"):
         ui.table(
-            spread.drop(columns=["highest_ci", "lowest_ci"]),
-            {"spread": "{:.1%}", "spread_low": "{:.1%}", "spread_high": "{:.1%}", "highest_mean": "{:.1%}",
-             "lowest_mean": "{:.1%}", "highest_q": "{:.3f}", "lowest_q": "{:.3f}"}, na_rep="–", width="stretch",
-            hide_index=True,
+            spread.drop(columns=["highest_ci", "lowest_ci"]).rename(columns=audit.plain_column),
+            {audit.plain_column(c): f for c, f in (("spread", "{:.1%}"), ("spread_low", "{:.1%}"),
+                                                   ("spread_high", "{:.1%}"), ("highest_mean", "{:.1%}"),
+                                                   ("lowest_mean", "{:.1%}"), ("highest_q", "{:.3f}"),
+                                                   ("lowest_q", "{:.3f}"))},
+            na_rep="–", width="stretch", hide_index=True,
         )
     st.caption("Shares depend on how large each region is in the picture; the focus score's chance level "
                "(the face's share of the image) is on the Evaluation page.")
@@ -126,19 +134,23 @@ else:
     left, right = st.columns(2)
     with left:
         st.markdown("#### Flip rate per group")
-        ui.chart(charts.interval_dots(effects, "flip_rate", color="view"), width="stretch")
+        ui.chart(charts.interval_dots(effects, "flip_rate", color="view", title="flip rate"), width="stretch")
     with right:
         st.markdown(f"#### Change of {method}'s focus score")
-        ui.chart(charts.interval_dots(effects, "focus_change", color="view", reference=0.0), width="stretch")
+        ui.chart(charts.interval_dots(effects, "focus_change", color="view", reference=0.0,
+                                      title=f"change of the {wording.FOCUS_SCORE}", reference_label="no change"),
+                 width="stretch")
     chance = overall["chance_change"]
-    st.caption(f"Focus change: the share of {method}'s heat on the face in the view minus on the raw image, "
-               f"averaged over the group. The face's own share of the picture (the chance level) changes by "
+    st.caption(f"Change of the {wording.FOCUS_SCORE}: the share of {method}'s heat on the face in the view minus "
+               "on the raw image, averaged over the group. The face's own share of the picture (the "
+               f"{ui.glossary_link(wording.CHANCE)}) changes by "
                f"{chance['crop'] * 100:+.1f} points when cropped and {chance['blur'] * 100:+.1f} when blurred, "
                "so compare the groups with each other rather than with zero.")
     with st.expander("The numbers"):
-        ui.table(effects,
-                 {c: "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
-                 | {c: "{:+.1%}" for c in effects.columns if c.startswith(("focus_change", "chance_change"))},
+        ui.table(effects.rename(columns=audit.plain_column),
+                 {audit.plain_column(c): "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
+                 | {audit.plain_column(c): "{:+.1%}" for c in effects.columns
+                    if c.startswith(("focus_change", "chance_change"))},
                  width="stretch", hide_index=True)
     st.markdown("#### Faces whose answer flips")
     st.caption(f"The surest {title} answers that cropping or blurring changes: open one on Explore and switch the same "
@@ -159,10 +171,10 @@ if averages.empty:
     st.info("This cache has no group average maps. Run "
             f"{ui.evaluate_hint()} with this faircam version to add them.")
 else:
-    st.caption(f"Faces cropped and aligned by MTCNN, averaged per race × gender, with the average {method} map "
-               "on top. Eyes sit at the same place in every aligned face, so the maps can be averaged pixel by "
-               f"pixel. Correct and wrong refer to the {maps_title} prediction on the cropped face, which these maps "
-               "explain. "
+    st.caption(f"Faces cropped and aligned by the {ui.glossary_link('MTCNN', 'face detector')}, averaged per "
+               f"race × gender, with the average {method} map on top. Eyes sit at the same place in every aligned "
+               f"face, so the maps can be averaged pixel by pixel. Correct and wrong refer to the {maps_title} "
+               "prediction on the cropped face, which these maps explain. "
                "Only averages are stored, never a single person's face.")
     for tab, shown in zip(st.tabs(["Correct predictions", "Wrong predictions"]), ("correct", "wrong")):
         with tab:

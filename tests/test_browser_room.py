@@ -115,3 +115,35 @@ def test_a_reloaded_link_shows_the_same_view(server, browser, shots):  # noqa: F
         page.screenshot(path=shots / "reloaded-800.png")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("width", [800, 1440])
+def test_evaluation_clips_nothing_with_the_sidebar_open(server, browser, shots, width):  # noqa: F811
+    # An 800 px window with the sidebar open leaves the page about 500 px: the interval metric ended in "91.6–9…"
+    # and the per-class table scrolled sideways, recall and F1 out of view.
+    context = browser.new_context(viewport={"width": width, "height": 1600})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_S * 1000)
+    try:
+        page.goto(f"{server}/Evaluation")
+        _settle(page)
+        page.get_by_text("Per class").first.wait_for(timeout=WAIT_S * 1000)
+        _settle(page)
+        _no_exception(page)
+        box = page.locator("[data-testid='stSidebar']").bounding_box()
+        assert box is not None and box["x"] + box["width"] > 200, box  # the sidebar is open
+        # A value cut to "…" is wider than its box: the box or a box inside it hides the rest.
+        values = page.locator("[data-testid='stMetricValue']").evaluate_all(
+            "es => es.map(e => [e.innerText, Math.max(...[e, ...e.querySelectorAll('*')].map("
+            "x => x.scrollWidth - x.clientWidth)), e.getBoundingClientRect().right])")
+        assert any(re.fullmatch(r"\d+\.\d–\d+\.\d%", v[0]) for v in values), values
+        assert all(v[1] <= 1 and v[2] <= width for v in values), values
+        # The per-class table, a static one whose cells wrap (a data grid scrolls sideways, its last columns hidden).
+        table = page.locator("[data-testid='stTable']").filter(has_text="F1")
+        assert table.count() == 1
+        table = table.first
+        right, hidden = table.evaluate("t => [t.getBoundingClientRect().right, t.scrollWidth - t.clientWidth]")
+        assert right <= width and hidden <= 1, (right, hidden)
+        page.screenshot(path=shots / f"evaluation-sidebar-{width}.png", full_page=True)
+    finally:
+        context.close()

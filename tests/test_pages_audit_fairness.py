@@ -89,6 +89,9 @@ def test_fairness_page_on_a_cache_too_small_to_rank(monkeypatch, tmp_path, rows)
     assert_clean(at)
     assert "Fewer than two groups have 30 or more images" in texts(at)
     assert all(g.endswith("⚠ small") for g in at.dataframe[0].value["race"])
+    # No group to place on the equalized odds chart: one line says so, no empty 0-400% chart.
+    assert "Nothing to draw: Fewer than two groups have 30 or more images" in texts(at)
+    assert [c.key for c in at.get("plotly_chart")] == ["bars-race"]
 
 
 def test_fairness_without_cache_says_how_to_make_one(monkeypatch, tmp_path):

@@ -230,8 +230,15 @@ def texts(at: AppTest) -> str:
     return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.warning, *at.info])
 
 
+def _as_read(value: object) -> object:
+    return re.sub(r"\\(.)", r"\1", value) if isinstance(value, str) else value
+
+
 def table_with(at: AppTest, first_column: str) -> pd.DataFrame:
-    (table,) = [d.value for d in at.dataframe if list(d.value.columns)[:1] == [first_column]]
+    """The one table, a data grid or a static table (whose text is Markdown-escaped), of `first_column` first, as
+    a reader reads it."""
+    shown = [d.value for d in at.dataframe] + [t.value.map(_as_read).rename(columns=_as_read) for t in at.table]
+    (table,) = [t for t in shown if list(t.columns)[:1] == [first_column]]
     return table
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
 from streamlit.testing.v1 import AppTest
+from test_task_measures import table_with
 
 from faircam.audit.modelcard import model_card
 from faircam.audit.report import build_report
@@ -90,8 +91,7 @@ def test_a_new_task_flows_to_the_pages_report_and_card(emotion_model, emotion):
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     metric = {m.label: m.value for m in at.metric}
     assert metric["Accuracy"] == f"{accuracy_score(rows['emotion'], rows[emotion.pred]):.1%}"
-    per_class = next(d.value for d in at.dataframe if list(d.value.columns)[:1] == ["class"])
-    assert per_class["class"].tolist() == list(emotion.classes)
+    assert table_with(at, "class")["class"].tolist() == list(emotion.classes)
 
     at.switch_page("pages/4_Fairness.py").run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]

@@ -203,6 +203,27 @@ def region_spread(parity: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         "spread", ascending=False, ignore_index=True)
 
 
+# The column names of `counterfactual_effects` and `region_spread` in words, for the tables a page shows.
+_PLAIN_COLUMNS = {
+    "n": "images", "flips": "answers that flip", "flip_rate": "flip rate", "accuracy_raw": "accuracy, raw image",
+    "accuracy_view": "accuracy, this view", "focus_change": "change of the focus score",
+    "chance_change": "change of the chance level", "small": "⚠ small",
+    "spread": "spread (highest − lowest)", "highest": "highest group", "highest_mean": "highest share",
+    "highest_n": "highest group's images", "highest_q": "highest group's q value", "lowest": "lowest group",
+    "lowest_mean": "lowest share", "lowest_n": "lowest group's images", "lowest_q": "lowest group's q value",
+    "separated": "larger than chance", "groups_compared": "groups compared",
+}
+
+
+def plain_column(column: str) -> str:
+    """A column of `counterfactual_effects` or `region_spread` named in words (its interval's bounds as "from" and
+    "to"); any other column keeps its name."""
+    for suffix, words in (("_low", "95% interval from"), ("_high", "95% interval to")):
+        if column.endswith(suffix) and column.removesuffix(suffix) in _PLAIN_COLUMNS:
+            return f"{_PLAIN_COLUMNS[column.removesuffix(suffix)]}, {words}"
+    return _PLAIN_COLUMNS.get(column, column)
+
+
 def has_faithfulness(rows: pd.DataFrame) -> bool:
     """Whether the cache holds faithfulness scores for a sample of its images."""
     return "faith_sampled" in rows.columns and bool(rows["faith_sampled"].any())

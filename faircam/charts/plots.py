@@ -63,14 +63,16 @@ def pr_curves(curves: pd.DataFrame, positive: str) -> go.Figure:
 
 
 def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, percent: bool = True,
-                  reference: float | None = None, title: str | None = None) -> go.Figure:
+                  reference: float | None = None, title: str | None = None,
+                  reference_label: str | None = None) -> go.Figure:
     """An estimate per group as a dot with its 95% interval as a whisker, in the table's order.
 
     `table` is a group table (`faircam.audit.groups.group_table`, or a long table built from one): `group`,
     `n`, `small`, `value`, `<value>_low`, `<value>_high`. Each label carries the group's n (on a line of
     its own) and small groups are marked (`size_label`); rows without the estimate (NaN) are left out. With
     `color`, several dots of one group (one per view or method) sit side by side. Dots, not bars: the axis need
-    not start at zero to show differences of a few points honestly.
+    not start at zero to show differences of a few points honestly. A `reference` line is named in the axis title,
+    as `reference_label` or, by default, as the overall value.
     """
     data = table.dropna(subset=[value]).copy()
     sizes = data.groupby("group", sort=False).agg(n=("n", "max"), small=("small", "any"))
@@ -81,6 +83,7 @@ def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, per
         data, x=value, y="label", color=color, error_x=data[f"{value}_high"] - data[value],
         error_x_minus=data[value] - data[f"{value}_low"],
         text=[f"{v:.1%}" for v in data[value]] if percent and color is None else None,
+        labels={value: title or value, "label": "group"},  # the hover's words
     )
     for trace in fig.data:
         trace.offsetgroup = trace.name
@@ -100,7 +103,8 @@ def interval_dots(table: pd.DataFrame, value: str, color: str | None = None, per
         # Named in the axis title: written at the line's top it covered the first group's value.
         fig.add_vline(x=reference, line_dash="dot")
         if percent:
-            fig.update_layout(xaxis_title=f"{title or value} (dotted line: overall {reference:.1%})")
+            fig.update_layout(xaxis_title=f"{title or value} (dotted line: "
+                                          f"{reference_label or f'overall {reference:.1%}'})")
     return fig
 
 

@@ -247,7 +247,7 @@ def choose(from_link: bool = False,
     c1, c2, c3 = st.columns(3)
     uploading = source == SOURCES[1]
     # Kept per source (`crop_setting`).
-    crop = c1.toggle("Crop and align the face (MTCNN)", help=crop_help,
+    crop = c1.toggle("Crop and align the face", help=crop_help,
                      **_seeded(_crop_name(uploading), crop_setting(uploading)))
     blur = c2.toggle("Blur the background", help="Keep the face sharp and blur everything around it.",
                      **_seeded("blur", False))

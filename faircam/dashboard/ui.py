@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from faircam import wording
+from faircam import glossary, wording
 from faircam.audit import groups
 from faircam.config import DEFAULT_MODEL_NAME, MAX_UPLOAD_MB, PROJECT_ROOT, cache_path_for, settings
 from faircam.data.fairface import describe_dropped, read_data_image
@@ -48,22 +48,30 @@ PRESENT_KEY = "faircam_present"
 # Tables up to this many rows are drawn whole (race × gender has 14); in presentation mode all are.
 WHOLE_TABLE_ROWS = 20
 # From 800 px up: columns wrap instead of shrinking below a readable width (map tiles, face buttons,
-# toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Presentation
-# mode adds larger type, the full width, and wider tiles (three to a row at 800 px); up to 1000 px its columns of
-# text and tables take the whole width, one under another, rather than a narrow column each.
+# toggles), and a wrapped column keeps its width (a last map alone on its row would fill it). Where the page's
+# own width is narrow (an 800 px window with the sidebar open leaves it about 500 px; a container query, as the
+# window's width does not say whether the sidebar is open), its columns of text and tables take the whole width,
+# one under another. Labels and metric values wrap rather than end in "…"; a static table too wide scrolls.
+# Presentation mode adds larger type, the full width, and wider tiles (three to a row at 800 px); up to 1000 px
+# its columns of text and tables take the whole width too.
 _LAYOUT_CSS = """
+[data-testid="stMainBlockContainer"] { container-type: inline-size; }
 [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(140px, 100%); flex-grow: 0; }
+@container (max-width: 640px) {
+  [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:not(:has([data-testid="stImage"])) { min-width: 100%; }
+}
 [data-testid="stWidgetLabel"] [data-testid="stMarkdownContainer"], [data-testid="stWidgetLabel"] p,
 [data-testid="stButton"] button [data-testid="stMarkdownContainer"], [data-testid="stButton"] button p,
-[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"], [data-testid="stMetricLabel"] p {
+[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"], [data-testid="stMetricLabel"] p,
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * {
   white-space: normal; overflow: visible; }
+[data-testid="stTable"] { overflow-x: auto; }
 """
 _PRESENT_CSS = """
 html { font-size: 20px; }
 .block-container { max-width: 100%; padding-left: 1.5rem; padding-right: 1.5rem; padding-top: 2.5rem; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(220px, 100%); }
-[data-testid="stTable"] { overflow-x: auto; }
 @media (max-width: 1000px) {
   [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:not(:has([data-testid="stImage"])) { min-width: 100%; }
 }
@@ -159,6 +167,14 @@ def scroll_here(key: str) -> None:
     st.html(_SCROLL_TO.replace("ANCHOR", anchor), unsafe_allow_javascript=True)
 
 
+def glossary_link(term: str, text: str | None = None) -> str:
+    """A Markdown link, worded `text` (the term's name by default), to the Glossary opened at `term`, carrying the
+    session's model, task and presentation mode. Relative, so it holds under a server's base path; Streamlit opens
+    it in a new tab, which keeps the reader's place."""
+    name = glossary.find(term).name
+    return f"[{md(text or name)}](Glossary?{urlencode({**shared_params(), 'term': name})})"
+
+
 def page_link(page: str, label: str, icon: str | None = None, **params: str | list[str]) -> None:
     """`st.page_link` to `page` carrying the session's model, task and presentation mode, and `params`: opened in a
     new tab, it shows what this session would."""
@@ -234,8 +250,7 @@ def table(data: pd.DataFrame, formats: str | dict[str, str] | None = None, hide_
         shown = data.map(_md_label).rename(index=_md_label, columns=_md_label)
         if isinstance(formats, dict):
             formats = {_md_label(column): format for column, format in formats.items()}
-        styled = shown.style.format(formats, na_rep=na_rep)
-        st.table(styled.hide(axis="index") if hide_index else styled)
+        st.table(shown.style.format(formats, na_rep=na_rep), hide_index=hide_index)
         return
     whole = len(data.index) <= WHOLE_TABLE_ROWS
     shown = data.style.format(formats, na_rep=na_rep) if formats or na_rep else data
@@ -597,6 +612,13 @@ def _explain(key: str, _data: bytes | None, root: str | None, file: str | None, 
     return pipeline(model).explain(image, crop=crop, blur=blur, face_index=face, task=task, target=target)
 
 
+def _computing(model: str) -> str:
+    """The spinner's words while the maps are computed: sessions take turns at the CAM pass (`Turns`), so in a
+    full room it says how many are ahead."""
+    ahead = pipeline(model).explainer.turns.ahead
+    return (f"Busy: {ahead} ahead of you. " if ahead else "") + "Computing the four maps…"
+
+
 def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: str | None = None,
                    task: str | None = None, target: str | None = None) -> Explanation | None:
     """Explanation of uploaded bytes by a model (default: the selected one): its maps for `task` (default: the
@@ -605,10 +627,10 @@ def explain_upload(data: bytes, crop: bool, blur: bool, face: int = 0, model: st
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         st.error(f"The file is larger than {MAX_UPLOAD_MB} MB. Please upload a smaller photo.")
         return None
+    model = model or selected_model()
     try:
-        with st.spinner("Computing the four maps…"):
-            return _explain(image_key(data), data, None, None, crop, blur, face, model or selected_model(), task,
-                            target)
+        with st.spinner(_computing(model)):
+            return _explain(image_key(data), data, None, None, crop, blur, face, model, task, target)
     except ImageError as exc:
         st.error(f"**This file cannot be used.** {md(exc)}")
         return None
@@ -630,10 +652,10 @@ def explain_file(root: Path, file: str, crop: bool, blur: bool, face: int = 0, m
     for `task` (default: the model's first, gender) and its class `target` (default: the predicted one), memoised
     on its path,
     the toggles, the model, the task and the target."""
+    model = model or selected_model()
     try:
-        with st.spinner("Computing the four maps…"):
-            return _explain(str(root / file), None, str(root), file, crop, blur, face, model or selected_model(),
-                            task, target)
+        with st.spinner(_computing(model)):
+            return _explain(str(root / file), None, str(root), file, crop, blur, face, model, task, target)
     except ImageError as exc:
         st.error(f"**This image cannot be used.** {md(exc)}")
         return None

@@ -40,6 +40,43 @@ METHODS: dict[str, type[BaseCAM]] = {
 }
 
 
+class Turns:
+    """A lock that counts who holds it or waits for it: the app's sessions take turns at a model's work (the
+    face's view and the CAM pass, `Pipeline.explain`), and a session about to queue can say how many are ahead
+    of it (`ahead`). Re-entered by its holder (the CAM pass inside `Pipeline.explain`) without counting again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = threading.Lock()
+        self._queued = 0
+        self._owner: int | None = None
+        self._depth = 0
+
+    @property
+    def ahead(self) -> int:
+        """How many passes run or wait now: those a new caller would wait behind."""
+        return self._queued
+
+    def __enter__(self) -> Turns:
+        if self._owner == threading.get_ident():
+            self._depth += 1
+            return self
+        with self._count:
+            self._queued += 1
+        self._lock.acquire()
+        self._owner, self._depth = threading.get_ident(), 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
+        self._owner = None
+        self._lock.release()
+        with self._count:
+            self._queued -= 1
+
+
 @dataclass
 class CamBatch:
     """Probabilities and maps for a batch: `maps[method]` is (N, H, W) in [0, 1].
@@ -88,13 +125,13 @@ class CamExplainer:
             cam.activations_and_grads.release()
             self._cams[name] = cam
         # The recorder holds one pass's tensors: concurrent app sessions must take turns.
-        self._lock = threading.Lock()
+        self.turns = Turns()
 
     def __call__(self, inputs: torch.Tensor, target_classes: list[int] | None = None,
                  outputs: slice = slice(None)) -> CamBatch:
         """Maps for `target_classes` among the network's `outputs` (one task's logits; default: all of them),
         by default each image's predicted class."""
-        with self._lock:
+        with self.turns:
             # Hooks live only for this call, so other forward passes of the net record nothing. The cut
             # comes first, so the library's hooks record (and take the gradient of) the cut output.
             cut = self.target_layer.register_forward_hook(cut_graph, prepend=True)

@@ -163,4 +163,7 @@ class Pipeline:
         """`explain_views` for one RGB photo under the chosen crop and blur toggles: maps for `task` (default:
         the model's) and its class `target` (default: the predicted one)."""
         model = self.model.for_task(task) if task else self.model
-        return explain_views([self.view(image, crop, blur, face_index)], model, self.explainer, target)[0]
+        # One photo at a time per model: concurrent sessions would split two cores between them and all wait
+        # longer; taking turns lets the app say how many are ahead (`Turns.ahead`).
+        with self.explainer.turns:
+            return explain_views([self.view(image, crop, blur, face_index)], model, self.explainer, target)[0]
