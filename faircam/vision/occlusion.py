@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faircam.vision.cams import CamBatch
+from faircam.vision.cams import CamBatch, Turns
 from faircam.wording import OCCLUSION
 
 # The square's side and its step as fractions of the input's side.
@@ -32,6 +32,8 @@ class OcclusionExplainer:
 
     def __init__(self, net: nn.Module):
         self.net = net
+        # The app's sessions take turns at it as at a CAM explainer (`Pipeline.explain`).
+        self.turns = Turns()
 
     def __call__(self, inputs: torch.Tensor, target_classes: list[int] | None = None,
                  outputs: slice = slice(None)) -> CamBatch:
