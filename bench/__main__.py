@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-PARTS = ("cams", "evaluate", "app", "memory", "ray", "pages", "room", "first")
+PARTS = ("cams", "evaluate", "app", "memory", "ray", "pages", "room", "first", "brought")
 
 
 def main() -> None:
@@ -17,6 +17,8 @@ def main() -> None:
     parser.add_argument("--memory-images", type=int, default=256,
                         help="N of the memory bench: `faircam evaluate` at N and 4N images")
     parser.add_argument("--ray-images", type=int, default=64, help="val images for the Ray bench (batches of 8)")
+    parser.add_argument("--brought-images", type=int, default=48,
+                        help="stratified val faces for the brought ViT-Base bench (the page's default is 700)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (default 1)")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per contender in the CAM bench")
@@ -30,9 +32,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}")
 
-    from faircam.allocator import active, use_tcmalloc
+    from faircam.allocator import active, use_allocator
 
-    use_tcmalloc()  # as `faircam evaluate` runs: the bench measures what a user gets
+    use_allocator()  # as `faircam evaluate` runs: the bench measures what a user gets
 
     import torch
 
@@ -88,6 +90,10 @@ def main() -> None:
             from bench import first
 
             results[part] = first.run()
+        elif part == "brought":
+            from bench import brought
+
+            results[part] = brought.run(args.brought_images)
         print(json.dumps(results[part], indent=2), flush=True)
     results["load_after"] = load()
     results["bench_wall_s"] = round(time.perf_counter() - started, 1)

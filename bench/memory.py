@@ -15,13 +15,13 @@ import sys
 import time
 
 from bench.common import OUT, data_dir, status_kb
-from faircam.allocator import tcmalloc_library
+from faircam.allocator import preloaded_env, tcmalloc_library
 from faircam.config import ALLOCATORS, PROJECT_ROOT
 
 
 def _peak(count: int, batch_size: int, allocator: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-           "FAIRCAM_ALLOCATOR": allocator}
+    env = preloaded_env({**os.environ, "FAIRCAM_ALLOCATOR": allocator,
+                         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])})
     arguments = ["evaluate", "--data", str(data_dir()), "--split", "val", "--limit", str(count), "--batch-size",
                  str(batch_size), "--faithfulness-per-cell", "0", "--out", str(OUT / "bench-memory.parquet")]
     command = [sys.executable, "-c", "import sys; from faircam.cli import main; sys.exit(main())", *arguments]
@@ -100,8 +100,9 @@ print(json.dumps(rounds))
 def mtcnn_batch_peaks(count: int = 256) -> dict:
     """MTCNN's peak above the memory in use, per batch of 32 of the first `count` val images, twice over the
     same batches, with glibc's mmap threshold left dynamic and fixed at 4 MB: (first round, second round) MB."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    # glibc's thresholds, so glibc's malloc: not the bench's own tcmalloc.
+    env = preloaded_env({**os.environ, "FAIRCAM_ALLOCATOR": "glibc", "OMP_NUM_THREADS": "1",
+                         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])})
     results = {}
     for setting, megabytes in (("dynamic", "0"), ("fixed", "4")):
         done = subprocess.run([sys.executable, "-c", _BATCH_PEAKS, str(data_dir()), str(count)],

@@ -8,7 +8,7 @@ system time than user time (bench/evaluate.py). Keeping them in glibc's heap ins
 climbs with the length of the run. tcmalloc (gperftools' `libtcmalloc_minimal.so.4`, Debian's
 `libtcmalloc-minimal4`, which `run.sh` installs) keeps freed spans for reuse and returns them gradually: system time
 falls to a few percent of user time and the peak stays flat (README, "Performance"). It must be loaded before
-anything allocates, so a process that wants it is executed again, once, with it in `LD_PRELOAD` (`use_tcmalloc`),
+anything allocates, so a process that wants it is executed again, once, with it in `LD_PRELOAD` (`use_allocator`),
 and children are started with it (`preloaded_env`). Where it is not installed, or with `FAIRCAM_ALLOCATOR=glibc`,
 glibc runs with a fixed mmap threshold (`steady_allocator`) and hands freed memory back after every batch
 (`release_freed_memory`), which keeps the peak flat at the cost of the kernel's work.
@@ -50,28 +50,32 @@ def active() -> str:
 
 
 def preloaded_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """`env` (default: this process's) with tcmalloc first in `LD_PRELOAD`, when it is wanted and installed."""
+    """`env` (default: this process's) with tcmalloc first in `LD_PRELOAD` when its `FAIRCAM_ALLOCATOR` asks for it
+    and it is installed, and without it otherwise (a child asked to run on glibc does not inherit it)."""
     env = dict(os.environ if env is None else env)
+    preload = [p for p in env.get("LD_PRELOAD", "").split() if p and TCMALLOC not in p]
     library = tcmalloc_library()
-    if allocator_setting() != "tcmalloc" or library is None:
-        return env
-    preload = [p for p in env.get("LD_PRELOAD", "").split() if p]
-    if not any(TCMALLOC in p for p in preload):
-        env["LD_PRELOAD"] = " ".join([library, *preload])
+    if allocator_setting(env) == "tcmalloc" and library is not None:
+        preload.insert(0, library)
+    if preload:
+        env["LD_PRELOAD"] = " ".join(preload)
+    else:
+        env.pop("LD_PRELOAD", None)
     return env
 
 
-def use_tcmalloc() -> None:
-    """Execute this process again with tcmalloc preloaded, when it is wanted, installed and not in force yet; return
-    where nothing is to be done (the re-executed process returns here too)."""
-    if active() == "tcmalloc" or os.environ.get(_TRIED) or allocator_setting() != "tcmalloc":
+def use_allocator() -> None:
+    """Execute this process again on the allocator `FAIRCAM_ALLOCATOR` asks for (tcmalloc where installed), when it
+    runs on another; return where nothing is to be done (the re-executed process returns here too)."""
+    # Taken out of the environment at once, so the processes this one starts decide for themselves.
+    if os.environ.pop(_TRIED, None):
         return
-    env = preloaded_env()
-    if "LD_PRELOAD" not in env or env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
+    wanted = "tcmalloc" if allocator_setting() == "tcmalloc" and tcmalloc_library() is not None else "glibc"
+    if active() == wanted:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**env, _TRIED: "1"})
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**preloaded_env(), _TRIED: "1"})
 
 
 @cache

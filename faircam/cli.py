@@ -550,9 +550,9 @@ def main(argv: list[str] | None = None) -> int:
             allocator_setting()  # a bad FAIRCAM_ALLOCATOR stops here, before any work
             if argv is None:
                 # The commands that run a network, as a program of their own (not a call from Python), on tcmalloc.
-                from faircam.allocator import use_tcmalloc
+                from faircam.allocator import use_allocator
 
-                use_tcmalloc()
+                use_allocator()
         args.run(args)
     except KNOWN_ERRORS as exc:
         print(f"faircam: error: {exc}", file=sys.stderr)

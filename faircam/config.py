@@ -18,6 +18,7 @@ faircam uses what ships in `assets/` and the FairFace sample beside the checkout
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,10 +93,11 @@ def evaluate_mmap_mb() -> int:
 ALLOCATORS = ("tcmalloc", "glibc")
 
 
-def allocator_setting() -> str:
-    """The memory allocator faircam's heavy processes ask for (`FAIRCAM_ALLOCATOR`, default "tcmalloc", used where
-    installed; "glibc" keeps the C library's own with `FAIRCAM_MMAP_MB`): `faircam.allocator`."""
-    value = os.environ.get("FAIRCAM_ALLOCATOR", "").strip().lower() or ALLOCATORS[0]
+def allocator_setting(env: Mapping[str, str] | None = None) -> str:
+    """The memory allocator faircam's heavy processes ask for (`FAIRCAM_ALLOCATOR` of `env`, default this process's
+    environment; "tcmalloc" by default, used where installed; "glibc" keeps the C library's own with
+    `FAIRCAM_MMAP_MB`): `faircam.allocator`."""
+    value = (os.environ if env is None else env).get("FAIRCAM_ALLOCATOR", "").strip().lower() or ALLOCATORS[0]
     if value not in ALLOCATORS:
         raise DataError(f"FAIRCAM_ALLOCATOR={value!r}: give one of {', '.join(ALLOCATORS)}.")
     return value

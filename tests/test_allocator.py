@@ -25,10 +25,13 @@ INSTALLED = "tcmalloc" if tcmalloc_library() else "glibc"
 
 
 def evaluate_as_a_program(fairface, out, **env) -> subprocess.CompletedProcess:
+    # Started as from a process on tcmalloc (the bench, the app): a child asked for glibc must not inherit it.
+    inherited = {"LD_PRELOAD": tcmalloc_library()} if tcmalloc_library() else {}
     return subprocess.run(
         [sys.executable, "-m", "faircam.cli", "evaluate", "--data", str(fairface), "--split", "val", "--limit", "4",
          "--faithfulness-per-cell", "0", "--out", str(out)],
-        cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1", **env},
+        cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1", **inherited,
+                               **env},
         capture_output=True, text=True, timeout=600)
 
 

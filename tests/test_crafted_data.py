@@ -28,6 +28,7 @@ from faircam.evaluation.cache import read_cache, write_cache
 from faircam.text import WORD_JOINER
 
 PIXEL = "http://evil.example/pixel.png"
+OWN_LINK = re.compile(r'<a href="Glossary\?[^"<>:]*">')
 LINKS = f"[click me](https://evil.example/phish) ![]({PIXEL})"
 # GitHub's autolinks: Streamlit links these even when every character is backslash-escaped.
 BARE = "see http://evil.example/a, www.evil.example or me@evil.example"
@@ -45,9 +46,10 @@ NOT_MARKDOWN = {"Code", "Html", "Json", "PlotlyChart", "Dataframe", "Exception"}
 def markup_in(markdown: str) -> str:
     """What in `markdown` renders as more than its text (a link, an image, an autolink), or ""."""
     page = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"]).render(markdown)
-    found = re.search(r"<(a|img)\b[^>]*>", page)
+    # The app's own links to its Glossary (`ui.glossary_link`) are meant; any other link or image is not.
+    found = [m.group(0) for m in re.finditer(r"<(a|img)\b[^>]*>", page) if not OWN_LINK.fullmatch(m.group(0))]
     if found:
-        return found.group(0)
+        return found[0]
     text = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<code>.*?</code>", "", page, flags=re.S)))
     found = AUTOLINK.search(text)
     return found.group(0) if found else ""
