@@ -26,6 +26,8 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -253,6 +255,19 @@ class _Staging:
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    @contextmanager
+    def undone_on_error(self, source: str, plain: tuple[type[Exception], ...] = (ModelError,)) -> Iterator[None]:
+        """The block's work, the folder removed when it fails; an error of a `plain` kind names the upload, not the
+        server's folder (`_plain`)."""
+        try:
+            yield
+        except plain as exc:
+            self.discard()
+            raise type(exc)(_plain(str(exc), self.folder, source)) from None
+        except BaseException:
+            self.discard()
+            raise
+
 
 def _plain(message: str, folder: Path, source: str) -> str:
     """An error about a file of the staged model, naming the upload instead of the server's folder."""
@@ -275,32 +290,23 @@ def _check_model(staging: _Staging, root: Path, source: str) -> Installed:
     from faircam.models.kinds import KINDS
     from faircam.models.registry import ModelEntry
 
-    try:
+    with staging.undone_on_error(source):
         kind = recognise(root)  # a folder: a Hugging Face one or a faircam-model.json's, else a ModelError
         target = root if kind == "huggingface" else root / MODEL_JSON
         loaded = KINDS[kind].load(ModelEntry(name=staging.name, title=staging.name, origin="", licence="", input="",
                                              classes="", weights=target, kind=kind))
-    except ModelError as exc:
-        staging.discard()
-        raise ModelError(_plain(str(exc), staging.folder, source)) from None
-    except BaseException:
-        staging.discard()
-        raise
     facts = {"arch": loaded.arch, "tasks": {t: list(c) for t, c in loaded.tasks.items()},
              "label_mapping": loaded.info.get("label_mapping", {}), "input_size": loaded.input_size,
              "mean": list(loaded.mean), "std": list(loaded.std), "view": loaded.info.get("view", "whole"),
              "cam_layer": loaded.info.get("cam_layer", ""), "sha256": loaded.sha256}
-    try:
+    with staging.undone_on_error(source, plain=()):
         return _finish(staging, kind, target.relative_to(staging.folder), source, facts)
-    except BaseException:
-        staging.discard()
-        raise
 
 
 def install_archive(name: str, data: bytes | Path, source: str) -> Installed:
     """A zip of a Hugging Face folder, or of a faircam-model.json with its weights, installed as `name`."""
     staging = _Staging(name)
-    try:
+    with staging.undone_on_error(source, plain=()):
         archive = staging.folder / "upload.zip"
         _put(data, archive, source)
         _unpack(archive, staging.folder / MODEL_DIR, source)
@@ -309,9 +315,6 @@ def install_archive(name: str, data: bytes | Path, source: str) -> Installed:
         if not unpacked.is_dir() or not any(unpacked.iterdir()):
             raise ModelError(f"{source} is empty.")
         root = _model_root(staging.folder / MODEL_DIR)
-    except BaseException:
-        staging.discard()
-        raise
     return _check_model(staging, root, source)
 
 
@@ -319,7 +322,7 @@ def install_weights(name: str, data: bytes | Path, source: str, spec: dict[str, 
     """A state dict (.safetensors, .pt read without unpickling) or an ONNX file, described by `spec` (a
     faircam-model.json's fields: `weights_spec`, or the user's own JSON), installed as `name`."""
     staging = _Staging(name)
-    try:
+    with staging.undone_on_error(source):
         fmt = spec.get("format")
         suffix = Path(source).suffix.lower()
         allowed = WEIGHT_SUFFIXES.get(fmt) if isinstance(fmt, str) else None
@@ -329,12 +332,6 @@ def install_weights(name: str, data: bytes | Path, source: str, spec: dict[str, 
         _put(data, staging.folder / MODEL_DIR / weights, source)
         write_atomic(staging.folder / MODEL_DIR / MODEL_JSON, json.dumps({**spec, "weights": weights}, indent=2))
         read_spec(staging.folder / MODEL_DIR)  # the description's own errors, before any loading
-    except ModelError as exc:
-        staging.discard()
-        raise ModelError(_plain(str(exc), staging.folder, source)) from None
-    except BaseException:
-        staging.discard()
-        raise
     return _check_model(staging, staging.folder / MODEL_DIR, source)
 
 
@@ -351,7 +348,7 @@ def install_answers(name: str, data: bytes | Path, source: str, data_dir: Path |
     if suffix not in (".csv", ".parquet"):
         raise DataError(f"{source}: a table of answers is a .csv or .parquet file.")
     staging = _Staging(name)
-    try:
+    with staging.undone_on_error(source, plain=(DataError, ModelError)):
         table = staging.folder / f"{staging.name}{suffix}"
         _put(data, table, source)
         folder = staging.commit()
@@ -360,12 +357,6 @@ def install_answers(name: str, data: bytes | Path, source: str, data_dir: Path |
                  "label_mapping": {}, "input_size": None, "view": None, "cam_layer": "",
                  "sha256": cache.model_meta["sha256"], "counts": counts}
         return _finish(staging, ANSWERS, Path(table.name), source, facts), counts
-    except (DataError, ModelError) as exc:
-        staging.discard()
-        raise type(exc)(_plain(str(exc), staging.folder, source)) from None
-    except BaseException:
-        staging.discard()
-        raise
 
 
 def preview(pipeline: Pipeline, data_dir: Path, per_cell: int = 1, seed: int = 0) -> pd.DataFrame:
