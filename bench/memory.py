@@ -15,7 +15,7 @@ import sys
 import time
 
 from bench.common import OUT, data_dir, status_kb
-from faircam.allocator import preloaded_env, tcmalloc_library
+from faircam.allocator import preloaded_env, wanted
 from faircam.config import ALLOCATORS, PROJECT_ROOT
 
 
@@ -60,7 +60,7 @@ def evaluate_peak(count: int, batch_size: int = 32) -> dict:
     OUT.mkdir(parents=True, exist_ok=True)
     results = {}
     for allocator in ALLOCATORS:
-        if allocator == "tcmalloc" and tcmalloc_library() is None:
+        if wanted({"FAIRCAM_ALLOCATOR": allocator}) != allocator:
             results[allocator] = "not installed (apt-get install libtcmalloc-minimal4)"
             continue
         runs = [_peak(n, batch_size, allocator) for n in (count, 4 * count)]

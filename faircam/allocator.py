@@ -23,13 +23,14 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
 from faircam.config import allocator_setting, evaluate_mmap_mb
 
 TCMALLOC = "tcmalloc_minimal"
-# Set in the environment of the process `use_tcmalloc` starts: a library that failed to preload is not retried.
+# Set in the environment of the process `use_allocator` starts: a library that failed to preload is not retried.
 _TRIED = "FAIRCAM_ALLOCATOR_TRIED"
 
 
@@ -49,14 +50,19 @@ def active() -> str:
     return "tcmalloc" if f"lib{TCMALLOC}" in maps else "glibc"
 
 
+def wanted(env: Mapping[str, str] | None = None) -> str:
+    """The allocator `env` (default: this process's environment) asks for and this machine has: "tcmalloc" where
+    `FAIRCAM_ALLOCATOR` asks for it and it is installed, else "glibc"."""
+    return "tcmalloc" if allocator_setting(env) == "tcmalloc" and tcmalloc_library() is not None else "glibc"
+
+
 def preloaded_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """`env` (default: this process's) with tcmalloc first in `LD_PRELOAD` when its `FAIRCAM_ALLOCATOR` asks for it
     and it is installed, and without it otherwise (a child asked to run on glibc does not inherit it)."""
     env = dict(os.environ if env is None else env)
     preload = [p for p in env.get("LD_PRELOAD", "").split() if p and TCMALLOC not in p]
-    library = tcmalloc_library()
-    if allocator_setting(env) == "tcmalloc" and library is not None:
-        preload.insert(0, library)
+    if wanted(env) == "tcmalloc":
+        preload.insert(0, tcmalloc_library())
     if preload:
         env["LD_PRELOAD"] = " ".join(preload)
     else:
@@ -70,8 +76,7 @@ def use_allocator() -> None:
     # Taken out of the environment at once, so the processes this one starts decide for themselves.
     if os.environ.pop(_TRIED, None):
         return
-    wanted = "tcmalloc" if allocator_setting() == "tcmalloc" and tcmalloc_library() is not None else "glibc"
-    if active() == wanted:
+    if active() == wanted():
         return
     sys.stdout.flush()
     sys.stderr.flush()

@@ -158,7 +158,7 @@ def _batches(
     load_and_prepare = partial(prepare_batch, split, prepare=prepare)
     bounds = batch_bounds(start, len(split.rows), batch_size)
     starts = bounds[:-1]
-    halved = start == 0 and len(starts) > 1 and starts[1] < batch_size
+    halved = len(starts) > 1 and starts[1] - starts[0] < batch_size  # `batch_bounds` split the first batch
 
     def chunk(i: int) -> pd.DataFrame:
         return split.rows.iloc[bounds[i] : bounds[i + 1]]
