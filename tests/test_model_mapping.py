@@ -431,3 +431,14 @@ def test_a_sigmoid_head_is_audited_through_the_command_and_pages(tmp_path, fairf
         assert not at.exception and not at.error, page
         if page == "pages/2_Evaluation.py":
             assert at.metric[0].value == f"{rows['correct'].mean():.1%}"
+
+
+def test_a_black_box_has_no_layer_to_choose(black_box, fairface, tmp_path, capsys):
+    """`--cam-layer` for a graph that runs in onnxruntime is one line and exit 2, no cache written."""
+    out = tmp_path / "layer.parquet"
+    status = main(["evaluate", "--data", str(fairface), "--model", str(black_box["spec"]), "--out", str(out),
+                   "--cam-layer", "layer3", "--limit", "8", "--faithfulness-per-cell", "0"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert "runs in onnxruntime as a black box, with occlusion maps: it has no layer to choose" in err
+    assert not out.exists()
