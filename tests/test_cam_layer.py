@@ -112,6 +112,21 @@ def test_the_descriptions_cam_layer_and_the_option_reach_the_evaluation(made, tm
     assert read_cache(out).meta["model"]["cam_layer"] == "layer2"
 
 
+def test_an_unfinished_run_on_another_layer_is_not_resumed(made, tmp_path, fairface, monkeypatch, capsys):
+    """Ctrl-C during `faircam evaluate` keeps its work for a resume; rerun with another `--cam-layer`, it starts
+    over, so no cache holds maps of two layers."""
+    from test_evaluate import counting_passes
+
+    out = tmp_path / "eval.parquet"
+    args = ["evaluate", "--data", str(fairface), "--model", str(made["json"]), "--out", str(out), "--limit", "8",
+            "--batch-size", "4", "--faithfulness-per-cell", "0"]
+    counting_passes(monkeypatch, interrupt_at=3)  # rows 0-2 and 2-4 done (`batch_bounds`), 4-8 interrupted
+    assert run_cli(args, capsys)[0] == 130
+    calls = counting_passes(monkeypatch)
+    assert main_ok([*args, "--cam-layer", "layer3"])
+    assert len(calls) == 3 and read_cache(out).meta["model"]["cam_layer"] == "layer3"
+
+
 def main_ok(args: list[str]) -> bool:
     from faircam.cli import main
 
@@ -197,3 +212,22 @@ def test_the_page_chooses_the_layer_and_the_evaluation_follows(made, fairface, m
     cache = read_cache(cache_path_for("rn"))
     assert cache.meta["model"]["cam_layer"] == "layer3" and len(cache.rows) == 14
     assert "`layer3`" in "\n".join(m.value for m in at.markdown)
+
+
+def _pipelines_layer() -> None:
+    """A page's pipeline of the brought model "rn" (`ui.pipeline`, as Explore, Inside and Compare load one)."""
+    import streamlit as st
+
+    from faircam.dashboard import ui
+
+    st.write(ui.pipeline("rn").model.info["cam_layer"])
+
+
+def test_the_pages_pipeline_follows_the_layer_chosen(made):
+    """The pipeline the pages keep loaded is reloaded when the layer is chosen: its maps explain the new one."""
+    spec = store.weights_spec("torchvision", "resnet18", ["female", "male"], input_size=SIZE)
+    store.install_weights("rn", made["state"], "w.safetensors", spec)
+    at = AppTest.from_function(_pipelines_layer, default_timeout=120).run()
+    assert [m.value for m in _ok(at).markdown] == ["layer4"]
+    store.choose_cam_layer("rn", "layer2")
+    assert [m.value for m in _ok(at.run()).markdown] == ["layer2"]
