@@ -231,3 +231,18 @@ def test_the_pages_pipeline_follows_the_layer_chosen(made):
     assert [m.value for m in _ok(at).markdown] == ["layer4"]
     store.choose_cam_layer("rn", "layer2")
     assert [m.value for m in _ok(at.run()).markdown] == ["layer2"]
+
+
+def test_a_model_installed_before_layers_were_listed_gets_them(made):
+    """A manifest without `cam_layers` (a model installed by an earlier faircam) is loaded once to list them, and
+    they are written into it; its layer is kept."""
+    spec = store.weights_spec("torchvision", "resnet18", ["female", "male"], input_size=SIZE)
+    model = store.install_weights("old", made["state"], "w.safetensors", spec)
+    manifest = json.loads((model.folder / store.MANIFEST).read_text())
+    del manifest["facts"]["cam_layers"]
+    (model.folder / store.MANIFEST).write_text(json.dumps(manifest))
+    layers = store.cam_layers(store.get("old"))
+    assert [layer["name"] for layer in layers if layer["default"]] == ["layer4"] and len(layers) > 40
+    facts = store.get("old").facts
+    assert facts["cam_layers"] == layers and facts["cam_layer"] == "layer4"
+    assert store.choose_cam_layer("old", "layer1").facts["cam_layer"] == "layer1"
