@@ -246,3 +246,13 @@ def test_a_model_installed_before_layers_were_listed_gets_them(made):
     facts = store.get("old").facts
     assert facts["cam_layers"] == layers and facts["cam_layer"] == "layer4"
     assert store.choose_cam_layer("old", "layer1").facts["cam_layer"] == "layer1"
+
+
+def test_choosing_the_layer_it_has_keeps_its_evaluation(made):
+    spec = store.weights_spec("torchvision", "resnet18", ["female", "male"], input_size=SIZE)
+    store.install_weights("rn", made["state"], "w.safetensors", spec)
+    cache_path_for("rn").write_bytes(b"an evaluation")
+    store.choose_cam_layer("rn", "layer4")
+    assert cache_path_for("rn").read_bytes() == b"an evaluation"
+    store.choose_cam_layer("rn", "layer3")
+    assert not cache_path_for("rn").exists() and store.get("rn").facts["cam_layer"] == "layer3"

@@ -132,7 +132,7 @@ def remove(name: str) -> None:
 def cam_layers(model: Installed) -> list[dict[str, Any]]:
     """The layers an installed model's maps can explain, in the order they run, as its install listed them
     (`LoadedModel.info["cam_layers"]`: name, grid, default); a model installed before faircam listed them is loaded
-    once to list them, into its manifest. None for a table of answers or a black box, which have no layer."""
+    once to list them, into its manifest. Empty for a table of answers or a black box, which have no layer."""
     if "cam_layers" in model.facts or not model.facts.get("cam_layer"):
         return model.facts.get("cam_layers") or []
     from faircam.models.registry import load_model
@@ -160,7 +160,8 @@ def choose_cam_layer(name: str, layer: str) -> Installed:
     """The installed model `name` with its maps on `layer`, one of its `cam_layers`: its manifest says so, so every
     page, its background evaluation and `faircam evaluate --model` use it; its evaluation (cache, unfinished work,
     job record), whose maps explain another layer, is removed, so no page shows maps of one layer beside numbers of
-    another. `ModelError` for a layer it does not have, a model without layers, or one being evaluated."""
+    another; the layer it has already changes nothing. `ModelError` for a layer it does not have, a model without
+    layers, or one being evaluated."""
     from faircam.evaluation import jobs
     from faircam.evaluation.evaluate import partial_path
 
@@ -173,6 +174,8 @@ def choose_cam_layer(name: str, layer: str) -> Installed:
         raise ModelError(f"{name!r} has no layer to choose: it is {why}.")
     if layer not in [known["name"] for known in layers]:
         raise ModelError(f"{name!r} has no CAM layer {layer!r} (its CAM layers: {layer_choices(layers)}).")
+    if layer == model.facts["cam_layer"]:
+        return model
     state = jobs.job(name)
     if state is not None and state.state in ("queued", "running"):
         raise ModelError(f"{name!r} is being evaluated: cancel its evaluation before choosing another layer.")
