@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 MODEL_HELP = ("a registered model (see `faircam models`; default: faircam), a checkpoint, a Hugging Face folder, or "
               "a faircam-model.json (or a folder holding one)")
+CAM_LAYER_HELP = ("the layer of a brought model the maps explain, by its module name (e.g. layer3; default: its "
+                  "description's cam_layer, else faircam's choice; install-model lists them in cam_layers)")
 
 
 def _data_dir(value: str | None) -> Path:
@@ -175,18 +177,18 @@ def _evaluate(args: argparse.Namespace, out: Path, data_dir: Path, labels: Path 
     if args.engine == "ray":
         from faircam.evaluation.distributed import ray_runner
 
-        model = registry.load_model(args.model)
+        model = registry.load_model(args.model, args.cam_layer)
         options = options_for(model)
         # Each actor loads the model itself: a checkpoint by its absolute path.
         spec = str(Path(args.model).resolve()) if args.model and Path(args.model).is_file() else args.model
         runner = ray_runner(spec, model.sha256, model.tasks, options, args.batch_size, args.address, args.workers,
-                            args.gpus_per_worker)
+                            args.gpus_per_worker, args.cam_layer)
         cache = run_evaluation(data_dir, args.split, out, model, None, limit=args.limit,
                                batch_size=args.batch_size, options=options, runner=runner, labels=labels)
     else:
         from faircam.vision.explain import Pipeline
 
-        pipeline = Pipeline.load(args.model)
+        pipeline = Pipeline.load(args.model, cam_layer=args.cam_layer)
         cache = run_evaluation(data_dir, args.split, out, pipeline.model, pipeline.detector,
                                pipeline.explainer, limit=args.limit, batch_size=args.batch_size,
                                options=options_for(pipeline.model),
@@ -349,8 +351,10 @@ def cmd_install_model(args: argparse.Namespace) -> None:
 
     suffix = path.suffix.lower()
     if suffix == ".zip":
-        model = store.install_archive(args.name, path, path.name)
+        model = store.install_archive(args.name, path, path.name, args.cam_layer)
     elif suffix in (".csv", ".parquet"):
+        if args.cam_layer:
+            raise DataError(f"--cam-layer: {path.name} is a table of answers; no model ran, so it has no layer.")
         model, _ = store.install_answers(args.name, path, path.name, _data_dir(args.data), args.split,
                                          Path(args.labels).expanduser() if args.labels else settings().labels_path)
     else:
@@ -366,7 +370,7 @@ def cmd_install_model(args: argparse.Namespace) -> None:
         else:
             raise DataError(f"{path.name}: a state dict needs --arch (and --classes), or --json naming its "
                             "faircam-model.json.")
-        model = store.install_weights(args.name, path, path.name, spec)
+        model = store.install_weights(args.name, path, path.name, spec, args.cam_layer)
     print(json.dumps({"name": model.name, "kind": model.kind, "folder": str(model.folder), **model.facts},
                      ensure_ascii=False))
 
@@ -435,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="parquet file to write, or a name without suffix for a folder of parquet parts")
     evaluate.add_argument("--limit", type=int, help="only the first N images")
     evaluate.add_argument("--model", metavar="NAME|PATH", help=MODEL_HELP)
+    evaluate.add_argument("--cam-layer", metavar="NAME", help=CAM_LAYER_HELP)
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--faithfulness-per-cell", type=int, default=FAITHFULNESS_PER_CELL, metavar="N",
                           help="images per race x gender cell that get ROAD and deletion/insertion AUCs "
@@ -530,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--std", help="three numbers on the 0-1 scale (default ImageNet's)")
     install.add_argument("--view", default="whole", choices=["whole", "crop"],
                          help="whole FairFace-style images, or aligned face crops")
+    install.add_argument("--cam-layer", metavar="NAME", help=CAM_LAYER_HELP)
     install.add_argument("--data", help="for a table of answers: the data folder (default: FAIRCAM_DATA)")
     install.add_argument("--split", default="val", choices=["train", "val"])
     install.add_argument("--labels", metavar="FILE", help="for a table of answers: the folder's label CSV")

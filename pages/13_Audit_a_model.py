@@ -11,7 +11,7 @@ from faircam.data.fairface import GENDERS, RACES
 from faircam.errors import KNOWN_ERRORS
 from faircam.evaluation import jobs
 from faircam.models import store
-from faircam.models.kinds import KINDS
+from faircam.models.kinds import KINDS, layer_label
 from faircam.tasks import TASKS
 from faircam.text import md
 
@@ -113,8 +113,38 @@ if model.kind != store.ANSWERS:
                    "input": md(f"{facts['input_size']}×{facts['input_size']} RGB, mean {facts['mean']}, "
                                f"std {facts['std']}"),
                    "view": "aligned face crops" if facts["view"] == "crop" else "whole FairFace-style images",
-                   "CAM layer": md(facts["cam_layer"], code=True)}
+                   "CAM layer": md(facts["cam_layer"], code=True) if facts["cam_layer"] else
+                   "none to choose: it runs as a black box, with occlusion maps"}
 st.markdown("\n".join(f"- **{key}:** {value}" for key, value in recognised.items()))
+
+layers = store.cam_layers(model) if facts.get("cam_layer") else []
+if layers:
+    labels = {la["name"]: layer_label(la) + (" (faircam's choice)" if la["default"] else "") for la in layers}
+    current = facts["cam_layer"]
+    picked = st.selectbox("The layer its maps explain", list(labels)[::-1], index=len(labels) - 1 - list(labels).index(
+        current), format_func=labels.get, key=f"audit_layer_{model.name}@{model.installed}")
+    st.caption("Earlier layers give a finer grid but are less specific to the class the maps explain; faircam's "
+               "choice is the last layer with a grid (a transformer's: the input of its last block).")
+    if picked != current:
+        state = jobs.job(model.name)
+        evaluated = store.evaluated(model)
+        if state is not None and state.state in ("queued", "running"):
+            st.warning("It is being evaluated: cancel its evaluation before choosing another layer.")
+        else:
+            if evaluated:
+                st.warning(f"Its evaluation explains {md(current, code=True)}: using {md(picked, code=True)} removes "
+                           "it and evaluates it again on the same faces, so no page shows maps of one layer beside "
+                           "numbers of another.")
+            if not evaluated or st.button(f"Use {picked} and evaluate again", key=f"audit_relayer_{model.name}"):
+                try:
+                    faces = state.faces if state is not None else audit_faces()
+                    store.choose_cam_layer(model.name, picked)
+                    if evaluated:
+                        jobs.submit(model.name, faces)
+                except KNOWN_ERRORS as exc:
+                    st.error(md(exc))
+                else:
+                    st.rerun()
 
 data = settings().data_dir
 if model.kind == store.ANSWERS:

@@ -73,3 +73,23 @@ def test_a_folder_that_is_not_a_cache_is_not_overwritten(tmp_path, capsys):
     assert main(["evaluate", "--limit", "4", "--out", str(tmp_path / "notes")]) == 2
     assert "not a faircam cache folder" in capsys.readouterr().err
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+def test_ray_actors_explain_the_layer_chosen(fairface, tmp_path, no_ray_left):
+    """`--cam-layer` reaches the actors, which load the model themselves: their focus scores are the local engine's
+    on that layer, not on faircam's choice."""
+    from safetensors.torch import save_file
+    from test_model_kinds import _resnet, _spec
+
+    save_file(_resnet(2).state_dict(), tmp_path / "model.safetensors")
+    spec = str(_spec(tmp_path, input_size=128))
+    few = ["--model", spec, "--limit", "8", "--batch-size", "4", "--faithfulness-per-cell", "0", "--data",
+           str(fairface)]
+    assert main(["evaluate", *few, "--cam-layer", "layer3", "--out", str(tmp_path / "local.parquet")]) == 0
+    assert main(["evaluate", *few, "--out", str(tmp_path / "layer4.parquet")]) == 0
+    assert main(["evaluate", *few, "--cam-layer", "layer3", "--engine", "ray", "--workers", "1", "--out",
+                 str(tmp_path / "ray")]) == 0
+    local, layer4, distributed = (read_cache(tmp_path / p).rows for p in ("local.parquet", "layer4.parquet", "ray"))
+    focus = "Grad-CAM | face"
+    np.testing.assert_allclose(local[focus], distributed[focus], rtol=0, atol=2e-3)
+    assert np.abs(layer4[focus] - distributed[focus]).max() > 0.01

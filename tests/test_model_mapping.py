@@ -431,3 +431,32 @@ def test_a_sigmoid_head_is_audited_through_the_command_and_pages(tmp_path, fairf
         assert not at.exception and not at.error, page
         if page == "pages/2_Evaluation.py":
             assert at.metric[0].value == f"{rows['correct'].mean():.1%}"
+
+
+def test_a_black_box_has_no_layer_to_choose(black_box, fairface, tmp_path, capsys, monkeypatch):
+    """`--cam-layer` for a graph that runs in onnxruntime is one line and exit 2, no cache written; installed, the
+    Audit page says in one line that it has no layer to choose, and offers none."""
+    from streamlit.testing.v1 import AppTest
+
+    from faircam.config import PROJECT_ROOT
+    from faircam.errors import ModelError
+    from faircam.models import store
+
+    out = tmp_path / "layer.parquet"
+    status = main(["evaluate", "--data", str(fairface), "--model", str(black_box["spec"]), "--out", str(out),
+                   "--cam-layer", "layer3", "--limit", "8", "--faithfulness-per-cell", "0"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert "runs in onnxruntime as a black box, with occlusion maps: it has no layer to choose" in err
+    assert not out.exists()
+    spec = store.read_description(black_box["spec"].read_bytes(), "faircam-model.json")
+    store.install_weights("box", black_box["onnx"], "model.onnx", spec)
+    with pytest.raises(ModelError, match="'box' has no layer to choose: it is a black box, with occlusion maps"):
+        store.choose_cam_layer("box", "layer3")
+    monkeypatch.setenv("FAIRCAM_DATA", str(fairface))
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=120)
+    at.switch_page("pages/13_Audit_a_model.py").run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert any("**CAM layer:** none to choose: it runs as a black box, with occlusion maps" in m.value
+               for m in at.markdown)
+    assert not [s for s in at.selectbox if s.label == "The layer its maps explain"]

@@ -446,10 +446,11 @@ def pipeline(name: str | None = None) -> Pipeline:
                 "other faces.")
         st.stop()
     try:
-        # A model brought again under a removed one's name is another model at the same path: its install time
-        # is part of the key.
+        # A model brought again under a removed one's name is another model at the same path, and a brought model
+        # whose user chose another layer explains another: its install time and layer are part of the key.
         brought = store.get(name)
-        return _pipeline(name, str(registry.entries()[name].weights) + (f"@{brought.installed}" if brought else ""))
+        return _pipeline(name, str(registry.entries()[name].weights)
+                         + (f"@{brought.installed}#{brought.facts.get('cam_layer', '')}" if brought else ""))
     except ModelError as exc:
         _model_error(exc, name)
 

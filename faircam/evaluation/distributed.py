@@ -38,7 +38,8 @@ class _BatchActor:
     """One Ray actor: the model, MTCNN and CAM explainer loaded once, then one batch per call."""
 
     def __init__(self, model: str | None, sha256: str, root: str, split: str, options: EvalOptions,
-                 sampled: set[str], tasks: dict[str, tuple[str, ...]], threads: int, device: str) -> None:
+                 sampled: set[str], tasks: dict[str, tuple[str, ...]], threads: int, device: str,
+                 cam_layer: str | None) -> None:
         import torch
 
         from faircam.allocator import steady_allocator
@@ -48,7 +49,7 @@ class _BatchActor:
 
         steady_allocator()
         torch.set_num_threads(threads)
-        self.pipeline = Pipeline.load(model, detector=FaceDetector(device=device))
+        self.pipeline = Pipeline.load(model, detector=FaceDetector(device=device), cam_layer=cam_layer)
         if self.pipeline.model.sha256 != sha256:
             raise DataError(f"A Ray worker loaded another model for {model or 'the default model'} "
                             "(checksum differs): install the same faircam and models on every node.")
@@ -99,11 +100,12 @@ def _message(exc: BaseException) -> str:
 
 def ray_runner(model: str | None, sha256: str, tasks: dict[str, tuple[str, ...]], options: EvalOptions,
                batch_size: int = 32, address: str | None = None, workers: int = 2,
-               gpus_per_worker: float = 0.0) -> Runner:
+               gpus_per_worker: float = 0.0, cam_layer: str | None = None) -> Runner:
     """Batches on a Ray cluster at `address` (None: a local Ray on this machine's cores, no dashboard),
     in `workers` actors with `gpus_per_worker` GPUs each (the model and MTCNN then run on CUDA).
     `model` is what each actor loads (a registered name or a checkpoint path every node can read);
-    its weights must have `sha256`, the driver's model's, whose `tasks` they are."""
+    its weights must have `sha256`, the driver's model's, whose `tasks` they are, and its maps explain
+    `cam_layer` (None: the model's own, as the driver loaded it)."""
 
     def run(split: FairFaceSplit, start: int, sampled: set[str], averager: GroupAverager
             ) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -143,7 +145,8 @@ def ray_runner(model: str | None, sha256: str, tasks: dict[str, tuple[str, ...]]
                 fn_constructor_kwargs={"model": model, "sha256": sha256, "root": str(split.root),
                                        "split": split.split, "options": options, "sampled": sampled,
                                        "tasks": labelled_tasks(tasks, split.rows),
-                                       "threads": threads, "device": "cuda" if gpus_per_worker else "cpu"})
+                                       "threads": threads, "device": "cuda" if gpus_per_worker else "cpu",
+                                       "cam_layer": cam_layer})
             rows = iter(results.iter_rows())
             while True:
                 try:

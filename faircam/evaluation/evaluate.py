@@ -439,7 +439,9 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
 def _run_key(model: LoadedModel, data: FairFaceSplit, limit: int | None, batch_size: int,
              options: EvalOptions) -> str:
     labels = pd.util.hash_pandas_object(data.rows, index=False).to_numpy().tobytes()
-    described = json.dumps({"schema": SCHEMA_VERSION, "faircam": __version__, "model": model.sha256,
+    # A brought model's maps explain a layer its user chose: work done on another layer is not resumed.
+    layer = {"cam_layer": model.info["cam_layer"]} if "cam_layer" in model.info else {}
+    described = json.dumps({"schema": SCHEMA_VERSION, "faircam": __version__, "model": model.sha256, **layer,
                             "root": str(data.root.resolve()), "split": data.split, "limit": limit,
                             "batch_size": batch_size, "options": asdict(options),
                             "labels": hashlib.sha256(labels).hexdigest()}, sort_keys=True)

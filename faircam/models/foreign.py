@@ -6,15 +6,18 @@ that came with the model (`trust_remote_code` is never set; an ONNX graph is reb
 onnx2torch, and its answers are checked against onnxruntime's; a graph onnx2torch cannot convert runs in onnxruntime
 as a black box, `OnnxRuntimeNet`, whose maps are `faircam.vision.occlusion`'s occlusion maps). `Adapted` puts the
 network's outputs in faircam's task and class order, matched by name (`kinds.map_outputs`), a sigmoid head becoming
-two logits, so every reader of a `LoadedModel` works unchanged. `find_cam_layer` gives any torch network its CAM
-layer from one dummy forward, as torch-cam does: the last module whose output keeps a spatial grid, or, for
-transformers whose layers output tokens (ViT, DeiT, BEiT, SigLIP, Swin), the input of the last block (its first
-normalisation) with a reshape of its patch tokens into their grid, prefix tokens (class, distillation) dropped.
+two logits, so every reader of a `LoadedModel` works unchanged. `cam_layers` lists the layers that can explain any
+torch network from one dummy forward, as torch-cam finds one: the modules whose output keeps a spatial grid, or a
+square of patch tokens reshaped into their grid, prefix tokens (class, distillation) dropped. faircam's choice among
+them is the last grid, or, for transformers whose layers output tokens (ViT, DeiT, BEiT, SigLIP, Swin), the input of
+the last block (its first normalisation); its user may name another (`cam_layer` in the description, the store's
+manifest, `faircam evaluate --cam-layer`), which `find_cam_layer` finds by name.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +33,7 @@ from faircam.models.kinds import (
     ModelSpec,
     check_size,
     files_sha256,
+    layer_choices,
     map_outputs,
     read_json,
     read_spec,
@@ -110,8 +114,33 @@ def _token_grid(shape: tuple[int, ...]) -> TokenGrid | None:
     return TokenGrid(prefix, side) if side >= 2 and prefix <= 4 else None
 
 
-def find_cam_layer(net: nn.Module, input_size: int) -> tuple[str, nn.Module, TokenGrid | None]:
-    """(name, module, token reshape or None) of the layer whose maps explain `net`, from one dummy forward."""
+def _is_grid(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 4 and shape[2] > 1 and shape[3] > 1
+
+
+@dataclass(frozen=True)
+class CamLayer:
+    """A layer whose maps can explain a network: its `name` (as `named_modules` has it), the `module` to hook, its
+    map's `grid` (rows, columns), the `reshape` of its tokens into that grid (None for a layer whose output is a
+    grid), and whether it is faircam's choice (`default`)."""
+
+    name: str
+    module: nn.Module
+    grid: tuple[int, int]
+    reshape: TokenGrid | None
+    default: bool = False
+
+    def described(self) -> dict[str, Any]:
+        """As `LoadedModel.info["cam_layers"]` and the store's facts list it (JSON)."""
+        return {"name": self.name, "grid": list(self.grid), "default": self.default}
+
+
+def cam_layers(net: nn.Module, input_size: int) -> list[CamLayer]:
+    """The layers whose maps can explain `net`, in the order they run, from one dummy forward: the modules whose
+    output keeps a spatial grid or a square of patch tokens, up to faircam's choice (marked `default`: the last
+    grid, or for a transformer the input of its last block, `_block_input`). A module that runs more than once
+    (a ReLU shared within a block) is left out, its maps would mix two places; so are those after faircam's
+    choice in a transformer, whose patch tokens feed no answer and so carry no gradient."""
     finished: list[tuple[str, nn.Module, tuple[int, ...]]] = []
 
     def record(name: str, module: nn.Module, args: object, output: object) -> None:
@@ -126,19 +155,42 @@ def find_cam_layer(net: nn.Module, input_size: int) -> tuple[str, nn.Module, Tok
     finally:
         for hook in hooks:
             hook.remove()
-    grids = [i for i, (_, _, s) in enumerate(finished) if len(s) == 4 and s[2] > 1 and s[3] > 1]
+    grids = [i for i, (_, _, s) in enumerate(finished) if _is_grid(s)]
     tokens = [i for i, (_, _, s) in enumerate(finished) if _token_grid(s)]
     if grids and (not tokens or grids[-1] > tokens[-1]):
-        name, module, _ = finished[grids[-1]]
-        return name, module, None
-    if not tokens:
+        chosen = finished[grids[-1]][0]
+    elif not tokens:
         raise ModelError("no layer of the network keeps a spatial grid or a square of patch tokens, so it has no "
                          "layer to explain.")
-    return _block_input(finished, modules)
+    else:
+        chosen = _block_input(finished, modules)
+    runs = Counter(name for name, _, _ in finished)
+    last = max(i for i, (n, _, _) in enumerate(finished) if n == chosen)
+    found: dict[str, CamLayer] = {}
+    for name, module, shape in finished[:last + 1]:
+        if name in found or (runs[name] > 1 and name != chosen):
+            continue
+        reshape = None if _is_grid(shape) else _token_grid(shape)
+        if reshape is not None or _is_grid(shape):
+            grid = (shape[2], shape[3]) if reshape is None else (reshape.side, reshape.side)
+            found[name] = CamLayer(name, module, grid, reshape, default=name == chosen)
+    return list(found.values())
 
 
-def _block_input(finished: list[tuple[str, nn.Module, tuple[int, ...]]], modules: dict[str, nn.Module]
-                 ) -> tuple[str, nn.Module, TokenGrid]:
+def find_cam_layer(net: nn.Module, input_size: int, name: str | None = None) -> tuple[CamLayer, list[CamLayer]]:
+    """The layer whose maps explain `net` (the one named `name` among its `cam_layers`, or faircam's choice for
+    None) and all of them; `ModelError` naming a few of them when `name` is not one."""
+    layers = cam_layers(net, input_size)
+    if name is None:
+        return next(layer for layer in layers if layer.default), layers
+    found = next((layer for layer in layers if layer.name == name), None)
+    if found is None:
+        why = "has no layer named" if name not in dict(net.named_modules()) else "cannot explain its answers with"
+        raise ModelError(f"it {why} {name!r} (its CAM layers: {layer_choices([la.described() for la in layers])}).")
+    return found, layers
+
+
+def _block_input(finished: list[tuple[str, nn.Module, tuple[int, ...]]], modules: dict[str, nn.Module]) -> str:
     """The input of a transformer's last block: its first normalisation to run (ViT's layernorm_before, timm's
     norm1), else the block before it. The last block's output feeds the class token alone to the head, so its
     patch tokens carry no gradient; its input does, through the block's attention."""
@@ -153,11 +205,11 @@ def _block_input(finished: list[tuple[str, nn.Module, tuple[int, ...]]], modules
         block = f"{name}.{len(children) - 1}"
         for layer, module, shape in finished:
             if layer.startswith(block + ".") and isinstance(module, nn.LayerNorm | nn.GroupNorm) and _token_grid(shape):
-                return layer, module, _token_grid(shape)
+                return layer
         before = f"{name}.{len(children) - 2}"
         shape = next((s for n, _, s in finished if n == before), ())
         if _token_grid(shape):
-            return before, modules[before], _token_grid(shape)
+            return before
     raise ModelError("its layers output tokens, but faircam found no block whose input is a square of patch tokens "
                      "to explain.")
 
@@ -178,9 +230,11 @@ class OnnxRuntimeNet(nn.Module):
         return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
 
 
-def _adapt(net: nn.Module, heads: list[Head], input_size: int, source: str) -> tuple[Adapted, str | None]:
+def _adapt(net: nn.Module, heads: list[Head], input_size: int, source: str, cam_layer: str | None
+           ) -> tuple[Adapted, dict[str, Any]]:
     """`net` in eval mode, checked (its output width is the heads' and its answers are numbers), adapted to
-    faircam's order with its CAM layer; and the layer's name (None for a black box, which has none)."""
+    faircam's order with its CAM layer (`cam_layer`, or faircam's choice for None); and what `LoadedModel.info`
+    says of its layers: the one its maps explain and the others it could explain with (a black box has none)."""
     net = net.float().eval()
     width = sum(h.width for h in heads)
     with torch.no_grad():
@@ -195,26 +249,30 @@ def _adapt(net: nn.Module, heads: list[Head], input_size: int, source: str) -> t
     if not torch.isfinite(logits).all():
         raise ModelError(f"{source} predicts NaN or infinite scores on a test image.")
     if isinstance(net, OnnxRuntimeNet):
-        return Adapted(net, heads, None, None), None
+        if cam_layer:
+            raise ModelError(f"{source} runs in onnxruntime as a black box, with occlusion maps: it has no layer to "
+                             f"choose (asked for {cam_layer!r}).")
+        return Adapted(net, heads, None, None), {"maps": "occlusion (black box: no layer to explain)"}
     try:
-        name, layer, reshape = find_cam_layer(net, input_size)
+        chosen, layers = find_cam_layer(net, input_size, cam_layer)
     except ModelError as exc:
         raise ModelError(f"{source}: {exc}") from None
-    return Adapted(net, heads, layer, reshape), name
+    return Adapted(net, heads, chosen.module, chosen.reshape), {
+        "cam_layer": chosen.name,
+        "cam_layers": [layer.described() for layer in layers]}
 
 
 def _loaded(net: nn.Module, heads: list[Head], entry: ModelEntry, arch: str, input_size: int,
             mean: tuple[float, ...], std: tuple[float, ...], view: str, files: list[Path], source: str,
-            **info: Any) -> LoadedModel:
-    adapted, layer = _adapt(net, heads, input_size, source)
+            cam_layer: str | None) -> LoadedModel:
+    adapted, layers = _adapt(net, heads, input_size, source, cam_layer)
     tasks = {h.task: h.spec.classes for h in adapted.heads}
     return LoadedModel(
         net=adapted, arch=arch, input_size=input_size, mean=tuple(mean), std=tuple(std), tasks=tasks,
         onto={h.task: dict(h.onto) for h in heads if h.onto},
         path=entry.weights, sha256=files_sha256(files), alignment=VIEWS[view], task=next(iter(tasks)),
-        info={"name": entry.name, "kind": entry.kind, "view": view,
-              **({"cam_layer": layer} if layer else {"maps": "occlusion (black box: no layer to explain)"}),
-              "label_mapping": {h.task: h.mapping() for h in heads}, **info},
+        info={"name": entry.name, "kind": entry.kind, "view": view, **layers,
+              "label_mapping": {h.task: h.mapping() for h in heads}},
     )
 
 
@@ -276,7 +334,7 @@ def _huggingface(entry: ModelEntry) -> LoadedModel:
     heads = map_outputs([(None, [id2label[i] for i in range(len(id2label))])], source)
     files = [folder / "config.json", folder / "preprocessor_config.json", *weights]
     return _loaded(net, heads, entry, f"{net.config.model_type} ({type(net).__name__})", size, mean, std, "whole",
-                   files, source)
+                   files, source, entry.cam_layer)
 
 
 # --- a faircam-model.json: torchvision, timm, ONNX ------------------------------------------------------------
@@ -405,8 +463,9 @@ def _from_spec(entry: ModelEntry) -> LoadedModel:
     width = sum(h.width for h in spec.heads)
     net = SPEC_LOADERS[spec.format](spec, width)
     arch = f"{spec.format} {spec.arch}".strip() if spec.format != "onnx" else f"onnx ({spec.weights.name})"
+    # A layer chosen for this load (`faircam evaluate --cam-layer`, the store's manifest) over the JSON's own.
     return _loaded(net, list(spec.heads), entry, arch, spec.input_size, spec.mean, spec.std, spec.view,
-                   [spec.path, spec.weights], str(spec.path))
+                   [spec.path, spec.weights], str(spec.path), entry.cam_layer or spec.cam_layer)
 
 
 def load(entry: ModelEntry) -> LoadedModel:

@@ -169,7 +169,7 @@ def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str,
 @dataclass(frozen=True)
 class ModelSpec:
     """A `faircam-model.json`, checked: the model's format, architecture, weights file (inside the JSON's folder),
-    heads, input size, normalisation (0-1 scale) and view."""
+    heads, input size, normalisation (0-1 scale), view, and the layer its maps explain (None: faircam's choice)."""
 
     path: Path
     format: str
@@ -180,6 +180,7 @@ class ModelSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     view: str
+    cam_layer: str | None = None
 
 
 def _numbers(value: Any, name: str, source: str, positive: bool = False) -> tuple[float, float, float]:
@@ -238,11 +239,31 @@ def read_spec(path: Path) -> ModelSpec:
     if not isinstance(mapping, dict):
         raise ModelError(f"{source}: mapping must map a task onto its classes' mapping, e.g. "
                          "{\"race\": {\"Middle Eastern\": \"caucasian\"}}.")
+    cam_layer = raw.get("cam_layer")
+    if cam_layer is not None and (not isinstance(cam_layer, str) or not cam_layer.strip()):
+        raise ModelError(f"{source}: cam_layer must name one of the network's layers (e.g. \"layer3\").")
     heads = map_outputs([(o["task"], o["classes"]) for o in outputs], source, mapping)
     return ModelSpec(path=path, format=fmt, arch=arch if isinstance(arch, str) else "", weights=path.parent / weights,
                      heads=tuple(heads), input_size=size,
                      mean=_numbers(raw.get("mean", [0.485, 0.456, 0.406]), "mean", source),
-                     std=_numbers(raw.get("std", [0.229, 0.224, 0.225]), "std", source, positive=True), view=view)
+                     std=_numbers(raw.get("std", [0.229, 0.224, 0.225]), "std", source, positive=True), view=view,
+                     cam_layer=cam_layer.strip() if cam_layer else None)
+
+
+def layer_label(layer: dict[str, Any]) -> str:
+    """A CAM layer as `LoadedModel.info["cam_layers"]` lists it (`name`, `grid`, `default`), named as the page, the
+    facts and the errors name it: `layer3 (14×14)`."""
+    return f"{layer['name']} ({layer['grid'][0]}×{layer['grid'][1]})"
+
+
+def layer_choices(layers: list[dict[str, Any]], shown: int = 5) -> str:
+    """A few of a model's CAM layers, as an error names them: faircam's choice and the outermost others (`layer3`
+    before `layer3.1.conv2`), the latest first, and how many there are."""
+    order = {layer["name"]: i for i, layer in enumerate(layers)}
+    few = sorted(layers, key=lambda la: (not la["default"], la["name"].count("."), -order[la["name"]]))[:shown]
+    named = [layer_label(la) + (" (faircam's choice)" if la["default"] else "")
+             for la in sorted(few, key=lambda la: -order[la["name"]])]
+    return ", ".join(named) + (f" … ({len(layers)} in all)" if len(layers) > shown else "")
 
 
 def check_size(paths: list[Path], source: str) -> None:
@@ -328,12 +349,14 @@ def _load_foreign(entry: ModelEntry) -> LoadedModel:
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of model: what it is (`title`, `supports` for the README's table) and how it loads."""
+    """One kind of model: what it is (`title`, `supports` for the README's table), how it loads, and whether its
+    user may choose the layer its maps explain (`ModelEntry.cam_layer`)."""
 
     name: str
     title: str
     supports: str
     load: Callable[[ModelEntry], LoadedModel]
+    chooses_layer: bool = False
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
@@ -343,15 +366,15 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("face-api", "face-api.js's age/gender net (bundled port)", "gender; the four CAMs", _load_port),
     Kind("huggingface", "a Hugging Face image-classification folder",
          "the task its id2label names; the four CAMs (ViT-style token models: on the last block's input)",
-         _load_foreign),
+         _load_foreign, chooses_layer=True),
     Kind("torchvision", "a torchvision architecture and its state dict (faircam-model.json)",
-         "the heads its JSON lists; the four CAMs", _load_foreign),
+         "the heads its JSON lists; the four CAMs", _load_foreign, chooses_layer=True),
     Kind("timm", "a timm architecture and its state dict (faircam-model.json)",
-         "the heads its JSON lists; the four CAMs", _load_foreign),
+         "the heads its JSON lists; the four CAMs", _load_foreign, chooses_layer=True),
     Kind("onnx", "an ONNX graph (faircam-model.json), converted to torch with onnx2torch",
          "the heads its JSON lists; the four CAMs on the converted graph, whose answers are checked against "
          "onnxruntime's; a graph onnx2torch cannot convert runs in onnxruntime as a black box, with occlusion maps",
-         _load_foreign),
+         _load_foreign, chooses_layer=True),
     Kind("predictions", "a table of answers (`faircam import-predictions`, or uploaded on \"Audit a model\")",
          "the tasks it answers; no maps", _no_model),
 )}

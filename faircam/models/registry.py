@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +48,9 @@ class ModelEntry:
     notice: Path | None = None
     # The side of the square input in pixels where the registry knows it; a checkpoint's own metadata says it too.
     input_size: int | None = None
+    # The layer its maps explain, for a kind whose user may choose it (`Kind.chooses_layer`); None: the layer its
+    # description names, else faircam's choice (`faircam.models.foreign.cam_layers`).
+    cam_layer: str | None = None
 
     def describe(self) -> dict[str, str]:
         """The row `faircam models` prints and the pages show."""
@@ -187,7 +190,8 @@ def _brought() -> list[ModelEntry]:
             input=f"{size}×{size} RGB, {'aligned face crop' if facts.get('view') == 'crop' else 'the whole image'}"
             if isinstance(size, int) else "no images (a table of answers)",
             classes=mapping or "; ".join(f"{t}: {', '.join(map(str, c))}" for t, c in tasks.items()),
-            weights=model.model, kind=model.kind, input_size=size if isinstance(size, int) else None))
+            weights=model.model, kind=model.kind, input_size=size if isinstance(size, int) else None,
+            cam_layer=facts.get("cam_layer") or None))
     return found
 
 
@@ -240,7 +244,14 @@ def resolve(name_or_path: str | Path | None) -> ModelEntry:
                      f"{MODEL_JSON}.")
 
 
-def load_model(name_or_path: str | Path | None = None) -> LoadedModel:
-    """A registered model (by name) or a model's path, ready for the pipeline (its kind's loader: `KINDS`)."""
+def load_model(name_or_path: str | Path | None = None, cam_layer: str | None = None) -> LoadedModel:
+    """A registered model (by name) or a model's path, ready for the pipeline (its kind's loader: `KINDS`), its maps
+    on the layer named `cam_layer` (None: the entry's own); `ModelError` for a kind without a layer to choose."""
     entry = resolve(name_or_path)
+    if cam_layer is not None:
+        if not KINDS[entry.kind].chooses_layer:
+            chooser = ", ".join(k.name for k in KINDS.values() if k.chooses_layer)
+            raise ModelError(f"{entry.name!r} is {KINDS[entry.kind].title}: it has no CAM layer to choose (asked for "
+                             f"{cam_layer!r}); a layer is chosen for a brought model only ({chooser}).")
+        entry = replace(entry, cam_layer=cam_layer)
     return KINDS[entry.kind].load(entry)

@@ -4,9 +4,9 @@ remove.
 Each model lives in its own folder, `config.brought_folder(name)` under `config.model_store()`: the model's files in
 `model/` (a Hugging Face folder, or a `faircam-model.json` beside its weights), or the table of answers, its
 evaluation cache `eval_val.parquet` (`config.cache_path_for`) and `installed.json`, written last, which says what
-was recognised (kind, tasks, the mapping of its classes onto faircam's, input size, view, CAM layer). The registry
-lists the folders that have one (`faircam.models.registry.entries`), so every page's model selector and Compare
-offer them.
+was recognised (kind, tasks, the mapping of its classes onto faircam's, input size, view, the CAM layers it has and
+the one its maps explain, which its user may change: `choose_cam_layer`). The registry lists the folders that have
+one (`faircam.models.registry.entries`), so every page's model selector and Compare offer them.
 
 An upload is installed safely on a shared server: it is unpacked into a hidden folder beside the store's models,
 checked and loaded as every page will load it (`faircam.models.kinds.KINDS`: no unpickling, no remote code), then
@@ -28,17 +28,17 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from faircam.config import BROUGHT_CACHE as CACHE
 from faircam.config import MAX_ARCHIVE_FILES, brought_folder, max_model_mb, model_store, settings
-from faircam.errors import DataError, ModelError
+from faircam.errors import DataError, ModelError, OutputError
 from faircam.evaluation.imported import KIND as ANSWERS
 from faircam.files import output_lock, write_atomic
-from faircam.models.kinds import MODEL_JSON, SPEC_FORMATS, VIEWS, WEIGHT_SUFFIXES, read_spec, recognise
+from faircam.models.kinds import MODEL_JSON, SPEC_FORMATS, VIEWS, WEIGHT_SUFFIXES, layer_choices, read_spec, recognise
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +57,7 @@ UPLOADS = ("zip", "weights", "predictions")
 class Installed:
     """A model in the store: its `kind` (a key of `KINDS`), `model` (what its kind loads: a Hugging Face folder, a
     faircam-model.json, or the table of answers) and what was recognised when it was installed (`facts`: arch,
-    tasks, label_mapping, input_size, view, cam_layer, sha256)."""
+    tasks, label_mapping, input_size, view, cam_layer, cam_layers, sha256)."""
 
     name: str
     kind: str
@@ -124,6 +124,68 @@ def remove(name: str) -> None:
         os.replace(model.folder, gone / name)
     shutil.rmtree(gone, ignore_errors=True)
     jobs.forget(name)
+
+
+# --- the layer its maps explain -------------------------------------------------------------------------------
+
+
+def cam_layers(model: Installed) -> list[dict[str, Any]]:
+    """The layers an installed model's maps can explain, in the order they run, as its install listed them
+    (`LoadedModel.info["cam_layers"]`: name, grid, default); a model installed before faircam listed them is loaded
+    once to list them, into its manifest. Empty for a table of answers or a black box, which have no layer."""
+    if "cam_layers" in model.facts or not model.facts.get("cam_layer"):
+        return model.facts.get("cam_layers") or []
+    from faircam.models.registry import load_model
+
+    layers = load_model(model.name).info["cam_layers"]
+    try:
+        with output_lock(model.folder / CACHE):  # not over a layer chosen meanwhile (`choose_cam_layer`)
+            now = get(model.name)
+            if now is not None and now.installed == model.installed and "cam_layers" not in now.facts:
+                _write_manifest(replace(now, facts={**now.facts, "cam_layers": layers}))
+    except OutputError:
+        pass  # being evaluated: listed again next time
+    return layers
+
+
+def evaluated(model: Installed) -> bool:
+    """Whether the model has an evaluation, finished or under way (its cache, or an unfinished run's work)."""
+    from faircam.evaluation.evaluate import partial_path
+
+    cache = model.folder / CACHE
+    return cache.exists() or partial_path(cache).exists()
+
+
+def choose_cam_layer(name: str, layer: str) -> Installed:
+    """The installed model `name` with its maps on `layer`, one of its `cam_layers`: its manifest says so, so every
+    page, its background evaluation and `faircam evaluate --model` use it; its evaluation (cache, unfinished work,
+    job record), whose maps explain another layer, is removed, so no page shows maps of one layer beside numbers of
+    another; the layer it has already changes nothing. `ModelError` for a layer it does not have, a model without
+    layers, or one being evaluated."""
+    from faircam.evaluation import jobs
+    from faircam.evaluation.evaluate import partial_path
+
+    model = get(name)
+    if model is None:
+        raise ModelError(f"No model named {name!r} was brought to this server.")
+    layers = cam_layers(model)
+    if not layers:
+        why = "a table of answers: no model ran" if model.kind == ANSWERS else "a black box, with occlusion maps"
+        raise ModelError(f"{name!r} has no layer to choose: it is {why}.")
+    if layer not in [known["name"] for known in layers]:
+        raise ModelError(f"{name!r} has no CAM layer {layer!r} (its CAM layers: {layer_choices(layers)}).")
+    if layer == model.facts["cam_layer"]:
+        return model
+    state = jobs.job(name)
+    if state is not None and state.state in ("queued", "running"):
+        raise ModelError(f"{name!r} is being evaluated: cancel its evaluation before choosing another layer.")
+    cache = model.folder / CACHE
+    # An evaluation starting meanwhile holds the cache's lock: refused with the lock's own line.
+    with output_lock(cache):
+        shutil.rmtree(partial_path(cache), ignore_errors=True)
+        cache.unlink(missing_ok=True)
+        jobs.forget(name)
+        return _write_manifest(replace(model, facts={**model.facts, "cam_layers": layers, "cam_layer": layer}))
 
 
 # --- uploads --------------------------------------------------------------------------------------------------
@@ -275,18 +337,23 @@ def _plain(message: str, folder: Path, source: str) -> str:
         .replace(str(folder) + "/", "").replace(str(folder), source)
 
 
+def _write_manifest(model: Installed) -> Installed:
+    write_atomic(model.folder / MANIFEST, json.dumps({"kind": model.kind, "model": str(model.model.relative_to(
+        model.folder)), "source": model.source, "installed": model.installed, "facts": model.facts}, indent=2))
+    return model
+
+
 def _finish(staging: _Staging, kind: str, relative: Path, source: str, facts: dict[str, Any]) -> Installed:
     """The staged model moved into place and listed: its manifest, written last."""
     folder = staging.commit()
     installed_at = datetime.now(UTC).isoformat(timespec="seconds")
-    write_atomic(folder / MANIFEST, json.dumps({"kind": kind, "model": str(relative), "source": source,
-                                                "installed": installed_at, "facts": facts}, indent=2))
-    return Installed(name=staging.name, kind=kind, folder=folder, model=folder / relative, source=source,
-                     installed=installed_at, facts=facts)
+    return _write_manifest(Installed(name=staging.name, kind=kind, folder=folder, model=folder / relative,
+                                     source=source, installed=installed_at, facts=facts))
 
 
-def _check_model(staging: _Staging, root: Path, source: str) -> Installed:
-    """The staged model's files at `root` recognised, loaded as the pages will load them, and moved into place."""
+def _check_model(staging: _Staging, root: Path, source: str, cam_layer: str | None) -> Installed:
+    """The staged model's files at `root` recognised, loaded as the pages will load them (its maps on `cam_layer`,
+    None: its description's or faircam's choice), and moved into place."""
     from faircam.models.kinds import KINDS
     from faircam.models.registry import ModelEntry
 
@@ -294,17 +361,19 @@ def _check_model(staging: _Staging, root: Path, source: str) -> Installed:
         kind = recognise(root)  # a folder: a Hugging Face one or a faircam-model.json's, else a ModelError
         target = root if kind == "huggingface" else root / MODEL_JSON
         loaded = KINDS[kind].load(ModelEntry(name=staging.name, title=staging.name, origin="", licence="", input="",
-                                             classes="", weights=target, kind=kind))
+                                             classes="", weights=target, kind=kind, cam_layer=cam_layer))
     facts = {"arch": loaded.arch, "tasks": {t: list(c) for t, c in loaded.tasks.items()},
              "label_mapping": loaded.info.get("label_mapping", {}), "input_size": loaded.input_size,
              "mean": list(loaded.mean), "std": list(loaded.std), "view": loaded.info.get("view", "whole"),
-             "cam_layer": loaded.info.get("cam_layer", ""), "sha256": loaded.sha256}
+             "cam_layer": loaded.info.get("cam_layer", ""), "cam_layers": loaded.info.get("cam_layers", []),
+             "sha256": loaded.sha256}
     with staging.undone_on_error(source, plain=()):
         return _finish(staging, kind, target.relative_to(staging.folder), source, facts)
 
 
-def install_archive(name: str, data: bytes | Path, source: str) -> Installed:
-    """A zip of a Hugging Face folder, or of a faircam-model.json with its weights, installed as `name`."""
+def install_archive(name: str, data: bytes | Path, source: str, cam_layer: str | None = None) -> Installed:
+    """A zip of a Hugging Face folder, or of a faircam-model.json with its weights, installed as `name`, its maps on
+    `cam_layer` (None: its description's, else faircam's choice)."""
     staging = _Staging(name)
     with staging.undone_on_error(source, plain=()):
         archive = staging.folder / "upload.zip"
@@ -315,12 +384,14 @@ def install_archive(name: str, data: bytes | Path, source: str) -> Installed:
         if not unpacked.is_dir() or not any(unpacked.iterdir()):
             raise ModelError(f"{source} is empty.")
         root = _model_root(staging.folder / MODEL_DIR)
-    return _check_model(staging, root, source)
+    return _check_model(staging, root, source, cam_layer)
 
 
-def install_weights(name: str, data: bytes | Path, source: str, spec: dict[str, Any]) -> Installed:
+def install_weights(name: str, data: bytes | Path, source: str, spec: dict[str, Any],
+                    cam_layer: str | None = None) -> Installed:
     """A state dict (.safetensors, .pt read without unpickling) or an ONNX file, described by `spec` (a
-    faircam-model.json's fields: `weights_spec`, or the user's own JSON), installed as `name`."""
+    faircam-model.json's fields: `weights_spec`, or the user's own JSON), installed as `name`, its maps on
+    `cam_layer` (None: the description's, else faircam's choice)."""
     staging = _Staging(name)
     with staging.undone_on_error(source):
         fmt = spec.get("format")
@@ -332,7 +403,7 @@ def install_weights(name: str, data: bytes | Path, source: str, spec: dict[str, 
         _put(data, staging.folder / MODEL_DIR / weights, source)
         write_atomic(staging.folder / MODEL_DIR / MODEL_JSON, json.dumps({**spec, "weights": weights}, indent=2))
         read_spec(staging.folder / MODEL_DIR)  # the description's own errors, before any loading
-    return _check_model(staging, staging.folder / MODEL_DIR, source)
+    return _check_model(staging, staging.folder / MODEL_DIR, source, cam_layer)
 
 
 def install_answers(name: str, data: bytes | Path, source: str, data_dir: Path | None = None, split: str = "val",

@@ -148,10 +148,11 @@ class Pipeline:
     explainer: CamExplainer
 
     @classmethod
-    def load(cls, model: Path | str | None = None, detector: FaceDetector | None = None) -> Pipeline:
-        """A registered model by name or a checkpoint by path (None: the default model); pass a
-        `detector` to share one MTCNN between pipelines."""
-        loaded = load_model(model)
+    def load(cls, model: Path | str | None = None, detector: FaceDetector | None = None,
+             cam_layer: str | None = None) -> Pipeline:
+        """A registered model by name or a checkpoint by path (None: the default model), its maps on `cam_layer`
+        (None: its own, `load_model`); pass a `detector` to share one MTCNN between pipelines."""
+        loaded = load_model(model, cam_layer)
         return cls(loaded, detector or FaceDetector(), explainer_for(loaded.net, loaded.cam_layer))
 
     def view(self, image: np.ndarray, crop: bool = False, blur: bool = False, face_index: int = 0) -> View:
