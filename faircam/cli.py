@@ -35,6 +35,11 @@ MODEL_HELP = ("a registered model (see `faircam models`; default: faircam), a ch
               "a faircam-model.json (or a folder holding one)")
 
 
+MAPPING_HELP = ("where answers are coarser than FairFace's classes (five races): FairFace's classes mapped onto them, "
+                "over faircam's proposal, as JSON or a .json file, e.g. "
+                "'{\"race\": {\"Middle Eastern\": \"caucasian\"}}'")
+
+
 def _data_dir(value: str | None) -> Path:
     data = Path(value) if value else settings().data_dir
     if data is None:
@@ -205,9 +210,10 @@ def cmd_import_predictions(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".parquet",))
     data_dir = _data_dir(args.data)
     labels = Path(args.labels).expanduser() if args.labels else settings().labels_path
+    mapping = _mapping(args.mapping)
     from faircam.evaluation.imported import import_predictions
 
-    cache, counts = import_predictions(Path(args.file), data_dir, args.split, labels, out)
+    cache, counts = import_predictions(Path(args.file), data_dir, args.split, labels, out, mapping)
     if counts["not_in_data"]:
         n = counts["not_in_data"]
         print(f"faircam: warning: {n} file{'s' if n != 1 else ''} of {args.file} {'are' if n != 1 else 'is'} not "
@@ -217,6 +223,20 @@ def cmd_import_predictions(args: argparse.Namespace) -> None:
                   for task in cache.tasks}
     print(json.dumps({"out": args.out, "images": len(cache.rows), **accuracies,
                       "unanswered": counts["unanswered"], "not_in_data": counts["not_in_data"]}))
+
+
+def _mapping(value: str | None) -> dict[str, object] | None:
+    """--mapping: JSON text, or a .json file holding it (`faircam.evaluation.imported.parse_mapping`)."""
+    if value is None:
+        return None
+    from faircam.evaluation.imported import parse_mapping
+
+    path = Path(value).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8") if path.suffix.lower() == ".json" else value
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"--mapping {value}: cannot be read ({getattr(exc, 'strerror', None) or exc}).") from None
+    return parse_mapping(text, f"--mapping {value}")
 
 
 def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) -> None:
@@ -348,11 +368,15 @@ def cmd_install_model(args: argparse.Namespace) -> None:
     from faircam.models import store
 
     suffix = path.suffix.lower()
+    if args.mapping and suffix not in (".csv", ".parquet"):
+        raise DataError("--mapping is for a table of answers: a model's mapping is the \"mapping\" key of its "
+                        "faircam-model.json.")
     if suffix == ".zip":
         model = store.install_archive(args.name, path, path.name)
     elif suffix in (".csv", ".parquet"):
         model, _ = store.install_answers(args.name, path, path.name, _data_dir(args.data), args.split,
-                                         Path(args.labels).expanduser() if args.labels else settings().labels_path)
+                                         Path(args.labels).expanduser() if args.labels else settings().labels_path,
+                                         _mapping(args.mapping))
     else:
         if args.json:
             described = Path(args.json).expanduser()
@@ -466,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--split", default="val", choices=["train", "val"])
     imported.add_argument("--labels", metavar="FILE", help="the folder's label CSV, as for `faircam evaluate`")
     imported.add_argument("--out", required=True, help="parquet cache to write")
+    imported.add_argument("--mapping", metavar="JSON|FILE.json", help=MAPPING_HELP)
     imported.set_defaults(run=cmd_import_predictions)
 
     quality = commands.add_parser("add-quality", help="add the image-quality columns to existing caches from their "
@@ -533,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--data", help="for a table of answers: the data folder (default: FAIRCAM_DATA)")
     install.add_argument("--split", default="val", choices=["train", "val"])
     install.add_argument("--labels", metavar="FILE", help="for a table of answers: the folder's label CSV")
+    install.add_argument("--mapping", metavar="JSON|FILE.json", help="for a table of answers: " + MAPPING_HELP)
     install.set_defaults(run=cmd_install_model)
     models.set_defaults(run=cmd_models)
 
