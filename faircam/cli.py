@@ -349,8 +349,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     from faircam.evaluation.cache import read_cache
 
     cache = read_cache(args.cache or _cache_of(args.model))
-    print(json.dumps(write_report(cache, out, csv,
-                                  model_path=args.model or registry.resolve(None).name)))
+    # Without --model, the card is of the model the cache was computed with (never the bundled one in its place).
+    print(json.dumps(write_report(cache, out, csv, model_path=args.model)))
 
 def _numbers(option: str, value: str | None) -> list[float] | None:
     if value is None:
