@@ -105,7 +105,7 @@ if not brought:
 st.markdown("## Your models on this server")
 names = list(brought)
 if st.session_state.get(SHOWN) not in names:  # none yet, or removed in another session
-    st.session_state[SHOWN] = names[-1]
+    st.session_state[SHOWN] = ui.selected_model() if ui.selected_model() in names else names[-1]
 chosen = st.selectbox("Model", names, key=SHOWN)
 model = brought[chosen]
 facts = model.facts

@@ -132,9 +132,10 @@ if predicted is not None:
                 tile.warning(f"Read with care: {checks[method].words()}.", icon="⚠️")
             if raw:
                 tile.image(raw_map(explanation, method), width="stretch", caption=f"{method}: the map alone")
-        agree = agreement.image_agreement(explanation.maps)
-        st.markdown(f"**The {len(explanation.maps)} maps agree at {agree:.0%}**: "
-                    f"{agreement.agreement_words(agree)}.")
+        if len(explanation.maps) > 1:  # a black box has one map (occlusion): nothing to agree with
+            agree = agreement.image_agreement(explanation.maps)
+            st.markdown(f"**The {len(explanation.maps)} maps agree at {agree:.0%}**: "
+                        f"{agreement.agreement_words(agree)}.")
         bar, ranges = st.columns([1, 2], vertical_alignment="center")
         # At its own size, so its numbers stay legible however narrow the columns above are.
         bar.image(colour_bar(), width="content")
@@ -142,9 +143,9 @@ if predicted is not None:
             f"{method} {low:.3g}–{high:.3g}" for method, (low, high) in explanation.raw_ranges.items()))
         st.caption(f"**Blue**: little or no weight toward {named(explanation.target)}; **red**: the strongest. "
                    "Each map is stretched to 0–1 on its own image, so its colours compare areas of one map, not "
-                   "one map with another: the raw values say how much there was to stretch. Agreement is the "
-                   "share of heat two maps put in the same places (their histogram intersection), averaged over "
-                   "every pair.")
+                   "one map with another: the raw values say how much there was to stretch."
+                   + (" Agreement is the share of heat two maps put in the same places (their histogram "
+                      "intersection), averaged over every pair." if len(explanation.maps) > 1 else ""))
         if view.invalid_share > 0:
             st.caption(f"The hatched grey area ({wording.small_share(view.invalid_share)} of the view) lies beyond "
                        "the photo's edge: the model sees flat grey there, and no score counts it.")

@@ -300,14 +300,12 @@ def test_a_table_of_age_answers_alone(tmp_path, fairface, val_split):
     assert main(["report", "--cache", str(out), "--out", str(tmp_path / "r.html")]) == 0
 
 
-@pytest.fixture(scope="module")
-def black_box(tmp_path_factory, fairface) -> dict:
+def black_box_onnx(root: Path) -> tuple[Path, torch.nn.Module]:
     """A ResNet-18 exported to ONNX with its pooling as GlobalMaxPool, a standard operator onnx2torch has no
-    converter for (onnxruntime runs it), evaluated with its occlusion maps on the first 8 val faces."""
+    converter for (onnxruntime runs it), with its faircam-model.json (Woman, Man); and the torch network."""
     import onnx
     import torchvision
 
-    root = tmp_path_factory.mktemp("blackbox")
     torch.manual_seed(7)
     net = torchvision.models.resnet18(num_classes=2).eval()
     net.avgpool = torch.nn.AdaptiveMaxPool2d(1)
@@ -321,10 +319,18 @@ def black_box(tmp_path_factory, fairface) -> dict:
     (root / "faircam-model.json").write_text(json.dumps({
         "format": "onnx", "weights": "model.onnx", "input_size": SIZE,
         "outputs": [{"task": "gender", "classes": ["Woman", "Man"]}]}))
+    return root / "faircam-model.json", net
+
+
+@pytest.fixture(scope="module")
+def black_box(tmp_path_factory, fairface) -> dict:
+    """The black box (`black_box_onnx`), evaluated with its occlusion maps on the first 8 val faces."""
+    root = tmp_path_factory.mktemp("blackbox")
+    spec, net = black_box_onnx(root)
     out = root / "bb.parquet"
     assert main(["evaluate", "--data", str(fairface), "--model", str(root), "--out", str(out), "--limit", "8",
                  "--faithfulness-per-cell", "0", "--batch-size", "8"]) == 0
-    return {"spec": root / "faircam-model.json", "onnx": root / "model.onnx", "net": net, "cache": out}
+    return {"spec": spec, "onnx": root / "model.onnx", "net": net, "cache": out}
 
 
 def test_onnx2torch_lacks_the_operator(black_box):
