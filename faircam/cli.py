@@ -335,9 +335,12 @@ def _cache_of(model: str | None) -> Path:
 def cmd_model_card(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".md",))
     from faircam.audit.modelcard import model_card
+    from faircam.audit.report import recorded_model
     from faircam.evaluation.cache import read_cache
 
-    text = model_card(registry.load_model(args.model), read_cache(args.cache or _cache_of(args.model)))
+    cache = read_cache(args.cache or _cache_of(args.model))
+    # Without --model, the model the cache was computed with (never the bundled one in its place).
+    text = model_card(registry.load_model(args.model) if args.model else recorded_model(cache), cache)
     write_atomic(out, text)
     print(json.dumps({"out": args.out}))
 

@@ -83,3 +83,26 @@ def test_report_with_model_still_describes_the_model_given(tmp_path, fairface):
     assert main(["evaluate", "--data", str(fairface), "--model", "rn", "--out", str(cache), *FAST]) == 0
     html = _report(tmp_path, "--cache", str(cache), "--model", "faircam")
     assert "is not the model this evaluation was computed for" in html
+
+
+def test_model_card_of_a_brought_models_cache_without_model(tmp_path, fairface, capsys):
+    """`faircam model-card --cache` alone describes the cache's own model too; for a table of answers it says in one
+    line that there is no model to describe (exit 2)."""
+    save_file(_resnet(2).state_dict(), tmp_path / "w.safetensors")
+    spec = store.weights_spec("torchvision", "resnet18", ["woman", "man"], input_size=SIZE)
+    model = store.install_weights("card resnet", (tmp_path / "w.safetensors").read_bytes(), "w.safetensors", spec)
+    cache = cache_path_for(model.name)
+    assert main(["evaluate", "--data", str(fairface), "--model", model.name, "--out", str(cache), *FAST]) == 0
+    card = tmp_path / "card.md"
+    assert main(["model-card", "--cache", str(cache), "--out", str(card)]) == 0
+    text = card.read_text().replace("\\", "")
+    assert text.startswith("# Model card: card resnet") and "Kind of model: **torchvision**" in text
+    rows = pd.read_csv(fairface / "fairface_label_val.csv").head(5)
+    (tmp_path / "api.csv").write_text(pd.DataFrame({"file": rows["file"], "pred_gender": rows["gender"]}).to_csv(
+        index=False))
+    assert main(["import-predictions", str(tmp_path / "api.csv"), "--data", str(fairface), "--out",
+                 str(tmp_path / "api.parquet")]) == 0
+    capsys.readouterr()
+    assert main(["model-card", "--cache", str(tmp_path / "api.parquet"), "--out", str(tmp_path / "api.md")]) == 2
+    err = capsys.readouterr().err
+    assert err == "faircam: error: api is a table of answers: no model ran, so there is no model to describe.\n"
