@@ -15,7 +15,7 @@ from faircam.vision.focus import REGIONS
 
 ui.page_setup("Explore a face")
 # Loaded on opening (the sidebar no longer does it): a broken model is reported at once, and picks are quick.
-ui.pipeline()
+pipeline = ui.pipeline()
 task = ui.selected_task()
 TITLE = TASKS[task].title
 # Race and age answers: the three likeliest classes (gender has two: its answer says both).
@@ -26,10 +26,11 @@ TARGETS = "explore_targets"
 # Whether the raw maps are shown: a plain key (a widget's key is dropped on other pages), as the image's toggles.
 RAW = "explore_raw"
 
+# A black box has no layer to explain: its maps are occlusion maps (`faircam.vision.occlusion`), named as such.
+maps = "four class activation maps (CAMs)" if pipeline.model.cam_layer is not None else "its occlusion maps"
 st.caption(
-    "Pick a FairFace face or upload a photo. faircam shows the model's answers and four class activation "
-    "maps (CAMs): red marks the image areas that pushed the model towards the class the maps explain, its own "
-    "answer unless you pick another."
+    f"Pick a FairFace face or upload a photo. faircam shows the model's answers and {maps}: red marks the image "
+    "areas that pushed the model towards the class the maps explain, its own answer unless you pick another."
 )
 
 

@@ -162,6 +162,7 @@ def test_every_page_audits_each_kind(brought, page, walk_env):
             verdict = next(m.value for m in at.markdown if m.value.startswith("### "))
             assert " sure)" in verdict and len(at.get("image")) >= 2, verdict  # the face and its maps
             assert (OCCLUSION_MAPS in infos) == (name == "black box")
+            assert ("four class activation maps" in text) == (name != "black box")  # as its maps are named
         elif name == "black box":
             assert any("runs as a black box (onnxruntime)" in i for i in infos), infos
         else:
