@@ -37,6 +37,11 @@ CAM_LAYER_HELP = ("the layer of a brought model the maps explain, by its module 
                   "description's cam_layer, else faircam's choice; install-model lists them in cam_layers)")
 
 
+MAPPING_HELP = ("where answers are coarser than FairFace's classes (five races): FairFace's classes mapped onto them, "
+                "over faircam's proposal, as JSON or a .json file, e.g. "
+                "'{\"race\": {\"Middle Eastern\": \"caucasian\"}}'")
+
+
 def _data_dir(value: str | None) -> Path:
     data = Path(value) if value else settings().data_dir
     if data is None:
@@ -207,9 +212,10 @@ def cmd_import_predictions(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".parquet",))
     data_dir = _data_dir(args.data)
     labels = Path(args.labels).expanduser() if args.labels else settings().labels_path
+    mapping = _mapping(args.mapping)
     from faircam.evaluation.imported import import_predictions
 
-    cache, counts = import_predictions(Path(args.file), data_dir, args.split, labels, out)
+    cache, counts = import_predictions(Path(args.file), data_dir, args.split, labels, out, mapping)
     if counts["not_in_data"]:
         n = counts["not_in_data"]
         print(f"faircam: warning: {n} file{'s' if n != 1 else ''} of {args.file} {'are' if n != 1 else 'is'} not "
@@ -219,6 +225,20 @@ def cmd_import_predictions(args: argparse.Namespace) -> None:
                   for task in cache.tasks}
     print(json.dumps({"out": args.out, "images": len(cache.rows), **accuracies,
                       "unanswered": counts["unanswered"], "not_in_data": counts["not_in_data"]}))
+
+
+def _mapping(value: str | None) -> dict[str, object] | None:
+    """--mapping: JSON text, or a .json file holding it (`faircam.evaluation.imported.parse_mapping`)."""
+    if value is None:
+        return None
+    from faircam.evaluation.imported import parse_mapping
+
+    path = Path(value).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8") if path.suffix.lower() == ".json" else value
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"--mapping {value}: cannot be read ({getattr(exc, 'strerror', None) or exc}).") from None
+    return parse_mapping(text, f"--mapping {value}")
 
 
 def _warn_left_out(meta: dict, labelled: pd.DataFrame, evaluated: pd.DataFrame) -> None:
@@ -317,9 +337,12 @@ def _cache_of(model: str | None) -> Path:
 def cmd_model_card(args: argparse.Namespace) -> None:
     out = _output("--out", args.out, (".md",))
     from faircam.audit.modelcard import model_card
+    from faircam.audit.report import recorded_model
     from faircam.evaluation.cache import read_cache
 
-    text = model_card(registry.load_model(args.model), read_cache(args.cache or _cache_of(args.model)))
+    cache = read_cache(args.cache or _cache_of(args.model))
+    # Without --model, the model the cache was computed with (never the bundled one in its place).
+    text = model_card(registry.load_model(args.model) if args.model else recorded_model(cache), cache)
     write_atomic(out, text)
     print(json.dumps({"out": args.out}))
 
@@ -331,8 +354,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     from faircam.evaluation.cache import read_cache
 
     cache = read_cache(args.cache or _cache_of(args.model))
-    print(json.dumps(write_report(cache, out, csv,
-                                  model_path=args.model or registry.resolve(None).name)))
+    # Without --model, the card is of the model the cache was computed with (never the bundled one in its place).
+    print(json.dumps(write_report(cache, out, csv, model_path=args.model)))
 
 def _numbers(option: str, value: str | None) -> list[float] | None:
     if value is None:
@@ -350,13 +373,17 @@ def cmd_install_model(args: argparse.Namespace) -> None:
     from faircam.models import store
 
     suffix = path.suffix.lower()
+    if args.mapping and suffix not in (".csv", ".parquet"):
+        raise DataError("--mapping is for a table of answers: a model's mapping is the \"mapping\" key of its "
+                        "faircam-model.json.")
     if suffix == ".zip":
         model = store.install_archive(args.name, path, path.name, args.cam_layer)
     elif suffix in (".csv", ".parquet"):
         if args.cam_layer:
             raise DataError(f"--cam-layer: {path.name} is a table of answers; no model ran, so it has no layer.")
         model, _ = store.install_answers(args.name, path, path.name, _data_dir(args.data), args.split,
-                                         Path(args.labels).expanduser() if args.labels else settings().labels_path)
+                                         Path(args.labels).expanduser() if args.labels else settings().labels_path,
+                                         _mapping(args.mapping))
     else:
         if args.json:
             described = Path(args.json).expanduser()
@@ -471,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--split", default="val", choices=["train", "val"])
     imported.add_argument("--labels", metavar="FILE", help="the folder's label CSV, as for `faircam evaluate`")
     imported.add_argument("--out", required=True, help="parquet cache to write")
+    imported.add_argument("--mapping", metavar="JSON|FILE.json", help=MAPPING_HELP)
     imported.set_defaults(run=cmd_import_predictions)
 
     quality = commands.add_parser("add-quality", help="add the image-quality columns to existing caches from their "
@@ -539,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--data", help="for a table of answers: the data folder (default: FAIRCAM_DATA)")
     install.add_argument("--split", default="val", choices=["train", "val"])
     install.add_argument("--labels", metavar="FILE", help="for a table of answers: the folder's label CSV")
+    install.add_argument("--mapping", metavar="JSON|FILE.json", help="for a table of answers: " + MAPPING_HELP)
     install.set_defaults(run=cmd_install_model)
     models.set_defaults(run=cmd_models)
 

@@ -1,6 +1,8 @@
 """Where does it fail? Accuracy by image-quality slice (and by any other attribute of the data), alone and with race
 and gender, worst first, each slice a link to its faces in the Gallery; and whether image quality explains a gap."""
 
+import shlex
+
 import pandas as pd
 import streamlit as st
 
@@ -18,11 +20,13 @@ WORST = 10
 cache = ui.evaluation_or_stop()
 task = ui.task_or_stop(cache)
 spec = cache.task(task)
+if cache.mapping_note(task):
+    st.info(md(cache.mapping_note(task)))
 attributes = failures.failure_attributes(cache.attributes)
 if not any(a.source == "quality" for a in attributes):
     st.info("This evaluation has no image-quality columns (face size, sharpness, brightness, head turn, detector "
             f"confidence). Add them from the images alone, without running the model again: "
-            f"{md(f'faircam add-quality {ui.cache_path_for(ui.selected_model())}', code=True)}.")
+            f"{md(f'faircam add-quality {shlex.quote(str(ui.cache_path_for(ui.selected_model())))}', code=True)}.")
     if not attributes:
         st.stop()
 st.caption(

@@ -10,6 +10,7 @@ from faircam.dashboard import ui
 from faircam.data.fairface import GENDERS, RACES
 from faircam.errors import KNOWN_ERRORS
 from faircam.evaluation import jobs
+from faircam.evaluation.imported import EXAMPLE, parse_mapping
 from faircam.models import store
 from faircam.models.kinds import KINDS, layer_label
 from faircam.tasks import TASKS
@@ -67,6 +68,11 @@ else:
     st.caption("A CSV with `file` (as FairFace's labels name it, e.g. `val/12.jpg`) and `pred_gender` (and "
                "`pred_race`, `pred_age`, `prob_<task>` where you have them). It has no maps.")
     upload = st.file_uploader("The table", type=["csv"], key="audit_csv", **limit)
+    mapping = st.text_input("Its mapping (optional)", key="audit_mapping", placeholder=EXAMPLE,
+                            help="Where its answers are coarser than FairFace's classes (five races: african, asian, "
+                                 "caucasian, hispanic, indian), faircam proposes which FairFace classes each stands "
+                                 "for and shows it once installed; map a FairFace class onto one of its answers (or "
+                                 "null) here to change that.")
 default = upload.name.rsplit(".", 1)[0][:64] if upload is not None else ""
 name = st.text_input("Its name on the pages", default, key=f"audit_name_{default}")
 ready = upload is not None and name.strip() and (what != ONNX or description is not None) \
@@ -77,7 +83,8 @@ if st.button("Install", type="primary", disabled=not ready, key="audit_install")
             if what == ZIP:
                 installed = store.install_archive(name, upload.getvalue(), upload.name)
             elif what == ANSWERS:
-                installed, counts = store.install_answers(name, upload.getvalue(), upload.name)
+                given = parse_mapping(mapping, "Its mapping") if mapping.strip() else None
+                installed, counts = store.install_answers(name, upload.getvalue(), upload.name, mapping=given)
                 if counts["not_in_data"]:
                     st.warning(f"{counts['not_in_data']} of its files are not among FairFace's validation faces and "
                                f"are not counted (the first: {md(', '.join(counts['not_in_data_files']))}).")
@@ -98,7 +105,7 @@ if not brought:
 st.markdown("## Your models on this server")
 names = list(brought)
 if st.session_state.get(SHOWN) not in names:  # none yet, or removed in another session
-    st.session_state[SHOWN] = names[-1]
+    st.session_state[SHOWN] = ui.selected_model() if ui.selected_model() in names else names[-1]
 chosen = st.selectbox("Model", names, key=SHOWN)
 model = brought[chosen]
 facts = model.facts

@@ -15,7 +15,7 @@ from faircam.vision.focus import REGIONS
 
 ui.page_setup("Explore a face")
 # Loaded on opening (the sidebar no longer does it): a broken model is reported at once, and picks are quick.
-ui.pipeline()
+pipeline = ui.pipeline()
 task = ui.selected_task()
 TITLE = TASKS[task].title
 # Race and age answers: the three likeliest classes (gender has two: its answer says both).
@@ -26,10 +26,11 @@ TARGETS = "explore_targets"
 # Whether the raw maps are shown: a plain key (a widget's key is dropped on other pages), as the image's toggles.
 RAW = "explore_raw"
 
+# A black box has no layer to explain: its maps are occlusion maps (`faircam.vision.occlusion`), named as such.
+maps = "four class activation maps (CAMs)" if pipeline.model.cam_layer is not None else "its occlusion maps"
 st.caption(
-    "Pick a FairFace face or upload a photo. faircam shows the model's answers and four class activation "
-    "maps (CAMs): red marks the image areas that pushed the model towards the class the maps explain, its own "
-    "answer unless you pick another."
+    f"Pick a FairFace face or upload a photo. faircam shows the model's answers and {maps}: red marks the image "
+    "areas that pushed the model towards the class the maps explain, its own answer unless you pick another."
 )
 
 
@@ -132,9 +133,10 @@ if predicted is not None:
                 tile.warning(f"Read with care: {checks[method].words()}.", icon="⚠️")
             if raw:
                 tile.image(raw_map(explanation, method), width="stretch", caption=f"{method}: the map alone")
-        agree = agreement.image_agreement(explanation.maps)
-        st.markdown(f"**The {len(explanation.maps)} maps agree at {agree:.0%}**: "
-                    f"{agreement.agreement_words(agree)}.")
+        if len(explanation.maps) > 1:  # a black box has one map (occlusion): nothing to agree with
+            agree = agreement.image_agreement(explanation.maps)
+            st.markdown(f"**The {len(explanation.maps)} maps agree at {agree:.0%}**: "
+                        f"{agreement.agreement_words(agree)}.")
         bar, ranges = st.columns([1, 2], vertical_alignment="center")
         # At its own size, so its numbers stay legible however narrow the columns above are.
         bar.image(colour_bar(), width="content")
@@ -142,9 +144,9 @@ if predicted is not None:
             f"{method} {low:.3g}–{high:.3g}" for method, (low, high) in explanation.raw_ranges.items()))
         st.caption(f"**Blue**: little or no weight toward {named(explanation.target)}; **red**: the strongest. "
                    "Each map is stretched to 0–1 on its own image, so its colours compare areas of one map, not "
-                   "one map with another: the raw values say how much there was to stretch. Agreement is the "
-                   "share of heat two maps put in the same places (their histogram intersection), averaged over "
-                   "every pair.")
+                   "one map with another: the raw values say how much there was to stretch."
+                   + (" Agreement is the share of heat two maps put in the same places (their histogram "
+                      "intersection), averaged over every pair." if len(explanation.maps) > 1 else ""))
         if view.invalid_share > 0:
             st.caption(f"The hatched grey area ({wording.small_share(view.invalid_share)} of the view) lies beyond "
                        "the photo's edge: the model sees flat grey there, and no score counts it.")

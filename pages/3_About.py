@@ -51,6 +51,9 @@ if entry.name in caches:
     else:
         st.info(ui.lacking(cache, DEFAULT_TASK))
     measured = [t for t in tasks if t in cache.tasks]
+    for t in measured:  # a coarser model's tasks: compared in its own classes, through the mapping said here
+        if cache.mapping_note(t):
+            st.info(md(cache.mapping_note(t)))
     if len(tasks) > 1:
         table = []
         for t in measured:

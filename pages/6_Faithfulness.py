@@ -88,8 +88,10 @@ else:
         ui.table(per_group, {"mean": "{:.3f}", "mean_low": "{:.3f}", "mean_high": "{:.3f}"}, width="stretch",
                  hide_index=True)
 
-st.markdown("## Do the four maps agree?")
-if not audit.has_agreement(rows):
+st.markdown("## Do the four maps agree?" if len(cache.methods) != 1 else "## Do the maps agree?")
+if len(cache.methods) == 1:
+    st.info(f"This evaluation has one kind of map ({md(cache.methods[0])}): there is no other map to agree with.")
+elif not audit.has_agreement(rows):
     st.info(f"This cache has no method agreement data. Run {evaluate_hint} with this faircam version to add it.")
 else:
     st.caption("Agreement between two maps of the same image, averaged over the images: the share of heat the two "

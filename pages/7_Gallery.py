@@ -3,6 +3,7 @@ group and by kind of mistake, sorted by confidence."""
 
 import math
 
+import pandas as pd
 import streamlit as st
 
 from faircam.audit import explanations as audit
@@ -27,6 +28,8 @@ ui.map_kind_note(cache.methods)
 task = ui.task_or_stop(cache, "predictions")
 spec = cache.task(task)
 prob = spec.prob
+if cache.mapping_note(task):
+    st.info(md(cache.mapping_note(task)))
 st.caption(
     f"The faces whose {spec.title} the model got wrong in the cached evaluation, with FairFace's label, the "
     "model's answer and how sure it was. Read from the cache: the model is not run here. Looking at mistakes shows "
@@ -71,7 +74,7 @@ if chosen.empty:
     st.warning("No image matches these filters.")
     st.stop()
 kinds = audit.confusions(chosen, spec).head(CONFUSIONS)
-wrong = audit.select_faces(chosen, task, "wrong")
+wrong = audit.select_faces(chosen, spec, "wrong")
 counts = {"wrong": len(wrong), "correct": len(chosen) - len(wrong)} | {
     (k.truth, k.pred): k.n for k in kinds.itertuples()}
 names = {"wrong": "every mistake", "correct": "every correct answer"} | {
@@ -82,7 +85,7 @@ show = st.selectbox(
     help=f"Every {spec.title} mistake, one kind of mistake (the {CONFUSIONS} most frequent among the images "
          "matching the filters, with their counts), or the faces the model got right.")
 
-faces = audit.select_faces(chosen, task, show).sort_values(prob, ascending=order == "least confident first",
+faces = audit.select_faces(chosen, spec, show).sort_values(prob, ascending=order == "least confident first",
                                                            kind="stable")
 share = f"{len(faces) / len(chosen):.1%}"
 if show == "wrong":
@@ -130,8 +133,10 @@ for i, (_, row) in enumerate(shown.iterrows()):
             st.info(f"{md(row['file'], code=True)} is missing")
         else:
             st.image(image, width="stretch")
-        st.markdown(f"Label **{md(groups.label(row[spec.truth]))}** · model **{md(groups.label(row[spec.pred]))}** "
-                    f"({row[prob]:.0%} sure)")
+        # A table of answers may give no probabilities.
+        sure = f" ({row[prob]:.0%} sure)" if pd.notna(row[prob]) else ""
+        st.markdown(f"Label **{md(groups.label(row[spec.truth]))}** · model **{md(groups.label(row[spec.pred]))}**"
+                    + sure)
         st.caption(f"{', '.join(md(DESCRIBE[c](row[c])) for c in others)} · {md(row['file'], code=True)}")
         if image is not None:  # a file the data folder lacks gets no link (the cache names anything)
             image_source.explore_link(row["file"], label="Its maps on Explore")

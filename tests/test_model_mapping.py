@@ -300,14 +300,12 @@ def test_a_table_of_age_answers_alone(tmp_path, fairface, val_split):
     assert main(["report", "--cache", str(out), "--out", str(tmp_path / "r.html")]) == 0
 
 
-@pytest.fixture(scope="module")
-def black_box(tmp_path_factory, fairface) -> dict:
+def black_box_onnx(root: Path) -> tuple[Path, torch.nn.Module]:
     """A ResNet-18 exported to ONNX with its pooling as GlobalMaxPool, a standard operator onnx2torch has no
-    converter for (onnxruntime runs it), evaluated with its occlusion maps on the first 8 val faces."""
+    converter for (onnxruntime runs it), with its faircam-model.json (Woman, Man); and the torch network."""
     import onnx
     import torchvision
 
-    root = tmp_path_factory.mktemp("blackbox")
     torch.manual_seed(7)
     net = torchvision.models.resnet18(num_classes=2).eval()
     net.avgpool = torch.nn.AdaptiveMaxPool2d(1)
@@ -321,10 +319,18 @@ def black_box(tmp_path_factory, fairface) -> dict:
     (root / "faircam-model.json").write_text(json.dumps({
         "format": "onnx", "weights": "model.onnx", "input_size": SIZE,
         "outputs": [{"task": "gender", "classes": ["Woman", "Man"]}]}))
+    return root / "faircam-model.json", net
+
+
+@pytest.fixture(scope="module")
+def black_box(tmp_path_factory, fairface) -> dict:
+    """The black box (`black_box_onnx`), evaluated with its occlusion maps on the first 8 val faces."""
+    root = tmp_path_factory.mktemp("blackbox")
+    spec, net = black_box_onnx(root)
     out = root / "bb.parquet"
     assert main(["evaluate", "--data", str(fairface), "--model", str(root), "--out", str(out), "--limit", "8",
                  "--faithfulness-per-cell", "0", "--batch-size", "8"]) == 0
-    return {"spec": root / "faircam-model.json", "onnx": root / "model.onnx", "net": net, "cache": out}
+    return {"spec": spec, "onnx": root / "model.onnx", "net": net, "cache": out}
 
 
 def test_onnx2torch_lacks_the_operator(black_box):
@@ -460,3 +466,96 @@ def test_a_black_box_has_no_layer_to_choose(black_box, fairface, tmp_path, capsy
     assert any("**CAM layer:** none to choose: it runs as a black box, with occlusion maps" in m.value
                for m in at.markdown)
     assert not [s for s in at.selectbox if s.label == "The layer its maps explain"]
+
+
+# A face API whose race answers are the AutoTrain model's five classes: right for every face it can be right for.
+TABLE_FIVE = {"White": "caucasian", "Black": "african", "Latino_Hispanic": "hispanic", "East Asian": "asian",
+              "Southeast Asian": "asian", "Indian": "indian", "Middle Eastern": "caucasian"}
+
+
+@pytest.fixture
+def five_table(tmp_path, val_split) -> Path:
+    """A table of answers for the first 24 val faces: genders right, races in five classes (Middle Eastern answered
+    caucasian), one East Asian face answered indian."""
+    rows = val_split.rows.head(24)
+    race = rows["race"].map(TABLE_FIVE).tolist()
+    race[0] = "indian"  # val/1.jpg is East Asian
+    table = tmp_path / "five.csv"
+    pd.DataFrame({"file": rows["file"], "pred_gender": rows["gender"].str.lower(), "pred_race": race}).to_csv(
+        table, index=False)
+    return table
+
+
+def test_a_table_of_five_race_answers_is_audited_in_its_classes(five_table, tmp_path, fairface, capsys):
+    """`faircam import-predictions` of coarser answers: compared in the table's own classes through faircam's
+    proposed mapping (the one models get), Middle Eastern left out and counted; the report states the mapping."""
+    out = tmp_path / "five.parquet"
+    assert main(["import-predictions", str(five_table), "--data", str(fairface), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["race_accuracy"] == round(21 / 22, 4)
+    cache = read_cache(out)
+    assert cache.tasks["race"] == tuple(FIVE) and cache.meta["model"]["onto"] == {"race": PROPOSED}
+    rows = cache.rows
+    middle = rows["race"] == "Middle Eastern"
+    assert middle.sum() == 2 and rows.loc[middle, "race_correct"].isna().all()
+    assert rows.loc[~middle, "race_correct"].astype(bool).tolist() == [False] + [True] * 21
+    assert (rows["race_pred"] == pd.read_csv(five_table)["pred_race"]).all()  # its own names, as answered
+    assert rows["correct"].all()
+    report = tmp_path / "report.html"
+    assert main(["report", "--cache", str(out), "--out", str(report)]) == 0
+    html = report.read_text()
+    assert "race classes mapped by name: Black → african; East Asian, Southeast Asian → asian" in html
+    assert "2 of 24 faces have no counterpart and are left out of its race accuracy" in html
+
+
+@pytest.mark.parametrize("given", ["text", "file"])
+def test_a_mapping_for_a_table_overrides_the_proposal(five_table, tmp_path, fairface, given):
+    mapping = json.dumps({"race": {"middle eastern": "caucasian"}})
+    if given == "file":
+        (tmp_path / "mapping.json").write_text(mapping)
+        mapping = str(tmp_path / "mapping.json")
+    out = tmp_path / "five.parquet"
+    assert main(["import-predictions", str(five_table), "--data", str(fairface), "--out", str(out),
+                 "--mapping", mapping]) == 0
+    cache = read_cache(out)
+    assert cache.onto["race"]["Middle Eastern"] == "caucasian"
+    assert cache.rows["race_correct"].notna().all() and cache.rows["race_correct"].astype(bool).sum() == 23
+    assert "White, Middle Eastern → caucasian" in cache.mapping_note("race")
+
+
+@pytest.mark.parametrize(("answer", "mapping", "said"), [
+    ("martian", None, "'martian' (file val/1.jpg) is not a race class faircam knows (White, Black"),
+    ("asian", '{"race": {"Martian": "asian"}}', "mapping.race names 'Martian', not a race class faircam knows"),
+    ("asian", '{"race": {"White": "european"}}', "maps 'White' onto 'european', which is not one of the model's"),
+    ("asian", '{"age": {"0-2": "baby"}}', "The mapping names 'age', which five.csv does not answer"),
+    ("asian", '{"gender": {"Female": "f"}}', "its mapping names gender, whose two classes need none"),
+    ("asian", "{race: asian}", "--mapping {race: asian}: not JSON"),
+    ("<b>asian</b>", '{"race": {"East Asian": "<b>asian</b>"}}', "is not a plain name"),
+])
+def test_a_table_answer_or_mapping_that_fits_nothing_is_one_line(five_table, tmp_path, fairface, capsys, answer,
+                                                                  mapping, said):
+    table = pd.read_csv(five_table)
+    table.loc[0, "pred_race"] = answer
+    table.to_csv(five_table, index=False)
+    out = tmp_path / "o.parquet"
+    assert main(["import-predictions", str(five_table), "--data", str(fairface), "--out", str(out),
+                 *(["--mapping", mapping] if mapping else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("faircam: error: ") and err.count("\n") == 1 and said in err, err
+    assert not out.exists()
+    if answer == "martian":
+        assert "--mapping" in err
+
+
+def test_install_model_takes_a_tables_mapping(five_table, tmp_path, fairface, capsys):
+    """`faircam install-model` of a coarser table with --mapping: what it recognised states the mapping; --mapping
+    for a model file is one line (its mapping belongs in its faircam-model.json)."""
+    assert main(["install-model", str(five_table), "--name", "five API", "--data", str(fairface),
+                 "--mapping", '{"race": {"Middle Eastern": "caucasian"}}']) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["kind"] == "predictions" and facts["tasks"]["race"] == FIVE
+    assert "White, Middle Eastern → caucasian" in facts["label_mapping"]["race"]
+    (tmp_path / "w.safetensors").write_bytes(b"x")
+    assert main(["install-model", str(tmp_path / "w.safetensors"), "--name", "w", "--arch", "resnet18",
+                 "--mapping", "{}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--mapping is for a table of answers" in err

@@ -162,3 +162,34 @@ def test_a_bad_number_of_faces_setting_is_one_line(page, tmp_path, monkeypatch):
     page.run()
     assert not page.exception, [e.value for e in page.exception]
     assert [e.value for e in page.error] == [md("FAIRCAM_AUDIT_FACES='lots': give a whole number of faces, 1 or more.")]
+
+
+def test_a_table_of_five_race_answers_with_its_mapping(page, val_split):
+    """A face API answering five races: installed with the mapping typed in the page's box over faircam's proposal,
+    shown as recognised, and Evaluation audits race in the table's own classes and says how."""
+    rows = val_split.rows.head(30)
+    five = {"White": "caucasian", "Black": "african", "Latino_Hispanic": "hispanic", "East Asian": "asian",
+            "Southeast Asian": "asian", "Indian": "indian", "Middle Eastern": "caucasian"}
+    table = pd.DataFrame({"file": rows["file"], "pred_gender": rows["gender"], "pred_race": rows["race"].map(five)})
+    page.radio(key="audit_what").set_value(ANSWERS).run()
+    page.text_input(key="audit_mapping").set_value('{"race": {"Middle Eastern": "caucasian"}}')
+    at = upload(page, ANSWERS, [("five.csv", table.to_csv(index=False).encode())], "five API")
+    assert md("White, Middle Eastern → caucasian") in shown(ok(at))
+    at.switch_page("pages/2_Evaluation.py").run()
+    at.sidebar.selectbox[0].set_value("five API").run()
+    at.sidebar.selectbox[1].set_value("race").run()
+    said = " ".join(i.value for i in ok(at).info)
+    assert md("compared in its own classes (african, asian, caucasian, hispanic, indian)") in said
+    assert at.metric[0].value == "100.0%"
+
+
+def test_a_mapping_that_is_not_json_is_one_line(page, val_split):
+    rows = val_split.rows.head(5)
+    table = pd.DataFrame({"file": rows["file"], "pred_race": ["asian"] * 5})
+    page.radio(key="audit_what").set_value(ANSWERS).run()
+    page.text_input(key="audit_mapping").set_value("{race: asian}")
+    at = upload(page, ANSWERS, [("five.csv", table.to_csv(index=False).encode())], "bad")
+    assert not at.exception and len(at.error) == 1, at.error
+    assert at.error[0].value.startswith(f"**Not installed.** {md('Its mapping: not JSON')}")
+    assert "\n" not in at.error[0].value
+    assert "bad" not in registry.entries()

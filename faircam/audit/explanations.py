@@ -84,12 +84,13 @@ def _long(table: pd.DataFrame, by: list[str], keys: dict[str, str], column: str)
 
 
 def select_outcome(rows: pd.DataFrame, outcome: str, task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
-    """All rows, or only those whose `task` prediction is right ("correct") or wrong ("wrong")."""
+    """All rows, or only those whose `task` prediction is right ("correct") or wrong ("wrong"); a face a coarser
+    model's task leaves out (its label has no counterpart: correctness null) is neither."""
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
     if outcome == "all":
         return rows
-    return rows[rows[as_task(task).correct].astype(bool) == (outcome == "correct")]
+    return rows[rows[as_task(task).correct].eq(outcome == "correct").fillna(False).astype(bool)]
 
 
 def maps_note(task: str | Task, cam_task: str) -> str | None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import pandas as pd
@@ -60,6 +61,9 @@ from faircam.files import write_atomic
 from faircam.tasks import DEFAULT_TASK, TASKS, Task, as_task
 from faircam.text import html_text
 from faircam.wording import OCCLUSION, OCCLUSION_MAPS
+
+if TYPE_CHECKING:
+    from faircam.models.model import LoadedModel
 
 # The caveats of the report and the Fairness page: those of the labels and of the measures are worded per task
 # (`caveats`), the rest hold for any task.
@@ -558,8 +562,35 @@ def rows_csv(cache: EvalCache) -> bytes:
     return rows.to_csv(index=False).encode("utf-8")
 
 
-def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str | None, str]:
-    """The model card of a registered model name or checkpoint path (Markdown) and a note, or (None, why not).
+def recorded_model(cache: EvalCache) -> LoadedModel:
+    """The model `cache` was computed with, found by what its metadata records (its registered name, its files'
+    path; the bundled cache names the run that trained the bundled model, so the default model is tried last) and
+    taken only where its checksum is the cache's; `ModelError` saying which model is missing, or that a table of
+    answers has none."""
+    from faircam.models import registry
+
+    meta = cache.model_meta
+    if cache.answers_only:
+        raise ModelError(f"{meta['name']} is a table of answers: no model ran, so there is no model to describe.")
+    entries = registry.entries()
+    path = meta.get("path")
+    candidates = [*([meta["name"]] if meta["name"] in entries else []),
+                  *(name for name, entry in entries.items() if path and str(entry.weights) == path),
+                  *([path] if path and Path(path).exists() else []), None]
+    for candidate in dict.fromkeys(candidates):
+        try:
+            model = registry.load_model(candidate)
+        except ModelError:
+            continue  # another candidate may be it
+        if model.sha256 == meta["sha256"]:
+            return model
+    raise ModelError(f"the model this evaluation was computed for ({meta['name']}, {meta.get('kind', 'checkpoint')}) "
+                     "is not on this server: pass --model NAME|PATH to describe it.")
+
+
+def model_card_markdown(cache: EvalCache, model_path: Path | str | None = None) -> tuple[str | None, str]:
+    """The model card of a registered model name or checkpoint path (None: the model the cache was computed with,
+    `recorded_model`) as Markdown and a note, or (None, why not).
 
     Loading a model needs torch, imported here only when a report is written.
     """
@@ -567,7 +598,7 @@ def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str |
     from faircam.models.registry import load_model
 
     try:
-        model = load_model(model_path)
+        model = recorded_model(cache) if model_path is None else load_model(model_path)
     except ModelError as exc:
         return None, str(exc)
     note = ""
@@ -578,8 +609,9 @@ def model_card_markdown(cache: EvalCache, model_path: Path | str) -> tuple[str |
 
 
 def write_report(cache: EvalCache, out: Path, csv: Path | None = None, model_path: Path | str | None = None) -> dict:
-    """Write the HTML report (and the CSV); returns what was written, for the CLI to print."""
-    card, note = model_card_markdown(cache, model_path) if model_path is not None else (None, "no checkpoint given")
+    """Write the HTML report (and the CSV), with the card of `model_path` (None: of the model the cache was computed
+    with); returns what was written, for the CLI to print."""
+    card, note = model_card_markdown(cache, model_path)
     write_atomic(out, build_report(cache, card, note))
     written = {"out": str(out), "images": len(cache.rows), "model_card": card is not None}
     if csv is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import runpy
+import shlex
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -492,7 +493,7 @@ def read_evaluation(name: str) -> EvalCache:
 def evaluate_command(name: str | None = None) -> str:
     """The `faircam evaluate` command that (re)creates a model's (default: the selected one's) cache."""
     name = name or selected_model()
-    return f"faircam evaluate --split val --model {name} --out {cache_path_for(name)}"
+    return f"faircam evaluate --split val --model {shlex.quote(name)} --out {shlex.quote(str(cache_path_for(name)))}"
 
 
 def no_maps_line(cache: EvalCache, what: str = "CAMs") -> str:
@@ -699,7 +700,7 @@ def sidebar_model() -> None:
         try:
             rows = read_evaluation(current).rows
         except CacheError:
-            command = md(f"faircam evaluate --model {current}", code=True)
+            command = md(f"faircam evaluate --model {shlex.quote(current)}", code=True)
             st.warning(f"This model has no evaluation cache yet: run {command} to measure its accuracy.")
             return
         if task not in read_evaluation(current).tasks:

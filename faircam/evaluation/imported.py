@@ -3,7 +3,11 @@
 The table (CSV or parquet) names each image by `file`, as the data folder's labels do, and gives per task predicted
 `pred_<task>` (`pred_gender`, `pred_race`, `pred_age`: at least one), its values in any spelling
 `faircam.tasks.Task.canonical` knows ("woman", "F", "70+"), and optionally `prob_<task>`, the probability of the
-predicted class. The answers are joined to the data's labels by file name and written with the cache writer every
+predicted class. A table whose answers for a task are coarser than FairFace's classes (five races: `african, asian,
+caucasian, hispanic, indian`) is audited in its own classes, as a coarser model is: the mapping of FairFace's classes
+onto them is `faircam.models.kinds.map_outputs`' (proposed by `Task.propose`, overridden by the user's `mapping`),
+recorded in the cache's `meta["model"]` (`onto`, `label_mapping`) and stated wherever that task's accuracy is. The
+answers are joined to the data's labels by file name and written with the cache writer every
 cache goes through (`faircam.evaluation.cache.write_cache`: schema, checksum, atomic replacement), so every table
 page, the report and Compare read it as they read `faircam evaluate`'s; it holds no maps (`EvalCache.has_cams` is
 false), which the map pages say. Files the data folder lacks are counted and the first of them recorded in the
@@ -13,6 +17,7 @@ torch.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,11 +30,15 @@ from faircam.errors import DataError
 from faircam.evaluation.cache import EvalCache, read_cache, write_cache
 from faircam.files import output_lock
 from faircam.models.checkpoint import file_sha256
-from faircam.tasks import DEFAULT_TASK, TASKS, task_classes
+from faircam.models.kinds import map_outputs
+from faircam.tasks import DEFAULT_TASK, TASKS, Task, task_classes
 
 KIND = "predictions"
 # The files the data folder lacks recorded in the cache by name (all are counted).
 LISTED = 50
+# Where a table's user gives the mapping of FairFace's classes onto its coarser ones (said when one is missing).
+EXAMPLE = '{"race": {"Middle Eastern": "caucasian"}}'
+MAPPING_WHERE = f"with --mapping (on the \"Audit a model\" page: its mapping box), e.g. {EXAMPLE}"
 
 
 def read_answers(path: Path) -> pd.DataFrame:
@@ -59,14 +68,44 @@ def read_answers(path: Path) -> pd.DataFrame:
     return table
 
 
-def _task_columns(table: pd.DataFrame, task: str, truth: pd.Series, source: str) -> dict[str, object]:
-    """The cache's prediction columns of `task` (`Task.columns`) from the table's `pred_<task>` and `prob_<task>`."""
+def parse_mapping(text: str, source: str) -> dict[str, object]:
+    """The user's mapping of FairFace's classes onto a table's coarser ones, per task, from JSON text (a
+    faircam-model.json's `mapping`: `{"race": {"Middle Eastern": "caucasian"}}`); `DataError` naming `source`."""
+    try:
+        mapping = json.loads(text)
+    except ValueError:
+        raise DataError(f"{source}: not JSON (e.g. {EXAMPLE}).") from None
+    if not isinstance(mapping, dict) or not all(isinstance(m, dict) for m in mapping.values()):
+        raise DataError(f"{source}: map a task onto its classes' mapping, e.g. {EXAMPLE}.")
+    return mapping
+
+
+def _answered_task(table: pd.DataFrame, task: str, source: str, given: object) -> Task:
+    """`task` as the table answers it: faircam's own where every answer names one of its classes (in any spelling)
+    and no mapping is given for it; else in the table's own, coarser classes (its distinct answers: five races),
+    mapped as a model's head is (`faircam.models.kinds.map_outputs`: `Task.propose`, with `given`, the user's
+    mapping for the task, over it). `DataError` naming the first answer faircam cannot place, and its file."""
     spec = TASKS[task]
-    pred = table[f"pred_{task}"].map(spec.canonical)
-    if pred.isna().any():
-        at = int(np.flatnonzero(pred.isna().to_numpy())[0])
-        raise DataError(f"{source}: {table[f'pred_{task}'].iloc[at]!r} (file {table['file'].iloc[at]}) is not a "
-                        f"{task} class faircam knows ({', '.join(spec.classes)}, or a synonym).")
+    said = table[f"pred_{task}"]
+    if said.map(spec.canonical).notna().all() and given is None:
+        return spec
+    placed = set(given.values()) if isinstance(given, dict) else set()
+    fits = said.map(spec.canonical).notna() if spec.binary else said.map(spec.recognises) | said.isin(placed)
+    if not fits.all():
+        at = int(np.flatnonzero(~fits.to_numpy())[0])
+        hint = "" if spec.binary else f"; map {task} classes onto it {MAPPING_WHERE}"
+        raise DataError(f"{source}: {said.iloc[at]!r} (file {table['file'].iloc[at]}) is not a {task} class faircam "
+                        f"knows ({', '.join(spec.classes)}, or a synonym){hint}.")
+    mapping = {} if given is None else {task: given}
+    head = map_outputs([(task, sorted(set(said)))], source, mapping, where=MAPPING_WHERE)[0]
+    return head.spec
+
+
+def _task_columns(table: pd.DataFrame, spec: Task, labels: pd.Series, source: str) -> dict[str, object]:
+    """The cache's prediction columns of `spec` (`Task.columns`) from the table's `pred_<task>` and `prob_<task>`,
+    each answer judged against its label by `Task.judge` (in a coarser table's own classes)."""
+    task = spec.name
+    pred = table[f"pred_{task}"] if spec.onto else table[f"pred_{task}"].map(spec.canonical)
     prob = pd.Series(np.nan, index=table.index)
     if f"prob_{task}" in table:
         prob = pd.to_numeric(table[f"prob_{task}"], errors="coerce")
@@ -79,16 +118,25 @@ def _task_columns(table: pd.DataFrame, task: str, truth: pd.Series, source: str)
     if spec.score:
         # The positive class's probability: the given one, or its complement for the other class of a binary task.
         columns[spec.score] = prob.where(pred == spec.positive, 1 - prob)
-    columns[spec.correct] = pred == truth
+    columns[spec.correct] = [spec.judge(p, label) for p, label in zip(pred, labels)]
     return columns
 
 
-def import_predictions(path: Path, data_dir: Path, split: str, labels: Path | None, out: Path) -> tuple[EvalCache,
-                                                                                                        dict]:
+def import_predictions(path: Path, data_dir: Path, split: str, labels: Path | None, out: Path,
+                       mapping: dict[str, object] | None = None) -> tuple[EvalCache, dict]:
     """Write the cache of the answers at `path` on the data (`load_data(data_dir, split, labels)`) to `out`, a
-    .parquet file. Returns the cache as written and the counts: answered, unanswered, not in the data."""
+    .parquet file; `mapping` maps FairFace's classes onto a table's coarser ones per task, as a faircam-model.json's
+    `mapping` does. Returns the cache as written and the counts: answered, unanswered, not in the data."""
     path = Path(path).expanduser()
     table = read_answers(path)
+    mapping = mapping or {}
+    predicted = [t for t in TASKS if f"pred_{t}" in table]
+    extra = [t for t in mapping if t not in predicted]
+    if extra:
+        raise DataError(f"The mapping names {', '.join(map(repr, extra))}, which {path.name} does not answer "
+                        f"(it has {', '.join(f'pred_{t}' for t in predicted)}).")
+    # Checked on every answer, before the data is read: one line for the first one faircam cannot place.
+    specs = {t: _answered_task(table, t, path.name, mapping.get(t)) for t in predicted}
     data = load_data(data_dir, split, labels)
     known = table["file"].isin(data.rows["file"])
     absent = table.loc[~known, "file"].tolist()
@@ -97,14 +145,14 @@ def import_predictions(path: Path, data_dir: Path, split: str, labels: Path | No
         raise DataError(f"None of the {len(table)} files of {path.name} is among the labelled images of "
                         f"{data.labels or data.root} ({data.split}); name them as its labels do (e.g. "
                         f"{data.rows['file'].iloc[0]}).")
-    predicted = [t for t in TASKS if f"pred_{t}" in table]
-    tasks = labelled_tasks(task_classes(predicted), answered)
+    tasks = {t: specs[t].classes for t in labelled_tasks(task_classes(predicted), answered)}
     if not tasks:
         raise DataError(f"{data.labels or data.root} has no {' or '.join(predicted)} labels to check the answers "
                         "against.")
     rows = data.rows.loc[data.rows["file"].isin(answered["file"])].reset_index(drop=True)
+    coarse = [t for t in tasks if specs[t].onto]
     for task in tasks:
-        for column, values in _task_columns(answered, task, answered[task], path.name).items():
+        for column, values in _task_columns(answered, specs[task], answered[task], path.name).items():
             rows[column] = np.asarray(values)
     meta = {
         "faircam_version": __version__,
@@ -114,7 +162,10 @@ def import_predictions(path: Path, data_dir: Path, split: str, labels: Path | No
         "tasks": {task: list(classes) for task, classes in tasks.items()},
         "cam_task": DEFAULT_TASK if DEFAULT_TASK in tasks else next(iter(tasks)),
         "model": {"name": path.stem, "arch": "a table of answers", "sha256": file_sha256(path),
-                  "path": str(path.resolve()), "kind": KIND},
+                  "path": str(path.resolve()), "kind": KIND,
+                  # A coarser table's tasks, as a coarser model's are recorded (`faircam.evaluation.cache`).
+                  **({"label_mapping": {t: specs[t].mapping_text() for t in coarse},
+                      "onto": {t: dict(specs[t].onto) for t in coarse}} if coarse else {})},
         "data": {"root": str(data.root.resolve()), "split": data.split, "limit": None,
                  **({"labels": str(data.labels.resolve()), "notes": data.notes} if data.labels else {}),
                  "labelled": len(data.rows), "unreadable": 0,

@@ -78,9 +78,11 @@ class Head:
         return ", ".join(f"{n} → {c}" for n, c in zip(self.names, self.classes))
 
 
-def _coarse_onto(task: str, names: list[str], given: object, source: str) -> tuple[tuple[str, str | None], ...]:
+def _coarse_onto(task: str, names: list[str], given: object, source: str,
+                 where: str) -> tuple[tuple[str, str | None], ...]:
     """The mapping of `task`'s classes onto a coarser head's `names`: faircam's proposal (`Task.propose`), with the
-    description's `mapping` for this task (faircam's class, in any spelling -> one of `names` or null) over it."""
+    description's `mapping` for this task (faircam's class, in any spelling -> one of `names` or null) over it;
+    `where` says where a mapping is given (in the error that asks for one)."""
     spec = TASKS[task]
     bad = [n for n in names if not PLAIN_CLASS.fullmatch(n)]
     if bad:
@@ -105,7 +107,7 @@ def _coarse_onto(task: str, names: list[str], given: object, source: str) -> tup
     if unknown:
         raise ModelError(f"{source}: {', '.join(map(repr, unknown))} is not a {task} class faircam knows "
                          f"({', '.join(spec.classes)}, or a synonym); map {task} classes onto it with "
-                         f"\"mapping\": {{\"{task}\": {{...}}}} in its {MODEL_JSON}.")
+                         f"\"mapping\": {{\"{task}\": {{...}}}} {where}.")
     if not placed - {None}:
         raise ModelError(f"{source}: none of faircam's {task} classes maps onto its classes ({', '.join(names)}).")
     return tuple((c, onto[c]) for c in spec.classes)
@@ -118,13 +120,14 @@ def _task_of(names: list[str]) -> str | None:
 
 
 def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str,
-                mapping: dict[str, object] | None = None) -> list[Head]:
+                mapping: dict[str, object] | None = None, where: str = f"in its {MODEL_JSON}") -> list[Head]:
     """The heads of a model's output vector, in order, from (task or None, class names) per head: a head without a
     task is given the one task all its names belong to. A head whose names are not its task's classes one for one
     is coarser: faircam proposes a mapping of its task's classes onto its names, and `mapping` (a description's
     `{"race": {"Middle Eastern": "caucasian"}}`) overrides it. A model may predict any of faircam's tasks (an
     age-only model has no gender head: the pages name the tasks it lacks). `ModelError` in one line when a name
-    maps onto no class, two names onto one, or a one-class head is not of a two-class task."""
+    maps onto no class, two names onto one, or a one-class head is not of a two-class task (`where`: where the
+    user gives a mapping, said when one is missing)."""
     heads, start = [], 0
     mapping = mapping or {}
     for task, names in outputs:
@@ -156,7 +159,7 @@ def map_outputs(outputs: list[tuple[str | None, list[str]]], source: str,
             raise ModelError(f"{source}: {', '.join(map(repr, unknown))} is not a {task} class faircam knows "
                              f"({', '.join(spec.classes)}, or a synonym).")
         else:
-            onto = _coarse_onto(task, names, mapping.get(task), source)
+            onto = _coarse_onto(task, names, mapping.get(task), source, where)
             heads.append(Head(task, tuple(names), tuple(names), start, onto))
         start += len(names)
     extra = [t for t in mapping if t not in {h.task for h in heads}]

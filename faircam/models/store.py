@@ -407,9 +407,10 @@ def install_weights(name: str, data: bytes | Path, source: str, spec: dict[str, 
 
 
 def install_answers(name: str, data: bytes | Path, source: str, data_dir: Path | None = None, split: str = "val",
-                    labels: Path | None = None) -> tuple[Installed, dict]:
+                    labels: Path | None = None, mapping: dict[str, object] | None = None) -> tuple[Installed, dict]:
     """A table of answers (CSV or parquet: `faircam import-predictions`' format) installed as `name`, its cache
-    imported on the data folder (default: the server's); returns the model and the import's counts."""
+    imported on the data folder (default: the server's), coarser answers mapped with `mapping` over faircam's
+    proposal; returns the model and the import's counts."""
     from faircam.evaluation.imported import import_predictions
 
     data_dir = data_dir or settings().data_dir
@@ -423,9 +424,10 @@ def install_answers(name: str, data: bytes | Path, source: str, data_dir: Path |
         table = staging.folder / f"{staging.name}{suffix}"
         _put(data, table, source)
         folder = staging.commit()
-        cache, counts = import_predictions(folder / table.name, data_dir, split, labels, folder / CACHE)
+        cache, counts = import_predictions(folder / table.name, data_dir, split, labels, folder / CACHE, mapping)
         facts = {"arch": "a table of answers", "tasks": {t: list(c) for t, c in cache.tasks.items()},
-                 "label_mapping": {}, "input_size": None, "view": None, "cam_layer": "",
+                 "label_mapping": cache.model_meta.get("label_mapping", {}), "input_size": None, "view": None,
+                 "cam_layer": "",
                  "sha256": cache.model_meta["sha256"], "counts": counts}
         return _finish(staging, ANSWERS, Path(table.name), source, facts), counts
 
