@@ -23,7 +23,7 @@ TOP = 8
 st.caption(
     "The classifier is a stack of stages. Each turns the picture into many **feature maps** (channels): small "
     "grids that light up where the stage finds a pattern. Early stages see edges and colours at high resolution; "
-    "late stages see whole face parts on a coarse grid. The last stage is the one the CAMs are computed from."
+    "late stages see whole face parts on a coarse grid. The CAMs are computed from the stage named CAM layer."
 )
 
 

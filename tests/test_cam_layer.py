@@ -256,3 +256,39 @@ def test_choosing_the_layer_it_has_keeps_its_evaluation(made):
     assert cache_path_for("rn").read_bytes() == b"an evaluation"
     store.choose_cam_layer("rn", "layer3")
     assert not cache_path_for("rn").exists() and store.get("rn").facts["cam_layer"] == "layer3"
+
+
+def test_inside_the_network_shows_a_brought_models_layers(made, faces, fairface, monkeypatch):
+    """A brought network has no trunk: Inside shows its outermost layers with a grid, in the order they run (the chosen
+    CAM layer named, and the layers after it), each the
+    output of that very layer for the face (bn1 before the in-place ReLU that follows it), the CAM layer named; on
+    the page, a face picked with the brought model chosen draws them (it used to stop on `net.trunk`)."""
+    from faircam.vision.inside import feature_maps
+
+    model = registry.load_model(str(made["json"]), "layer3")
+    stages = feature_maps(model, faces[0], top=4)
+    assert [s.name for s in stages] == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3 (CAM layer)",
+                                        "layer4"]
+    net = made["net"]
+    x = model.to_tensor(faces[:1])
+    with torch.no_grad():
+        expected = {"bn1": net.bn1(net.conv1(x)), "layer3": net.layer3(net.layer2(net.layer1(net.maxpool(
+            net.relu(net.bn1(net.conv1(x)))))))}
+    for stage in stages:
+        name = stage.name.split(" ")[0]
+        if name in expected:
+            output = expected[name][0].numpy()
+            assert stage.shape == output.shape
+            assert stage.mean_activation == pytest.approx(sorted(output.mean(axis=(1, 2)), reverse=True)[:4],
+                                                          rel=1e-4)
+
+    spec = store.read_description(made["json"].read_bytes(), "faircam-model.json")
+    store.install_weights("inside rn", made["state"], "model.safetensors", spec)
+    monkeypatch.setenv("FAIRCAM_DATA", str(fairface))
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=180)
+    at.session_state["faircam_model"] = "inside rn"
+    at.switch_page("pages/8_Inside.py").run()
+    at.button[1].click().run()  # the first face of the grid (button 0 shuffles)
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    shown = " ".join(m.value for m in at.markdown)
+    assert "**layer4 (CAM layer)** · 512 channels of 4×4" in shown and "**conv1** · 64 channels of 64×64" in shown

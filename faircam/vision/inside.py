@@ -1,13 +1,15 @@
-"""Inside the network: what each trunk stage computes for one image, and the first layer's filters.
+"""Inside the network: what each stage computes for one image, and the first layer's filters.
 
-`feature_maps` runs one image through the classifier's trunk stage by stage and keeps, per
-stage, the channels with the highest mean activation (the ones that respond most to this
-image), each scaled to [0, 1] for display. `first_layer_filters` gives the first convolution's
-RGB kernels as small images. `image_grid` tiles either into one picture for the page.
+`feature_maps` runs one image through the classifier and keeps, per stage (a trunk's stages, or a
+brought network's outermost layers with a spatial grid), the channels with the highest mean
+activation (the ones that respond most to this image), each scaled to [0, 1] for display.
+`first_layer_filters` gives the first convolution's RGB kernels as small images. `image_grid`
+tiles either into one picture for the page.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -44,25 +46,56 @@ def _unit(maps: np.ndarray) -> np.ndarray:
     return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0).astype(np.float32)
 
 
+def _stages(model: LoadedModel) -> list[tuple[str, nn.Module, Callable[[torch.Tensor], torch.Tensor] | None]]:
+    """(name, module, reshape of its output into a grid or None) of each stage shown, in the order they run: the
+    trunk's stages for faircam's and the third-party networks; for a brought network, which has no trunk, the
+    outermost of the layers that could explain it (`foreign.cam_layers`: outputs with a spatial grid or a square
+    of patch tokens), its CAM layer among them."""
+    net = model.net
+    trunk = getattr(net, "trunk", None)
+    if trunk is not None:
+        return [(stage_name(i, len(trunk)), stage, None) for i, stage in enumerate(trunk)]
+    from faircam.models.foreign import cam_layers
+
+    layers = cam_layers(net.net, model.input_size)
+    cam = net.cam_layer
+    shown = [la for la in layers if la.module is cam
+             or not any(la.name.startswith(other.name + ".") for other in layers if other is not la)]
+    return [(f"{la.name} (CAM layer)" if la.module is cam else la.name, la.module, la.reshape) for la in shown]
+
+
 @torch.no_grad()
 def feature_maps(model: LoadedModel, image: np.ndarray, top: int = 8) -> list[StageMaps]:
-    """Every trunk stage's `top` channels by mean activation for one RGB image at `input_size`."""
+    """Every stage's `top` channels by mean activation for one RGB image at `input_size` (`_stages`), from one
+    forward pass of the whole network."""
     if image.shape[:2] != (model.input_size, model.input_size):
         raise ValueError(f"image must be {model.input_size}x{model.input_size}, got {image.shape[:2]}")
-    x = model.to_tensor([image])
-    trunk = model.net.trunk
-    stages = []
-    for index, stage in enumerate(trunk):
-        x = stage(x)
-        output = x[0].float().numpy()
+    stages = _stages(model)
+    outputs: dict[int, torch.Tensor] = {}
+
+    def keep(index: int, reshape: Callable[[torch.Tensor], torch.Tensor] | None):
+        def hook(module: nn.Module, args: object, output: torch.Tensor) -> None:
+            # A copy: a later in-place layer (torchvision's ReLU after a BatchNorm) would change the output kept.
+            outputs.setdefault(index, (reshape(output) if reshape else output).clone())
+        return hook
+
+    hooks = [module.register_forward_hook(keep(i, reshape)) for i, (_, module, reshape) in enumerate(stages)]
+    try:
+        model.net(model.to_tensor([image]))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    found = []
+    for index, (name, _, _) in enumerate(stages):
+        output = outputs[index][0].float().numpy()
         means = output.mean(axis=(1, 2))
         order = np.argsort(-means, kind="stable")[:top]
-        stages.append(StageMaps(
-            index=index, name=stage_name(index, len(trunk)), shape=tuple(output.shape),
+        found.append(StageMaps(
+            index=index, name=name, shape=tuple(output.shape),
             channels=[int(c) for c in order], mean_activation=[float(means[c]) for c in order],
             maps=_unit(output[order]),
         ))
-    return stages
+    return found
 
 
 def resolution_steps(stages: list[StageMaps]) -> list[int]:
