@@ -17,7 +17,8 @@ entries = registry.entries()
 task = ui.selected_task()
 TITLE = TASKS[task].title
 st.caption("The same faces through two or more face classifiers: what each one sees, what it answers, where "
-           "its four CAMs look, and how accurate it is for each group on the same validation images.")
+           "its maps look (four CAMs; occlusion for a black box), and how accurate it is for each group on the "
+           "same validation images.")
 # The first two models, and the one chosen in the sidebar (a brought model is listed after the built-in ones).
 default = list(dict.fromkeys([*list(entries)[:2], ui.selected_model(), *entries]))[:3]
 chosen = st.multiselect("Models to compare", list(entries), default=default,
