@@ -16,6 +16,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from streamlit.testing.v1 import AppTest
 from test_model_kinds import FAST, _resnet, _spec, _vit
 from test_model_store import nothing_left, run_cli
+from test_page_audit_a_model import ok, open_page
 
 from faircam.config import PROJECT_ROOT, cache_path_for
 from faircam.errors import ModelError
@@ -167,26 +168,12 @@ def test_choosing_a_layer_it_lacks_changes_nothing(made):
     assert (model.folder / store.MANIFEST).read_text() == manifest
 
 
-def _page(fairface, monkeypatch) -> AppTest:
-    monkeypatch.setenv("FAIRCAM_DATA", str(fairface))
-    monkeypatch.setenv("FAIRCAM_AUDIT_FACES", "14")  # one face per race x gender group: a quick evaluation
-    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=180)
-    at.switch_page("pages/13_Audit_a_model.py")
-    return at.run()
-
-
-def _ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
 def _evaluated(at: AppTest, name: str) -> AppTest:
     deadline = time.monotonic() + 300
     while jobs.job(name).state not in jobs.ENDED and time.monotonic() < deadline:
         time.sleep(0.2)
     assert jobs.job(name).state == "done", jobs.job(name)
-    return _ok(at.run())
+    return ok(at.run())
 
 
 def test_the_page_chooses_the_layer_and_the_evaluation_follows(made, fairface, monkeypatch):
@@ -194,11 +181,11 @@ def test_the_page_chooses_the_layer_and_the_evaluation_follows(made, fairface, m
     evaluates again on the same faces, so the cache's maps explain the layer the page names."""
     spec = store.weights_spec("torchvision", "resnet18", ["female", "male"], input_size=SIZE)
     store.install_weights("rn", made["state"], "w.safetensors", spec)
-    at = _page(fairface, monkeypatch)
+    at = open_page(fairface, monkeypatch)
     chooser = next(s for s in at.selectbox if s.label == "The layer its maps explain")
     assert chooser.value == "layer4" and chooser.options[0] == "layer4 (4×4) (faircam's choice)"
     chooser.set_value("layer2").run()
-    assert store.get("rn").facts["cam_layer"] == "layer2" and "`layer2`" in "\n".join(m.value for m in _ok(at).markdown)
+    assert store.get("rn").facts["cam_layer"] == "layer2" and "`layer2`" in "\n".join(m.value for m in ok(at).markdown)
     next(b for b in at.button if b.label == "Evaluate").click().run()
     _evaluated(at, "rn")
     assert read_cache(cache_path_for("rn")).meta["model"]["cam_layer"] == "layer2"
@@ -228,9 +215,9 @@ def test_the_pages_pipeline_follows_the_layer_chosen(made):
     spec = store.weights_spec("torchvision", "resnet18", ["female", "male"], input_size=SIZE)
     store.install_weights("rn", made["state"], "w.safetensors", spec)
     at = AppTest.from_function(_pipelines_layer, default_timeout=120).run()
-    assert [m.value for m in _ok(at).markdown] == ["layer4"]
+    assert [m.value for m in ok(at).markdown] == ["layer4"]
     store.choose_cam_layer("rn", "layer2")
-    assert [m.value for m in _ok(at.run()).markdown] == ["layer2"]
+    assert [m.value for m in ok(at.run()).markdown] == ["layer2"]
 
 
 def test_a_model_installed_before_layers_were_listed_gets_them(made):

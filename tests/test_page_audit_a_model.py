@@ -24,13 +24,18 @@ ZIP, WEIGHTS, ONNX, ANSWERS = ("A Hugging Face model (a zip of its folder)", "A 
                                "An ONNX file and its description", "A table of answers (CSV)")
 
 
-@pytest.fixture
-def page(fairface, monkeypatch) -> AppTest:
+def open_page(fairface, monkeypatch) -> AppTest:
+    """The Audit a model page, run once, on the shared data with a quick evaluation's number of faces."""
     monkeypatch.setenv("FAIRCAM_DATA", str(fairface))
     monkeypatch.setenv("FAIRCAM_AUDIT_FACES", "14")  # one face per race x gender group: a quick evaluation
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=180)
     at.switch_page("pages/13_Audit_a_model.py")
     return at.run()
+
+
+@pytest.fixture
+def page(fairface, monkeypatch) -> AppTest:
+    return open_page(fairface, monkeypatch)
 
 
 def ok(at: AppTest) -> AppTest:
