@@ -147,3 +147,36 @@ def test_evaluation_clips_nothing_with_the_sidebar_open(server, browser, shots, 
         page.screenshot(path=shots / f"evaluation-sidebar-{width}.png", full_page=True)
     finally:
         context.close()
+
+
+# Each table's width hidden sideways and its right edge: a static table scrolls itself, a data grid inside its scroller.
+TABLES_HIDDEN = """() => [...document.querySelectorAll("[data-testid='stTable'], [data-testid='stDataFrame']")]
+  .map(t => {
+  const box = t.querySelector('.dvn-scroller') || t;
+  return [t.innerText.slice(0, 40), box.scrollWidth - box.clientWidth, t.getBoundingClientRect().right]; })"""
+# Pages and the tab opened there, each with tables whose last columns scrolled out of view at 800 px.
+WIDE_TABLES = [("Fairness", "race"), ("Fairness?task=race", "gender")]
+
+
+@pytest.mark.parametrize(("width", "present"), [(800, False), (800, True), (1440, False)])
+def test_no_table_scrolls_sideways(server, browser, shots, width, present):  # noqa: F811
+    # Fairness's rate table (group, counts, accuracy, TPR, FPR, selection rate; or eight recalls for race) scrolled
+    # sideways at 800 px, its rates out of view; with the sidebar open the page is about 470 px wide.
+    context = browser.new_context(viewport={"width": width, "height": 1600})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_S * 1000)
+    try:
+        for path, tab in WIDE_TABLES:
+            page.goto(f"{server}/{path}" + (("&" if "?" in path else "?") + "present=1" if present else ""))
+            _settle(page)
+            page.get_by_role("tab", name=tab, exact=True).click()
+            _settle(page)
+            _no_exception(page)
+            page.evaluate("() => document.fonts.ready.then(() => true)")  # text in a fallback font is wider
+            tables = page.evaluate(TABLES_HIDDEN)
+            assert tables and all(hidden <= 1 and right <= width for _, hidden, right in tables), (path, tables)
+            name = path.replace("?task=", "-")
+            page.screenshot(path=shots / f"tables-{name}-{tab}-{width}{'-present' if present else ''}.png",
+                            full_page=True)
+    finally:
+        context.close()

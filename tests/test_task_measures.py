@@ -230,15 +230,17 @@ def texts(at: AppTest) -> str:
     return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.warning, *at.info])
 
 
-def _as_read(value: object) -> object:
+def as_read(value: object) -> object:
     return re.sub(r"\\(.)", r"\1", value) if isinstance(value, str) else value
 
 
 def table_with(at: AppTest, first_column: str) -> pd.DataFrame:
     """The one table, a data grid or a static table (whose text is Markdown-escaped), of `first_column` first, as
-    a reader reads it."""
-    shown = [d.value for d in at.dataframe] + [t.value.map(_as_read).rename(columns=_as_read) for t in at.table]
-    (table,) = [t for t in shown if list(t.columns)[:1] == [first_column]]
+    a reader reads it: a table split into static tables that each lead with `first_column` joined back."""
+    shown = [d.value for d in at.dataframe] + [t.value.map(as_read).rename(columns=as_read) for t in at.table]
+    first, *rest = [t for t in shown if list(t.columns)[:1] == [first_column]]
+    table = pd.concat([first, *(part.iloc[:, 1:] for part in rest)], axis=1)
+    assert table.columns.is_unique and all(part[first_column].equals(first[first_column]) for part in rest), shown
     return table
 
 
