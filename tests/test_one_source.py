@@ -79,7 +79,7 @@ def test_a_groups_accuracy_is_the_same_everywhere(cache):
     at.switch_page("pages/9_Compare.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    (side_by_side,) = [d.value for d in at.dataframe if list(d.value.columns)[:1] == ["race"]]
+    side_by_side = table_with(at, "race")
     assert side_by_side.set_index("race").loc["Black", DEFAULT_MODEL_NAME].startswith(f"{black}, n=")
     assert any(f"Validation accuracy {everyone} on" in c.value for c in at.sidebar.caption)
     assert card_cell(card, ["Black", "Female"]) == black_female
