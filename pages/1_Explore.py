@@ -158,7 +158,7 @@ if predicted is not None:
         table = pd.DataFrame(explanation.focus).T
         chance = pd.DataFrame([explanation.chance], index=[wording.CHANCE])
         shares = pd.concat([table, chance])[["face", *REGIONS]].rename(columns={"face": wording.FACE_COLUMN})
-        ui.table(shares, "{:.0%}", width="stretch")
+        ui.table(shares, "{:.0%}", static=True)
         # Drawn on click only: rendering it on every rerun would cost more than the maps themselves.
         st.download_button("⬇️ Download the figure (PNG)", lambda: png_bytes(explanation_figure(explanation)),
                            file_name="faircam-explanation.png", mime="image/png")

@@ -172,7 +172,9 @@ if cache.has_cams:
          for m in cache.methods]
     )
     ui.chart(charts.focus_bars(focus, list(REGIONS)), width="stretch")
-    ui.table(focus.set_index("method").rename(columns={"face": wording.FACE_COLUMN, "face_baseline": wording.CHANCE}),
-             "{:.1%}", width="stretch")
+    # The focus score beside its chance level, in the first of the tables this one is split into.
+    shares = focus[["method", "face", "face_baseline", *REGIONS]].rename(
+        columns={"face": wording.FACE_COLUMN, "face_baseline": wording.CHANCE})
+    ui.table(shares, dict.fromkeys(shares.columns[1:], "{:.1%}"), hide_index=True, lead=1)
     st.caption(f"A face was found in {rows['face_found'].mean():.0%} of these images; where none was found the "
                "whole map counts as background.")

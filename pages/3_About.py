@@ -66,7 +66,7 @@ if entry.name in caches:
                           "within one bin": groups.with_interval(*one[["within_one", "within_one_low",
                                                                        "within_one_high"]])
                           if spec.ordinal else "–", "n": int(one["accuracy_n"])})
-        ui.table(pd.DataFrame(table), hide_index=True)
+        ui.table(pd.DataFrame(table), hide_index=True, static=True)
         missing = [TASKS[t].title for t in tasks if t not in cache.tasks]
         if missing:
             st.caption(f"Not in this evaluation: {', '.join(missing)}. Run {ui.evaluate_hint(entry.name)}.")
@@ -80,7 +80,7 @@ if entry.name in caches:
             "race": [groups.size_label(g, n, small) for g, n, small in by_race[["group", "n", "small"]].to_numpy()],
             f"accuracy ({groups.INTERVALS['proportion']})": [
                 groups.with_interval(*v) for v in by_race[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
-        }), hide_index=True)
+        }), hide_index=True, static=True)
 if entry.kind == "checkpoint" and "accuracy" not in (info.get("metrics") or {}):
     st.warning("This checkpoint records no validation accuracy: it is a placeholder, not an audited model.")
 if entry.notice is not None and entry.notice.is_file():
@@ -102,14 +102,14 @@ st.caption("Pick one in the sidebar, or compare them on *Compare models*. Accura
            "validation images every saved evaluation holds; gaps are best minus worst group among groups of at least "
            f"{MIN_GROUP_SIZE} images.")
 entries = registry.entries()
-# A static table: its text wraps, where a data grid would cut the titles and licences.
-ui.table(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights").set_index("name"), static=True)
+# Static tables: their text wraps, where a data grid would cut the titles and licences.
+ui.table(pd.DataFrame([e.describe() for e in entries.values()]).drop(columns="weights"), hide_index=True, lead=1)
 caches, missing = ui.available_evaluations(list(entries))
 # The table compares gender decisions: a model without a gender head is named below it.
 without = [name for name, cache in caches.items() if DEFAULT_TASK not in cache.tasks]
 caches = {name: cache for name, cache in caches.items() if name not in without}
 if caches:
-    ui.table(compare.summary_shown(compare.summary(compare.shared_rows(caches))), width="stretch", hide_index=True)
+    ui.table(compare.summary_shown(compare.summary(compare.shared_rows(caches))), hide_index=True, lead=1)
 if without:
     st.caption(f"Not in this {TASKS[DEFAULT_TASK].title} table: {md(', '.join(without))}, whose evaluation holds no "
                f"{TASKS[DEFAULT_TASK].title} predictions (no {TASKS[DEFAULT_TASK].title} head).")

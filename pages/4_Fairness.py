@@ -95,7 +95,7 @@ def per_class_gaps(result: metrics.Fairness) -> None:
         "highest": gaps["highest"].fillna("–").to_numpy(), "lowest": gaps["lowest"].fillna("–").to_numpy(),
         f"left out (under {result.min_size} of the class) or why not": [
             groups.text_or(e, "") or groups.text_or(n) for e, n in gaps[["excluded", "note"]].to_numpy()],
-    }), width="stretch", hide_index=True)
+    }), hide_index=True, lead=1)
 
 
 def plain_words(result: metrics.Fairness, grouping: str) -> str:
@@ -160,7 +160,7 @@ with tab:
                 st.caption(f"Each group's {title('fpr')} (across) and {title('tpr')} (up), with "
                            f"{groups.INTERVALS['proportion']}s. Equal odds would put every group on one point; top "
                            "left is best.")
-    ui.table(rate_table(result, grouping), width="stretch", hide_index=True)
+    ui.table(rate_table(result, grouping), hide_index=True, lead=1)
 
 st.divider()
 st.markdown("### Take the audit with you")

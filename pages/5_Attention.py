@@ -101,7 +101,7 @@ else:
                                                    ("spread_high", "{:.1%}"), ("highest_mean", "{:.1%}"),
                                                    ("lowest_mean", "{:.1%}"), ("highest_q", "{:.3f}"),
                                                    ("lowest_q", "{:.3f}"))},
-            na_rep="–", width="stretch", hide_index=True,
+            na_rep="–", hide_index=True, lead=1,
         )
     st.caption("Shares depend on how large each region is in the picture; the focus score's chance level "
                "(the face's share of the image) is on the Evaluation page.")

@@ -129,4 +129,6 @@ else:
             if thumbnail is not None:  # a file the data folder lacks gets no link (the cache names anything)
                 image_source.explore_link(image["file"], label="Its four maps on Explore")
     with st.expander("Every pair, for these images"):
-        ui.table(worst, width="stretch", hide_index=True)
+        # Agreement as the captions above write it.
+        ui.table(worst, dict.fromkeys([c for c in worst.columns if c.startswith("agree")], "{:.2f}"), hide_index=True,
+                 lead=1)

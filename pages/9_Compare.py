@@ -82,7 +82,7 @@ if choice is not None:
             st.markdown(f"#### Each map's {wording.FOCUS_SCORE}")
             st.caption(f"{wording.FOCUS_DEFINITION} The models crop differently, so compare each model's focus "
                        "scores with its own chance level.")
-            ui.table(pd.DataFrame(focus_rows).T, "{:.0%}", width="stretch")
+            ui.table(pd.DataFrame(focus_rows).T, "{:.0%}", static=True)
 
 st.markdown("## Evaluations side by side")
 caches, missing = ui.available_evaluations(chosen)
@@ -111,7 +111,7 @@ for name, cache in caches.items():
         st.info(f"**{md(name)}**: {md(cache.mapping_note(task))}")
 specs = {name: cache.task(task) for name, cache in caches.items()}
 table = compare.summary(rows, specs)
-ui.table(compare.summary_shown(table), width="stretch", hide_index=True)
+ui.table(compare.summary_shown(table), hide_index=True, lead=1)
 
 first = next(iter(caches.values()))
 tab, name, by = ui.grouping_tab(groups.groupings(first.rows, first.attributes), key="compare-grouping")
@@ -122,7 +122,7 @@ with tab:
         **{model: [groups.with_interval(*v) + f", n={n:,.0f}" if pd.notna(n) else "–" for *v, n in
                    side[[f"{model} accuracy", f"{model} accuracy_low", f"{model} accuracy_high",
                          f"{model} n"]].to_numpy()] for model in caches},
-    }), width="stretch", hide_index=True)
+    }), hide_index=True, lead=1)
     st.caption(f"Each model's {TITLE} accuracy with its {groups.INTERVALS['proportion']} and n, the number of images.")
     if side["small"].any():
         st.caption(f"⚠ small marks groups under {MIN_GROUP_SIZE} images in some model: read them as "

@@ -228,7 +228,7 @@ def test_registry_fields_are_text_on_about_home_and_in_the_sidebar(monkeypatch, 
     monkeypatch.setenv("FAIRCAM_CACHE_DIR", str(tmp_path))  # no cache for it: the sidebar says how to make one
     at = run("pages/3_About.py")
     (models,) = [t.value for t in at.table if "origin" in t.value.columns]
-    (origin,) = [o for name, o in models["origin"].items() if name.replace("\\", "") == BREAKOUT]
+    (origin,) = [o for name, o in models[["name", "origin"]].to_numpy() if name.replace("\\", "") == BREAKOUT]
     assert_inert(origin, LINKS)
     assert_page_inert(at)
     at = run("pages/0_Home.py", model=BREAKOUT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_task_measures import shown_tables, table_with
 
 from faircam import wording
 from faircam.audit import groups
@@ -16,6 +17,7 @@ from faircam.config import PROJECT_ROOT
 from faircam.data.images import read_image
 from faircam.tasks import TASKS
 from faircam.text import md
+from faircam.vision.cams import METHODS
 
 TIMEOUT = 300
 FACE = "val/26.jpg"
@@ -54,7 +56,8 @@ def map_urls(at: AppTest) -> list[str]:
 
 
 def shares(at: AppTest):
-    return at.dataframe[0].value
+    (table,) = shown_tables(at)
+    return table
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +172,7 @@ def test_compare_shows_the_task_for_models_that_have_it(multitask_model, multita
     assert f"#### {multitask_model} says **{md(groups.label(expected.label))}**" in said
     assert "**dlib** predicts gender only: it has no race answer or maps." in said
     assert f"**{md('face-api')}** predicts gender only" in said
-    assert list(at.dataframe[0].value.index) == [multitask_model]  # focus scores of the maps shown
+    assert list(table_with(at, list(METHODS)[0]).index) == [multitask_model]  # focus scores of the maps shown
     assert f"Left out: {md('dlib, face-api')}, whose evaluation holds no race predictions." in said
 
 

@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_cli import assert_one_line_error
 from test_cli import run as cli
+from test_task_measures import table_with
 
 from faircam.audit.groups import GroupFrame, with_interval
 from faircam.audit.modelcard import model_card
@@ -174,10 +175,6 @@ def assert_clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def first_column_table(at: AppTest, name: str) -> pd.DataFrame:
-    return next(d.value for d in at.dataframe if list(d.value.columns)[:1] == [name])
-
-
 @pytest.mark.parametrize(("page", "key"), [("pages/2_Evaluation.py", "eval-grouping"),
                                            ("pages/4_Fairness.py", "fairness-grouping")])
 def test_table_pages_group_by_an_extra_column_and_its_intersection_with_race(evaluated, monkeypatch, page, key):
@@ -192,14 +189,14 @@ def test_table_pages_group_by_an_extra_column_and_its_intersection_with_race(eva
     at.selectbox(key=f"{key}-by").set_value("lighting").run()
     assert_clean(at)
     rows = evaluated["cache"].rows
-    table = first_column_table(at, "lighting")
+    table = table_with(at, "lighting")
     expected = GroupFrame(rows, ["lighting"]).by_group.set_index("group")
     for label, cell in zip(table["lighting"], table.filter(like="accuracy").iloc[:, 0]):
         group = label.split(" (n=")[0]
         assert cell == with_interval(*expected.loc[group, ["accuracy", "accuracy_low", "accuracy_high"]])
     at.selectbox(key=f"{key}-and").set_value("race").run()
     assert_clean(at)
-    crossed = first_column_table(at, "lighting × race")
+    crossed = table_with(at, "lighting × race")
     assert len(crossed) == GroupFrame(rows, ["lighting", "race"]).by_group.shape[0]
 
 

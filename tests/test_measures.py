@@ -20,6 +20,7 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score
 from streamlit.testing.v1 import AppTest
+from test_task_measures import table_with
 
 from faircam.audit.groups import MEASURES, GroupFrame, Measure, mean_of, size_label
 from faircam.config import DEFAULT_MODEL_NAME, PROJECT_ROOT, cache_path_for
@@ -121,7 +122,7 @@ def test_a_measure_added_in_one_entry_is_on_the_fairness_page(monkeypatch, rows)
     gap = GroupFrame(rows, ["race"], ["fnr"]).gap("false negative rate gap")
     assert metrics["false negative rate gap"] == f"{gap.value * 100:.1f} points"
     assert any(f"{gap.low * 100:.1f} – {gap.high * 100:.1f} points" in c.value for c in at.caption)
-    table = at.dataframe[0].value.set_index("race")
+    table = table_with(at, "race").set_index("race")
     men = rows[(rows["race"] == "Black") & (rows["gender"] == "Male")]
     label = size_label("Black", int((rows["race"] == "Black").sum()), False)
     assert table.loc[label, "men called female (FNR)"].startswith(f"{(men['pred'] == 'Female').mean():.1%} (")

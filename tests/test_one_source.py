@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_task_measures import table_with
 
 from faircam.audit.groups import GROUPINGS, group_table, size_label, with_interval
 from faircam.audit.modelcard import model_card
@@ -38,9 +38,7 @@ def page_cell(page: str, first_column: str, group_label: str) -> str:
     at.switch_page(page)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    tables = [d.value for d in at.dataframe if list(d.value.columns)[:1] == [first_column]]
-    assert tables, page
-    table: pd.DataFrame = tables[0]
+    table = table_with(at, first_column)
     accuracy = next(c for c in table.columns if str(c).startswith("accuracy"))
     return table.set_index(first_column).loc[group_label, accuracy]
 
@@ -81,7 +79,7 @@ def test_a_groups_accuracy_is_the_same_everywhere(cache):
     at.switch_page("pages/9_Compare.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    (side_by_side,) = [d.value for d in at.dataframe if list(d.value.columns)[:1] == ["race"]]
+    side_by_side = table_with(at, "race")
     assert side_by_side.set_index("race").loc["Black", DEFAULT_MODEL_NAME].startswith(f"{black}, n=")
     assert any(f"Validation accuracy {everyone} on" in c.value for c in at.sidebar.caption)
     assert card_cell(card, ["Black", "Female"]) == black_female

@@ -14,6 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 from test_model_kinds import SIZE, _resnet, _vit
 from test_model_store import nothing_left, zipped
+from test_task_measures import table_with
 
 from faircam.config import PROJECT_ROOT
 from faircam.evaluation import jobs
@@ -78,7 +79,7 @@ def audited_on_evaluation_and_compare(at: AppTest, name: str, images: int) -> No
     assert f"Model **{md(name)}** on **{images}** images" in shown(ok(at))
     at.switch_page("pages/9_Compare.py").run()
     at.multiselect[0].set_value(["faircam", name]).run()
-    summary = next(d.value for d in ok(at).dataframe if "model" in d.value)
+    summary = table_with(ok(at), "model")
     assert list(summary["model"]) == ["faircam", name]
 
 

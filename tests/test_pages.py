@@ -6,6 +6,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_task_measures import shown_tables
 
 from faircam import wording
 from faircam.config import PROJECT_ROOT
@@ -58,7 +59,7 @@ def test_explore_pick_a_face_then_crop_and_blur():
     assert_clean(at)
     said = texts(at)
     assert "The model says" in said and "FairFace label" in said
-    shares = at.dataframe[0].value
+    (shares,) = shown_tables(at)
     assert list(shares.index) == [*METHODS, wording.CHANCE]
     assert (shares[wording.FACE_COLUMN].between(0, 1)).all()
     # Every map's caption gives its focus score and its chance level, in the page's one wording.
@@ -187,8 +188,8 @@ def test_presentation_mode_from_a_link_then_off_in_the_sidebar():
     assert len(at.table) >= 2 and not at.dataframe
     at.sidebar.toggle[0].set_value(False).run()
     assert_clean(at)
-    # Only the per-class table stays static, its cells wrapping in a narrow column (recall and F1 in view).
-    assert not at.session_state["faircam_present"] and len(at.table) == 1 and at.dataframe
+    # The per-class and focus tables stay static, their cells wrapping in a narrow column (every column in view).
+    assert not at.session_state["faircam_present"] and len(at.table) == 4 and at.dataframe
     # The choice belongs to the session: another page keeps it.
     at.switch_page("pages/3_About.py").run()
     assert not at.sidebar.toggle[0].value

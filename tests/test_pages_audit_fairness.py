@@ -7,6 +7,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_pages import linked_images
+from test_task_measures import table_with
 
 from faircam.audit.groups import GROUPINGS, label, size_label
 from faircam.config import PROJECT_ROOT, settings
@@ -55,7 +56,7 @@ def test_fairness_page_shows_gaps_with_intervals_and_n(rows):
     assert "95% Wilson interval" in said and "95% percentile bootstrap interval" in said
     assert "Across race, accuracy runs from" in said
     # Every race group's row carries its n (in its label) and its accuracy as the cache gives them.
-    table = at.dataframe[0].value.set_index("race")
+    table = table_with(at, "race").set_index("race")
     for race, part in rows.groupby("race"):
         assert table.loc[size_label(label(race), len(part), False), "accuracy"].startswith(
             f"{part['correct'].mean():.1%} (")
@@ -68,7 +69,7 @@ def test_fairness_page_shows_gaps_with_intervals_and_n(rows):
     gender = {m.label: m.value for m in at.metric}
     assert gender["accuracy gap"].endswith(" points") and gender["equalized odds difference"] == "not defined"
     ranked = rows.groupby("gender")["correct"].mean().sort_values(ascending=False).index.tolist()
-    assert [g.split(" (")[0] for g in at.dataframe[0].value["gender"]] == ranked  # best first
+    assert [g.split(" (")[0] for g in table_with(at, "gender")["gender"]] == ranked  # best first
 
 
 def test_fairness_page_switches_the_rate_shown():
@@ -88,7 +89,7 @@ def test_fairness_page_on_a_cache_too_small_to_rank(monkeypatch, tmp_path, rows)
     at = run("pages/4_Fairness.py")
     assert_clean(at)
     assert "Fewer than two groups have 30 or more images" in texts(at)
-    assert all(g.endswith("⚠ small") for g in at.dataframe[0].value["race"])
+    assert all(g.endswith("⚠ small") for g in table_with(at, "race")["race"])
     # No group to place on the equalized odds chart: one line says so, no empty 0-400% chart.
     assert "Nothing to draw: Fewer than two groups have 30 or more images" in texts(at)
     assert [c.key for c in at.get("plotly_chart")] == ["bars-race"]

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_task_measures import table_with
 
 from faircam.config import PROJECT_ROOT
 from faircam.vision.cams import METHODS
@@ -63,11 +64,11 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     verdicts = [m.value for m in at.markdown if " says **" in m.value]
     assert [v.split()[1].replace("\\", "") for v in verdicts] == ["faircam", "dlib", "face-api"]
     assert all("FairFace label" in v for v in verdicts)
-    focus = at.dataframe[0].value
+    focus = table_with(at, list(METHODS)[0])
     assert list(focus.index) == ["faircam", "dlib", "face-api"]
     assert list(focus.columns) == [*METHODS, "chance level"]
     assert focus.stack().between(0, 1).all()
-    summary = at.dataframe[1].value
+    summary = table_with(at, "model")
     assert list(summary["model"]) == ["faircam", "dlib", "face-api"]
     assert (summary["images"] == f"{LIMIT:,}").all()  # compared on the images all three caches hold
     # Gaps in points with their bootstrap interval, as every page writes them; accuracies with their interval as
@@ -76,7 +77,7 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
                for g in summary["race gap"])
     assert all(re.fullmatch(r"\d+\.\d% \(\d+\.\d%–\d+\.\d%\)", a) for a in summary.filter(like="accuracy").iloc[:, 0])
     assert f"**{LIMIT}** images every cache holds" in texts(at)
-    race = at.dataframe[2].value
+    race = table_with(at, "race")
     assert list(race.columns) == ["race", "faircam", "dlib", "face-api"]
     assert race["race"].str.endswith("⚠ small").all()  # 12 images: every race group is under MIN_GROUP_SIZE
     assert not any("_" in g for g in race["race"])  # human labels: "Latino Hispanic"
@@ -85,7 +86,7 @@ def test_compare_shows_one_face_through_three_models_and_their_evaluations():
     at.run()
     at.selectbox(key="compare-grouping-by").set_value("head turn").run()
     assert not at.exception, [e.value for e in at.exception]
-    turn = next(d.value for d in at.dataframe if list(d.value.columns)[:1] == ["head turn"])
+    turn = table_with(at, "head turn")
     assert list(turn.columns) == ["head turn", "faircam", "dlib", "face-api"]
 
 

@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 from test_model_kinds import SIZE, _resnet, _vit
 from test_model_mapping import _five_races, black_box_onnx
 from test_model_store import zipped
+from test_task_measures import table_with
 
 from faircam.config import PROJECT_ROOT, cache_path_for
 from faircam.evaluation import jobs
@@ -190,7 +191,7 @@ def test_every_page_audits_each_kind(brought, page, walk_env):
         assert f"**{wrong} mistake{'s' if wrong != 1 else ''}** among **" in text
     elif page == "9_Compare":
         assert name in at.multiselect[0].value  # the model chosen in the sidebar is compared
-        summary = next(d.value for d in at.dataframe if "model" in d.value)
+        summary = table_with(at, "model")
         assert name in list(summary["model"])
     elif page == "12_Glossary":
         assert "focus score" in text

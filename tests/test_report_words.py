@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_task_measures import as_read
 
 from faircam.cli import main
 from faircam.config import MIN_GROUP_SIZE, PROJECT_ROOT
@@ -80,7 +81,7 @@ def test_fairness_page_on_age_has_no_nan_and_flags_small_cells():
     at.session_state["faircam_task"] = "age"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    shown = [str(v) for frame in at.dataframe for v in frame.value.to_numpy().ravel()]
+    shown = [str(as_read(v)) for frame in [*at.dataframe, *at.table] for v in frame.value.to_numpy().ravel()]
     said = " ".join(m.value for m in [*at.markdown, *at.caption]) + " ".join(shown)
     assert not re.search(r"\bnan\b", said, re.IGNORECASE)
     cells = [v for v in shown if re.search(r", n=\d+", v)]

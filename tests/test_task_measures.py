@@ -230,15 +230,24 @@ def texts(at: AppTest) -> str:
     return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.warning, *at.info])
 
 
-def _as_read(value: object) -> object:
+def as_read(value: object) -> object:
     return re.sub(r"\\(.)", r"\1", value) if isinstance(value, str) else value
 
 
+def shown_tables(at: AppTest) -> list[pd.DataFrame]:
+    """The page's tables as a reader reads them: its data grids, then its static tables (whose text is
+    Markdown-escaped)."""
+    return [d.value for d in at.dataframe] + [t.value.map(as_read).rename(index=as_read, columns=as_read)
+                                              for t in at.table]
+
+
 def table_with(at: AppTest, first_column: str) -> pd.DataFrame:
-    """The one table, a data grid or a static table (whose text is Markdown-escaped), of `first_column` first, as
-    a reader reads it."""
-    shown = [d.value for d in at.dataframe] + [t.value.map(_as_read).rename(columns=_as_read) for t in at.table]
-    (table,) = [t for t in shown if list(t.columns)[:1] == [first_column]]
+    """The one table of `first_column` first (`shown_tables`): a table split into static tables that each lead with
+    `first_column` joined back."""
+    first, *rest = [t for t in shown_tables(at) if list(t.columns)[:1] == [first_column]]
+    table = pd.concat([first, *(part.iloc[:, 1:] for part in rest)], axis=1)
+    same_rows = all(part[first_column].equals(first[first_column]) for part in rest)
+    assert table.columns.is_unique and same_rows, [list(t.columns) for t in (first, *rest)]
     return table
 
 

@@ -96,7 +96,7 @@ def test_a_new_task_flows_to_the_pages_report_and_card(emotion_model, emotion):
     at.switch_page("pages/4_Fairness.py").run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     assert "accuracy gap" in [m.label for m in at.metric]
-    gaps = next(d.value for d in at.dataframe if list(d.value.columns)[:1] == ["class"])
+    gaps = table_with(at, "class")
     assert gaps["class"].tolist() == list(emotion.classes)
 
     report = build_report(cache, n_boot=50)

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from test_images import encode, png_declaring
 from test_pages import run
+from test_task_measures import shown_tables
 
 from faircam import wording
 from faircam.config import MAX_UPLOAD_MB, PROJECT_ROOT, SERVER_UPLOAD_MB
@@ -49,7 +50,8 @@ def verdict(at) -> tuple[str, float]:
 
 def shown_shares(at):
     """The page's table of focus shares (CAM methods x regions)."""
-    return at.dataframe[0].value.loc[list(METHODS)]
+    (table,) = shown_tables(at)
+    return table.loc[list(METHODS)]
 
 
 def assert_refused(at, *words: str) -> None:

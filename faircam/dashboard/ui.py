@@ -241,12 +241,26 @@ def _md_label(label: object) -> object:
     return md(label) if isinstance(label, str) else label
 
 
+# A static table's columns beside its leading ones (`table`'s `lead`): at 800 px beside the open sidebar (a page
+# about 470 px wide) a group's name and three rates with their intervals fit, wrapped, with no sideways scrolling.
+COLUMNS_PER_TABLE = 3
+
+
 def table(data: pd.DataFrame, formats: str | dict[str, str] | None = None, hide_index: bool = False,
-          na_rep: str | None = None, static: bool = False, **kwargs: Any) -> None:
+          na_rep: str | None = None, static: bool = False, lead: int = 0, **kwargs: Any) -> None:
     """A table drawn whole when it is short, never cut to a scrolling box; `formats` and `na_rep` as pandas'
     `Styler.format`, `kwargs` to `st.dataframe`. In presentation mode, and with `static`, a static table whose
     text wraps and grows with the page's type (a data grid's does not): it renders its cells, headers and index
-    as Markdown, so every text in it is escaped (`md`), whatever mode draws it."""
+    as Markdown, so every text in it is escaped (`md`), whatever mode draws it. With `lead`, static tables one under
+    another, each of the first `lead` columns (what names a row) and at most `COLUMNS_PER_TABLE` others: a table too
+    wide for a narrow page would scroll sideways, its last columns out of view."""
+    if lead:
+        width = len(data.columns)
+        for start in range(lead, max(width, lead + 1), COLUMNS_PER_TABLE):
+            part = data.iloc[:, [*range(lead), *range(start, min(start + COLUMNS_PER_TABLE, width))]]
+            shown = {c: f for c, f in formats.items() if c in part} if isinstance(formats, dict) else formats
+            table(part, shown, hide_index, na_rep, static=True)
+        return
     if static or presenting():
         shown = data.map(_md_label).rename(index=_md_label, columns=_md_label)
         if isinstance(formats, dict):
