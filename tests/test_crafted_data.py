@@ -9,6 +9,7 @@ import html
 import json
 import os
 import re
+import shlex
 import shutil
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -237,7 +238,7 @@ def test_registry_fields_are_text_on_about_home_and_in_the_sidebar(monkeypatch, 
     (files,) = [m.value for m in at.markdown if "**Model weights:**" in m.value]
     assert_inert(files, str(weights))
     (warning,) = [w.value for w in at.sidebar.warning]
-    assert_inert(warning, f"faircam evaluate --model {BREAKOUT}")
+    assert_inert(warning, f"faircam evaluate --model {shlex.quote(BREAKOUT)}")  # quoted for the shell, as offered
     assert_page_inert(at)
 
 
