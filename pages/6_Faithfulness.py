@@ -85,8 +85,7 @@ else:
                f"group, and groups under {MIN_GROUP_SIZE} are marked ⚠ small.")
     ui.chart(charts.interval_dots(chosen, "mean", color="method", percent=False), width="stretch")
     with st.expander("The numbers"):
-        ui.table(per_group, {"mean": "{:.3f}", "mean_low": "{:.3f}", "mean_high": "{:.3f}"}, width="stretch",
-                 hide_index=True)
+        ui.table(audit.faithfulness_table(per_group), hide_index=True, static=True)
 
 st.markdown("## Do the four maps agree?" if len(cache.methods) != 1 else "## Do the maps agree?")
 if len(cache.methods) == 1:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_pages import TIMEOUT, assert_clean, linked_images, texts
+from test_task_measures import shown_tables
 
 from faircam.audit import explanations as audit
 from faircam.audit.groups import size_label
@@ -128,6 +129,13 @@ def test_faithfulness_page(monkeypatch, cache_path):
         assert len(best) == 3 and all(any(method in b for method in cache.methods) for b in best)
         if n < MIN_GROUP_SIZE:
             assert any("too few for firm conclusions" in w.value for w in at.warning)
+        # The numbers behind the charts, as people read them: groups by name with their n, one cell per mean and
+        # its interval (the table used to show Latino_Hispanic, the group twice, and True for a small group).
+        (numbers,) = [t for t in shown_tables(at) if "score" in t.columns]
+        assert list(numbers.columns) == ["group", "score", "method", "mean (95% t interval)"]
+        assert not numbers["group"].str.contains("_").any() and numbers["group"].str.contains(r"\(n=").all()
+        assert numbers["score"].isin([s.title for s in audit.FAITHFULNESS.values()]).all()
+        assert numbers["mean (95% t interval)"].str.fullmatch(r"–|-?\d\.\d{3} \(-?\d\.\d{3}–-?\d\.\d{3}\)").all()
         at.radio[1].set_value("deletion").run()
         assert_clean(at)
     else:
