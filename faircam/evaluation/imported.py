@@ -87,10 +87,11 @@ def _answered_task(table: pd.DataFrame, task: str, source: str, given: object) -
     mapping for the task, over it). `DataError` naming the first answer faircam cannot place, and its file."""
     spec = TASKS[task]
     said = table[f"pred_{task}"]
-    if said.map(spec.canonical).notna().all() and given is None:
+    named = said.map(spec.canonical).notna()  # answers naming one of faircam's classes, in any spelling
+    if named.all() and given is None:
         return spec
     placed = set(given.values()) if isinstance(given, dict) else set()
-    fits = said.map(spec.canonical).notna() if spec.binary else said.map(spec.recognises) | said.isin(placed)
+    fits = named if spec.binary else said.map(spec.recognises) | said.isin(placed)
     if not fits.all():
         at = int(np.flatnonzero(~fits.to_numpy())[0])
         hint = "" if spec.binary else f"; map {task} classes onto it {MAPPING_WHERE}"
