@@ -47,7 +47,6 @@ STAGES = (
 BACKGROUND = {"decode (reader thread)", "MTCNN detection (reader thread)", "views: resize, crop, blur (reader thread)",
               "region masks (reader thread)", "rows: focus scores, agreement (finisher thread)"}
 T = TypeVar("T")
-BACKGROUND = {"decode (reader thread)", "MTCNN detection (reader thread)", "views: resize, crop, blur (reader thread)"}
 
 
 @contextmanager

@@ -125,6 +125,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                         "at one size.")
     if not 0 <= args.ema < 1:
         raise DataError("--ema must be at least 0 (off) and below 1 (e.g. 0.998).")
+    if not (math.isfinite(args.group_dro) and 0 <= args.group_dro <= 1):
+        raise DataError("--group-dro must be between 0 (off) and 1 (e.g. 0.01).")
     from faircam.models.model import parse_tasks
     from faircam.models.train import TrainConfig, train
 
@@ -135,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, frozen_stages=args.frozen_stages,
         views=args.views, limit=args.limit, seed=args.seed, device=args.device, pretrained=not args.scratch,
         tasks=args.tasks, init=args.init, align_jitter=args.align_jitter, sizes=sizes, ema=args.ema,
+        group_dro=args.group_dro,
     )
     # One run per checkpoint: two would share its work folder.
     with output_lock(Path(args.out).expanduser()):
@@ -452,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "smallest first (e.g. 128,160; the last is the checkpoint's input size)")
     train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                        help="keep a moving average of the weights with this decay per step (e.g. 0.998) and save it")
+    train.add_argument("--group-dro", type=float, default=0.0, metavar="STEP",
+                       help="weigh each task's loss towards the race groups it does worst on (group DRO), the weights "
+                            "growing by exp(STEP x a group's loss) each batch (e.g. 0.01; default 0: off)")
     train.set_defaults(run=cmd_train, heavy=True)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model over a split and write the cache")

@@ -71,16 +71,7 @@ for _, row in worst.iterrows():
     with link:
         gallery_link(row, "its faces")
 with st.expander("Every slice"):
-    ui.table(pd.DataFrame({
-        "slice": [failures.slice_name(g, n) for g, n in found[["grouping", "group"]].to_numpy()],
-        "n": found["n"].to_numpy(int),
-        f"accuracy ({groups.INTERVALS['proportion']})": [
-            groups.with_interval(*v) for v in found[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
-        "the other images": [f"{v:.1%}" if pd.notna(v) else "–" for v in found["rest"]],
-        "q (Benjamini-Hochberg)": [f"{v:.3f}" if pd.notna(v) else "–" for v in found["q"]],
-        "stands apart": ["★" if f else "" for f in found["flagged"]],
-        "small": ["⚠ small" if s else "" for s in found["small"]],
-    }), width="stretch", hide_index=True)
+    ui.table(failures.slices_table(found), hide_index=True, static=True)
 
 st.markdown("## Does image quality explain a group gap?")
 explained = failures.quality_explanations(cache.rows, attributes, groups.groupings(cache.rows, cache.attributes),

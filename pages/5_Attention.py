@@ -147,11 +147,7 @@ else:
                f"{chance['crop'] * 100:+.1f} points when cropped and {chance['blur'] * 100:+.1f} when blurred, "
                "so compare the groups with each other rather than with zero.")
     with st.expander("The numbers"):
-        ui.table(effects.rename(columns=audit.plain_column),
-                 {audit.plain_column(c): "{:.1%}" for c in effects.columns if c.startswith(("flip_rate", "accuracy_"))}
-                 | {audit.plain_column(c): "{:+.1%}" for c in effects.columns
-                    if c.startswith(("focus_change", "chance_change"))},
-                 width="stretch", hide_index=True)
+        ui.table(audit.effects_table(effects), hide_index=True, lead=2)
     st.markdown("#### Faces whose answer flips")
     st.caption(f"The surest {title} answers that cropping or blurring changes: open one on Explore and switch the same "
                "toggle to see the maps before and after.")

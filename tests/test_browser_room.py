@@ -159,15 +159,16 @@ TABLES_HIDDEN = """within => [...within.querySelectorAll("[data-testid='stTable'
 # view at 800 px.
 WIDE_TABLES = [("Fairness", "race", None), ("Fairness?task=race", "gender", None), ("Evaluation", "race", None),
                ("About", None, None), ("Compare", "race", None), ("Explore?image=val/26.jpg", None, None),
-               ("Attention", None, "Spread per region"), ("Faithfulness", None, "Every pair")]
+               ("Attention", None, "Spread per region"), ("Attention", None, "The numbers"),
+               ("Faithfulness", None, "Every pair"), ("Failures", None, "Every slice")]
 
 
 @pytest.mark.parametrize(("width", "present"), [(800, False), (800, True), (1440, False)])
 def test_no_table_scrolls_sideways(server, browser, shots, width, present):  # noqa: F811
     # Fairness's rate table (group, counts, accuracy, TPR, FPR, selection rate; or eight recalls for race) scrolled
     # sideways at 800 px, its rates out of view; so did the focus shares (Explore, Evaluation), the summary of models
-    # (About, Compare), About's list of models, Attention's spread per region and Faithfulness's agreement of every
-    # pair. With the sidebar open the page is about 470 px wide.
+    # (About, Compare), About's list of models, Attention's spread per region and its numbers, Faithfulness's agreement
+    # of every pair and Failures' every slice. With the sidebar open the page is about 470 px wide.
     context = browser.new_context(viewport={"width": width, "height": 1600})
     page = context.new_page()
     page.set_default_timeout(WAIT_S * 1000)

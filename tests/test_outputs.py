@@ -272,6 +272,8 @@ BAD_TRAIN_ARGUMENTS = {
     "sizes-frozen": (["--sizes", "128,160"], "--frozen-stages 0"),
     "ema": (["--ema", "1"], "--ema"),
     "ema-nan": (["--ema", "nan"], "--ema"),
+    "group-dro": (["--group-dro", "2"], "--group-dro"),
+    "group-dro-nan": (["--group-dro", "nan"], "--group-dro"),
 }
 
 # Every argument in one process: each ends in one line before torch is imported.

@@ -91,6 +91,16 @@ def test_attention_counterfactuals_and_average_maps(monkeypatch, cache_path):
         assert all(m.value.endswith("%") for m in at.metric)
         flips = [*audit.flipped(cache.rows, "crop")["file"], *audit.flipped(cache.rows, "blur")["file"]]
         assert flips and linked_images(at) == flips  # the flipped faces open on Explore
+        # The numbers as people read them, narrow enough for a projector (they were 20 columns of raw names and
+        # bounds that scrolled sideways at 800 px): each group with its n, each measure and its interval in one cell.
+        first, second = [t for t in shown_tables(at) if list(t.columns)[:2] == ["group", "view"]]
+        assert first[["group", "view"]].equals(second[["group", "view"]])
+        assert len(first.columns) + len(second.columns) - 2 == 7
+        assert first["group"].str.contains(r"\(n=").all() and set(first["view"]) == set(audit.COUNTERFACTUAL_VIEWS)
+        flip = first["flip rate (95% Wilson interval)"]
+        assert flip.str.fullmatch(r"\d+\.\d% \(\d+\.\d%–\d+\.\d%\): [\d,]+ of [\d,]+").all(), flip.tolist()
+        focus = second["change of the focus score (95% t interval)"]
+        assert focus.str.fullmatch(r"–|[+-]\d+\.\d points( \([+-]\d+\.\d to [+-]\d+\.\d\))?").all(), focus.tolist()
     else:
         assert any("no counterfactual data" in i for i in infos)
     averages = group_averages(cache)

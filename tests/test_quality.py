@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_cli import assert_one_line_error
 from test_cli import run as cli
+from test_task_measures import shown_tables
 
 from faircam.audit import failures
 from faircam.audit.groups import GroupFrame
@@ -171,3 +172,10 @@ def test_where_does_it_fail_ranks_slices_and_links_them_to_the_gallery():
     assert links[0] == [f"{c}={v}" for c, v in first["filters"].items()]
     said = "\n".join(m.value for m in at.markdown)
     assert f"{first['accuracy']:.1%} (" in said
+    # Every slice in four columns that fit a projector (seven scrolled sideways at 800 px): n and the small mark
+    # beside the slice's name, the q value starred where the slice stands apart.
+    (every,) = [t for t in shown_tables(at) if list(t.columns)[:1] == ["slice"]]
+    assert len(every) == len(found) and len(every.columns) == 4
+    assert every["slice"].str.contains(r"\(n=\d").all()
+    assert every["slice"].str.endswith("⚠ small").sum() == found["small"].sum()
+    assert every.iloc[:, -1].str.endswith("★").sum() == found["flagged"].sum()

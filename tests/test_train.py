@@ -9,6 +9,7 @@ import torch
 
 from faircam.cli import main
 from faircam.config import SHARED_FAIRFACE
+from faircam.data.fairface import RACES
 from faircam.evaluation.cache import read_cache
 from faircam.models import registry
 from faircam.models.model import load_checkpoint
@@ -96,7 +97,7 @@ def test_full_fine_tune_fast_path_grows_its_images_and_resumes(tmp_path, capsys,
     out = tmp_path / "fast.pt"
     args = ["train", "--data", str(SHARED_FAIRFACE), "--out", str(out), "--limit", "64", "--epochs", "2",
             "--batch-size", "32", "--seed", "1", "--frozen-stages", "0", "--sizes", "64,96", "--ema", "0.9",
-            "--tasks", "gender,race,age"]
+            "--tasks", "gender,race,age", "--group-dro", "0.05"]
     trained, validated = [], []
     forward_from = FaceNet.forward_from
 
@@ -133,8 +134,32 @@ def test_full_fine_tune_fast_path_grows_its_images_and_resumes(tmp_path, capsys,
     assert np.load(decoded, mmap_mode="r").shape == (64, 96, 96, 3)
     state = torch.load(out.with_suffix(".work") / "state.pt", weights_only=True)
     assert [h["input_size"] for h in state["history"]] == [64, 96] and "ema" in state
+    # Group DRO's weights over the races went on from where the interrupted run left them, one row per task.
+    weights = state["group_weights"]
+    assert weights.shape == (3, len(RACES)) and torch.allclose(weights.sum(1), torch.ones(3))
+    assert not torch.allclose(weights, torch.full_like(weights, 1 / len(RACES)))
     model = load_checkpoint(out)
     best = max(state["history"], key=lambda h: np.mean([h[f"val_{t}_accuracy"] for t in ("gender", "race", "age")]))
     assert model.input_size == best["input_size"] and model.info["training"]["epoch"] == best["epoch"]
     assert [h["epoch"] for h in model.info["history"]] == [1, 2]  # every epoch, for the model card
     assert tuple(model.info["training"]["recipe"]["sizes"]) == (64, 96)
+
+
+def test_group_dro_weighs_the_worse_served_race_up():
+    """Each task's loss is its per-race losses weighted towards the races it does worst on; without a step, the plain
+    mean over faces."""
+    from faircam.models.train import TaskLoss
+
+    slices = {"gender": slice(0, 2)}
+    # Four faces of race 0 answered right with confidence, four of race 1 answered wrong.
+    logits = torch.tensor([[4.0, -4.0]] * 4 + [[4.0, -4.0]] * 4)
+    labels = torch.tensor([[0, 0]] * 4 + [[1, 1]] * 4)
+    plain = TaskLoss(slices, 0.0)
+    assert torch.isclose(plain(logits, labels), torch.nn.functional.cross_entropy(logits, labels[:, 0]))
+    robust = TaskLoss(slices, 0.0, step=0.1)
+    first = robust(logits, labels)
+    for _ in range(20):
+        robust(logits, labels)
+    weights = robust.weights[0]
+    assert weights[1] > weights[0] > 0 and torch.allclose(weights[2:], weights[2])  # absent races keep their share
+    assert robust(logits, labels) > first  # the wrong race's loss counts for more and more

@@ -30,6 +30,7 @@ from faircam.audit.groups import (
     mean_of,
     share_of,
     size_label,
+    with_interval,
 )
 from faircam.config import MIN_GROUP_SIZE
 from faircam.evaluation.cache import (
@@ -232,6 +233,32 @@ def plain_column(column: str) -> str:
         if column.endswith(suffix) and column.removesuffix(suffix) in _PLAIN_COLUMNS:
             return f"{_PLAIN_COLUMNS[column.removesuffix(suffix)]}, {words}"
     return _PLAIN_COLUMNS.get(column, column)
+
+
+def _change(value: float, low: float, high: float) -> str:
+    """"+3.1 points (+2.0 to +4.2)": a change of a share, with its interval when it has one."""
+    if pd.isna(value):
+        return "–"
+    shown = f"{value * 100:+.1f} points"
+    return shown if pd.isna(low) else f"{shown} ({low * 100:+.1f} to {high * 100:+.1f})"
+
+
+def effects_table(effects: pd.DataFrame) -> pd.DataFrame:
+    """`counterfactual_effects` as people read it: the group with its n (small groups marked), the view, and each
+    measure with its interval in one cell, so the table is a third as wide as the columns it comes from."""
+    rate = [f"{with_interval(v, lo, hi)}: {int(f):,} of {int(n):,}" for v, lo, hi, f, n in
+            effects[["flip_rate", "flip_rate_low", "flip_rate_high", "flips", "n"]].to_numpy()]
+    return pd.DataFrame({
+        "group": [size_label(g, int(n), bool(s)) for g, n, s in effects[["group", "n", "small"]].to_numpy()],
+        "view": effects["view"].to_numpy(),
+        f"{_PLAIN_COLUMNS['flip_rate']} ({INTERVALS['proportion']})": rate,
+        **{f"{_PLAIN_COLUMNS[c]} ({INTERVALS['proportion']})": [with_interval(*v) for v in
+                                                                effects[[c, f"{c}_low", f"{c}_high"]].to_numpy()]
+           for c in ("accuracy_raw", "accuracy_view")},
+        f"{_PLAIN_COLUMNS['focus_change']} ({INTERVALS['mean']})": [
+            _change(*v) for v in effects[["focus_change", "focus_change_low", "focus_change_high"]].to_numpy()],
+        _PLAIN_COLUMNS["chance_change"]: [_change(v, np.nan, np.nan) for v in effects["chance_change"]],
+    })
 
 
 def has_faithfulness(rows: pd.DataFrame) -> bool:

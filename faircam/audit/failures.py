@@ -19,7 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from faircam.audit.groups import FDR_LEVEL, GroupFrame, bootstrap, label, spread_of
+from faircam.audit.groups import (
+    FDR_LEVEL,
+    INTERVALS,
+    GroupFrame,
+    bootstrap,
+    label,
+    size_label,
+    spread_of,
+    with_interval,
+)
 from faircam.config import MIN_GROUP_SIZE
 from faircam.data.labelled import Attribute
 from faircam.tasks import DEFAULT_TASK, Task, as_task
@@ -213,3 +222,17 @@ def slice_name(attribute: str, group: str) -> str:
     """"face size: small (under 64 px) / Black": a slice as the page names it."""
     return f"{attribute}: {group}"
 
+
+def slices_table(found: pd.DataFrame) -> pd.DataFrame:
+    """`slices` as people read it, four columns narrow enough for a projector: the slice with its n (small ones
+    marked), its accuracy with its interval, the other images' accuracy, and the q value with a star where the
+    slice stands apart."""
+    return pd.DataFrame({
+        "slice": [size_label(slice_name(g, v), int(n), bool(s))
+                  for g, v, n, s in found[["grouping", "group", "n", "small"]].to_numpy()],
+        f"accuracy ({INTERVALS['proportion']})": [
+            with_interval(*v) for v in found[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
+        "the other images": [f"{v:.1%}" if pd.notna(v) else "–" for v in found["rest"]],
+        "q (Benjamini-Hochberg); ★ stands apart": [
+            "–" if pd.isna(q) else f"{q:.3f}" + (" ★" if f else "") for q, f in found[["q", "flagged"]].to_numpy()],
+    })

@@ -4,7 +4,8 @@ age from one network (`tasks`), the loss the sum of each task's cross-entropy.
 Two ways to spend the same recipe (AdamW, warm-up then cosine decay, label smoothing,
 random crops, flips and colour jitter, for a share of the images (`align_jitter`) the rotation and
 scale the aligned crop applies, a validation pass per epoch, optionally an exponential moving
-average of the weights (`ema`), which is what is validated and saved):
+average of the weights (`ema`), which is what is validated and saved; optionally each task's loss
+weighted across race groups towards those it does worst on (`group_dro`)):
 
 - full fine-tuning (`frozen_stages=0`): the images are decoded once into a uint8 array in the
   work folder (memory-mapped, so a resumed run skips the decoding) and augmented afresh each
@@ -44,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from faircam.data.fairface import FairFaceSplit, load_split, read_data_image
+from faircam.data.fairface import RACES, FairFaceSplit, load_split, read_data_image
 from faircam.data.images import FILL, resize_square
 from faircam.errors import ModelError
 from faircam.files import atomic_file, write_atomic
@@ -90,6 +91,10 @@ class TrainConfig:
     sizes: tuple[int, ...] = ()
     # Decay per step of the weights' moving average (0: none). Validated and saved instead of the raw weights.
     ema: float = 0.0
+    # Step size of online group DRO over FairFace's race groups (0: off, every face counts alike). Each task's loss
+    # becomes a weighted mean of its per-race losses, the weights growing exponentially with a race's loss
+    # (Sagawa et al., 2020, "Distributionally robust neural networks"): training pushes on the worst-served race.
+    group_dro: float = 0.0
 
     @property
     def task_classes(self) -> dict[str, tuple[str, ...]]:
@@ -106,8 +111,10 @@ class TrainConfig:
 
 
 def task_labels(split: FairFaceSplit, tasks: dict[str, tuple[str, ...]]) -> np.ndarray:
-    """(images, tasks) class indices: each task's label column read as its class's position."""
-    return np.stack([split.rows[task].map(classes.index).to_numpy() for task, classes in tasks.items()], axis=1)
+    """(images, tasks + 1) class indices: each task's label column read as its class's position, then the image's
+    race group (`RACES`' position), which group DRO weighs the losses by."""
+    columns = [split.rows[task].map(classes.index).to_numpy() for task, classes in tasks.items()]
+    return np.stack([*columns, split.rows["race"].map(RACES.index).to_numpy()], axis=1)
 
 
 # How far the aligned crop moves a FairFace face: the 5th-95th percentiles of its similarity
@@ -340,10 +347,36 @@ def _validate(net: FaceNet, batches: _Batches, val: FairFaceSplit, tasks: dict[s
     return metrics
 
 
-def _task_loss(logits: torch.Tensor, labels: torch.Tensor, slices: dict[str, slice],
-               loss_fn: nn.Module) -> torch.Tensor:
-    """The sum of the tasks' cross-entropies: each head learns its own labels from the shared trunk."""
-    return sum(loss_fn(logits[:, part], labels[:, t]) for t, part in enumerate(slices.values()))
+class TaskLoss:
+    """The sum of the tasks' cross-entropies: each head learns its own labels from the shared trunk.
+
+    With a group DRO `step`, each task's cross-entropy is its per-race mean losses weighted by `weights` (a row per
+    task over `RACES`), which after every batch grow by exp(step x that race's loss) and are renormalised; a race
+    absent from the batch keeps its weight. Saved with the training state, so a resumed run goes on weighing alike.
+    """
+
+    def __init__(self, slices: dict[str, slice], label_smoothing: float, step: float = 0.0):
+        self.slices, self.step = slices, step
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing, reduction="none")
+        self.weights = torch.full((len(slices), len(RACES)), 1 / len(RACES))
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        total = logits.new_zeros(())
+        for t, part in enumerate(self.slices.values()):
+            losses = self.loss_fn(logits[:, part], labels[:, t])
+            if not self.step:
+                total = total + losses.mean()
+                continue
+            groups = labels[:, -1]
+            counts = torch.bincount(groups, minlength=len(RACES)).to(losses)
+            group_loss = torch.zeros(len(RACES), dtype=losses.dtype, device=losses.device).index_add(0, groups, losses)
+            group_loss = group_loss / counts.clamp(min=1)
+            present = (counts > 0).cpu()
+            grown = self.weights[t] * torch.exp(self.step * group_loss.detach().cpu() * present)
+            weights = grown / grown.sum()
+            self.weights[t] = weights
+            total = total + (weights.to(losses) * group_loss).sum()
+        return total
 
 
 def _initialise(net: FaceNet, cfg: TrainConfig) -> dict:
@@ -415,7 +448,7 @@ def train(cfg: TrainConfig) -> dict:
     total = cfg.epochs * batches.steps_per_epoch()
     warmup = max(1, int(cfg.warmup_epochs * batches.steps_per_epoch()))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total, warmup))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    task_loss = TaskLoss(slices, cfg.label_smoothing, cfg.group_dro)
     # Buffers (batch-norm statistics) are averaged too, so the averaged network validates as it is saved.
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
 
@@ -429,6 +462,7 @@ def train(cfg: TrainConfig) -> dict:
             ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        task_loss.weights = state["group_weights"]
         history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
         print(f"Resuming after epoch {first_epoch} of {cfg.epochs}.")
 
@@ -438,7 +472,7 @@ def train(cfg: TrainConfig) -> dict:
         losses = []
         bar = tqdm(batches.train(epoch), total=batches.steps_per_epoch(), desc=f"epoch {epoch + 1}/{cfg.epochs}")
         for x, y in bar:
-            loss = _task_loss(net.forward_from(x, batches.start), y, slices, loss_fn)
+            loss = task_loss(net.forward_from(x, batches.start), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -474,7 +508,8 @@ def train(cfg: TrainConfig) -> dict:
             kept.to(cfg.device)
         _save_work_file({"settings": settings, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                          **({"ema": ema.state_dict()} if ema is not None else {}),
-                         "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch},
+                         "scheduler": scheduler.state_dict(), "group_weights": task_loss.weights, "history": history,
+                         "best": best, "epoch": epoch},
                         state_path)
     summary = {"out": cfg.out, "history": history}
     if best >= 0:
