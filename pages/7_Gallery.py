@@ -120,7 +120,7 @@ if data is None or not data.is_dir():
     for column in ("race", spec.truth, spec.pred):
         listed[column] = listed[column].map(groups.label)
     listed.columns = ["file", *others, "label", "model says", "confidence"]
-    ui.table(listed, {"confidence": "{:.0%}"}, hide_index=True, width="stretch")
+    ui.table(listed, {"confidence": "{:.0%}"}, na_rep="–", hide_index=True, width="stretch")
     st.stop()
 
 missing = 0
