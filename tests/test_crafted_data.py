@@ -9,7 +9,6 @@ import html
 import json
 import os
 import re
-import shlex
 import shutil
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -238,7 +237,8 @@ def test_registry_fields_are_text_on_about_home_and_in_the_sidebar(monkeypatch, 
     (files,) = [m.value for m in at.markdown if "**Model weights:**" in m.value]
     assert_inert(files, str(weights))
     (warning,) = [w.value for w in at.sidebar.warning]
-    assert_inert(warning, f"faircam evaluate --model {shlex.quote(BREAKOUT)}")  # quoted for the shell, as offered
+    # The one evaluate command every page offers (its cache's path too), quoted for the shell.
+    assert_inert(warning, ui.evaluate_command(BREAKOUT))
     assert_page_inert(at)
 
 

@@ -714,8 +714,7 @@ def sidebar_model() -> None:
         try:
             rows = read_evaluation(current).rows
         except CacheError:
-            command = md(f"faircam evaluate --model {shlex.quote(current)}", code=True)
-            st.warning(f"This model has no evaluation cache yet: run {command} to measure its accuracy.")
+            st.warning(f"This model has no evaluation cache yet: run {evaluate_hint(current)} to measure its accuracy.")
             return
         if task not in read_evaluation(current).tasks:
             st.caption(f"Its evaluation cache holds no {TASKS[task].title} predictions.")
