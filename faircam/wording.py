@@ -41,11 +41,12 @@ def percent_range(low: float, high: float, digits: int = 0) -> str:
     return f"{low * 100:.{digits}f}–{high * 100:.{digits}f}%"
 
 
-def points(difference: float, digits: int = 1) -> str:
-    """A difference between two proportions in percentage points: "8.3 points" ("–" when unknown)."""
+def points(difference: float, digits: int = 1, signed: bool = False) -> str:
+    """A difference between two proportions in percentage points: "8.3 points", or with `signed` a change: "+8.3
+    points" ("–" when unknown)."""
     if difference is None or math.isnan(difference):
         return "–"
-    return f"{difference * 100:.{digits}f} points"
+    return f"{difference * 100:{'+' if signed else ''}.{digits}f} points"
 
 
 # What predicting race and age from a face is and is not: said once here, shown by the About page in full and

@@ -46,6 +46,7 @@ from faircam.evaluation.cache import (
 )
 from faircam.tasks import DEFAULT_TASK, TASKS, Task, as_task
 from faircam.vision.focus import REGIONS
+from faircam.wording import points
 
 OUTCOMES = ("all", *PREDICTION_OUTCOMES)
 # The focus score (share of the map on the face) beside the five regions it is split into.
@@ -236,11 +237,9 @@ def plain_column(column: str) -> str:
 
 
 def _change(value: float, low: float, high: float) -> str:
-    """"+3.1 points (+2.0 to +4.2)": a change of a share, with its interval when it has one."""
-    if pd.isna(value):
-        return "–"
-    shown = f"{value * 100:+.1f} points"
-    return shown if pd.isna(low) else f"{shown} ({low * 100:+.1f} to {high * 100:+.1f})"
+    """"+3.1 points (+2.0 to +4.2)": a change of a share with its interval (none where the group has none)."""
+    shown = points(value, signed=True)
+    return shown if pd.isna(value) or pd.isna(low) else f"{shown} ({low * 100:+.1f} to {high * 100:+.1f})"
 
 
 def effects_table(effects: pd.DataFrame) -> pd.DataFrame:
@@ -257,7 +256,7 @@ def effects_table(effects: pd.DataFrame) -> pd.DataFrame:
            for c in ("accuracy_raw", "accuracy_view")},
         f"{_PLAIN_COLUMNS['focus_change']} ({INTERVALS['mean']})": [
             _change(*v) for v in effects[["focus_change", "focus_change_low", "focus_change_high"]].to_numpy()],
-        _PLAIN_COLUMNS["chance_change"]: [_change(v, np.nan, np.nan) for v in effects["chance_change"]],
+        _PLAIN_COLUMNS["chance_change"]: [points(v, signed=True) for v in effects["chance_change"]],
     })
 
 
