@@ -31,7 +31,7 @@ def run(pipeline, image, repeats: int = 30) -> dict:
         library["Grad-CAM"](input_tensor=inputs, targets=targets)
 
     def shared_pass() -> None:
-        pipeline.explainer(inputs, [target], model.outputs)
+        assert pipeline.explainer(inputs, [target], model.outputs).maps  # the maps are made when first read
 
     def forward_backward() -> None:
         net.zero_grad()

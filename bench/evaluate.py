@@ -32,20 +32,20 @@ import torch
 
 from bench.common import OUT, data_dir, median, val_files
 from faircam.data.images import read_image
-from faircam.vision.cams import cut_graph
+from faircam.vision.cams import PASS_VIEWS, cut_graph
 
-# (module, attribute path, stage). Decoding, MTCNN and views run on evaluate's reader thread, beside the rest.
+# (module, attribute path, stage). Decoding, MTCNN, views, maps and rows run on evaluate's worker thread, beside the
+# model's pass.
 STAGES = (
-    ("faircam.evaluation.evaluate", "read_data_image", "decode (reader thread)"),
-    ("faircam.vision.preprocess", "FaceDetector.detect_batch", "MTCNN detection (reader thread)"),
-    ("faircam.evaluation.evaluate", "make_view", "views: resize, crop, blur (reader thread)"),
-    ("faircam.vision.explain", "region_masks", "region masks (reader thread)"),
-    ("faircam.vision.cams", "CamExplainer.__call__", "CAM pass (forward, backward, 4 maps)"),
-    ("faircam.vision.explain", "focus_from_masks", "rows: focus scores, agreement (finisher thread)"),
-    ("faircam.evaluation.evaluate", "agreement_columns", "rows: focus scores, agreement (finisher thread)"),
+    ("faircam.evaluation.evaluate", "read_data_image", "decode (worker thread)"),
+    ("faircam.vision.preprocess", "FaceDetector.detect_batch", "MTCNN detection (worker thread)"),
+    ("faircam.evaluation.evaluate", "make_view", "views: resize, crop, blur (worker thread)"),
+    ("faircam.vision.explain", "region_masks", "region masks (worker thread)"),
+    ("faircam.vision.cams", "CamExplainer.__call__", "CAM pass (forward, backward)"),
+    ("faircam.evaluation.evaluate", "explanations", "rows: the 4 maps, focus scores (worker thread)"),
+    ("faircam.evaluation.evaluate", "agreement_columns", "rows: agreement (worker thread)"),
 )
-BACKGROUND = {"decode (reader thread)", "MTCNN detection (reader thread)", "views: resize, crop, blur (reader thread)",
-              "region masks (reader thread)", "rows: focus scores, agreement (finisher thread)"}
+BACKGROUND = {stage for _, _, stage in STAGES if stage.endswith("(worker thread)")}
 T = TypeVar("T")
 
 
@@ -87,13 +87,14 @@ def stage_timers() -> Iterator[dict[str, float]]:
 
 
 def model_inputs(pipeline, count: int, batch_size: int) -> list[list]:
-    """Per batch of `batch_size` images, the views evaluate gives the model (`batch_views`)."""
-    from faircam.evaluation.evaluate import batch_views
+    """Per batch of evaluate's (`batch_bounds`), the views it gives the model (`batch_views`)."""
+    from faircam.evaluation.evaluate import batch_bounds, batch_views
 
     images = [read_image(f) for f in val_files(count)]
+    bounds = batch_bounds(0, count, batch_size)
     batches = []
-    for i in range(0, count, batch_size):
-        views = batch_views(images[i : i + batch_size], pipeline.model, pipeline.detector)[1]
+    for start, end in zip(bounds, bounds[1:]):
+        views = batch_views(images[start:end], pipeline.model, pipeline.detector)[1]
         batches.append([view.image for name in ("raw", "crop", "blur") for view in views[name]])
     return batches
 
@@ -108,10 +109,12 @@ def bare_forward_backward(model, batches: list[list], to_cam_layer: bool, repeat
     tensors = [model.to_tensor(views) for views in batches]
 
     def one_pass(batch) -> None:
-        model.net.zero_grad()
-        with torch.no_grad() if to_cam_layer else contextlib.nullcontext():
-            logits = model.net(batch)
-        logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
+        # To the CAM layer, as the CAM pass runs it: `PASS_VIEWS` views at a time.
+        for part in batch.split(PASS_VIEWS) if to_cam_layer else [batch]:
+            model.net.zero_grad()
+            with torch.no_grad() if to_cam_layer else contextlib.nullcontext():
+                logits = model.net(part)
+            logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
 
     def one_epoch() -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -130,7 +133,7 @@ def bare_forward_backward(model, batches: list[list], to_cam_layer: bool, repeat
 
 
 def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | None = None, repeats: int = 1) -> dict:
-    from faircam.evaluation.evaluate import EvalOptions, run_evaluation
+    from faircam.evaluation.evaluate import EvalOptions, batch_bounds, run_evaluation
 
     evaluate_kw = dict(evaluate_kw or {})
     fields = {f.name for f in dataclasses.fields(EvalOptions)}
@@ -146,13 +149,29 @@ def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | No
     OUT.mkdir(parents=True, exist_ok=True)
 
     def evaluate(limit: int) -> tuple[float, float, list[tuple[float, int]]]:
-        """Wall and CPU seconds, and (seconds, images done) after every batch."""
-        batches: list[tuple[float, int]] = []
+        """Wall and CPU seconds, and (seconds, images) at the end of every CAM pass (`Evaluator.explain`).
+
+        The pass ends, not the progress calls: a batch's rows are made while the next batch's pass runs, so the
+        progress calls lag one batch behind the model's work, and a rate between them counts a batch that was
+        explained before the first of them."""
+        from faircam.evaluation import evaluate as module
+
+        ends: list[tuple[float, int]] = []
+        explain = module.Evaluator.explain
+
+        def timed(self, first, chunk, prepared):
+            passed = explain(self, first, chunk, prepared)
+            ends.append((time.perf_counter() - wall, len(chunk)))
+            return passed
+
+        module.Evaluator.explain = timed
         wall, cpu = time.perf_counter(), time.process_time()
-        run_evaluation(data_dir(), "val", OUT / "bench-eval.parquet", pipeline.model, pipeline.detector,
-                       pipeline.explainer, limit=limit, batch_size=batch_size,
-                       on_progress=lambda done, _: batches.append((time.perf_counter() - wall, done)), **evaluate_kw)
-        return time.perf_counter() - wall, time.process_time() - cpu, batches[1:]  # the first call is at 0 done
+        try:
+            run_evaluation(data_dir(), "val", OUT / "bench-eval.parquet", pipeline.model, pipeline.detector,
+                           pipeline.explainer, limit=limit, batch_size=batch_size, **evaluate_kw)
+        finally:
+            module.Evaluator.explain = explain
+        return time.perf_counter() - wall, time.process_time() - cpu, ends
 
     def user_system(block: Callable[[], T]) -> tuple[T, float, float]:
         """What `block` returns, and the process's user and system CPU seconds (every thread) while it ran."""
@@ -166,7 +185,7 @@ def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | No
     # batch size also pays oneDNN's kernels for these batch shapes, once per process (a long run pays it once).
     # That run is reported apart, beside the like-for-like figures.
     first_wall, _, _ = evaluate(count)
-    walls, cpus, splits, steadies, times = [], [], [], [], []
+    walls, cpus, splits, steadies, tails, times = [], [], [], [], [], []
     for _ in range(repeats):
         with stage_timers() as spent:
             (wall, cpu, batches), user, system = user_system(lambda: evaluate(count))
@@ -174,11 +193,12 @@ def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | No
         walls.append(wall)
         cpus.append(cpu)
         splits.append(dict(spent))
-        # After the first batch the pipeline is full: each batch is prepared while the one before is explained.
-        (t0, n0), (t1, n1) = batches[0], batches[-1]
-        steadies.append((n1 - n0) / (t1 - t0) if n1 > n0 else float("nan"))
+        # After the first pass the pipeline is full: each batch is prepared while the one before is explained.
+        explained = sum(n for _, n in batches[1:])
+        steadies.append(explained / (batches[-1][0] - batches[0][0]) if explained else float("nan"))
+        tails.append(wall - batches[-1][0])
     wall, cpu = median(walls), median(cpus)
-    steady, first_batch = median(steadies), batches[0][0]
+    steady, first_pass, tail = median(steadies), batches[0][0], median(tails)
     split = splits[walls.index(sorted(walls)[len(walls) // 2])]
     batches = model_inputs(pipeline, count, batch_size)
     (bare_wall, bare_cpu), bare_user, bare_system = user_system(
@@ -198,8 +218,10 @@ def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | No
         "torch_threads": torch.get_num_threads(),
         "model inputs (views) per image": round(sum(map(len, batches)) / count, 2),
         "evaluate images/s, whole run": round(throughput, 2),
-        "first batch done after (s; its MTCNN has nothing to overlap with)": round(first_batch, 2),
-        "evaluate images/s, after the first batch": round(steady, 2),
+        "batches": batch_bounds(0, count, batch_size),
+        "first CAM pass done after (s; the first batches' MTCNN has nothing to overlap with)": round(first_pass, 2),
+        "evaluate images/s, after the first CAM pass": round(steady, 2),
+        "after the last CAM pass (s: its rows, the cache written)": round(tail, 2),
         "bare forward + backward to the CAM layer, images/s (same views, same batches)": round(bare, 2),
         "ratio, whole run": round(throughput / bare, 3),
         "ratio, whole run, the process's first run at this batch size": round(count / first_wall / bare, 3),

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pandas as pd
@@ -77,12 +78,18 @@ def test_the_first_batch_is_prepared_in_halves_on_two_threads(fairface):
         return [], {}, pd.DataFrame(index=range(len(images))), None
 
     limited = replace(split, rows=split.rows.head(20))
-    batches = list(_batches(limited, 8, prepare))
-    assert [(first, len(rows)) for first, rows, _ in batches] == [(0, 4), (4, 4), (8, 8), (16, 4)]
-    # The halves side by side, one on this thread; every later batch on the reader thread alone.
-    here = threading.get_ident()
-    reader = {ident for _, ident in threads[:2]} - {here}
-    assert len(reader) == 1 and here in {ident for _, ident in threads[:2]}
-    assert {ident for _, ident in threads[2:]} == reader
-    # A resumed run keeps the whole batches of the run it resumes (their rows then equal an uninterrupted run's).
-    assert [(first, len(rows)) for first, rows, _ in _batches(limited, 8, prepare, start=8)] == [(8, 8), (16, 4)]
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        batches = list(_batches(limited, 8, prepare, worker))
+        # The first batch is three quarters of one (`batch_bounds`), in halves; then whole ones, the last what is left.
+        assert [(first, len(rows)) for first, rows, _ in batches] == [(0, 3), (3, 3), (6, 8), (14, 6)]
+        # The halves side by side, one on this thread; every later batch on the worker thread alone.
+        here = threading.get_ident()
+        reader = {ident for _, ident in threads[:2]} - {here}
+        assert len(reader) == 1 and here in {ident for _, ident in threads[:2]}
+        assert {ident for _, ident in threads[2:]} == reader
+        # A resumed run keeps the batches of the run it resumes (their rows then equal an uninterrupted run's), also
+        # from the first batch's second half.
+        assert [(first, len(rows)) for first, rows, _ in _batches(limited, 8, prepare, worker, start=6)] == [
+            (6, 8), (14, 6)]
+        assert [(first, len(rows)) for first, rows, _ in _batches(limited, 8, prepare, worker, start=3)] == [
+            (3, 3), (6, 8), (14, 6)]

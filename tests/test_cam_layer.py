@@ -121,11 +121,11 @@ def test_an_unfinished_run_on_another_layer_is_not_resumed(made, tmp_path, fairf
     out = tmp_path / "eval.parquet"
     args = ["evaluate", "--data", str(fairface), "--model", str(made["json"]), "--out", str(out), "--limit", "8",
             "--batch-size", "4", "--faithfulness-per-cell", "0"]
-    counting_passes(monkeypatch, interrupt_at=3)  # rows 0-2 and 2-4 done (`batch_bounds`), 4-8 interrupted
+    counting_passes(monkeypatch, interrupt_at=3)  # rows 0-1 and 1-3 done (`batch_bounds`), 3-7 interrupted
     assert run_cli(args, capsys)[0] == 130
     calls = counting_passes(monkeypatch)
     assert main_ok([*args, "--cam-layer", "layer3"])
-    assert len(calls) == 3 and read_cache(out).meta["model"]["cam_layer"] == "layer3"
+    assert len(calls) == 4 and read_cache(out).meta["model"]["cam_layer"] == "layer3"
 
 
 def main_ok(args: list[str]) -> bool:

@@ -10,7 +10,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from faircam.config import DEFAULT_CACHE
 from faircam.evaluation.cache import read_cache
-from faircam.vision.cams import METHODS, CamExplainer
+from faircam.vision.cams import METHODS, PASS_VIEWS, CamExplainer
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +117,31 @@ def test_explainer_is_reusable_and_independent_of_batch(pipeline, inputs, batch)
     np.testing.assert_allclose(single.probs[0], batch.probs[1], atol=1e-5)
     for name in METHODS:
         np.testing.assert_allclose(single.maps[name][0], batch.maps[name][1], atol=1e-5, err_msg=name)
+
+
+def test_a_batch_of_more_views_than_one_pass_takes_is_explained_alike(pipeline, inputs):
+    # `PASS_VIEWS` views per forward and backward pass: a larger batch gets the maps, classes and answers one pass
+    # over all of it gets from the library.
+    net, outputs = pipeline.model.net, pipeline.model.outputs
+    many = torch.cat([inputs, inputs.flip(3)] * 3)[: 2 * PASS_VIEWS + 1]
+    classes = [i % 2 for i in range(len(many))]
+    result = pipeline.explainer(many, classes, outputs)
+    np.testing.assert_array_equal(result.targets, classes)
+    with torch.no_grad():
+        np.testing.assert_allclose(result.probs, torch.softmax(net(many)[:, outputs], dim=1).numpy(), atol=1e-5)
+    reference = library_maps(net, net.cam_layer, many, classes)
+    for name in METHODS:
+        np.testing.assert_allclose(result.maps[name], reference[name], atol=1e-5, err_msg=name)
+    assert all(len(r) == len(many) for r in result.ranges.values())
+
+
+def test_maps_are_made_when_first_read_and_once(pipeline, inputs):
+    # `faircam evaluate` reads them on its worker thread, beside the next batch's pass.
+    batch = pipeline.explainer(inputs, None, pipeline.model.outputs)
+    made, make = [], batch.make_maps
+    batch.make_maps = lambda: made.append(1) or make()
+    assert len(batch.maps) == len(METHODS) and made == [1]
+    assert len(batch.ranges) == len(METHODS) and batch.maps and made == [1]
 
 
 def test_subset_of_methods(pipeline, inputs, batch):

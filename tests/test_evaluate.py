@@ -239,8 +239,9 @@ def counting_passes(monkeypatch, interrupt_at: int | None = None) -> list[int]:
 
 def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairface, tmp_path, monkeypatch):
     out = tmp_path / "eval.parquet"
-    # Batches of rows 0-2 and 2-4 (the first batch comes in halves: `_batches`), 4-8, then 8-12 is interrupted.
-    counting_passes(monkeypatch, interrupt_at=4)
+    # Batches of rows 0-1 and 1-3 (the first batch, three quarters of one, comes in halves: `batch_bounds`), 3-7, 7-11,
+    # then 11-12 is interrupted.
+    counting_passes(monkeypatch, interrupt_at=5)
     with pytest.raises(KeyboardInterrupt):
         evaluate(fairface, pipeline, out)
     assert not out.exists() and partial_path(out).is_dir()
@@ -250,7 +251,7 @@ def test_interrupted_run_leaves_no_cache_and_resumes(evaluated, pipeline, fairfa
     progress: list[tuple[int, int]] = []
     cache = evaluate(fairface, pipeline, out, on_progress=lambda done, total: progress.append((done, total)))
     assert len(calls) == 1  # only the last batch was left
-    assert progress == [(8, LIMIT), (12, LIMIT)]
+    assert progress == [(11, LIMIT), (12, LIMIT)]
     assert not partial_path(out).exists()
     full = evaluated[0]
     pd.testing.assert_frame_equal(cache.rows, full.rows)
@@ -272,7 +273,7 @@ def test_rerun_with_other_arguments_starts_over(pipeline, fairface, tmp_path, mo
     assert partial_path(out).is_dir()
     calls = counting_passes(monkeypatch)
     cache = evaluate(fairface, pipeline, out, limit=8, options=EvalOptions(faithfulness_per_cell=0, seed=1))
-    assert len(calls) == 3 and len(cache.rows) == 8  # from the start: rows 0-2, 2-4 (`batch_bounds`), 4-8
+    assert len(calls) == 4 and len(cache.rows) == 8  # from the start: rows 0-1, 1-3 (`batch_bounds`), 3-7, 7-8
     assert not cache.rows["faith_sampled"].any() and cache.meta["faithfulness"]["n"] == 0
     assert not partial_path(out).exists()
 

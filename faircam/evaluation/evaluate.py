@@ -105,7 +105,7 @@ class EvalOptions:
 
 @dataclass
 class _Prepared:
-    """A batch made ready on the reader thread: which rows could be read, and `batch_views` of those
+    """A batch made ready on the worker thread: which rows could be read, and `batch_views` of those
     (`found` counts positions among the readable images; `quality` has a row per readable image)."""
 
     readable: list[int]
@@ -131,52 +131,56 @@ class _Pass:
 def batch_bounds(start: int, total: int, batch_size: int) -> list[int]:
     """Where the batches from row `start` begin, and `total` last: every engine's batches (local, Ray).
 
-    A run's first batch (from row 0) comes in two halves: with nothing prepared yet, the local engine prepares them
-    side by side on both cores (`_batches`). A resumed run keeps the batches of the run it resumes, so its rows are an
-    uninterrupted run's: MTCNN's landmarks and the network's numbers move slightly with a batch's make-up.
+    A run's first batch is three quarters of `batch_size`, in two halves: with nothing prepared yet, the local engine
+    prepares the halves side by side on both cores (`_batches`), and its worker thread then prepares the second batch,
+    a whole one, while the model explains the two halves. The worker prepares an image in about three quarters of
+    the time the CAM pass takes over one (bench/evaluate.py), so the second batch is ready as the halves are done,
+    and the first pass starts after the wait for three eighths of a batch. Every later batch is whole (the last
+    takes what is left): a batch's shape is the allocator's and oneDNN's, and a shape they have seen costs nothing
+    new. A resumed run keeps the batches of the run it resumes, so its rows are an uninterrupted run's: MTCNN's
+    landmarks and the network's numbers move slightly with a batch's make-up.
     """
     if start >= total:
         return [total]
-    first_end = min(start + batch_size, total)
-    halves = [(first_end - start) // 2] if start == 0 and first_end - start > 1 else []
-    return [start, *halves, *range(first_end, total, batch_size), total]
+    first = min(max(1, 3 * batch_size // 4), total)
+    bounds = [*([first // 2] if first > 1 else []), *range(first, total, batch_size), total]
+    return [start, *(b for b in bounds if b > start)]
 
 
 def _batches(
-    split: FairFaceSplit, batch_size: int, prepare: Callable[[list[np.ndarray]], Views], start: int = 0
+    split: FairFaceSplit, batch_size: int, prepare: Callable[[list[np.ndarray]], Views], worker: ThreadPoolExecutor,
+    start: int = 0,
 ) -> Iterator[tuple[int, pd.DataFrame, _Prepared]]:
     """(first row, rows, prepared batch) per batch from row `start` (`batch_bounds`).
 
-    The next batch is decoded, its faces detected and its views made (`prepare`) on a second
-    thread while the caller runs the CAM pass of this one: MTCNN costs about as much as the
-    three views' forward and backward passes, and overlapping the two takes it off the critical path
-    (bench/evaluate.py). At the start there is no CAM pass to overlap with: the first batch's second half is
-    prepared on this thread while the reader prepares the first half, and the first CAM pass starts after half
-    the wait.
+    The next batch is decoded, its faces detected and its views made (`prepare`) on `worker`, the second thread,
+    while the caller runs the CAM pass of this one: MTCNN costs about three quarters of the three views' forward and
+    backward passes, and overlapping the two takes it off the critical path (bench/evaluate.py). At the start there
+    is no CAM pass to overlap with: the first batch's second half is prepared on this thread while the worker
+    prepares the first half.
     """
 
     load_and_prepare = partial(prepare_batch, split, prepare=prepare)
     bounds = batch_bounds(start, len(split.rows), batch_size)
     starts = bounds[:-1]
-    halved = len(starts) > 1 and starts[1] - starts[0] < batch_size  # `batch_bounds` split the first batch
+    halved = start == 0 and len(starts) > 1 and starts[1] < batch_size  # `batch_bounds` split the first batch
 
     def chunk(i: int) -> pd.DataFrame:
         return split.rows.iloc[bounds[i] : bounds[i + 1]]
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Only the next batch is prepared ahead: memory stays at two batches of images.
-        reader = pool.submit(load_and_prepare, chunk(0)) if starts else None
-        second = load_and_prepare(chunk(1)) if halved else None
-        following = 2 if second is not None else 1
-        for i in range(len(starts)):
-            if i == 1 and second is not None:
-                prepared = second
-            else:
-                prepared = reader.result()
-                if following < len(starts):
-                    reader = pool.submit(load_and_prepare, chunk(following))
-                    following += 1
-            yield starts[i], chunk(i), prepared
+    # Only the next batch is prepared ahead: memory stays at two batches of images.
+    reader = worker.submit(load_and_prepare, chunk(0)) if starts else None
+    second = load_and_prepare(chunk(1)) if halved else None
+    following = 2 if second is not None else 1
+    for i in range(len(starts)):
+        if i == 1 and second is not None:
+            prepared = second
+        else:
+            prepared = reader.result()
+            if following < len(starts):
+                reader = worker.submit(load_and_prepare, chunk(following))
+                following += 1
+        yield starts[i], chunk(i), prepared
 
 
 def prepare_batch(split: FairFaceSplit, chunk: pd.DataFrame, prepare: Callable[[list[np.ndarray]], Views]) -> _Prepared:
@@ -254,11 +258,8 @@ class Evaluator:
         if self.explainer is None:
             return _Pass(None, self.model.answers(views.inputs), None)
         batch, answers = run_pass(views, self.model, self.explainer)
-        n = len(prepared.views["raw"])
         files = chunk.iloc[prepared.readable]["file"]
-        faithfulness = self._faithfulness(first, files, prepared.views["raw"],
-                                          {m: batch.maps[m][:n] for m in self.methods}, batch.targets[:n])
-        return _Pass(batch, answers, faithfulness)
+        return _Pass(batch, answers, self._faithfulness(first, files, prepared.views["raw"], batch))
 
     def finish(self, chunk: pd.DataFrame, prepared: _Prepared, passed: _Pass, averager: GroupAverager
                ) -> pd.DataFrame:
@@ -313,8 +314,9 @@ class Evaluator:
         """The rows of the batch starting at row `first` (`explain`, then `finish`)."""
         return self.finish(chunk, prepared, self.explain(first, chunk, prepared), averager)
 
-    def _faithfulness(self, first: int, files: pd.Series, raw: list[View], maps: dict[str, np.ndarray],
-                      targets: np.ndarray) -> pd.DataFrame:
+    def _faithfulness(self, first: int, files: pd.Series, raw: list[View], batch: CamBatch) -> pd.DataFrame:
+        """The faithfulness columns of the raw views (the batch's first `len(raw)`); only a batch with a sampled image
+        reads its maps here, on the model's thread (the others' are made on the worker, in `finish`)."""
         sampled = files.isin(self.sampled).to_numpy()
         columns = {focus_column(meth, k): np.full(len(files), np.nan) for meth in self.methods
                    for k in FAITHFULNESS_KEYS}
@@ -324,8 +326,8 @@ class Evaluator:
             # ROAD's imputation adds noise: a seed per batch makes reruns and resumed runs repeat it.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.options.seed + first)
-                values = faithfulness_columns(self.model.head, inputs, {k: v[idx] for k, v in maps.items()},
-                                              targets[idx], self.options.road_percentiles,
+                values = faithfulness_columns(self.model.head, inputs, {m: batch.maps[m][idx] for m in self.methods},
+                                              batch.targets[idx], self.options.road_percentiles,
                                               self.options.curve_steps, np.stack([raw[j].valid for j in idx]))
             for column, v in values.items():
                 columns[column][idx] = v
@@ -415,11 +417,13 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
         def finish(first: int, chunk: pd.DataFrame, prepared: _Prepared, passed: _Pass) -> tuple[int, pd.DataFrame]:
             return first + len(chunk), evaluator.finish(chunk, prepared, passed, averager)
 
-        # A batch's rows (focus scores, agreement, averages) are made on a thread of their own while this one runs
-        # the next batch's pass: this thread then does little but the model's work (bench/evaluate.py).
-        with ThreadPoolExecutor(max_workers=1) as finisher:
+        # A batch's rows (focus scores, agreement, averages) are made on the worker thread that prepares the batches,
+        # while this one runs the next batch's pass: this thread then does little but the model's work, and two
+        # threads share the two cores (a third, for the rows alone, took the model's turns on them:
+        # bench/evaluate.py).
+        with ThreadPoolExecutor(max_workers=1) as worker:
             pending = None
-            for first, chunk, prepared in _batches(split, batch_size, prepare, start=start):
+            for first, chunk, prepared in _batches(split, batch_size, prepare, worker, start=start):
                 try:
                     passed = evaluator.explain(first, chunk, prepared)
                 except BaseException:
@@ -429,7 +433,7 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
                 if pending is not None:
                     yield pending.result()
                     release_freed_memory()
-                pending = finisher.submit(finish, first, chunk, prepared, passed)
+                pending = worker.submit(finish, first, chunk, prepared, passed)
             if pending is not None:
                 yield pending.result()
 

@@ -70,7 +70,7 @@ class Explanation:
 class PreparedViews:
     """What a batch of views needs before the model runs (`prepare_views`): the normalised input batch and each
     view's face-region masks with their chance levels. Depends on the views alone, so `faircam evaluate` makes it on
-    its reader thread while the model explains the batch before."""
+    its worker thread while the model explains the batch before."""
 
     views: list[View]
     inputs: torch.Tensor | None  # None for no views (a batch none of whose images could be read)

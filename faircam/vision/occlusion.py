@@ -63,9 +63,9 @@ class OcclusionExplainer:
         low, high = flat.min(axis=1), flat.max(axis=1)
         span = np.where(high > low, high - low, 1.0)
         maps = ((heat - low[:, None, None]) / span[:, None, None]).astype(np.float32)
-        return CamBatch(probs=probs, targets=np.asarray(target_classes), maps={OCCLUSION: maps},
-                        logits=logits.float().cpu().numpy(),
-                        ranges={OCCLUSION: np.stack([low, high], axis=1).astype(np.float64)})
+        made = {OCCLUSION: maps}, {OCCLUSION: np.stack([low, high], axis=1).astype(np.float64)}
+        return CamBatch(probs=probs, targets=np.asarray(target_classes), logits=logits.float().cpu().numpy(),
+                        make_maps=lambda: made)
 
 
 def explainer_for(net: nn.Module, cam_layer: nn.Module | None):
