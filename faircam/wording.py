@@ -34,11 +34,26 @@ def small_share(share: float) -> str:
     return "under 1%" if 0 < share < 0.005 else f"{share:.0%}"
 
 
+def percent(share: float, digits: int = 1) -> str:
+    """A proportion as a percentage: "87.1%" ("–" when unknown)."""
+    if share is None or math.isnan(share):
+        return "–"
+    return f"{share:.{digits}%}"
+
+
 def percent_range(low: float, high: float, digits: int = 0) -> str:
     """An interval as people read it: "82–93%" ("–" when unknown)."""
     if math.isnan(low) or math.isnan(high):
         return "–"
     return f"{low * 100:.{digits}f}–{high * 100:.{digits}f}%"
+
+
+def q_value(q: float) -> str:
+    """A q value (a p value corrected for the many comparisons made) as people read it: "0.042", or "under 0.001"
+    rather than a "0.000" that reads as certainty ("–" when unknown)."""
+    if q is None or math.isnan(q):
+        return "–"
+    return "under 0.001" if q < 0.001 else f"{q:.3f}"
 
 
 def points(difference: float, digits: int = 1, signed: bool = False) -> str:

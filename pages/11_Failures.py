@@ -6,6 +6,7 @@ import shlex
 import pandas as pd
 import streamlit as st
 
+from faircam import wording
 from faircam.audit import failures, groups
 from faircam.charts import plots as charts
 from faircam.config import MIN_GROUP_SIZE
@@ -51,10 +52,9 @@ def gallery_link(row: pd.Series, label: str) -> None:
 
 def slice_line(row: pd.Series) -> str:
     interval = groups.with_interval(row["accuracy"], row["accuracy_low"], row["accuracy_high"])
-    rest = f"{row['rest']:.1%}" if pd.notna(row["rest"]) else "–"
     mark = " ★" if row["flagged"] else ""
     return (f"**{md(failures.slice_name(row['grouping'], row['group']))}**{mark}: {interval}, n={row['n']:,} "
-            f"(the other images: {rest})")
+            f"(the other images: {wording.percent(row['rest'])})")
 
 
 columns = list(dict.fromkeys([a.column for a in attributes] + [c for c in failures.CROSSED if c in cache.rows]

@@ -74,7 +74,7 @@ else:
         a = answer.iloc[0]
         q = min(a["highest_q"], a["lowest_q"])
         verdict = ("**Yes**: this group stands apart from the other images even allowing for all the comparisons "
-                   f"made ({ui.glossary_link('q value')} {'under 0.001' if q < 0.001 else f'{q:.3f}'}), so the "
+                   f"made ({ui.glossary_link('q value')} {wording.q_value(q)}), so the "
                    "difference is larger than sampling noise."
                    if a["separated"] else
                    "**Not clearly**: neither group stands apart from the other images once all the comparisons "
@@ -99,8 +99,8 @@ else:
             spread.drop(columns=["highest_ci", "lowest_ci"]).rename(columns=audit.plain_column),
             {audit.plain_column(c): f for c, f in (("spread", "{:.1%}"), ("spread_low", "{:.1%}"),
                                                    ("spread_high", "{:.1%}"), ("highest_mean", "{:.1%}"),
-                                                   ("lowest_mean", "{:.1%}"), ("highest_q", "{:.3f}"),
-                                                   ("lowest_q", "{:.3f}"))},
+                                                   ("lowest_mean", "{:.1%}"), ("highest_q", wording.q_value),
+                                                   ("lowest_q", wording.q_value))},
             na_rep="–", hide_index=True, lead=1,
         )
     st.caption("Shares depend on how large each region is in the picture; the focus score's chance level "

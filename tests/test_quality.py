@@ -179,3 +179,7 @@ def test_where_does_it_fail_ranks_slices_and_links_them_to_the_gallery():
     assert every["slice"].str.contains(r"\(n=\d").all()
     assert every["slice"].str.endswith("⚠ small").sum() == found["small"].sum()
     assert every.iloc[:, -1].str.endswith("★").sum() == found["flagged"].sum()
+    # A q value under 0.001 says so (`wording.q_value`), not "0.000", which reads as certainty.
+    tiny = (found["q"] < 0.001).sum()
+    assert tiny and every.iloc[:, -1].str.startswith("under 0.001").sum() == tiny
+    assert not every.iloc[:, -1].str.startswith("0.000").any()

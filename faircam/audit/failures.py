@@ -32,7 +32,7 @@ from faircam.audit.groups import (
 from faircam.config import MIN_GROUP_SIZE
 from faircam.data.labelled import Attribute
 from faircam.tasks import DEFAULT_TASK, Task, as_task
-from faircam.wording import points
+from faircam.wording import percent, points, q_value
 
 # The labels every slice is crossed with, when the cache has them.
 CROSSED = ("race", "gender")
@@ -232,7 +232,7 @@ def slices_table(found: pd.DataFrame) -> pd.DataFrame:
                   for g, v, n, s in found[["grouping", "group", "n", "small"]].to_numpy()],
         f"accuracy ({INTERVALS['proportion']})": [
             with_interval(*v) for v in found[["accuracy", "accuracy_low", "accuracy_high"]].to_numpy()],
-        "the other images": [f"{v:.1%}" if pd.notna(v) else "–" for v in found["rest"]],
+        "the other images": [percent(v) for v in found["rest"]],
         "q (Benjamini-Hochberg); ★ stands apart": [
-            "–" if pd.isna(q) else f"{q:.3f}" + (" ★" if f else "") for q, f in found[["q", "flagged"]].to_numpy()],
+            q_value(q) + (" ★" if f else "") for q, f in found[["q", "flagged"]].to_numpy()],
     })

@@ -60,7 +60,7 @@ from faircam.evaluation.cache import EvalCache
 from faircam.files import write_atomic
 from faircam.tasks import DEFAULT_TASK, TASKS, Task, as_task
 from faircam.text import html_text
-from faircam.wording import OCCLUSION, OCCLUSION_MAPS
+from faircam.wording import OCCLUSION, OCCLUSION_MAPS, percent, q_value
 
 if TYPE_CHECKING:
     from faircam.models.model import LoadedModel
@@ -387,7 +387,7 @@ def failures_section(ctx: ReportContext) -> Section | None:
     table = _table(["slice", "n", f"accuracy ({INTERVALS['proportion']})", "the other images", "q", "stands apart"],
                    [[html_text(slice_name(r["grouping"], r["group"])), f"{r['n']:,}",
                      _with_interval(r["accuracy"], r["accuracy_low"], r["accuracy_high"]),
-                     f"{r['rest']:.1%}" if pd.notna(r["rest"]) else "–", f"{r['q']:.3f}" if pd.notna(r["q"]) else "–",
+                     percent(r["rest"]), q_value(r["q"]),
                      "★" if r["flagged"] else ""] for _, r in worst.iterrows()], {1, 2, 3, 4})
     found_words = explanation_words(quality_explanations(rows, attributes, groupings(rows, ctx.cache.attributes),
                                                          task=spec))
