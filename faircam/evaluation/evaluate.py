@@ -133,8 +133,8 @@ def batch_bounds(start: int, total: int, batch_size: int) -> list[int]:
 
     A run's first batch is three quarters of `batch_size`, in two halves: with nothing prepared yet, the local engine
     prepares the halves side by side on both cores (`_batches`), and its worker thread then prepares the second batch,
-    a whole one, while the model explains the two halves. The worker prepares an image in about three quarters of
-    the time the CAM pass takes over one (bench/evaluate.py), so the second batch is ready as the halves are done,
+    a whole one, while the model explains the two halves: preparing a batch takes about as long as the CAM passes
+    over three quarters of one (bench/evaluate.py), so the second batch is ready about when the halves are done,
     and the first pass starts after the wait for three eighths of a batch. Every later batch is whole (the last
     takes what is left): a batch's shape is the allocator's and oneDNN's, and a shape they have seen costs nothing
     new. A resumed run keeps the batches of the run it resumes, so its rows are an uninterrupted run's: MTCNN's
@@ -155,7 +155,7 @@ def _batches(
 
     The next batch is decoded, its faces detected and its views made (`prepare`) on `worker`, the second thread,
     while the caller runs the CAM pass of this one: MTCNN costs about three quarters of the three views' forward and
-    backward passes, and overlapping the two takes it off the critical path (bench/evaluate.py). At the start there
+    backward passes, and overlapping the two takes it off the model's thread (bench/evaluate.py). At the start there
     is no CAM pass to overlap with: the first batch's second half is prepared on this thread while the worker
     prepares the first half.
     """
