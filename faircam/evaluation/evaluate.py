@@ -406,11 +406,25 @@ group averages to the averager it is given, and yields (rows done, the batch's r
 
 def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExplainer | None, options: EvalOptions,
                  batch_size: int = 32) -> Runner:
-    """The batches on this machine, the next one decoded and detected on a second thread (`_batches`)."""
+    """The batches on this machine, the next one decoded and detected on a second thread (`_batches`).
+
+    The worker thread runs torch on one thread and the model's thread on the rest: measured on 2 cores, the model on
+    both cores beside the worker ran 15-20% slower (bench/evaluate.py runs as this does), and a new thread's operations
+    would otherwise use every core (a worker's matrix products slowed the model's pass by 1.7x).
+    """
 
     def run(split: FairFaceSplit, start: int, sampled: set[str], averager: GroupAverager
             ) -> Iterator[tuple[int, pd.DataFrame]]:
         steady_allocator()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads - 1))
+        try:
+            yield from _run(split, start, sampled, averager)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(split: FairFaceSplit, start: int, sampled: set[str], averager: GroupAverager
+             ) -> Iterator[tuple[int, pd.DataFrame]]:
         evaluator = Evaluator(model, explainer, options, sampled, labelled_tasks(model.tasks, split.rows))
         prepare = partial(batch_views, model=model, detector=detector)
 
@@ -421,7 +435,7 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
         # while this one runs the next batch's pass: this thread then does little but the model's work, and two
         # threads share the two cores (a third, for the rows alone, took the model's turns on them:
         # bench/evaluate.py).
-        with ThreadPoolExecutor(max_workers=1) as worker:
+        with ThreadPoolExecutor(max_workers=1, initializer=torch.set_num_threads, initargs=(1,)) as worker:
             pending = None
             for first, chunk, prepared in _batches(split, batch_size, prepare, worker, start=start):
                 try:
