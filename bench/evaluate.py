@@ -9,6 +9,9 @@ costs on top of the model's own work. Faithfulness (ROAD, deletion/insertion) ru
 handful of images and costs seconds each: it is off here, as it is for the app's recompute button,
 and `faithfulness_per_cell` in `--evaluate-kw` turns it on.
 
+`beside_mtcnn` then runs the bare pass beside MTCNN looping on one torch thread, on a second thread of this process
+and in a second process: evaluate's model pass runs slower beside its worker thread than its cores alone explain.
+
 The split comes from timers wrapped around the stages where they exist, so the bench keeps working
 when evaluate gains options; options of `run_evaluation` and fields of `EvalOptions` can be passed
 through (`--evaluate-kw`).
@@ -21,6 +24,8 @@ import dataclasses
 import importlib
 import inspect
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -31,6 +36,7 @@ from typing import TypeVar
 import torch
 
 from bench.common import OUT, data_dir, median, val_files
+from faircam.config import PROJECT_ROOT
 from faircam.data.images import read_image
 from faircam.vision.cams import PASS_VIEWS, cut_graph
 
@@ -132,6 +138,58 @@ def bare_forward_backward(model, batches: list[list], to_cam_layer: bool, repeat
     return median([w for w, _ in epochs]), median([c for _, c in epochs])
 
 
+_MTCNN_LOOP = """
+import sys, torch
+torch.set_num_threads(1)
+from bench.common import val_files
+from faircam.config import PROJECT_ROOT
+from faircam.data.images import read_image
+from faircam.vision.preprocess import FaceDetector
+detector, images = FaceDetector(), [read_image(f) for f in val_files(32)]
+print("ready", flush=True)
+while True:
+    detector.detect_batch(images)
+"""
+
+
+def beside_mtcnn(model, batches: list[list]) -> dict[str, float]:
+    """The bare pass's slow-down beside MTCNN running in a loop on one torch thread: on a second thread of this
+    process (as evaluate's worker) and in a second process. Where the two differ, sharing the process costs the model's
+    thread, not sharing the cores."""
+    alone = bare_forward_backward(model, batches, to_cam_layer=True, repeats=1)[0]
+    stop = threading.Event()
+
+    def loop() -> None:
+        from faircam.vision.preprocess import FaceDetector
+
+        torch.set_num_threads(1)
+        detector, images = FaceDetector(), [read_image(f) for f in val_files(32)]
+        ready.set()
+        while not stop.is_set():
+            detector.detect_batch(images)
+
+    ready = threading.Event()
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        on_thread = bare_forward_backward(model, batches, to_cam_layer=True, repeats=1)[0]
+    finally:
+        stop.set()
+        thread.join()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", _MTCNN_LOOP], cwd=PROJECT_ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE)
+    try:
+        process.stdout.readline()
+        in_process = bare_forward_backward(model, batches, to_cam_layer=True, repeats=1)[0]
+    finally:
+        process.kill()
+        process.wait()
+    return {"beside MTCNN on a thread of this process": round(on_thread / alone, 3),
+            "beside MTCNN in a second process": round(in_process / alone, 3)}
+
+
 def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | None = None, repeats: int = 1) -> dict:
     from faircam.evaluation.evaluate import EvalOptions, batch_bounds, run_evaluation
 
@@ -206,6 +264,7 @@ def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | No
     user, system = times[walls.index(sorted(walls)[len(walls) // 2])]
     bare, bare_per_cpu = count / bare_wall, count / bare_cpu
     full_wall, _ = bare_forward_backward(pipeline.model, batches, to_cam_layer=False)
+    contention = beside_mtcnn(pipeline.model, batches)
     foreground = sum(v for k, v in split.items() if k not in BACKGROUND)
     split_ms = {k: round(1000 * v / count, 2) for k, v in sorted(split.items(), key=lambda kv: -kv[1])}
     split_ms["other (main thread: waits, threads)"] = round(1000 * max(wall - foreground, 0.0) / count, 2)
@@ -232,6 +291,7 @@ def run(pipeline, count: int = 128, batch_size: int = 32, evaluate_kw: dict | No
         "bare forward + backward to the CAM layer, images per CPU second": round(bare_per_cpu, 2),
         "ratio, CPU time (the overlap on a second core does not count)": round(count / cpu / bare_per_cpu, 3),
         "ms per image by stage": split_ms,
+        "bare pass slowed (x) beside MTCNN on one torch thread": contention,
         "evaluate user / system CPU s (every thread)": [round(user, 1), round(system, 1)],
         "evaluate system time / user time": round(system / user, 3),
         "bare pass user / system CPU s (warm-up and 2 repeats)": [round(bare_user, 1), round(bare_system, 1)],

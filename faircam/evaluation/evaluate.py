@@ -154,7 +154,7 @@ def _batches(
     """(first row, rows, prepared batch) per batch from row `start` (`batch_bounds`).
 
     The next batch is decoded, its faces detected and its views made (`prepare`) on `worker`, the second thread,
-    while the caller runs the CAM pass of this one: MTCNN costs about three quarters of the three views' forward and
+    while the caller runs the CAM pass of this one: MTCNN costs about half of the three views' forward and
     backward passes, and overlapping the two takes it off the model's thread (bench/evaluate.py). At the start there
     is no CAM pass to overlap with: the first batch's second half is prepared on this thread while the worker
     prepares the first half.
