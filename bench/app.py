@@ -23,7 +23,7 @@ from pathlib import Path
 
 import cv2
 
-from bench.common import OUT, median, status_kb
+from bench.common import OUT, child_env, median, status_kb
 from faircam.config import PROJECT_ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -175,7 +175,7 @@ def run(uploads: list[Path], shots: Path | None = None, timeout: float = 180) ->
         raise SystemExit("bench: error: Chromium is not installed (apt-get install chromium)")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     with sync_playwright() as playwright:
         # The browser starts first: what is timed is the app, not Chromium's own start.
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)

@@ -14,6 +14,12 @@ from faircam.config import PROJECT_ROOT, settings
 OUT = PROJECT_ROOT / "bench" / "out"
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child process, with `extra` set and the checkout first on its path."""
+    return {**os.environ, **extra,
+            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
 def timings(fn: Callable[[], object], repeats: int, warmup: int = 2) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of `repeats` calls of `fn`, after `warmup` untimed ones. This process's CPU
     time hardly moves with other work on a shared machine, where wall time does."""

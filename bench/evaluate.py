@@ -9,8 +9,9 @@ costs on top of the model's own work. Faithfulness (ROAD, deletion/insertion) ru
 handful of images and costs seconds each: it is off here, as it is for the app's recompute button,
 and `faithfulness_per_cell` in `--evaluate-kw` turns it on.
 
-`beside_mtcnn` then runs the bare pass beside MTCNN looping on one torch thread, on a second thread of this process
-and in a second process: evaluate's model pass runs slower beside its worker thread than its cores alone explain.
+`beside_mtcnn` then runs the bare pass beside MTCNN looping on one torch thread (`detect_forever`), on a second
+thread of this process and in a second process: evaluate's model pass runs slower beside its worker thread than its
+cores alone explain.
 
 The split comes from timers wrapped around the stages where they exist, so the bench keeps working
 when evaluate gains options; options of `run_evaluation` and fields of `EvalOptions` can be passed
@@ -35,7 +36,7 @@ from typing import TypeVar
 
 import torch
 
-from bench.common import OUT, data_dir, median, val_files
+from bench.common import OUT, child_env, data_dir, median, val_files
 from faircam.config import PROJECT_ROOT
 from faircam.data.images import read_image
 from faircam.vision.cams import PASS_VIEWS, cut_graph
@@ -138,38 +139,24 @@ def bare_forward_backward(model, batches: list[list], to_cam_layer: bool, repeat
     return median([w for w, _ in epochs]), median([c for _, c in epochs])
 
 
-_MTCNN_LOOP = """
-import sys, torch
-torch.set_num_threads(1)
-from bench.common import val_files
-from faircam.config import PROJECT_ROOT
-from faircam.data.images import read_image
-from faircam.vision.preprocess import FaceDetector
-detector, images = FaceDetector(), [read_image(f) for f in val_files(32)]
-print("ready", flush=True)
-while True:
-    detector.detect_batch(images)
-"""
+def detect_forever(ready: Callable[[], None], stop: Callable[[], bool] = lambda: False) -> None:
+    """MTCNN on the first 32 val images, over and over on one torch thread, until `stop()`; `ready()` once loaded."""
+    from faircam.vision.preprocess import FaceDetector
+
+    torch.set_num_threads(1)
+    detector, images = FaceDetector(), [read_image(f) for f in val_files(32)]
+    ready()
+    while not stop():
+        detector.detect_batch(images)
 
 
 def beside_mtcnn(model, batches: list[list]) -> dict[str, float]:
-    """The bare pass's slow-down beside MTCNN running in a loop on one torch thread: on a second thread of this
-    process (as evaluate's worker) and in a second process. Where the two differ, sharing the process costs the model's
-    thread, not sharing the cores."""
+    """The bare pass's slow-down beside `detect_forever`: on a second thread of this process (as evaluate's worker)
+    and in a second process. Where the two differ, sharing the process costs the model's thread, not sharing the
+    cores."""
     alone = bare_forward_backward(model, batches, to_cam_layer=True, repeats=1)[0]
-    stop = threading.Event()
-
-    def loop() -> None:
-        from faircam.vision.preprocess import FaceDetector
-
-        torch.set_num_threads(1)
-        detector, images = FaceDetector(), [read_image(f) for f in val_files(32)]
-        ready.set()
-        while not stop.is_set():
-            detector.detect_batch(images)
-
-    ready = threading.Event()
-    thread = threading.Thread(target=loop, daemon=True)
+    ready, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=detect_forever, args=(ready.set, stop.is_set), daemon=True)
     thread.start()
     ready.wait()
     try:
@@ -177,8 +164,8 @@ def beside_mtcnn(model, batches: list[list]) -> dict[str, float]:
     finally:
         stop.set()
         thread.join()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen([sys.executable, "-c", _MTCNN_LOOP], cwd=PROJECT_ROOT, env=env, text=True,
+    loop = "from bench.evaluate import detect_forever; detect_forever(lambda: print('ready', flush=True))"
+    process = subprocess.Popen([sys.executable, "-c", loop], cwd=PROJECT_ROOT, env=child_env(), text=True,
                                stdout=subprocess.PIPE)
     try:
         process.stdout.readline()

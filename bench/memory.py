@@ -14,14 +14,13 @@ import subprocess
 import sys
 import time
 
-from bench.common import OUT, data_dir, status_kb
+from bench.common import OUT, child_env, data_dir, status_kb
 from faircam.allocator import preloaded_env, wanted
 from faircam.config import ALLOCATORS, PROJECT_ROOT
 
 
 def _peak(count: int, batch_size: int, allocator: str) -> dict:
-    env = preloaded_env({**os.environ, "FAIRCAM_ALLOCATOR": allocator,
-                         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])})
+    env = preloaded_env(child_env(FAIRCAM_ALLOCATOR=allocator))
     arguments = ["evaluate", "--data", str(data_dir()), "--split", "val", "--limit", str(count), "--batch-size",
                  str(batch_size), "--faithfulness-per-cell", "0", "--out", str(OUT / "bench-memory.parquet")]
     command = [sys.executable, "-c", "import sys; from faircam.cli import main; sys.exit(main())", *arguments]
@@ -101,8 +100,7 @@ def mtcnn_batch_peaks(count: int = 256) -> dict:
     """MTCNN's peak above the memory in use, per batch of 32 of the first `count` val images, twice over the
     same batches, with glibc's mmap threshold left dynamic and fixed at 4 MB: (first round, second round) MB."""
     # glibc's thresholds, so glibc's malloc: not the bench's own tcmalloc.
-    env = preloaded_env({**os.environ, "FAIRCAM_ALLOCATOR": "glibc", "OMP_NUM_THREADS": "1",
-                         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])})
+    env = preloaded_env(child_env(FAIRCAM_ALLOCATOR="glibc", OMP_NUM_THREADS="1"))
     results = {}
     for setting, megabytes in (("dynamic", "0"), ("fixed", "4")):
         done = subprocess.run([sys.executable, "-c", _BATCH_PEAKS, str(data_dir()), str(count)],

@@ -16,7 +16,6 @@ Bounded: a fixed number of sessions and actions, and every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 import urllib.request
 
 from bench.app import _free_port, memory_mb
-from bench.common import median
+from bench.common import child_env, median
 from faircam.config import PROJECT_ROOT
 
 VERDICT = "The model says"
@@ -35,8 +34,7 @@ def start_server(script: str = "app.py", timeout: float = 180) -> tuple[subproce
     """`streamlit run` of `script` (a path from the checkout's root) on a free loopback port, as served to users
     (faircam's model warms up after the first page); its process and URL once healthy."""
     port = _free_port()
-    env = {**os.environ, "FAIRCAM_PRELOAD": "1",
-           "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = child_env(FAIRCAM_PRELOAD="1")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],

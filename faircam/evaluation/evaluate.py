@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -404,6 +405,17 @@ Runner = Callable[[FairFaceSplit, int, set[str], GroupAverager], Iterator[tuple[
 group averages to the averager it is given, and yields (rows done, the batch's rows) in row order."""
 
 
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """This thread's torch operations on `count` threads while the block runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExplainer | None, options: EvalOptions,
                  batch_size: int = 32) -> Runner:
     """The batches on this machine, the next one decoded and detected on a second thread (`_batches`).
@@ -416,15 +428,6 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
     def run(split: FairFaceSplit, start: int, sampled: set[str], averager: GroupAverager
             ) -> Iterator[tuple[int, pd.DataFrame]]:
         steady_allocator()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, threads - 1))
-        try:
-            yield from _run(split, start, sampled, averager)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _run(split: FairFaceSplit, start: int, sampled: set[str], averager: GroupAverager
-             ) -> Iterator[tuple[int, pd.DataFrame]]:
         evaluator = Evaluator(model, explainer, options, sampled, labelled_tasks(model.tasks, split.rows))
         prepare = partial(batch_views, model=model, detector=detector)
 
@@ -435,7 +438,8 @@ def local_runner(model: LoadedModel, detector: FaceDetector, explainer: CamExpla
         # while this one runs the next batch's pass: this thread then does little but the model's work, and two
         # threads share the two cores (a third, for the rows alone, took the model's turns on them:
         # bench/evaluate.py).
-        with ThreadPoolExecutor(max_workers=1, initializer=torch.set_num_threads, initargs=(1,)) as worker:
+        with (_torch_threads(max(1, torch.get_num_threads() - 1)),
+              ThreadPoolExecutor(max_workers=1, initializer=torch.set_num_threads, initargs=(1,)) as worker):
             pending = None
             for first, chunk, prepared in _batches(split, batch_size, prepare, worker, start=start):
                 try:
